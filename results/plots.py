@@ -1,0 +1,68 @@
+"""Figures people would rather look at than read: confusion matrices and learning curves."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: str | Path, title: str) -> Path:
+    """Row-normalised confusion matrix (recall per true class) with the counts annotated."""
+    matrix = np.asarray(matrix)
+    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * n, 0.8 + 0.6 * n))
+    im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), classes, rotation=45, ha="right")
+    ax.set_yticks(range(n), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for i in range(n):
+        for j in range(n):
+            if matrix[i, j]:
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if rates[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
+    return _save(fig, path)
+
+
+def plot_learning_curves(history: Sequence[dict[str, float]], path: str | Path, title: str) -> Path:
+    """Losses, validation macro-F1 and learning rate against epoch."""
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_f1, ax_lr) = plt.subplots(1, 3, figsize=(13, 3.6))
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], label="train")
+    ax_loss.plot(epochs, [h["val_loss"] for h in history], label="val")
+    ax_loss.set_ylabel("focal loss")
+    ax_loss.legend()
+    ax_f1.plot(epochs, [h["val_macro_f1"] for h in history], label="val macro-F1")
+    ax_f1.plot(epochs, [h["val_acc"] for h in history], label="val accuracy", alpha=0.6)
+    ax_f1.set_ylim(0, 1)
+    ax_f1.legend()
+    ax_lr.plot(epochs, [h["lr"] for h in history])
+    ax_lr.set_yscale("log")
+    ax_lr.set_ylabel("learning rate")
+    for ax in (ax_loss, ax_f1, ax_lr):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _save(fig: plt.Figure, path: str | Path) -> Path:
+    # Write beside, then rename: a reader never sees half a PNG.
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,161 @@
+"""``spectune``: data, spaces, train, search, export.
+
+Heavy imports (torch, Ray, MLflow) happen inside each command, so ``spectune --help`` is quick
+and a mistake in the arguments is reported before any of them load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1; got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spectune", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("data", help="write the synthetic ZTF-format spectra (train/val/test.pt)")
+    p.add_argument("--out", type=Path, default=Path("data/ztf-synthetic"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--per-class", type=_positive_int, nargs=3, metavar=("TRAIN", "VAL", "TEST"),
+                   default=(560, 120, 120), help="spectra per class in each split (default 560 120 120)")
+    p.add_argument("--points", type=_positive_int, default=4096, help="points per spectrum (default 4096)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing data folder")
+
+    sub.add_parser("spaces", help="list the search spaces with their parameters and ranges")
+
+    p = sub.add_parser("train", help="train one config (defaults or a JSON file); --test evaluates test once")
+    p.add_argument("--space", help="space whose trainable to use (default: the one in --config, else galspecnet)")
+    p.add_argument("--config", type=Path, help="JSON of hyperparameters, or a best.json from a search")
+    p.add_argument("--epochs", type=_positive_int)
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--test", action="store_true", help="evaluate the final model on test.pt, once")
+    p.add_argument("--json-out", type=Path, default=Path("runs/train.json"))
+    p.add_argument("--threads", type=_positive_int, help="CPU threads for torch")
+    _data_args(p)
+
+    p = sub.add_parser("search", help="run a hyperparameter search (Ray Tune + Optuna + ASHA, tracked in MLflow)")
+    p.add_argument("--space", required=True)
+    p.add_argument("--trials", type=_positive_int, default=20)
+    p.add_argument("--max-epochs", type=_positive_int, help="epoch budget per trial (default: the space's)")
+    p.add_argument("--sampler", default="tpe", choices=["tpe", "random"])
+    p.add_argument("--scheduler", default="asha", choices=["asha", "fifo"])
+    p.add_argument("--gpus-per-trial", type=float, help="fraction of a GPU per trial (default 0.25 with GPUs)")
+    p.add_argument("--cpus-per-trial", type=float)
+    p.add_argument("--concurrency", type=_positive_int, help="trials at once (default: as many as fit)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", help="search name (default <space>-<sampler>-<scheduler>-s<seed>)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted search of this name")
+    p.add_argument("--address", help="join this Ray cluster (or set RAY_ADDRESS)")
+    p.add_argument("--tracking-uri", help="MLflow store (default MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.add_argument("--patience", type=_positive_int, default=5, help="in-trial early stopping (default 5)")
+    p.add_argument("--no-patience", action="store_true", help="train every trial for its full budget")
+    _data_args(p)
+
+    p = sub.add_parser("export", help="write the best config of a finished search to a JSON file")
+    p.add_argument("--space", required=True)
+    p.add_argument("--name", help="search name (default: the latest search of the space)")
+    p.add_argument("--out", type=Path, default=Path("best.json"))
+    return parser
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", type=Path, help="folder with train.pt, val.pt, test.pt (default data/ztf-synthetic)")
+    p.add_argument("--classes", help="comma-separated class order (overrides classes.json)")
+    p.add_argument("--points", type=_positive_int, help="block-average spectra to this many points (CPU budgets)")
+    p.add_argument("--train-per-class", type=_positive_int, help="use at most this many training spectra per class")
+
+
+def _classes(text: str | None) -> list[str] | None:
+    return [c.strip() for c in text.split(",")] if text else None
+
+
+def cmd_data(args: argparse.Namespace) -> None:
+    from trainables.synthetic import write_synthetic
+
+    existing = [n for n in ("train.pt", "val.pt", "test.pt") if (args.out / n).exists()]
+    if existing and not args.force:
+        raise ValueError(f"{args.out} already holds {existing}; pass --force to overwrite, or choose another --out.")
+    train, val, test = args.per_class
+    print(f"writing synthetic ZTF spectra to {args.out}: {train}/{val}/{test} per class, "
+          f"{args.points} points, seed {args.seed}")
+    paths = write_synthetic(args.out, seed=args.seed, n_train=train, n_val=val, n_test=test, n_points=args.points)
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def cmd_spaces(args: argparse.Namespace) -> None:
+    from spaces import describe_domain, get_space, list_spaces
+
+    for name in list_spaces():
+        space = get_space(name)
+        print(f"{name}: {space.description} (trainable {space.trainable}; {space.metric} {space.mode}; "
+              f"{space.max_epochs} epochs, ASHA grace {space.grace_period})")
+        for key, domain in space.params.items():
+            print(f"    {key:<14} {describe_domain(domain)}")
+        for key, value in space.fixed.items():
+            print(f"    {key:<14} fixed {value}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from search.retrain import TrainRequest, run_train
+
+    run_train(TrainRequest(space=args.space, config=args.config, data=args.data, epochs=args.epochs,
+                           device=args.device, test=args.test, json_out=args.json_out,
+                           classes=_classes(args.classes), points=args.points,
+                           train_per_class=args.train_per_class, threads=args.threads))
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    from search.driver import SearchOptions, run_search
+
+    run_search(SearchOptions(
+        space=args.space, trials=args.trials, max_epochs=args.max_epochs, sampler=args.sampler,
+        scheduler=args.scheduler, gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
+        concurrency=args.concurrency, seed=args.seed, name=args.name, resume=args.resume,
+        address=args.address, tracking_uri=args.tracking_uri, data=args.data, points=args.points,
+        train_per_class=args.train_per_class, patience=None if args.no_patience else args.patience))
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from results.export import export_best
+
+    best = export_best(args.space, args.name, args.out)
+    print(f"exported {best['search_name']}: trial {best['trial_id']}, val macro-F1 "
+          f"{best['best_val_macro_f1']:.4f} -> {args.out}")
+    print(f"retrain and evaluate on test once: spectune train --config {args.out} --test")
+
+
+COMMANDS = {"data": cmd_data, "spaces": cmd_spaces, "train": cmd_train, "search": cmd_search,
+            "export": cmd_export}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: expected mistakes print one ``error:`` line and exit 2, without a traceback."""
+    args = build_parser().parse_args(argv)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    from spaces import SpaceError
+    from trainables.config import ConfigError
+    from trainables.data import DataError
+
+    try:
+        COMMANDS[args.command](args)
+    except (DataError, ConfigError, SpaceError, ValueError) as exc:
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; continue a search with the same --name and --resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""The search driver: validate everything, start (or join) Ray, run Tune, write the results.
+
+Order matters for "bad input loses nothing": the space, the options, the data and the MLflow
+store are all checked before Ray starts, and results are written only after Tune returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+
+from results.export import (best_record, check_name, collect_trials, copy_checkpoint, read_confusion,
+                            results_dir, write_results)
+from results.plots import plot_confusion, plot_learning_curves
+from results.provenance import git_commit, versions
+from search.progress import ProgressPrinter, console, print_top
+from search.resources import plan_placement
+from search.searcher import SAMPLERS, SCHEDULERS, make_scheduler, make_searcher, startup_trials
+from search.tracking import MLflowTracker, default_tracking_uri
+from spaces import get_space
+from trainables.data import scale_down
+from trainables.registry import get_trainable, load_pair_data
+from trainables.tune_trainable import TrialSettings, run_trial
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """Everything ``spectune search`` takes; ``None`` means "the space's or the machine's default"."""
+
+    space: str
+    trials: int = 20
+    max_epochs: int | None = None
+    sampler: str = "tpe"
+    scheduler: str = "asha"
+    gpus_per_trial: float | None = None
+    cpus_per_trial: float | None = None
+    concurrency: int | None = None
+    seed: int = 0
+    name: str | None = None
+    resume: bool = False
+    address: str | None = None
+    tracking_uri: str | None = None
+    data: Path | None = None
+    points: int | None = None
+    train_per_class: int | None = None
+    patience: int | None = 5
+    storage: Path = Path("ray_results")
+    results_root: Path = Path("results")
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    name: str
+    results_dir: Path
+    best: dict[str, Any]
+    trials: Any
+
+
+def _check_options(o: SearchOptions) -> None:
+    if o.trials < 1:
+        raise ValueError(f"--trials must be >= 1; got {o.trials}.")
+    if o.max_epochs is not None and o.max_epochs < 1:
+        raise ValueError(f"--max-epochs must be >= 1; got {o.max_epochs}.")
+    if o.sampler not in SAMPLERS:
+        raise ValueError(f"--sampler must be one of {list(SAMPLERS)}; got {o.sampler!r}.")
+    if o.scheduler not in SCHEDULERS:
+        raise ValueError(f"--scheduler must be one of {list(SCHEDULERS)}; got {o.scheduler!r}.")
+    if o.name:
+        check_name(o.name)
+
+
+def _quiet_ray() -> None:
+    # One line per trial from our callback instead of Ray's stream of tables and warnings.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1000")
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    logging.getLogger("ray.tune").setLevel(logging.ERROR)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _start_ray(address: str | None, tracking_uri: str) -> None:
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS")
+    env = {"MLFLOW_TRACKING_URI": tracking_uri, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    if address:
+        console.print(f"joining the Ray cluster at {address}")
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR,
+                 runtime_env={"env_vars": env})
+    else:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        ray.init(log_to_driver=False, logging_level=logging.ERROR, include_dashboard=False,
+                 runtime_env={"env_vars": env})
+
+
+def run_search(o: SearchOptions) -> SearchOutcome:
+    """Run (or resume) a search and write ``results/<space>/<name>/{best.json, trials.csv}``."""
+    _check_options(o)
+    space = get_space(o.space)
+    pair = get_trainable(space.trainable)
+    max_epochs = o.max_epochs or space.max_epochs
+    # ASHA's first rung must leave room for later rungs when the budget is cut down.
+    grace = min(space.grace_period, max(1, max_epochs // space.reduction_factor))
+    name = o.name or f"{space.name}-{o.sampler}-{o.scheduler}-s{o.seed}"
+    storage = o.storage.resolve()
+    experiment = storage / name
+    _check_experiment_folder(experiment, o)
+
+    data = load_pair_data(pair, o.data)
+    data = scale_down(data, o.points, o.train_per_class, seed=o.seed)
+    tracking_uri = o.tracking_uri or default_tracking_uri()
+    search_metric, params = space.search_metric, list(space.params)
+    tracker = MLflowTracker(
+        tracking_uri, experiment=f"spectune-{space.name}", search_id=name,
+        tags={"space": space.name, "trainable": pair.name, "sampler": o.sampler, "scheduler": o.scheduler,
+              "seed": str(o.seed), "git_commit": git_commit(), "data_fingerprint": data.fingerprint},
+        params={"trials": o.trials, "max_epochs": max_epochs, "grace_period": grace,
+                "points": data.n_points, "train_spectra": len(data.train), "patience": o.patience})
+    _quiet_ray()
+    tracker.connect()
+
+    import ray
+    from ray import tune
+
+    _start_ray(o.address, tracking_uri)
+    try:
+        resources = ray.cluster_resources()
+        place = plan_placement(resources.get("CPU", 1), resources.get("GPU", 0), o.gpus_per_trial,
+                               o.cpus_per_trial, o.concurrency)
+        console.print(f"space {space.name}: {len(params)} hyperparameters, trainable {pair.name}")
+        console.print(f"data: {data.describe()}, fingerprint {data.fingerprint}")
+        console.print(f"budget: {o.trials} trials x up to {max_epochs} epochs; sampler {o.sampler}"
+                      + (f" ({startup_trials(o.trials)} random start-up trials, then TPE)" if o.sampler == "tpe" else "")
+                      + f", scheduler {o.scheduler}" + (f" (grace {grace}, reduction {space.reduction_factor})"
+                                                        if o.scheduler == "asha" else "") + f", seed {o.seed}")
+        console.print(f"placement: {place.describe(resources.get('CPU', 0), resources.get('GPU', 0))}")
+        console.print(f"tracking: MLflow at {tracking_uri}, experiment spectune-{space.name}, run {name}")
+        if place.concurrency > 1 and o.sampler == "tpe":
+            console.print(f"note: {place.concurrency} trials run at once, so TPE's later suggestions depend on "
+                          "the order trials finish; only --concurrency 1 repeats a search exactly.")
+        settings = TrialSettings(trainable=pair.name, max_epochs=max_epochs, seed=o.seed, fixed=dict(space.fixed),
+                                 patience=o.patience, device=place.device, threads=place.threads)
+        trainable = tune.with_resources(tune.with_parameters(run_trial, data=data, settings=settings),
+                                        {"cpu": place.cpus_per_trial, "gpu": place.gpus_per_trial})
+        progress = ProgressPrinter(o.trials, search_metric)
+        if o.resume:
+            tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=False)
+        else:
+            tuner = tune.Tuner(
+                trainable, param_space=dict(space.params),
+                tune_config=tune.TuneConfig(
+                    metric=search_metric, mode=space.mode, num_samples=o.trials, reuse_actors=True,
+                    search_alg=make_searcher(o.sampler, o.seed, o.trials, place.concurrency, search_metric,
+                                             space.mode, space.start),
+                    scheduler=make_scheduler(o.scheduler, max_epochs, grace, space.reduction_factor)),
+                run_config=tune.RunConfig(
+                    name=name, storage_path=str(storage), verbose=0, callbacks=[tracker, progress],
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                    failure_config=tune.FailureConfig(max_failures=0)))
+        tuner.fit()
+    finally:
+        if not o.address and not os.environ.get("RAY_ADDRESS"):
+            ray.shutdown()
+
+    frame, trials, histories = collect_trials(experiment, params)
+    out_dir = results_dir(space.name, name, o.results_root)
+    ok = frame.dropna(subset=["best_val_macro_f1"])
+    if ok.empty:
+        raise RuntimeError(f"all {len(frame)} trials of search {name} failed; see the 'spectune.error' "
+                           f"tags in MLflow or the error files under {experiment}.")
+    best_trial = trials[ok.iloc[0]["trial_id"]]
+    best_run = tracker.run_id(best_trial.trial_id)
+    recipe = settings.recipe({p: best_trial.config[p] for p in params}).to_dict()
+    best = best_record(ok, best_trial, space=space.name, name=name, recipe=recipe, searched=params,
+                       mlflow={"tracking_uri": tracking_uri, "experiment_id": tracker.experiment_id,
+                               "parent_run_id": tracker.parent_run_id, "run_id": best_run},
+                       data={"fingerprint": data.fingerprint, "description": data.describe(),
+                             "points": data.n_points, "train_per_class": o.train_per_class,
+                             "path": str(o.data or pair.default_data)},
+                       versions=versions(), git_commit=git_commit())
+    frame["mlflow_run_id"] = [tracker.run_id(t) for t in frame["trial_id"]]
+    history = histories.get(best_trial.trial_id)
+    artifacts = _best_artifacts(out_dir, best_trial, [] if history is None else history.to_dict("records"),
+                                data.classes, name)
+    best["checkpoint"] = str(artifacts[0]) if artifacts else best["checkpoint"]
+    csv_path, best_path = write_results(out_dir, frame, best)
+    tracker.finish(best_run, {"best_val_macro_f1": best["best_val_macro_f1"], "trials": len(frame),
+                              "failed_trials": int((frame["outcome"] == "failed").sum())},
+                   [best_path, *artifacts])
+    print_top(frame, params)
+    console.print(f"best: trial {best['trial_id']} val macro-F1 {best['best_val_macro_f1']:.4f} at epoch "
+                  f"{best['best_epoch']}; {best_path} and {csv_path}")
+    return SearchOutcome(name=name, results_dir=out_dir, best=best, trials=frame)
+
+
+def _check_experiment_folder(experiment: Path, o: SearchOptions) -> None:
+    from ray import tune
+
+    if o.resume and not tune.Tuner.can_restore(str(experiment)):
+        raise ValueError(f"--resume: no interrupted search at {experiment}; check --name, or start it "
+                         "without --resume.")
+    if not o.resume and experiment.exists():
+        raise ValueError(f"a search named {experiment.name!r} already exists at {experiment}; pass --resume to "
+                         "continue it, or --name NEW for a new search (nothing was overwritten).")
+
+
+def _best_artifacts(out_dir: Path, trial: Any, history: list[dict[str, float]], classes: tuple[str, ...],
+                    name: str) -> list[Path]:
+    """The best trial's checkpoint folder, confusion matrix and learning curves, kept under results/."""
+    checkpoint = copy_checkpoint(trial.checkpoint.path if trial.checkpoint else None, out_dir)
+    out = [checkpoint] if checkpoint else []
+    confusion = read_confusion(checkpoint) if checkpoint else None
+    if confusion:
+        out.append(plot_confusion(np.asarray(confusion["matrix"]), classes, out_dir / "val_confusion.png",
+                                  f"{name}: best trial, validation, epoch {confusion['epoch']}"))
+    if history:
+        out.append(plot_learning_curves(history, out_dir / "learning_curves.png", f"{name}: best trial"))
+    return out
+

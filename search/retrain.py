@@ -1,0 +1,116 @@
+"""``spectune train``: one config through the shared recipe, without Ray; the test split once, on request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from results.files import read_json, write_json
+from results.plots import plot_confusion, plot_learning_curves
+from results.provenance import git_commit, versions
+from spaces import Space, get_space
+from trainables.config import Recipe
+from trainables.data import scale_down
+from trainables.losses import FocalLoss, balanced_alpha
+from trainables.models import build_model
+from trainables.recipe import EpochReport, evaluate, pick_device, to_device, train
+from trainables.registry import get_trainable, load_pair_data
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    space: str | None
+    config: Path | None
+    data: Path | None
+    epochs: int | None
+    device: str
+    test: bool
+    json_out: Path
+    classes: list[str] | None = None
+    points: int | None = None
+    train_per_class: int | None = None
+    threads: int | None = None
+
+
+def read_config_file(path: Path) -> tuple[str | None, dict[str, Any]]:
+    """A config JSON: either a flat dict of hyperparameters or an exported ``best.json``
+    (whose ``config`` holds them and whose ``space`` names the space)."""
+    obj = read_json(path, "config file")
+    if not isinstance(obj, dict):
+        raise ValueError(f"config file {path} must hold a JSON object of hyperparameters; "
+                         f"got {type(obj).__name__}.")
+    if "config" in obj:
+        if not isinstance(obj["config"], dict):
+            raise ValueError(f"config file {path}: 'config' must be an object of hyperparameters.")
+        return obj.get("space"), obj["config"]
+    return None, obj
+
+
+def resolve_recipe(req: TrainRequest) -> tuple[Space, Recipe]:
+    """The space and the full recipe: defaults < space.fixed < config file < --epochs."""
+    file_space, values = read_config_file(req.config) if req.config else (None, {})
+    if req.space and file_space and req.space != file_space:
+        raise ValueError(f"--space {req.space} does not match the space {file_space!r} recorded in "
+                         f"{req.config}; drop --space or pass the matching one.")
+    space = get_space(req.space or file_space or "galspecnet")
+    source = str(req.config) if req.config else "defaults"
+    recipe = Recipe.from_dict({**space.fixed, **values, "epochs": req.epochs}, source=source)
+    return space, recipe
+
+
+def run_train(req: TrainRequest) -> dict[str, Any]:
+    """Validate everything, train, evaluate test once if asked, and write the JSON summary and figures."""
+    space, recipe = resolve_recipe(req)
+    device = pick_device(req.device)
+    pair = get_trainable(space.trainable)
+    data = load_pair_data(pair, req.data, req.classes, with_test=req.test)
+    data = scale_down(data, req.points, req.train_per_class, seed=recipe.seed)
+    if req.threads:
+        torch.set_num_threads(req.threads)
+
+    print(f"space {space.name} -> trainable {pair.name} (model {pair.model}) on {device}")
+    print(f"data: {data.describe()}; fingerprint {data.fingerprint}")
+    print("config: " + ", ".join(f"{k}={v}" for k, v in recipe.to_dict().items()))
+
+    def show(r: EpochReport) -> None:
+        m = r.metrics
+        print(f"epoch {r.epoch:3d}/{recipe.epochs}  train_loss {m['train_loss']:.4f}  "
+              f"val_loss {m['val_loss']:.4f}  val_acc {m['val_acc']:.3f}  val_macro_f1 "
+              f"{m['val_macro_f1']:.4f}  lr {m['lr']:.2e}  {m['epoch_time_s']:.1f}s"
+              + ("  *best" if r.improved else ""), flush=True)
+
+    model_fn = partial(build_model, pair.model, data.n_classes, data.n_points, recipe.dropout)
+    result = train(model_fn, data, recipe, device, on_epoch=show)
+    summary: dict[str, Any] = {
+        "space": space.name, "trainable": pair.name, "config": recipe.to_dict(),
+        "val_macro_f1": result.best["val_macro_f1"], "val_acc": result.best["val_acc"],
+        "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+        "stopped_early": result.stopped_early, "classes": list(data.classes),
+        "data": {"fingerprint": data.fingerprint, "description": data.describe()},
+        "device": str(device), "versions": versions(), "git_commit": git_commit(),
+        "history": result.history,
+    }
+    stem = req.json_out.with_suffix("")
+    figures = {"val_confusion_png": plot_confusion(result.best_val.confusion, data.classes,
+                                                   f"{stem}_val_confusion.png",
+                                                   f"{space.name}: validation, epoch {result.best_epoch}"),
+               "learning_curves_png": plot_learning_curves(result.history, f"{stem}_curves.png", space.name)}
+    if req.test:
+        criterion = FocalLoss(balanced_alpha(data.train.labels, data.n_classes), recipe.gamma).to(device)
+        test_x, test_y = to_device(data.test, device)
+        test = evaluate(result.model, test_x, test_y, criterion, data.n_classes)
+        summary.update(test_macro_f1=test.macro_f1, test_acc=test.acc, test_top3_acc=test.top3_acc,
+                       test_loss=test.loss, test_confusion=test.confusion.tolist())
+        figures["test_confusion_png"] = plot_confusion(test.confusion, data.classes, f"{stem}_test_confusion.png",
+                                                       f"{space.name}: test (evaluated once)")
+        print(f"test (evaluated once): macro-F1 {test.macro_f1:.4f}, accuracy {test.acc:.3f}, "
+              f"top-3 accuracy {test.top3_acc:.3f}")
+    summary["figures"] = {k: str(v) for k, v in figures.items()}
+    write_json(req.json_out, summary)
+    print(f"best epoch {result.best_epoch} of {result.epochs_run}: val macro-F1 "
+          f"{result.best['val_macro_f1']:.4f}; summary -> {req.json_out}")
+    return summary

@@ -1,0 +1,148 @@
+"""MLflow tracking of a search, written from the driver process only.
+
+One parent run per search and one nested child run per trial. Writing from one process avoids
+SQLite "database is locked" errors and the artifact problems of workers on other nodes; the
+per-epoch results reach the driver anyway, through Tune's callbacks.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from ray import tune
+
+# What the recipe reports each epoch that is worth a curve in the UI; Ray's own keys are left out.
+EPOCH_METRICS = ("lr", "train_loss", "val_loss", "val_acc", "val_top3_acc", "val_macro_f1",
+                 "best_val_macro_f1", "epoch_time_s")
+TAG_SEARCH = "spectune.search"
+TAG_TRIAL = "spectune.trial_id"
+TAG_OUTCOME = "spectune.outcome"
+TAG_ROLE = "spectune.role"
+
+
+def default_tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else an SQLite store in the working folder."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def trial_outcome(last_result: dict[str, Any] | None, errored: bool) -> str:
+    """``failed``, ``completed`` (ran its budget or its own early stopping) or ``stopped early``
+    (by the scheduler). The recipe flags its last epoch with ``finished``."""
+    if errored:
+        return "failed"
+    if last_result and last_result.get("finished"):
+        return "completed"
+    return "stopped early"
+
+
+class MLflowTracker(tune.Callback):
+    """Parent run per search, child run per trial: params once, metrics per epoch (``step=epoch``),
+    an outcome tag (completed / stopped early / failed)."""
+
+    def __init__(self, tracking_uri: str, experiment: str, search_id: str,
+                 tags: dict[str, str], params: dict[str, Any]) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.search_id = search_id
+        self.tags = tags
+        self.params = params
+        self.experiment_id: str | None = None
+        self.parent_run_id: str | None = None
+        self._runs: dict[str, str] = {}
+        self._client: MlflowClient | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles callbacks into its experiment state; a live client does not pickle.
+        return {**self.__dict__, "_client": None}
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    def connect(self) -> None:
+        """Create (or find, on resume) the experiment and the parent run. Fails fast when the
+        store is unreachable, before any trial starts."""
+        exp = self.client.get_experiment_by_name(self.experiment)
+        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
+            self.experiment, tags={"mlflow.experimentKind": "custom_model_development"})
+        found = self.client.search_runs([self.experiment_id], f"tags.`{TAG_SEARCH}` = '{self.search_id}' "
+                                        f"and tags.`{TAG_ROLE}` = 'search'", max_results=1)
+        if found:
+            self.parent_run_id = found[0].info.run_id
+            self.client.update_run(self.parent_run_id, status="RUNNING")
+            return
+        run = self.client.create_run(self.experiment_id, run_name=self.search_id,
+                                     tags={**self.tags, TAG_SEARCH: self.search_id, TAG_ROLE: "search"})
+        self.parent_run_id = run.info.run_id
+        self.client.log_batch(self.parent_run_id, params=[Param(k, str(v)) for k, v in self.params.items()])
+
+    def setup(self, **info: Any) -> None:
+        if self.parent_run_id is None:
+            self.connect()
+
+    def run_id(self, trial_id: str) -> str | None:
+        """The child run of a trial (looked up in the store after a resume)."""
+        if trial_id not in self._runs:
+            found = self.client.search_runs(
+                [self.experiment_id], f"tags.`{TAG_SEARCH}` = '{self.search_id}' and "
+                f"tags.`{TAG_TRIAL}` = '{trial_id}'", order_by=["attributes.start_time DESC"], max_results=1)
+            if found:
+                self._runs[trial_id] = found[0].info.run_id
+        return self._runs.get(trial_id)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        previous = self.run_id(trial.trial_id)
+        if previous is not None:
+            # A resumed trial restarts from scratch: close the interrupted attempt and give the
+            # new one its own run, so params stay write-once and no epoch is logged twice.
+            self.client.set_tag(previous, TAG_OUTCOME, "interrupted")
+            self.client.set_terminated(previous, status="KILLED")
+        run = self.client.create_run(self.experiment_id, run_name=trial.trial_id, tags={
+            MLFLOW_PARENT_RUN_ID: self.parent_run_id, TAG_SEARCH: self.search_id, TAG_ROLE: "trial",
+            TAG_TRIAL: trial.trial_id, TAG_OUTCOME: "running"})
+        self._runs[trial.trial_id] = run.info.run_id
+        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in trial.config.items()])
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        run_id = self.run_id(trial.trial_id)
+        step = int(result.get("epoch", result.get("training_iteration", 0)))
+        ts = int(result.get("timestamp", 0) * 1000)
+        metrics = [Metric(k, float(result[k]), ts, step) for k in EPOCH_METRICS if k in result]
+        self.client.log_batch(run_id, metrics=metrics)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._close(trial, errored=False)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._close(trial, errored=True)
+
+    def _close(self, trial: Any, errored: bool) -> None:
+        run_id = self.run_id(trial.trial_id)
+        if run_id is None:
+            return
+        outcome = trial_outcome(trial.last_result, errored)
+        tags = [RunTag(TAG_OUTCOME, outcome)]
+        if errored and trial.error_file and os.path.exists(trial.error_file):
+            tags.append(RunTag("spectune.error", Path(trial.error_file).read_text()[-4000:]))
+        self.client.log_batch(run_id, tags=tags)
+        self.client.set_terminated(run_id, status="FAILED" if errored else "FINISHED")
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.client.set_terminated(self.parent_run_id, status="FINISHED")
+
+    def finish(self, best_run_id: str | None, summary: dict[str, float], artifacts: list[Path],
+               artifact_path: str = "best") -> None:
+        """Log the search's summary on the parent and the best trial's artifacts on its child."""
+        self.client.log_batch(self.parent_run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in summary.items()],
+                              tags=[RunTag("spectune.best_run_id", best_run_id or "")])
+        if best_run_id:
+            self.client.set_tag(best_run_id, "spectune.best", "true")
+            for path in artifacts:
+                self.client.log_artifact(best_run_id, str(path), artifact_path=artifact_path)
