@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-trial", type=float)
     p.add_argument("--concurrency", type=_positive_int, help="trials at once (default: as many as fit)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--name", help="search name (default <space>-<sampler>-<scheduler>-s<seed>)")
+    p.add_argument("--name", help="search name (default <space>-<sampler>-<scheduler>-s<seed>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted search of this name")
     p.add_argument("--address", help="join this Ray cluster (or set RAY_ADDRESS)")
     p.add_argument("--tracking-uri", help="MLflow store (default MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")

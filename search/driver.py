@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,8 @@ def _check_options(o: SearchOptions) -> None:
         raise ValueError(f"--scheduler must be one of {list(SCHEDULERS)}; got {o.scheduler!r}.")
     if o.name:
         check_name(o.name)
+    elif o.resume:
+        raise ValueError("--resume needs --name: the name of the search to continue (see ray_results/).")
 
 
 def _quiet_ray() -> None:
@@ -86,19 +89,21 @@ def _quiet_ray() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def _start_ray(address: str | None, tracking_uri: str) -> None:
+def _start_ray(address: str | None) -> bool:
+    """Join ``address`` (or ``RAY_ADDRESS``), reuse a running Ray, or start a local one.
+    Returns whether this call started Ray (and so should stop it)."""
     import ray
 
+    if ray.is_initialized():
+        return False
     address = address or os.environ.get("RAY_ADDRESS")
-    env = {"MLFLOW_TRACKING_URI": tracking_uri, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
     if address:
         console.print(f"joining the Ray cluster at {address}")
-        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR,
-                 runtime_env={"env_vars": env})
-    else:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(log_to_driver=False, logging_level=logging.ERROR, include_dashboard=False,
-                 runtime_env={"env_vars": env})
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+        return False
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(log_to_driver=False, logging_level=logging.ERROR, include_dashboard=False)
+    return True
 
 
 def run_search(o: SearchOptions) -> SearchOutcome:
@@ -109,7 +114,7 @@ def run_search(o: SearchOptions) -> SearchOutcome:
     max_epochs = o.max_epochs or space.max_epochs
     # ASHA's first rung must leave room for later rungs when the budget is cut down.
     grace = min(space.grace_period, max(1, max_epochs // space.reduction_factor))
-    name = o.name or f"{space.name}-{o.sampler}-{o.scheduler}-s{o.seed}"
+    name = o.name or f"{space.name}-{o.sampler}-{o.scheduler}-s{o.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     storage = o.storage.resolve()
     experiment = storage / name
     _check_experiment_folder(experiment, o)
@@ -130,7 +135,7 @@ def run_search(o: SearchOptions) -> SearchOutcome:
     import ray
     from ray import tune
 
-    _start_ray(o.address, tracking_uri)
+    started = _start_ray(o.address)
     try:
         resources = ray.cluster_resources()
         place = plan_placement(resources.get("CPU", 1), resources.get("GPU", 0), o.gpus_per_trial,
@@ -167,7 +172,7 @@ def run_search(o: SearchOptions) -> SearchOutcome:
                     failure_config=tune.FailureConfig(max_failures=0)))
         tuner.fit()
     finally:
-        if not o.address and not os.environ.get("RAY_ADDRESS"):
+        if started:
             ray.shutdown()
 
     frame, trials, histories = collect_trials(experiment, params)

@@ -36,39 +36,46 @@ class TrainRequest:
     threads: int | None = None
 
 
-def read_config_file(path: Path) -> tuple[str | None, dict[str, Any]]:
-    """A config JSON: either a flat dict of hyperparameters or an exported ``best.json``
-    (whose ``config`` holds them and whose ``space`` names the space)."""
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A config JSON: either a flat dict of hyperparameters or an exported ``best.json`` (whose
+    ``config`` holds them, ``space`` names the space and ``data`` records the search's scaling)."""
     obj = read_json(path, "config file")
     if not isinstance(obj, dict):
         raise ValueError(f"config file {path} must hold a JSON object of hyperparameters; "
                          f"got {type(obj).__name__}.")
-    if "config" in obj:
-        if not isinstance(obj["config"], dict):
-            raise ValueError(f"config file {path}: 'config' must be an object of hyperparameters.")
-        return obj.get("space"), obj["config"]
-    return None, obj
+    if "config" not in obj:
+        return {"config": obj}
+    if not isinstance(obj["config"], dict):
+        raise ValueError(f"config file {path}: 'config' must be an object of hyperparameters.")
+    return obj
 
 
-def resolve_recipe(req: TrainRequest) -> tuple[Space, Recipe]:
-    """The space and the full recipe: defaults < space.fixed < config file < --epochs."""
-    file_space, values = read_config_file(req.config) if req.config else (None, {})
+def resolve_recipe(req: TrainRequest) -> tuple[Space, Recipe, dict[str, Any]]:
+    """The space, the full recipe (defaults < space.fixed < config file < --epochs) and the data
+    scaling recorded in the config file, if any."""
+    record = read_config_file(req.config) if req.config else {"config": {}}
+    file_space, values = record.get("space"), record["config"]
     if req.space and file_space and req.space != file_space:
         raise ValueError(f"--space {req.space} does not match the space {file_space!r} recorded in "
                          f"{req.config}; drop --space or pass the matching one.")
     space = get_space(req.space or file_space or "galspecnet")
     source = str(req.config) if req.config else "defaults"
     recipe = Recipe.from_dict({**space.fixed, **values, "epochs": req.epochs}, source=source)
-    return space, recipe
+    return space, recipe, record.get("data") or {}
 
 
 def run_train(req: TrainRequest) -> dict[str, Any]:
     """Validate everything, train, evaluate test once if asked, and write the JSON summary and figures."""
-    space, recipe = resolve_recipe(req)
+    space, recipe, searched = resolve_recipe(req)
     device = pick_device(req.device)
     pair = get_trainable(space.trainable)
+    points = req.points or searched.get("points")
+    per_class = req.train_per_class or searched.get("train_per_class")
+    if (points, per_class) != (req.points, req.train_per_class):
+        print(f"using the search's data scaling from {req.config}: points={points}, "
+              f"train_per_class={per_class} (pass --points/--train-per-class to change it)")
     data = load_pair_data(pair, req.data, req.classes, with_test=req.test)
-    data = scale_down(data, req.points, req.train_per_class, seed=recipe.seed)
+    data = scale_down(data, points, per_class, seed=recipe.seed)
     if req.threads:
         torch.set_num_threads(req.threads)
 

@@ -135,9 +135,12 @@ def _parse(path: Path, raw: bytes, order: tuple[str, ...]) -> Split:
     try:
         obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        needs = [ln.split("Unsupported global:")[1].split(" was not")[0].strip()
+                 for ln in str(exc).splitlines() if "Unsupported global:" in ln]
+        if not needs:
+            raise DataError(f"{path}: not a readable torch.save file (it is corrupt or another format).") from None
         raise DataError(f"{path}: refused to load: it needs arbitrary pickle, which could run code "
-                        f"({first}). Re-save it as a dict of a flux tensor and a list of labels.") from None
+                        f"({needs[0]}). Re-save it as a dict of a flux tensor and a list of labels.") from None
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a corrupt file
         raise DataError(f"{path}: not a readable torch.save file ({type(exc).__name__}: {exc}).") from None
     if not isinstance(obj, dict):

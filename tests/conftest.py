@@ -1,0 +1,62 @@
+"""Shared fixtures: tiny spectra sets written in the real file format, and one Ray per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from trainables.data import DEFAULT_CLASSES
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+def write_split(folder: Path, name: str, flux, labels) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.pt"
+    torch.save({"flux": flux, "labels": labels}, path)
+    return path
+
+
+def separable_set(folder: Path, per_class=(12, 6, 6), points: int = 256, seed: int = 0) -> Path:
+    """Nine classes that differ by a class-specific bump: learnable in a few epochs."""
+    rng = np.random.default_rng(seed)
+    grid = np.arange(points)
+    for name, n in zip(("train", "val", "test"), per_class):
+        y = np.repeat(np.arange(9), n)
+        x = rng.normal(0, 0.3, (len(y), points)) + 1.0
+        x += np.exp(-0.5 * ((grid[None, :] - (y[:, None] + 1) * points / 10) / 4) ** 2) * 2
+        write_split(folder, name, torch.tensor(x, dtype=torch.float32).unsqueeze(1),
+                    [DEFAULT_CLASSES[i] for i in y])
+    return folder
+
+
+@pytest.fixture()
+def tiny_data(tmp_path: Path) -> Path:
+    return separable_set(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def synthetic_small(tmp_path_factory) -> Path:
+    """A small set from the project's physical generator (short spectra)."""
+    from trainables.synthetic import write_synthetic
+
+    out = tmp_path_factory.mktemp("synthetic")
+    write_synthetic(out, seed=3, n_train=24, n_val=8, n_test=8, n_points=512)
+    return out
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """Ray costs seconds to start on 2 cores: start it once for every test that needs it."""
+    import logging
+
+    import ray
+
+    ray.init(num_cpus=2, num_gpus=0, log_to_driver=False, logging_level=logging.ERROR,
+             include_dashboard=False)
+    yield ray
+    ray.shutdown()

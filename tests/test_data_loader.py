@@ -1,0 +1,164 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import separable_set, write_split
+from trainables.data import DEFAULT_CLASSES, DataError, load_spectra, scale_down
+
+
+def test_loads_valid_splits_with_string_labels(tiny_data):
+    data = load_spectra(tiny_data, with_test=True)
+    assert data.classes == DEFAULT_CLASSES
+    assert data.train.flux.shape == (9 * 12, 1, 256) and data.train.flux.dtype == np.float32
+    assert np.bincount(data.val.labels).tolist() == [6] * 9
+    assert len(data.fingerprint) == 16
+
+
+def test_test_split_is_only_loaded_on_request(tiny_data):
+    assert load_spectra(tiny_data).test is None
+
+
+def test_two_dimensional_flux_and_integer_labels_are_accepted(tmp_path, tiny_data):
+    for name in ("train", "val"):
+        obj = torch.load(tiny_data / f"{name}.pt", weights_only=True)
+        write_split(tmp_path, name, obj["flux"][:, 0, :], [DEFAULT_CLASSES.index(c) for c in obj["labels"]])
+    data = load_spectra(tmp_path)
+    assert data.train.flux.shape[1] == 1
+
+
+def test_fingerprint_changes_with_the_data(tmp_path, tiny_data):
+    other = separable_set(tmp_path / "other", seed=1)
+    assert load_spectra(tiny_data).fingerprint != load_spectra(other).fingerprint
+
+
+def _break(folder, split="train", **changes):
+    obj = torch.load(folder / f"{split}.pt", weights_only=True)
+    obj.update(changes)
+    for key in [k for k, v in changes.items() if v is None]:
+        del obj[key]
+    torch.save(obj, folder / f"{split}.pt")
+
+
+def test_missing_folder_says_how_to_make_data(tmp_path):
+    with pytest.raises(DataError, match=r"does not exist.*spectune data --out"):
+        load_spectra(tmp_path / "nowhere")
+
+
+def test_missing_file(tiny_data):
+    (tiny_data / "val.pt").unlink()
+    with pytest.raises(DataError, match=r"val\.pt is missing"):
+        load_spectra(tiny_data)
+
+
+def test_missing_key(tiny_data):
+    _break(tiny_data, labels=None)
+    with pytest.raises(DataError, match=r"train\.pt: missing key\(s\) \['labels'\]"):
+        load_spectra(tiny_data)
+
+
+def test_count_mismatch(tiny_data):
+    obj = torch.load(tiny_data / "val.pt", weights_only=True)
+    _break(tiny_data, "val", labels=obj["labels"][:-3])
+    with pytest.raises(DataError, match=r"val\.pt: 54 spectra in 'flux' but 51 entries in 'labels'"):
+        load_spectra(tiny_data)
+
+
+def test_length_mismatch_between_splits(tiny_data):
+    obj = torch.load(tiny_data / "val.pt", weights_only=True)
+    _break(tiny_data, "val", flux=obj["flux"][..., :128])
+    with pytest.raises(DataError, match=r"lengths differ between splits \{'train': 256, 'val': 128\}"):
+        load_spectra(tiny_data)
+
+
+def test_wrong_shape(tiny_data):
+    obj = torch.load(tiny_data / "train.pt", weights_only=True)
+    _break(tiny_data, flux=obj["flux"].repeat(1, 2, 1))
+    with pytest.raises(DataError, match=r"shape \(N, 1, L\) or \(N, L\); got \(108, 2, 256\)"):
+        load_spectra(tiny_data)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_flux(tiny_data, bad):
+    obj = torch.load(tiny_data / "train.pt", weights_only=True)
+    obj["flux"][7, 0, 3] = bad
+    torch.save(obj, tiny_data / "train.pt")
+    with pytest.raises(DataError, match=r"train\.pt: 1 spectra contain NaN or inf flux \(first at index 7\)"):
+        load_spectra(tiny_data)
+
+
+def test_label_not_in_class_order(tiny_data):
+    obj = torch.load(tiny_data / "val.pt", weights_only=True)
+    _break(tiny_data, "val", labels=["SLSN-I"] + obj["labels"][1:])
+    with pytest.raises(DataError, match=r"labels \['SLSN-I'\] are not in the class order.*classes\.json"):
+        load_spectra(tiny_data)
+
+
+def test_classes_json_extends_the_order(tiny_data):
+    obj = torch.load(tiny_data / "val.pt", weights_only=True)
+    _break(tiny_data, "val", labels=["SLSN-I"] + obj["labels"][1:])
+    (tiny_data / "classes.json").write_text(json.dumps(list(DEFAULT_CLASSES) + ["SLSN-I"]))
+    with pytest.raises(DataError, match=r"classes \['SLSN-I'\] have no training spectra"):
+        load_spectra(tiny_data)
+
+
+def test_classes_option_overrides_classes_json(tiny_data):
+    (tiny_data / "classes.json").write_text(json.dumps(list(reversed(DEFAULT_CLASSES))))
+    assert load_spectra(tiny_data).classes[0] == "TDE"
+    assert load_spectra(tiny_data, classes=list(DEFAULT_CLASSES)).classes == DEFAULT_CLASSES
+
+
+def test_malformed_classes_json(tiny_data):
+    (tiny_data / "classes.json").write_text('{"SN Ia": 0')
+    with pytest.raises(DataError, match=r"classes\.json: not a JSON list of class names"):
+        load_spectra(tiny_data)
+
+
+def test_class_absent_from_train(tiny_data):
+    obj = torch.load(tiny_data / "train.pt", weights_only=True)
+    keep = [i for i, c in enumerate(obj["labels"]) if c != "TDE"]
+    _break(tiny_data, flux=obj["flux"][keep], labels=[obj["labels"][i] for i in keep])
+    with pytest.raises(DataError, match=r"classes \['TDE'\] have no training spectra"):
+        load_spectra(tiny_data)
+
+
+def test_integer_label_out_of_range(tiny_data):
+    obj = torch.load(tiny_data / "train.pt", weights_only=True)
+    _break(tiny_data, labels=[9] + [DEFAULT_CLASSES.index(c) for c in obj["labels"][1:]])
+    with pytest.raises(DataError, match=r"label indices must lie in \[0, 8\]"):
+        load_spectra(tiny_data)
+
+
+class Payload:
+    """Anything that is not a tensor, list or dict needs full pickle to load."""
+
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_arbitrary_pickle_is_refused_not_executed(tiny_data, capsys):
+    torch.save({"flux": Payload(), "labels": []}, tiny_data / "train.pt")
+    with pytest.raises(DataError, match=r"train\.pt: refused to load: it needs arbitrary pickle.*\(GLOBAL print\)"):
+        load_spectra(tiny_data)
+    assert "this must never run" not in capsys.readouterr().out
+
+
+def test_corrupt_file(tiny_data):
+    (tiny_data / "train.pt").write_bytes(b"not a torch file")
+    with pytest.raises(DataError, match=r"train\.pt: not a readable torch\.save file"):
+        load_spectra(tiny_data)
+
+
+def test_scale_down_block_averages_and_subsamples(tiny_data):
+    data = load_spectra(tiny_data, with_test=True)
+    small = scale_down(data, points=64, train_per_class=5, seed=0)
+    assert small.train.flux.shape == (45, 1, 64) and small.val.flux.shape == (54, 1, 64)
+    assert np.bincount(small.train.labels).tolist() == [5] * 9
+    np.testing.assert_allclose(small.val.flux[0, 0, 0], data.val.flux[0, 0, :4].mean(), rtol=1e-6)
+    assert "scaled down" in small.describe()
+
+
+def test_scale_down_rejects_a_length_that_does_not_divide(tiny_data):
+    with pytest.raises(DataError, match=r"--points must divide the spectrum length 256"):
+        scale_down(load_spectra(tiny_data), points=100)
