@@ -154,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; continue a search with the same --name and --resume", file=sys.stderr)
         return 130
+    except RuntimeError as exc:
+        from search.driver import SearchInterrupted
+        if not isinstance(exc, SearchInterrupted):
+            raise
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return 130
     return 0
 
 

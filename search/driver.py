@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import optuna
@@ -53,6 +53,10 @@ class SearchOptions:
     patience: int | None = 5
     storage: Path = Path("ray_results")
     results_root: Path = Path("results")
+
+
+class SearchInterrupted(RuntimeError):
+    """Tune stopped before every trial ended (Ctrl+C); the experiment folder can be resumed."""
 
 
 @dataclass(frozen=True)
@@ -106,8 +110,9 @@ def _start_ray(address: str | None) -> bool:
     return True
 
 
-def run_search(o: SearchOptions) -> SearchOutcome:
-    """Run (or resume) a search and write ``results/<space>/<name>/{best.json, trials.csv}``."""
+def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> SearchOutcome:
+    """Run (or resume) a search and write ``results/<space>/<name>/{best.json, trials.csv}``.
+    ``trial_fn`` is the Ray function trainable (tests wrap it to inject failures)."""
     _check_options(o)
     space = get_space(o.space)
     pair = get_trainable(space.trainable)
@@ -153,7 +158,7 @@ def run_search(o: SearchOptions) -> SearchOutcome:
                           "the order trials finish; only --concurrency 1 repeats a search exactly.")
         settings = TrialSettings(trainable=pair.name, max_epochs=max_epochs, seed=o.seed, fixed=dict(space.fixed),
                                  patience=o.patience, device=place.device, threads=place.threads)
-        trainable = tune.with_resources(tune.with_parameters(run_trial, data=data, settings=settings),
+        trainable = tune.with_resources(tune.with_parameters(trial_fn, data=data, settings=settings),
                                         {"cpu": place.cpus_per_trial, "gpu": place.gpus_per_trial})
         progress = ProgressPrinter(o.trials, search_metric)
         if o.resume:
@@ -176,6 +181,12 @@ def run_search(o: SearchOptions) -> SearchOutcome:
             ray.shutdown()
 
     frame, trials, histories = collect_trials(experiment, params)
+    unfinished = int((~frame["status"].isin(["TERMINATED", "ERROR"])).sum()) + max(0, o.trials - len(frame))
+    if unfinished:
+        tracker.client.set_terminated(tracker.parent_run_id, status="KILLED")
+        raise SearchInterrupted(f"search {name} was interrupted with {unfinished} of {o.trials} trials unfinished; "
+                                f"nothing was written to results/. Continue it with: spectune search --space "
+                                f"{space.name} --name {name} --resume (same data options).")
     out_dir = results_dir(space.name, name, o.results_root)
     ok = frame.dropna(subset=["best_val_macro_f1"])
     if ok.empty:

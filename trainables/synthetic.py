@@ -36,14 +36,14 @@ SN Ia        Si II 6355 (tau 0.6-1.2, defining), Si II 5972 (weak),  v 10-12.5k 
 SN Ib        He I 4471/5876/6678/7065 (tau 0.4-0.9, grows), Fe II,   v 7.5-11k        BB 7-10 kK     -15..+60     0.005-0.08   0-0.6
              Ca II H&K + IR, O I 7774 (weak), Si II 6355 (v. weak),
              Mg II 4481; no H
-SN Ic        O I 7774 (strong), Ca II H&K + IR, Fe II (strong),      v 9-18k, broader BB 7-10 kK     -15..+60     0.005-0.08   0-0.6
+SN Ic        O I 7774 (strong), Ca II H&K + IR, Fe II (strong),      v 9-18k, broader BB 7-10 kK     -12..+60     0.005-0.08   0-0.6
              Si II 6355, Na I D, Mg II 4481; He I tau <= 0.05       troughs
-SN IIP       H-alpha (emission 1.5-3 x tau, grows), H-beta, H-gamma, v 6.5-10k        BB 9-14 kK,    -8..+60      0.003-0.06   0-0.6
+SN IIP       H-alpha (emission 1.5-3 x tau, grows), H-beta, H-gamma, v 6.5-10k        BB 9-14 kK,    -7..+60      0.003-0.06   0-0.6
              Fe II, Na I D, Ca II IR (all appear late), Ca II H&K,                    cools to 5.5
              He I 5876 (early only)                                                   kK (recombin.)
 SN IIb       H-alpha, H-beta (fade, e-fold ~ 38 d), He I (grows,      v 7.5-11k        BB 7.5-11 kK   -15..+60     0.005-0.08   0-0.6
              e-fold 30 d), Fe II, Ca II, O I: early ~ II, late ~ Ib
-SN IIn       H-alpha EW 20-300 A: narrow core FWHM 200-1000 km/s +   ejecta v 5-10k,  BB 9-20 kK,    -15..+60     0.01-0.12    0-0.4
+SN IIn       H-alpha EW 20-300 A: narrow core FWHM 200-1000 km/s +   ejecta v 5-10k,  BB 9-20 kK,    -12..+60     0.01-0.12    0-0.4
              Lorentzian (electron-scattering) wings FWHM 2-6k;       trough tau<=0.1  slow cooling
              H-beta 0.2-0.45 x, H-gamma, He I 5876 (narrow)
 AGN          broad H-alpha EW 100-500, H-beta, H-gamma, H-delta,     broad FWHM       f_lambda ~     --           0.02-0.30    0.05-0.6
@@ -61,8 +61,9 @@ TDE          TDE-H (35 %): H-alpha EW 50-300, H-beta; TDE-H+He       FWHM 5-15k 
              He II 4686 EW 50-250 only                                                                                         starburst)
 ============ ====================================================== ================ ============== ============ ============ ============
 
-Phase is drawn from a Beta(1.3, 2.2) over the class's range (classification spectra cluster near
-maximum). Redshift is log-uniform over the class range, weighting low z as in a magnitude-limited
+Phase is drawn from a Beta(1.3, 2.2) over PHASE_RANGE, starting no earlier than 3 days after
+explosion (rise times: Ia, Ib, IIb 18 d; Ic, IIn 15 d; IIP 10 d), so classification spectra cluster
+near maximum. Redshift is log-uniform over the class range, weighting low z as in a magnitude-limited
 sample; supernovae, AGN and TDEs get host dust E(B-V) ~ Exp(mean 0.1). Instrument, for every class:
 R uniform 85-115; S/N per pixel log-uniform 3-50; variance = S/N-scaled (q * flux + (1 - q) * sky),
 q uniform 0.3-0.9; Milky Way E(B-V) 0-0.15; telluric residual depths A band (7594-7680 A) 0-0.6,
@@ -151,6 +152,10 @@ _TAU_MAX = 3.0
 _SN_T_MAX = 25000.0
 _SKY_LINES = (5577.3, 5892.9, 6300.3, 6363.8)
 _SKY_RESIDUAL = 2.0                       # rms residual of a sky line, in units of the local noise
+_TELLURIC_WINDOWS = {                     # observed A: (start, end, edge softness) of each band
+    "A": ((7594.0, 7680.0, 5.0),), "B": ((6867.0, 6920.0, 4.0),),
+    "H2O": ((7160.0, 7340.0, 15.0), (8130.0, 8350.0, 20.0)),
+}
 
 # Rest wavelengths (Angstrom).
 _HA, _HB, _HG, _HD, _HEPS, _H8 = 6562.8, 4861.3, 4340.5, 4101.7, 3970.1, 3889.0
@@ -273,7 +278,7 @@ _NEBULAR = (
 )
 # (young-population fraction range, nebular-emission scale) of the hosts of each class: core-collapse
 # SNe trace star formation, SNe Ia do not; TDE hosts are post-starburst (strong Balmer absorption,
-# weak emission).
+# weak emission; Arcavi et al. 2014).
 _HOST_KIND: dict[str, tuple[tuple[float, float], float]] = {
     "SN Ia": ((0.0, 0.8), 1.0), "SN Ib": ((0.3, 1.0), 1.0), "SN Ic": ((0.3, 1.0), 1.0),
     "SN IIP": ((0.3, 1.0), 1.0), "SN IIb": ((0.3, 1.0), 1.0), "SN IIn": ((0.2, 1.0), 1.0),
@@ -555,9 +560,7 @@ def _observe(flux: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     lam = grids.lam_fine
 
     transmission = _ccm_transmission(lam, _uniform(rng, MW_EBV_RANGE, n))
-    telluric = {"A": ((7594.0, 7680.0, 5.0),), "B": ((6867.0, 6920.0, 4.0),),
-                "H2O": ((7160.0, 7340.0, 15.0), (8130.0, 8350.0, 20.0))}
-    for band, windows in telluric.items():
+    for band, windows in _TELLURIC_WINDOWS.items():
         depth = _col(_uniform(rng, TELLURIC_DEPTH[band], n))
         for lo, hi, soft in windows:
             transmission = transmission * (1 - depth * _step(lam, lo, soft) * (1 - _step(lam, hi, soft)))
@@ -582,7 +585,8 @@ def _observe(flux: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     sigma = ref / snr * np.sqrt(variance)
     noisy = pixels + sigma * np.clip(rng.standard_normal(pixels.shape), -4.0, 4.0)
     for line in _SKY_LINES:   # imperfect sky subtraction leaves residuals at the bright night-sky lines
-        profile = np.exp(-0.5 * ((grids.lam_pix - line) * _col(resolution) / (line * _FWHM_TO_SIGMA * 2)) ** 2)
+        sigma_line = line * _FWHM_TO_SIGMA / _col(resolution)
+        profile = np.exp(-0.5 * ((grids.lam_pix - line) / sigma_line) ** 2)
         noisy += _col(rng.normal(0.0, _SKY_RESIDUAL, n)) * sigma * profile
     return noisy
 

@@ -1,0 +1,195 @@
+"""One real search with Ray on CPU (tiny data, short spectra, 3 epochs), then its MLflow record,
+its results and its exported config; plus an interrupted search that is resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from ray import cloudpickle
+
+import spaces
+from search.driver import SearchOptions, run_search
+from results.export import export_best
+from search.cli import main as cli_main
+from trainables.tune_trainable import run_trial
+
+ROOT = Path(__file__).resolve().parent.parent
+TRIALS = 6
+EPOCHS = 3
+FAILING_LR = 0.00456
+
+SPACE_FILE = f"""
+from ray import tune
+from spaces import Space
+
+SPACE = Space(
+    trainable="galspecnet_ztf",
+    params={{"lr": tune.loguniform(1e-3, 1e-2), "dropout": tune.uniform(0.0, 0.5),
+             "batch_size": tune.choice([16, 32])}},
+    fixed={{"warmup_epochs": 0, "T_0": 3}},
+    start=[{{"lr": {FAILING_LR}, "dropout": 0.1, "batch_size": 16}},
+           {{"lr": 0.003, "dropout": 0.1, "batch_size": 16}}],
+    max_epochs={EPOCHS}, grace_period=1, reduction_factor=3,
+)
+"""
+
+
+def flaky_trial(config, data, settings):
+    """The shared trainable, except that one starting point raises: a bad config, not a bad search."""
+    if config["lr"] == FAILING_LR:
+        raise RuntimeError("injected failure for this config")
+    run_trial(config, data, settings)
+
+
+# Ray workers cannot import this test module: ship flaky_trial by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.fixture(scope="module")
+def e2e_space(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("spaces")
+    (folder / "e2e_tiny.py").write_text(SPACE_FILE)
+    old = list(spaces.__path__)
+    spaces.__path__.append(str(folder))
+    yield "e2e_tiny", folder
+    spaces.__path__[:] = old
+    sys.modules.pop("spaces.e2e_tiny", None)
+
+
+@pytest.fixture(scope="module")
+def searched(ray_session, e2e_space, tmp_path_factory):
+    from conftest import separable_set
+
+    root = tmp_path_factory.mktemp("e2e")
+    data = separable_set(root / "data", per_class=(10, 5, 5), points=128)
+    options = SearchOptions(space=e2e_space[0], trials=TRIALS, seed=0, name="e2e", data=data,
+                            storage=root / "ray", results_root=root / "results",
+                            tracking_uri=f"sqlite:///{root / 'mlflow.db'}", patience=None)
+    outcome = run_search(options, trial_fn=flaky_trial)
+    return outcome, options, root
+
+
+def test_search_writes_best_json_and_trials_csv(searched):
+    outcome, options, root = searched
+    best = json.loads((outcome.results_dir / "best.json").read_text())
+    trials = pd.read_csv(outcome.results_dir / "trials.csv")
+    assert len(trials) == TRIALS
+    assert best["best_val_macro_f1"] == pytest.approx(trials["best_val_macro_f1"].max())
+    assert best["trial_id"] == trials.iloc[0]["trial_id"]
+    assert set(best["searched"]) == {"lr", "dropout", "batch_size"}
+    assert best["config"]["warmup_epochs"] == 0 and best["config"]["epochs"] == EPOCHS
+    assert best["data"]["fingerprint"] and best["versions"]["ray"] and best["mlflow"]["run_id"]
+    assert (outcome.results_dir / "checkpoint" / "model.pt").exists()
+    assert (outcome.results_dir / "val_confusion.png").stat().st_size > 1000
+
+
+def test_asha_stops_some_trials_and_a_failing_trial_does_not_stop_the_search(searched):
+    trials = searched[0].trials
+    outcomes = trials["outcome"].tolist()
+    assert outcomes.count("failed") == 1
+    assert outcomes.count("stopped early") >= 1
+    assert outcomes.count("completed") >= 1
+    stopped = trials[trials["outcome"] == "stopped early"]
+    assert (stopped["epochs"] < EPOCHS).all()
+
+
+def test_mlflow_holds_one_parent_and_one_child_per_trial(searched):
+    outcome, options, root = searched
+    client = MlflowClient(options.tracking_uri)
+    exp = client.get_experiment_by_name("spectune-e2e_tiny")
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(parents) == 1 and len(children) == TRIALS
+    parent = parents[0].data
+    assert {"space", "sampler", "scheduler", "seed", "git_commit", "data_fingerprint"} <= set(parent.tags)
+    assert parent.metrics["best_val_macro_f1"] == pytest.approx(outcome.best["best_val_macro_f1"])
+    by_outcome = {}
+    for child in children:
+        by_outcome.setdefault(child.data.tags["spectune.outcome"], []).append(child)
+        assert set(child.data.params) == {"lr", "dropout", "batch_size"}
+    assert {r.info.status for r in by_outcome["failed"]} == {"FAILED"}
+    assert "injected failure" in by_outcome["failed"][0].data.tags["spectune.error"]
+    finished = by_outcome["completed"][0]
+    history = client.get_metric_history(finished.info.run_id, "val_macro_f1")
+    assert sorted(m.step for m in history) == list(range(1, EPOCHS + 1))
+    assert "epoch" not in finished.data.metrics and "training_iteration" not in finished.data.metrics
+    best_run = outcome.best["mlflow"]["run_id"]
+    artifacts = {a.path for a in client.list_artifacts(best_run, "best")}
+    assert {"best/best.json", "best/val_confusion.png", "best/learning_curves.png", "best/checkpoint"} <= artifacts
+
+
+def test_exported_config_retrains_and_reports_test_once(searched, tmp_path):
+    outcome, options, root = searched
+    out = tmp_path / "best.json"
+    export_best("e2e_tiny", "e2e", out, root=options.results_root)
+    summary_path = tmp_path / "final.json"
+    assert cli_main(["train", "--config", str(out), "--data", str(options.data), "--epochs", "2",
+                     "--test", "--json-out", str(summary_path), "--device", "cpu"]) == 0
+    summary = json.loads(summary_path.read_text())
+    assert summary["space"] == "e2e_tiny" and summary["epochs_run"] == 2
+    assert 0 <= summary["test_macro_f1"] <= 1 and summary["config"]["lr"] == outcome.best["config"]["lr"]
+    assert Path(summary["figures"]["test_confusion_png"]).exists()
+
+
+def test_existing_search_name_is_refused_without_resume(searched):
+    outcome, options, root = searched
+    with pytest.raises(ValueError, match=r"a search named 'e2e' already exists.*--resume"):
+        run_search(options)
+
+
+def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_session, e2e_space, tmp_path):
+    from conftest import separable_set
+
+    data = separable_set(tmp_path / "data", per_class=(10, 5, 5), points=128)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["search", "--space", "e2e_tiny", "--trials", "8", "--concurrency", "1", "--scheduler", "fifo",
+            "--name", "cut", "--data", str(data), "--tracking-uri", uri, "--no-patience"]
+    code = textwrap.dedent(f"""
+        import sys, spaces
+        spaces.__path__.append({str(e2e_space[1])!r})
+        from search.cli import main
+        sys.exit(main({args!r}))
+    """)
+    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines, deadline = [], time.monotonic() + 240
+    for line in proc.stdout:
+        lines.append(line)
+        if sum(ln.startswith("[") and "/8]" in ln for ln in lines) >= 3 or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, rest
+    assert "Continue it with: spectune search" in rest
+    finished_before = sum(ln.startswith("[") and "/8]" in ln for ln in lines)
+    assert 3 <= finished_before < 8, "".join(lines)
+
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        outcome = run_search(SearchOptions(space="e2e_tiny", trials=8, concurrency=1, scheduler="fifo",
+                                           name="cut", resume=True, data=data, tracking_uri=uri,
+                                           patience=None))
+    finally:
+        os.chdir(cwd)
+    trials = outcome.trials
+    assert len(trials) == 8 and trials["trial_id"].is_unique
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("spectune-e2e_tiny")
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    children = [r for r in runs if r.data.tags.get("spectune.role") == "trial"]
+    finished = [r for r in children if r.data.tags["spectune.outcome"] in ("completed", "failed")]
+    assert len({r.data.tags["spectune.trial_id"] for r in finished}) == 8
+    assert len([r for r in runs if r.data.tags.get("spectune.role") == "search"]) == 1
