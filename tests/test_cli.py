@@ -1,0 +1,59 @@
+"""Bad input at the command line: one ``error:`` line naming the thing and the fix, exit 2,
+nothing written, and no Ray started."""
+
+import json
+import re
+
+import pytest
+
+from search.cli import main
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["search", "--space", "nope"], r"unknown space 'nope'; available spaces: .*galspecnet"),
+    (["train", "--space", "nope"], r"unknown space 'nope'"),
+    (["search", "--space", "galspecnet", "--data", "{tmp}/missing"], r"data folder .*missing does not exist.*spectune data --out"),
+    (["train", "--data", "{tmp}/missing"], r"data folder .*missing does not exist"),
+    (["search", "--space", "galspecnet", "--resume"], r"--resume needs --name"),
+    (["search", "--space", "galspecnet", "--name", "x y"], r"--name must be letters, digits"),
+    (["train", "--config", "{tmp}/absent.json"], r"config file .*absent\.json does not exist"),
+    (["train", "--config", "{tmp}/bad.json"], r"config file .*bad\.json is not valid JSON"),
+    (["train", "--config", "{tmp}/unknown_key.json"], r"unknown hyperparameter\(s\) \['learning_rate'\]"),
+    (["train", "--config", "{tmp}/out_of_range.json"], r"'dropout' hyperparameter must be a float in the range \[0.0, 1.0\); got 2.0"),
+    (["train", "--device", "tpu"], r"--device must be cpu, cuda, cuda:N or auto"),
+    (["export", "--space", "galspecnet", "--name", "never-ran"], r"has no .*best\.json.*--resume"),
+])
+def test_bad_input_gives_one_clear_error(argv, match, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.json").write_text("{lr: 1}")
+    (tmp_path / "unknown_key.json").write_text(json.dumps({"learning_rate": 1e-3}))
+    (tmp_path / "out_of_range.json").write_text(json.dumps({"config": {"dropout": 2.0}, "space": "galspecnet"}))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert re.search(match, lines[0]), lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_resume_of_a_search_that_never_ran(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", "--space", "galspecnet", "--name", "never-ran", "--resume"]) == 2
+    assert "--resume: no interrupted search at" in capsys.readouterr().err
+
+
+def test_spaces_lists_parameters_and_ranges(capsys):
+    assert main(["spaces"]) == 0
+    out = capsys.readouterr().out
+    assert "galspecnet:" in out and "baseline_cnn:" in out
+    assert "lr             log-uniform [2e-05, 0.003]" in out
+    assert "batch_size     choice [64, 128, 256, 512]" in out
+
+
+def test_data_refuses_to_overwrite_without_force(tmp_path, capsys):
+    (tmp_path / "train.pt").write_bytes(b"keep me")
+    assert main(["data", "--out", str(tmp_path), "--per-class", "2", "1", "1", "--points", "128"]) == 2
+    assert "pass --force to overwrite" in capsys.readouterr().err
+    assert (tmp_path / "train.pt").read_bytes() == b"keep me"
