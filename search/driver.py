@@ -24,7 +24,8 @@ from search.progress import ProgressPrinter, console, print_top
 from search.resources import plan_placement
 from search.searcher import SAMPLERS, SCHEDULERS, make_scheduler, make_searcher, startup_trials
 from search.tracking import MLflowTracker, default_tracking_uri
-from spaces import get_space
+from spaces import Space, get_space
+from trainables.config import Recipe
 from trainables.data import scale_down
 from trainables.registry import get_trainable, load_pair_data
 from trainables.tune_trainable import TrialSettings, run_trial
@@ -32,7 +33,8 @@ from trainables.tune_trainable import TrialSettings, run_trial
 
 @dataclass(frozen=True)
 class SearchOptions:
-    """Everything ``spectune search`` takes; ``None`` means "the space's or the machine's default"."""
+    """Everything ``spectune search`` takes; ``None`` means "the space's or the machine's default".
+    ``start`` lists configs to evaluate first, before the space's own starting points."""
 
     space: str
     trials: int = 20
@@ -53,6 +55,7 @@ class SearchOptions:
     patience: int | None = 5
     storage: Path = Path("ray_results")
     results_root: Path = Path("results")
+    start: tuple[dict[str, Any], ...] = ()
 
 
 class SearchInterrupted(RuntimeError):
@@ -67,7 +70,7 @@ class SearchOutcome:
     trials: Any
 
 
-def _check_options(o: SearchOptions) -> None:
+def _check_options(o: SearchOptions, space: Space) -> None:
     if o.trials < 1:
         raise ValueError(f"--trials must be >= 1; got {o.trials}.")
     if o.max_epochs is not None and o.max_epochs < 1:
@@ -76,6 +79,11 @@ def _check_options(o: SearchOptions) -> None:
         raise ValueError(f"--sampler must be one of {list(SAMPLERS)}; got {o.sampler!r}.")
     if o.scheduler not in SCHEDULERS:
         raise ValueError(f"--scheduler must be one of {list(SCHEDULERS)}; got {o.scheduler!r}.")
+    for i, point in enumerate(o.start):
+        if set(point) != set(space.params):
+            raise ValueError(f"start config {i} must give exactly the searched keys {sorted(space.params)}; "
+                             f"got {sorted(point)}.")
+        Recipe.from_dict({**space.fixed, **point}, source=f"start config {i}")
     if o.name:
         check_name(o.name)
     elif o.resume:
@@ -113,8 +121,8 @@ def _start_ray(address: str | None) -> bool:
 def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> SearchOutcome:
     """Run (or resume) a search and write ``results/<space>/<name>/{best.json, trials.csv}``.
     ``trial_fn`` is the Ray function trainable (tests wrap it to inject failures)."""
-    _check_options(o)
     space = get_space(o.space)
+    _check_options(o, space)
     pair = get_trainable(space.trainable)
     max_epochs = o.max_epochs or space.max_epochs
     # ASHA's first rung must leave room for later rungs when the budget is cut down.
@@ -169,7 +177,7 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
                 tune_config=tune.TuneConfig(
                     metric=search_metric, mode=space.mode, num_samples=o.trials, reuse_actors=True,
                     search_alg=make_searcher(o.sampler, o.seed, o.trials, place.concurrency, search_metric,
-                                             space.mode, space.start),
+                                             space.mode, [*o.start, *space.start]),
                     scheduler=make_scheduler(o.scheduler, max_epochs, grace, space.reduction_factor)),
                 run_config=tune.RunConfig(
                     name=name, storage_path=str(storage), verbose=0, callbacks=[tracker, progress],

@@ -622,8 +622,9 @@ def generate_split(n_per_class: int, rng: np.random.Generator,
 
 def write_synthetic(out_dir: str | Path, seed: int = 0, n_train: int = 560, n_val: int = 120,
                     n_test: int = 120, n_points: int = N_POINTS) -> dict[str, Path]:
-    """Write train.pt/val.pt/test.pt (each a dict {'flux': float32 tensor (N, 1, n_points), 'labels': list[str]}) with torch.save; return {'train': path, ...}.
+    """Write train.pt/val.pt/test.pt with torch.save; return {'train': path, 'val': path, 'test': path}.
 
+    Each file holds a dict {'flux': float32 tensor (N, 1, n_points), 'labels': list[str]}.
     ``n_train``/``n_val``/``n_test`` are spectra per class. The splits come from independent child
     generators of ``np.random.default_rng(seed)``, so a seed always gives byte-identical files. All
     three are generated before any is written, and each lands via a temporary file and

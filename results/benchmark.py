@@ -1,0 +1,291 @@
+"""``make bench``: how fast the toolkit trains and searches, measured in one go on one machine.
+
+1. epoch time: the toolkit's recipe vs the notebook-style loop (same model, data, config);
+2. throughput: a fixed list of galspecnet configs trained without early stopping through the
+   search driver vs a plain in-process Optuna loop with notebook-style training, vs the
+   practical limit (total spectra trained / the big-batch rate measured in the same run);
+3. search efficiency: TPE + ASHA vs random + FIFO over seeds: best val macro-F1 against
+   cumulative epochs, the epochs TPE + ASHA needed to reach random search's final best, and the
+   test macro-F1 of each method's best config retrained once next to the notebook default;
+4. per-trial overhead of Ray + MLflow on CPU, with a trial that does no work.
+
+On a machine without a GPU everything is sized down to a smoke test; its figures are not quoted
+as results. Writes ``<out>/bench.json``, ``<out>/efficiency.png`` and ``BENCHMARKS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+
+from results.files import write_json
+from results.notebook_loop import notebook_train
+from results.plots import plot_efficiency
+from results.provenance import git_commit, versions
+from search.driver import SearchOptions, run_search
+from search.searcher import make_searcher
+from spaces import get_space
+from trainables.config import Recipe
+from trainables.data import SpectraData, load_spectra, scale_down
+from trainables.losses import FocalLoss, balanced_alpha
+from trainables.models import build_model
+from trainables.recipe import amp_dtype, evaluate, pick_device, to_device, train
+
+
+@dataclass(frozen=True)
+class Size:
+    """How big each part is. ``gpu`` follows the issue; ``cpu`` is a smoke test."""
+
+    points: int | None
+    train_per_class: int | None
+    timing_epochs: int
+    configs: int
+    config_epochs: int
+    seeds: int
+    search_trials: int
+    search_epochs: int
+    noop_trials: tuple[int, int]
+
+
+GPU = Size(points=None, train_per_class=None, timing_epochs=8, configs=32, config_epochs=30, seeds=3,
+           search_trials=32, search_epochs=40, noop_trials=(4, 32))
+CPU = Size(points=256, train_per_class=12, timing_epochs=3, configs=4, config_epochs=3, seeds=3,
+           search_trials=4, search_epochs=3, noop_trials=(2, 6))
+
+
+def fixed_configs(n: int, seed: int = 1234) -> list[dict[str, Any]]:
+    """The same ``n`` galspecnet configs for every method: seeded random draws from the space."""
+    space = get_space("galspecnet")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed), direction="maximize")
+    searcher = make_searcher("random", seed, n, 1, "x", "max", [])
+    del searcher, study
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        point = {}
+        for key, domain in space.params.items():
+            point[key] = domain.sample(random_state=rng) if hasattr(domain, "sample") else None
+        out.append({k: (v.item() if hasattr(v, "item") else v) for k, v in point.items()})
+    return out
+
+
+def _model_fn(data: SpectraData, dropout: float):
+    return partial(build_model, "galspecnet", data.n_classes, data.n_points, dropout)
+
+
+def bench_epoch_time(data: SpectraData, device: torch.device, size: Size) -> dict[str, Any]:
+    """Median epoch seconds (first epoch dropped: allocator and kernel warm-up)."""
+    recipe = Recipe.from_dict({"epochs": size.timing_epochs + 1, "patience": None})
+    toolkit = train(_model_fn(data, recipe.dropout), data, recipe, device)
+    tk = float(np.median([h["epoch_time_s"] for h in toolkit.history[1:]]))
+    _, times = notebook_train(_model_fn(data, recipe.dropout)(), data, recipe, device, size.timing_epochs + 1)
+    nb = float(np.median(times[1:]))
+    return {"toolkit_epoch_s": tk, "notebook_epoch_s": nb, "ratio": tk / nb, "batch_size": recipe.batch_size}
+
+
+def big_batch_rate(data: SpectraData, device: torch.device, batch: int, steps: int = 20) -> float:
+    """Spectra per second of forward + backward + AdamW at a large batch: the practical limit."""
+    model = _model_fn(data, 0.3)().to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+    x, y = to_device(data.train, device)
+    idx = torch.randint(0, x.shape[0], (batch,), device=device)
+    xb, yb = x[idx], y[idx]
+    crit = torch.nn.CrossEntropyLoss()
+    dtype = amp_dtype(device)
+    def step():
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            loss = crit(model(xb), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    for _ in range(3):
+        step()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    return batch * steps / (time.perf_counter() - start)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench_throughput(data: SpectraData, device: torch.device, size: Size, data_dir: Path,
+                     work: Path) -> dict[str, Any]:
+    configs = fixed_configs(size.configs)
+    epochs = size.config_epochs
+    start = time.perf_counter()
+    run_search(_options(work, data_dir, size, name="throughput", trials=len(configs), max_epochs=epochs,
+                        sampler="random", scheduler="fifo", start=tuple(configs)))
+    toolkit_s = time.perf_counter() - start
+
+    def objective(trial: optuna.Trial) -> float:
+        point = {k: trial.suggest_categorical(k, [c[k] for c in configs]) for k in configs[0]}
+        recipe = Recipe.from_dict({**point, "epochs": epochs, "patience": None})
+        best, _ = notebook_train(_model_fn(data, recipe.dropout)(), data, recipe, device, epochs)
+        return best
+
+    study = optuna.create_study(direction="maximize")
+    for c in configs:
+        study.enqueue_trial(c)
+    start = time.perf_counter()
+    study.optimize(objective, n_trials=len(configs))
+    notebook_s = time.perf_counter() - start
+
+    rate = big_batch_rate(data, device, 2048 if device.type == "cuda" else 256)
+    limit_s = len(configs) * epochs * len(data.train) / rate
+    return {"configs": len(configs), "epochs": epochs, "toolkit_s": toolkit_s, "notebook_optuna_s": notebook_s,
+            "speedup_vs_notebook": notebook_s / toolkit_s, "big_batch_spectra_per_s": rate,
+            "practical_limit_s": limit_s, "fraction_of_limit": limit_s / toolkit_s}
+
+
+def _options(work: Path, data_dir: Path, size: Size, **kw: Any) -> SearchOptions:
+    return SearchOptions(space="galspecnet", data=data_dir, points=size.points, train_per_class=size.train_per_class,
+                         storage=work / "ray", results_root=work / "results", patience=None,
+                         tracking_uri=f"sqlite:///{work / 'mlflow.db'}", **kw)
+
+
+def efficiency_curve(histories: dict[str, Any]) -> list[tuple[int, float]]:
+    """(cumulative epochs, best val macro-F1 so far) with trials taken in the order they ended."""
+    order = sorted(histories.items(), key=lambda kv: (float(kv[1]["timestamp"].max()), kv[0]))
+    curve, epochs, best = [], 0, 0.0
+    for _, frame in order:
+        epochs += int(frame["epoch"].max())
+        best = max(best, float(frame["val_macro_f1"].max()))
+        curve.append((epochs, best))
+    return curve
+
+
+def bench_efficiency(data: SpectraData, device: torch.device, size: Size, data_dir: Path,
+                     work: Path) -> dict[str, Any]:
+    from results.export import collect_trials
+
+    methods = {"tpe+asha": ("tpe", "asha"), "random+fifo": ("random", "fifo")}
+    curves: dict[str, list[list[tuple[int, float]]]] = {m: [] for m in methods}
+    best_configs: dict[str, tuple[float, dict[str, Any]]] = {}
+    for seed in range(size.seeds):
+        for method, (sampler, scheduler) in methods.items():
+            name = f"eff-{method.replace('+', '-')}-s{seed}"
+            outcome = run_search(_options(work, data_dir, size, name=name, trials=size.search_trials,
+                                          max_epochs=size.search_epochs, sampler=sampler, scheduler=scheduler,
+                                          seed=seed))
+            _, _, histories = collect_trials(work / "ray" / name, [])
+            curves[method].append(efficiency_curve({k: v for k, v in histories.items() if len(v)}))
+            score = outcome.best["best_val_macro_f1"]
+            if score > best_configs.get(method, (-1.0, {}))[0]:
+                best_configs[method] = (score, outcome.best["config"])
+    reach = []
+    for tpe_curve, rnd_curve in zip(curves["tpe+asha"], curves["random+fifo"]):
+        target, total = rnd_curve[-1][1], rnd_curve[-1][0]
+        hit = next((e for e, b in tpe_curve if b >= target), None)
+        reach.append(None if hit is None else hit / total)
+    reached = [r for r in reach if r is not None]
+    tests = {m: _test_f1(data_dir, size, cfg, device) for m, (_, cfg) in best_configs.items()}
+    tests["notebook default"] = _test_f1(data_dir, size, Recipe().to_dict(), device)
+    return {"seeds": size.seeds, "trials": size.search_trials, "max_epochs": size.search_epochs,
+            "curves": curves, "fraction_of_random_epochs_to_reach_its_best": reach,
+            "median_fraction": float(np.median(reached)) if len(reached) == len(reach) else None,
+            "test_macro_f1": tests}
+
+
+def _test_f1(data_dir: Path, size: Size, config: dict[str, Any], device: torch.device) -> float:
+    data = scale_down(load_spectra(data_dir, with_test=True), size.points, size.train_per_class)
+    recipe = Recipe.from_dict({**config, "epochs": size.search_epochs if size is CPU else config.get("epochs")})
+    result = train(_model_fn(data, recipe.dropout), data, recipe, device)
+    crit = FocalLoss(balanced_alpha(data.train.labels, data.n_classes), recipe.gamma).to(device)
+    return evaluate(result.model, *to_device(data.test, device), crit, data.n_classes).macro_f1
+
+
+def noop_trial(config: dict[str, Any], data: Any, settings: Any) -> None:
+    """A trial that does no work: what is left of its wall time is the toolkit's overhead."""
+    from ray import tune
+
+    tune.report({"epoch": 1, "val_macro_f1": 0.0, "best_val_macro_f1": 0.0, "val_loss": 0.0,
+                 "epoch_time_s": 0.0, "finished": True})
+
+
+def bench_overhead(size: Size, data_dir: Path, work: Path) -> dict[str, Any]:
+    """Per-trial cost of Ray + MLflow with actor reuse: the slope between a short and a long search."""
+    walls = {}
+    for n in size.noop_trials:
+        start = time.perf_counter()
+        run_search(_options(work, data_dir, size, name=f"noop-{n}", trials=n, max_epochs=1, sampler="random",
+                            scheduler="fifo", concurrency=1), trial_fn=noop_trial)
+        walls[n] = time.perf_counter() - start
+    small, big = size.noop_trials
+    return {"wall_s": walls, "per_trial_s": (walls[big] - walls[small]) / (big - small),
+            "fixed_s": walls[small] - small * (walls[big] - walls[small]) / (big - small)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m results.benchmark", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("data/ztf-synthetic"))
+    parser.add_argument("--out", type=Path, default=Path(".bench"))
+    parser.add_argument("--size", choices=["auto", "gpu", "cpu"], default="auto")
+    parser.add_argument("--markdown", type=Path, default=Path("BENCHMARKS.md"))
+    parser.add_argument("--parts", default="epoch,throughput,efficiency,overhead")
+    args = parser.parse_args(argv)
+    device = pick_device("auto")
+    size = {"gpu": GPU, "cpu": CPU}.get(args.size) or (GPU if device.type == "cuda" else CPU)
+    work = (args.out / datetime.now().strftime("%Y%m%d-%H%M%S")).resolve()
+    work.mkdir(parents=True)
+    data = scale_down(load_spectra(args.data), size.points, size.train_per_class)
+    print(f"benchmark on {_device_name(device)} ({'GPU' if size is GPU else 'CPU smoke'} sizes): {data.describe()}")
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    import ray
+
+    ray.init(log_to_driver=False, logging_level=logging.ERROR, include_dashboard=False)
+    parts = set(args.parts.split(","))
+    figures: dict[str, Any] = {}
+    try:
+        if "epoch" in parts:
+            figures["epoch_time"] = bench_epoch_time(data, device, size)
+            print("epoch time:", figures["epoch_time"])
+        if "throughput" in parts:
+            figures["throughput"] = bench_throughput(data, device, size, args.data, work)
+            print("throughput:", figures["throughput"])
+        if "efficiency" in parts:
+            figures["efficiency"] = bench_efficiency(data, device, size, args.data, work)
+            print("efficiency:", {k: v for k, v in figures["efficiency"].items() if k != "curves"})
+        if "overhead" in parts:
+            figures["overhead"] = bench_overhead(size, args.data, work)
+            print("overhead:", figures["overhead"])
+    finally:
+        ray.shutdown()
+    record = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "command": " ".join(shlex.quote(a) for a in [sys.executable, "-m", "results.benchmark", *(argv or sys.argv[1:])]),
+              "device": _device_name(device), "cpu_count": os.cpu_count(), "platform": platform.platform(),
+              "size": asdict(size), "size_name": "gpu" if size is GPU else "cpu smoke", "data": data.describe(),
+              "versions": versions(), "git_commit": git_commit(), "figures": figures}
+    write_json(args.out / "bench.json", record)
+    if "efficiency" in figures:
+        plot_efficiency(figures["efficiency"]["curves"], args.out / "efficiency.png")
+    print(f"wrote {args.out / 'bench.json'}")
+    return 0
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
