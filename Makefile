@@ -61,9 +61,7 @@ test: $(VENV)/.installed
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$status
 
 mlflow-ui: $(VENV)/.installed
-	@echo "MLflow UI on http://$(MLFLOW_HOST):$(MLFLOW_PORT) (store $(TRACKING_URI))"
-	@echo "runs table: open an experiment, then add ?workflowType=machine_learning to its URL if the GenAI view shows"
-	$(VENV)/bin/mlflow ui --backend-store-uri $(TRACKING_URI) --host $(MLFLOW_HOST) --port $(MLFLOW_PORT)
+	$(SPECTUNE) ui --tracking-uri $(TRACKING_URI) --host $(MLFLOW_HOST) --port $(MLFLOW_PORT)
 
 export: $(VENV)/.installed
 	$(SPECTUNE) export --space $(SPACE) $(NAME_ARG) --out best.json

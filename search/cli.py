@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-patience", action="store_true", help="train every trial for its full budget")
     _data_args(p)
 
+    p = sub.add_parser("ui", help="serve the MLflow UI for the search store (127.0.0.1 unless told otherwise)")
+    p.add_argument("--tracking-uri", help="MLflow store (default MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=_positive_int, default=5000)
+
     p = sub.add_parser("export", help="write the best config of a finished search to a JSON file")
     p.add_argument("--space", required=True)
     p.add_argument("--name", help="search name (default: the latest search of the space)")
@@ -134,8 +139,28 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"retrain and evaluate on test once: spectune train --config {args.out} --test")
 
 
+def cmd_ui(args: argparse.Namespace) -> None:
+    import subprocess
+
+    from mlflow.tracking import MlflowClient
+
+    from search.tracking import default_tracking_uri
+
+    uri = args.tracking_uri or default_tracking_uri()
+    base = f"http://{args.host}:{args.port}"
+    experiments = [e for e in MlflowClient(uri).search_experiments() if e.name.startswith("spectune-")]
+    print(f"MLflow UI for {uri} at {base}")
+    for e in experiments:
+        # MLflow 3 opens in its GenAI view, where training runs do not show; link the runs table.
+        print(f"  {e.name}: {base}/#/experiments/{e.experiment_id}/runs?workflowType=machine_learning")
+    if not experiments:
+        print("  no searches yet: run `make search` first")
+    subprocess.run([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                    "--host", args.host, "--port", str(args.port)], check=False)
+
+
 COMMANDS = {"data": cmd_data, "spaces": cmd_spaces, "train": cmd_train, "search": cmd_search,
-            "export": cmd_export}
+            "export": cmd_export, "ui": cmd_ui}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,11 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; continue a search with the same --name and --resume", file=sys.stderr)
         return 130
     except RuntimeError as exc:
-        from search.driver import SearchInterrupted
-        if not isinstance(exc, SearchInterrupted):
+        from search.driver import SearchError, SearchInterrupted
+        if not isinstance(exc, SearchError):
             raise
-        print(f"interrupted: {exc}", file=sys.stderr)
-        return 130
+        print(f"error: {exc}", file=sys.stderr)
+        return 130 if isinstance(exc, SearchInterrupted) else 1
     return 0
 
 

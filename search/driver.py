@@ -58,8 +58,16 @@ class SearchOptions:
     start: tuple[dict[str, Any], ...] = ()
 
 
-class SearchInterrupted(RuntimeError):
+class SearchError(RuntimeError):
+    """A search that ran but produced no result to write."""
+
+
+class SearchInterrupted(SearchError):
     """Tune stopped before every trial ended (Ctrl+C); the experiment folder can be resumed."""
+
+
+class AllTrialsFailed(SearchError):
+    """Every trial raised: the search has no best config."""
 
 
 @dataclass(frozen=True)
@@ -198,7 +206,7 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
     out_dir = results_dir(space.name, name, o.results_root)
     ok = frame.dropna(subset=["best_val_macro_f1"])
     if ok.empty:
-        raise RuntimeError(f"all {len(frame)} trials of search {name} failed; see the 'spectune.error' "
+        raise AllTrialsFailed(f"all {len(frame)} trials of search {name} failed; see the 'spectune.error' "
                            f"tags in MLflow or the error files under {experiment}.")
     best_trial = trials[ok.iloc[0]["trial_id"]]
     best_run = tracker.run_id(best_trial.trial_id)

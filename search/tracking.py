@@ -75,6 +75,11 @@ class MLflowTracker(tune.Callback):
         found = self.client.search_runs([self.experiment_id], f"tags.`{TAG_SEARCH}` = '{self.search_id}' "
                                         f"and tags.`{TAG_ROLE}` = 'search'", max_results=1)
         if found:
+            recorded = found[0].data.tags.get("data_fingerprint")
+            if recorded and recorded != self.tags.get("data_fingerprint"):
+                raise ValueError(f"search {self.search_id} was run on data with fingerprint {recorded}, but "
+                                 f"this data has {self.tags.get('data_fingerprint')}; resume with the same "
+                                 "--data, --points and --train-per-class.")
             self.parent_run_id = found[0].info.run_id
             self.client.update_run(self.parent_run_id, status="RUNNING")
             return

@@ -1,4 +1,4 @@
-"""One real search with Ray on CPU (tiny data, short spectra, 3 epochs), then its MLflow record,
+"""One real search with Ray on CPU (tiny generated set, short spectra, 3 epochs), then its MLflow record,
 its results and its exported config; plus an interrupted search that is resumed."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import spaces
 from search.driver import SearchOptions, run_search
 from results.export import export_best
 from search.cli import main as cli_main
+from trainables.synthetic import write_synthetic
 from trainables.tune_trainable import run_trial
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,10 +69,9 @@ def e2e_space(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def searched(ray_session, e2e_space, tmp_path_factory):
-    from conftest import separable_set
-
     root = tmp_path_factory.mktemp("e2e")
-    data = separable_set(root / "data", per_class=(10, 5, 5), points=128)
+    data = root / "data"
+    write_synthetic(data, seed=1, n_train=16, n_val=6, n_test=6, n_points=256)
     options = SearchOptions(space=e2e_space[0], trials=TRIALS, seed=0, name="e2e", data=data,
                             storage=root / "ray", results_root=root / "results",
                             tracking_uri=f"sqlite:///{root / 'mlflow.db'}", patience=None)
@@ -149,9 +149,8 @@ def test_existing_search_name_is_refused_without_resume(searched):
 
 
 def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_session, e2e_space, tmp_path):
-    from conftest import separable_set
-
-    data = separable_set(tmp_path / "data", per_class=(10, 5, 5), points=128)
+    data = tmp_path / "data"
+    write_synthetic(data, seed=2, n_train=8, n_val=4, n_test=4, n_points=128)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = ["search", "--space", "e2e_tiny", "--trials", "8", "--concurrency", "1", "--scheduler", "fifo",
             "--name", "cut", "--data", str(data), "--tracking-uri", uri, "--no-patience"]
@@ -172,7 +171,7 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_sessio
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, rest
-    assert "Continue it with: spectune search" in rest
+    assert "Continue it with: spectune search" in rest and "nothing was written to results/" in rest
     finished_before = sum(ln.startswith("[") and "/8]" in ln for ln in lines)
     assert 3 <= finished_before < 8, "".join(lines)
 
