@@ -268,9 +268,10 @@ def main(argv: list[str] | None = None) -> int:
               "device": _device_name(device), "cpu_count": os.cpu_count(), "platform": platform.platform(),
               "size": asdict(size), "size_name": "gpu" if size is GPU else "cpu smoke", "data": data.describe(),
               "versions": versions(), "git_commit": git_commit(), "figures": figures}
-    write_json(args.out / "bench.json", record)
     if "efficiency" in figures:
-        plot_efficiency(figures["efficiency"]["curves"], args.out / "efficiency.png")
+        png = plot_efficiency(figures["efficiency"]["curves"], args.out / "efficiency.png")
+        record["efficiency_png"] = os.path.relpath(png, args.markdown.resolve().parent)
+    write_json(args.out / "bench.json", record)
     args.markdown.write_text(render_markdown(record))
     print(f"wrote {args.out / 'bench.json'} and {args.markdown}")
     return 0
@@ -314,7 +315,7 @@ def render_markdown(record: dict[str, Any]) -> str:
         median = "n/a" if e["median_fraction"] is None else f"{100 * e['median_fraction']:.0f} %"
         lines += [f"## 3. Search efficiency: TPE + ASHA vs random + FIFO ({e['seeds']} seeds, {e['trials']} trials "
                   f"x up to {e['max_epochs']} epochs)", "(target: TPE + ASHA reaches random's final best with <= 25 % "
-                  "of its epochs, median of seeds)", "", "![efficiency](.bench/efficiency.png)", "",
+                  "of its epochs, median of seeds)", "", f"![efficiency]({record['efficiency_png']})", "",
                   "| seed | random: epochs, final best | TPE + ASHA: epochs, final best |", "|---|---|---|"]
         for i, (t, r) in enumerate(zip(e["curves"]["tpe+asha"], e["curves"]["random+fifo"])):
             lines.append(f"| {i} | {r[-1][0]}, {r[-1][1]:.4f} | {t[-1][0]}, {t[-1][1]:.4f} |")

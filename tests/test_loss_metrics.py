@@ -36,6 +36,14 @@ def test_focusing_down_weights_easy_examples():
     assert FocalLoss(alpha, 2.0)(easy, target) < 0.01 * FocalLoss(alpha, 0.0)(easy, target)
 
 
+@pytest.mark.parametrize("gamma", [0.3, 0.9, 2.0])
+def test_gradient_stays_finite_for_confident_predictions(gamma):
+    # A logit gap of 30 makes p == 1.0 in float32: (1 - p) ** gamma has an infinite slope there.
+    logits = torch.tensor([[30.0, 0.0, 0.0], [0.0, 1.0, 0.0]], requires_grad=True)
+    FocalLoss(torch.ones(3), gamma)(logits, torch.tensor([0, 1])).backward()
+    assert torch.isfinite(logits.grad).all()
+
+
 def test_balanced_alpha_weights_rare_classes_up():
     alpha = balanced_alpha(np.array([0, 0, 0, 1]), 2)
     assert alpha.tolist() == pytest.approx([4 / 6, 2.0])

@@ -29,5 +29,7 @@ class FocalLoss(nn.Module):
         # Float32 log-softmax: under bf16 autocast the focusing term would lose its small values.
         logp = F.log_softmax(logits.float(), dim=1)
         if self.gamma:
-            logp = (1.0 - logp.exp()).pow(self.gamma) * logp
+            # 1 - p via expm1 keeps precision near p = 1; the floor keeps the gradient of
+            # x ** gamma finite there when gamma < 1 (at x = 0 it is infinite, and inf * 0 = NaN).
+            logp = (-torch.expm1(logp)).clamp(min=1e-6).pow(self.gamma) * logp
         return F.nll_loss(logp, target, weight=self.alpha)
