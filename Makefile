@@ -16,7 +16,7 @@ TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
 # Budgets. On a GPU: the space's full epoch budget. On CPU (2 cores, about 15 minutes): shorter
 # spectra, fewer training spectra, fewer trials and epochs; all printed before the search starts.
 GPU_TRIALS ?= 64
-CPU_TRIALS ?= 20
+CPU_TRIALS ?= 18
 CPU_EPOCHS ?= 20
 CPU_POINTS ?= 1024
 CPU_TRAIN_PER_CLASS ?= 280

@@ -105,6 +105,8 @@ def _quiet_ray() -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1000")
     logging.getLogger("ray").setLevel(logging.ERROR)
     logging.getLogger("ray.tune").setLevel(logging.ERROR)
+    # Failed trials get their own line from ProgressPrinter; Tune's summary would repeat them.
+    logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -204,7 +206,8 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
                                 f"nothing was written to results/. Continue it with: spectune search --space "
                                 f"{space.name} --name {name} --resume (same data options).")
     out_dir = results_dir(space.name, name, o.results_root)
-    ok = frame.dropna(subset=["best_val_macro_f1"])
+    # A trial that failed (a diverging loss, say) is no winner, whatever it scored before failing.
+    ok = frame[frame["outcome"] != "failed"].dropna(subset=["best_val_macro_f1"])
     if ok.empty:
         raise AllTrialsFailed(f"all {len(frame)} trials of search {name} failed; see the 'spectune.error' "
                            f"tags in MLflow or the error files under {experiment}.")
@@ -216,7 +219,7 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
                                "parent_run_id": tracker.parent_run_id, "run_id": best_run},
                        data={"fingerprint": data.fingerprint, "description": data.describe(),
                              "points": data.n_points, "train_per_class": o.train_per_class,
-                             "path": str(o.data or pair.default_data)},
+                             "path": str(o.data or pair.default_data), "threads": place.threads},
                        versions=versions(), git_commit=git_commit())
     frame["mlflow_run_id"] = [tracker.run_id(t) for t in frame["trial_id"]]
     history = histories.get(best_trial.trial_id)

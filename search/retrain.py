@@ -60,7 +60,8 @@ def resolve_recipe(req: TrainRequest) -> tuple[Space, Recipe, dict[str, Any]]:
                          f"{req.config}; drop --space or pass the matching one.")
     space = get_space(req.space or file_space or "galspecnet")
     source = str(req.config) if req.config else "defaults"
-    recipe = Recipe.from_dict({**space.fixed, **values, "epochs": req.epochs}, source=source)
+    overrides = {"epochs": req.epochs} if req.epochs is not None else {}
+    recipe = Recipe.from_dict({**space.fixed, **values, **overrides}, source=source)
     return space, recipe, record.get("data") or {}
 
 
@@ -74,10 +75,14 @@ def run_train(req: TrainRequest) -> dict[str, Any]:
     if (points, per_class) != (req.points, req.train_per_class):
         print(f"using the search's data scaling from {req.config}: points={points}, "
               f"train_per_class={per_class} (pass --points/--train-per-class to change it)")
+    if not req.threads and searched.get("threads"):
+        print(f"using the search's {searched['threads']} CPU thread(s) per trial (--threads to change it)")
     data = load_pair_data(pair, req.data, req.classes, with_test=req.test)
     data = scale_down(data, points, per_class, seed=recipe.seed)
-    if req.threads:
-        torch.set_num_threads(req.threads)
+    # A trial's CPU threads change float summation order: the same count reproduces its metrics.
+    threads = req.threads or searched.get("threads")
+    if threads:
+        torch.set_num_threads(threads)
 
     print(f"space {space.name} -> trainable {pair.name} (model {pair.model}) on {device}")
     print(f"data: {data.describe()}; fingerprint {data.fingerprint}")
