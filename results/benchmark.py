@@ -64,7 +64,7 @@ class Size:
 GPU = Size(points=None, train_per_class=None, timing_epochs=8, configs=32, config_epochs=30, seeds=3,
            search_trials=32, search_epochs=40, noop_trials=(4, 32))
 CPU = Size(points=256, train_per_class=12, timing_epochs=3, configs=4, config_epochs=3, seeds=3,
-           search_trials=4, search_epochs=3, noop_trials=(2, 6))
+           search_trials=4, search_epochs=3, noop_trials=(4, 20))
 
 
 def fixed_configs(n: int, seed: int = 1234) -> list[dict[str, Any]]:

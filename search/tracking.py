@@ -30,6 +30,15 @@ def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
+def artifact_root(tracking_uri: str) -> str | None:
+    """Artifacts of an SQLite store go beside its database file, not into ``./mlruns`` of whatever
+    folder the search ran from; a server decides for itself (``None``)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    db = Path(tracking_uri[len("sqlite:///"):])
+    return (db.parent / "mlartifacts").resolve().as_uri()
+
+
 def trial_outcome(last_result: dict[str, Any] | None, errored: bool) -> str:
     """``failed``, ``completed`` (ran its budget or its own early stopping) or ``stopped early``
     (by the scheduler). The recipe flags its last epoch with ``finished``."""
@@ -71,7 +80,8 @@ class MLflowTracker(tune.Callback):
         store is unreachable, before any trial starts."""
         exp = self.client.get_experiment_by_name(self.experiment)
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
-            self.experiment, tags={"mlflow.experimentKind": "custom_model_development"})
+            self.experiment, artifact_location=artifact_root(self.tracking_uri),
+            tags={"mlflow.experimentKind": "custom_model_development"})
         found = self.client.search_runs([self.experiment_id], f"tags.`{TAG_SEARCH}` = '{self.search_id}' "
                                         f"and tags.`{TAG_ROLE}` = 'search'", max_results=1)
         if found:

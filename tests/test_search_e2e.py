@@ -125,6 +125,7 @@ def test_mlflow_holds_one_parent_and_one_child_per_trial(searched):
     assert sorted(m.step for m in history) == list(range(1, EPOCHS + 1))
     assert "epoch" not in finished.data.metrics and "training_iteration" not in finished.data.metrics
     best_run = outcome.best["mlflow"]["run_id"]
+    assert client.get_run(best_run).info.artifact_uri.startswith((root / "mlartifacts").resolve().as_uri())
     artifacts = {a.path for a in client.list_artifacts(best_run, "best")}
     assert {"best/best.json", "best/val_confusion.png", "best/learning_curves.png", "best/checkpoint"} <= artifacts
 
