@@ -169,7 +169,8 @@ def train(model_fn: Callable[[], nn.Module], data: SpectraData, recipe: Recipe,
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(device) is torch.float16)
     autocast = _autocast(device)
     generator = torch.Generator(device=device).manual_seed(recipe.seed)
-    eval_batch = 2048 if device.type == "cuda" else 256
+    # On CPU large batches fall out of cache: 128 evaluated twice as fast as 256 on 2 cores.
+    eval_batch = 2048 if device.type == "cuda" else 128
     n = train_x.shape[0]
 
     history: list[dict[str, float]] = []
