@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -65,10 +66,21 @@ def resolve_recipe(req: TrainRequest) -> tuple[Space, Recipe, dict[str, Any]]:
     return space, recipe, record.get("data") or {}
 
 
+def _check_writable(path: Path) -> None:
+    """Fail before training, not after it, when the summary could not be written."""
+    existing = path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise ValueError(f"--json-out {path}: cannot create it under {existing} (not a writable folder); "
+                         "choose another path.")
+
+
 def run_train(req: TrainRequest) -> dict[str, Any]:
     """Validate everything, train, evaluate test once if asked, and write the JSON summary and figures."""
     space, recipe, searched = resolve_recipe(req)
     device = pick_device(req.device)
+    _check_writable(req.json_out)
     pair = get_trainable(space.trainable)
     points = req.points or searched.get("points")
     per_class = req.train_per_class or searched.get("train_per_class")

@@ -22,6 +22,7 @@ from search.cli import main
     (["train", "--config", "{tmp}/out_of_range.json"], r"'dropout' hyperparameter must be a float in the range \[0.0, 1.0\); got 2.0"),
     (["train", "--device", "tpu"], r"--device must be cpu, cuda, cuda:N or auto"),
     (["export", "--space", "galspecnet", "--name", "never-ran"], r"has no .*best\.json.*--resume"),
+    (["train", "--json-out", "{tmp}/bad.json/summary.json"], r"--json-out .*summary\.json: cannot create it under .*bad\.json \(not a writable folder\)"),
 ])
 def test_bad_input_gives_one_clear_error(argv, match, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
