@@ -41,9 +41,8 @@ from search.tracking import EPOCH_METRICS
 from spaces import get_space
 from trainables.config import Recipe
 from trainables.data import SpectraData, load_spectra, scale_down
-from trainables.losses import FocalLoss, balanced_alpha
 from trainables.models import build_model
-from trainables.recipe import amp_dtype, evaluate, pick_device, to_device, train
+from trainables.recipe import amp_dtype, evaluate_test, pick_device, to_device, train
 
 
 @dataclass(frozen=True)
@@ -201,8 +200,7 @@ def _test_f1(data_dir: Path, size: Size, config: dict[str, Any], device: torch.d
     data = scale_down(load_spectra(data_dir, with_test=True), size.points, size.train_per_class)
     recipe = Recipe.from_dict({**config, "epochs": size.search_epochs if size is CPU else config.get("epochs")})
     result = train(_model_fn(data, recipe.dropout), data, recipe, device)
-    crit = FocalLoss(balanced_alpha(data.train.labels, data.n_classes), recipe.gamma).to(device)
-    return evaluate(result.model, *to_device(data.test, device), crit, data.n_classes).macro_f1
+    return evaluate_test(result.model, data, recipe, device).macro_f1
 
 
 def noop_trial(config: dict[str, Any], data: Any, settings: Any) -> None:

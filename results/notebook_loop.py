@@ -18,8 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from trainables.config import Recipe
 from trainables.data import SpectraData
-from trainables.losses import FocalLoss, balanced_alpha
-from trainables.recipe import build_scheduler, seed_everything
+from trainables.recipe import build_scheduler, make_criterion, seed_everything
 
 
 def notebook_train(model: nn.Module, data: SpectraData, recipe: Recipe, device: torch.device,
@@ -31,7 +30,7 @@ def notebook_train(model: nn.Module, data: SpectraData, recipe: Recipe, device: 
                               batch_size=recipe.batch_size, shuffle=True, num_workers=0)
     val_loader = DataLoader(TensorDataset(torch.from_numpy(data.val.flux), torch.from_numpy(data.val.labels)),
                             batch_size=recipe.batch_size, shuffle=False, num_workers=0)
-    criterion = FocalLoss(balanced_alpha(data.train.labels, data.n_classes), recipe.gamma).to(device)
+    criterion = make_criterion(data, recipe, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     scheduler = build_scheduler(optimizer, recipe)
     cuda = device.type == "cuda"

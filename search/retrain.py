@@ -16,9 +16,8 @@ from results.provenance import git_commit, versions
 from spaces import Space, get_space
 from trainables.config import Recipe
 from trainables.data import scale_down
-from trainables.losses import FocalLoss, balanced_alpha
 from trainables.models import build_model
-from trainables.recipe import EpochReport, evaluate, pick_device, to_device, train
+from trainables.recipe import EpochReport, evaluate_test, pick_device, train
 from trainables.registry import get_trainable, load_pair_data
 
 
@@ -87,12 +86,12 @@ def run_train(req: TrainRequest) -> dict[str, Any]:
     if (points, per_class) != (req.points, req.train_per_class):
         print(f"using the search's data scaling from {req.config}: points={points}, "
               f"train_per_class={per_class} (pass --points/--train-per-class to change it)")
-    if not req.threads and searched.get("threads"):
-        print(f"using the search's {searched['threads']} CPU thread(s) per trial (--threads to change it)")
-    data = load_pair_data(pair, req.data, req.classes, with_test=req.test)
-    data = scale_down(data, points, per_class, seed=recipe.seed)
     # A trial's CPU threads change float summation order: the same count reproduces its metrics.
     threads = req.threads or searched.get("threads")
+    if threads != req.threads:
+        print(f"using the search's {threads} CPU thread(s) per trial (--threads to change it)")
+    data = load_pair_data(pair, req.data, req.classes, with_test=req.test)
+    data = scale_down(data, points, per_class, seed=recipe.seed)
     if threads:
         torch.set_num_threads(threads)
 
@@ -124,9 +123,7 @@ def run_train(req: TrainRequest) -> dict[str, Any]:
                                                    f"{space.name}: validation, epoch {result.best_epoch}"),
                "learning_curves_png": plot_learning_curves(result.history, f"{stem}_curves.png", space.name)}
     if req.test:
-        criterion = FocalLoss(balanced_alpha(data.train.labels, data.n_classes), recipe.gamma).to(device)
-        test_x, test_y = to_device(data.test, device)
-        test = evaluate(result.model, test_x, test_y, criterion, data.n_classes)
+        test = evaluate_test(result.model, data, recipe, device)
         summary.update(test_macro_f1=test.macro_f1, test_acc=test.acc, test_top3_acc=test.top3_acc,
                        test_loss=test.loss, test_confusion=test.confusion.tolist())
         figures["test_confusion_png"] = plot_confusion(test.confusion, data.classes, f"{stem}_test_confusion.png",

@@ -44,10 +44,8 @@ def test_best_epoch_weights_are_kept_and_reported(tiny_data):
     best = max(h["val_macro_f1"] for h in result.history)
     assert result.best["val_macro_f1"] == best
     assert result.history[result.best_epoch - 1]["val_macro_f1"] == best
-    from trainables.losses import FocalLoss, balanced_alpha
-    from trainables.recipe import evaluate, to_device
-    crit = FocalLoss(balanced_alpha(data.train.labels, 9), recipe.gamma)
-    again = evaluate(result.model, *to_device(data.val, torch.device("cpu")), crit, 9)
+    from trainables.recipe import evaluate, make_criterion, to_device
+    again = evaluate(result.model, *to_device(data.val, torch.device("cpu")), make_criterion(data, recipe), 9)
     assert again.macro_f1 == pytest.approx(best)
 
 

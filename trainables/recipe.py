@@ -139,6 +139,17 @@ def evaluate(model: nn.Module, flux: torch.Tensor, labels: torch.Tensor, criteri
                       confusion=confusion.cpu().numpy())
 
 
+def make_criterion(data: SpectraData, recipe: Recipe, device: torch.device | str = "cpu") -> FocalLoss:
+    """The recipe's loss: focal loss with alpha from the training split's class frequencies."""
+    return FocalLoss(balanced_alpha(data.train.labels, data.n_classes), recipe.gamma).to(device)
+
+
+def evaluate_test(model: nn.Module, data: SpectraData, recipe: Recipe, device: torch.device | str) -> Evaluation:
+    """The final model on ``data.test``: call once, after selection on validation is over."""
+    test_x, test_y = to_device(data.test, torch.device(device))
+    return evaluate(model, test_x, test_y, make_criterion(data, recipe, device), data.n_classes)
+
+
 def eval_batch_size(device: torch.device) -> int:
     """Large on a GPU; small on CPU, where 256 fell out of cache and evaluated half as fast as 128."""
     return 2048 if device.type == "cuda" else 128
@@ -168,14 +179,13 @@ def train(model_fn: Callable[[], nn.Module], data: SpectraData, recipe: Recipe,
     model = model_fn().to(device)
     train_x, train_y = to_device(data.train, device)
     val_x, val_y = to_device(data.val, device)
-    criterion = FocalLoss(balanced_alpha(data.train.labels, data.n_classes), recipe.gamma).to(device)
+    criterion = make_criterion(data, recipe, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay,
                                   fused=device.type == "cuda")
     scheduler = build_scheduler(optimizer, recipe)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(device) is torch.float16)
     autocast = _autocast(device)
     generator = torch.Generator(device=device).manual_seed(recipe.seed)
-    eval_batch = eval_batch_size(device)
     n = train_x.shape[0]
 
     history: list[dict[str, float]] = []
@@ -208,7 +218,7 @@ def train(model_fn: Callable[[], nn.Module], data: SpectraData, recipe: Recipe,
         if not np.isfinite(train_loss):
             raise NonFiniteLossError(f"training loss became {train_loss} at epoch {epoch} "
                                      f"(lr={lr:.3g}); this config diverges.")
-        val = evaluate(model, val_x, val_y, criterion, data.n_classes, eval_batch)
+        val = evaluate(model, val_x, val_y, criterion, data.n_classes)
         improved = val.macro_f1 > best_f1 + 1e-6
         if improved:
             best_f1, best_epoch, best_val, since_best = val.macro_f1, epoch, val, 0
