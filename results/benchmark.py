@@ -10,7 +10,7 @@
 4. per-trial overhead of Ray + MLflow on CPU, with a trial that does no work.
 
 On a machine without a GPU everything is sized down to a smoke test; its figures are not quoted
-as results. Writes ``<out>/bench.json``, ``<out>/efficiency.png`` and ``BENCHMARKS.md``.
+as results. Writes ``<out>/bench.json``, ``BENCHMARKS.md`` and the efficiency plot it links.
 """
 
 from __future__ import annotations
@@ -148,19 +148,22 @@ def bench_throughput(data: SpectraData, device: torch.device, size: Size, data_d
 
 
 def _options(work: Path, data_dir: Path, size: Size, **kw: Any) -> SearchOptions:
+    # space_start=False: neither method is handed the notebook's config, so part 3 compares the
+    # search algorithms alone (the notebook default is retrained on its own line).
     return SearchOptions(space="galspecnet", data=data_dir, points=size.points, train_per_class=size.train_per_class,
-                         storage=work / "ray", results_root=work / "results", patience=None,
+                         storage=work / "ray", results_root=work / "results", patience=None, space_start=False,
                          tracking_uri=f"sqlite:///{work / 'mlflow.db'}", **kw)
 
 
 def efficiency_curve(histories: dict[str, Any]) -> list[tuple[int, float]]:
-    """(cumulative epochs, best val macro-F1 so far) with trials taken in the order they ended."""
-    order = sorted(histories.items(), key=lambda kv: (float(kv[1]["timestamp"].max()), kv[0]))
-    curve, epochs, best = [], 0, 0.0
-    for _, frame in order:
-        epochs += int(frame["epoch"].max())
-        best = max(best, float(frame["val_macro_f1"].max()))
-        curve.append((epochs, best))
+    """(cumulative epochs trained, best val macro-F1 so far) after every epoch of every trial,
+    epochs taken in the order they were reported across the concurrent trials."""
+    epochs = sorted((float(t), trial, int(e), float(f)) for trial, frame in histories.items()
+                    for t, e, f in zip(frame["reported_at"], frame["epoch"], frame["val_macro_f1"]))
+    curve, best = [], 0.0
+    for done, (_, _, _, f1) in enumerate(epochs, start=1):
+        best = max(best, f1)
+        curve.append((done, best))
     return curve
 
 
@@ -216,59 +219,91 @@ def bench_overhead(size: Size, data_dir: Path, work: Path) -> dict[str, Any]:
     for n in size.noop_trials:
         start = time.perf_counter()
         run_search(_options(work, data_dir, size, name=f"noop-{n}", trials=n, max_epochs=1, sampler="random",
-                            scheduler="fifo", concurrency=1), trial_fn=noop_trial)
+                            scheduler="fifo", concurrency=1, gpus_per_trial=0), trial_fn=noop_trial)
         walls[n] = time.perf_counter() - start
     small, big = size.noop_trials
     return {"wall_s": walls, "per_trial_s": (walls[big] - walls[small]) / (big - small),
             "fixed_s": walls[small] - small * (walls[big] - walls[small]) / (big - small)}
 
 
+# --parts name -> key of its figures in bench.json
+PARTS = {"epoch": "epoch_time", "throughput": "throughput", "efficiency": "efficiency", "overhead": "overhead"}
+
+
+def _parse_parts(text: str) -> list[str]:
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown or not parts:
+        raise ValueError(f"--parts: unknown part(s) {unknown or [text]}; choose from {','.join(PARTS)}.")
+    return parts
+
+
+def _earlier_record(path: Path, device: str, size_name: str) -> dict[str, Any]:
+    """``--merge``: the figures of an earlier run, only if it measured the same device at the same size."""
+    from results.files import read_json
+
+    old = read_json(path, "--merge: earlier benchmark record")
+    if (old.get("device"), old.get("size_name")) != (device, size_name):
+        raise ValueError(f"--merge: {path} was measured on {old.get('device')!r} at {old.get('size_name')!r} "
+                         f"sizes, this run is {device!r} at {size_name!r}; figures from different machines "
+                         "do not go in one table. Drop --merge, or use another --out.")
+    return old
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m results.benchmark", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("data/ztf-synthetic"))
-    parser.add_argument("--out", type=Path, default=Path(".bench"))
+    parser.add_argument("--out", type=Path, default=Path(".bench"), help="bench.json and the runs' scratch folders")
     parser.add_argument("--size", choices=["auto", "gpu", "cpu"], default="auto")
     parser.add_argument("--markdown", type=Path, default=Path("BENCHMARKS.md"))
-    parser.add_argument("--parts", default="epoch,throughput,efficiency,overhead")
+    parser.add_argument("--plot", type=Path, default=Path("results/benchmark_efficiency.png"),
+                        help="part 3's plot, linked from the markdown")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other parts' figures from <out>/bench.json (same device and size): "
+                             "for machines that cannot run every part in one session")
     args = parser.parse_args(argv)
-    device = pick_device("auto")
-    size = {"gpu": GPU, "cpu": CPU}.get(args.size) or (GPU if device.type == "cuda" else CPU)
+    try:
+        parts = _parse_parts(args.parts)
+        device = pick_device("auto")
+        size = {"gpu": GPU, "cpu": CPU}.get(args.size) or (GPU if device.type == "cuda" else CPU)
+        size_name = "gpu" if size is GPU else "cpu smoke"
+        earlier = _earlier_record(args.out / "bench.json", _device_name(device), size_name) if args.merge else {}
+        data = scale_down(load_spectra(args.data), size.points, size.train_per_class)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     work = (args.out / datetime.now().strftime("%Y%m%d-%H%M%S")).resolve()
     work.mkdir(parents=True)
-    data = scale_down(load_spectra(args.data), size.points, size.train_per_class)
-    print(f"benchmark on {_device_name(device)} ({'GPU' if size is GPU else 'CPU smoke'} sizes): {data.describe()}")
+    print(f"benchmark on {_device_name(device)} ({size_name} sizes), parts {','.join(parts)}: {data.describe()}")
     logging.getLogger("ray").setLevel(logging.ERROR)
     import ray
 
     started = not ray.is_initialized()
     if started:
         ray.init(log_to_driver=False, logging_level=logging.ERROR, include_dashboard=False)
-    parts = set(args.parts.split(","))
-    figures: dict[str, Any] = {}
+    runners = {"epoch": lambda: bench_epoch_time(data, device, size),
+               "throughput": lambda: bench_throughput(data, device, size, args.data, work),
+               "efficiency": lambda: bench_efficiency(data, device, size, args.data, work),
+               "overhead": lambda: bench_overhead(size, args.data, work)}
+    command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "results.benchmark", *(argv or sys.argv[1:])])
+    figures, provenance = dict(earlier.get("figures", {})), dict(earlier.get("parts", {}))
     try:
-        if "epoch" in parts:
-            figures["epoch_time"] = bench_epoch_time(data, device, size)
-            print("epoch time:", figures["epoch_time"])
-        if "throughput" in parts:
-            figures["throughput"] = bench_throughput(data, device, size, args.data, work)
-            print("throughput:", figures["throughput"])
-        if "efficiency" in parts:
-            figures["efficiency"] = bench_efficiency(data, device, size, args.data, work)
-            print("efficiency:", {k: v for k, v in figures["efficiency"].items() if k != "curves"})
-        if "overhead" in parts:
-            figures["overhead"] = bench_overhead(size, args.data, work)
-            print("overhead:", figures["overhead"])
+        for part in parts:
+            figures[PARTS[part]] = runners[part]()
+            provenance[part] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                "command": command, "git_commit": git_commit()}
+            print(f"{part}:", {k: v for k, v in figures[PARTS[part]].items() if k != "curves"})
     finally:
         if started:
             ray.shutdown()
-    record = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "command": " ".join(shlex.quote(a) for a in [sys.executable, "-m", "results.benchmark", *(argv or sys.argv[1:])]),
+    record = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": command,
               "device": _device_name(device), "cpu_count": os.cpu_count(), "platform": platform.platform(),
-              "size": asdict(size), "size_name": "gpu" if size is GPU else "cpu smoke", "data": data.describe(),
-              "versions": versions(), "git_commit": git_commit(), "figures": figures}
+              "size": asdict(size), "size_name": size_name, "data": data.describe(),
+              "versions": versions(), "git_commit": git_commit(), "parts": provenance, "figures": figures}
     if "efficiency" in figures:
-        png = plot_efficiency(figures["efficiency"]["curves"], args.out / "efficiency.png")
-        record["efficiency_png"] = os.path.relpath(png, args.markdown.resolve().parent)
+        png = plot_efficiency(figures["efficiency"]["curves"], args.plot)
+        record["efficiency_png"] = os.path.relpath(png.resolve(), args.markdown.resolve().parent)
     write_json(args.out / "bench.json", record)
     args.markdown.write_text(render_markdown(record))
     print(f"wrote {args.out / 'bench.json'} and {args.markdown}")
@@ -279,13 +314,18 @@ def render_markdown(record: dict[str, Any]) -> str:
     """BENCHMARKS.md: the command, device, versions and every figure, with the issue's targets."""
     f = record["figures"]
     smoke = record["size_name"] != "gpu"
+    commands = {p["command"] for p in record.get("parts", {}).values()} or {record["command"]}
     lines = ["# Benchmarks", "",
-             f"Generated by `make bench` on {record['date']}.", "",
-             f"- command: `{record['command']}`",
-             f"- device: {record['device']}; host CPU cores: {record['cpu_count']}; sizes: {record['size_name']}",
-             f"- data: {record['data']}",
-             "- versions: " + ", ".join(f"{k} {v}" for k, v in record["versions"].items()),
-             f"- commit: {record['git_commit']}", ""]
+             f"Generated by `make bench` on {record['date']}.", ""]
+    if len(commands) == 1:
+        lines.append(f"- command: `{commands.pop()}`")
+    else:
+        lines += [f"- part {part}: `{p['command']}` on {p['date']} (commit {p['git_commit'][:12]})"
+                  for part, p in record["parts"].items()]
+    lines += [f"- device: {record['device']}; host CPU cores: {record['cpu_count']}; sizes: {record['size_name']}",
+              f"- data: {record['data']}",
+              "- versions: " + ", ".join(f"{k} {v}" for k, v in record["versions"].items()),
+              f"- commit: {record['git_commit']}", ""]
     if smoke:
         lines += ["**CPU smoke run.** Sizes are cut down so that the benchmark runs anywhere; parts 1-3",
                   "show that the benchmark works and are not the toolkit's performance: their targets are",

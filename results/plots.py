@@ -46,8 +46,10 @@ def plot_learning_curves(history: Sequence[dict[str, float]], path: str | Path, 
     ax_f1.plot(epochs, [h["val_acc"] for h in history], label="val accuracy", alpha=0.6)
     ax_f1.set_ylim(0, 1)
     ax_f1.legend()
-    ax_lr.plot(epochs, [h["lr"] for h in history])
-    ax_lr.set_yscale("log")
+    rates = [h["lr"] for h in history]
+    ax_lr.plot(epochs, rates)
+    # eta_min may be 0, and the cosine then reaches a rate of exactly 0: no log axis for that.
+    ax_lr.set_yscale("log" if min(rates) > 0 else "linear")
     ax_lr.set_ylabel("learning rate")
     for ax in (ax_loss, ax_f1, ax_lr):
         ax.set_xlabel("epoch")

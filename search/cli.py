@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", help="MLflow store (default MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     p.add_argument("--patience", type=_positive_int, default=5, help="in-trial early stopping (default 5)")
     p.add_argument("--no-patience", action="store_true", help="train every trial for its full budget")
+    p.add_argument("--start", type=Path, metavar="JSON",
+                   help="configs to evaluate first: a JSON list of objects over the searched keys")
     _data_args(p)
 
     p = sub.add_parser("ui", help="serve the MLflow UI for the search store (127.0.0.1 unless told otherwise)")
@@ -120,14 +122,15 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> None:
-    from search.driver import SearchOptions, run_search
+    from search.driver import SearchOptions, read_start_configs, run_search
 
     run_search(SearchOptions(
         space=args.space, trials=args.trials, max_epochs=args.max_epochs, sampler=args.sampler,
         scheduler=args.scheduler, gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
         concurrency=args.concurrency, seed=args.seed, name=args.name, resume=args.resume,
         address=args.address, tracking_uri=args.tracking_uri, data=args.data, points=args.points,
-        train_per_class=args.train_per_class, patience=None if args.no_patience else args.patience))
+        train_per_class=args.train_per_class, patience=None if args.no_patience else args.patience,
+        start=read_start_configs(args.start) if args.start else ()))
 
 
 def cmd_export(args: argparse.Namespace) -> None:

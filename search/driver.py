@@ -18,6 +18,7 @@ import optuna
 
 from results.export import (best_record, check_name, collect_trials, copy_checkpoint, read_confusion,
                             results_dir, write_results)
+from results.files import read_json
 from results.plots import plot_confusion, plot_learning_curves
 from results.provenance import git_commit, versions
 from search.progress import ProgressPrinter, console, print_top
@@ -34,7 +35,8 @@ from trainables.tune_trainable import TrialSettings, run_trial
 @dataclass(frozen=True)
 class SearchOptions:
     """Everything ``spectune search`` takes; ``None`` means "the space's or the machine's default".
-    ``start`` lists configs to evaluate first, before the space's own starting points."""
+    ``start`` lists configs to evaluate first, then the space's own starting points unless
+    ``space_start`` is off (a pure random-search baseline, say)."""
 
     space: str
     trials: int = 20
@@ -56,6 +58,7 @@ class SearchOptions:
     storage: Path = Path("ray_results")
     results_root: Path = Path("results")
     start: tuple[dict[str, Any], ...] = ()
+    space_start: bool = True
 
 
 class SearchError(RuntimeError):
@@ -76,6 +79,17 @@ class SearchOutcome:
     results_dir: Path
     best: dict[str, Any]
     trials: Any
+
+
+def read_start_configs(path: Path) -> tuple[dict[str, Any], ...]:
+    """``--start``: a JSON list of configs (a single object is one config); keys are checked
+    against the space with the other options, before Ray starts."""
+    configs = read_json(path, "--start file")
+    configs = [configs] if isinstance(configs, dict) else configs
+    if not isinstance(configs, list) or not all(isinstance(c, dict) for c in configs):
+        raise ValueError(f"--start file {path} must hold a JSON list of objects, one per config, e.g. "
+                         '[{"lr": 0.0001, "batch_size": 128, ...}].')
+    return tuple(configs)
 
 
 def _check_options(o: SearchOptions, space: Space) -> None:
@@ -187,7 +201,7 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
                 tune_config=tune.TuneConfig(
                     metric=search_metric, mode=space.mode, num_samples=o.trials, reuse_actors=True,
                     search_alg=make_searcher(o.sampler, o.seed, o.trials, place.concurrency, search_metric,
-                                             space.mode, [*o.start, *space.start]),
+                                             space.mode, [*o.start, *(space.start if o.space_start else [])]),
                     scheduler=make_scheduler(o.scheduler, max_epochs, grace, space.reduction_factor)),
                 run_config=tune.RunConfig(
                     name=name, storage_path=str(storage), verbose=0, callbacks=[tracker, progress],

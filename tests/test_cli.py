@@ -22,6 +22,9 @@ from search.cli import main
     (["train", "--config", "{tmp}/out_of_range.json"], r"'dropout' hyperparameter must be a float in the range \[0.0, 1.0\); got 2.0"),
     (["train", "--device", "tpu"], r"--device must be cpu, cuda, cuda:N or auto"),
     (["export", "--space", "galspecnet", "--name", "never-ran"], r"has no .*best\.json.*--resume"),
+    (["search", "--space", "galspecnet", "--start", "{tmp}/number.json"], r"--start file .*number\.json must hold a JSON list of objects"),
+    (["search", "--space", "galspecnet", "--start", "{tmp}/unknown_key.json"], r"start config 0 must give exactly the searched keys \['T_0', 'batch_size', .*got \['learning_rate'\]"),
+    (["search", "--space", "galspecnet", "--start", "{tmp}/start_out_of_range.json"], r"start config 1: the 'lr' hyperparameter must be a float in the range \(0.0, 1.0\]; got 5.0"),
     (["train", "--json-out", "{tmp}/bad.json/summary.json"], r"--json-out .*summary\.json: cannot create it under .*bad\.json \(not a writable folder\)"),
 ])
 def test_bad_input_gives_one_clear_error(argv, match, tmp_path, monkeypatch, capsys):
@@ -29,6 +32,10 @@ def test_bad_input_gives_one_clear_error(argv, match, tmp_path, monkeypatch, cap
     (tmp_path / "bad.json").write_text("{lr: 1}")
     (tmp_path / "unknown_key.json").write_text(json.dumps({"learning_rate": 1e-3}))
     (tmp_path / "out_of_range.json").write_text(json.dumps({"config": {"dropout": 2.0}, "space": "galspecnet"}))
+    (tmp_path / "number.json").write_text("3")
+    good = {"lr": 1e-4, "weight_decay": 1e-5, "warmup_epochs": 2, "T_0": 5, "dropout": 0.3, "gamma": 2.0,
+            "batch_size": 128}
+    (tmp_path / "start_out_of_range.json").write_text(json.dumps([good, {**good, "lr": 5.0}]))
     before = sorted(p.name for p in tmp_path.iterdir())
     code = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
     err = capsys.readouterr().err

@@ -159,6 +159,16 @@ def test_scale_down_block_averages_and_subsamples(tiny_data):
     assert "scaled down" in small.describe()
 
 
+def test_fingerprint_names_the_scaling_so_a_resume_cannot_mix_data(tiny_data):
+    data = load_spectra(tiny_data)
+    prints = {scale_down(data, **kw).fingerprint for kw in (
+        {}, {"points": 64}, {"points": 128}, {"train_per_class": 5}, {"train_per_class": 5, "seed": 1},
+        {"points": 64, "train_per_class": 5})}
+    assert len(prints) == 6
+    assert scale_down(data, points=64, seed=0).fingerprint == scale_down(data, points=64, seed=3).fingerprint
+    assert scale_down(data, points=256).fingerprint == data.fingerprint    # nothing scaled
+
+
 def test_scale_down_rejects_a_length_that_does_not_divide(tiny_data):
     with pytest.raises(DataError, match=r"--points must divide the spectrum length 256"):
         scale_down(load_spectra(tiny_data), points=100)

@@ -45,7 +45,8 @@ class Split:
 
 @dataclass(frozen=True)
 class SpectraData:
-    """Validated splits plus the class order and a fingerprint of the files they came from."""
+    """Validated splits plus the class order and a fingerprint of the files they came from and,
+    once scaled down, of the scaling: equal fingerprints mean the same training data."""
 
     train: Split
     val: Split
@@ -223,7 +224,12 @@ def scale_down(data: SpectraData, points: int | None = None, train_per_class: in
         keep.sort()
         data = replace(data, train=Split(data.train.flux[keep], data.train.labels[keep]))
         notes.append(f"at most {train_per_class} training spectra per class")
-    return replace(data, note="scaled down: " + ", ".join(notes) if notes else data.note)
+    if not notes:
+        return data
+    # The subset depends on the seed only when training spectra are subsampled.
+    scaling = f"{data.fingerprint}|points={points}|train_per_class={train_per_class}|seed={seed if train_per_class else ''}"
+    return replace(data, note="scaled down: " + ", ".join(notes),
+                   fingerprint=hashlib.sha256(scaling.encode()).hexdigest()[:16])
 
 
 def _pool(split: Split | None, points: int) -> Split | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -52,7 +53,8 @@ def run_trial(config: dict[str, Any], data: SpectraData, settings: TrialSettings
     recipe = settings.recipe(config)
 
     def report(r: EpochReport) -> None:
-        metrics = {**r.metrics, "finished": r.last}
+        # reported_at orders epochs across concurrent trials (Ray's own timestamp has 1 s resolution).
+        metrics = {**r.metrics, "finished": r.last, "reported_at": time.time()}
         if not r.improved:
             tune.report(metrics)
             return
