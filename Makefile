@@ -23,6 +23,8 @@ CPU_TRAIN_PER_CLASS ?= 280
 TRIALS ?=
 EPOCHS ?=
 GPUS_PER_TRIAL ?=
+# e.g. BENCH_ARGS="--parts efficiency --merge" to run the benchmark in turns
+BENCH_ARGS ?=
 
 NAME_ARG = $(if $(NAME),--name $(NAME))
 .PHONY: install data search test mlflow-ui export train bench clean
@@ -75,7 +77,7 @@ train: $(VENV)/.installed $(DATA)/test.pt
 	  $(if $(POINTS),--points $(POINTS)) $(if $(TRAIN_PER_CLASS),--train-per-class $(TRAIN_PER_CLASS))
 
 bench: $(VENV)/.installed $(DATA)/test.pt
-	$(PY) -m results.benchmark --data $(DATA)
+	$(PY) -m results.benchmark --data $(DATA) $(BENCH_ARGS)
 
 clean:
 	rm -rf ray_results runs results/*/ mlflow.db

@@ -76,3 +76,24 @@ def test_metrics_reported_every_epoch(tiny_data):
     assert {"epoch", "lr", "train_loss", "val_loss", "val_acc", "val_top3_acc", "val_macro_f1",
             "best_val_macro_f1"} <= set(h)
     assert 0 <= h["val_acc"] <= h["val_top3_acc"] <= 1 and np.isfinite(h["val_loss"])
+
+
+def test_read_only_splits_stay_on_the_device_between_calls():
+    from trainables.data import Split
+    from trainables.recipe import to_device
+
+    def split(seed, writeable):
+        flux, labels = np.random.default_rng(seed).random((6, 1, 8), dtype=np.float32), np.arange(6)
+        flux.flags.writeable = labels.flags.writeable = writeable
+        return Split(flux, labels)
+
+    cpu = torch.device("cpu")
+    shared = split(0, writeable=False)      # what a trial gets from Ray's object store
+    first = to_device(shared, cpu)
+    assert to_device(shared, cpu)[0] is first[0] and to_device(shared, cpu)[1] is first[1]
+    mutable = split(1, writeable=True)
+    assert to_device(mutable, cpu)[0] is not to_device(mutable, cpu)[0]
+    for seed in (2, 3, 4):                  # three newer read-only splits evict the oldest
+        to_device(split(seed, writeable=False), cpu)
+    again = to_device(shared, cpu)
+    assert again[0] is not first[0] and torch.equal(again[0], first[0])
