@@ -61,9 +61,9 @@ class Size:
 
 
 GPU = Size(points=None, train_per_class=None, timing_epochs=8, configs=32, config_epochs=30, seeds=3,
-           search_trials=32, search_epochs=40, noop_trials=(4, 32))
+           search_trials=32, search_epochs=40, noop_trials=(4, 64))
 CPU = Size(points=256, train_per_class=12, timing_epochs=3, configs=4, config_epochs=3, seeds=3,
-           search_trials=4, search_epochs=3, noop_trials=(4, 20))
+           search_trials=4, search_epochs=3, noop_trials=(4, 36))
 
 
 def fixed_configs(n: int, seed: int = 1234) -> list[dict[str, Any]]:
@@ -222,17 +222,21 @@ def noop_trial(config: dict[str, Any], data: Any, settings: Any) -> None:
     tune.report({"epoch": 1, **{k: 0.0 for k in EPOCH_METRICS}, "finished": True})
 
 
-def bench_overhead(size: Size, data_dir: Path, work: Path) -> dict[str, Any]:
-    """Per-trial cost of Ray + MLflow with actor reuse: the slope between a short and a long search."""
-    walls = {}
-    for n in size.noop_trials:
+def bench_overhead(size: Size, data_dir: Path, work: Path, repeats: int = 3) -> dict[str, Any]:
+    """Per-trial cost of Ray + MLflow with actor reuse: the slope between a short and a long search,
+    each timed ``repeats`` times (median) after an untimed warm-up, since a search's fixed cost
+    varies by tenths of a second and would otherwise swamp the slope."""
+    def timed(n: int, tag: str) -> float:
         start = time.perf_counter()
-        run_search(_options(work, data_dir, size, name=f"noop-{n}", trials=n, max_epochs=1, sampler="random",
+        run_search(_options(work, data_dir, size, name=f"noop-{n}-{tag}", trials=n, max_epochs=1, sampler="random",
                             scheduler="fifo", concurrency=1, gpus_per_trial=0), trial_fn=noop_trial)
-        walls[n] = time.perf_counter() - start
+        return time.perf_counter() - start
+
+    timed(1, "warmup")
+    walls = {n: float(np.median([timed(n, str(r)) for r in range(repeats)])) for n in size.noop_trials}
     small, big = size.noop_trials
-    return {"wall_s": walls, "per_trial_s": (walls[big] - walls[small]) / (big - small),
-            "fixed_s": walls[small] - small * (walls[big] - walls[small]) / (big - small)}
+    per_trial = (walls[big] - walls[small]) / (big - small)
+    return {"wall_s": walls, "repeats": repeats, "per_trial_s": per_trial, "fixed_s": walls[small] - small * per_trial}
 
 
 # --parts name -> key of its figures in bench.json
@@ -381,7 +385,8 @@ def render_markdown(record: dict[str, Any]) -> str:
         o = f["overhead"]
         lines += ["## 4. Toolkit overhead per trial on CPU (a trial that does no work, actor reuse, MLflow)", "",
                   f"- per trial: {o['per_trial_s']:.2f} s (target < 1 s)", f"- fixed per search: {o['fixed_s']:.1f} s",
-                  "- wall: " + ", ".join(f"{n} trials {w:.1f} s" for n, w in o["wall_s"].items()), ""]
+                  "- wall (median of " + str(o.get("repeats", 1)) + " searches each): "
+                  + ", ".join(f"{n} trials {w:.2f} s" for n, w in o["wall_s"].items()), ""]
     return "\n".join(lines)
 
 
