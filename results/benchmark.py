@@ -32,7 +32,7 @@ import numpy as np
 import optuna
 import torch
 
-from results.files import write_json
+from results.files import read_json, write_json
 from results.notebook_loop import notebook_train
 from results.plots import plot_efficiency
 from results.provenance import git_commit, versions
@@ -255,8 +255,6 @@ def _parse_parts(text: str) -> list[str]:
 
 def _earlier_record(path: Path, device: str, size_name: str) -> dict[str, Any]:
     """``--merge``: the figures of an earlier run, only if it measured the same device at the same size."""
-    from results.files import read_json
-
     old = read_json(path, "--merge: earlier benchmark record")
     if (old.get("device"), old.get("size_name")) != (device, size_name):
         raise ValueError(f"--merge: {path} was measured on {old.get('device')!r} at {old.get('size_name')!r} "
@@ -283,14 +281,15 @@ def main(argv: list[str] | None = None) -> int:
         device = pick_device("auto")
         size = {"gpu": GPU, "cpu": CPU}.get(args.size) or (GPU if device.type == "cuda" else CPU)
         size_name = "gpu" if size is GPU else "cpu smoke"
-        earlier = _earlier_record(args.out / "bench.json", _device_name(device), size_name) if args.merge else {}
+        device_name = _device_name(device)
+        earlier = _earlier_record(args.out / "bench.json", device_name, size_name) if args.merge else {}
         data = scale_down(load_spectra(args.data), size.points, size.train_per_class)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     work = (args.out / datetime.now().strftime("%Y%m%d-%H%M%S")).resolve()
     work.mkdir(parents=True)
-    print(f"benchmark on {_device_name(device)} ({size_name} sizes), parts {','.join(parts)}: {data.describe()}")
+    print(f"benchmark on {device_name} ({size_name} sizes), parts {','.join(parts)}: {data.describe()}")
     logging.getLogger("ray").setLevel(logging.ERROR)
     import ray
 
@@ -313,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         if started:
             ray.shutdown()
     record = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": command,
-              "device": _device_name(device), "cpu_count": os.cpu_count(), "platform": platform.platform(),
+              "device": device_name, "cpu_count": os.cpu_count(), "platform": platform.platform(),
               "size": asdict(size), "size_name": size_name, "data": data.describe(),
               "versions": versions(), "git_commit": git_commit(), "parts": provenance, "figures": figures}
     if "efficiency" in figures:
