@@ -1,6 +1,6 @@
-"""Turn a search's experiment folder into ``trials.csv`` and ``best.json`` under ``results/``.
+"""A search's results under ``results/<space>/<name>/``: ``trials.csv``, ``best.json``, the best checkpoint.
 
-``best`` is the trial with the highest validation macro-F1 at any epoch (its best-epoch
+``best`` is the trial with the best value of the space's metric at any epoch (its best-epoch
 checkpoint is what was kept), not the last epoch's value that Ray ranks by default.
 """
 
@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from ray.tune import ExperimentAnalysis
 
 from results.files import read_json, write_csv, write_json
-from search.tracking import trial_outcome
 
 RESULTS_DIR = Path("results")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -30,36 +28,18 @@ def check_name(name: str) -> str:
     return name
 
 
+def trial_outcome(last_result: dict[str, Any] | None, errored: bool) -> str:
+    """``failed``, ``completed`` (ran its budget or its own early stopping) or ``stopped early``
+    (by the scheduler). The recipe flags its last epoch with ``finished``."""
+    if errored:
+        return "failed"
+    if last_result and last_result.get("finished"):
+        return "completed"
+    return "stopped early"
+
+
 def results_dir(space: str, name: str, root: Path = RESULTS_DIR) -> Path:
     return root / space / name
-
-
-def collect_trials(experiment_path: str | Path, params: list[str]
-                   ) -> tuple[pd.DataFrame, dict[str, Any], dict[str, pd.DataFrame]]:
-    """One row per trial (sorted best first); per trial id, its Trial object and its epoch history."""
-    analysis = ExperimentAnalysis(str(experiment_path))
-    frames = analysis.trial_dataframes
-    rows, trials = [], {}
-    for trial in analysis.trials:
-        trials[trial.trial_id] = trial
-        history = frames.get(trial.trial_id)
-        errored = trial.status == "ERROR"
-        row: dict[str, Any] = {"trial_id": trial.trial_id, "status": trial.status,
-                               "outcome": trial_outcome(trial.last_result, errored)}
-        if history is not None and "val_macro_f1" in history and len(history):
-            best_at = int(history["val_macro_f1"].idxmax())
-            row.update(epochs=int(history["epoch"].max()), best_val_macro_f1=float(history["val_macro_f1"].max()),
-                       best_epoch=int(history["epoch"].iloc[best_at]),
-                       val_loss_at_best=float(history["val_loss"].iloc[best_at]),
-                       train_time_s=float(history["epoch_time_s"].sum()))
-        else:
-            row.update(epochs=0, best_val_macro_f1=float("nan"), best_epoch=0)
-        row.update({p: trial.config.get(p) for p in params})
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    if len(frame):
-        frame = frame.sort_values("best_val_macro_f1", ascending=False, na_position="last").reset_index(drop=True)
-    return frame, trials, frames
 
 
 def write_results(out_dir: Path, frame: pd.DataFrame, best: dict[str, Any]) -> tuple[Path, Path]:
@@ -67,16 +47,18 @@ def write_results(out_dir: Path, frame: pd.DataFrame, best: dict[str, Any]) -> t
     return write_csv(out_dir / "trials.csv", frame), write_json(out_dir / "best.json", best)
 
 
-def best_record(frame: pd.DataFrame, trial: Any, *, space: str, name: str, recipe: dict[str, Any],
-                searched: list[str], mlflow: dict[str, Any], data: dict[str, Any],
+def best_record(frame: pd.DataFrame, trial: Any, *, space: str, name: str, config: dict[str, Any],
+                searched: list[str], metric: str, mode: str, mlflow: dict[str, Any], data: dict[str, Any],
                 versions: dict[str, str], git_commit: str) -> dict[str, Any]:
-    """What ``best.json`` holds: enough to retrain the winner and to trace where it came from."""
+    """What ``best.json`` holds: enough to retrain the winner and to trace where it came from.
+    ``frame`` is sorted best first by ``best_<metric>``."""
     top = frame.iloc[0]
     return {
         "space": space, "search_name": name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": recipe, "searched": {p: trial.config[p] for p in searched},
-        "best_val_macro_f1": float(top["best_val_macro_f1"]), "best_epoch": int(top["best_epoch"]),
+        "config": config, "searched": {p: trial.config[p] for p in searched if p in trial.config},
+        "metric": metric, "mode": mode, "best_value": float(top[f"best_{metric}"]),
+        "best_val_macro_f1": float(top["val_macro_f1_at_best"]), "best_epoch": int(top["best_epoch"]),
         "trial_id": trial.trial_id, "trials": int(len(frame)),
         "mlflow": mlflow, "data": data, "versions": versions, "git_commit": git_commit,
         "checkpoint": trial.checkpoint.path if trial.checkpoint else None,

@@ -23,18 +23,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spectune", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("data", help="write the synthetic ZTF-format spectra (train/val/test.pt)")
-    p.add_argument("--out", type=Path, default=Path("data/ztf-synthetic"))
+    p = sub.add_parser("data", help="write, fetch or check a pair's data (default: the synthetic ZTF spectra)")
+    p.add_argument("--pair", default="galspecnet", help="the space whose data to prepare (default galspecnet)")
+    p.add_argument("--out", type=Path, help="folder to write (default: the data module's own)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--per-class", type=_positive_int, nargs=3, metavar=("TRAIN", "VAL", "TEST"),
-                   default=(560, 120, 120), help="spectra per class in each split (default 560 120 120)")
-    p.add_argument("--points", type=_positive_int, default=4096, help="points per spectrum (default 4096)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing data folder")
+                   help="generated examples per class in each split (ZTF default 560 120 120)")
+    p.add_argument("--points", type=_positive_int, help="points per generated sequence (ZTF default 4096)")
+    p.add_argument("--source", help="where a table comes from (tables: covertype, shuttle, satellite, synthetic)")
+    p.add_argument("--rows", type=_positive_int, help="rows of a synthetic table")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.add_argument("--if-missing", action="store_true", help="do nothing when the data already loads")
 
     sub.add_parser("spaces", help="list the search spaces with their parameters and ranges")
 
     p = sub.add_parser("train", help="train one config (defaults or a JSON file); --test evaluates test once")
-    p.add_argument("--space", help="space whose trainable to use (default: the one in --config, else galspecnet)")
+    p.add_argument("--space", help="space whose pair to train, from its first starting point (default: the "
+                   "one in --config, else galspecnet)")
     p.add_argument("--config", type=Path, help="JSON of hyperparameters, or a best.json from a search")
     p.add_argument("--epochs", type=_positive_int)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
@@ -45,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="run a hyperparameter search (Ray Tune + Optuna + ASHA, tracked in MLflow)")
     p.add_argument("--space", required=True)
-    p.add_argument("--trials", type=_positive_int, default=20)
+    p.add_argument("--trials", type=_positive_int, help="number of trials (default: the budget's, else 20)")
+    p.add_argument("--budget", choices=["cpu", "gpu"],
+                   help="take the space's CPU or GPU budget (trials, epochs, data scaling) for options left unset")
     p.add_argument("--max-epochs", type=_positive_int, help="epoch budget per trial (default: the space's)")
     p.add_argument("--sampler", default="tpe", choices=["tpe", "random"])
     p.add_argument("--scheduler", default="asha", choices=["asha", "fifo"])
@@ -75,11 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1]; got {value}")
+    return value
+
+
 def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", type=Path, help="folder with train.pt, val.pt, test.pt (default data/ztf-synthetic)")
+    p.add_argument("--data", type=Path, help="the data folder (default: the data module's own, e.g. data/ztf-synthetic)")
     p.add_argument("--classes", help="comma-separated class order (overrides classes.json)")
-    p.add_argument("--points", type=_positive_int, help="block-average spectra to this many points (CPU budgets)")
-    p.add_argument("--train-per-class", type=_positive_int, help="use at most this many training spectra per class")
+    p.add_argument("--points", type=_positive_int, help="block-average sequences to this many points (CPU budgets)")
+    p.add_argument("--train-per-class", type=_positive_int, help="use at most this many training examples per class")
+    p.add_argument("--train-fraction", type=_fraction, help="use this stratified fraction of the training examples")
 
 
 def _classes(text: str | None) -> list[str] | None:
@@ -87,16 +102,27 @@ def _classes(text: str | None) -> list[str] | None:
 
 
 def cmd_data(args: argparse.Namespace) -> None:
-    from trainables.synthetic import write_synthetic
+    from spaces import get_space
+    from trainables.data import DataError
 
-    existing = [n for n in ("train.pt", "val.pt", "test.pt") if (args.out / n).exists()]
-    if existing and not args.force:
-        raise ValueError(f"{args.out} already holds {existing}; pass --force to overwrite, or choose another --out.")
-    train, val, test = args.per_class
-    print(f"writing synthetic ZTF spectra to {args.out}: {train}/{val}/{test} per class, "
-          f"{args.points} points, seed {args.seed}")
-    paths = write_synthetic(args.out, seed=args.seed, n_train=train, n_val=val, n_test=test, n_points=args.points)
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    space = get_space(args.pair)
+    module = space.pair.data_module
+    if args.if_missing:
+        try:
+            module.load(args.out)
+            print(f"data {module.name!r} for {space.name} is present and readable: nothing to do")
+            return
+        except DataError:
+            pass
+    options = {k: v for k, v in (("per_class", args.per_class), ("points", args.points), ("source", args.source),
+                                 ("rows", args.rows)) if v is not None}
+    try:
+        message = module.prepare(args.out, seed=args.seed, force=args.force, **options)
+    except TypeError as exc:
+        if "unexpected keyword" not in str(exc):
+            raise
+        raise DataError(f"data {module.name!r} does not take {sorted(options)}: {exc}") from None
+    print(message)
 
 
 def cmd_spaces(args: argparse.Namespace) -> None:
@@ -104,12 +130,13 @@ def cmd_spaces(args: argparse.Namespace) -> None:
 
     for name in list_spaces():
         space = get_space(name)
-        print(f"{name}: {space.description} (trainable {space.trainable}; {space.metric} {space.mode}; "
+        print(f"{name}: {space.description} (model {space.model}, data {space.data}; {space.metric} {space.mode}; "
               f"{space.max_epochs} epochs, ASHA grace {space.grace_period})")
         for key, domain in space.params.items():
-            print(f"    {key:<14} {describe_domain(domain)}")
+            print(f"    {key:<16} {describe_domain(domain)}")
         for key, value in space.fixed.items():
-            print(f"    {key:<14} fixed {value}")
+            print(f"    {key:<16} fixed {value}")
+        print(f"    budgets: CPU {space.cpu.describe()}; GPU {space.gpu.describe()}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -118,18 +145,21 @@ def cmd_train(args: argparse.Namespace) -> None:
     run_train(TrainRequest(space=args.space, config=args.config, data=args.data, epochs=args.epochs,
                            device=args.device, test=args.test, json_out=args.json_out,
                            classes=_classes(args.classes), points=args.points,
-                           train_per_class=args.train_per_class, threads=args.threads))
+                           train_per_class=args.train_per_class, train_fraction=args.train_fraction,
+                           threads=args.threads))
 
 
 def cmd_search(args: argparse.Namespace) -> None:
     from search.driver import SearchOptions, read_start_configs, run_search
 
+    classes = _classes(args.classes)
     run_search(SearchOptions(
         space=args.space, trials=args.trials, max_epochs=args.max_epochs, sampler=args.sampler,
         scheduler=args.scheduler, gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
         concurrency=args.concurrency, seed=args.seed, name=args.name, resume=args.resume,
-        address=args.address, tracking_uri=args.tracking_uri, data=args.data, points=args.points,
-        train_per_class=args.train_per_class, patience=None if args.no_patience else args.patience,
+        address=args.address, tracking_uri=args.tracking_uri, data=args.data,
+        classes=tuple(classes) if classes else None, points=args.points, train_per_class=args.train_per_class,
+        train_fraction=args.train_fraction, budget=args.budget, patience=None if args.no_patience else args.patience,
         start=read_start_configs(args.start) if args.start else ()))
 
 
@@ -137,8 +167,8 @@ def cmd_export(args: argparse.Namespace) -> None:
     from results.export import export_best
 
     best = export_best(args.space, args.name, args.out)
-    print(f"exported {best['search_name']}: trial {best['trial_id']}, val macro-F1 "
-          f"{best['best_val_macro_f1']:.4f} -> {args.out}")
+    print(f"exported {best['search_name']}: trial {best['trial_id']}, {best.get('metric', 'val_macro_f1')} "
+          f"{best.get('best_value', best['best_val_macro_f1']):.4f} -> {args.out}")
     print(f"retrain and evaluate on test once: spectune train --config {args.out} --test")
 
 
@@ -171,8 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     from spaces import SpaceError
-    from trainables.config import ConfigError
     from trainables.data import DataError
+    from trainables.hparams import ConfigError
 
     try:
         COMMANDS[args.command](args)

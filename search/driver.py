@@ -9,37 +9,39 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import optuna
 
-from results.export import (best_record, check_name, collect_trials, copy_checkpoint, read_confusion,
-                            results_dir, write_results)
-from results.files import read_json
+from results.export import best_record, check_name, copy_checkpoint, read_confusion, results_dir, write_results
+from results.files import read_json, write_json
 from results.plots import plot_confusion, plot_learning_curves
 from results.provenance import git_commit, versions
+from search.collect import collect_trials
 from search.progress import ProgressPrinter, console, print_top
 from search.resources import plan_placement
 from search.searcher import SAMPLERS, SCHEDULERS, make_scheduler, make_searcher, startup_trials
 from search.tracking import MLflowTracker, default_tracking_uri
-from spaces import Space, get_space
-from trainables.config import Recipe
-from trainables.data import scale_down
-from trainables.registry import get_trainable, load_pair_data
+from spaces import Space, active_keys, get_space
+from trainables.data import Splits, scale_down
+from trainables.discovery import ENV
+from trainables.hparams import ConfigError
+from trainables.pair import Pair
 from trainables.tune_trainable import TrialSettings, run_trial
 
 
 @dataclass(frozen=True)
 class SearchOptions:
-    """Everything ``spectune search`` takes; ``None`` means "the space's or the machine's default".
-    ``start`` lists configs to evaluate first, then the space's own starting points unless
-    ``space_start`` is off (a pure random-search baseline, say)."""
+    """Everything ``spectune search`` takes; ``None`` means "the budget's, the space's or the machine's
+    default". ``budget`` (``cpu`` or ``gpu``) takes the space's budget for that kind of machine for
+    every option left unset. ``start`` lists configs to evaluate first, then the space's own
+    starting points unless ``space_start`` is off (a pure random-search baseline, say)."""
 
     space: str
-    trials: int = 20
+    trials: int | None = None
     max_epochs: int | None = None
     sampler: str = "tpe"
     scheduler: str = "asha"
@@ -52,8 +54,11 @@ class SearchOptions:
     address: str | None = None
     tracking_uri: str | None = None
     data: Path | None = None
+    classes: tuple[str, ...] | None = None
     points: int | None = None
     train_per_class: int | None = None
+    train_fraction: float | None = None
+    budget: str | None = None
     patience: int | None = 5
     storage: Path = Path("ray_results")
     results_root: Path = Path("results")
@@ -92,6 +97,61 @@ def read_start_configs(path: Path) -> tuple[dict[str, Any], ...]:
     return tuple(configs)
 
 
+DEFAULT_TRIALS = 20
+
+
+def apply_budget(o: SearchOptions, space: Space) -> SearchOptions:
+    """Options left unset take the space's ``cpu`` or ``gpu`` budget (``o.budget``), else the defaults."""
+    if o.budget not in (None, "cpu", "gpu"):
+        raise ValueError(f"--budget must be cpu or gpu; got {o.budget!r}.")
+    budget = getattr(space, o.budget) if o.budget else None
+    pick = (lambda mine, theirs: mine if mine is not None else theirs)
+    if budget is None:
+        return replace(o, trials=pick(o.trials, DEFAULT_TRIALS))
+    return replace(o, trials=pick(o.trials, budget.trials), max_epochs=pick(o.max_epochs, budget.max_epochs),
+                   points=pick(o.points, budget.points), train_per_class=pick(o.train_per_class, budget.train_per_class),
+                   train_fraction=pick(o.train_fraction, budget.train_fraction))
+
+
+def check_configs(space: Space, configs: tuple[dict[str, Any], ...] | list[dict[str, Any]], what: str) -> None:
+    """Each config gives exactly the searched keys that apply to it, with valid values."""
+    for i, point in enumerate(configs):
+        need = active_keys(space.params, point)
+        if set(point) != need:
+            raise ValueError(f"{what} {i} must give exactly the searched keys {sorted(need)}; got {sorted(point)}.")
+        space.pair.resolve({**space.fixed, **point}, source=f"{what} {i}", soft=tuple(space.fixed))
+
+
+def load_data(pair: Pair, folder: Path | None, classes: tuple[str, ...] | list[str] | None, *, test: bool,
+              points: int | None = None, train_per_class: int | None = None, train_fraction: float | None = None,
+              seed: int = 0) -> Splits:
+    """Read and check every split of the pair's data (test too: a broken test file is found now,
+    not after the search), scale it down as asked, and keep the test split only when ``test``."""
+    data = pair.data_module.load(folder, classes)
+    data = scale_down(data, points, train_per_class, seed=seed, train_fraction=train_fraction)
+    return data if test else replace(data, test=None)
+
+
+def dry_run(pair: Pair, data: Splits, config: dict[str, Any], source: str) -> None:
+    """Build the model for ``config`` and pass two training examples through it, so that a model that
+    does not fit the data fails now, in one line, rather than in every trial."""
+    import torch
+
+    resolved = pair.resolve(config, source=source)
+    model = pair.model_fn(data.spec, resolved)()
+    batch = {k: torch.from_numpy(v[:2].copy()) for k, v in data.train.inputs.items()}
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(**batch)
+    except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+        raise ConfigError(f"model {pair.model!r} failed on a batch of data {pair.data!r} "
+                          f"({data.spec.describe()}): {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    if tuple(logits.shape) != (2, data.n_classes):
+        raise ConfigError(f"model {pair.model!r} returned shape {tuple(logits.shape)} for 2 examples; it must return "
+                          f"logits of shape (2, {data.n_classes}), one per class.")
+
+
 def _check_options(o: SearchOptions, space: Space) -> None:
     if o.trials < 1:
         raise ValueError(f"--trials must be >= 1; got {o.trials}.")
@@ -101,11 +161,7 @@ def _check_options(o: SearchOptions, space: Space) -> None:
         raise ValueError(f"--sampler must be one of {list(SAMPLERS)}; got {o.sampler!r}.")
     if o.scheduler not in SCHEDULERS:
         raise ValueError(f"--scheduler must be one of {list(SCHEDULERS)}; got {o.scheduler!r}.")
-    for i, point in enumerate(o.start):
-        if set(point) != set(space.params):
-            raise ValueError(f"start config {i} must give exactly the searched keys {sorted(space.params)}; "
-                             f"got {sorted(point)}.")
-        Recipe.from_dict({**space.fixed, **point}, source=f"start config {i}")
+    check_configs(space, o.start, "start config")
     if o.name:
         check_name(o.name)
     elif o.resume:
@@ -135,7 +191,10 @@ def _start_ray(address: str | None) -> bool:
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         console.print(f"joining the Ray cluster at {address}")
-        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+        # Workers on other nodes see the driver's environment only through the runtime env.
+        env = {ENV: os.environ[ENV]} if os.environ.get(ENV) else {}
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR,
+                 runtime_env={"env_vars": env} if env else None)
         return False
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(log_to_driver=False, logging_level=logging.ERROR, include_dashboard=False)
@@ -146,8 +205,9 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
     """Run (or resume) a search and write ``results/<space>/<name>/{best.json, trials.csv}``.
     ``trial_fn`` is the Ray function trainable (tests wrap it to inject failures)."""
     space = get_space(o.space)
+    o = apply_budget(o, space)
     _check_options(o, space)
-    pair = get_trainable(space.trainable)
+    pair = space.pair
     max_epochs = o.max_epochs or space.max_epochs
     # ASHA's first rung must leave room for later rungs when the budget is cut down.
     grace = min(space.grace_period, max(1, max_epochs // space.reduction_factor))
@@ -156,16 +216,19 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
     experiment = storage / name
     _check_experiment_folder(experiment, o)
 
-    data = load_pair_data(pair, o.data)
-    data = scale_down(data, o.points, o.train_per_class, seed=o.seed)
+    data = load_data(pair, o.data, o.classes, test=False, points=o.points, train_per_class=o.train_per_class,
+                     train_fraction=o.train_fraction, seed=o.seed)
+    dry_run(pair, data, space.first_config(), f"spaces/{space.name}.py: first config")
     tracking_uri = o.tracking_uri or default_tracking_uri()
     search_metric, params = space.search_metric, list(space.params)
     tracker = MLflowTracker(
         tracking_uri, experiment=f"spectune-{space.name}", search_id=name,
-        tags={"space": space.name, "trainable": pair.name, "sampler": o.sampler, "scheduler": o.scheduler,
-              "seed": str(o.seed), "git_commit": git_commit(), "data_fingerprint": data.fingerprint},
-        params={"trials": o.trials, "max_epochs": max_epochs, "grace_period": grace,
-                "points": data.n_points, "train_spectra": len(data.train), "patience": o.patience})
+        tags={"space": space.name, "model": pair.model, "data": pair.data, "sampler": o.sampler,
+              "scheduler": o.scheduler, "seed": str(o.seed), "git_commit": git_commit(),
+              "data_fingerprint": data.fingerprint},
+        params={"trials": o.trials, "max_epochs": max_epochs, "grace_period": grace, "metric": space.metric,
+                "mode": space.mode, "train_examples": len(data.train), "patience": o.patience,
+                "inputs": data.spec.describe()})
     _quiet_ray()
     tracker.connect()
 
@@ -177,7 +240,8 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
         resources = ray.cluster_resources()
         place = plan_placement(resources.get("CPU", 1), resources.get("GPU", 0), o.gpus_per_trial,
                                o.cpus_per_trial, o.concurrency)
-        console.print(f"space {space.name}: {len(params)} hyperparameters, trainable {pair.name}")
+        console.print(f"space {space.name}: {len(params)} hyperparameters, model {pair.model}, data {pair.data}; "
+                      f"optimising {space.metric} ({space.mode})")
         console.print(f"data: {data.describe()}, fingerprint {data.fingerprint}")
         console.print(f"budget: {o.trials} trials x up to {max_epochs} epochs; sampler {o.sampler}"
                       + (f" ({startup_trials(o.trials)} random start-up trials, then TPE)" if o.sampler == "tpe" else "")
@@ -188,20 +252,22 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
         if place.concurrency > 1 and o.sampler == "tpe":
             console.print(f"note: {place.concurrency} trials run at once, so TPE's later suggestions depend on "
                           "the order trials finish; only --concurrency 1 repeats a search exactly.")
-        settings = TrialSettings(trainable=pair.name, max_epochs=max_epochs, seed=o.seed, fixed=dict(space.fixed),
-                                 patience=o.patience, device=place.device, threads=place.threads)
+        settings = TrialSettings(model=pair.model, data=pair.data, max_epochs=max_epochs, seed=o.seed,
+                                 fixed=dict(space.fixed), patience=o.patience, metric=space.metric, mode=space.mode,
+                                 device=place.device, threads=place.threads, user_path=os.environ.get(ENV, ""))
         trainable = tune.with_resources(tune.with_parameters(trial_fn, data=data, settings=settings),
                                         {"cpu": place.cpus_per_trial, "gpu": place.gpus_per_trial})
-        progress = ProgressPrinter(o.trials, search_metric)
+        progress = ProgressPrinter(o.trials, space.metric, space.mode)
         if o.resume:
             tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=False)
         else:
             tuner = tune.Tuner(
-                trainable, param_space=dict(space.params),
+                trainable,
                 tune_config=tune.TuneConfig(
                     metric=search_metric, mode=space.mode, num_samples=o.trials, reuse_actors=True,
                     search_alg=make_searcher(o.sampler, o.seed, o.trials, place.concurrency, search_metric,
-                                             space.mode, [*o.start, *(space.start if o.space_start else [])]),
+                                             space.mode, [*o.start, *(space.start if o.space_start else [])],
+                                             space.params),
                     scheduler=make_scheduler(o.scheduler, max_epochs, grace, space.reduction_factor)),
                 run_config=tune.RunConfig(
                     name=name, storage_path=str(storage), verbose=0, callbacks=[tracker, progress],
@@ -212,7 +278,7 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
         if started:
             ray.shutdown()
 
-    frame, trials, histories = collect_trials(experiment, params)
+    frame, trials, histories = collect_trials(experiment, params, space.metric, space.mode)
     unfinished = int((~frame["status"].isin(["TERMINATED", "ERROR"])).sum()) + max(0, o.trials - len(frame))
     if unfinished:
         tracker.client.set_terminated(tracker.parent_run_id, status="KILLED")
@@ -220,32 +286,36 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
                                 f"nothing was written to results/. Continue it with: spectune search --space "
                                 f"{space.name} --name {name} --resume (same data options).")
     out_dir = results_dir(space.name, name, o.results_root)
+    best_col = f"best_{space.metric}"
     # A trial that failed (a diverging loss, say) is no winner, whatever it scored before failing.
-    ok = frame[frame["outcome"] != "failed"].dropna(subset=["best_val_macro_f1"])
+    ok = frame[frame["outcome"] != "failed"].dropna(subset=[best_col])
     if ok.empty:
         raise AllTrialsFailed(f"all {len(frame)} trials of search {name} failed; see the 'spectune.error' "
-                           f"tags in MLflow or the error files under {experiment}.")
+                              f"tags in MLflow or the error files under {experiment}.")
     best_trial = trials[ok.iloc[0]["trial_id"]]
     best_run = tracker.run_id(best_trial.trial_id)
-    recipe = settings.recipe({p: best_trial.config[p] for p in params}).to_dict()
-    best = best_record(ok, best_trial, space=space.name, name=name, recipe=recipe, searched=params,
+    config = settings.resolve({p: best_trial.config[p] for p in params if p in best_trial.config}).to_dict()
+    best = best_record(ok, best_trial, space=space.name, name=name, config=config, searched=params,
+                       metric=space.metric, mode=space.mode,
                        mlflow={"tracking_uri": tracking_uri, "experiment_id": tracker.experiment_id,
                                "parent_run_id": tracker.parent_run_id, "run_id": best_run},
                        data={"fingerprint": data.fingerprint, "description": data.describe(),
-                             "points": data.n_points, "train_per_class": o.train_per_class,
-                             "path": str(o.data or pair.default_data), "threads": place.threads},
+                             "points": o.points, "train_per_class": o.train_per_class,
+                             "train_fraction": o.train_fraction, "classes": list(o.classes) if o.classes else None,
+                             "path": str(o.data or pair.data_module.default_dir or ""), "threads": place.threads},
                        versions=versions(), git_commit=git_commit())
     frame["mlflow_run_id"] = [tracker.run_id(t) for t in frame["trial_id"]]
     history = histories.get(best_trial.trial_id)
     artifacts = _best_artifacts(out_dir, best_trial, [] if history is None else history.to_dict("records"),
                                 data.classes, name)
     best["checkpoint"] = str(artifacts[0]) if artifacts else best["checkpoint"]
+    space_path = write_json(out_dir / "space.json", space.to_json())
     csv_path, best_path = write_results(out_dir, frame, best)
-    tracker.finish(best_run, {"best_val_macro_f1": best["best_val_macro_f1"], "trials": len(frame),
+    tracker.finish(best_run, {best_col: best["best_value"], "trials": len(frame),
                               "failed_trials": int((frame["outcome"] == "failed").sum())},
-                   [best_path, *artifacts])
-    print_top(frame, params)
-    console.print(f"best: trial {best['trial_id']} val macro-F1 {best['best_val_macro_f1']:.4f} at epoch "
+                   [best_path, *artifacts], [space_path])
+    print_top(frame, params, space.metric)
+    console.print(f"best: trial {best['trial_id']} {space.metric} {best['best_value']:.4f} at epoch "
                   f"{best['best_epoch']}; {best_path} and {csv_path}")
     return SearchOutcome(name=name, results_dir=out_dir, best=best, trials=frame)
 

@@ -10,20 +10,22 @@ from ray import tune
 from rich.console import Console
 from rich.table import Table
 
-from search.tracking import trial_outcome
+from results.export import trial_outcome
 
 # Wide enough for a trial line and the final table when output goes to a file or CI log.
 console = Console(highlight=False, width=160)
 
 
 class ProgressPrinter(tune.Callback):
-    """Prints ``[done/total] trial  outcome  epochs  val macro-F1  best so far`` as trials end."""
+    """Prints ``[done/total] trial  outcome  epochs  <metric>  best so far`` as trials end; ``metric``
+    is the space's (``val_macro_f1``), compared by its best epoch (``best_val_macro_f1``)."""
 
-    def __init__(self, total: int, metric: str) -> None:
+    def __init__(self, total: int, metric: str, mode: str = "max") -> None:
         self.total = total
         self.metric = metric
+        self.sign = 1.0 if mode == "max" else -1.0
         self.done = 0
-        self.best = float("-inf")
+        self.best: float | None = None
         self.started = time.monotonic()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -35,29 +37,29 @@ class ProgressPrinter(tune.Callback):
     def _line(self, trial: Any, errored: bool) -> None:
         self.done += 1
         last = trial.last_result or {}
-        value = last.get(self.metric)
-        if value is not None and value > self.best:
+        value = last.get(f"best_{self.metric}")
+        if value is not None and (self.best is None or self.sign * value > self.sign * self.best):
             self.best = value
         score = f"{value:.4f}" if value is not None else "  -   "
-        best = f"{self.best:.4f}" if self.best > float("-inf") else "  -   "
+        best = f"{self.best:.4f}" if self.best is not None else "  -   "
         elapsed = time.monotonic() - self.started
         console.print(f"[{self.done:>3}/{self.total}] {trial.trial_id:<12} "
                       f"{trial_outcome(last, errored):<13} epochs {int(last.get('epoch', 0)):>3}  "
-                      f"val macro-F1 {score}  best so far {best}  ({elapsed:.0f}s)")
+                      f"{self.metric} {score}  best so far {best}  ({elapsed:.0f}s)")
 
 
-def print_top(trials: pd.DataFrame, params: list[str], top: int = 10) -> None:
-    """The top trials by best validation macro-F1, with their searched hyperparameters."""
-    table = Table(title=f"Top {min(top, len(trials))} of {len(trials)} trials (validation macro-F1)")
-    for column in ("trial", "outcome", "epochs", "best F1", "at epoch", *params):
+def print_top(trials: pd.DataFrame, params: list[str], metric: str = "val_macro_f1", top: int = 10) -> None:
+    """The top trials by the best epoch's ``metric``, with their searched hyperparameters."""
+    table = Table(title=f"Top {min(top, len(trials))} of {len(trials)} trials ({metric})")
+    for column in ("trial", "outcome", "epochs", f"best {metric}", "at epoch", *params):
         table.add_column(column, justify="right")
     for _, row in trials.head(top).iterrows():
-        table.add_row(row["trial_id"], row["outcome"], str(row["epochs"]), _fmt(row["best_val_macro_f1"]),
+        table.add_row(row["trial_id"], row["outcome"], str(row["epochs"]), _fmt(row[f"best_{metric}"]),
                       str(row["best_epoch"]), *(_fmt(row[p]) for p in params))
     console.print(table)
 
 
 def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return "-" if pd.isna(value) else f"{value:.4g}"
-    return str(value)
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

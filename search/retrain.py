@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +12,10 @@ import torch
 from results.files import read_json, write_json
 from results.plots import plot_confusion, plot_learning_curves
 from results.provenance import git_commit, versions
+from search.driver import load_data
 from spaces import Space, get_space
-from trainables.config import Recipe
-from trainables.data import scale_down
-from trainables.models import build_model
+from trainables.pair import Resolved
 from trainables.recipe import EpochReport, evaluate_test, pick_device, train
-from trainables.registry import get_trainable, load_pair_data
 
 
 @dataclass(frozen=True)
@@ -33,6 +30,7 @@ class TrainRequest:
     classes: list[str] | None = None
     points: int | None = None
     train_per_class: int | None = None
+    train_fraction: float | None = None
     threads: int | None = None
 
 
@@ -50,19 +48,24 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return obj
 
 
-def resolve_recipe(req: TrainRequest) -> tuple[Space, Recipe, dict[str, Any]]:
-    """The space, the full recipe (defaults < space.fixed < config file < --epochs) and the data
-    scaling recorded in the config file, if any."""
+def resolve_config(req: TrainRequest) -> tuple[Space, Resolved, dict[str, Any], str, str]:
+    """The space, the resolved config, the data scaling recorded in the config file (if any) and the
+    metric and mode to select on. Values: the pair's defaults < the space's fixed values and first
+    starting point < the config file < ``--epochs``."""
     record = read_config_file(req.config) if req.config else {"config": {}}
     file_space, values = record.get("space"), record["config"]
     if req.space and file_space and req.space != file_space:
         raise ValueError(f"--space {req.space} does not match the space {file_space!r} recorded in "
                          f"{req.config}; drop --space or pass the matching one.")
     space = get_space(req.space or file_space or "galspecnet")
-    source = str(req.config) if req.config else "defaults"
+    source = str(req.config) if req.config else f"spaces/{space.name}.py: first config"
+    base = space.first_config()
     overrides = {"epochs": req.epochs} if req.epochs is not None else {}
-    recipe = Recipe.from_dict({**space.fixed, **values, **overrides}, source=source)
-    return space, recipe, record.get("data") or {}
+    # The space's values give way to the file's: a file that picks another scheduler drops T_0.
+    resolved = space.pair.resolve({**base, **values, **overrides}, source=source,
+                                  soft=tuple(k for k in base if k not in values))
+    metric, mode = record.get("metric", space.metric), record.get("mode", space.mode)
+    return space, resolved, record.get("data") or {}, metric, mode
 
 
 def _check_writable(path: Path) -> None:
@@ -77,27 +80,30 @@ def _check_writable(path: Path) -> None:
 
 def run_train(req: TrainRequest) -> dict[str, Any]:
     """Validate everything, train, evaluate test once if asked, and write the JSON summary and figures."""
-    space, recipe, searched = resolve_recipe(req)
+    space, resolved, searched, metric, mode = resolve_config(req)
+    recipe, pair = resolved.recipe, space.pair
     device = pick_device(req.device)
     _check_writable(req.json_out)
-    pair = get_trainable(space.trainable)
-    points = req.points or searched.get("points")
-    per_class = req.train_per_class or searched.get("train_per_class")
-    if (points, per_class) != (req.points, req.train_per_class):
-        print(f"using the search's data scaling from {req.config}: points={points}, "
-              f"train_per_class={per_class} (pass --points/--train-per-class to change it)")
+    scaling = {"points": req.points, "train_per_class": req.train_per_class, "train_fraction": req.train_fraction}
+    recorded = {k: searched.get(k) for k in scaling}
+    scaling = {k: v if v is not None else recorded[k] for k, v in scaling.items()}
+    if any(req_v is None and recorded[k] is not None for k, req_v in
+           (("points", req.points), ("train_per_class", req.train_per_class), ("train_fraction", req.train_fraction))):
+        print(f"using the search's data scaling from {req.config}: "
+              + ", ".join(f"{k}={v}" for k, v in scaling.items() if v is not None)
+              + " (pass --points/--train-per-class/--train-fraction to change it)")
+    classes = req.classes if req.classes is not None else searched.get("classes")
     # A trial's CPU threads change float summation order: the same count reproduces its metrics.
     threads = req.threads or searched.get("threads")
     if threads != req.threads:
         print(f"using the search's {threads} CPU thread(s) per trial (--threads to change it)")
-    data = load_pair_data(pair, req.data, req.classes, with_test=req.test)
-    data = scale_down(data, points, per_class, seed=recipe.seed)
+    data = load_data(pair, req.data, classes, test=req.test, seed=recipe.seed, **scaling)
     if threads:
         torch.set_num_threads(threads)
 
-    print(f"space {space.name} -> trainable {pair.name} (model {pair.model}) on {device}")
+    print(f"space {space.name}: model {pair.model} on data {pair.data}, {device}; selecting on {metric} ({mode})")
     print(f"data: {data.describe()}; fingerprint {data.fingerprint}")
-    print("config: " + ", ".join(f"{k}={v}" for k, v in recipe.to_dict().items()))
+    print("config: " + ", ".join(f"{k}={v}" for k, v in resolved.to_dict().items()))
 
     def show(r: EpochReport) -> None:
         m = r.metrics
@@ -106,10 +112,11 @@ def run_train(req: TrainRequest) -> dict[str, Any]:
               f"{m['val_macro_f1']:.4f}  lr {m['lr']:.2e}  {m['epoch_time_s']:.1f}s"
               + ("  *best" if r.improved else ""), flush=True)
 
-    model_fn = partial(build_model, pair.model, data.n_classes, data.n_points, recipe.dropout)
-    result = train(model_fn, data, recipe, device, on_epoch=show)
+    result = train(pair.model_fn(data.spec, resolved), data, recipe, device, on_epoch=show, metric=metric,
+                   mode=mode, augment=pair.augment(resolved))
     summary: dict[str, Any] = {
-        "space": space.name, "trainable": pair.name, "config": recipe.to_dict(),
+        "space": space.name, "model": pair.model, "data_module": pair.data, "config": resolved.to_dict(),
+        "metric": metric, "mode": mode, "best_value": result.best[metric],
         "val_macro_f1": result.best["val_macro_f1"], "val_acc": result.best["val_acc"],
         "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early, "classes": list(data.classes),
@@ -132,6 +139,6 @@ def run_train(req: TrainRequest) -> dict[str, Any]:
               f"top-3 accuracy {test.top3_acc:.3f}")
     summary["figures"] = {k: str(v) for k, v in figures.items()}
     write_json(req.json_out, summary)
-    print(f"best epoch {result.best_epoch} of {result.epochs_run}: val macro-F1 "
-          f"{result.best['val_macro_f1']:.4f}; summary -> {req.json_out}")
+    print(f"best epoch {result.best_epoch} of {result.epochs_run}: {metric} {result.best[metric]:.4f} "
+          f"(val macro-F1 {result.best['val_macro_f1']:.4f}); summary -> {req.json_out}")
     return summary

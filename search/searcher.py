@@ -10,6 +10,8 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from spaces import When
+
 SAMPLERS = ("tpe", "random")
 SCHEDULERS = ("asha", "fifo")
 
@@ -38,18 +40,38 @@ def startup_trials(trials: int) -> int:
     return max(2, min(10, trials // 3))
 
 
+class DefineByRun:
+    """A space's domains as an Optuna define-by-run function: keys in declaration order, a
+    ``when`` key suggested only in trials where its condition holds. Picklable, so Tune can save
+    the searcher with the experiment and restore it on resume."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = dict(params)
+
+    def __call__(self, trial: Any) -> None:
+        chosen: dict[str, Any] = {}
+        for key, domain in self.params.items():
+            if isinstance(domain, When):
+                if chosen.get(domain.key) not in domain.values:
+                    continue
+                domain = domain.domain
+            chosen[key] = domain.suggest(trial, key)
+
+
 def make_searcher(sampler: str, seed: int, trials: int, concurrency: int, metric: str, mode: str,
-                  start: list[dict[str, Any]]) -> Searcher:
+                  start: list[dict[str, Any]], params: dict[str, Any]) -> Searcher:
     """Seeded sampler (OptunaSearch ignores its own seed when given a sampler), starting points
-    first, at most ``concurrency`` trials in flight."""
+    first, at most ``concurrency`` trials in flight. Conditional spaces sample with TPE's
+    ``group`` option, which models each set of keys that appear together."""
     if sampler == "tpe":
-        ot_sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True,
+        conditional = any(isinstance(d, When) for d in params.values())
+        ot_sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=conditional,
                                                 n_startup_trials=startup_trials(trials))
     elif sampler == "random":
         ot_sampler = optuna.samplers.RandomSampler(seed=seed)
     else:
         raise ValueError(f"--sampler must be one of {SAMPLERS}; got {sampler!r}.")
-    search = PrunedAwareOptunaSearch(metric=metric, mode=mode, sampler=ot_sampler,
+    search = PrunedAwareOptunaSearch(space=DefineByRun(params), metric=metric, mode=mode, sampler=ot_sampler,
                                      points_to_evaluate=[dict(p) for p in start] or None)
     return ConcurrencyLimiter(search, max_concurrent=concurrency)
 

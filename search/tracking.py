@@ -16,9 +16,11 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from ray import tune
 
-# What the recipe reports each epoch that is worth a curve in the UI; Ray's own keys are left out.
-EPOCH_METRICS = ("lr", "train_loss", "val_loss", "val_acc", "val_top3_acc", "val_macro_f1",
-                 "best_val_macro_f1", "epoch_time_s")
+from results.export import trial_outcome
+
+# What the recipe reports each epoch that is worth a curve in the UI (with the best_<metric> of the
+# space's metric); Ray's own keys are left out.
+EPOCH_METRICS = ("lr", "train_loss", "val_loss", "val_acc", "val_top3_acc", "val_macro_f1", "epoch_time_s")
 TAG_SEARCH = "spectune.search"
 TAG_TRIAL = "spectune.trial_id"
 TAG_OUTCOME = "spectune.outcome"
@@ -37,16 +39,6 @@ def artifact_root(tracking_uri: str) -> str | None:
         return None
     db = Path(tracking_uri[len("sqlite:///"):])
     return (db.parent / "mlartifacts").resolve().as_uri()
-
-
-def trial_outcome(last_result: dict[str, Any] | None, errored: bool) -> str:
-    """``failed``, ``completed`` (ran its budget or its own early stopping) or ``stopped early``
-    (by the scheduler). The recipe flags its last epoch with ``finished``."""
-    if errored:
-        return "failed"
-    if last_result and last_result.get("finished"):
-        return "completed"
-    return "stopped early"
 
 
 class MLflowTracker(tune.Callback):
@@ -129,7 +121,8 @@ class MLflowTracker(tune.Callback):
         run_id = self.run_id(trial.trial_id)
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         ts = int(result.get("timestamp", 0) * 1000)
-        metrics = [Metric(k, float(result[k]), ts, step) for k in EPOCH_METRICS if k in result]
+        metrics = [Metric(k, float(v), ts, step) for k, v in result.items()
+                   if k in EPOCH_METRICS or (k.startswith("best_") and isinstance(v, (int, float)))]
         self.client.log_batch(run_id, metrics=metrics)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -153,10 +146,13 @@ class MLflowTracker(tune.Callback):
         self.client.set_terminated(self.parent_run_id, status="FINISHED")
 
     def finish(self, best_run_id: str | None, summary: dict[str, float], artifacts: list[Path],
-               artifact_path: str = "best") -> None:
-        """Log the search's summary on the parent and the best trial's artifacts on its child."""
+               parent_artifacts: list[Path] = (), artifact_path: str = "best") -> None:
+        """Log the search's summary (and ``parent_artifacts``, e.g. the searched ranges) on the
+        parent, and the best trial's artifacts on its child."""
         self.client.log_batch(self.parent_run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in summary.items()],
                               tags=[RunTag("spectune.best_run_id", best_run_id or "")])
+        for path in parent_artifacts:
+            self.client.log_artifact(self.parent_run_id, str(path))
         if best_run_id:
             self.client.set_tag(best_run_id, "spectune.best", "true")
             for path in artifacts:

@@ -1,32 +1,39 @@
-"""Search spaces, one module each: adding ``spaces/<name>.py`` that defines ``SPACE = Space(...)``
-registers the space ``<name>``. Modules whose names start with ``_`` are not spaces."""
+"""Search spaces, one module each: ``spaces/<name>.py`` (or ``spaces/<name>.py`` in a folder on
+``SPECTUNE_PATH``) that defines ``SPACE = Space(...)`` registers the space ``<name>``. Modules whose
+names start with ``_`` are not spaces."""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import replace
 
-from spaces._space import METRICS, Space, SpaceError, describe_domain, validate_space
+from spaces._domains import Categorical, Float, Int, When, choice, integers, loguniform, uniform, when
+from spaces._space import Budget, Space, SpaceError, active_keys, describe_domain, validate_space
+from trainables.discovery import entries, import_entry
+from trainables.recipe import METRICS
 
-__all__ = ["METRICS", "Space", "SpaceError", "describe_domain", "get_space", "list_spaces"]
+__all__ = ["METRICS", "Budget", "Categorical", "Float", "Int", "Space", "SpaceError", "When", "active_keys",
+           "choice", "describe_domain", "get_space", "integers", "list_spaces", "loguniform", "uniform", "when"]
 
 
 def list_spaces() -> list[str]:
-    """Names of the space modules in this package."""
-    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    """Names of the space modules: the toolkit's and those on ``SPECTUNE_PATH``."""
+    return sorted(entries(__name__, "spaces"))
 
 
 def get_space(name: str) -> Space:
-    """Import ``spaces/<name>.py`` and return its validated ``SPACE``."""
-    available = list_spaces()
-    if name not in available:
-        raise SpaceError(f"unknown space {name!r}; available spaces: {', '.join(available)}. "
-                         "Add one by creating spaces/<name>.py with SPACE = Space(...).")
-    module = importlib.import_module(f"spaces.{name}")
+    """Import the space module ``name`` and return its validated ``SPACE``."""
+    found = entries(__name__, "spaces")
+    if name not in found:
+        raise SpaceError(f"unknown space {name!r}; available spaces: {', '.join(sorted(found))}. "
+                         "Add one by creating spaces/<name>.py with SPACE = Space(...) (in the toolkit or in "
+                         "a folder on SPECTUNE_PATH).")
+    where = found[name] if found[name].endswith(".py") else f"spaces/{name}.py"
+    try:
+        module = import_entry("spaces", found[name])
+    except (ImportError, NameError, TypeError, ValueError, AttributeError) as exc:
+        raise SpaceError(f"{where}: could not be loaded ({type(exc).__name__}: {exc}).") from None
     space = getattr(module, "SPACE", None)
     if not isinstance(space, Space):
-        raise SpaceError(f"spaces/{name}.py: SPACE: the module must define SPACE = Space(...); "
-                         f"got {type(space).__name__}.")
+        raise SpaceError(f"{where}: SPACE: the module must define SPACE = Space(...); got {type(space).__name__}.")
     validate_space(space, name)
     return replace(space, name=name)

@@ -5,13 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ray.tune.search.sample import Categorical, Domain, Float, Integer
-
-from trainables.config import ConfigError, Recipe, check_hyperparameter
-from trainables.registry import get_trainable
-
-# Metrics the shared recipe reports every epoch that a space may optimise.
-METRICS = ("val_macro_f1", "val_acc", "val_top3_acc", "val_loss")
+from spaces._domains import Categorical, Float, Int, When
+from trainables.hparams import ConfigError
+from trainables.pair import Pair
+from trainables.recipe import METRICS
 
 
 class SpaceError(ValueError):
@@ -19,18 +16,46 @@ class SpaceError(ValueError):
 
 
 @dataclass(frozen=True)
-class Space:
-    """A search space over one trainable's hyperparameters.
+class Budget:
+    """How much of the space a search covers: trials, epochs per trial and, for small machines, the data
+    scaling (``points`` block-averages sequences, ``train_per_class`` caps the training examples per
+    class, ``train_fraction`` keeps a stratified fraction of them). ``None`` keeps the space's or the data's own."""
 
-    ``params`` maps hyperparameter names to Ray Tune domains (``tune.loguniform``, ``tune.randint``,
-    ``tune.choice`` ...). ``fixed`` overrides recipe defaults without searching them. ``start``
-    lists known-good configs (over the keys of ``params``) that are evaluated first.
-    ``grace_period`` is ASHA's first rung: put it after warm-up plus the first cosine cycle, or
-    trials are judged while their learning rate is still climbing.
+    trials: int
+    max_epochs: int | None = None
+    points: int | None = None
+    train_per_class: int | None = None
+    train_fraction: float | None = None
+
+    def describe(self) -> str:
+        parts = [f"{self.trials} trials"]
+        if self.max_epochs:
+            parts.append(f"up to {self.max_epochs} epochs each")
+        if self.points:
+            parts.append(f"sequences block-averaged to {self.points} points")
+        if self.train_per_class:
+            parts.append(f"at most {self.train_per_class} training examples per class")
+        if self.train_fraction:
+            parts.append(f"{self.train_fraction:g} of the training examples (stratified)")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Space:
+    """A search space over one pair: a registered ``model`` and ``data`` module, with the recipe.
+
+    ``params`` maps knob names (of the recipe, the model or the data module) to domains
+    (``loguniform``, ``uniform``, ``integers``, ``choice``, ``when``). ``fixed`` overrides defaults
+    without searching them (for a ``when`` key, in the trials where it is not searched). ``start`` lists known-good configs (over the keys of ``params``) that are
+    evaluated first; the first is also what ``spectune train --space`` trains. ``metric`` and
+    ``mode`` say what is optimised. ``grace_period`` is ASHA's first rung: put it after warm-up
+    plus the first cosine cycle, or trials are judged while their learning rate is still climbing.
+    ``cpu`` and ``gpu`` are the budgets ``make search`` uses on each kind of machine.
     """
 
-    trainable: str
-    params: dict[str, Domain]
+    model: str
+    data: str
+    params: dict[str, Any]
     description: str = ""
     fixed: dict[str, Any] = field(default_factory=dict)
     start: list[dict[str, Any]] = field(default_factory=list)
@@ -39,115 +64,145 @@ class Space:
     max_epochs: int = 60
     grace_period: int = 15
     reduction_factor: int = 3
+    cpu: Budget = Budget(trials=18)
+    gpu: Budget = Budget(trials=64)
     name: str = ""
+
+    @property
+    def pair(self) -> Pair:
+        return Pair(self.model, self.data)
 
     @property
     def search_metric(self) -> str:
         """What the searcher and scheduler compare: the best value so far, not the last epoch's,
         so a trial is not judged on a cosine restart's dip."""
-        return "best_val_macro_f1" if self.metric == "val_macro_f1" else self.metric
+        return f"best_{self.metric}"
+
+    def first_config(self) -> dict[str, Any]:
+        """The space's fixed values and its first starting point: what ``train --space`` starts from."""
+        return {**self.fixed, **(self.start[0] if self.start else {})}
+
+    def to_json(self) -> dict[str, Any]:
+        """The searched ranges and settings, saved with every search."""
+        return {"name": self.name, "model": self.model, "data": self.data, "description": self.description,
+                "params": {k: d.to_json() for k, d in self.params.items()}, "fixed": self.fixed,
+                "start": self.start, "metric": self.metric, "mode": self.mode, "max_epochs": self.max_epochs,
+                "grace_period": self.grace_period, "reduction_factor": self.reduction_factor}
 
 
-def describe_domain(domain: Domain) -> str:
+def describe_domain(domain: Any) -> str:
     """A short human-readable form, e.g. ``log-uniform [1e-05, 0.003]``."""
-    if isinstance(domain, Categorical):
-        return f"choice {list(domain.categories)}"
-    sampler = type(domain.get_sampler()).__name__
-    log = "log-" if "Log" in sampler else ""
-    if isinstance(domain, Integer):
-        return f"{log}int [{domain.lower}, {domain.upper - 1}]"
-    step = getattr(domain.get_sampler(), "q", None)
-    return f"{log}uniform [{domain.lower:g}, {domain.upper:g}]" + (f" step {step:g}" if step else "")
+    return domain.describe()
+
+
+def active_keys(params: dict[str, Any], point: dict[str, Any]) -> set[str]:
+    """The searched keys that a config over ``params`` must give (conditional keys only when they apply)."""
+    return {k for k, d in params.items() if not isinstance(d, When) or point.get(d.key) in d.values}
 
 
 def validate_space(space: Space, module: str) -> None:
     """Raise :class:`SpaceError` naming ``module`` and the offending key for any broken rule."""
     where = f"spaces/{module}.py"
+    pair = space.pair
     try:
-        pair = get_trainable(space.trainable)
-    except KeyError as exc:
-        raise SpaceError(f"{where}: trainable: {exc.args[0]}") from None
+        table = pair.table()
+        if pair.data_module.kind not in pair.model_entry.inputs:
+            raise ConfigError(f"model {space.model!r} takes {' or '.join(pair.model_entry.inputs)} inputs, but data "
+                              f"{space.data!r} gives {pair.data_module.kind} inputs.")
+    except ConfigError as exc:
+        raise SpaceError(f"{where}: model/data: {exc.args[0]}") from None
     if not space.params:
         raise SpaceError(f"{where}: params: a space must search at least one hyperparameter.")
-    for key, value in space.fixed.items():
-        _check_key(where, "fixed", key, pair.hyperparameters)
-        if key in space.params:
-            raise SpaceError(f"{where}: fixed[{key!r}]: {key!r} is also searched in params; keep it in one place.")
-        _check_value(where, f"fixed[{key!r}]", key, value)
+    for key in space.fixed:
+        # A when(...) key may also be fixed: the fixed value holds in trials where it is not searched.
+        if key in space.params and not isinstance(space.params[key], When):
+            raise SpaceError(f"{where}: fixed[{key!r}]: {key!r} is also searched in params; keep it in one place "
+                             "(only a when(...) key may have a fixed value too, used where it is not searched).")
+    _resolve(pair, space, {}, f"{where}: fixed")
+    searched: list[str] = []
     for key, domain in space.params.items():
-        _check_key(where, "params", key, pair.hyperparameters)
-        _check_domain(where, key, domain, space.fixed)
+        label = f"{where}: params[{key!r}]"
+        if key not in table:
+            raise SpaceError(f"{label}: unknown hyperparameter for model {space.model!r}, data {space.data!r} and "
+                             f"the recipe; valid names are {list(table)}.")
+        _check_domain(space, table, searched, key, domain, label)
+        searched.append(key)
     for i, point in enumerate(space.start):
-        missing, extra = set(space.params) - set(point), set(point) - set(space.params)
+        need = active_keys(space.params, point)
+        missing, extra = need - set(point), set(point) - need
         if missing or extra:
-            raise SpaceError(f"{where}: start[{i}]: a starting point must give exactly the searched keys; "
-                             f"missing {sorted(missing)}, not searched {sorted(extra)}.")
+            raise SpaceError(f"{where}: start[{i}]: a starting point must give exactly the searched keys that "
+                             f"apply to it; missing {sorted(missing)}, not searched {sorted(extra)}.")
         for key, value in point.items():
-            _check_in_domain(where, i, key, value, space.params[key])
-        _check_recipe(where, f"start[{i}]", {**space.fixed, **point})
+            domain = space.params[key]
+            domain = domain.domain if isinstance(domain, When) else domain
+            if not domain.contains(value):
+                if isinstance(domain, Categorical):
+                    raise SpaceError(f"{where}: start[{i}][{key!r}]: {value!r} is not one of {list(domain.values)}.")
+                raise SpaceError(f"{where}: start[{i}][{key!r}]: {value!r} lies outside the searched range "
+                                 f"[{domain.low}, {domain.high}]" + (" (an int is needed)." if isinstance(domain, Int)
+                                                                      else "."))
+        _resolve(pair, space, point, f"{where}: start[{i}]")
     if space.metric not in METRICS:
         raise SpaceError(f"{where}: metric: must be one of {list(METRICS)}; got {space.metric!r}.")
     if space.mode not in ("max", "min"):
         raise SpaceError(f"{where}: mode: must be 'max' or 'min'; got {space.mode!r}.")
     for key in ("max_epochs", "grace_period", "reduction_factor"):
-        value = getattr(space, key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < (2 if key == "reduction_factor" else 1):
-            raise SpaceError(f"{where}: {key}: must be an int >= {2 if key == 'reduction_factor' else 1}; got {value!r}.")
+        value, low = getattr(space, key), 2 if key == "reduction_factor" else 1
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise SpaceError(f"{where}: {key}: must be an int >= {low}; got {value!r}.")
     if space.grace_period > space.max_epochs:
         raise SpaceError(f"{where}: grace_period: must not exceed max_epochs ({space.max_epochs}); "
                          f"got {space.grace_period}.")
+    for kind in ("cpu", "gpu"):
+        budget = getattr(space, kind)
+        if not isinstance(budget, Budget) or budget.trials < 1:
+            raise SpaceError(f"{where}: {kind}: must be a Budget(trials >= 1, ...); got {budget!r}.")
 
 
-def _check_key(where: str, section: str, key: str, allowed: tuple[str, ...]) -> None:
-    if key not in allowed:
-        raise SpaceError(f"{where}: {section}[{key!r}]: unknown hyperparameter for this trainable; "
-                         f"valid names are {list(allowed)}.")
-
-
-def _check_value(where: str, label: str, key: str, value: Any) -> None:
+def _resolve(pair: Pair, space: Space, values: dict[str, Any], label: str) -> None:
     try:
-        check_hyperparameter(key, value, source=f"{where}: {label}")
+        pair.resolve({**space.fixed, **values}, source=label, soft=tuple(space.fixed))
     except ConfigError as exc:
         raise SpaceError(str(exc)) from None
 
 
-def _check_recipe(where: str, label: str, values: dict[str, Any]) -> None:
-    # Cross-field rules (eta_min <= lr) hold only for whole configs, so bounds are tried in one.
-    try:
-        Recipe.from_dict(values, source=f"{where}: {label}")
-    except ConfigError as exc:
-        raise SpaceError(str(exc)) from None
-
-
-def _check_domain(where: str, key: str, domain: Any, fixed: dict[str, Any]) -> None:
-    label = f"params[{key!r}]"
-    if not isinstance(domain, (Float, Integer, Categorical)):
-        raise SpaceError(f"{where}: {label}: must be a Ray Tune domain such as tune.loguniform(a, b), "
-                         f"tune.randint(a, b) or tune.choice([...]); got {domain!r}.")
+def _check_domain(space: Space, table: dict, searched: list[str], key: str, domain: Any, label: str) -> None:
+    condition: dict[str, Any] = {}
+    if isinstance(domain, When):
+        if domain.key not in searched:
+            raise SpaceError(f"{label}: when({domain.key!r}, ...) needs {domain.key!r} searched before {key!r} "
+                             "in params.")
+        parent = space.params[domain.key]
+        for v in domain.values:
+            if not (parent.domain if isinstance(parent, When) else parent).contains(v):
+                raise SpaceError(f"{label}: when({domain.key!r}, {list(domain.values)}): {v!r} is not a value "
+                                 f"{domain.key!r} can take.")
+        condition = {domain.key: domain.values[0]}
+        domain = domain.domain
+    if not isinstance(domain, (Float, Int, Categorical)):
+        raise SpaceError(f"{label}: must be a spectune domain such as loguniform(a, b), uniform(a, b), "
+                         f"integers(a, b) or choice([...]) from spaces; got {domain!r}.")
+    rule = table[key]
+    if rule.when is not None and rule.when[0] in space.params:
+        cond, allowed = rule.when
+        wrapper = space.params[key]
+        if not (isinstance(wrapper, When) and wrapper.key == cond and set(wrapper.values) <= set(allowed)):
+            raise SpaceError(f"{label}: {key!r} applies only when {cond!r} is one of {list(allowed)}, and {cond!r} "
+                             f"is searched: declare it as when({cond!r}, {list(allowed)}, ...).")
     if isinstance(domain, Categorical):
-        if not domain.categories:
-            raise SpaceError(f"{where}: {label}: tune.choice needs at least one value.")
-        for value in domain.categories:
-            _check_value(where, label, key, value)
+        if not domain.values:
+            raise SpaceError(f"{label}: choice needs at least one value.")
+        for value in domain.values:
+            _resolve(space.pair, space, {**condition, key: value}, label)
         return
-    upper = domain.upper - 1 if isinstance(domain, Integer) else domain.upper
-    if not domain.lower < domain.upper:
-        raise SpaceError(f"{where}: {label}: lower < upper must hold, but got (lower={domain.lower}, "
-                         f"upper={domain.upper}).")
-    _check_value(where, f"{label} lower bound", key, domain.lower)
-    _check_value(where, f"{label} upper bound", key, upper)
-    _check_recipe(where, f"{label} lower bound", {**fixed, key: domain.lower})
-
-
-def _check_in_domain(where: str, i: int, key: str, value: Any, domain: Domain) -> None:
-    label = f"start[{i}][{key!r}]"
-    if isinstance(domain, Categorical):
-        if value not in domain.categories:
-            raise SpaceError(f"{where}: {label}: {value!r} is not one of {list(domain.categories)}.")
-        return
-    upper = domain.upper - 1 if isinstance(domain, Integer) else domain.upper
-    if isinstance(domain, Integer) and not (isinstance(value, int) and not isinstance(value, bool)):
-        raise SpaceError(f"{where}: {label}: must be an int; got {value!r}.")
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not domain.lower <= value <= upper:
-        raise SpaceError(f"{where}: {label}: {value!r} lies outside the searched range "
-                         f"[{domain.lower}, {upper}].")
+    if domain.kind is float and rule.kind is not float:
+        raise SpaceError(f"{label}: {key!r} is {rule.describe()}; search it with integers(a, b) or choice([...]).")
+    if rule.kind in (bool, str):
+        raise SpaceError(f"{label}: {key!r} is {rule.describe()}; search it with choice([...]).")
+    if not domain.low < domain.high:
+        raise SpaceError(f"{label}: lower < upper must hold, but got (lower={domain.low}, upper={domain.high}).")
+    if domain.log and domain.low <= 0:
+        raise SpaceError(f"{label}: a log range needs lower > 0; got lower={domain.low}.")
+    _resolve(space.pair, space, {**condition, key: domain.low}, f"{label} lower bound")
+    _resolve(space.pair, space, {**condition, key: domain.high}, f"{label} upper bound")

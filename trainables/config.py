@@ -1,113 +1,91 @@
-"""The hyperparameters of the shared training recipe, their defaults and their valid ranges.
+"""The shared recipe's generic knobs: their table, defaults and the :class:`Recipe` the loop reads.
 
-Defaults are the seed notebook's ``final_config``. Every value that enters the recipe, from a
-JSON file, the CLI or a search space, passes through :meth:`Recipe.from_dict`, which checks
-names and ranges once, at the boundary, and says which value broke which rule.
+Defaults are the ZTF seed notebook's ``final_config`` (AdamW, warm-up then cosine warm restarts,
+focal loss), so galspecnet trains exactly as the notebook did. Model and data knobs (dropout,
+depth, norm ...) live in their own modules' tables, never here.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-# name -> (type, low, high, low_inclusive, high_inclusive); None means unbounded.
-_RULES: dict[str, tuple[type, float | None, float | None, bool, bool]] = {
-    "lr": (float, 0.0, 1.0, False, True),
-    "weight_decay": (float, 0.0, 1.0, True, True),
-    "gamma": (float, 0.0, 10.0, True, True),
-    "warmup_epochs": (int, 0, None, True, False),
-    "T_0": (int, 1, None, True, False),
-    "T_mult": (int, 1, None, True, False),
-    "eta_min": (float, 0.0, None, True, False),
-    "start_factor": (float, 0.0, 1.0, False, True),
-    "batch_size": (int, 1, None, True, False),
-    "dropout": (float, 0.0, 1.0, True, False),
-    "epochs": (int, 1, None, True, False),
-    "patience": (int, 1, None, True, False),
-    "seed": (int, 0, None, True, False),
-    "max_grad_norm": (float, 0.0, None, False, False),
+from trainables.hparams import Bool, Choice, ConfigError, Float, Int, Table, check_table, resolve
+
+OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop")
+SCHEDULERS = ("cosine_restarts", "cosine", "step", "plateau", "constant")
+LOSSES = ("focal", "weighted_ce", "ce")
+
+RECIPE_TABLE: Table = {
+    "optimizer": Choice("adamw", OPTIMIZERS),
+    "lr": Float(8e-5, 0.0, 1.0, closed="right"),
+    "weight_decay": Float(1e-5, 0.0, 1.0),
+    "momentum": Float(0.9, 0.0, 1.0, closed="left", when=("optimizer", ("sgd", "rmsprop"))),
+    "nesterov": Bool(False, when=("optimizer", ("sgd",))),
+    "batch_size": Int(128, 1),
+    "epochs": Int(100, 1),
+    "warmup_epochs": Int(10, 0),
+    "start_factor": Float(1e-6, 0.0, 1.0, closed="right"),
+    "scheduler": Choice("cosine_restarts", SCHEDULERS),
+    "T_0": Int(5, 1, when=("scheduler", ("cosine_restarts",))),
+    "T_mult": Int(1, 1, when=("scheduler", ("cosine_restarts",))),
+    "eta_min": Float(1e-5, 0.0, when=("scheduler", ("cosine_restarts", "cosine"))),
+    "step_size": Int(10, 1, when=("scheduler", ("step",))),
+    "decay": Float(0.1, 0.0, 1.0, closed="neither", when=("scheduler", ("step", "plateau"))),
+    "plateau_patience": Int(2, 0, when=("scheduler", ("plateau",))),
+    "loss": Choice("focal", LOSSES),
+    "gamma": Float(2.0, 0.0, 10.0, when=("loss", ("focal",))),
+    "max_grad_norm": Float(1.0, 0.0, closed="neither", nullable=True),
+    "patience": Int(5, 1, nullable=True),
+    "seed": Int(42, 0),
 }
-
-
-class ConfigError(ValueError):
-    """A hyperparameter that is unknown, of the wrong type, or out of range."""
+check_table(RECIPE_TABLE, "recipe")
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """Hyperparameters of one training run. ``patience=None`` disables early stopping."""
+    """Resolved recipe knobs. Knobs whose condition does not hold keep their defaults here and are
+    left out of :meth:`to_dict`. ``patience=None`` disables early stopping; ``max_grad_norm=None``
+    disables clipping."""
 
-    lr: float = 8e-5
-    weight_decay: float = 1e-5
-    gamma: float = 2.0            # focal-loss focusing; 0 gives class-weighted cross-entropy
-    warmup_epochs: int = 10
-    T_0: int = 5
-    T_mult: int = 1
-    eta_min: float = 1e-5
-    start_factor: float = 1e-6
-    batch_size: int = 128
-    dropout: float = 0.3
-    epochs: int = 100
-    patience: int | None = 5
-    seed: int = 42
-    max_grad_norm: float = 1.0
+    optimizer: str
+    lr: float
+    weight_decay: float
+    momentum: float
+    nesterov: bool
+    batch_size: int
+    epochs: int
+    warmup_epochs: int
+    start_factor: float
+    scheduler: str
+    T_0: int
+    T_mult: int
+    eta_min: float
+    step_size: int
+    decay: float
+    plateau_patience: int
+    loss: str
+    gamma: float
+    max_grad_norm: float | None
+    patience: int | None
+    seed: int
+    active: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
     def keys(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
+        return list(RECIPE_TABLE)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any], source: str = "config") -> "Recipe":
-        """Defaults overridden by ``values``; ``None`` values are ignored (unset CLI flags),
-        except ``patience``, where null switches early stopping off."""
-        unknown = sorted(set(values) - set(cls.keys()))
-        if unknown:
-            raise ConfigError(f"{source}: unknown hyperparameter(s) {unknown}; "
-                              f"valid names are {cls.keys()}.")
-        clean = {k: _check(k, v, source) for k, v in values.items() if v is not None or k == "patience"}
-        recipe = cls(**{**asdict(cls()), **clean})
-        if recipe.eta_min > recipe.lr:
+    def from_dict(cls, values: Mapping[str, Any], source: str = "config", soft: tuple[str, ...] = ()) -> "Recipe":
+        """Defaults overridden by ``values`` (see :func:`trainables.hparams.resolve`)."""
+        active = resolve(RECIPE_TABLE, values, source, soft)
+        if "eta_min" in active and active["eta_min"] > active["lr"]:
             raise ConfigError(f"{source}: 'eta_min' must not exceed 'lr' (the cosine schedule would "
-                              f"raise the rate); got eta_min={recipe.eta_min}, lr={recipe.lr}.")
-        return recipe
+                              f"raise the rate); got eta_min={active['eta_min']}, lr={active['lr']}.")
+        if active.get("nesterov") and active["momentum"] == 0:
+            raise ConfigError(f"{source}: 'nesterov' needs a momentum above 0; got momentum=0.")
+        return cls(**{**{k: p.default for k, p in RECIPE_TABLE.items()}, **active}, active=tuple(active))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _check(name: str, value: Any, source: str) -> Any:
-    kind, low, high, low_in, high_in = _RULES[name]
-    if name == "patience" and value is None:
-        return None
-    if kind is int:
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        ok_type = isinstance(value, int) and not isinstance(value, bool)
-    else:
-        ok_type = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok_type else value
-    if not ok_type or (kind is float and not math.isfinite(value)):
-        raise ConfigError(f"{source}: the {name!r} hyperparameter must be {_describe(name)}; "
-                          f"got {value!r}.")
-    below = low is not None and (value < low or (value == low and not low_in))
-    above = high is not None and (value > high or (value == high and not high_in))
-    if below or above:
-        raise ConfigError(f"{source}: the {name!r} hyperparameter must be {_describe(name)}; "
-                          f"got {value!r}.")
-    return value
-
-
-def _describe(name: str) -> str:
-    kind, low, high, low_in, high_in = _RULES[name]
-    left = "[" if low_in else "("
-    right = "]" if high_in else ")"
-    hi = "inf" if high is None else high
-    return f"{'an int' if kind is int else 'a float'} in the range {left}{low}, {hi}{right}"
-
-
-def check_hyperparameter(name: str, value: Any, source: str = "config") -> Any:
-    """Validate one value against its rule (used for search-space bounds)."""
-    if name not in _RULES:
-        raise ConfigError(f"{source}: unknown hyperparameter {name!r}; valid names are {Recipe.keys()}.")
-    return _check(name, value, source)
+        """The knobs that apply to this recipe, in table order."""
+        return {k: getattr(self, k) for k in self.active}

@@ -1,8 +1,12 @@
 """The one training recipe shared by every trainable, the ``train`` command and the tests.
 
-AdamW; linear warm-up then cosine warm restarts (stepped per epoch); alpha-balanced focal
-loss; mixed precision on GPUs (bf16 where supported, else fp16 with loss scaling); gradient
-clipping; early stopping on validation macro-F1; the best epoch's weights kept.
+The optimizer (AdamW by default, Adam, SGD or RMSprop), a linear warm-up then the chosen
+schedule stepped per epoch (cosine warm restarts by default, cosine, step decay, reduce on
+plateau, constant), the chosen loss (alpha-balanced focal by default, class-weighted or plain
+cross-entropy); mixed precision on GPUs (bf16 where supported, else fp16 with loss scaling);
+gradient clipping; early stopping on the selection metric (validation macro-F1 unless the space
+says otherwise); the best epoch's weights kept. Batches reach the model as keyword arguments, one
+per named input, so a model with several inputs needs nothing special.
 
 The data is put on the device once (under Ray, once per trial process) and batches are indexed
 there, and the only host synchronisation is one per epoch, when the epoch's metrics are read: on
@@ -11,6 +15,7 @@ a GPU the Python loop then runs ahead of the kernels instead of waiting on each 
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections import OrderedDict
@@ -23,9 +28,13 @@ import torch
 from torch import nn
 
 from trainables.config import Recipe
-from trainables.data import SpectraData, Split
+from trainables.data import Split, Splits
 from trainables.losses import FocalLoss, balanced_alpha
 from trainables.metrics import confusion_matrix, macro_f1
+
+
+# What the loop reports every epoch that a space may select and search on.
+METRICS = ("val_macro_f1", "val_acc", "val_top3_acc", "val_loss")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -80,16 +89,39 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe) -> torch.optim.lr_scheduler.LRScheduler:
-    """Linear warm-up from ``start_factor * lr`` over ``warmup_epochs``, then cosine warm restarts."""
-    cosine = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-        optimizer, T_0=recipe.T_0, T_mult=recipe.T_mult, eta_min=recipe.eta_min)
+def build_optimizer(params: Any, recipe: Recipe, device: torch.device) -> torch.optim.Optimizer:
+    """The recipe's optimizer over ``params``."""
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay, fused=device.type == "cuda")
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay, fused=device.type == "cuda")
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
+                               weight_decay=recipe.weight_decay)
+    return torch.optim.RMSprop(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """Linear warm-up from ``start_factor * lr`` over ``warmup_epochs``, then the recipe's schedule,
+    stepped once per epoch. ``plateau`` and ``constant`` keep the rate after warm-up (the loop steps
+    :class:`~torch.optim.lr_scheduler.ReduceLROnPlateau` itself, since it reads a metric)."""
+    sched = torch.optim.lr_scheduler
+    main: sched.LRScheduler | None = None
+    if recipe.scheduler == "cosine_restarts":
+        main = sched.CosineAnnealingWarmRestarts(optimizer, T_0=recipe.T_0, T_mult=recipe.T_mult,
+                                                 eta_min=recipe.eta_min)
+    elif recipe.scheduler == "cosine":
+        main = sched.CosineAnnealingLR(optimizer, T_max=max(1, recipe.epochs - recipe.warmup_epochs),
+                                       eta_min=recipe.eta_min)
+    elif recipe.scheduler == "step":
+        main = sched.StepLR(optimizer, step_size=recipe.step_size, gamma=recipe.decay)
     if recipe.warmup_epochs == 0:
-        return cosine
-    warmup = torch.optim.lr_scheduler.LinearLR(
-        optimizer, start_factor=recipe.start_factor, end_factor=1.0, total_iters=recipe.warmup_epochs)
-    return torch.optim.lr_scheduler.SequentialLR(
-        optimizer, schedulers=[warmup, cosine], milestones=[recipe.warmup_epochs])
+        return main
+    warmup = sched.LinearLR(optimizer, start_factor=recipe.start_factor, end_factor=1.0,
+                            total_iters=recipe.warmup_epochs)
+    if main is None:
+        return warmup
+    return sched.SequentialLR(optimizer, schedulers=[warmup, main], milestones=[recipe.warmup_epochs])
 
 
 def seed_everything(seed: int) -> None:
@@ -106,57 +138,66 @@ def amp_dtype(device: torch.device) -> torch.dtype | None:
 
 # Arrays from Ray's object store are read-only and stay mapped at one address in a trial process
 # for the whole search, so a reused actor keeps them on the device between trials instead of
-# uploading the dataset again (train, val and test of one dataset fit in the cache).
-_RESIDENT: OrderedDict[tuple[Any, ...], tuple[np.ndarray, np.ndarray, torch.Tensor, torch.Tensor]] = OrderedDict()
-_RESIDENT_MAX = 3
+# uploading the dataset again (every array of train, val and test of one dataset fits the cache).
+_RESIDENT: OrderedDict[tuple[Any, ...], tuple[np.ndarray, torch.Tensor]] = OrderedDict()
+_RESIDENT_MAX = 12
 
 
-def to_device(split: Split, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flux and labels as tensors on ``device``. Read-only splits are uploaded once per process and
+def to_device(split: Split, device: torch.device) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Inputs and labels as tensors on ``device``. Read-only arrays are uploaded once per process and
     kept (writable arrays could change under a cached copy, so they are uploaded every call)."""
+    inputs = {k: _upload(v, device) for k, v in split.inputs.items()}
+    return inputs, _upload(split.labels, device)
+
+
+def _upload(array: np.ndarray, device: torch.device) -> torch.Tensor:
     key = None
-    if not split.flux.flags.writeable and not split.labels.flags.writeable:
-        key = (*_buffer(split.flux), *_buffer(split.labels), str(device))
+    if not array.flags.writeable:
+        key = (*_buffer(array), str(device))
         if key in _RESIDENT:
             _RESIDENT.move_to_end(key)
-            return _RESIDENT[key][2], _RESIDENT[key][3]
+            return _RESIDENT[key][1]
     with warnings.catch_warnings():
         # The recipe never writes into the (possibly read-only) arrays it is given.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        flux, labels = torch.from_numpy(split.flux), torch.from_numpy(split.labels)
-    flux, labels = flux.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        tensor = torch.from_numpy(array).to(device, non_blocking=True)
     if key is not None:
-        # Holding the arrays keeps their memory alive, so no other data can take their address.
-        _RESIDENT[key] = (split.flux, split.labels, flux, labels)
+        # Holding the array keeps its memory alive, so no other data can take its address.
+        _RESIDENT[key] = (array, tensor)
         while len(_RESIDENT) > _RESIDENT_MAX:
             _RESIDENT.popitem(last=False)
-    return flux, labels
+    return tensor
 
 
 def _buffer(array: np.ndarray) -> tuple[Any, ...]:
     return array.__array_interface__["data"][0], array.shape, array.strides, array.dtype.str
 
 
+def _rows(inputs: dict[str, torch.Tensor], index: torch.Tensor | slice) -> dict[str, torch.Tensor]:
+    return {k: v[index] for k, v in inputs.items()}
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, flux: torch.Tensor, labels: torch.Tensor, criterion: nn.Module,
+def evaluate(model: nn.Module, inputs: dict[str, torch.Tensor], labels: torch.Tensor, criterion: nn.Module,
              n_classes: int, batch_size: int | None = None) -> Evaluation:
     """Loss, accuracy, top-3 accuracy, macro-F1 and confusion matrix, with one host sync."""
     model.eval()
-    batch_size = batch_size or eval_batch_size(flux.device)
-    autocast = _autocast(flux.device)
-    loss_sum = torch.zeros((), device=flux.device, dtype=torch.float64)
-    top3 = torch.zeros((), device=flux.device, dtype=torch.int64)
-    confusion = torch.zeros((n_classes, n_classes), device=flux.device, dtype=torch.int64)
+    device = labels.device
+    batch_size = batch_size or eval_batch_size(device)
+    autocast = _autocast(device)
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    top3 = torch.zeros((), device=device, dtype=torch.int64)
+    confusion = torch.zeros((n_classes, n_classes), device=device, dtype=torch.int64)
     k = min(3, n_classes)
-    for start in range(0, flux.shape[0], batch_size):
-        x, y = flux[start:start + batch_size], labels[start:start + batch_size]
+    for start in range(0, labels.shape[0], batch_size):
+        y = labels[start:start + batch_size]
         with autocast:
-            logits = model(x)
+            logits = model(**_rows(inputs, slice(start, start + batch_size)))
         logits = logits.float()
         loss_sum += criterion(logits, y).double() * _weight_sum(criterion, y)
         top3 += (logits.topk(k, dim=1).indices == y[:, None]).any(dim=1).sum()
         confusion += confusion_matrix(y, logits.argmax(dim=1), n_classes)
-    n = flux.shape[0]
+    n = labels.shape[0]
     total_weight = _weight_sum(criterion, labels)
     stats = torch.stack([loss_sum / total_weight, confusion.diagonal().sum().double() / n,
                          top3.double() / n, macro_f1(confusion)]).tolist()
@@ -164,12 +205,16 @@ def evaluate(model: nn.Module, flux: torch.Tensor, labels: torch.Tensor, criteri
                       confusion=confusion.cpu().numpy())
 
 
-def make_criterion(data: SpectraData, recipe: Recipe, device: torch.device | str = "cpu") -> FocalLoss:
-    """The recipe's loss: focal loss with alpha from the training split's class frequencies."""
-    return FocalLoss(balanced_alpha(data.train.labels, data.n_classes), recipe.gamma).to(device)
+def make_criterion(data: Splits, recipe: Recipe, device: torch.device | str = "cpu") -> FocalLoss:
+    """The recipe's loss: focal (alpha from the training split's class frequencies), class-weighted
+    cross-entropy (the same alpha, gamma 0) or plain cross-entropy (alpha 1, gamma 0)."""
+    if recipe.loss == "ce":
+        return FocalLoss(torch.ones(data.n_classes), 0.0).to(device)
+    gamma = recipe.gamma if recipe.loss == "focal" else 0.0
+    return FocalLoss(balanced_alpha(data.train.labels, data.n_classes), gamma).to(device)
 
 
-def evaluate_test(model: nn.Module, data: SpectraData, recipe: Recipe, device: torch.device | str) -> Evaluation:
+def evaluate_test(model: nn.Module, data: Splits, recipe: Recipe, device: torch.device | str) -> Evaluation:
     """The final model on ``data.test``: call once, after selection on validation is over."""
     test_x, test_y = to_device(data.test, torch.device(device))
     return evaluate(model, test_x, test_y, make_criterion(data, recipe, device), data.n_classes)
@@ -191,32 +236,44 @@ def _autocast(device: torch.device):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
-def train(model_fn: Callable[[], nn.Module], data: SpectraData, recipe: Recipe,
+def train(model_fn: Callable[[], nn.Module], data: Splits, recipe: Recipe,
           device: torch.device | str = "cpu",
-          on_epoch: Callable[[EpochReport], Any] | None = None) -> TrainResult:
+          on_epoch: Callable[[EpochReport], Any] | None = None,
+          metric: str = "val_macro_f1", mode: str = "max",
+          augment: Callable[[dict[str, torch.Tensor], torch.Generator], dict[str, torch.Tensor]] | None = None,
+          ) -> TrainResult:
     """Train ``model_fn()`` on ``data.train``, select on ``data.val``; never touches ``data.test``.
 
     ``model_fn`` is called after seeding so that initial weights depend only on ``recipe.seed``.
+    ``metric``/``mode`` choose the best epoch (kept weights, early stopping, plateau schedule).
+    ``augment(batch, generator)`` changes each training batch (a data module's searched knobs).
     ``on_epoch`` is called after every epoch (the search layer reports from it).
     """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {list(METRICS)}; got {metric!r}.")
     device = torch.device(device)
     seed_everything(recipe.seed)
     model = model_fn().to(device)
     train_x, train_y = to_device(data.train, device)
     val_x, val_y = to_device(data.val, device)
     criterion = make_criterion(data, recipe, device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay,
-                                  fused=device.type == "cuda")
+    optimizer = build_optimizer(model.parameters(), recipe, device)
     scheduler = build_scheduler(optimizer, recipe)
+    plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=recipe.decay,
+                                                          patience=recipe.plateau_patience)
+               if recipe.scheduler == "plateau" else None)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(device) is torch.float16)
     autocast = _autocast(device)
     # Shuffled on the CPU so that a seed gives the same batches on every device; the copy is
     # a few kB per epoch, at the epoch boundary where the host has synchronised anyway.
     generator = torch.Generator().manual_seed(recipe.seed)
-    n = train_x.shape[0]
+    # Augmentation draws from its own stream, so switching it on leaves the batch order alone.
+    augment_generator = torch.Generator().manual_seed(recipe.seed + 1)
+    n = train_y.shape[0]
+    sign = 1.0 if mode == "max" else -1.0
 
     history: list[dict[str, float]] = []
-    best_f1, best_epoch, best_state, best_val = -1.0, 0, None, None
+    best_value, best_epoch, best_state, best_val = -math.inf, 0, None, None
     since_best = 0
     stopped_early = False
     for epoch in range(1, recipe.epochs + 1):
@@ -228,38 +285,44 @@ def train(model_fn: Callable[[], nn.Module], data: SpectraData, recipe: Recipe,
         order = torch.randperm(n, generator=generator).to(device)
         for start in range(0, n, recipe.batch_size):
             idx = order[start:start + recipe.batch_size]
-            x, y = train_x[idx], train_y[idx]
+            x, y = _rows(train_x, idx), train_y[idx]
+            if augment is not None:
+                x = augment(x, augment_generator)
             with autocast:
-                loss = criterion(model(x), y)
+                loss = criterion(model(**x), y)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
+            if recipe.max_grad_norm is not None:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
             scaler.step(optimizer)
             scaler.update()
             w = _weight_sum(criterion, y)
             loss_sum += loss.detach().double() * w
             weight_sum += w
-        scheduler.step()
+        if scheduler is not None:
+            scheduler.step()
         train_loss = (loss_sum / weight_sum).item()
         if not np.isfinite(train_loss):
             raise NonFiniteLossError(f"training loss became {train_loss} at epoch {epoch} "
                                      f"(lr={lr:.3g}); this config diverges.")
         val = evaluate(model, val_x, val_y, criterion, data.n_classes)
-        improved = val.macro_f1 > best_f1 + 1e-6
+        scores = {"val_loss": val.loss, "val_acc": val.acc, "val_top3_acc": val.top3_acc,
+                  "val_macro_f1": val.macro_f1}
+        value = sign * scores[metric]
+        improved = value > best_value + 1e-6
         if improved:
-            best_f1, best_epoch, best_val, since_best = val.macro_f1, epoch, val, 0
+            best_value, best_epoch, best_val, since_best = value, epoch, val, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         elif epoch > recipe.warmup_epochs:
             # Patience counts from the end of warm-up: while the rate is still climbing from
             # start_factor * lr, a flat score says nothing about the config.
             since_best += 1
+        if plateau is not None and epoch >= recipe.warmup_epochs:
+            plateau.step(scores[metric])
         stopped_early = recipe.patience is not None and since_best >= recipe.patience
-        metrics = {
-            "epoch": epoch, "lr": lr, "train_loss": train_loss, "val_loss": val.loss,
-            "val_acc": val.acc, "val_top3_acc": val.top3_acc, "val_macro_f1": val.macro_f1,
-            "best_val_macro_f1": best_f1, "epoch_time_s": time.perf_counter() - started,
-        }
+        metrics = {"epoch": epoch, "lr": lr, "train_loss": train_loss, **scores,
+                   f"best_{metric}": sign * best_value, "epoch_time_s": time.perf_counter() - started}
         history.append(metrics)
         last = stopped_early or epoch == recipe.epochs
         if on_epoch is not None:

@@ -8,49 +8,58 @@ params are exactly what was searched.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from ray import tune
 
-from trainables.config import Recipe
-from trainables.data import SpectraData
-from trainables.models import build_model
+from trainables.data import Splits
+from trainables.discovery import ENV
+from trainables.pair import Pair, Resolved
 from trainables.recipe import EpochReport, pick_device, train
-from trainables.registry import get_trainable
 
 CHECKPOINT_FILE = "model.pt"
+CONFIG_FILE = "config.json"
 CONFUSION_FILE = "val_confusion.json"
 
 
 @dataclass(frozen=True)
 class TrialSettings:
-    """Run settings shared by every trial of a search (never logged as hyperparameters)."""
+    """Run settings shared by every trial of a search (never logged as hyperparameters).
+    ``user_path`` is the driver's ``SPECTUNE_PATH``, so trials find the same user pairs."""
 
-    trainable: str
+    model: str
+    data: str
     max_epochs: int
     seed: int
     fixed: dict[str, Any] = field(default_factory=dict)
     patience: int | None = 5
+    metric: str = "val_macro_f1"
+    mode: str = "max"
     device: str = "auto"
     threads: int = 1
+    user_path: str = ""
 
-    def recipe(self, config: dict[str, Any]) -> Recipe:
-        values = {**self.fixed, **config, "epochs": self.max_epochs, "patience": self.patience,
-                  "seed": self.seed}
-        return Recipe.from_dict(values, source="trial config")
+    @property
+    def pair(self) -> Pair:
+        return Pair(self.model, self.data)
+
+    def resolve(self, config: dict[str, Any]) -> Resolved:
+        values = {**self.fixed, **config, "epochs": self.max_epochs, "patience": self.patience, "seed": self.seed}
+        return self.pair.resolve(values, source="trial config", soft=tuple(self.fixed))
 
 
-def run_trial(config: dict[str, Any], data: SpectraData, settings: TrialSettings) -> None:
-    """Train one config and ``tune.report`` each epoch, with a checkpoint whenever val macro-F1 improves."""
+def run_trial(config: dict[str, Any], data: Splits, settings: TrialSettings) -> None:
+    """Train one config and ``tune.report`` each epoch, with a checkpoint whenever the metric improves."""
     torch.set_num_threads(settings.threads)
-    pair = get_trainable(settings.trainable)
-    recipe = settings.recipe(config)
+    os.environ[ENV] = settings.user_path
+    pair = settings.pair
+    resolved = settings.resolve(config)
 
     def report(r: EpochReport) -> None:
         # reported_at orders epochs across concurrent trials (Ray's own timestamp has 1 s resolution).
@@ -60,9 +69,12 @@ def run_trial(config: dict[str, Any], data: SpectraData, settings: TrialSettings
             return
         with tempfile.TemporaryDirectory() as tmp:
             torch.save(r.model.state_dict(), Path(tmp) / CHECKPOINT_FILE)
+            # The resolved config travels with the weights, so a checkpoint alone can be rebuilt.
+            (Path(tmp) / CONFIG_FILE).write_text(json.dumps(
+                {"model": settings.model, "data": settings.data, "config": resolved.to_dict(), "epoch": r.epoch}))
             (Path(tmp) / CONFUSION_FILE).write_text(json.dumps(
                 {"epoch": r.epoch, "classes": list(data.classes), "matrix": r.val.confusion.tolist()}))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
-    model_fn = partial(build_model, pair.model, data.n_classes, data.n_points, recipe.dropout)
-    train(model_fn, data, recipe, pick_device(settings.device), on_epoch=report)
+    train(pair.model_fn(data.spec, resolved), data, resolved.recipe, pick_device(settings.device),
+          on_epoch=report, metric=settings.metric, mode=settings.mode, augment=pair.augment(resolved))

@@ -84,14 +84,13 @@ Cardelli, Clayton & Mathis 1989, ApJ 345, 245 (extinction law). Numbers not quot
 
 from __future__ import annotations
 
-import io
-import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, NamedTuple
 
 import numpy as np
+
+from trainables.data._base import write_torch_splits
 
 CLASS_ORDER: tuple[str, ...] = (
     "SN Ia", "SN Ib", "SN Ic", "SN IIP", "SN IIb", "SN IIn", "AGN", "Cataclysmic", "TDE",
@@ -630,32 +629,11 @@ def write_synthetic(out_dir: str | Path, seed: int = 0, n_train: int = 560, n_va
     three are generated before any is written, and each lands via a temporary file and
     ``os.replace``, so the folder never holds a half-written set.
     """
-    import torch   # only needed to serialise
+    import torch
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     splits = {"train": n_train, "val": n_val, "test": n_test}
-    payloads: dict[str, bytes] = {}
+    payloads = {}
     for (split, n), rng in zip(splits.items(), np.random.default_rng(seed).spawn(len(splits))):
         flux, labels = generate_split(n, rng, n_points)
-        buffer = io.BytesIO()   # saving to memory keeps the archive name, and so the bytes, fixed
-        torch.save({"flux": torch.from_numpy(flux).unsqueeze(1), "labels": labels}, buffer)
-        payloads[split] = buffer.getvalue()
-
-    temps: dict[str, Path] = {}
-    try:
-        for split, payload in payloads.items():
-            fd, name = tempfile.mkstemp(dir=out, prefix=f".{split}.", suffix=".pt.tmp")
-            temps[split] = Path(name)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-        paths = {split: out / f"{split}.pt" for split in payloads}
-        for split, temp in list(temps.items()):
-            os.replace(temp, paths[split])
-            del temps[split]
-    finally:
-        for temp in temps.values():
-            temp.unlink(missing_ok=True)
-    return paths
+        payloads[split] = {"flux": torch.from_numpy(flux).unsqueeze(1), "labels": labels}
+    return write_torch_splits(Path(out_dir), payloads)

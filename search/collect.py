@@ -1,0 +1,43 @@
+"""Read a finished (or interrupted) search's trials from Tune's experiment folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from ray.tune import ExperimentAnalysis
+
+from results.export import trial_outcome
+
+
+def collect_trials(experiment_path: str | Path, params: list[str], metric: str = "val_macro_f1", mode: str = "max"
+                   ) -> tuple[pd.DataFrame, dict[str, Any], dict[str, pd.DataFrame]]:
+    """One row per trial, sorted best first by ``best_<metric>`` (the best epoch's value); per trial
+    id, its Trial object and its epoch history."""
+    analysis = ExperimentAnalysis(str(experiment_path))
+    frames = analysis.trial_dataframes
+    best_col = f"best_{metric}"
+    rows, trials = [], {}
+    for trial in analysis.trials:
+        trials[trial.trial_id] = trial
+        history = frames.get(trial.trial_id)
+        errored = trial.status == "ERROR"
+        row: dict[str, Any] = {"trial_id": trial.trial_id, "status": trial.status,
+                               "outcome": trial_outcome(trial.last_result, errored)}
+        if history is not None and metric in history and len(history):
+            values = history[metric]
+            best_at = int(values.idxmax() if mode == "max" else values.idxmin())
+            row.update({"epochs": int(history["epoch"].max()), best_col: float(values.iloc[best_at]),
+                        "best_epoch": int(history["epoch"].iloc[best_at]),
+                        "val_macro_f1_at_best": float(history["val_macro_f1"].iloc[best_at]),
+                        "val_loss_at_best": float(history["val_loss"].iloc[best_at]),
+                        "train_time_s": float(history["epoch_time_s"].sum())})
+        else:
+            row.update({"epochs": 0, best_col: float("nan"), "best_epoch": 0, "val_macro_f1_at_best": float("nan")})
+        row.update({p: trial.config.get(p) for p in params})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        frame = frame.sort_values(best_col, ascending=mode == "min", na_position="last").reset_index(drop=True)
+    return frame, trials, frames

@@ -1,0 +1,122 @@
+"""The ranges a space searches: small value objects that Optuna samples and JSON records.
+
+``loguniform(1e-5, 1e-2)``, ``uniform(0.0, 0.5)``, ``integers(1, 8)`` (both ends included),
+``choice([64, 128])`` (strings and bools too) and ``when("norm", ["group"], choice([2, 4]))``
+for a key searched only while another searched key has one of the given values. They hold no
+computation: the searcher turns them into Optuna suggestions, the space validator checks them
+against the declared tables, and ``to_json`` saves them with every search.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+
+@dataclass(frozen=True)
+class Float:
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+    kind = float
+
+    def suggest(self, trial: Any, name: str) -> float:
+        return trial.suggest_float(name, self.low, self.high, log=self.log, step=self.step)
+
+    def bounds(self) -> tuple[Any, ...]:
+        return (self.low, self.high)
+
+    def contains(self, value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and self.low <= value <= self.high
+
+    def describe(self) -> str:
+        text = f"{'log-' if self.log else ''}uniform [{self.low:g}, {self.high:g}]"
+        return text + (f" step {self.step:g}" if self.step else "")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "float", "low": self.low, "high": self.high, "log": self.log, "step": self.step}
+
+
+@dataclass(frozen=True)
+class Int:
+    low: int
+    high: int
+    log: bool = False
+    kind = int
+
+    def suggest(self, trial: Any, name: str) -> int:
+        return trial.suggest_int(name, self.low, self.high, log=self.log)
+
+    def bounds(self) -> tuple[Any, ...]:
+        return (self.low, self.high)
+
+    def contains(self, value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and self.low <= value <= self.high
+
+    def describe(self) -> str:
+        return f"{'log-' if self.log else ''}int [{self.low}, {self.high}]"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "int", "low": self.low, "high": self.high, "log": self.log}
+
+
+@dataclass(frozen=True)
+class Categorical:
+    values: tuple[Any, ...]
+    kind = None
+
+    def suggest(self, trial: Any, name: str) -> Any:
+        return trial.suggest_categorical(name, list(self.values))
+
+    def bounds(self) -> tuple[Any, ...]:
+        return self.values
+
+    def contains(self, value: Any) -> bool:
+        return any(value == v and type(value) is type(v) for v in self.values)
+
+    def describe(self) -> str:
+        return f"choice {list(self.values)}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "choice", "values": list(self.values)}
+
+
+Domain = Float | Int | Categorical
+
+
+@dataclass(frozen=True)
+class When:
+    """``domain``, searched only in trials where the searched key ``key`` takes one of ``values``."""
+
+    key: str
+    values: tuple[Any, ...]
+    domain: Domain
+
+    def describe(self) -> str:
+        shown = self.values[0] if len(self.values) == 1 else list(self.values)
+        return f"{self.domain.describe()} when {self.key} = {shown!r}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.domain.to_json(), "when": {"key": self.key, "values": list(self.values)}}
+
+
+def uniform(low: float, high: float, step: float | None = None) -> Float:
+    return Float(low, high, step=step)
+
+
+def loguniform(low: float, high: float) -> Float:
+    return Float(low, high, log=True)
+
+
+def integers(low: int, high: int, log: bool = False) -> Int:
+    """Integers from ``low`` to ``high``, both included."""
+    return Int(low, high, log)
+
+
+def choice(values: Sequence[Any]) -> Categorical:
+    return Categorical(tuple(values))
+
+
+def when(key: str, values: Sequence[Any], domain: Domain) -> When:
+    return When(key, tuple(values), domain)

@@ -1,0 +1,30 @@
+"""The course's waveform 1D CNN (sine / triangle / square): architecture switches and the LR schedule."""
+
+from spaces import Budget, Space, choice, integers, loguniform, uniform, when
+
+SPACE = Space(
+    model="waveform_cnn",
+    data="waveforms",
+    description="Two Conv1d blocks + MLP on noisy sine/triangle/square waves (128 points, 3 classes)",
+    params={
+        "lr": loguniform(1e-4, 1e-2),
+        "batch_size": choice([32, 64, 128]),
+        "batch_norm": choice([False, True]),
+        "residual": choice([False, True]),
+        "dropout_conv": uniform(0.0, 0.3),
+        "dropout_fc": uniform(0.0, 0.6),
+        "scheduler": choice(["cosine", "step", "plateau"]),
+        "warmup_epochs": when("scheduler", ["cosine"], integers(0, 5)),
+        "step_size": when("scheduler", ["step"], integers(3, 10)),
+        "decay": when("scheduler", ["step", "plateau"], uniform(0.1, 0.7)),
+    },
+    fixed={"loss": "ce", "weight_decay": 1e-4, "eta_min": 0.0, "warmup_epochs": 0, "epochs": 30},
+    # The notebook's plain model: no batch norm, no shortcut, Adam-like defaults.
+    start=[{"lr": 1e-3, "batch_size": 64, "batch_norm": False, "residual": False, "dropout_conv": 0.0,
+            "dropout_fc": 0.3, "scheduler": "cosine", "warmup_epochs": 0}],
+    max_epochs=30,
+    grace_period=6,
+    reduction_factor=3,
+    cpu=Budget(trials=20),
+    gpu=Budget(trials=64),
+)

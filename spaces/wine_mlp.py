@@ -1,0 +1,28 @@
+"""An MLP on scikit-learn's wine data (the fundamentals notebook): the quick pair, offline everywhere."""
+
+from spaces import Budget, Space, choice, integers, loguniform, uniform
+
+SPACE = Space(
+    model="mlp",
+    data="wine",
+    description="MLP (depth x width, batch norm, activation) on the wine data (178 wines, 3 classes)",
+    params={
+        "lr": loguniform(1e-4, 3e-2),
+        "weight_decay": loguniform(1e-6, 1e-2),
+        "batch_size": choice([8, 16, 32]),
+        "depth": integers(1, 4),
+        "width": choice([16, 32, 64, 128]),
+        "dropout": uniform(0.0, 0.5),
+        "batch_norm": choice([False, True]),
+        "activation": choice(["relu", "gelu", "tanh"]),
+    },
+    # A plain recipe for a tiny table: cross-entropy, no warm-up, a cosine decay over the budget.
+    fixed={"loss": "ce", "scheduler": "cosine", "warmup_epochs": 0, "eta_min": 0.0, "epochs": 60, "patience": 10},
+    start=[{"lr": 1e-3, "weight_decay": 1e-4, "batch_size": 16, "depth": 2, "width": 64, "dropout": 0.1,
+            "batch_norm": False, "activation": "relu"}],
+    max_epochs=60,
+    grace_period=10,
+    reduction_factor=3,
+    cpu=Budget(trials=24),
+    gpu=Budget(trials=64),
+)

@@ -1,0 +1,343 @@
+"""The data contract: what a data module declares, what it returns, and the checks they share.
+
+A data module is one file in ``trainables/data/`` (or ``data/`` of a folder on ``SPECTUNE_PATH``)
+holding a :class:`DataModule` subclass decorated with :func:`register_data`. It loads, validates
+and describes its splits (:class:`Splits`: named input arrays plus int labels per split, an
+:class:`InputSpec` for the model, one fingerprint) and, behind ``spectune data --pair NAME``,
+writes, fetches or checks its files. Every problem is one :class:`DataError` naming the file,
+the rule and the fix, raised before any training starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping, Sequence
+
+import numpy as np
+
+from trainables.hparams import Table, check_table
+
+SPLITS = ("train", "val", "test")
+KINDS = ("sequence", "image", "tabular", "tokens")
+
+
+class DataError(ValueError):
+    """A data folder or file that cannot be used as it is; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split: named input arrays (first axis N) and int64 labels ``(N,)``."""
+
+    inputs: dict[str, np.ndarray]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def take(self, index: np.ndarray) -> "Split":
+        return Split({k: v[index] for k, v in self.inputs.items()}, self.labels[index])
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model is told about its inputs, and nothing else about the data.
+
+    ``shapes`` gives each input's shape without the batch axis; tabular data also names its
+    ``numeric`` columns and its ``categorical`` columns with their vocabulary sizes (index 0 is
+    kept for values unseen in training).
+    """
+
+    kind: str
+    shapes: dict[str, tuple[int, ...]]
+    classes: tuple[str, ...]
+    numeric: tuple[str, ...] = ()
+    categorical: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def describe(self) -> str:
+        shapes = ", ".join(f"{k} {tuple(v)}" for k, v in self.shapes.items())
+        return f"{self.kind} inputs {shapes}"
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Validated splits with their input description and a fingerprint of the data and its
+    scaling: equal fingerprints mean the same data, for search, train and ``train --test``
+    (the test split is always read, checked and hashed, but only kept when asked for)."""
+
+    train: Split
+    val: Split
+    test: Split | None
+    spec: InputSpec
+    fingerprint: str
+    note: str = "as stored"
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.spec.classes
+
+    @property
+    def n_classes(self) -> int:
+        return self.spec.n_classes
+
+    def describe(self) -> str:
+        sizes = ", ".join(f"{n} {len(s)}" for n, s in (("train", self.train), ("val", self.val),
+                                                         ("test", self.test)) if s is not None)
+        return f"{self.n_classes} classes; {sizes} examples; {self.spec.describe()} ({self.note})"
+
+
+class DataModule:
+    """Base class of a data module: declare, then implement :meth:`load` (and :meth:`prepare`).
+
+    Class attributes: ``name`` (what spaces refer to), ``kind`` (one of sequence, image,
+    tabular, tokens), ``hparams`` (knobs a space may search, applied per batch by
+    :meth:`augment`), ``default_dir`` (where :meth:`load` looks without ``--data``; ``None`` for
+    data that ships in a package) and ``classes`` (the default class order).
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[str]
+    hparams: ClassVar[Table] = {}
+    default_dir: ClassVar[Path | None] = None
+    classes: ClassVar[tuple[str, ...]] = ()
+
+    def load(self, folder: Path | None, classes: Sequence[str] | None = None) -> Splits:
+        """Read and validate every split (test included, for the fingerprint and its checks)."""
+        raise NotImplementedError
+
+    def prepare(self, out: Path | None, seed: int, force: bool, **options: Any) -> str:
+        """Write, fetch or check the files :meth:`load` needs; return what was done, in words."""
+        raise DataError(f"data {self.name!r} has no preparation step; it loads as it is.")
+
+    def augment(self, batch: dict[str, Any], hparams: Mapping[str, Any], generator: Any) -> dict[str, Any]:
+        """Change a training batch according to this module's searched knobs (default: as it is)."""
+        return batch
+
+    def folder(self, folder: Path | None) -> Path | None:
+        return Path(folder) if folder is not None else self.default_dir
+
+
+_DATA: dict[str, DataModule] = {}
+
+
+def register_data(cls: type[DataModule]) -> type[DataModule]:
+    """Class decorator: register a :class:`DataModule` under its ``name``."""
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{cls.__name__}: a data module needs a class attribute name = '...'")
+    if getattr(cls, "kind", None) not in KINDS:
+        raise TypeError(f"{cls.__name__}: kind must be one of {KINDS}; got {getattr(cls, 'kind', None)!r}")
+    if name in _DATA and type(_DATA[name]).__qualname__ != cls.__qualname__:
+        raise ValueError(f"data module {name!r} is registered twice ({type(_DATA[name]).__module__} and "
+                         f"{cls.__module__})")
+    check_table(cls.hparams, f"data {name}")
+    _DATA[name] = cls()
+    return cls
+
+
+def data_registry() -> dict[str, DataModule]:
+    return _DATA
+
+
+# --- shared checks and helpers ------------------------------------------------------------------
+
+def fingerprint(*parts: bytes | str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode() if isinstance(part, str) else part)
+    return digest.hexdigest()[:16]
+
+
+def resolve_classes(folder: Path | None, classes: Sequence[str] | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    """The class order: ``classes`` if given, else ``classes.json`` in the folder, else ``default``."""
+    if classes is not None:
+        order, source = tuple(classes), "--classes"
+    elif folder is not None and (folder / "classes.json").is_file():
+        path = folder / "classes.json"
+        try:
+            order = tuple(json.loads(path.read_text()))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise DataError(f"{path}: not a JSON list of class names ({exc}). "
+                            'Write it as ["SN Ia", "SN Ib", ...].') from None
+        source = str(path)
+    else:
+        return default
+    if len(order) < 2 or not all(isinstance(c, str) and c for c in order):
+        raise DataError(f"{source}: the class order must list at least 2 non-empty names; got {list(order)}.")
+    if len(set(order)) != len(order):
+        dupes = sorted({c for c in order if order.count(c) > 1})
+        raise DataError(f"{source}: class names must be unique; repeated: {dupes}.")
+    return order
+
+
+def read_torch_file(path: Path) -> tuple[bytes, Any]:
+    """The raw bytes and the object of a ``torch.save`` file, loaded with ``weights_only=True``."""
+    import torch
+
+    if not path.is_file():
+        raise DataError(f"{path} is missing.")
+    raw = path.read_bytes()
+    try:
+        obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        needs = [ln.split("Unsupported global:", 1)[1].strip().split(" was not")[0].removeprefix("GLOBAL ")
+                 for ln in str(exc).splitlines() if "Unsupported global:" in ln]
+        if needs:
+            raise DataError(f"{path}: refused to load: unpickling it would import {needs[0]!r}, and loading "
+                            "a file that needs arbitrary pickle could run code. Re-save it as a dict of "
+                            "tensors and a list of labels (plain torch.save of tensors, lists and str).") from None
+        raise DataError(f"{path}: not a readable torch.save file ({exc.__class__.__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}).") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a corrupt file
+        raise DataError(f"{path}: not a readable torch.save file ({type(exc).__name__}: {exc}).") from None
+    return raw, obj
+
+
+def parse_labels(path: Path | str, labels: object, order: tuple[str, ...]) -> np.ndarray:
+    """Class names or indices to int64 indices into ``order``."""
+    if hasattr(labels, "tolist"):
+        labels = labels.tolist()
+    if not isinstance(labels, (list, tuple)):
+        raise DataError(f"{path}: 'labels' must be a list of class names or indices, got {type(labels).__name__}.")
+    index = {name: i for i, name in enumerate(order)}
+    if all(isinstance(v, str) for v in labels):
+        unknown = sorted(set(labels) - index.keys())
+        if unknown:
+            raise DataError(f"{path}: labels {unknown} are not in the class order {list(order)}. "
+                            "Give the full order in classes.json next to the splits or with --classes.")
+        return np.fromiter((index[v] for v in labels), dtype=np.int64, count=len(labels))
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in labels):
+        out = np.asarray(labels, dtype=np.int64)
+        if out.size and (out.min() < 0 or out.max() >= len(order)):
+            raise DataError(f"{path}: label indices must lie in [0, {len(order) - 1}] for the "
+                            f"{len(order)}-class order; got values from {out.min()} to {out.max()}. "
+                            "Give the full order in classes.json or with --classes.")
+        return out
+    kinds = sorted({type(v).__name__ for v in labels})
+    raise DataError(f"{path}: 'labels' must be all class names (str) or all indices (int); found {kinds}.")
+
+
+def check_finite(where: str, name: str, values: np.ndarray) -> None:
+    bad = ~np.isfinite(values.reshape(values.shape[0], -1)).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise DataError(f"{where}: {rows.size} examples contain NaN or inf in {name!r} (first at index "
+                        f"{int(rows[0])}). Remove or repair them before training.")
+
+
+def check_every_class_trains(where: str | Path, labels: np.ndarray, order: tuple[str, ...]) -> None:
+    counts = np.bincount(labels, minlength=len(order))
+    absent = [order[i] for i in np.flatnonzero(counts == 0)]
+    if absent:
+        raise DataError(f"{where}: classes {absent} have no training examples. "
+                        "Add examples of them, or drop them from the class order (classes.json or --classes).")
+
+
+def stratified_split(labels: np.ndarray, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
+    """Sorted index arrays, one per fraction, drawn per class so every part keeps the class mix."""
+    rng = np.random.default_rng(seed)
+    parts: list[list[np.ndarray]] = [[] for _ in fractions]
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        cuts = np.round(np.cumsum(fractions)[:-1] * len(idx)).astype(int)
+        for i, chunk in enumerate(np.split(idx, cuts)):
+            parts[i].append(chunk)
+    return [np.sort(np.concatenate(p)) for p in parts]
+
+
+def write_torch_splits(out: Path, splits: Mapping[str, dict[str, Any]]) -> dict[str, Path]:
+    """``torch.save`` each split to ``out/<split>.pt`` so that the folder never holds a half-written
+    set: all payloads are serialised first, then each lands via a temporary file and a rename."""
+    import torch
+
+    out.mkdir(parents=True, exist_ok=True)
+    payloads: dict[str, bytes] = {}
+    for split, obj in splits.items():
+        buffer = io.BytesIO()   # saving to memory keeps the archive name, and so the bytes, fixed
+        torch.save(obj, buffer)
+        payloads[split] = buffer.getvalue()
+    temps: dict[str, Path] = {}
+    try:
+        for split, payload in payloads.items():
+            fd, name = tempfile.mkstemp(dir=out, prefix=f".{split}.", suffix=".pt.tmp")
+            temps[split] = Path(name)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+        paths = {split: out / f"{split}.pt" for split in payloads}
+        for split, temp in list(temps.items()):
+            os.replace(temp, paths[split])
+            del temps[split]
+    finally:
+        for temp in temps.values():
+            temp.unlink(missing_ok=True)
+    return paths
+
+
+def refuse_overwrite(out: Path, force: bool) -> None:
+    existing = [n for n in ("train.pt", "val.pt", "test.pt") if (out / n).exists()]
+    if existing and not force:
+        raise DataError(f"{out} already holds {existing}; pass --force to overwrite, or choose another --out.")
+
+
+# --- scaling for small budgets -----------------------------------------------------------------
+
+def scale_down(data: Splits, points: int | None = None, train_per_class: int | None = None,
+               seed: int = 0, min_points: int = 1, train_fraction: float | None = None) -> Splits:
+    """Shrink the data for small budgets: block-average sequences to ``points`` (sequence data
+    only), keep at most ``train_per_class`` training examples per class and/or a stratified
+    ``train_fraction`` of them (which keeps an imbalanced class mix), seeded. Val and test are
+    only resampled, never subsampled, so validation stays comparable."""
+    if points is None and train_per_class is None and train_fraction is None:
+        return data
+    notes = []
+    if points is not None:
+        if data.spec.kind != "sequence":
+            raise DataError(f"--points applies to sequence data; this data has {data.spec.kind} inputs. "
+                            "Drop --points.")
+        length = next(iter(data.spec.shapes.values()))[-1]
+        if points != length:
+            if points < min_points or length % points:
+                raise DataError(f"--points must divide the sequence length {length} and be at least "
+                                f"{min_points}; got {points}. Try {length // 4} or {length // 8}.")
+            pool: Callable[[Split | None], Split | None] = lambda s: None if s is None else Split(
+                {k: v.reshape(*v.shape[:-1], points, length // points).mean(axis=-1, dtype=np.float32)
+                 for k, v in s.inputs.items()}, s.labels)
+            spec = replace(data.spec, shapes={k: (*v[:-1], points) for k, v in data.spec.shapes.items()})
+            data = replace(data, train=pool(data.train), val=pool(data.val), test=pool(data.test), spec=spec)
+            notes.append(f"block-averaged to {points} points")
+    if train_per_class is not None:
+        if train_per_class < 1:
+            raise DataError(f"--train-per-class must be >= 1; got {train_per_class}.")
+        rng = np.random.default_rng(seed)
+        keep = np.concatenate([rng.permutation(np.flatnonzero(data.train.labels == c))[:train_per_class]
+                               for c in range(data.n_classes)])
+        keep.sort()
+        data = replace(data, train=data.train.take(keep))
+        notes.append(f"at most {train_per_class} training examples per class")
+    if train_fraction is not None:
+        if not 0 < train_fraction <= 1:
+            raise DataError(f"--train-fraction must be in (0, 1]; got {train_fraction}.")
+        keep = stratified_split(data.train.labels, (train_fraction, 1 - train_fraction), seed)[0]
+        data = replace(data, train=data.train.take(keep))
+        notes.append(f"{train_fraction:g} of the training examples (stratified)")
+    if not notes:
+        return data
+    # The subset depends on the seed only when training examples are subsampled.
+    subsampled = train_per_class is not None or train_fraction is not None
+    scaling = f"{data.fingerprint}|points={points}|train_per_class={train_per_class}|seed={seed if subsampled else ''}"
+    if train_fraction is not None:
+        scaling += f"|train_fraction={train_fraction}"
+    return replace(data, note="scaled down: " + ", ".join(notes), fingerprint=fingerprint(scaling))

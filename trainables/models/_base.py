@@ -1,0 +1,65 @@
+"""The model contract: a builder registered by name with its own declared hyperparameters.
+
+A model module is one file in ``trainables/models/`` (or ``models/`` of a folder on
+``SPECTUNE_PATH``)::
+
+    @register_model("my_cnn", inputs="sequence", hparams={"width": Int(32, 1), "residual": Bool(False)})
+    def my_cnn(spec: InputSpec, width: int, residual: bool) -> nn.Module: ...
+
+The builder receives the data's :class:`InputSpec` and its own resolved hyperparameters, nothing
+else. Its ``forward`` takes the batch's inputs as keyword arguments (``x`` for sequences and
+images; ``numeric`` and ``categorical`` for tables) and returns class logits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from torch import nn
+
+from trainables.data._base import KINDS, InputSpec
+from trainables.hparams import ConfigError, Table, check_table
+
+ModelBuilder = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    builder: ModelBuilder
+    inputs: tuple[str, ...]
+    hparams: Table
+    module: str
+
+    def build(self, spec: InputSpec, hparams: Mapping[str, Any]) -> nn.Module:
+        if spec.kind not in self.inputs:
+            raise ConfigError(f"model {self.name!r} takes {' or '.join(self.inputs)} inputs, but the data gives "
+                              f"{spec.describe()}; pair it with data of that kind.")
+        return self.builder(spec, **hparams)
+
+
+_MODELS: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, inputs: str | tuple[str, ...], hparams: Table | None = None
+                   ) -> Callable[[ModelBuilder], ModelBuilder]:
+    """Register ``builder(spec, **hparams) -> nn.Module`` under ``name``."""
+    kinds = (inputs,) if isinstance(inputs, str) else tuple(inputs)
+    if not kinds or not set(kinds) <= set(KINDS):
+        raise TypeError(f"model {name!r}: inputs must be among {KINDS}; got {inputs!r}")
+    table = dict(hparams or {})
+    check_table(table, f"model {name}")
+
+    def deco(fn: ModelBuilder) -> ModelBuilder:
+        known = _MODELS.get(name)
+        if known is not None and (known.module, getattr(known.builder, "__qualname__", "")) != \
+                (fn.__module__, getattr(fn, "__qualname__", "")):
+            raise ValueError(f"model {name!r} is registered twice ({known.module} and {fn.__module__})")
+        _MODELS[name] = ModelEntry(name, fn, kinds, table, fn.__module__)
+        return fn
+    return deco
+
+
+def model_registry() -> dict[str, ModelEntry]:
+    return _MODELS

@@ -1,0 +1,90 @@
+"""A pair: one registered model and one registered data module, with the recipe around them.
+
+The pair's table is the union of the recipe's, the model's and the data module's; a config (a
+space's fixed values and starting points, a trial, a JSON file) is resolved against it in one go
+and split back into the three parts. No two tables may declare the same knob.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from torch import nn
+
+from trainables.config import RECIPE_TABLE, Recipe
+from trainables.data import DataModule, InputSpec, get_data
+from trainables.hparams import ConfigError, HParam, resolve
+from trainables.models import get_model
+from trainables.models._base import ModelEntry
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A config split into the recipe, the model's and the data module's knobs."""
+
+    recipe: Recipe
+    model: dict[str, Any]
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every knob that applies, recipe first: what ``best.json`` and checkpoints record."""
+        return {**self.recipe.to_dict(), **self.model, **self.data}
+
+
+@dataclass(frozen=True)
+class Pair:
+    model: str
+    data: str
+
+    @property
+    def model_entry(self) -> ModelEntry:
+        return get_model(self.model)
+
+    @property
+    def data_module(self) -> DataModule:
+        return get_data(self.data)
+
+    def tables(self) -> dict[str, Mapping[str, HParam]]:
+        """Owner -> table, checked to be disjoint."""
+        tables = {"recipe": RECIPE_TABLE, f"model {self.model}": self.model_entry.hparams,
+                  f"data {self.data}": self.data_module.hparams}
+        seen: dict[str, str] = {}
+        for owner, table in tables.items():
+            for key in table:
+                if key in seen:
+                    raise ConfigError(f"{seen[key]} and {owner} both declare {key!r}; rename one of them.")
+                seen[key] = owner
+        return tables
+
+    def table(self) -> dict[str, HParam]:
+        """The union of the three tables."""
+        return {k: p for table in self.tables().values() for k, p in table.items()}
+
+    def owner(self, key: str) -> str | None:
+        return next((o for o, t in self.tables().items() if key in t), None)
+
+    def resolve(self, values: Mapping[str, Any], source: str = "config", soft: tuple[str, ...] = ()) -> Resolved:
+        """Defaults overridden by ``values``, checked against the pair's table."""
+        tables = self.tables()
+        unknown = sorted(set(values) - {k for t in tables.values() for k in t})
+        if unknown:
+            raise ConfigError(f"{source}: unknown hyperparameter(s) {unknown} for model {self.model!r}, data "
+                              f"{self.data!r} and the recipe; valid names are {list(self.table())}.")
+        parts = [{k: v for k, v in values.items() if k in t} for t in tables.values()]
+        model_table, data_table = list(tables.values())[1:]
+        return Resolved(recipe=Recipe.from_dict(parts[0], source, soft),
+                        model=resolve(model_table, parts[1], source, soft),
+                        data=resolve(data_table, parts[2], source, soft))
+
+    def model_fn(self, spec: InputSpec, resolved: Resolved) -> Callable[[], nn.Module]:
+        """A builder of this pair's model for ``spec`` (called by the loop after seeding)."""
+        entry = self.model_entry
+        return lambda: entry.build(spec, resolved.model)
+
+    def augment(self, resolved: Resolved) -> Callable[[dict, Any], dict] | None:
+        """The data module's per-batch change for this config, or ``None`` when it has no knobs."""
+        if not resolved.data:
+            return None
+        module, hparams = self.data_module, resolved.data
+        return lambda batch, generator: module.augment(batch, hparams, generator)
