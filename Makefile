@@ -77,7 +77,7 @@ train: $(VENV)/.installed $(DATA)/test.pt
 	  $(if $(POINTS),--points $(POINTS)) $(if $(TRAIN_PER_CLASS),--train-per-class $(TRAIN_PER_CLASS))
 
 bench: $(VENV)/.installed $(DATA)/test.pt
-	$(PY) -m results.benchmark --data $(DATA) $(BENCH_ARGS)
+	$(PY) -m search.bench.benchmark --data $(DATA) $(BENCH_ARGS)
 
 clean:
 	rm -rf ray_results runs results/*/ mlflow.db

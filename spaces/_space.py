@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spaces._domains import Categorical, Float, Int, When
+from trainables.data import DataError
 from trainables.hparams import ConfigError
 from trainables.pair import Pair
 from trainables.recipe import METRICS
@@ -109,7 +110,7 @@ def validate_space(space: Space, module: str) -> None:
         if pair.data_module.kind not in pair.model_entry.inputs:
             raise ConfigError(f"model {space.model!r} takes {' or '.join(pair.model_entry.inputs)} inputs, but data "
                               f"{space.data!r} gives {pair.data_module.kind} inputs.")
-    except ConfigError as exc:
+    except (ConfigError, DataError) as exc:
         raise SpaceError(f"{where}: model/data: {exc.args[0]}") from None
     if not space.params:
         raise SpaceError(f"{where}: params: a space must search at least one hyperparameter.")

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny spectra sets written in the real file format, and one Ray per session."""
+"""Shared fixtures: tiny data sets written in the real file formats, and one Ray per session."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.data import DEFAULT_CLASSES
+from trainables.data.ztf_synthetic import CLASS_ORDER
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
-def write_split(folder: Path, name: str, flux, labels) -> Path:
+def write_split(folder: Path, name: str, flux, labels, key: str = "flux") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.pt"
-    torch.save({"flux": flux, "labels": labels}, path)
+    torch.save({key: flux, "labels": labels}, path)
     return path
 
 
@@ -30,7 +30,7 @@ def separable_set(folder: Path, per_class=(12, 6, 6), points: int = 256, seed: i
         x = rng.normal(0, 0.3, (len(y), points)) + 1.0
         x += np.exp(-0.5 * ((grid[None, :] - (y[:, None] + 1) * points / 10) / 4) ** 2) * 2
         write_split(folder, name, torch.tensor(x, dtype=torch.float32).unsqueeze(1),
-                    [DEFAULT_CLASSES[i] for i in y])
+                    [CLASS_ORDER[i] for i in y])
     return folder
 
 
@@ -42,7 +42,7 @@ def tiny_data(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_small(tmp_path_factory) -> Path:
     """A small set from the project's physical generator (short spectra)."""
-    from trainables.synthetic import write_synthetic
+    from trainables.data.ztf_synthetic import write_synthetic
 
     out = tmp_path_factory.mktemp("synthetic")
     write_synthetic(out, seed=3, n_train=24, n_val=8, n_test=8, n_points=512)
@@ -60,3 +60,13 @@ def ray_session():
              include_dashboard=False)
     yield ray
     ray.shutdown()
+
+
+def load_ztf(folder: Path, classes=None, test: bool = False):
+    """The ZTF-format folder through its data module (the test split kept only when asked for)."""
+    from dataclasses import replace
+
+    from trainables.data import get_data
+
+    data = get_data("ztf_spectra").load(folder, classes)
+    return data if test else replace(data, test=None)

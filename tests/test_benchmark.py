@@ -5,9 +5,9 @@ import json
 
 import numpy as np
 
-from results.benchmark import efficiency_curve, fixed_configs, main
+from search.bench.benchmark import efficiency_curve, fixed_configs, main
 from spaces import get_space
-from trainables.synthetic import write_synthetic
+from trainables.data.ztf_synthetic import write_synthetic
 
 
 def test_fixed_configs_are_reproducible_and_inside_the_space():

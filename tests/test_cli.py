@@ -5,14 +5,17 @@ import json
 import re
 
 import pytest
+import torch
 
+from conftest import write_split
 from search.cli import main
+from trainables.data.ztf_synthetic import CLASS_ORDER
 
 
 @pytest.mark.parametrize("argv, match", [
     (["search", "--space", "nope"], r"unknown space 'nope'; available spaces: .*galspecnet"),
     (["train", "--space", "nope"], r"unknown space 'nope'"),
-    (["search", "--space", "galspecnet", "--data", "{tmp}/missing"], r"data folder .*missing does not exist.*spectune data --out"),
+    (["search", "--space", "galspecnet", "--data", "{tmp}/missing"], r"data folder .*missing does not exist.*spectune data --pair galspecnet"),
     (["train", "--data", "{tmp}/missing"], r"data folder .*missing does not exist"),
     (["search", "--space", "galspecnet", "--resume"], r"--resume needs --name"),
     (["search", "--space", "galspecnet", "--name", "x y"], r"--name must be letters, digits"),
@@ -26,6 +29,23 @@ from search.cli import main
     (["search", "--space", "galspecnet", "--start", "{tmp}/unknown_key.json"], r"start config 0 must give exactly the searched keys \['T_0', 'batch_size', .*got \['learning_rate'\]"),
     (["search", "--space", "galspecnet", "--start", "{tmp}/start_out_of_range.json"], r"start config 1: the 'lr' hyperparameter must be a float in the range \(0.0, 1.0\]; got 5.0"),
     (["train", "--json-out", "{tmp}/bad.json/summary.json"], r"--json-out .*summary\.json: cannot create it under .*bad\.json \(not a writable folder\)"),
+    (["search", "--space", "wine_mlp", "--data", "{tmp}"], r"data 'wine' ships with scikit-learn and reads no folder"),
+    (["train", "--space", "wine_mlp", "--config", "{tmp}/bool_for_int.json"],
+     r"the 'depth' hyperparameter must be an int in the range \[0, 8\]; got True"),
+    (["train", "--space", "wine_mlp", "--config", "{tmp}/no_condition.json"],
+     r"'momentum' applies only when 'optimizer' is one of \['sgd', 'rmsprop'\]; got optimizer='adamw'"),
+    (["search", "--space", "wine_mlp", "--start", "{tmp}/no_condition.json"],
+     r"start config 0 must give exactly the searched keys \['activation', 'batch_norm', .*got \['momentum'\]"),
+    (["train", "--space", "fashion_norm_cnn", "--data", "{tmp}/nofashion"],
+     r"Fashion-MNIST files \[.*\] are not in .*nofashion\. Install Debian's package .*Zalando's release"),
+    (["search", "--space", "tabular_dcn", "--data", "{tmp}/notable"], r"notable/table\.npz is missing\. Write it with "
+                                                                      r"`spectune data --pair tabular_widedeep"),
+    (["search", "--space", "waveform_cnn", "--data", "{tmp}/images"],
+     r"images/train\.pt: 'signal' must have shape \(N, C, L\) or \(N, L\); got \(6, 1, 8, 8\)"),
+    (["search", "--space", "waveform_cnn", "--data", "{tmp}/badtest"], r"badtest/test\.pt: not a readable torch\.save file"),
+    (["search", "--space", "galspecnet", "--data", "{tmp}/waves"], r"galspecnet pools by 4 three times and needs at least 64 points"),
+    (["data", "--pair", "wine_mlp", "--per-class", "1", "1", "1"], r"data 'wine' does not take \['per_class'\]"),
+    (["data", "--pair", "tabular_dcn", "--source", "excel", "--out", "{tmp}/t"], r"--source must be one of \['covertype'"),
 ])
 def test_bad_input_gives_one_clear_error(argv, match, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
@@ -36,6 +56,14 @@ def test_bad_input_gives_one_clear_error(argv, match, tmp_path, monkeypatch, cap
     good = {"lr": 1e-4, "weight_decay": 1e-5, "warmup_epochs": 2, "T_0": 5, "dropout": 0.3, "gamma": 2.0,
             "batch_size": 128}
     (tmp_path / "start_out_of_range.json").write_text(json.dumps([good, {**good, "lr": 5.0}]))
+    (tmp_path / "bool_for_int.json").write_text(json.dumps({"depth": True}))
+    (tmp_path / "no_condition.json").write_text(json.dumps({"momentum": 0.9}))
+    images = {"signal": torch.zeros(6, 1, 8, 8), "labels": ["sine", "triangle", "square"] * 2}
+    for split in ("train", "val", "test"):
+        write_split(tmp_path / "images", split, images["signal"], images["labels"], key="signal")
+        write_split(tmp_path / "badtest", split, torch.randn(6, 1, 16), images["labels"], key="signal")
+        write_split(tmp_path / "waves", split, torch.randn(9, 1, 32), list(CLASS_ORDER), key="flux")
+    (tmp_path / "badtest" / "test.pt").write_text("not a tensor file")
     before = sorted(p.name for p in tmp_path.iterdir())
     code = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
     err = capsys.readouterr().err
@@ -56,8 +84,10 @@ def test_spaces_lists_parameters_and_ranges(capsys):
     assert main(["spaces"]) == 0
     out = capsys.readouterr().out
     assert "galspecnet:" in out and "baseline_cnn:" in out
-    assert "lr             log-uniform [2e-05, 0.003]" in out
-    assert "batch_size     choice [64, 128, 256, 512]" in out
+    assert "lr               log-uniform [2e-05, 0.003]" in out
+    assert "batch_size       choice [64, 128, 256, 512]" in out
+    assert "groups           choice [2, 4, 8] when norm = 'group'" in out
+    assert "budgets: CPU 18 trials, up to 20 epochs each, sequences block-averaged to 1024 points" in out
 
 
 def test_data_refuses_to_overwrite_without_force(tmp_path, capsys):

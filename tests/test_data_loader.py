@@ -4,28 +4,39 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import separable_set, write_split
-from trainables.data import DEFAULT_CLASSES, DataError, load_spectra, scale_down
+from conftest import load_ztf, separable_set, write_split
+from trainables.data import DataError, get_data, scale_down
+from trainables.data.ztf_synthetic import CLASS_ORDER as DEFAULT_CLASSES
+
+
+def load_spectra(folder, classes=None, with_test=False):
+    return load_ztf(folder, classes, test=with_test)
 
 
 def test_loads_valid_splits_with_string_labels(tiny_data):
     data = load_spectra(tiny_data, with_test=True)
     assert data.classes == DEFAULT_CLASSES
-    assert data.train.flux.shape == (9 * 12, 1, 256) and data.train.flux.dtype == np.float32
+    assert data.train.inputs["x"].shape == (9 * 12, 1, 256) and data.train.inputs["x"].dtype == np.float32
+    assert data.spec.kind == "sequence" and data.spec.shapes == {"x": (1, 256)}
     assert np.bincount(data.val.labels).tolist() == [6] * 9
     assert len(data.fingerprint) == 16
 
 
-def test_test_split_is_only_loaded_on_request(tiny_data):
-    assert load_spectra(tiny_data).test is None
+def test_the_test_split_is_always_checked_and_fingerprinted(tiny_data):
+    # One fingerprint for search, train and train --test: test.pt is hashed whether kept or not.
+    module = get_data("ztf_spectra")
+    assert module.load(tiny_data).fingerprint == load_spectra(tiny_data).fingerprint
+    (tiny_data / "test.pt").write_text("a text file, not a tensor file")
+    with pytest.raises(DataError, match=r"test\.pt: not a readable torch\.save file"):
+        module.load(tiny_data)
 
 
 def test_two_dimensional_flux_and_integer_labels_are_accepted(tmp_path, tiny_data):
-    for name in ("train", "val"):
+    for name in ("train", "val", "test"):
         obj = torch.load(tiny_data / f"{name}.pt", weights_only=True)
         write_split(tmp_path, name, obj["flux"][:, 0, :], [DEFAULT_CLASSES.index(c) for c in obj["labels"]])
     data = load_spectra(tmp_path)
-    assert data.train.flux.shape[1] == 1
+    assert data.train.inputs["x"].shape[1] == 1
 
 
 def test_fingerprint_changes_with_the_data(tmp_path, tiny_data):
@@ -42,7 +53,7 @@ def _break(folder, split="train", **changes):
 
 
 def test_missing_folder_says_how_to_make_data(tmp_path):
-    with pytest.raises(DataError, match=r"does not exist.*spectune data --out"):
+    with pytest.raises(DataError, match=r"does not exist.*spectune data --pair galspecnet"):
         load_spectra(tmp_path / "nowhere")
 
 
@@ -61,21 +72,22 @@ def test_missing_key(tiny_data):
 def test_count_mismatch(tiny_data):
     obj = torch.load(tiny_data / "val.pt", weights_only=True)
     _break(tiny_data, "val", labels=obj["labels"][:-3])
-    with pytest.raises(DataError, match=r"val\.pt: 54 spectra in 'flux' but 51 entries in 'labels'"):
+    with pytest.raises(DataError, match=r"val\.pt: 54 sequences in 'flux' but 51 entries in 'labels'"):
         load_spectra(tiny_data)
 
 
 def test_length_mismatch_between_splits(tiny_data):
     obj = torch.load(tiny_data / "val.pt", weights_only=True)
     _break(tiny_data, "val", flux=obj["flux"][..., :128])
-    with pytest.raises(DataError, match=r"lengths differ between splits \{'train': 256, 'val': 128\}"):
+    with pytest.raises(DataError, match=r"shapes \(channels, length\) differ between splits "
+                                        r"\{'train': \(1, 256\), 'val': \(1, 128\), 'test': \(1, 256\)\}"):
         load_spectra(tiny_data)
 
 
 def test_wrong_shape(tiny_data):
     obj = torch.load(tiny_data / "train.pt", weights_only=True)
-    _break(tiny_data, flux=obj["flux"].repeat(1, 2, 1))
-    with pytest.raises(DataError, match=r"shape \(N, 1, L\) or \(N, L\); got \(108, 2, 256\)"):
+    _break(tiny_data, flux=obj["flux"].unsqueeze(1))
+    with pytest.raises(DataError, match=r"shape \(N, C, L\) or \(N, L\); got \(108, 1, 1, 256\)"):
         load_spectra(tiny_data)
 
 
@@ -84,7 +96,7 @@ def test_non_finite_flux(tiny_data, bad):
     obj = torch.load(tiny_data / "train.pt", weights_only=True)
     obj["flux"][7, 0, 3] = bad
     torch.save(obj, tiny_data / "train.pt")
-    with pytest.raises(DataError, match=r"train\.pt: 1 spectra contain NaN or inf flux \(first at index 7\)"):
+    with pytest.raises(DataError, match=r"train\.pt: 1 examples contain NaN or inf in 'flux' \(first at index 7\)"):
         load_spectra(tiny_data)
 
 
@@ -99,7 +111,7 @@ def test_classes_json_extends_the_order(tiny_data):
     obj = torch.load(tiny_data / "val.pt", weights_only=True)
     _break(tiny_data, "val", labels=["SLSN-I"] + obj["labels"][1:])
     (tiny_data / "classes.json").write_text(json.dumps(list(DEFAULT_CLASSES) + ["SLSN-I"]))
-    with pytest.raises(DataError, match=r"classes \['SLSN-I'\] have no training spectra"):
+    with pytest.raises(DataError, match=r"classes \['SLSN-I'\] have no training examples"):
         load_spectra(tiny_data)
 
 
@@ -119,7 +131,7 @@ def test_class_absent_from_train(tiny_data):
     obj = torch.load(tiny_data / "train.pt", weights_only=True)
     keep = [i for i, c in enumerate(obj["labels"]) if c != "TDE"]
     _break(tiny_data, flux=obj["flux"][keep], labels=[obj["labels"][i] for i in keep])
-    with pytest.raises(DataError, match=r"classes \['TDE'\] have no training spectra"):
+    with pytest.raises(DataError, match=r"classes \['TDE'\] have no training examples"):
         load_spectra(tiny_data)
 
 
@@ -139,7 +151,18 @@ class Payload:
 
 def test_arbitrary_pickle_is_refused_not_executed(tiny_data, capsys):
     torch.save({"flux": Payload(), "labels": []}, tiny_data / "train.pt")
-    with pytest.raises(DataError, match=r"train\.pt: refused to load: it needs arbitrary pickle.*\(GLOBAL print\)"):
+    with pytest.raises(DataError, match=r"train\.pt: refused to load: unpickling it would import '__builtin__\.print', "
+                                        r"and loading a file that needs arbitrary pickle could run code"):
+        load_spectra(tiny_data)
+    assert "this must never run" not in capsys.readouterr().out
+
+
+def test_a_plain_pickle_is_refused_naming_its_global(tiny_data, capsys):
+    import pickle
+
+    with open(tiny_data / "val.pt", "wb") as handle:
+        pickle.dump({"flux": Payload(), "labels": []}, handle)
+    with pytest.raises(DataError, match=r"val\.pt: refused to load: unpickling it would import 'builtins\.print'"):
         load_spectra(tiny_data)
     assert "this must never run" not in capsys.readouterr().out
 
@@ -153,10 +176,18 @@ def test_corrupt_file(tiny_data):
 def test_scale_down_block_averages_and_subsamples(tiny_data):
     data = load_spectra(tiny_data, with_test=True)
     small = scale_down(data, points=64, train_per_class=5, seed=0)
-    assert small.train.flux.shape == (45, 1, 64) and small.val.flux.shape == (54, 1, 64)
+    assert small.train.inputs["x"].shape == (45, 1, 64) and small.val.inputs["x"].shape == (54, 1, 64)
+    assert small.spec.shapes == {"x": (1, 64)}
     assert np.bincount(small.train.labels).tolist() == [5] * 9
-    np.testing.assert_allclose(small.val.flux[0, 0, 0], data.val.flux[0, 0, :4].mean(), rtol=1e-6)
+    np.testing.assert_allclose(small.val.inputs["x"][0, 0, 0], data.val.inputs["x"][0, 0, :4].mean(), rtol=1e-6)
     assert "scaled down" in small.describe()
+
+
+def test_train_fraction_keeps_the_class_mix(tiny_data):
+    data = load_spectra(tiny_data)
+    small = scale_down(data, train_fraction=0.5, seed=0)
+    assert np.bincount(small.train.labels).tolist() == [6] * 9
+    assert small.fingerprint != scale_down(data, train_fraction=0.5, seed=1).fingerprint
 
 
 def test_fingerprint_names_the_scaling_so_a_resume_cannot_mix_data(tiny_data):
@@ -170,5 +201,5 @@ def test_fingerprint_names_the_scaling_so_a_resume_cannot_mix_data(tiny_data):
 
 
 def test_scale_down_rejects_a_length_that_does_not_divide(tiny_data):
-    with pytest.raises(DataError, match=r"--points must divide the spectrum length 256"):
+    with pytest.raises(DataError, match=r"--points must divide the sequence length 256"):
         scale_down(load_spectra(tiny_data), points=100)

@@ -2,16 +2,14 @@
 gives the CPU path's results up to numerical noise. Skipped where PyTorch sees no CUDA GPU,
 which includes CI: run ``make test`` on a GPU machine to exercise it."""
 
-from functools import partial
-
 import numpy as np
 import pytest
 import torch
 from sklearn.metrics import f1_score
 
-from trainables.config import Recipe
-from trainables.data import load_spectra
+from conftest import load_ztf
 from trainables.models import build_model
+from trainables.pair import Pair
 from trainables.recipe import amp_dtype, evaluate, make_criterion, to_device, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -21,9 +19,10 @@ RECIPE = {"lr": 3e-3, "warmup_epochs": 1, "T_0": 5, "batch_size": 32, "epochs": 
 
 
 def test_gpu_training_matches_cpu_up_to_numerical_noise(tiny_data):
-    data = load_spectra(tiny_data)
-    recipe = Recipe.from_dict(RECIPE)
-    model_fn = partial(build_model, "galspecnet", data.n_classes, data.n_points, recipe.dropout)
+    data = load_ztf(tiny_data)
+    pair = Pair("galspecnet", "ztf_spectra")
+    resolved = pair.resolve(RECIPE)
+    recipe, model_fn = resolved.recipe, pair.model_fn(data.spec, resolved)
     cpu = train(model_fn, data, recipe, "cpu")
     gpu = train(model_fn, data, recipe, "cuda")
     # Same seed, same initial weights, same batches: the first epoch differs only by bf16 rounding.
@@ -34,10 +33,12 @@ def test_gpu_training_matches_cpu_up_to_numerical_noise(tiny_data):
 
 
 def test_gpu_metrics_equal_sklearn_on_the_same_predictions(tiny_data):
-    data = load_spectra(tiny_data)
-    model = build_model("galspecnet", data.n_classes, data.n_points, 0.0).cuda()
-    x, y = to_device(data.val, torch.device("cuda"))
-    result = evaluate(model, x, y, make_criterion(data, Recipe(), "cuda"), data.n_classes)
+    data = load_ztf(tiny_data)
+    model = build_model("galspecnet", data.spec, {"dropout": 0.0}).cuda()
+    inputs, y = to_device(data.val, torch.device("cuda"))
+    x = inputs["x"]
+    result = evaluate(model, inputs, y, make_criterion(data, Pair("galspecnet", "ztf_spectra").resolve({}).recipe,
+                                                       "cuda"), data.n_classes)
     predicted = result.confusion.sum(axis=0)
     with torch.no_grad(), torch.autocast("cuda", dtype=amp_dtype(x.device)):
         preds = model.eval()(x).float().argmax(dim=1).cpu().numpy()

@@ -1,14 +1,62 @@
+"""Every registered model, tested the moment its file exists: it builds from its declared defaults
+for some standard input of a kind it takes, and maps a batch to one logit per class."""
+
 import pytest
 import torch
 
-from trainables.models import BaselineSpectraCNN, GalSpecNet, build_model, list_models
+from trainables.data import InputSpec
+from trainables.hparams import ConfigError
+from trainables.models import build_model, get_model, list_models
+from trainables.models.spectra_cnn import BaselineSpectraCNN, GalSpecNet
+
+CLASSES = tuple(f"c{i}" for i in range(5))
+SPECS = {
+    "sequence": [InputSpec("sequence", {"x": (1, 256)}, CLASSES), InputSpec("sequence", {"x": (2, 128)}, CLASSES)],
+    "image": [InputSpec("image", {"x": (1, 28, 28)}, CLASSES), InputSpec("image", {"x": (3, 16, 16)}, CLASSES)],
+    "tabular": [InputSpec("tabular", {"numeric": (6,)}, CLASSES, numeric=tuple("abcdef")),
+                InputSpec("tabular", {"numeric": (4,), "categorical": (2,)}, CLASSES, numeric=tuple("abcd"),
+                          categorical={"wilderness": 5, "soil": 41})],
+}
+
+
+def batch(spec: InputSpec, n: int = 3) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, shape in spec.shapes.items():
+        if key == "categorical":
+            vocab = torch.tensor(list(spec.categorical.values()))
+            out[key] = (torch.rand(n, *shape) * vocab).long()
+        else:
+            out[key] = torch.randn(n, *shape)
+    return out
 
 
 @pytest.mark.parametrize("name", list_models())
-@pytest.mark.parametrize("points", [256, 1024])
-def test_every_model_maps_spectra_to_class_logits(name, points):
-    model = build_model(name, n_classes=9, n_points=points, dropout=0.3)
-    assert model(torch.randn(3, 1, points)).shape == (3, 9)
+def test_every_model_maps_a_batch_to_class_logits(name):
+    entry = get_model(name)
+    built = 0
+    for kind in entry.inputs:
+        for spec in SPECS[kind]:
+            try:
+                model = build_model(name, spec)
+            except ConfigError:
+                continue       # e.g. the numeric-only MLP refuses categorical columns, with a message
+            model.eval()
+            assert model(**batch(spec)).shape == (3, len(CLASSES))
+            built += 1
+    assert built, f"{name} built for none of the standard inputs {[s.describe() for k in entry.inputs for s in SPECS[k]]}"
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_declares_valid_defaults_and_refuses_unknown_knobs(name):
+    entry = get_model(name)
+    spec = SPECS[entry.inputs[0]][0]
+    with pytest.raises(ConfigError, match=r"unknown hyperparameter\(s\) \['no_such_knob'\]"):
+        build_model(name, spec, {"no_such_knob": 1})
+
+
+def test_a_model_refuses_data_of_another_kind():
+    with pytest.raises(ConfigError, match=r"model 'galspecnet' takes sequence inputs, but the data gives tabular"):
+        build_model("galspecnet", SPECS["tabular"][0])
 
 
 def test_galspecnet_has_the_notebook_layer_shapes_at_4096_points():
@@ -34,10 +82,59 @@ def test_baseline_has_the_notebook_layer_shapes_at_4096_points():
 
 
 def test_dropout_comes_from_the_config():
-    model = build_model("galspecnet", 9, 256, dropout=0.42)
+    model = build_model("galspecnet", SPECS["sequence"][0], {"dropout": 0.42})
     assert [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)] == [0.42]
 
 
+def test_galspecnet_needs_64_points():
+    with pytest.raises(ConfigError, match=r"galspecnet pools by 4 three times and needs at least 64 points"):
+        build_model("galspecnet", InputSpec("sequence", {"x": (1, 32)}, CLASSES))
+
+
+@pytest.mark.parametrize("norm, layer", [("batch", torch.nn.BatchNorm2d), ("layer", torch.nn.GroupNorm),
+                                         ("group", torch.nn.GroupNorm), ("none", torch.nn.Identity)])
+def test_deeper_cnn_norm_choice(norm, layer):
+    hp = {"norm": norm, **({"groups": 8} if norm == "group" else {})}
+    model = build_model("deeper_cnn", SPECS["image"][0], hp)
+    norms = [m for m in model.features if not isinstance(m, (torch.nn.Conv2d, torch.nn.ReLU, torch.nn.MaxPool2d))]
+    assert len(norms) == 4 and all(isinstance(m, layer) for m in norms)
+    if norm == "group":
+        assert {m.num_groups for m in norms} == {8}
+    if norm == "layer":
+        assert {m.num_groups for m in norms} == {1}
+
+
+def test_deeper_cnn_groups_only_with_group_norm_and_dividing_the_widths():
+    with pytest.raises(ConfigError, match=r"'groups' applies only when 'norm' is 'group'; got norm='batch'"):
+        build_model("deeper_cnn", SPECS["image"][0], {"norm": "batch", "groups": 4})
+    with pytest.raises(ConfigError, match=r"norm 'group' needs widths divisible by groups=3"):
+        build_model("deeper_cnn", SPECS["image"][0], {"norm": "group", "groups": 3})
+
+
+def test_waveform_cnn_switches_change_the_architecture():
+    spec = InputSpec("sequence", {"x": (1, 128)}, ("sine", "triangle", "square"))
+    plain = build_model("waveform_cnn", spec)
+    both = build_model("waveform_cnn", spec, {"batch_norm": True, "residual": True})
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in plain.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in both.modules()) == 2
+    assert all(block.shortcut is None for block in plain.features)
+    assert all(block.shortcut is not None for block in both.features)
+
+
+def test_wide_and_deep_and_deep_cross_use_both_inputs():
+    spec = SPECS["tabular"][1]
+    x = batch(spec)
+    for name in ("wide_deep", "deep_cross"):
+        model = build_model(name, spec).eval()
+        changed = dict(x, categorical=(x["categorical"] + 1) % torch.tensor(list(spec.categorical.values())))
+        with torch.no_grad():
+            # Wide&Deep's one-hot tables start at zero, so its deep part must carry the categoricals.
+            assert not torch.equal(model(**x), model(**changed)), name
+            assert not torch.equal(model(**x), model(**dict(x, numeric=x["numeric"] + 1))), name
+    assert len(build_model("wide_deep", spec, {"crossed": True}).crossed) == 1
+    assert len(build_model("deep_cross", spec, {"cross_depth": 3}).cross) == 3
+
+
 def test_unknown_model_lists_the_registered_ones():
-    with pytest.raises(ValueError, match="registered models: baseline_cnn, galspecnet"):
-        build_model("resnet", 9, 256, 0.1)
+    with pytest.raises(ConfigError, match="registered models: baseline_cnn, deep_cross, deeper_cnn, galspecnet"):
+        build_model("resnet", SPECS["sequence"][0])

@@ -40,7 +40,7 @@ def test_warmup_then_cosine_restarts_follow_the_formula(overrides):
 
 
 def test_notebook_schedule_restarts_at_the_peak():
-    got = lr_trajectory(Recipe(), 21)
+    got = lr_trajectory(Recipe.from_dict({}), 21)
     assert got[0] == pytest.approx(8e-5 * 1e-6)
     assert got[10] == pytest.approx(8e-5) and got[15] == pytest.approx(8e-5) and got[20] == pytest.approx(8e-5)
     assert got[14] < got[13] < got[12] < got[11] < got[10]

@@ -17,26 +17,25 @@ import pytest
 from mlflow.tracking import MlflowClient
 from ray import cloudpickle
 
-import spaces
 from search.driver import SearchOptions, run_search
 from results.export import export_best
 from search.cli import main as cli_main
-from trainables.synthetic import write_synthetic
+from trainables.data.ztf_synthetic import CLASS_ORDER, write_synthetic
 from trainables.tune_trainable import run_trial
 
 ROOT = Path(__file__).resolve().parent.parent
 TRIALS = 6
 EPOCHS = 3
 FAILING_LR = 0.00456
+REVERSED = tuple(reversed(CLASS_ORDER))
 
 SPACE_FILE = f"""
-from ray import tune
-from spaces import Space
+from spaces import Space, choice, loguniform, uniform
 
 SPACE = Space(
-    trainable="galspecnet_ztf",
-    params={{"lr": tune.loguniform(1e-3, 1e-2), "dropout": tune.uniform(0.0, 0.5),
-             "batch_size": tune.choice([16, 32])}},
+    model="galspecnet",
+    data="ztf_spectra",
+    params={{"lr": loguniform(1e-3, 1e-2), "dropout": uniform(0.0, 0.5), "batch_size": choice([16, 32])}},
     fixed={{"warmup_epochs": 0, "T_0": 3}},
     start=[{{"lr": {FAILING_LR}, "dropout": 0.1, "batch_size": 16}},
            {{"lr": 0.003, "dropout": 0.1, "batch_size": 16}}],
@@ -58,13 +57,17 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 @pytest.fixture(scope="module")
 def e2e_space(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("spaces")
-    (folder / "e2e_tiny.py").write_text(SPACE_FILE)
-    old = list(spaces.__path__)
-    spaces.__path__.append(str(folder))
+    """The space lives in a folder of the user's own, found through SPECTUNE_PATH."""
+    folder = tmp_path_factory.mktemp("pairs")
+    (folder / "spaces").mkdir()
+    (folder / "spaces" / "e2e_tiny.py").write_text(SPACE_FILE)
+    old = os.environ.get("SPECTUNE_PATH")
+    os.environ["SPECTUNE_PATH"] = str(folder)
     yield "e2e_tiny", folder
-    spaces.__path__[:] = old
-    sys.modules.pop("spaces.e2e_tiny", None)
+    if old is None:
+        os.environ.pop("SPECTUNE_PATH")
+    else:
+        os.environ["SPECTUNE_PATH"] = old
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +75,7 @@ def searched(ray_session, e2e_space, tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     data = root / "data"
     write_synthetic(data, seed=1, n_train=16, n_val=6, n_test=6, n_points=256)
-    options = SearchOptions(space=e2e_space[0], trials=TRIALS, seed=0, name="e2e", data=data,
+    options = SearchOptions(space=e2e_space[0], trials=TRIALS, seed=0, name="e2e", data=data, classes=REVERSED,
                             storage=root / "ray", results_root=root / "results",
                             tracking_uri=f"sqlite:///{root / 'mlflow.db'}", patience=None)
     outcome = run_search(options, trial_fn=flaky_trial)
@@ -90,6 +93,14 @@ def test_search_writes_best_json_and_trials_csv(searched):
     assert best["config"]["warmup_epochs"] == 0 and best["config"]["epochs"] == EPOCHS
     assert best["data"]["fingerprint"] and best["versions"]["ray"] and best["mlflow"]["run_id"]
     assert (outcome.results_dir / "checkpoint" / "model.pt").exists()
+    saved = json.loads((outcome.results_dir / "checkpoint" / "config.json").read_text())
+    assert saved["config"] == best["config"] and saved["model"] == "galspecnet"
+    # --classes reaches the search: the confusion matrix is in the order asked for.
+    assert json.loads((outcome.results_dir / "checkpoint" / "val_confusion.json").read_text())["classes"] == \
+        list(REVERSED) == best["data"]["classes"]
+    assert best["metric"] == "val_macro_f1" and best["best_value"] == best["best_val_macro_f1"]
+    space = json.loads((outcome.results_dir / "space.json").read_text())
+    assert space["params"]["lr"] == {"type": "float", "low": 1e-3, "high": 1e-2, "log": True, "step": None}
     assert (outcome.results_dir / "val_confusion.png").stat().st_size > 1000
 
 
@@ -118,6 +129,8 @@ def test_mlflow_holds_one_parent_and_one_child_per_trial(searched):
     for child in children:
         by_outcome.setdefault(child.data.tags["spectune.outcome"], []).append(child)
         assert set(child.data.params) == {"lr", "dropout", "batch_size"}
+    assert parent.tags["model"] == "galspecnet" and parent.tags["data"] == "ztf_spectra"
+    assert {a.path for a in client.list_artifacts(parents[0].info.run_id)} >= {"space.json"}
     assert {r.info.status for r in by_outcome["failed"]} == {"FAILED"}
     assert "injected failure" in by_outcome["failed"][0].data.tags["spectune.error"]
     finished = by_outcome["completed"][0]
@@ -139,7 +152,7 @@ def test_exported_config_retrains_and_reports_test_once(searched, tmp_path):
                      "--json-out", str(summary_path), "--device", "cpu"]) == 0
     summary = json.loads(summary_path.read_text())
     assert summary["space"] == "e2e_tiny" and summary["epochs_run"] == EPOCHS
-    assert summary["config"] == outcome.best["config"]
+    assert summary["config"] == outcome.best["config"] and summary["classes"] == list(REVERSED)
     # Same seed, data and thread count on CPU: the retrained model is the search's best trial.
     assert summary["val_macro_f1"] == outcome.best["best_val_macro_f1"]
     assert summary["best_epoch"] == outcome.best["best_epoch"]
@@ -160,8 +173,7 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_sessio
     args = ["search", "--space", "e2e_tiny", "--trials", "8", "--concurrency", "1", "--scheduler", "fifo",
             "--name", "cut", "--data", str(data), "--tracking-uri", uri, "--no-patience"]
     code = textwrap.dedent(f"""
-        import sys, spaces
-        spaces.__path__.append({str(e2e_space[1])!r})
+        import sys
         from search.cli import main
         sys.exit(main({args!r}))
     """)

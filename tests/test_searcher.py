@@ -1,13 +1,12 @@
 from optuna.trial import TrialState
-from ray import tune
 
-from search.searcher import PrunedAwareOptunaSearch, make_searcher, startup_trials
+from search.searcher import DefineByRun, PrunedAwareOptunaSearch, make_searcher, startup_trials
+from spaces import choice, get_space, integers, loguniform, when
 
 
 def _searcher(**kw):
-    s = PrunedAwareOptunaSearch(metric="best_val_macro_f1", mode="max", **kw)
-    s.set_search_properties("best_val_macro_f1", "max", {"lr": tune.loguniform(1e-4, 1e-2)})
-    return s
+    return PrunedAwareOptunaSearch(space=DefineByRun({"lr": loguniform(1e-4, 1e-2)}), metric="best_val_macro_f1",
+                                   mode="max", **kw)
 
 
 def test_scheduler_stopped_trials_reach_optuna_as_pruned_not_complete():
@@ -23,23 +22,57 @@ def test_scheduler_stopped_trials_reach_optuna_as_pruned_not_complete():
     assert s._ot_study.trials[1].intermediate_values == {1: 0.5}
 
 
+def _proposals(seed, params, n=6, start=()):
+    s = make_searcher("tpe", seed, trials=12, concurrency=1, metric="m", mode="max", start=list(start), params=params)
+    out = []
+    for i in range(n):
+        config = s.suggest(str(i))
+        out.append(config)
+        s.on_trial_complete(str(i), {"m": config["lr"], "finished": True})
+    return out
+
+
 def test_seeded_searchers_propose_the_same_configs():
-    def proposals(seed):
-        s = make_searcher("tpe", seed, trials=12, concurrency=1, metric="m", mode="max", start=[])
-        s.set_search_properties("m", "max", {"lr": tune.loguniform(1e-4, 1e-2), "bs": tune.choice([1, 2])})
-        out = []
-        for i in range(6):
-            config = s.suggest(str(i))
-            out.append(config)
-            s.on_trial_complete(str(i), {"m": config["lr"], "finished": True})
-        return out
-    assert proposals(3) == proposals(3)
-    assert proposals(3) != proposals(4)
+    params = {"lr": loguniform(1e-4, 1e-2), "bs": choice([1, 2])}
+    assert _proposals(3, params) == _proposals(3, params)
+    assert _proposals(3, params) != _proposals(4, params)
+
+
+def test_galspecnet_proposes_what_it_did_with_ray_domains():
+    """The pair contract moved spaces from Ray's domains to spectune's; a seed must still give the
+    configs that Ray's own conversion of the old galspecnet space gave."""
+    import optuna
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    space = get_space("galspecnet")
+    old = {"lr": tune.loguniform(2e-5, 3e-3), "weight_decay": tune.loguniform(1e-6, 1e-2),
+           "warmup_epochs": tune.randint(0, 11), "T_0": tune.randint(3, 16), "dropout": tune.uniform(0.0, 0.6),
+           "gamma": tune.uniform(0.0, 3.0), "batch_size": tune.choice([64, 128, 256, 512])}
+    ray_search = OptunaSearch(metric="m", mode="max", points_to_evaluate=[dict(space.start[0])],
+                              sampler=optuna.samplers.TPESampler(seed=0, multivariate=True, n_startup_trials=4))
+    ray_search.set_search_properties("m", "max", old)
+    ours = make_searcher("tpe", 0, trials=12, concurrency=1, metric="m", mode="max", start=space.start,
+                         params=space.params)
+    for i in range(8):
+        a, b = ray_search.suggest(str(i)), ours.suggest(str(i))
+        assert a == b, i
+        ray_search.on_trial_complete(str(i), {"m": a["lr"] * a["dropout"]})
+        ours.on_trial_complete(str(i), {"m": b["lr"] * b["dropout"], "finished": True})
+
+
+def test_a_when_key_is_searched_only_where_its_condition_holds():
+    params = {"lr": loguniform(1e-4, 1e-2), "norm": choice(["batch", "group"]),
+              "groups": when("norm", ["group"], integers(2, 8))}
+    configs = _proposals(0, params, n=12)
+    assert {c["norm"] for c in configs} == {"batch", "group"}
+    for c in configs:
+        assert ("groups" in c) == (c["norm"] == "group"), c
 
 
 def test_starting_points_come_first():
-    s = make_searcher("random", 0, trials=4, concurrency=1, metric="m", mode="max", start=[{"lr": 1e-3}])
-    s.set_search_properties("m", "max", {"lr": tune.loguniform(1e-4, 1e-2)})
+    s = make_searcher("random", 0, trials=4, concurrency=1, metric="m", mode="max", start=[{"lr": 1e-3}],
+                      params={"lr": loguniform(1e-4, 1e-2)})
     assert s.suggest("0") == {"lr": 1e-3}
 
 

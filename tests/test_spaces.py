@@ -1,14 +1,13 @@
-import sys
 import textwrap
 
 import pytest
-from ray import tune
 
-import spaces
-from spaces import Space, SpaceError, describe_domain, get_space, list_spaces
+from spaces import Space, SpaceError, choice, describe_domain, get_space, integers, list_spaces, loguniform, \
+    uniform, when
 from spaces._space import validate_space
 
-GOOD = dict(trainable="galspecnet_ztf", params={"lr": tune.loguniform(1e-4, 1e-2), "batch_size": tune.choice([64, 128])},
+GOOD = dict(model="galspecnet", data="ztf_spectra",
+            params={"lr": loguniform(1e-4, 1e-2), "batch_size": choice([64, 128])},
             start=[{"lr": 1e-3, "batch_size": 64}], max_epochs=20, grace_period=5)
 
 
@@ -19,16 +18,21 @@ def test_every_registered_space_loads_and_starts_inside_its_ranges(name):
     assert space.grace_period <= space.max_epochs
     for key in space.params:
         assert describe_domain(space.params[key])
+    resolved = space.pair.resolve(space.first_config())
+    assert set(resolved.to_dict()) >= set(space.start[0])
+    assert space.to_json()["params"].keys() == space.params.keys()
 
 
 def test_the_shipped_spaces_are_listed():
-    assert {"galspecnet", "baseline_cnn"} <= set(list_spaces())
+    assert {"galspecnet", "baseline_cnn", "waveform_cnn", "fashion_norm_cnn", "wine_mlp", "tabular_widedeep",
+            "tabular_dcn"} <= set(list_spaces())
 
 
 def test_galspecnet_starts_from_the_notebook_config():
-    start = get_space("galspecnet").start[0]
-    assert start == {"lr": 8e-5, "weight_decay": 1e-5, "warmup_epochs": 10, "T_0": 5, "dropout": 0.3,
-                     "gamma": 2.0, "batch_size": 128}
+    space = get_space("galspecnet")
+    assert space.start[0] == {"lr": 8e-5, "weight_decay": 1e-5, "warmup_epochs": 10, "T_0": 5, "dropout": 0.3,
+                              "gamma": 2.0, "batch_size": 128}
+    assert space.pair.resolve(space.first_config()).to_dict() == space.pair.resolve({}).to_dict()
 
 
 def test_unknown_space_names_the_available_ones():
@@ -37,40 +41,80 @@ def test_unknown_space_names_the_available_ones():
 
 
 @pytest.mark.parametrize("change, match", [
-    ({"trainable": "nope"}, r"spaces/bad\.py: trainable: unknown trainable 'nope'; registered trainables:"),
-    ({"params": {"lr": tune.loguniform(1e-4, 1e-2), "momentum": tune.uniform(0, 1)}},
-     r"params\['momentum'\]: unknown hyperparameter for this trainable"),
-    ({"params": {"lr": tune.uniform(1e-2, 1e-4)}}, r"params\['lr'\]: lower < upper must hold"),
-    ({"params": {"dropout": tune.uniform(0.2, 1.5)}}, r"params\['dropout'\] upper bound: the 'dropout' hyperparameter must be"),
-    ({"params": {"lr": tune.loguniform(1e-6, 1e-3)}, "start": []},
+    ({"model": "nope"}, r"spaces/bad\.py: model/data: unknown model 'nope'; registered models:"),
+    ({"data": "nope"}, r"spaces/bad\.py: model/data: unknown data module 'nope'; registered data modules:"),
+    ({"data": "wine"}, r"model 'galspecnet' takes sequence inputs, but data 'wine' gives tabular inputs"),
+    ({"params": {"lr": loguniform(1e-4, 1e-2), "momentum_x": uniform(0, 1)}, "start": []},
+     r"params\['momentum_x'\]: unknown hyperparameter for model 'galspecnet', data 'ztf_spectra' and the recipe"),
+    ({"params": {"lr": loguniform(1e-2, 1e-4)}, "start": []}, r"params\['lr'\]: lower < upper must hold"),
+    ({"params": {"lr": uniform(0.0, 1e-3)}, "start": []}, r"params\['lr'\] lower bound: the 'lr' hyperparameter"),
+    ({"params": {"dropout": uniform(0.2, 1.5)}, "start": []}, r"params\['dropout'\] upper bound: the 'dropout' hyperparameter must be"),
+    ({"params": {"lr": loguniform(1e-6, 1e-3)}, "start": []},
      r"params\['lr'\] lower bound: 'eta_min' must not exceed 'lr'"),
-    ({"params": {"batch_size": tune.choice([0, 64])}, "start": []}, r"'batch_size' hyperparameter must be an int in the range \[1, inf\); got 0"),
-    ({"start": [{"lr": 1e-3}]}, r"start\[0\]: a starting point must give exactly the searched keys; missing \['batch_size'\]"),
+    ({"params": {"batch_size": choice([0, 64])}, "start": []}, r"'batch_size' hyperparameter must be an int in the range \[1, inf\); got 0"),
+    ({"params": {"batch_size": uniform(16, 64)}, "start": []}, r"params\['batch_size'\]: 'batch_size' is an int .*integers\(a, b\)"),
+    ({"params": {"batch_size": choice([True, False])}, "start": []}, r"'batch_size' hyperparameter must be an int .*got True"),
+    ({"params": {"optimizer": choice(["adamw", "sgd"]), "momentum": uniform(0.0, 0.9)}, "start": []},
+     r"params\['momentum'\]: 'momentum' applies only when 'optimizer' is one of \['sgd', 'rmsprop'\], and 'optimizer' is "
+     r"searched: declare it as when\('optimizer', \['sgd', 'rmsprop'\], \.\.\.\)"),
+    ({"params": {"momentum": uniform(0.0, 0.9)}, "start": []},
+     r"'momentum' applies only when 'optimizer' is one of \['sgd', 'rmsprop'\]; got optimizer='adamw'"),
+    ({"params": {"lr": loguniform(1e-4, 1e-2), "T_0": when("warmup", [1], integers(2, 5))}, "start": []},
+     r"params\['T_0'\]: when\('warmup', \.\.\.\) needs 'warmup' searched before 'T_0'"),
+    ({"start": [{"lr": 1e-3}]}, r"start\[0\]: a starting point must give exactly the searched keys that apply to it; "
+                                r"missing \['batch_size'\]"),
     ({"start": [{"lr": 0.5, "batch_size": 64}]}, r"start\[0\]\['lr'\]: 0.5 lies outside the searched range"),
     ({"start": [{"lr": 1e-3, "batch_size": 100}]}, r"start\[0\]\['batch_size'\]: 100 is not one of \[64, 128\]"),
     ({"fixed": {"lr": 1e-3}}, r"fixed\['lr'\]: 'lr' is also searched"),
+    ({"fixed": {"scheduler": "step", "T_0": 3}, "params": {"lr": loguniform(1e-4, 1e-2)}, "start": []},
+     None),
+    ({"fixed": {"loss": "ce", "gamma": 1.0}}, None),
     ({"metric": "f1"}, r"metric: must be one of"),
     ({"grace_period": 30}, r"grace_period: must not exceed max_epochs \(20\)"),
-    ({"params": {"lr": [1e-3, 1e-2]}, "start": []}, r"params\['lr'\]: must be a Ray Tune domain"),
+    ({"params": {"lr": [1e-3, 1e-2]}, "start": []}, r"params\['lr'\]: must be a spectune domain"),
 ])
 def test_malformed_spaces_name_the_module_and_the_key(change, match):
+    space = Space(**{**GOOD, **change})
+    if match is None:
+        # Fixed values apply only where their condition holds (a soft T_0 or gamma drops out).
+        validate_space(space, "bad")
+        return
     with pytest.raises(SpaceError, match=match):
-        validate_space(Space(**{**GOOD, **change}), "bad")
+        validate_space(space, "bad")
+
+
+def test_a_conditional_space_validates_its_start_points():
+    params = {"lr": loguniform(1e-4, 1e-2), "loss": choice(["ce", "focal"]),
+              "gamma": when("loss", ["focal"], uniform(0.5, 3.0))}
+    ok = Space(model="galspecnet", data="ztf_spectra", params=params,
+               start=[{"lr": 1e-3, "loss": "ce"}, {"lr": 1e-3, "loss": "focal", "gamma": 2.0}], grace_period=5)
+    validate_space(ok, "cond")
+    with pytest.raises(SpaceError, match=r"start\[0\]: .*not searched \['gamma'\]"):
+        validate_space(Space(**{**ok.__dict__, "start": [{"lr": 1e-3, "loss": "ce", "gamma": 2.0}]}), "cond")
+    with pytest.raises(SpaceError, match=r"start\[0\]: .*missing \['gamma'\]"):
+        validate_space(Space(**{**ok.__dict__, "start": [{"lr": 1e-3, "loss": "focal"}]}), "cond")
 
 
 def test_adding_a_file_adds_a_space_and_a_broken_file_is_reported(tmp_path, monkeypatch):
-    monkeypatch.setattr(spaces, "__path__", [*spaces.__path__, str(tmp_path)])
-    (tmp_path / "tiny.py").write_text(textwrap.dedent("""
-        from ray import tune
-        from spaces import Space
-        SPACE = Space(trainable="baseline_cnn_ztf", params={"dropout": tune.uniform(0.0, 0.5)})
+    (tmp_path / "spaces").mkdir()
+    monkeypatch.setenv("SPECTUNE_PATH", str(tmp_path))
+    (tmp_path / "spaces" / "tiny.py").write_text(textwrap.dedent("""
+        from spaces import Space, uniform
+        SPACE = Space(model="baseline_cnn", data="ztf_spectra", params={"dropout": uniform(0.0, 0.5)},
+                      start=[{"dropout": 0.1}])
     """))
-    (tmp_path / "broken.py").write_text("SPACE = {'lr': 1}\n")
-    try:
-        assert {"tiny", "broken"} <= set(list_spaces())
-        assert get_space("tiny").trainable == "baseline_cnn_ztf"
-        with pytest.raises(SpaceError, match=r"spaces/broken\.py: SPACE: the module must define SPACE = Space"):
-            get_space("broken")
-    finally:
-        sys.modules.pop("spaces.tiny", None)
-        sys.modules.pop("spaces.broken", None)
+    (tmp_path / "spaces" / "broken.py").write_text("SPACE = {'lr': 1}\n")
+    (tmp_path / "spaces" / "galspecnet.py").write_text("")
+    with pytest.raises(ValueError, match=r"galspecnet\.py: the name 'galspecnet' is already taken by spaces\.galspecnet"):
+        list_spaces()
+    (tmp_path / "spaces" / "galspecnet.py").unlink()
+    assert {"tiny", "broken", "galspecnet"} <= set(list_spaces())
+    assert get_space("tiny").model == "baseline_cnn"
+    with pytest.raises(SpaceError, match=r"broken\.py: SPACE: the module must define SPACE = Space"):
+        get_space("broken")
+
+
+def test_a_missing_search_path_folder_is_an_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("SPECTUNE_PATH", str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match=r"SPECTUNE_PATH names folder\(s\) that do not exist"):
+        list_spaces()

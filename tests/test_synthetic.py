@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.data import DEFAULT_CLASSES, load_spectra
-from trainables.synthetic import CLASS_ORDER, generate_split, wavelength_grid, write_synthetic
+from conftest import load_ztf
+from trainables.data import get_data
+from trainables.data.ztf_synthetic import CLASS_ORDER, generate_split, wavelength_grid, write_synthetic
 
 
 def _digest(folder):
@@ -23,8 +24,8 @@ def test_same_seed_writes_identical_files_and_another_seed_does_not(tmp_path):
 
 
 def test_classes_are_balanced_and_in_the_real_format(synthetic_small):
-    data = load_spectra(synthetic_small, with_test=True)
-    assert CLASS_ORDER == DEFAULT_CLASSES
+    data = load_ztf(synthetic_small, test=True)
+    assert data.classes == CLASS_ORDER == get_data("ztf_spectra").classes
     assert np.bincount(data.train.labels).tolist() == [24] * 9
     assert np.bincount(data.test.labels).tolist() == [8] * 9
     raw = torch.load(synthetic_small / "train.pt", weights_only=True)

@@ -58,6 +58,7 @@ class HParam:
             text = "a string"
         else:
             left, right = _CLOSED[self.closed]
+            left, right = "(" if self.low is None else left, ")" if self.high is None else right
             low = "-inf" if self.low is None else self.low
             high = "inf" if self.high is None else self.high
             text = f"{'an int' if self.kind is int else 'a float'} in the range {left}{low}, {high}{right}"

@@ -16,6 +16,7 @@ import json
 import os
 import pickle
 import tempfile
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Sequence
@@ -182,26 +183,68 @@ def resolve_classes(folder: Path | None, classes: Sequence[str] | None, default:
 
 
 def read_torch_file(path: Path) -> tuple[bytes, Any]:
-    """The raw bytes and the object of a ``torch.save`` file, loaded with ``weights_only=True``."""
+    """The raw bytes and the object of a ``torch.save`` file, loaded with ``weights_only=True``:
+    a file that needs arbitrary pickle is refused (naming the global it asked for), never run."""
     import torch
 
     if not path.is_file():
         raise DataError(f"{path} is missing.")
     raw = path.read_bytes()
     try:
-        obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # torch warns about pickle protocols before refusing them
+            obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        needs = [ln.split("Unsupported global:", 1)[1].strip().split(" was not")[0].removeprefix("GLOBAL ")
-                 for ln in str(exc).splitlines() if "Unsupported global:" in ln]
-        if needs:
-            raise DataError(f"{path}: refused to load: unpickling it would import {needs[0]!r}, and loading "
-                            "a file that needs arbitrary pickle could run code. Re-save it as a dict of "
-                            "tensors and a list of labels (plain torch.save of tensors, lists and str).") from None
-        raise DataError(f"{path}: not a readable torch.save file ({exc.__class__.__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}).") from None
+        is_pickle, unsafe = _scan_pickle(raw)
+        if unsafe:
+            raise DataError(f"{path}: refused to load: unpickling it would import {unsafe!r}, and loading a file "
+                            "that needs arbitrary pickle could run code. Re-save it with torch.save as a dict of "
+                            "tensors and a list of labels.") from None
+        if is_pickle:
+            raise DataError(f"{path}: a pickle that torch.load(weights_only=True) cannot read (a plain pickle?). "
+                            "Re-save it with torch.save as a dict of tensors and a list of labels.") from None
+        raise DataError(f"{path}: not a readable torch.save file (corrupt or another format: "
+                        f"{str(exc).splitlines()[0][:120]}).") from None
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a corrupt file
-        raise DataError(f"{path}: not a readable torch.save file ({type(exc).__name__}: {exc}).") from None
+        raise DataError(f"{path}: not a readable torch.save file ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}).") from None
     return raw, obj
+
+
+# Globals that torch.save writes for tensors and plain containers; any other one is code to import.
+_SAFE_GLOBALS = ("torch.", "collections.OrderedDict", "builtins.set", "builtins.frozenset", "_codecs.encode")
+
+
+def _scan_pickle(raw: bytes) -> tuple[bool, str | None]:
+    """Whether ``raw`` (or the pickle inside a torch.save zip) is a whole pickle, and the first global
+    it imports beyond tensors and plain containers; read with ``pickletools``, which runs nothing."""
+    import pickletools
+    import zipfile
+
+    data = raw
+    if raw[:4] == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+                name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                data = archive.read(name) if name else b""
+        except zipfile.BadZipFile:
+            return False, None
+    strings: list[str] = []
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name == "GLOBAL":
+                found = str(arg).replace(" ", ".")
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found = f"{strings[-2]}.{strings[-1]}"
+            else:
+                if isinstance(arg, str):
+                    strings.append(arg)
+                continue
+            if not found.startswith(_SAFE_GLOBALS):
+                return True, found
+    except Exception:  # noqa: BLE001 - a truncated or foreign byte stream is no pickle
+        return False, None
+    return True, None
 
 
 def parse_labels(path: Path | str, labels: object, order: tuple[str, ...]) -> np.ndarray:

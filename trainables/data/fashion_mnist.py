@@ -96,7 +96,7 @@ class FashionMNIST(DataModule):
                                               f"{PER_CLASS}|{VAL_FRACTION}|{SEED}"),
                       note="imbalanced: class k keeps (k+1)*600 train, (k+1)*100 test")
 
-    def prepare(self, out: Path | None, seed: int, force: bool, **options: Any) -> str:
+    def prepare(self, out: Path | None, seed: int, force: bool) -> str:
         folder = self.folder(out)
         self.load(folder)
         return f"Fashion-MNIST found and readable in {folder}: nothing to prepare."

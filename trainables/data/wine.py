@@ -47,5 +47,5 @@ class Wine(DataModule):
                          numeric=tuple(bunch.feature_names))
         return Splits(*splits, spec=spec, fingerprint=fingerprint("wine", x.tobytes(), y.tobytes(), str(SPLIT_SEED)))
 
-    def prepare(self, out: Path | None, seed: int, force: bool, **options: object) -> str:
+    def prepare(self, out: Path | None, seed: int, force: bool) -> str:
         return "data 'wine' ships with scikit-learn: nothing to prepare."

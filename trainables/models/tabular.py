@@ -1,5 +1,6 @@
 """Wide&Deep (Cheng et al. 2016) and Deep&Cross (DCN-V2, Wang et al. 2021) for tables with numeric
-and categorical columns; both take ``numeric`` (B, d) floats and ``categorical`` (B, k) codes."""
+and categorical columns; both take ``numeric`` (B, d) floats and ``categorical`` (B, k) codes
+(absent for a numeric-only table)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ class Embeddings(nn.Module):
         self.tables = nn.ModuleList(nn.Embedding(v, dim) for v in spec.categorical.values())
         self.out_features = spec.shapes["numeric"][0] + dim * len(self.tables)
 
-    def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+    def forward(self, numeric: torch.Tensor, categorical: torch.Tensor | None = None) -> torch.Tensor:
         return torch.cat([numeric, *(t(categorical[:, j]) for j, t in enumerate(self.tables))], dim=1)
 
 
@@ -53,7 +54,7 @@ class WideAndDeep(nn.Module):
         self.deep = nn.Sequential(*mlp_layers(self.embed.out_features, depth, width, dropout, False, "relu"),
                                   nn.Linear(width if depth else self.embed.out_features, n))
 
-    def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+    def forward(self, numeric: torch.Tensor, categorical: torch.Tensor | None = None) -> torch.Tensor:
         wide = self.numeric_linear(numeric)
         for j, table in enumerate(self.one_hot):
             wide = wide + table(categorical[:, j])
@@ -85,7 +86,7 @@ class DeepAndCross(nn.Module):
         self.deep = nn.Sequential(*mlp_layers(dim, depth, width, dropout, False, "relu"))
         self.head = nn.Linear(dim + (width if depth else dim), spec.n_classes)
 
-    def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+    def forward(self, numeric: torch.Tensor, categorical: torch.Tensor | None = None) -> torch.Tensor:
         x0 = self.embed(numeric, categorical)
         x = x0
         for layer in self.cross:

@@ -22,9 +22,8 @@ import platform
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +32,18 @@ import optuna
 import torch
 
 from results.files import read_json, write_json
-from results.notebook_loop import notebook_train
 from results.plots import plot_efficiency
 from results.provenance import git_commit, versions
+from search.bench.notebook_loop import notebook_train
+from search.collect import collect_trials
 from search.driver import SearchOptions, run_search
 from search.tracking import EPOCH_METRICS
 from spaces import get_space
-from trainables.config import Recipe
-from trainables.data import SpectraData, load_spectra, scale_down
-from trainables.models import build_model
+from trainables.data import Splits, get_data, scale_down
+from trainables.pair import Pair, Resolved
 from trainables.recipe import amp_dtype, evaluate_test, pick_device, to_device, train
+
+GALSPECNET = Pair("galspecnet", "ztf_spectra")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ class Size:
     search_trials: int
     search_epochs: int
     noop_trials: tuple[int, int]
+    cpu_ratio_points: int = 1024
+    cpu_ratio_pairs: int = 3
 
 
 GPU = Size(points=None, train_per_class=None, timing_epochs=8, configs=32, config_epochs=30, seeds=3,
@@ -69,30 +72,57 @@ CPU = Size(points=256, train_per_class=12, timing_epochs=3, configs=4, config_ep
 def fixed_configs(n: int, seed: int = 1234) -> list[dict[str, Any]]:
     """The same ``n`` galspecnet configs for every method: seeded draws from the space's domains."""
     space = get_space("galspecnet")
-    rng = np.random.default_rng(seed)
-    draws = [{k: d.sample(random_state=rng) for k, d in space.params.items()} for _ in range(n)]
-    return [{k: v.item() if hasattr(v, "item") else v for k, v in d.items()} for d in draws]
+    sampler = optuna.samplers.RandomSampler(seed=seed)
+    study = optuna.create_study(sampler=sampler)
+    draws = []
+    for _ in range(n):
+        trial = study.ask()
+        draws.append({k: d.suggest(trial, k) for k, d in space.params.items()})
+        study.tell(trial, 0.0)
+    return draws
 
 
-def _model_fn(data: SpectraData, dropout: float):
-    return partial(build_model, "galspecnet", data.n_classes, data.n_points, dropout)
+def _resolve(config: dict[str, Any]) -> Resolved:
+    return GALSPECNET.resolve(config, source="benchmark config")
 
 
-def bench_epoch_time(data: SpectraData, device: torch.device, size: Size) -> dict[str, Any]:
-    """Median epoch seconds (first epoch dropped: allocator and kernel warm-up)."""
-    recipe = Recipe.from_dict({"epochs": size.timing_epochs + 1, "patience": None})
-    toolkit = train(_model_fn(data, recipe.dropout), data, recipe, device)
+def load_ztf(data_dir: Path, size: "Size", test: bool = False, seed: int = 0) -> Splits:
+    data = scale_down(get_data("ztf_spectra").load(data_dir), size.points, size.train_per_class, seed=seed)
+    return data if test else replace(data, test=None)
+
+
+def epoch_pair(data: Splits, device: torch.device, epochs: int) -> tuple[float, float]:
+    """Median epoch seconds of the toolkit's recipe and of the notebook-style loop, validation
+    included, on the notebook's config (first epoch dropped: allocator and kernel warm-up)."""
+    resolved = _resolve({"epochs": epochs + 1, "patience": None})
+    toolkit = train(GALSPECNET.model_fn(data.spec, resolved), data, resolved.recipe, device)
     tk = float(np.median([h["epoch_time_s"] for h in toolkit.history[1:]]))
-    _, times = notebook_train(_model_fn(data, recipe.dropout)(), data, recipe, device, size.timing_epochs + 1)
-    nb = float(np.median(times[1:]))
-    return {"toolkit_epoch_s": tk, "notebook_epoch_s": nb, "ratio": tk / nb, "batch_size": recipe.batch_size}
+    _, times = notebook_train(GALSPECNET.model_fn(data.spec, resolved)(), data, resolved.recipe, device, epochs + 1)
+    return tk, float(np.median(times[1:]))
 
 
-def big_batch_rate(data: SpectraData, device: torch.device, batch: int, steps: int = 20) -> float:
+def bench_epoch_time(data: Splits, device: torch.device, size: Size) -> dict[str, Any]:
+    tk, nb = epoch_pair(data, device, size.timing_epochs)
+    return {"toolkit_epoch_s": tk, "notebook_epoch_s": nb, "ratio": tk / nb, "batch_size": 128}
+
+
+def bench_cpu_epoch(data_dir: Path, size: Size) -> dict[str, Any]:
+    """The shared loop against the notebook-style DataLoader loop on CPU at the size the pair-contract
+    issue measured (GalSpecNet, every training spectrum at 1,024 points, the notebook's config,
+    validation included): the median ratio of interleaved runs, since this machine is noisy."""
+    data = load_ztf(data_dir, replace(size, points=size.cpu_ratio_points, train_per_class=None))
+    pairs = [epoch_pair(data, torch.device("cpu"), 2) for _ in range(size.cpu_ratio_pairs)]
+    return {"runs": [{"toolkit_epoch_s": t, "notebook_epoch_s": n} for t, n in pairs],
+            "median_ratio": float(np.median([t / n for t, n in pairs])), "train_spectra": len(data.train),
+            "points": size.cpu_ratio_points, "threads": torch.get_num_threads()}
+
+
+def big_batch_rate(data: Splits, device: torch.device, batch: int, steps: int = 20) -> float:
     """Spectra per second of forward + backward + AdamW at a large batch: the practical limit."""
-    model = _model_fn(data, 0.3)().to(device)
+    model = GALSPECNET.model_fn(data.spec, _resolve({}))().to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
-    x, y = to_device(data.train, device)
+    inputs, y = to_device(data.train, device)
+    x = inputs["x"]
     idx = torch.randint(0, x.shape[0], (batch,), device=device)
     xb, yb = x[idx], y[idx]
     crit = torch.nn.CrossEntropyLoss()
@@ -118,7 +148,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bench_throughput(data: SpectraData, device: torch.device, size: Size, data_dir: Path,
+def bench_throughput(data: Splits, device: torch.device, size: Size, data_dir: Path,
                      work: Path) -> dict[str, Any]:
     configs = fixed_configs(size.configs)
     epochs = size.config_epochs
@@ -129,8 +159,8 @@ def bench_throughput(data: SpectraData, device: torch.device, size: Size, data_d
 
     def objective(trial: optuna.Trial) -> float:
         point = {k: trial.suggest_categorical(k, [c[k] for c in configs]) for k in configs[0]}
-        recipe = Recipe.from_dict({**point, "epochs": epochs, "patience": None})
-        best, _ = notebook_train(_model_fn(data, recipe.dropout)(), data, recipe, device, epochs)
+        resolved = _resolve({**point, "epochs": epochs, "patience": None})
+        best, _ = notebook_train(GALSPECNET.model_fn(data.spec, resolved)(), data, resolved.recipe, device, epochs)
         return best
 
     study = optuna.create_study(direction="maximize")
@@ -170,10 +200,8 @@ def efficiency_curve(histories: dict[str, Any]) -> list[tuple[int, float]]:
 RANDOM_SEED_OFFSET = 100
 
 
-def bench_efficiency(data: SpectraData, device: torch.device, size: Size, data_dir: Path,
+def bench_efficiency(data: Splits, device: torch.device, size: Size, data_dir: Path,
                      work: Path) -> dict[str, Any]:
-    from results.export import collect_trials
-
     # Optuna's TPE draws its start-up trials with RandomSampler(seed): random search gets other
     # seeds, or both methods would share their first configs and the comparison would be paired.
     methods = {"tpe+asha": ("tpe", "asha", 0), "random+fifo": ("random", "fifo", RANDOM_SEED_OFFSET)}
@@ -200,7 +228,7 @@ def bench_efficiency(data: SpectraData, device: torch.device, size: Size, data_d
     median = float(np.median([np.inf if r is None else r for r in reach]))
     tests = {m: _test_f1(data_dir, size, cfg, device) for m, (_, cfg) in best_configs.items()}
     # The notebook's final_config with its own 100 epochs and patience; cut to the smoke budget on CPU.
-    default = Recipe().to_dict() if size is GPU else {**Recipe().to_dict(), "epochs": size.search_epochs}
+    default = _resolve({}).to_dict() if size is GPU else {**_resolve({}).to_dict(), "epochs": size.search_epochs}
     tests["notebook default"] = _test_f1(data_dir, size, default, device)
     return {"seeds": size.seeds, "trials": size.search_trials, "max_epochs": size.search_epochs,
             "curves": curves, "fraction_of_random_epochs_to_reach_its_best": reach,
@@ -211,17 +239,17 @@ def bench_efficiency(data: SpectraData, device: torch.device, size: Size, data_d
 def _test_f1(data_dir: Path, size: Size, config: dict[str, Any], device: torch.device) -> float:
     """Retrain ``config`` once as ``spectune train --test`` would (its seed picks the training
     subset when the data is scaled down) and evaluate the test split once."""
-    recipe = Recipe.from_dict(config)
-    data = scale_down(load_spectra(data_dir, with_test=True), size.points, size.train_per_class, seed=recipe.seed)
-    result = train(_model_fn(data, recipe.dropout), data, recipe, device)
-    return evaluate_test(result.model, data, recipe, device).macro_f1
+    resolved = _resolve(config)
+    data = load_ztf(data_dir, size, test=True, seed=resolved.recipe.seed)
+    result = train(GALSPECNET.model_fn(data.spec, resolved), data, resolved.recipe, device)
+    return evaluate_test(result.model, data, resolved.recipe, device).macro_f1
 
 
 def noop_trial(config: dict[str, Any], data: Any, settings: Any) -> None:
     """A trial that does no work: what is left of its wall time is the toolkit's overhead."""
     from ray import tune
 
-    tune.report({"epoch": 1, **{k: 0.0 for k in EPOCH_METRICS}, "finished": True})
+    tune.report({"epoch": 1, **{k: 0.0 for k in EPOCH_METRICS}, "best_val_macro_f1": 0.0, "finished": True})
 
 
 def bench_overhead(size: Size, data_dir: Path, work: Path, repeats: int = 3) -> dict[str, Any]:
@@ -242,7 +270,8 @@ def bench_overhead(size: Size, data_dir: Path, work: Path, repeats: int = 3) -> 
 
 
 # --parts name -> key of its figures in bench.json
-PARTS = {"epoch": "epoch_time", "throughput": "throughput", "efficiency": "efficiency", "overhead": "overhead"}
+PARTS = {"epoch": "epoch_time", "cpu_epoch": "cpu_epoch", "throughput": "throughput", "efficiency": "efficiency",
+         "overhead": "overhead"}
 
 
 def _parse_parts(text: str) -> list[str]:
@@ -264,7 +293,7 @@ def _earlier_record(path: Path, device: str, size_name: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m results.benchmark", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m search.bench.benchmark", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("data/ztf-synthetic"))
     parser.add_argument("--out", type=Path, default=Path(".bench"), help="bench.json and the runs' scratch folders")
     parser.add_argument("--size", choices=["auto", "gpu", "cpu"], default="auto")
@@ -283,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         size_name = "gpu" if size is GPU else "cpu smoke"
         device_name = _device_name(device)
         earlier = _earlier_record(args.out / "bench.json", device_name, size_name) if args.merge else {}
-        data = scale_down(load_spectra(args.data), size.points, size.train_per_class)
+        data = load_ztf(args.data, size)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -297,10 +326,11 @@ def main(argv: list[str] | None = None) -> int:
     if started:
         ray.init(log_to_driver=False, logging_level=logging.ERROR, include_dashboard=False)
     runners = {"epoch": lambda: bench_epoch_time(data, device, size),
+               "cpu_epoch": lambda: bench_cpu_epoch(args.data, size),
                "throughput": lambda: bench_throughput(data, device, size, args.data, work),
                "efficiency": lambda: bench_efficiency(data, device, size, args.data, work),
                "overhead": lambda: bench_overhead(size, args.data, work)}
-    command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "results.benchmark", *(argv or sys.argv[1:])])
+    command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "search.bench.benchmark", *(argv or sys.argv[1:])])
     figures, provenance = dict(earlier.get("figures", {})), dict(earlier.get("parts", {}))
     try:
         for part in parts:
@@ -351,6 +381,15 @@ def render_markdown(record: dict[str, Any]) -> str:
                   "| loop | median epoch (s) |", "|---|---|",
                   f"| toolkit recipe | {e['toolkit_epoch_s']:.4f} |", f"| notebook-style | {e['notebook_epoch_s']:.4f} |",
                   f"| ratio | {e['ratio']:.2f} |", ""]
+    if "cpu_epoch" in f:
+        c = f["cpu_epoch"]
+        lines += ["## 1b. The shared loop on CPU (target: ratio <= 1)", "",
+                  f"GalSpecNet, {c['train_spectra']} training spectra at {c['points']} points, the notebook's config, "
+                  f"validation included, {c['threads']} torch threads; interleaved runs, median epoch of each:", "",
+                  "| run | toolkit recipe (s) | notebook-style DataLoader loop (s) |", "|---|---|---|"]
+        lines += [f"| {i + 1} | {r['toolkit_epoch_s']:.2f} | {r['notebook_epoch_s']:.2f} |"
+                  for i, r in enumerate(c["runs"])]
+        lines += ["", f"Median ratio toolkit / notebook-style: {c['median_ratio']:.2f}.", ""]
     if "throughput" in f:
         t = f["throughput"]
         lines += [f"## 2. Throughput: {t['configs']} fixed configs x {t['epochs']} epochs, no early stopping",

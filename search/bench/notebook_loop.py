@@ -17,18 +17,18 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from trainables.config import Recipe
-from trainables.data import SpectraData
+from trainables.data import Splits
 from trainables.recipe import build_scheduler, make_criterion, seed_everything
 
 
-def notebook_train(model: nn.Module, data: SpectraData, recipe: Recipe, device: torch.device,
+def notebook_train(model: nn.Module, data: Splits, recipe: Recipe, device: torch.device,
                    epochs: int | None = None) -> tuple[float, list[float]]:
     """Train like the notebook's ``main()`` (validation only); return (best val macro-F1, epoch seconds)."""
     seed_everything(recipe.seed)
     model = model.to(device)
-    train_loader = DataLoader(TensorDataset(torch.from_numpy(data.train.flux), torch.from_numpy(data.train.labels)),
+    train_loader = DataLoader(TensorDataset(torch.from_numpy(data.train.inputs["x"]), torch.from_numpy(data.train.labels)),
                               batch_size=recipe.batch_size, shuffle=True, num_workers=0)
-    val_loader = DataLoader(TensorDataset(torch.from_numpy(data.val.flux), torch.from_numpy(data.val.labels)),
+    val_loader = DataLoader(TensorDataset(torch.from_numpy(data.val.inputs["x"]), torch.from_numpy(data.val.labels)),
                             batch_size=recipe.batch_size, shuffle=False, num_workers=0)
     criterion = make_criterion(data, recipe, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
@@ -64,6 +64,7 @@ def notebook_train(model: nn.Module, data: SpectraData, recipe: Recipe, device: 
                 preds.extend(out.argmax(dim=1).cpu().numpy())
                 targets.extend(y.cpu().numpy())
         best = max(best, f1_score(np.asarray(targets), np.asarray(preds), average="macro"))
-        scheduler.step()
+        if scheduler is not None:
+            scheduler.step()
         times.append(time.perf_counter() - start)
     return best, times
