@@ -1,0 +1,140 @@
+"""A pair defined entirely in a folder of the user's own (a model file, a data file, a space file),
+found through SPECTUNE_PATH: listed, validated, trained and searched like the built-in pairs. Its
+space optimises val_loss (mode min), so the metric's path through search, selection, best.json
+and train is exercised too."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from search.cli import main
+from search.driver import SearchOptions, run_search
+
+MODEL = '''
+import torch
+from torch import nn
+
+from trainables.hparams import Bool, Int
+from trainables.models import register_model
+
+
+class Net(nn.Module):
+    def __init__(self, n_in, n_out, hidden, skip):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, n_out))
+        self.skip = nn.Linear(n_in, n_out) if skip else None
+
+    def forward(self, numeric):
+        out = self.body(numeric)
+        return out + self.skip(numeric) if self.skip is not None else out
+
+
+@register_model("blob_net", inputs="tabular", hparams={"hidden": Int(8, 1, 64), "skip": Bool(False)})
+def blob_net(spec, hidden, skip):
+    return Net(spec.shapes["numeric"][0], spec.n_classes, hidden, skip)
+'''
+
+DATA = '''
+import numpy as np
+
+from trainables.data import DataModule, InputSpec, Split, Splits, register_data
+from trainables.data._base import fingerprint
+
+
+@register_data
+class Blobs(DataModule):
+    """Three Gaussian blobs in 4 dimensions, generated in memory."""
+
+    name = "blobs"
+    kind = "tabular"
+    classes = ("a", "b", "c")
+
+    def load(self, folder, classes=None):
+        rng = np.random.default_rng(0)
+        splits = []
+        for n in (60, 30, 30):
+            y = np.repeat(np.arange(3), n // 3)
+            x = (rng.normal(0, 1.0, (n, 4)) + y[:, None]).astype(np.float32)
+            splits.append(Split({"numeric": x}, y.astype(np.int64)))
+        spec = InputSpec("tabular", {"numeric": (4,)}, self.classes, numeric=("w", "x", "y", "z"))
+        return Splits(*splits, spec=spec, fingerprint=fingerprint("blobs", "0"))
+'''
+
+SPACE = '''
+from spaces import Budget, Space, choice, integers, loguniform
+
+SPACE = Space(
+    model="blob_net",
+    data="blobs",
+    description="a user's own pair",
+    params={"lr": loguniform(1e-3, 3e-2), "hidden": integers(2, 32), "skip": choice([False, True])},
+    fixed={"loss": "ce", "scheduler": "constant", "warmup_epochs": 0, "batch_size": 16, "epochs": 4},
+    start=[{"lr": 1e-2, "hidden": 8, "skip": True}],
+    metric="val_loss", mode="min",
+    max_epochs=4, grace_period=1, reduction_factor=2,
+    cpu=Budget(trials=4),
+)
+'''
+
+
+@pytest.fixture(scope="module")
+def pairs_root(tmp_path_factory):
+    # One folder for the module: registering blob_net from a second folder would be a clash.
+    root = tmp_path_factory.mktemp("user") / "my_pairs"
+    for kind, name, text in (("models", "blob_net", MODEL), ("data", "blobs", DATA), ("spaces", "blobs_net", SPACE)):
+        (root / kind).mkdir(parents=True)
+        (root / kind / f"{name}.py").write_text(textwrap.dedent(text))
+    return root
+
+
+@pytest.fixture()
+def user_folder(pairs_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("SPECTUNE_PATH", str(pairs_root))
+    monkeypatch.chdir(tmp_path)
+    return pairs_root
+
+
+def test_a_pair_in_a_users_folder_is_listed_validated_and_trained(user_folder, tmp_path, capsys):
+    assert main(["spaces"]) == 0
+    out = capsys.readouterr().out
+    assert "blobs_net: a user's own pair (model blob_net, data blobs; val_loss min" in out
+    assert "skip             choice [False, True]" in out
+    assert main(["train", "--space", "blobs_net", "--json-out", str(tmp_path / "t.json"), "--device", "cpu"]) == 0
+    summary = json.loads((tmp_path / "t.json").read_text())
+    # train starts from the space's first starting point, and selects on the space's metric.
+    assert summary["config"]["lr"] == 1e-2 and summary["config"]["skip"] is True and summary["config"]["hidden"] == 8
+    assert summary["metric"] == "val_loss" and summary["best_value"] == min(h["val_loss"] for h in summary["history"])
+    # The user's table is validated like the toolkit's: a bool for an int, with the module's rule.
+    (tmp_path / "bad.json").write_text(json.dumps({"hidden": True}))
+    assert main(["train", "--space", "blobs_net", "--config", str(tmp_path / "bad.json")]) == 2
+    assert "the 'hidden' hyperparameter must be an int in the range [1, 64]; got True" in capsys.readouterr().err
+
+
+def test_a_pair_in_a_users_folder_is_searched_on_its_metric(ray_session, user_folder, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    outcome = run_search(SearchOptions(space="blobs_net", budget="cpu", seed=0, name="blobs",
+                                       storage=tmp_path / "ray", results_root=tmp_path / "results",
+                                       tracking_uri=uri, patience=None, concurrency=1))
+    trials = pd.read_csv(outcome.results_dir / "trials.csv")
+    assert len(trials) == 4 and "best_val_loss" in trials
+    finished = trials[trials["outcome"] != "failed"]
+    # Selection by the space's metric and mode: the lowest validation loss wins, not the highest F1.
+    assert outcome.best["metric"] == "val_loss" and outcome.best["mode"] == "min"
+    assert outcome.best["best_value"] == pytest.approx(finished["best_val_loss"].min())
+    assert outcome.best["trial_id"] == finished.sort_values("best_val_loss").iloc[0]["trial_id"]
+    client = MlflowClient(uri)
+    parent = client.get_run(outcome.best["mlflow"]["parent_run_id"])
+    assert parent.data.metrics["best_val_loss"] == pytest.approx(outcome.best["best_value"])
+    assert parent.data.tags["model"] == "blob_net"
+    best = tmp_path / "results" / "blobs_net" / "blobs" / "best.json"
+    assert main(["train", "--config", str(best), "--test", "--json-out", str(tmp_path / "final.json"),
+                 "--device", "cpu"]) == 0
+    final = json.loads((tmp_path / "final.json").read_text())
+    assert final["metric"] == "val_loss" and final["config"] == outcome.best["config"]
+    assert final["best_value"] == pytest.approx(outcome.best["best_value"])
+    assert 0 <= final["test_macro_f1"] <= 1
