@@ -34,7 +34,7 @@ def test_cpu_smoke_benchmark_writes_json_and_markdown(ray_session, tmp_path, mon
     write_synthetic(tmp_path / "data", seed=4, n_train=12, n_val=4, n_test=4, n_points=256)
     common = ["--data", str(tmp_path / "data"), "--size", "cpu", "--out", str(tmp_path / "bench"),
               "--markdown", str(tmp_path / "BENCHMARKS.md"), "--plot", str(tmp_path / "plots" / "eff.png")]
-    assert main(common) == 0
+    assert main([*common, "--parts", "epoch,throughput,efficiency,overhead"]) == 0
     record = json.loads((tmp_path / "bench" / "bench.json").read_text())
     figures = record["figures"]
     assert record["size_name"] == "cpu smoke" and record["versions"]["torch"]
@@ -76,3 +76,15 @@ def test_merge_reruns_one_part_and_keeps_the_others(ray_session, tmp_path, monke
     assert main([*common, "--parts", "epoch,speed"]) == 2
     assert "--parts: unknown part(s) ['speed']" in capsys.readouterr().err
     assert json.loads((tmp_path / "bench" / "bench.json").read_text()) == first
+
+
+def test_cpu_epoch_ratio_runs_interleaved_pairs(tmp_path):
+    from dataclasses import replace
+
+    from search.bench.benchmark import CPU, bench_cpu_epoch
+
+    write_synthetic(tmp_path / "data", seed=4, n_train=6, n_val=2, n_test=2, n_points=256)
+    figures = bench_cpu_epoch(tmp_path / "data", replace(CPU, cpu_ratio_points=128, cpu_ratio_pairs=2))
+    assert len(figures["runs"]) == 2 and figures["train_spectra"] == 54 and figures["points"] == 128
+    ratios = [r["toolkit_epoch_s"] / r["notebook_epoch_s"] for r in figures["runs"]]
+    assert figures["median_ratio"] == np.median(ratios)
