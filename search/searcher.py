@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import optuna
@@ -65,8 +66,11 @@ def make_searcher(sampler: str, seed: int, trials: int, concurrency: int, metric
     ``group`` option, which models each set of keys that appear together."""
     if sampler == "tpe":
         conditional = any(isinstance(d, When) for d in params.values())
-        ot_sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=conditional,
-                                                n_startup_trials=startup_trials(trials))
+        with warnings.catch_warnings():
+            # group (TPE over the sets of keys that appear together) is marked experimental in Optuna.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            ot_sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=conditional,
+                                                    n_startup_trials=startup_trials(trials))
     elif sampler == "random":
         ot_sampler = optuna.samplers.RandomSampler(seed=seed)
     else:
