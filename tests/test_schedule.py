@@ -14,7 +14,8 @@ def lr_trajectory(recipe: Recipe, epochs: int) -> list[float]:
     for _ in range(epochs):
         out.append(opt.param_groups[0]["lr"])
         opt.step()
-        sched.step()
+        if sched is not None:
+            sched.step()
     return out
 
 
@@ -44,3 +45,20 @@ def test_notebook_schedule_restarts_at_the_peak():
     assert got[0] == pytest.approx(8e-5 * 1e-6)
     assert got[10] == pytest.approx(8e-5) and got[15] == pytest.approx(8e-5) and got[20] == pytest.approx(8e-5)
     assert got[14] < got[13] < got[12] < got[11] < got[10]
+
+
+def test_cosine_and_step_schedules_after_warm_up():
+    cosine = Recipe.from_dict({"scheduler": "cosine", "warmup_epochs": 2, "epochs": 12, "lr": 1e-3, "eta_min": 0.0})
+    got = lr_trajectory(cosine, 12)
+    assert got[2] == pytest.approx(1e-3)
+    assert got[2:] == pytest.approx([1e-3 * (1 + math.cos(math.pi * t / 10)) / 2 for t in range(10)], rel=1e-9)
+    step = Recipe.from_dict({"scheduler": "step", "warmup_epochs": 0, "step_size": 3, "decay": 0.5, "lr": 1e-3})
+    assert lr_trajectory(step, 7) == pytest.approx([1e-3] * 3 + [5e-4] * 3 + [2.5e-4])
+
+
+def test_constant_and_plateau_keep_the_rate_after_warm_up():
+    for name in ("constant", "plateau"):
+        recipe = Recipe.from_dict({"scheduler": name, "warmup_epochs": 2, "lr": 1e-3, "start_factor": 0.5})
+        assert lr_trajectory(recipe, 5) == pytest.approx([5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+    assert build_scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1),
+                           Recipe.from_dict({"scheduler": "constant", "warmup_epochs": 0})) is None

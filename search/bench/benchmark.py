@@ -373,8 +373,8 @@ def render_markdown(record: dict[str, Any]) -> str:
     if smoke:
         lines += ["**CPU smoke run.** Sizes are cut down so that the benchmark runs anywhere; parts 1-3",
                   "show that the benchmark works and are not the toolkit's performance: their targets are",
-                  "judged only from a GPU run (`make bench` on a machine with a CUDA GPU). Part 4 is a CPU",
-                  "measurement by design.", ""]
+                  "judged only from a GPU run (`make bench` on a machine with a CUDA GPU). Parts 1b and 4",
+                  "are CPU measurements by design (1b at full size).", ""]
     if "epoch_time" in f:
         e = f["epoch_time"]
         lines += ["## 1. Epoch time (target: toolkit <= 0.5x notebook-style)", "",

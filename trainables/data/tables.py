@@ -22,6 +22,7 @@ seen in training.
 from __future__ import annotations
 
 import gzip
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -87,7 +88,10 @@ def mlbench_arrays(name: str) -> dict[str, Any]:
     except ImportError:
         raise DataError("reading mlbench tables needs the rdata package: `pip install rdata` "
                         "(or `pip install -e '.[tables]'`).") from None
-    frame = next(iter(rdata.read_rda(str(path)).values()))
+    with warnings.catch_warnings():
+        # R's .rda files in mlbench carry no encoding mark; their names are plain ASCII.
+        warnings.filterwarnings("ignore", message="Unknown encoding")
+        frame = next(iter(rdata.read_rda(str(path)).values()))
     target = "Class" if "Class" in frame.columns else "classes"
     codes = frame[target].astype("category")
     numeric = frame.drop(columns=[target]).to_numpy(dtype=np.float64)
