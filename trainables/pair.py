@@ -61,9 +61,6 @@ class Pair:
         """The union of the three tables."""
         return {k: p for table in self.tables().values() for k, p in table.items()}
 
-    def owner(self, key: str) -> str | None:
-        return next((o for o, t in self.tables().items() if key in t), None)
-
     def resolve(self, values: Mapping[str, Any], source: str = "config", soft: tuple[str, ...] = ()) -> Resolved:
         """Defaults overridden by ``values``, checked against the pair's table."""
         tables = self.tables()
