@@ -7,6 +7,7 @@ and a mistake in the arguments is reported before any of them load.
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 import warnings
 from pathlib import Path
@@ -116,12 +117,12 @@ def cmd_data(args: argparse.Namespace) -> None:
             pass
     options = {k: v for k, v in (("per_class", args.per_class), ("points", args.points), ("source", args.source),
                                  ("rows", args.rows)) if v is not None}
-    try:
-        message = module.prepare(args.out, seed=args.seed, force=args.force, **options)
-    except TypeError as exc:
-        if "unexpected keyword" not in str(exc):
-            raise
-        raise DataError(f"data {module.name!r} does not take {sorted(options)}: {exc}") from None
+    # Each module's prepare() names the options it takes; any other is refused, never ignored.
+    taken = set(inspect.signature(module.prepare).parameters) - {"out", "seed", "force"}
+    unknown = sorted(set(options) - taken)
+    if unknown:
+        raise DataError(f"data {module.name!r} does not take {unknown}; it takes {sorted(taken) or 'no options'}.")
+    message = module.prepare(args.out, seed=args.seed, force=args.force, **options)
     print(message)
 
 

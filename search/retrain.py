@@ -84,11 +84,9 @@ def run_train(req: TrainRequest) -> dict[str, Any]:
     recipe, pair = resolved.recipe, space.pair
     device = pick_device(req.device)
     _check_writable(req.json_out)
-    scaling = {"points": req.points, "train_per_class": req.train_per_class, "train_fraction": req.train_fraction}
-    recorded = {k: searched.get(k) for k in scaling}
-    scaling = {k: v if v is not None else recorded[k] for k, v in scaling.items()}
-    if any(req_v is None and recorded[k] is not None for k, req_v in
-           (("points", req.points), ("train_per_class", req.train_per_class), ("train_fraction", req.train_fraction))):
+    requested = {"points": req.points, "train_per_class": req.train_per_class, "train_fraction": req.train_fraction}
+    scaling = {k: v if v is not None else searched.get(k) for k, v in requested.items()}
+    if scaling != requested:
         print(f"using the search's data scaling from {req.config}: "
               + ", ".join(f"{k}={v}" for k, v in scaling.items() if v is not None)
               + " (pass --points/--train-per-class/--train-fraction to change it)")

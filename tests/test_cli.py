@@ -44,7 +44,9 @@ from trainables.data.ztf_synthetic import CLASS_ORDER
      r"images/train\.pt: 'signal' must have shape \(N, C, L\) or \(N, L\); got \(6, 1, 8, 8\)"),
     (["search", "--space", "waveform_cnn", "--data", "{tmp}/badtest"], r"badtest/test\.pt: not a readable torch\.save file"),
     (["search", "--space", "galspecnet", "--data", "{tmp}/waves"], r"galspecnet pools by 4 three times and needs at least 64 points"),
-    (["data", "--pair", "wine_mlp", "--per-class", "1", "1", "1"], r"data 'wine' does not take \['per_class'\]"),
+    (["data", "--pair", "wine_mlp", "--per-class", "1", "1", "1"], r"data 'wine' does not take \['per_class'\]; it takes no options"),
+    (["data", "--pair", "galspecnet", "--source", "shuttle", "--out", "{tmp}/z"],
+     r"data 'ztf_spectra' does not take \['source'\]; it takes \['per_class', 'points'\]"),
     (["data", "--pair", "tabular_dcn", "--source", "excel", "--out", "{tmp}/t"], r"--source must be one of \['covertype'"),
 ])
 def test_bad_input_gives_one_clear_error(argv, match, tmp_path, monkeypatch, capsys):

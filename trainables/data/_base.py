@@ -299,6 +299,13 @@ def stratified_split(labels: np.ndarray, fractions: Sequence[float], seed: int) 
     return [np.sort(np.concatenate(p)) for p in parts]
 
 
+def standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """Every array scaled with the training array's mean and standard deviation."""
+    mean, std = train.mean(axis=0), train.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    return [((a - mean) / std).astype(np.float32) for a in (train, *others)]
+
+
 def write_torch_splits(out: Path, splits: Mapping[str, dict[str, Any]]) -> dict[str, Path]:
     """``torch.save`` each split to ``out/<split>.pt`` so that the folder never holds a half-written
     set: all payloads are serialised first, then each lands via a temporary file and a rename."""

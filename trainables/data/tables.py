@@ -29,8 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from trainables.data._base import DataError, DataModule, InputSpec, Split, Splits, fingerprint, register_data, \
-    stratified_split
-from trainables.data.wine import standardise
+    standardise, stratified_split
 
 FILE = "table.npz"
 FRACTIONS = (0.7, 0.15, 0.15)
@@ -169,7 +168,7 @@ class Table(DataModule):
         return Splits(*splits, spec=spec, fingerprint=fingerprint(raw, f"{FRACTIONS}|{SEED}"))
 
     def prepare(self, out: Path | None, seed: int, force: bool, source: str = "covertype",
-                rows: int = 20000, **options: Any) -> str:
+                rows: int = 20000) -> str:
         out = self.folder(out)
         if (out / FILE).exists() and not force:
             raise DataError(f"{out / FILE} exists; pass --force to overwrite, or choose another --out.")

@@ -9,7 +9,6 @@ points, so the notebook's plain model stays clearly below perfect (see the READM
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -49,7 +48,7 @@ class Waveforms(SequenceFolder):
     generate_hint = "Generate the waves with `spectune data --pair waveform_cnn`"
 
     def prepare(self, out: Path | None, seed: int, force: bool, per_class: tuple[int, int, int] = (1000, 300, 300),
-                points: int = POINTS, **options: Any) -> str:
+                points: int = POINTS) -> str:
         import torch
 
         out = self.folder(out)

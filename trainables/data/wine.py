@@ -13,16 +13,9 @@ from typing import Sequence
 import numpy as np
 
 from trainables.data._base import DataError, DataModule, InputSpec, Split, Splits, fingerprint, register_data, \
-    stratified_split
+    standardise, stratified_split
 
 SPLIT_SEED = 0
-
-
-def standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
-    """Every array scaled with the training array's mean and standard deviation."""
-    mean, std = train.mean(axis=0), train.std(axis=0)
-    std = np.where(std > 0, std, 1.0)
-    return [((a - mean) / std).astype(np.float32) for a in (train, *others)]
 
 
 @register_data

@@ -7,7 +7,6 @@ The default folder is the synthetic stand-in written by ``spectune data`` (see
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from trainables.data._base import register_data, refuse_overwrite
 from trainables.data._sequences import SequenceFolder
@@ -23,7 +22,7 @@ class ZTFSpectra(SequenceFolder):
     generate_hint = "Generate the synthetic set with `spectune data --pair galspecnet` (or `make data`)"
 
     def prepare(self, out: Path | None, seed: int, force: bool, per_class: tuple[int, int, int] = (560, 120, 120),
-                points: int = N_POINTS, **options: Any) -> str:
+                points: int = N_POINTS) -> str:
         out = self.folder(out)
         refuse_overwrite(out, force)
         paths = write_synthetic(out, seed=seed, n_train=per_class[0], n_val=per_class[1], n_test=per_class[2],
