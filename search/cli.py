@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--points", type=_positive_int, help="points per generated sequence (ZTF default 4096)")
     p.add_argument("--source", help="where a table comes from (tables: covertype, shuttle, satellite, synthetic)")
     p.add_argument("--rows", type=_positive_int, help="rows of a synthetic table")
+    p.add_argument("--max-tokens", type=_positive_int, help="tokens per text (text data; default 256)")
+    p.add_argument("--tokenizer", help="tokenizer.json, or package:NAME of a weights package (text data)")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.add_argument("--if-missing", action="store_true", help="do nothing when the data already loads")
 
@@ -47,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", action="store_true", help="evaluate the final model on test.pt, once")
     p.add_argument("--json-out", type=Path, default=Path("runs/train.json"))
     p.add_argument("--threads", type=_positive_int, help="CPU threads for torch")
+    p.add_argument("--save", type=Path, metavar="DIR", help="write the best epoch's model to DIR (model.pt, config.json)")
+    p.add_argument("--base", help="pretrained weights to start from (default: the config file's, else the model's)")
     _data_args(p)
 
     p = sub.add_parser("search", help="run a hyperparameter search (Ray Tune + Optuna + ASHA, tracked in MLflow)")
@@ -67,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", help="MLflow store (default MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     p.add_argument("--patience", type=_positive_int, default=5, help="in-trial early stopping (default 5)")
     p.add_argument("--no-patience", action="store_true", help="train every trial for its full budget")
+    p.add_argument("--base", help="pretrained weights to start from, for models that take them (default: the model's)")
     p.add_argument("--start", type=Path, metavar="JSON",
                    help="configs to evaluate first: a JSON list of objects over the searched keys")
     _data_args(p)
@@ -116,7 +121,8 @@ def cmd_data(args: argparse.Namespace) -> None:
         except DataError:
             pass
     options = {k: v for k, v in (("per_class", args.per_class), ("points", args.points), ("source", args.source),
-                                 ("rows", args.rows)) if v is not None}
+                                 ("rows", args.rows),
+                                 ("max_tokens", args.max_tokens), ("tokenizer", args.tokenizer)) if v is not None}
     # Each module's prepare() names the options it takes; any other is refused, never ignored.
     taken = set(inspect.signature(module.prepare).parameters) - {"out", "seed", "force"}
     unknown = sorted(set(options) - taken)
@@ -147,7 +153,7 @@ def cmd_train(args: argparse.Namespace) -> None:
                            device=args.device, test=args.test, json_out=args.json_out,
                            classes=_classes(args.classes), points=args.points,
                            train_per_class=args.train_per_class, train_fraction=args.train_fraction,
-                           threads=args.threads))
+                           threads=args.threads, save=args.save, base=args.base))
 
 
 def cmd_search(args: argparse.Namespace) -> None:
@@ -161,7 +167,7 @@ def cmd_search(args: argparse.Namespace) -> None:
         address=args.address, tracking_uri=args.tracking_uri, data=args.data,
         classes=tuple(classes) if classes else None, points=args.points, train_per_class=args.train_per_class,
         train_fraction=args.train_fraction, budget=args.budget, patience=None if args.no_patience else args.patience,
-        start=read_start_configs(args.start) if args.start else ()))
+        start=read_start_configs(args.start) if args.start else (), base=args.base))
 
 
 def cmd_export(args: argparse.Namespace) -> None:

@@ -30,6 +30,7 @@ from trainables.data import Splits, scale_down
 from trainables.discovery import ENV
 from trainables.hparams import ConfigError
 from trainables.pair import Pair
+from trainables.pretrained import Base
 from trainables.tune_trainable import TrialSettings, run_trial
 
 
@@ -64,6 +65,7 @@ class SearchOptions:
     results_root: Path = Path("results")
     start: tuple[dict[str, Any], ...] = ()
     space_start: bool = True
+    base: str | None = None
 
 
 class SearchError(RuntimeError):
@@ -132,13 +134,13 @@ def load_data(pair: Pair, folder: Path | None, classes: tuple[str, ...] | list[s
     return data if test else replace(data, test=None)
 
 
-def dry_run(pair: Pair, data: Splits, config: dict[str, Any], source: str) -> None:
+def dry_run(pair: Pair, data: Splits, config: dict[str, Any], source: str, base: Base | None = None) -> None:
     """Build the model for ``config`` and pass two training examples through it, so that a model that
     does not fit the data fails now, in one line, rather than in every trial."""
     import torch
 
     resolved = pair.resolve(config, source=source)
-    model = pair.model_fn(data.spec, resolved)()
+    model = pair.model_fn(data.spec, resolved, base)()
     batch = {k: torch.from_numpy(v[:2].copy()) for k, v in data.train.inputs.items()}
     model.eval()
     try:
@@ -218,17 +220,18 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
 
     data = load_data(pair, o.data, o.classes, test=False, points=o.points, train_per_class=o.train_per_class,
                      train_fraction=o.train_fraction, seed=o.seed)
-    dry_run(pair, data, space.first_config(), f"spaces/{space.name}.py: first config")
+    base = pair.load_base(o.base)
+    dry_run(pair, data, space.first_config(), f"spaces/{space.name}.py: first config", base)
     tracking_uri = o.tracking_uri or default_tracking_uri()
     search_metric, params = space.search_metric, list(space.params)
     tracker = MLflowTracker(
         tracking_uri, experiment=f"spectune-{space.name}", search_id=name,
         tags={"space": space.name, "model": pair.model, "data": pair.data, "sampler": o.sampler,
               "scheduler": o.scheduler, "seed": str(o.seed), "git_commit": git_commit(),
-              "data_fingerprint": data.fingerprint},
+              "data_fingerprint": data.fingerprint, **({"base_sha256": base.sha256} if base else {})},
         params={"trials": o.trials, "max_epochs": max_epochs, "grace_period": grace, "metric": space.metric,
                 "mode": space.mode, "train_examples": len(data.train), "patience": o.patience,
-                "inputs": data.spec.describe()})
+                "inputs": data.spec.describe(), **({"base": base.path} if base else {})})
     _quiet_ray()
     tracker.connect()
 
@@ -243,6 +246,9 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
         console.print(f"space {space.name}: {len(params)} hyperparameters, model {pair.model}, data {pair.data}; "
                       f"optimising {space.metric} ({space.mode})")
         console.print(f"data: {data.describe()}, fingerprint {data.fingerprint}")
+        if base is not None:
+            console.print(f"base: {base.path} (sha256 {base.sha256[:12]}..., {base.record()['parameters']:,} "
+                          "parameters), sent to every trial once")
         console.print(f"budget: {o.trials} trials x up to {max_epochs} epochs; sampler {o.sampler}"
                       + (f" ({startup_trials(o.trials)} random start-up trials, then TPE)" if o.sampler == "tpe" else "")
                       + f", scheduler {o.scheduler}" + (f" (grace {grace}, reduction {space.reduction_factor})"
@@ -254,8 +260,10 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
                           "the order trials finish; only --concurrency 1 repeats a search exactly.")
         settings = TrialSettings(model=pair.model, data=pair.data, max_epochs=max_epochs, seed=o.seed,
                                  fixed=dict(space.fixed), patience=o.patience, metric=space.metric, mode=space.mode,
-                                 device=place.device, threads=place.threads, user_path=os.environ.get(ENV, ""))
-        trainable = tune.with_resources(tune.with_parameters(trial_fn, data=data, settings=settings),
+                                 device=place.device, threads=place.threads, user_path=os.environ.get(ENV, ""),
+                                 searched=tuple(params))
+        shipped = {"data": data, "settings": settings, **({"base": base} if base is not None else {})}
+        trainable = tune.with_resources(tune.with_parameters(trial_fn, **shipped),
                                         {"cpu": place.cpus_per_trial, "gpu": place.gpus_per_trial})
         progress = ProgressPrinter(o.trials, space.metric, space.mode)
         if o.resume:
@@ -304,6 +312,8 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
                              "train_fraction": o.train_fraction, "classes": list(o.classes) if o.classes else None,
                              "path": str(o.data or pair.data_module.default_dir or ""), "threads": place.threads},
                        versions=versions(), git_commit=git_commit())
+    if base is not None:
+        best["base"] = base.record()
     frame["mlflow_run_id"] = [tracker.run_id(t) for t in frame["trial_id"]]
     history = histories.get(best_trial.trial_id)
     artifacts = _best_artifacts(out_dir, best_trial, [] if history is None else history.to_dict("records"),

@@ -14,7 +14,10 @@ from results.plots import plot_confusion, plot_learning_curves
 from results.provenance import git_commit, versions
 from search.driver import load_data
 from spaces import Space, get_space
+from trainables.checkpoint import save_checkpoint
+from trainables.models._finetune import parameter_counts
 from trainables.pair import Resolved
+from trainables.pretrained import check_same_base
 from trainables.recipe import EpochReport, evaluate_test, pick_device, train
 
 
@@ -32,6 +35,8 @@ class TrainRequest:
     train_per_class: int | None = None
     train_fraction: float | None = None
     threads: int | None = None
+    save: Path | None = None
+    base: str | None = None
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -48,10 +53,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return obj
 
 
-def resolve_config(req: TrainRequest) -> tuple[Space, Resolved, dict[str, Any], str, str]:
+def resolve_config(req: TrainRequest) -> tuple[Space, Resolved, dict[str, Any], str, str, dict[str, Any] | None]:
     """The space, the resolved config, the data scaling recorded in the config file (if any) and the
     metric and mode to select on. Values: the pair's defaults < the space's fixed values and first
-    starting point < the config file < ``--epochs``."""
+    starting point < the config file < ``--epochs``. Last, the base the config file records, if any."""
     record = read_config_file(req.config) if req.config else {"config": {}}
     file_space, values = record.get("space"), record["config"]
     if req.space and file_space and req.space != file_space:
@@ -65,7 +70,7 @@ def resolve_config(req: TrainRequest) -> tuple[Space, Resolved, dict[str, Any], 
     resolved = space.pair.resolve({**base, **values, **overrides}, source=source,
                                   soft=tuple(k for k in base if k not in values))
     metric, mode = record.get("metric", space.metric), record.get("mode", space.mode)
-    return space, resolved, record.get("data") or {}, metric, mode
+    return space, resolved, record.get("data") or {}, metric, mode, record.get("base")
 
 
 def _check_writable(path: Path) -> None:
@@ -80,10 +85,12 @@ def _check_writable(path: Path) -> None:
 
 def run_train(req: TrainRequest) -> dict[str, Any]:
     """Validate everything, train, evaluate test once if asked, and write the JSON summary and figures."""
-    space, resolved, searched, metric, mode = resolve_config(req)
+    space, resolved, searched, metric, mode, record_base = resolve_config(req)
     recipe, pair = resolved.recipe, space.pair
     device = pick_device(req.device)
     _check_writable(req.json_out)
+    if req.save:
+        _check_writable(req.save / "config.json")
     requested = {"points": req.points, "train_per_class": req.train_per_class, "train_fraction": req.train_fraction}
     scaling = {k: v if v is not None else searched.get(k) for k, v in requested.items()}
     if scaling != requested:
@@ -96,6 +103,9 @@ def run_train(req: TrainRequest) -> dict[str, Any]:
     if threads != req.threads:
         print(f"using the search's {threads} CPU thread(s) per trial (--threads to change it)")
     data = load_data(pair, req.data, classes, test=req.test, seed=recipe.seed, **scaling)
+    base = pair.load_base(req.base or (record_base or {}).get("path"))
+    if base is not None:
+        check_same_base(base, record_base, str(req.config))
     if threads:
         torch.set_num_threads(threads)
 
@@ -110,14 +120,24 @@ def run_train(req: TrainRequest) -> dict[str, Any]:
               f"{m['val_macro_f1']:.4f}  lr {m['lr']:.2e}  {m['epoch_time_s']:.1f}s"
               + ("  *best" if r.improved else ""), flush=True)
 
-    result = train(pair.model_fn(data.spec, resolved), data, recipe, device, on_epoch=show, metric=metric,
+    sizes: dict[str, float] = {}
+
+    def build() -> torch.nn.Module:
+        model = pair.model_fn(data.spec, resolved, base)()
+        sizes.update(parameter_counts(model))
+        print(f"parameters: {int(sizes['trainable_params']):,} trainable of {int(sizes['total_params']):,} "
+              f"({100 * sizes['trainable_fraction']:.2f} %)")
+        return model
+
+    result = train(build, data, recipe, device, on_epoch=show, metric=metric,
                    mode=mode, augment=pair.augment(resolved))
     summary: dict[str, Any] = {
         "space": space.name, "model": pair.model, "data_module": pair.data, "config": resolved.to_dict(),
         "metric": metric, "mode": mode, "best_value": result.best[metric],
         "val_macro_f1": result.best["val_macro_f1"], "val_acc": result.best["val_acc"],
         "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-        "stopped_early": result.stopped_early, "classes": list(data.classes),
+        "stopped_early": result.stopped_early, "classes": list(data.classes), **sizes,
+        "base": base.record() if base is not None else None,
         "data": {"fingerprint": data.fingerprint, "description": data.describe()},
         "device": str(device), "versions": versions(), "git_commit": git_commit(),
         "history": result.history,
@@ -136,6 +156,16 @@ def run_train(req: TrainRequest) -> dict[str, Any]:
         print(f"test (evaluated once): macro-F1 {test.macro_f1:.4f}, accuracy {test.acc:.3f}, "
               f"top-3 accuracy {test.top3_acc:.3f}")
     summary["figures"] = {k: str(v) for k, v in figures.items()}
+    if req.save:
+        save_checkpoint(req.save, result.model, {
+            "model": pair.model, "data": pair.data, "space": space.name, "config": resolved.to_dict(),
+            "spec": {"kind": data.spec.kind, "shapes": {k: list(v) for k, v in data.spec.shapes.items()},
+                     "classes": list(data.classes)},
+            "data_fingerprint": data.fingerprint, "data_description": data.describe(),
+            "best_epoch": result.best_epoch, metric: result.best[metric], "versions": versions(),
+            "base": base.record() if base is not None else None})
+        summary["checkpoint"] = str(req.save)
+        print(f"model saved -> {req.save}/ (model.pt and config.json)")
     write_json(req.json_out, summary)
     print(f"best epoch {result.best_epoch} of {result.epochs_run}: {metric} {result.best[metric]:.4f} "
           f"(val macro-F1 {result.best['val_macro_f1']:.4f}); summary -> {req.json_out}")

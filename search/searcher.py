@@ -11,7 +11,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from spaces import When
+from spaces import PowerOfTwo, When
 
 SAMPLERS = ("tpe", "random")
 SCHEDULERS = ("asha", "fifo")
@@ -49,14 +49,29 @@ class DefineByRun:
     def __init__(self, params: dict[str, Any]) -> None:
         self.params = dict(params)
 
-    def __call__(self, trial: Any) -> None:
+    def __call__(self, trial: Any) -> dict[str, Any] | None:
         chosen: dict[str, Any] = {}
+        derived: dict[str, Any] = {}
         for key, domain in self.params.items():
             if isinstance(domain, When):
                 if chosen.get(domain.key) not in domain.values:
                     continue
                 domain = domain.domain
             chosen[key] = domain.suggest(trial, key)
+            if isinstance(domain, PowerOfTwo):
+                derived[key] = chosen[key]
+        # Values Optuna did not sample under their own name (a rank sampled as its log2) reach the
+        # trial's config as constants, Ray's define-by-run contract.
+        return derived or None
+
+    def encode(self, point: dict[str, Any]) -> dict[str, Any]:
+        """A starting point in the names and values Optuna samples."""
+        out: dict[str, Any] = {}
+        for key, value in point.items():
+            domain = self.params.get(key)
+            domain = domain.domain if isinstance(domain, When) else domain
+            out.update(domain.encode(key, value) if isinstance(domain, PowerOfTwo) else {key: value})
+        return out
 
 
 def make_searcher(sampler: str, seed: int, trials: int, concurrency: int, metric: str, mode: str,
@@ -75,8 +90,9 @@ def make_searcher(sampler: str, seed: int, trials: int, concurrency: int, metric
         ot_sampler = optuna.samplers.RandomSampler(seed=seed)
     else:
         raise ValueError(f"--sampler must be one of {SAMPLERS}; got {sampler!r}.")
-    search = PrunedAwareOptunaSearch(space=DefineByRun(params), metric=metric, mode=mode, sampler=ot_sampler,
-                                     points_to_evaluate=[dict(p) for p in start] or None)
+    space = DefineByRun(params)
+    search = PrunedAwareOptunaSearch(space=space, metric=metric, mode=mode, sampler=ot_sampler,
+                                     points_to_evaluate=[space.encode(p) for p in start] or None)
     return ConcurrencyLimiter(search, max_concurrent=concurrency)
 
 

@@ -21,6 +21,8 @@ from results.export import trial_outcome
 # What the recipe reports each epoch that is worth a curve in the UI (with the best_<metric> of the
 # space's metric); Ray's own keys are left out.
 EPOCH_METRICS = ("lr", "train_loss", "val_loss", "val_acc", "val_top3_acc", "val_macro_f1", "epoch_time_s")
+# Logged once per trial, at its first epoch: the model's size, for the rank / accuracy / size trade-off.
+SIZE_METRICS = ("trainable_params", "total_params", "trainable_fraction")
 TAG_SEARCH = "spectune.search"
 TAG_TRIAL = "spectune.trial_id"
 TAG_OUTCOME = "spectune.outcome"
@@ -122,7 +124,8 @@ class MLflowTracker(tune.Callback):
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         ts = int(result.get("timestamp", 0) * 1000)
         metrics = [Metric(k, float(v), ts, step) for k, v in result.items()
-                   if k in EPOCH_METRICS or (k.startswith("best_") and isinstance(v, (int, float)))]
+                   if k in EPOCH_METRICS or (k.startswith("best_") and isinstance(v, (int, float)))
+                   or (k in SIZE_METRICS and step == 1)]
         self.client.log_batch(run_id, metrics=metrics)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

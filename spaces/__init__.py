@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from spaces._domains import Categorical, Float, Int, When, choice, integers, loguniform, uniform, when
+from spaces._domains import (Categorical, Float, Int, PowerOfTwo, When, choice, integers, loguniform, powers_of_two,
+                             uniform, when)
 from spaces._space import Budget, Space, SpaceError, active_keys, describe_domain, validate_space
 from trainables.discovery import entries, import_entry
 from trainables.recipe import METRICS
 
-__all__ = ["METRICS", "Budget", "Categorical", "Float", "Int", "Space", "SpaceError", "When", "active_keys",
-           "choice", "describe_domain", "get_space", "integers", "list_spaces", "loguniform", "uniform", "when"]
+__all__ = ["METRICS", "Budget", "Categorical", "Float", "Int", "PowerOfTwo", "Space", "SpaceError", "When",
+           "active_keys", "choice", "describe_domain", "get_space", "integers", "list_spaces", "loguniform",
+           "powers_of_two", "uniform", "when"]
 
 
 def list_spaces() -> list[str]:

@@ -1,7 +1,8 @@
 """The ranges a space searches: small value objects that Optuna samples and JSON records.
 
 ``loguniform(1e-5, 1e-2)``, ``uniform(0.0, 0.5)``, ``integers(1, 8)`` (both ends included),
-``choice([64, 128])`` (strings and bools too) and ``when("norm", ["group"], choice([2, 4]))``
+``choice([64, 128])`` (strings and bools too), ``powers_of_two(2, 64)`` (an ordered power-of-two
+range such as a LoRA rank, which Optuna sees as the integer exponent ``<key>_log2``) and ``when("norm", ["group"], choice([2, 4]))``
 for a key searched only while another searched key has one of the given values. They hold no
 computation: the searcher turns them into Optuna suggestions, the space validator checks them
 against the declared tables, and ``to_json`` saves them with every search.
@@ -62,6 +63,36 @@ class Int:
 
 
 @dataclass(frozen=True)
+class PowerOfTwo(Int):
+    """``low``, ``2 * low``, ..., ``high`` (powers of two). Optuna samples the exponent as an integer
+    named ``<key>_log2``, so TPE knows 8 lies between 4 and 16 (a ``choice`` would be unordered, and
+    Optuna refuses a stepped log range); the trial's config holds the value itself under ``<key>``."""
+
+    log: bool = True
+
+    @staticmethod
+    def encoded(name: str) -> str:
+        return f"{name}_log2"
+
+    def suggest(self, trial: Any, name: str) -> int:
+        exponent = trial.suggest_int(self.encoded(name), self.low.bit_length() - 1, self.high.bit_length() - 1)
+        return 2 ** exponent
+
+    def encode(self, name: str, value: int) -> dict[str, int]:
+        """A starting point's value as what Optuna samples."""
+        return {self.encoded(name): int(value).bit_length() - 1}
+
+    def contains(self, value: Any) -> bool:
+        return super().contains(value) and value > 0 and value & (value - 1) == 0
+
+    def describe(self) -> str:
+        return f"powers of two [{self.low}, {self.high}] (searched as the integer log2)"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "power_of_two", "low": self.low, "high": self.high, "searched_as": "integer log2"}
+
+
+@dataclass(frozen=True)
 class Categorical:
     values: tuple[Any, ...]
     kind = None
@@ -112,6 +143,14 @@ def loguniform(low: float, high: float) -> Float:
 def integers(low: int, high: int, log: bool = False) -> Int:
     """Integers from ``low`` to ``high``, both included."""
     return Int(low, high, log)
+
+
+def powers_of_two(low: int, high: int) -> PowerOfTwo:
+    """Powers of two from ``low`` to ``high`` (both powers of two, both included), ordered."""
+    for bound in (low, high):
+        if not isinstance(bound, int) or isinstance(bound, bool) or bound < 1 or bound & (bound - 1):
+            raise ValueError(f"powers_of_two: bounds must be powers of two (1, 2, 4, ...); got {bound!r}.")
+    return PowerOfTwo(low, high)
 
 
 def choice(values: Sequence[Any]) -> Categorical:

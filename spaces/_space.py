@@ -33,7 +33,7 @@ class Budget:
         if self.max_epochs:
             parts.append(f"up to {self.max_epochs} epochs each")
         if self.points:
-            parts.append(f"sequences block-averaged to {self.points} points")
+            parts.append(f"sequences reduced to {self.points} points (spectra block-averaged, text cut)")
         if self.train_per_class:
             parts.append(f"at most {self.train_per_class} training examples per class")
         if self.train_fraction:

@@ -17,6 +17,7 @@ from trainables.data import DataModule, InputSpec, get_data
 from trainables.hparams import ConfigError, HParam, resolve
 from trainables.models import get_model
 from trainables.models._base import ModelEntry
+from trainables.pretrained import Base
 
 
 @dataclass(frozen=True)
@@ -74,10 +75,21 @@ class Pair:
                         model=resolve(model_table, parts[1], source, soft),
                         data=resolve(data_table, parts[2], source, soft))
 
-    def model_fn(self, spec: InputSpec, resolved: Resolved) -> Callable[[], nn.Module]:
+    def load_base(self, source: str | None = None) -> Base | None:
+        """The model's pretrained weights from ``source`` (default: the model's own), or ``None`` for a
+        model trained from scratch; :class:`~trainables.pretrained.BaseError` when they cannot be had."""
+        pretrained = self.model_entry.pretrained
+        if pretrained is None:
+            if source:
+                raise ConfigError(f"--base {source}: model {self.model!r} starts from random weights and takes no "
+                                  "base; drop --base.")
+            return None
+        return pretrained.load(source or pretrained.default)
+
+    def model_fn(self, spec: InputSpec, resolved: Resolved, base: Base | None = None) -> Callable[[], nn.Module]:
         """A builder of this pair's model for ``spec`` (called by the loop after seeding)."""
         entry = self.model_entry
-        return lambda: entry.build(spec, resolved.model)
+        return lambda: entry.build(spec, resolved.model, base)
 
     def augment(self, resolved: Resolved) -> Callable[[dict, Any], dict] | None:
         """The data module's per-batch change for this config, or ``None`` when it has no knobs."""

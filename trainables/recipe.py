@@ -257,7 +257,8 @@ def train(model_fn: Callable[[], nn.Module], data: Splits, recipe: Recipe,
     train_x, train_y = to_device(data.train, device)
     val_x, val_y = to_device(data.val, device)
     criterion = make_criterion(data, recipe, device)
-    optimizer = build_optimizer(model.parameters(), recipe, device)
+    # Frozen weights (a fine-tuned model's base) get no optimizer state and no weight decay.
+    optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], recipe, device)
     scheduler = build_scheduler(optimizer, recipe)
     plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=recipe.decay,
                                                           patience=recipe.plateau_patience)

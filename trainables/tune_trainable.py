@@ -18,13 +18,14 @@ from typing import Any
 import torch
 from ray import tune
 
+from trainables.checkpoint import CONFIG_FILE, WEIGHTS_FILE, trainable_state
 from trainables.data import Splits
 from trainables.discovery import ENV
+from trainables.models._finetune import parameter_counts
 from trainables.pair import Pair, Resolved
+from trainables.pretrained import Base
 from trainables.recipe import EpochReport, pick_device, train
 
-CHECKPOINT_FILE = "model.pt"
-CONFIG_FILE = "config.json"
 CONFUSION_FILE = "val_confusion.json"
 
 
@@ -44,37 +45,50 @@ class TrialSettings:
     device: str = "auto"
     threads: int = 1
     user_path: str = ""
+    searched: tuple[str, ...] = ()
 
     @property
     def pair(self) -> Pair:
         return Pair(self.model, self.data)
 
     def resolve(self, config: dict[str, Any]) -> Resolved:
+        # A trial's config also holds the searcher's encodings (lora_rank_log2 beside lora_rank).
+        config = {k: v for k, v in config.items() if k in self.searched} if self.searched else config
         values = {**self.fixed, **config, "epochs": self.max_epochs, "patience": self.patience, "seed": self.seed}
         return self.pair.resolve(values, source="trial config", soft=tuple(self.fixed))
 
 
-def run_trial(config: dict[str, Any], data: Splits, settings: TrialSettings) -> None:
-    """Train one config and ``tune.report`` each epoch, with a checkpoint whenever the metric improves."""
+def run_trial(config: dict[str, Any], data: Splits, settings: TrialSettings, base: Base | None = None) -> None:
+    """Train one config and ``tune.report`` each epoch, with a checkpoint whenever the metric improves.
+    ``base`` holds the pretrained weights of a model that starts from them (shipped by the driver)."""
     torch.set_num_threads(settings.threads)
     os.environ[ENV] = settings.user_path
     pair = settings.pair
     resolved = settings.resolve(config)
+    model_fn = pair.model_fn(data.spec, resolved, base)
+    sizes: dict[str, float] = {}
+
+    def build() -> torch.nn.Module:
+        model = model_fn()
+        sizes.update(parameter_counts(model))
+        return model
 
     def report(r: EpochReport) -> None:
         # reported_at orders epochs across concurrent trials (Ray's own timestamp has 1 s resolution).
-        metrics = {**r.metrics, "finished": r.last, "reported_at": time.time()}
+        metrics = {**r.metrics, **sizes, "finished": r.last, "reported_at": time.time()}
         if not r.improved:
             tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as tmp:
-            torch.save(r.model.state_dict(), Path(tmp) / CHECKPOINT_FILE)
+            # Only what trains: a fine-tuned model's base is named by its sha256, not copied per trial.
+            torch.save(trainable_state(r.model), Path(tmp) / WEIGHTS_FILE)
             # The resolved config travels with the weights, so a checkpoint alone can be rebuilt.
             (Path(tmp) / CONFIG_FILE).write_text(json.dumps(
-                {"model": settings.model, "data": settings.data, "config": resolved.to_dict(), "epoch": r.epoch}))
+                {"model": settings.model, "data": settings.data, "config": resolved.to_dict(), "epoch": r.epoch,
+                 "base": base.record() if base is not None else None}))
             (Path(tmp) / CONFUSION_FILE).write_text(json.dumps(
                 {"epoch": r.epoch, "classes": list(data.classes), "matrix": r.val.confusion.tolist()}))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
-    train(pair.model_fn(data.spec, resolved), data, resolved.recipe, pick_device(settings.device),
+    train(build, data, resolved.recipe, pick_device(settings.device),
           on_epoch=report, metric=settings.metric, mode=settings.mode, augment=pair.augment(resolved))

@@ -346,14 +346,24 @@ def refuse_overwrite(out: Path, force: bool) -> None:
 
 def scale_down(data: Splits, points: int | None = None, train_per_class: int | None = None,
                seed: int = 0, min_points: int = 1, train_fraction: float | None = None) -> Splits:
-    """Shrink the data for small budgets: block-average sequences to ``points`` (sequence data
-    only), keep at most ``train_per_class`` training examples per class and/or a stratified
+    """Shrink the data for small budgets: block-average sequences to ``points`` (token sequences are
+    cut to their first ``points`` tokens instead), keep at most ``train_per_class`` training examples per class and/or a stratified
     ``train_fraction`` of them (which keeps an imbalanced class mix), seeded. Val and test are
     only resampled, never subsampled, so validation stays comparable."""
     if points is None and train_per_class is None and train_fraction is None:
         return data
     notes = []
-    if points is not None:
+    if points is not None and data.spec.kind == "tokens":
+        length = next(iter(data.spec.shapes.values()))[0]
+        if not 2 <= points <= length:
+            raise DataError(f"--points cuts token sequences of {length} tokens; it must be in [2, {length}]; "
+                            f"got {points}.")
+        cut: Callable[[Split | None], Split | None] = lambda s: None if s is None else Split(
+            {k: np.ascontiguousarray(v[:, :points]) for k, v in s.inputs.items()}, s.labels)
+        data = replace(data, train=cut(data.train), val=cut(data.val), test=cut(data.test),
+                       spec=replace(data.spec, shapes={k: (points,) for k in data.spec.shapes}))
+        notes.append(f"cut to the first {points} tokens")
+    elif points is not None:
         if data.spec.kind != "sequence":
             raise DataError(f"--points applies to sequence data; this data has {data.spec.kind} inputs. "
                             "Drop --points.")

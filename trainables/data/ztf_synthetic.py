@@ -136,14 +136,38 @@ TDE_TEMPERATURE_K: tuple[float, float] = (20000.0, 50000.0)
 TDE_FWHM_KMS: tuple[float, float] = (5000.0, 15000.0)
 TDE_SUBTYPE_FRACTIONS: tuple[float, float, float] = (0.35, 0.5, 0.15)   # TDE-H, TDE-H+He, TDE-He
 
+
+
+class Instrument(NamedTuple):
+    """What the spectrograph does to every spectrum: resolution R = lambda / FWHM and per-pixel S/N
+    (drawn per spectrum from these ranges), detector pixel size in ln lambda (Nyquist: 1 / (2 R)),
+    the output wavelength range, where the blue throughput falls off and how much brighter the sky
+    gets to the red. The physics of the sources is the same for every instrument."""
+
+    name: str
+    resolution: tuple[float, float]
+    snr: tuple[float, float]
+    pixel_dlnl: float
+    wave: tuple[float, float]
+    blue_edge: float
+    sky_slope: float
+
+
+SEDM = Instrument("SEDM-like (ZTF)", RESOLUTION_RANGE, SNR_RANGE, 1.0 / 200.0,   # Nyquist at R ~ 100
+                  (WAVE_MIN, WAVE_MAX), 4000.0, 0.5)
+# A medium-resolution long-slit spectrograph on a larger telescope (a second survey's follow-up):
+# lines 5-10x narrower, redder coverage (Ca II H&K and [O II] fall off the blue end; the Ca II
+# triplet and the Telluric A band sit well inside), a red-sensitive CCD, fainter targets.
+MEDRES = Instrument("medium-resolution long-slit", (500.0, 1000.0), (2.0, 25.0), 1.0 / 2000.0,
+                    (4400.0, 9200.0), 3700.0, 1.2)
+
 # --- Fixed physics and instrument constants ---------------------------------------------------------
 _C_KMS = 299792.458
 _HC_OVER_K = 1.4387769e8                  # h c / k in Angstrom Kelvin
 _FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
-_PIXEL_DLNL = 1.0 / 200.0                 # Nyquist sampling of an R ~ 100 resolution element
 _FINE_PER_PIXEL = 10                      # fine model pixels per detector pixel (~150 km/s each)
-_MODEL_MIN, _MODEL_MAX = 3700.0, 8700.0   # observed-frame model range: output range + > 3 LSF sigma
-_MIN_SIGMA_KMS = 0.6 * _C_KMS * _PIXEL_DLNL / _FINE_PER_PIXEL   # keeps sampled lines flux-conserving
+_MODEL_MARGIN = (150.0, 200.0)            # observed-frame model range: output range + > 3 LSF sigma
+_MIN_SIGMA_KMS = 0.6 * _C_KMS * SEDM.pixel_dlnl / _FINE_PER_PIXEL   # keeps sampled lines flux-conserving
 _PHASE_SHAPE = (1.3, 2.2)                 # Beta shape of the phase draw
 _VELOCITY_DECLINE = 0.3                   # v ~ t^-0.3 after explosion
 _EMISSION_WIDTH = 0.45                    # P-Cygni emission sigma / absorption velocity
@@ -290,31 +314,33 @@ class _Grids(NamedTuple):
 
     ln_fine: np.ndarray      # ln lambda of the fine model pixels
     lam_fine: np.ndarray
-    band_fine: np.ndarray    # fine pixels inside [WAVE_MIN, WAVE_MAX]
+    band_fine: np.ndarray    # fine pixels inside the output range
     lam_pix: np.ndarray      # detector pixel centres
     band_pix: np.ndarray
     noise_shape: np.ndarray  # relative sky variance / throughput per detector pixel
 
 
-@lru_cache(maxsize=1)
-def _grids() -> _Grids:
-    n_pix = int(np.ceil(np.log(_MODEL_MAX / _MODEL_MIN) / _PIXEL_DLNL))
-    step = _PIXEL_DLNL / _FINE_PER_PIXEL
-    ln_fine = np.log(_MODEL_MIN) + step * (np.arange(n_pix * _FINE_PER_PIXEL) + 0.5)
+@lru_cache(maxsize=2)
+def _grids(instrument: Instrument = SEDM) -> _Grids:
+    lo, hi = instrument.wave
+    model_min, model_max = lo - _MODEL_MARGIN[0], hi + _MODEL_MARGIN[1]
+    n_pix = int(np.ceil(np.log(model_max / model_min) / instrument.pixel_dlnl))
+    step = instrument.pixel_dlnl / _FINE_PER_PIXEL
+    ln_fine = np.log(model_min) + step * (np.arange(n_pix * _FINE_PER_PIXEL) + 0.5)
     lam_fine = np.exp(ln_fine)
     lam_pix = np.exp(ln_fine.reshape(n_pix, _FINE_PER_PIXEL).mean(axis=1))
-    # SEDM-like: throughput falls steeply in the blue; OH sky brightens the red.
-    throughput = 1.0 / (1.0 + (4000.0 / lam_pix) ** 6)
-    sky = 1.0 + 0.5 * np.clip((lam_pix - 7000.0) / 1500.0, 0.0, None)
-    band_pix = (lam_pix >= WAVE_MIN) & (lam_pix <= WAVE_MAX)
+    # Throughput falls steeply blueward of the edge; OH sky brightens the red.
+    throughput = 1.0 / (1.0 + (instrument.blue_edge / lam_pix) ** 6)
+    sky = 1.0 + instrument.sky_slope * np.clip((lam_pix - 7000.0) / 1500.0, 0.0, None)
+    band_pix = (lam_pix >= lo) & (lam_pix <= hi)
     shape = sky / throughput
-    return _Grids(ln_fine, lam_fine, (lam_fine >= WAVE_MIN) & (lam_fine <= WAVE_MAX), lam_pix, band_pix,
+    return _Grids(ln_fine, lam_fine, (lam_fine >= lo) & (lam_fine <= hi), lam_pix, band_pix,
                   shape / np.median(shape[band_pix]))
 
 
-def wavelength_grid(n_points: int = N_POINTS) -> np.ndarray:
-    """The output wavelength grid in Angstrom: ``n_points`` linearly spaced over [WAVE_MIN, WAVE_MAX]."""
-    return np.linspace(WAVE_MIN, WAVE_MAX, n_points)
+def wavelength_grid(n_points: int = N_POINTS, instrument: Instrument = SEDM) -> np.ndarray:
+    """The output wavelength grid in Angstrom: ``n_points`` linearly spaced over the instrument's range."""
+    return np.linspace(*instrument.wave, n_points)
 
 
 # --- Small physics helpers ------------------------------------------------------------------------
@@ -451,10 +477,9 @@ def _agn(u: np.ndarray, lam: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return continuum * (1.0 + lines)
 
 
-def _cataclysmic(u: np.ndarray, lam: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _cataclysmic(u: np.ndarray, lam: np.ndarray, rng: np.random.Generator, band: np.ndarray) -> np.ndarray:
     """Accretion disk (hot blackbody or steep power law), M-dwarf secondary, double-peaked emission."""
     n = u.shape[0]
-    band = _grids().band_fine
     outburst = rng.random(n) < CV_OUTBURST_FRACTION
     disk_bb = _unit_mean(_blackbody(lam, _uniform(rng, CV_TEMPERATURE_K, n)), band)
     disk_pl = _unit_mean((lam / 5500.0) ** _col(rng.uniform(-3.0, -2.0, n)), band)
@@ -502,10 +527,9 @@ def _tde(u: np.ndarray, lam: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return continuum * (1.0 + lines)
 
 
-def _host(name: str, u: np.ndarray, lam: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _host(name: str, u: np.ndarray, lam: np.ndarray, rng: np.random.Generator, band: np.ndarray) -> np.ndarray:
     """Host galaxy light: old population + young (A-star) population + nebular emission; mean 1."""
     n = u.shape[0]
-    band = _grids().band_fine
     young_range, nebular_scale = _HOST_KIND[name]
     young = _uniform(rng, young_range, n)
 
@@ -532,29 +556,28 @@ def _host(name: str, u: np.ndarray, lam: np.ndarray, rng: np.random.Generator) -
 
 
 _SOURCES: dict[str, Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray]] = {
-    "AGN": _agn, "Cataclysmic": _cataclysmic, "TDE": _tde,
+    "AGN": _agn, "TDE": _tde,
 }
 
 
-def _source(name: str, n: int, rng: np.random.Generator) -> np.ndarray:
+def _source(name: str, n: int, rng: np.random.Generator, grids: _Grids) -> np.ndarray:
     """Redshifted, reddened source plus host light on the observed-frame fine grid (mean 1)."""
-    grids = _grids()
     lo, hi = REDSHIFT_RANGE[name]
     z = _log_uniform(rng, (lo, hi), n) if hi > 0 else np.zeros(n)
     ln_rest = grids.ln_fine[None, :] - np.log1p(z)[:, None]
     u, lam = _C_KMS * ln_rest, np.exp(ln_rest)
-    model = _SOURCES[name](u, lam, rng) if name in _SOURCES else _supernova(name, u, lam, rng)
     if name == "Cataclysmic":   # Galactic: no host galaxy, only Milky Way dust (applied later)
-        return _unit_mean(model, grids.band_fine)
+        return _unit_mean(_cataclysmic(u, lam, rng, grids.band_fine), grids.band_fine)
+    model = _SOURCES[name](u, lam, rng) if name in _SOURCES else _supernova(name, u, lam, rng)
     ebv = np.minimum(rng.exponential(HOST_EBV_MEAN, n), 1.0)
     model = _unit_mean(model * _ccm_transmission(lam, ebv), grids.band_fine)
     host_frac = _col(_uniform(rng, HOST_FRACTION[name], n))
-    return (1 - host_frac) * model + host_frac * _host(name, u, lam, rng)
+    return (1 - host_frac) * model + host_frac * _host(name, u, lam, rng, grids.band_fine)
 
 
-def _observe(flux: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Atmosphere, calibration tilt, R ~ 100 line-spread function, pixelisation and noise."""
-    grids = _grids()
+def _observe(flux: np.ndarray, rng: np.random.Generator, instrument: Instrument) -> np.ndarray:
+    """Atmosphere, calibration tilt, the instrument's line-spread function, pixelisation and noise."""
+    grids = _grids(instrument)
     n, m = flux.shape
     lam = grids.lam_fine
 
@@ -567,18 +590,18 @@ def _observe(flux: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     flux = flux * transmission * (lam / 6000.0) ** _col(tilt)
 
     # Constant FWHM = lambda / R is a fixed Gaussian in ln(lambda): convolve by FFT, each row with its R.
-    resolution = _uniform(rng, RESOLUTION_RANGE, n)
+    resolution = _uniform(rng, instrument.resolution, n)
     pad = 8 * _FINE_PER_PIXEL
     n_fft = 1 << int(np.ceil(np.log2(m + 2 * pad)))
     spectrum = np.fft.rfft(np.pad(flux, ((0, 0), (pad, pad)), mode="edge"), n=n_fft)
-    freq = np.fft.rfftfreq(n_fft, d=_PIXEL_DLNL / _FINE_PER_PIXEL)
+    freq = np.fft.rfftfreq(n_fft, d=instrument.pixel_dlnl / _FINE_PER_PIXEL)
     sigma_ln = _col(_FWHM_TO_SIGMA / resolution)
     smooth = np.fft.irfft(spectrum * np.exp(-2.0 * (np.pi * sigma_ln * freq) ** 2), n=n_fft)[:, pad:pad + m]
     pixels = smooth.reshape(n, -1, _FINE_PER_PIXEL).mean(axis=2)
 
     # Noise: S/N defined at the median flux; variance splits into source (q) and sky/read (1 - q) terms.
     ref = np.median(pixels[:, grids.band_pix], axis=1, keepdims=True)
-    snr = _col(_log_uniform(rng, SNR_RANGE, n))
+    snr = _col(_log_uniform(rng, instrument.snr, n))
     q = _col(rng.uniform(0.3, 0.9, n))
     variance = (q * np.clip(pixels / ref, 0.05, None) + (1 - q)) * grids.noise_shape
     sigma = ref / snr * np.sqrt(variance)
@@ -590,26 +613,28 @@ def _observe(flux: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return noisy
 
 
-def _interpolator(n_points: int) -> tuple[np.ndarray, np.ndarray]:
+def _interpolator(n_points: int, instrument: Instrument) -> tuple[np.ndarray, np.ndarray]:
     """Left indices and weights that linearly interpolate detector pixels onto the output grid."""
-    x = _grids().lam_pix
-    out = wavelength_grid(n_points)
+    x = _grids(instrument).lam_pix
+    out = wavelength_grid(n_points, instrument)
     left = np.clip(np.searchsorted(x, out) - 1, 0, x.size - 2)
     return left, (out - x[left]) / (x[left + 1] - x[left])
 
 
-def generate_split(n_per_class: int, rng: np.random.Generator,
-                   n_points: int = N_POINTS) -> tuple[np.ndarray, list[str]]:
+def generate_split(n_per_class: int, rng: np.random.Generator, n_points: int = N_POINTS,
+                   instrument: Instrument = SEDM) -> tuple[np.ndarray, list[str]]:
     """(flux float32 of shape (9*n_per_class, n_points), labels as class-name strings), shuffled.
 
-    Each spectrum is interpolated onto ``wavelength_grid(n_points)`` and divided by its median there.
+    Each spectrum is observed with ``instrument``, interpolated onto ``wavelength_grid(n_points,
+    instrument)`` and divided by its median there.
     """
     if n_per_class < 1 or n_points < 2:
         raise ValueError(f"need n_per_class >= 1 and n_points >= 2, got {n_per_class} and {n_points}")
-    left, weight = _interpolator(n_points)
+    left, weight = _interpolator(n_points, instrument)
+    grids = _grids(instrument)
     fluxes, labels = [], []
     for name in CLASS_ORDER:
-        pixels = _observe(_source(name, n_per_class, rng), rng)
+        pixels = _observe(_source(name, n_per_class, rng, grids), rng, instrument)
         flux = pixels[:, left] * (1 - weight) + pixels[:, left + 1] * weight
         # The median is positive for any S/N >= 1 with clipped noise; the floor only guards degenerate draws.
         scale = np.maximum(np.median(flux, axis=1), 0.1 * np.mean(np.abs(flux), axis=1))
@@ -620,7 +645,7 @@ def generate_split(n_per_class: int, rng: np.random.Generator,
 
 
 def write_synthetic(out_dir: str | Path, seed: int = 0, n_train: int = 560, n_val: int = 120,
-                    n_test: int = 120, n_points: int = N_POINTS) -> dict[str, Path]:
+                    n_test: int = 120, n_points: int = N_POINTS, instrument: Instrument = SEDM) -> dict[str, Path]:
     """Write train.pt/val.pt/test.pt with torch.save; return {'train': path, 'val': path, 'test': path}.
 
     Each file holds a dict {'flux': float32 tensor (N, 1, n_points), 'labels': list[str]}.
@@ -634,6 +659,6 @@ def write_synthetic(out_dir: str | Path, seed: int = 0, n_train: int = 560, n_va
     splits = {"train": n_train, "val": n_val, "test": n_test}
     payloads = {}
     for (split, n), rng in zip(splits.items(), np.random.default_rng(seed).spawn(len(splits))):
-        flux, labels = generate_split(n, rng, n_points)
+        flux, labels = generate_split(n, rng, n_points, instrument)
         payloads[split] = {"flux": torch.from_numpy(flux).unsqueeze(1), "labels": labels}
     return write_torch_splits(Path(out_dir), payloads)
