@@ -144,6 +144,9 @@ def cmd_spaces(args: argparse.Namespace) -> None:
         for key, value in space.fixed.items():
             print(f"    {key:<16} fixed {value}")
         print(f"    budgets: CPU {space.cpu.describe()}; GPU {space.gpu.describe()}")
+        pretrained = space.pair.model_entry.pretrained
+        if pretrained is not None:
+            print(f"    starts from: {pretrained.about} (default {pretrained.default}; --base to change)")
 
 
 def cmd_train(args: argparse.Namespace) -> None:

@@ -22,7 +22,7 @@ from results.plots import plot_confusion, plot_learning_curves
 from results.provenance import git_commit, versions
 from search.collect import collect_trials
 from search.progress import ProgressPrinter, console, print_top
-from search.resources import plan_placement
+from search.resources import gpu_share, plan_placement
 from search.searcher import SAMPLERS, SCHEDULERS, make_scheduler, make_searcher, startup_trials
 from search.tracking import MLflowTracker, default_tracking_uri
 from spaces import Space, active_keys, get_space
@@ -241,7 +241,8 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
     started = _start_ray(o.address)
     try:
         resources = ray.cluster_resources()
-        place = plan_placement(resources.get("CPU", 1), resources.get("GPU", 0), o.gpus_per_trial,
+        gpus_per_trial = gpu_share(o.gpus_per_trial, space.gpus_per_trial, resources.get("GPU", 0))
+        place = plan_placement(resources.get("CPU", 1), resources.get("GPU", 0), gpus_per_trial,
                                o.cpus_per_trial, o.concurrency)
         console.print(f"space {space.name}: {len(params)} hyperparameters, model {pair.model}, data {pair.data}; "
                       f"optimising {space.metric} ({space.mode})")

@@ -27,6 +27,14 @@ class Placement:
         return f"cluster {cpus:g} CPUs, {gpus:g} GPUs -> {where}, up to {self.concurrency} trials at once"
 
 
+def gpu_share(requested: float | None, space_share: float | None, gpus: float) -> float | None:
+    """The GPU share per trial: ``--gpus-per-trial`` if given, else the space's (capped at the cluster's
+    GPUs, and ignored on a cluster without any), else ``None`` for :func:`plan_placement`'s default."""
+    if requested is not None or not gpus or not space_share:
+        return requested
+    return min(space_share, gpus)
+
+
 def plan_placement(cpus: float, gpus: float, gpus_per_trial: float | None = None,
                    cpus_per_trial: float | None = None, concurrency: int | None = None) -> Placement:
     """Choose per-trial resources and concurrency from what the cluster has; overrides win."""

@@ -52,6 +52,8 @@ class Space:
     ``mode`` say what is optimised. ``grace_period`` is ASHA's first rung: put it after warm-up
     plus the first cosine cycle, or trials are judged while their learning rate is still climbing.
     ``cpu`` and ``gpu`` are the budgets ``make search`` uses on each kind of machine.
+    ``gpus_per_trial`` is the share of a GPU one trial needs (``None``: a quarter, so four small
+    trials share a GPU; a transformer may ask for 1.0); ``--gpus-per-trial`` overrides it.
     """
 
     model: str
@@ -67,6 +69,7 @@ class Space:
     reduction_factor: int = 3
     cpu: Budget = Budget(trials=18)
     gpu: Budget = Budget(trials=64)
+    gpus_per_trial: float | None = None
     name: str = ""
 
     @property
@@ -88,7 +91,8 @@ class Space:
         return {"name": self.name, "model": self.model, "data": self.data, "description": self.description,
                 "params": {k: d.to_json() for k, d in self.params.items()}, "fixed": self.fixed,
                 "start": self.start, "metric": self.metric, "mode": self.mode, "max_epochs": self.max_epochs,
-                "grace_period": self.grace_period, "reduction_factor": self.reduction_factor}
+                "grace_period": self.grace_period, "reduction_factor": self.reduction_factor,
+                "gpus_per_trial": self.gpus_per_trial}
 
 
 def describe_domain(domain: Any) -> str:
@@ -152,6 +156,9 @@ def validate_space(space: Space, module: str) -> None:
         value, low = getattr(space, key), 2 if key == "reduction_factor" else 1
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise SpaceError(f"{where}: {key}: must be an int >= {low}; got {value!r}.")
+    if space.gpus_per_trial is not None and not (isinstance(space.gpus_per_trial, (int, float))
+                                                 and 0 < space.gpus_per_trial <= 8):
+        raise SpaceError(f"{where}: gpus_per_trial: must be a number in (0, 8] or None; got {space.gpus_per_trial!r}.")
     if space.grace_period > space.max_epochs:
         raise SpaceError(f"{where}: grace_period: must not exceed max_epochs ({space.max_epochs}); "
                          f"got {space.grace_period}.")

@@ -28,6 +28,8 @@ SPACE = Space(
     # After the one warm-up epoch; halve at each rung, so a short CPU budget still has two rungs.
     grace_period=2,
     reduction_factor=2,
+    # A transformer trial takes a whole GPU (GalSpecNet trials share one four ways).
+    gpus_per_trial=1.0,
     cpu=Budget(trials=8, max_epochs=4, points=64, train_per_class=32),
     gpu=Budget(trials=32),
 )

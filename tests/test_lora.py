@@ -225,3 +225,40 @@ def read_sha(folder: Path) -> str:
     from trainables.pretrained import sha256_file
 
     return sha256_file(folder / "model.pt")
+
+
+def test_a_lora_search_records_the_rank_the_base_and_the_sizes(ray_session, source, tmp_path):
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    from search.driver import SearchOptions, run_search
+    from tests.conftest import separable_set
+
+    separable_set(tmp_path / "data", points=POINTS)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    outcome = run_search(SearchOptions(space="galspecnet_lora", data=tmp_path / "data", base=str(source), trials=3,
+                                       max_epochs=2, seed=0, name="lora", concurrency=1, storage=tmp_path / "ray",
+                                       results_root=tmp_path / "results", tracking_uri=uri))
+    best = outcome.best
+    assert best["base"]["sha256"] == read_sha(source) and best["base"]["path"] == str(source.resolve())
+    assert best["config"]["finetune"] == "lora" and best["config"]["lora_rank"] in (1, 2, 4, 8, 16, 32)
+    trials = pd.read_csv(outcome.results_dir / "trials.csv")
+    # The space's first starting point (rank 8) runs first; every rank is a power of two, recorded as itself.
+    assert 8 in set(trials["lora_rank"]) and all(r & (r - 1) == 0 for r in trials["lora_rank"])
+    assert (trials["trainable_params"] > 0).all() and (trials["trainable_fraction"] < 0.5).all()
+    client = MlflowClient(uri)
+    run = client.get_run(best["mlflow"]["run_id"])
+    assert int(run.data.params["lora_rank"]) == best["config"]["lora_rank"]
+    assert 2 ** int(run.data.params["lora_rank_log2"]) == best["config"]["lora_rank"]
+    assert run.data.metrics["trainable_params"] == trials.loc[trials["trial_id"] == best["trial_id"],
+                                                              "trainable_params"].item()
+    assert client.get_run(best["mlflow"]["parent_run_id"]).data.tags["base_sha256"] == read_sha(source)
+    # The trial's checkpoint holds the adapters and the head, not a copy of the base.
+    state = torch.load(outcome.results_dir / "checkpoint" / "model.pt", weights_only=True)
+    assert all("lora_" in k or "modules_to_save" in k for k in state)
+    # Retraining best.json rebuilds the same model from the same base, to the same score.
+    assert main(["train", "--config", str(outcome.results_dir / "best.json"), "--data", str(tmp_path / "data"),
+                 "--test", "--json-out", str(tmp_path / "final.json"), "--device", "cpu"]) == 0
+    final = json.loads((tmp_path / "final.json").read_text())
+    assert final["config"] == best["config"] and final["base"]["sha256"] == best["base"]["sha256"]
+    assert final["best_value"] == pytest.approx(best["best_value"], abs=1e-6)

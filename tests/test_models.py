@@ -8,6 +8,7 @@ from trainables.data import InputSpec
 from trainables.hparams import ConfigError
 from trainables.models import build_model, get_model, list_models
 from trainables.models.spectra_cnn import BaselineSpectraCNN, GalSpecNet
+from trainables.pretrained import Base
 
 CLASSES = tuple(f"c{i}" for i in range(5))
 SPECS = {
@@ -16,13 +17,40 @@ SPECS = {
     "tabular": [InputSpec("tabular", {"numeric": (6,)}, CLASSES, numeric=tuple("abcdef")),
                 InputSpec("tabular", {"numeric": (4,), "categorical": (2,)}, CLASSES, numeric=tuple("abcd"),
                           categorical={"wilderness": 5, "soil": 41})],
+    "tokens": [InputSpec("tokens", {"input_ids": (16,), "attention_mask": (16,)}, CLASSES)],
 }
+VOCAB = 50
+
+
+def tiny_base(name: str, spec: InputSpec) -> Base | None:
+    """Random weights in the form a pretrained model's loader gives them; a model that starts from
+    pretrained weights is tested from one of these (its real weights are exercised by the README runs)."""
+    entry = get_model(name)
+    if entry.pretrained is None:
+        return None
+    torch.manual_seed(0)
+    if name == "galspecnet_transfer":
+        channels, points = spec.shapes["x"]
+        state = GalSpecNet(spec.n_classes, points, 0.3, channels).state_dict()
+        return Base("test", "test", "0" * 64, state, {"channels": channels, "points": points,
+                                                       "classes": list(spec.classes)})
+    if name == "minilm":
+        from transformers import BertConfig, BertModel
+
+        config = BertConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                            intermediate_size=32, max_position_embeddings=32)
+        return Base("test", "test", "0" * 64, BertModel(config).state_dict(), {"config": config.to_dict()})
+    raise AssertionError(f"model {name!r} starts from pretrained weights: add a tiny base for it to tiny_base()")
 
 
 def batch(spec: InputSpec, n: int = 3) -> dict[str, torch.Tensor]:
     out = {}
     for key, shape in spec.shapes.items():
-        if key == "categorical":
+        if key == "input_ids":
+            out[key] = torch.randint(0, VOCAB, (n, *shape))
+        elif key == "attention_mask":
+            out[key] = torch.ones(n, *shape, dtype=torch.long)
+        elif key == "categorical":
             vocab = torch.tensor(list(spec.categorical.values()))
             out[key] = (torch.rand(n, *shape) * vocab).long()
         else:
@@ -37,7 +65,7 @@ def test_every_model_maps_a_batch_to_class_logits(name):
     for kind in entry.inputs:
         for spec in SPECS[kind]:
             try:
-                model = build_model(name, spec)
+                model = build_model(name, spec, base=tiny_base(name, spec))
             except ConfigError:
                 continue       # e.g. the numeric-only MLP refuses categorical columns, with a message
             model.eval()
@@ -51,7 +79,7 @@ def test_every_model_declares_valid_defaults_and_refuses_unknown_knobs(name):
     entry = get_model(name)
     spec = SPECS[entry.inputs[0]][0]
     with pytest.raises(ConfigError, match=r"unknown hyperparameter\(s\) \['no_such_knob'\]"):
-        build_model(name, spec, {"no_such_knob": 1})
+        build_model(name, spec, {"no_such_knob": 1}, base=tiny_base(name, spec))
 
 
 def test_a_model_refuses_data_of_another_kind():

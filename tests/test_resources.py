@@ -31,3 +31,14 @@ def test_gpus_per_trial_zero_forces_cpu_trials():
 def test_impossible_requests_fail_before_trials_wait_forever(kwargs, match):
     with pytest.raises(ValueError, match=match):
         plan_placement(cpus=2, gpus=0, **kwargs)
+
+
+def test_a_space_can_ask_for_a_whole_gpu_per_trial():
+    from search.resources import gpu_share
+
+    # The MiniLM space asks for a whole GPU: one trial per GPU instead of four.
+    assert plan_placement(cpus=16, gpus=2, gpus_per_trial=gpu_share(None, 1.0, 2)).concurrency == 2
+    assert gpu_share(0.5, 1.0, 2) == 0.5          # the command line wins
+    assert gpu_share(None, 1.0, 0) is None        # no GPU: CPU trials, no error
+    assert gpu_share(None, 2.0, 1) == 1           # never more than the cluster has
+    assert gpu_share(None, None, 4) is None

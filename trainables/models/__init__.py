@@ -11,6 +11,7 @@ from trainables.data._base import InputSpec
 from trainables.discovery import import_all
 from trainables.hparams import ConfigError, resolve
 from trainables.models._base import ModelEntry, model_registry, register_model
+from trainables.pretrained import Base
 
 __all__ = ["build_model", "get_model", "list_models", "register_model"]
 
@@ -28,7 +29,8 @@ def get_model(name: str) -> ModelEntry:
 
 
 def build_model(name: str, spec: InputSpec, hparams: Mapping[str, Any] | None = None,
-                source: str = "model config") -> nn.Module:
-    """Build a registered model for ``spec``: its declared defaults overridden by ``hparams``."""
+                source: str = "model config", base: Base | None = None) -> nn.Module:
+    """Build a registered model for ``spec``: its declared defaults overridden by ``hparams``
+    (``base``: the pretrained weights of a model that starts from them)."""
     entry = get_model(name)
-    return entry.build(spec, resolve(entry.hparams, dict(hparams or {}), source))
+    return entry.build(spec, resolve(entry.hparams, dict(hparams or {}), source), base)

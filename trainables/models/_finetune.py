@@ -64,4 +64,3 @@ def parameter_counts(model: nn.Module) -> dict[str, float]:
                 if not (p.requires_grad and ".modules_to_save." in name))
     return {"trainable_params": float(trainable), "total_params": float(total),
             "trainable_fraction": trainable / max(total, 1)}
-

@@ -11,6 +11,8 @@ weights when the classes match, and starts fresh when they do not.
 
 from __future__ import annotations
 
+from torch import nn
+
 from trainables.checkpoint import read_checkpoint
 from trainables.data._base import InputSpec
 from trainables.hparams import ConfigError
@@ -18,7 +20,6 @@ from trainables.models._base import register_model
 from trainables.models._finetune import adapt, finetune_table
 from trainables.models.spectra_cnn import DROPOUT, GalSpecNet
 from trainables.pretrained import Base, BaseError, Pretrained, local_folder, sha256_file
-from torch import nn
 
 HEAD = "classifier.6"
 CONV = ("features.0", "features.3", "features.6", "features.9")
