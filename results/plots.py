@@ -82,3 +82,21 @@ def _save(fig: plt.Figure, path: str | Path) -> Path:
     plt.close(fig)
     os.replace(tmp, path)
     return path
+
+
+def plot_confirmation(table: "pd.DataFrame", metric: str, path: str | Path, title: str) -> Path:
+    """Confirmed configs ranked by their mean over seeds, with 95 % intervals, beside the value each
+    had in the search (one run)."""
+    n = len(table)
+    fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.45 * n))
+    y = np.arange(n)[::-1]
+    ax.errorbar(table["mean"], y, xerr=[table["mean"] - table["ci95_low"], table["ci95_high"] - table["mean"]],
+                fmt="o", capsize=4, label="mean over seeds, 95 % interval")
+    ax.scatter(table["search_value"], y, marker="x", color="tab:red", label="in the search (one run)", zorder=3)
+    ax.set_yticks(y, [f"#{r} {c} (search #{s})" for r, c, s in
+                      zip(table["rank"], table["candidate"], table["search_rank"])])
+    ax.set_xlabel(f"best {metric}")
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=8, loc="lower left")
+    ax.set_title(title)
+    return _save(fig, path)

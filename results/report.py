@@ -1,0 +1,163 @@
+"""The study report: what a search found, as figures and tables in one ``report.html``.
+
+Optimisation history (each trial's best value against trial number and against the epochs spent,
+the best-so-far line, ASHA-stopped and failed trials marked), hyperparameter importances computed
+by Optuna from the study the searcher kept (PED-ANOVA, Optuna's default), Optuna's parallel
+coordinates and slice plots, the best trial's learning curves and confusion matrix and its
+per-class F1. Images are embedded, so the file opens from a file link or as an MLflow artifact.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import optuna  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from results.plots import _save  # noqa: E402
+
+MARKERS = {"completed": ("o", "tab:blue"), "stopped early": ("x", "tab:orange"), "failed": ("^", "tab:red")}
+
+
+@dataclass(frozen=True)
+class Report:
+    html: Path
+    figures: dict[str, Path]
+    importances: dict[str, float]
+    note: str
+
+
+def per_class_f1(confusion: np.ndarray, classes: Sequence[str]) -> pd.DataFrame:
+    """Precision, recall, F1 and support per class from a confusion matrix (rows true, columns predicted),
+    scikit-learn's definitions (0 where undefined)."""
+    confusion = np.asarray(confusion, dtype=float)
+    tp = np.diag(confusion)
+    support, predicted = confusion.sum(axis=1), confusion.sum(axis=0)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=precision + recall > 0)
+    return pd.DataFrame({"class": list(classes), "precision": precision, "recall": recall, "f1": f1,
+                         "support": support.astype(int)})
+
+
+def plot_history(trials: pd.DataFrame, metric: str, mode: str, path: Path, title: str) -> Path:
+    """Best value per trial against trial number (in start order) and against cumulative epochs."""
+    best_col = f"best_{metric}"
+    frame = trials.sort_values("started_at").reset_index(drop=True)
+    values = frame[best_col].to_numpy(dtype=float)
+    running = (np.fmax.accumulate if mode == "max" else np.fmin.accumulate)(np.where(np.isnan(values),
+                                                                            -np.inf if mode == "max" else np.inf,
+                                                                            values))
+    number = np.arange(1, len(frame) + 1)
+    spent = frame["epochs"].to_numpy(dtype=float).cumsum()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True)
+    for ax, x, label in ((axes[0], number, "trial (in start order)"), (axes[1], spent, "epochs spent (cumulative)")):
+        for outcome, (marker, colour) in MARKERS.items():
+            rows = (frame["outcome"] == outcome).to_numpy()
+            if rows.any():
+                ax.scatter(x[rows], values[rows], marker=marker, color=colour, label=outcome, zorder=3)
+        finite = np.isfinite(running)
+        ax.step(x[finite], running[finite], where="post", color="black", lw=1, label="best so far")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"best {metric}")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _optuna_figure(plot: Any, study: optuna.Study, path: Path, **kw: Any) -> Path | None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")    # Optuna marks its matplotlib plots experimental
+        try:
+            axes = plot(study, **kw)
+        except (ValueError, RuntimeError):
+            return None
+    first = np.ravel(axes)[0] if isinstance(axes, np.ndarray) else axes
+    fig = first.figure
+    fig.set_size_inches(max(fig.get_size_inches()[0], 9), max(fig.get_size_inches()[1], 4))
+    return _save(fig, path)
+
+
+def importances(study: optuna.Study) -> tuple[dict[str, float], str]:
+    """Optuna's importances (PED-ANOVA) over the completed trials, with a note on what they cover."""
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.get_trials(deepcopy=False))
+    if len(done) < 2:
+        return {}, f"importances need at least 2 completed trials; this study has {len(done)}."
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            values = optuna.importance.get_param_importances(study)
+        except (ValueError, RuntimeError) as exc:
+            return {}, f"Optuna could not compute importances: {exc}"
+    return ({k: float(v) for k, v in values.items()},
+            f"PED-ANOVA (optuna.importance.get_param_importances) over {len(done)} completed trials; "
+            f"{pruned} trials stopped by ASHA are left out, as Optuna does.")
+
+
+def write_report(out_dir: Path, *, space: str, name: str, metric: str, mode: str, trials: pd.DataFrame,
+                 study: optuna.Study | None, best: dict[str, Any], classes: Sequence[str],
+                 confusion: np.ndarray | None, extra_figures: dict[str, Path] | None = None) -> Report:
+    """Write the figures and ``report.html`` into ``out_dir`` and return what was written."""
+    out_dir = Path(out_dir)
+    figures: dict[str, Path] = {"history": plot_history(trials, metric, mode, out_dir / "history.png",
+                                                        f"{space}: {name}")}
+    scores, note = ({}, "no Optuna study was kept for this search") if study is None else importances(study)
+    if study is not None:
+        vis = optuna.visualization.matplotlib
+        for key, plot in (("importances", vis.plot_param_importances), ("parallel", vis.plot_parallel_coordinate),
+                          ("slice", vis.plot_slice)):
+            if key == "importances" and not scores:
+                continue
+            made = _optuna_figure(plot, study, out_dir / f"{key}.png")
+            if made is not None:
+                figures[key] = made
+    figures.update(extra_figures or {})
+    table = per_class_f1(confusion, classes) if confusion is not None else None
+    path = out_dir / "report.html"
+    path.write_text(_html(space, name, metric, best, trials, figures, scores, note, table))
+    return Report(path, figures, scores, note)
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></figure>'
+
+
+def _html(space: str, name: str, metric: str, best: dict[str, Any], trials: pd.DataFrame,
+          figures: dict[str, Path], scores: dict[str, float], note: str, table: pd.DataFrame | None) -> str:
+    e = html.escape
+    counts = trials["outcome"].value_counts().to_dict()
+    searched = best.get("searched", {})
+    parts = [f"<h1>{e(space)}: search {e(name)}</h1>",
+             f"<p>{len(trials)} trials ({', '.join(f'{v} {e(k)}' for k, v in counts.items())}); best "
+             f"{e(metric)} <b>{best.get('best_value', float('nan')):.4f}</b> by trial {e(str(best.get('trial_id')))} "
+             f"at epoch {best.get('best_epoch')}.</p>",
+             "<h2>Best config (searched keys)</h2><table>"
+             + "".join(f"<tr><td>{e(k)}</td><td>{e(str(v))}</td></tr>" for k, v in searched.items()) + "</table>",
+             "<h2>Optimisation history</h2>", _img(figures["history"], "optimisation history")]
+    parts.append("<h2>Hyperparameter importances</h2>" + f"<p>{e(note)}</p>")
+    if scores:
+        parts.append("<table>" + "".join(f"<tr><td>{e(k)}</td><td>{v:.3f}</td></tr>" for k, v in scores.items())
+                     + "</table>")
+    for key, title in (("importances", ""), ("parallel", "Parallel coordinates"), ("slice", "Slices"),
+                       ("learning_curves", "Best trial: learning curves"), ("confusion", "Best trial: validation confusion")):
+        if key in figures:
+            parts.append((f"<h2>{title}</h2>" if title else "") + _img(figures[key], title or key))
+    if table is not None:
+        parts.append("<h2>Best trial: per-class F1 (validation)</h2>" + table.to_html(index=False, float_format="%.3f"))
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}img{max-width:100%}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{e(space)} {e(name)}</title>"
+            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
