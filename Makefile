@@ -34,7 +34,7 @@ DATA_ARG = $(if $(DATA),--data $(DATA))
 OVERRIDES = $(if $(TRIALS),--trials $(TRIALS)) $(if $(EPOCHS),--max-epochs $(EPOCHS)) \
 	$(if $(POINTS),--points $(POINTS)) $(if $(TRAIN_PER_CLASS),--train-per-class $(TRAIN_PER_CLASS)) \
 	$(if $(GPUS_PER_TRIAL),--gpus-per-trial $(GPUS_PER_TRIAL))
-.PHONY: install data source search test mlflow-ui export train bench clean
+.PHONY: install data source search test mlflow-ui export train onnx bench clean
 
 install: $(VENV)/.installed
 
@@ -82,8 +82,12 @@ export: $(VENV)/.installed
 # Retrains best.json and evaluates the test split once, on the data scaling the search used
 # (recorded in best.json); POINTS=4096 TRAIN_PER_CLASS=560 retrains galspecnet on the full set instead.
 train: $(VENV)/.installed
-	$(SPECTUNE) train --config best.json $(DATA_ARG) --test --json-out runs/best-test.json \
+	$(SPECTUNE) train --config best.json $(DATA_ARG) --test --json-out runs/best-test.json --save runs/best-model \
 	  $(if $(POINTS),--points $(POINTS)) $(if $(TRAIN_PER_CLASS),--train-per-class $(TRAIN_PER_CLASS))
+
+# The retrained winner (make train) as ONNX, checked against PyTorch on the validation split.
+onnx: $(VENV)/.installed
+	$(SPECTUNE) export --onnx runs/best-model --out runs/best-model.onnx
 
 bench: $(VENV)/.installed
 	$(SPECTUNE) data --pair galspecnet --seed 0 --if-missing

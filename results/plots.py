@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 
 def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: str | Path, title: str) -> Path:
@@ -31,7 +32,7 @@ def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: str | Path,
                 ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
                         color="white" if rates[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_learning_curves(history: Sequence[dict[str, float]], path: str | Path, title: str) -> Path:
@@ -55,7 +56,7 @@ def plot_learning_curves(history: Sequence[dict[str, float]], path: str | Path, 
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_efficiency(curves: dict[str, list[list[tuple[int, float]]]], path: str | Path) -> Path:
@@ -69,10 +70,10 @@ def plot_efficiency(curves: dict[str, list[list[tuple[int, float]]]], path: str 
     ax.set_ylabel("best validation macro-F1 so far")
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _save(fig: plt.Figure, path: str | Path) -> Path:
+def save_figure(fig: plt.Figure, path: str | Path) -> Path:
     # Write beside, then rename: a reader never sees half a PNG.
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,7 +85,7 @@ def _save(fig: plt.Figure, path: str | Path) -> Path:
     return path
 
 
-def plot_confirmation(table: "pd.DataFrame", metric: str, path: str | Path, title: str) -> Path:
+def plot_confirmation(table: pd.DataFrame, metric: str, path: str | Path, title: str) -> Path:
     """Confirmed configs ranked by their mean over seeds, with 95 % intervals, beside the value each
     had in the search (one run)."""
     n = len(table)
@@ -99,4 +100,4 @@ def plot_confirmation(table: "pd.DataFrame", metric: str, path: str | Path, titl
     ax.grid(alpha=0.3, axis="x")
     ax.legend(fontsize=8, loc="lower left")
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)

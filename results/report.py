@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from results.plots import _save  # noqa: E402
+from results.plots import save_figure  # noqa: E402
 
 MARKERS = {"completed": ("o", "tab:blue"), "stopped early": ("x", "tab:orange"), "failed": ("^", "tab:red")}
 
@@ -73,7 +73,7 @@ def plot_history(trials: pd.DataFrame, metric: str, mode: str, path: Path, title
     axes[0].set_ylabel(f"best {metric}")
     axes[0].legend(fontsize=8)
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _optuna_figure(plot: Any, study: optuna.Study, path: Path, **kw: Any) -> Path | None:
@@ -86,7 +86,7 @@ def _optuna_figure(plot: Any, study: optuna.Study, path: Path, **kw: Any) -> Pat
     first = np.ravel(axes)[0] if isinstance(axes, np.ndarray) else axes
     fig = first.figure
     fig.set_size_inches(max(fig.get_size_inches()[0], 9), max(fig.get_size_inches()[1], 4))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def importances(study: optuna.Study) -> tuple[dict[str, float], str]:

@@ -81,10 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=_positive_int, default=5000)
 
-    p = sub.add_parser("export", help="write the best config of a finished search to a JSON file")
-    p.add_argument("--space", required=True)
+    p = sub.add_parser("export", help="write the best config of a finished search to a JSON file, or a saved "
+                                      "model as ONNX (--onnx DIR)")
+    p.add_argument("--space", help="the search's space (required without --onnx)")
     p.add_argument("--name", help="search name (default: the latest search of the space)")
-    p.add_argument("--out", type=Path, default=Path("best.json"))
+    p.add_argument("--out", type=Path, help="best.json (default), or the .onnx file (default DIR/model.onnx)")
+    p.add_argument("--onnx", type=Path, metavar="DIR",
+                   help="a model folder from `spectune train --save DIR`: export it as ONNX and check it")
+    p.add_argument("--data", type=Path, help="with --onnx: the data folder, if it moved since training")
     return parser
 
 
@@ -174,8 +178,16 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
+    if args.onnx:
+        from search.onnx_export import describe, export_onnx
+
+        print(describe(export_onnx(args.onnx, args.out, args.data)))
+        return
     from results.export import export_best
 
+    if not args.space:
+        raise ValueError("export needs --space (the search's space), or --onnx DIR for a saved model.")
+    args.out = args.out or Path("best.json")
     best = export_best(args.space, args.name, args.out)
     print(f"exported {best['search_name']}: trial {best['trial_id']}, {best.get('metric', 'val_macro_f1')} "
           f"{best.get('best_value', best['best_val_macro_f1']):.4f} -> {args.out}")

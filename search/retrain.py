@@ -162,6 +162,9 @@ def run_train(req: TrainRequest) -> dict[str, Any]:
             "spec": {"kind": data.spec.kind, "shapes": {k: list(v) for k, v in data.spec.shapes.items()},
                      "classes": list(data.classes)},
             "data_fingerprint": data.fingerprint, "data_description": data.describe(),
+            # What rebuilds the same validation split (spectune export --onnx checks the model on it).
+            "data_options": {"path": str(req.data or pair.data_module.default_dir or ""), "classes": classes,
+                             **scaling},
             "best_epoch": result.best_epoch, metric: result.best[metric], "versions": versions(),
             "base": base.record() if base is not None else None})
         summary["checkpoint"] = str(req.save)

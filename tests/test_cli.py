@@ -89,7 +89,7 @@ def test_spaces_lists_parameters_and_ranges(capsys):
     assert "lr               log-uniform [2e-05, 0.003]" in out
     assert "batch_size       choice [64, 128, 256, 512]" in out
     assert "groups           choice [2, 4, 8] when norm = 'group'" in out
-    assert "budgets: CPU 18 trials, up to 20 epochs each, sequences block-averaged to 1024 points" in out
+    assert "budgets: CPU 18 trials, up to 20 epochs each, sequences reduced to 1024 points (spectra block-averaged" in out
 
 
 def test_data_refuses_to_overwrite_without_force(tmp_path, capsys):
