@@ -21,6 +21,9 @@ POINTS ?=
 TRAIN_PER_CLASS ?=
 GPUS_PER_TRIAL ?=
 DATA ?=
+# CONFIRM=1 re-runs the search's top 5 configs over 5 new seeds after it (spectune confirm); the
+# default is on with a GPU budget and off with the CPU budget.
+CONFIRM ?=
 # e.g. BENCH_ARGS="--parts efficiency --merge" to run the benchmark in turns
 BENCH_ARGS ?=
 # The transfer spaces start from a GalSpecNet trained here on the ZTF-like set (`make source`, ~3 min
@@ -66,8 +69,11 @@ search: data
 	else \
 	  budget=cpu; echo "No GPU: the space's CPU budget (spectune spaces shows it; TRIALS=, EPOCHS= override)"; \
 	fi; \
+	confirm="$(CONFIRM)"; if [ -z "$$confirm" ]; then confirm=$$([ $$budget = gpu ] && echo 1 || echo 0); fi; \
+	echo "confirmation of the top configs over seeds: $$([ $$confirm = 1 ] && echo on || echo off) (CONFIRM=0/1)"; \
 	set -x; $(SPECTUNE) search --space $(SPACE) --budget $$budget $(DATA_ARG) --seed $(SEED) $(NAME_ARG) \
-	  $(OVERRIDES) --tracking-uri $(TRACKING_URI)
+	  $(OVERRIDES) --tracking-uri $(TRACKING_URI) && \
+	if [ $$confirm = 1 ]; then $(SPECTUNE) confirm --space $(SPACE) $(NAME_ARG) --top 5 --seeds 5 $(DATA_ARG); fi
 
 test: $(VENV)/.installed
 	@$(PY) -m pytest -q; status=$$?; \

@@ -41,13 +41,13 @@ def plot_learning_curves(history: Sequence[dict[str, float]], path: str | Path, 
     fig, (ax_loss, ax_f1, ax_lr) = plt.subplots(1, 3, figsize=(13, 3.6))
     ax_loss.plot(epochs, [h["train_loss"] for h in history], label="train")
     ax_loss.plot(epochs, [h["val_loss"] for h in history], label="val")
-    ax_loss.set_ylabel("focal loss")
+    ax_loss.set_ylabel("loss (the recipe's)")
     ax_loss.legend()
     ax_f1.plot(epochs, [h["val_macro_f1"] for h in history], label="val macro-F1")
     ax_f1.plot(epochs, [h["val_acc"] for h in history], label="val accuracy", alpha=0.6)
     ax_f1.set_ylim(0, 1)
     ax_f1.legend()
-    rates = [h["lr"] for h in history]
+    rates = [h["learning_rate"] for h in history]
     ax_lr.plot(epochs, rates)
     # eta_min may be 0, and the cosine then reaches a rate of exactly 0: no log axis for that.
     ax_lr.set_yscale("log" if min(rates) > 0 else "linear")

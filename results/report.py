@@ -53,7 +53,8 @@ def per_class_f1(confusion: np.ndarray, classes: Sequence[str]) -> pd.DataFrame:
 def plot_history(trials: pd.DataFrame, metric: str, mode: str, path: Path, title: str) -> Path:
     """Best value per trial against trial number (in start order) and against cumulative epochs."""
     best_col = f"best_{metric}"
-    frame = trials.sort_values("started_at").reset_index(drop=True)
+    # Searches from before started_at was recorded keep trials.csv's order.
+    frame = (trials.sort_values("started_at") if "started_at" in trials else trials).reset_index(drop=True)
     values = frame[best_col].to_numpy(dtype=float)
     running = (np.fmax.accumulate if mode == "max" else np.fmin.accumulate)(np.where(np.isnan(values),
                                                                             -np.inf if mode == "max" else np.inf,
@@ -76,7 +77,8 @@ def plot_history(trials: pd.DataFrame, metric: str, mode: str, path: Path, title
     return save_figure(fig, path)
 
 
-def _optuna_figure(plot: Any, study: optuna.Study, path: Path, **kw: Any) -> Path | None:
+def _optuna_figure(plot: Any, study: optuna.Study, path: Path, size: tuple[float, float] = (9, 4),
+                   **kw: Any) -> Path | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")    # Optuna marks its matplotlib plots experimental
         try:
@@ -85,7 +87,8 @@ def _optuna_figure(plot: Any, study: optuna.Study, path: Path, **kw: Any) -> Pat
             return None
     first = np.ravel(axes)[0] if isinstance(axes, np.ndarray) else axes
     fig = first.figure
-    fig.set_size_inches(max(fig.get_size_inches()[0], 9), max(fig.get_size_inches()[1], 4))
+    fig.set_size_inches(*size)
+    fig.tight_layout()
     return save_figure(fig, path)
 
 
@@ -116,11 +119,14 @@ def write_report(out_dir: Path, *, space: str, name: str, metric: str, mode: str
     scores, note = ({}, "no Optuna study was kept for this search") if study is None else importances(study)
     if study is not None:
         vis = optuna.visualization.matplotlib
-        for key, plot in (("importances", vis.plot_param_importances), ("parallel", vis.plot_parallel_coordinate),
-                          ("slice", vis.plot_slice)):
-            if key == "importances" and not scores:
-                continue
-            made = _optuna_figure(plot, study, out_dir / f"{key}.png")
+        keys = sorted({k for t in study.get_trials(deepcopy=False) for k in t.params})
+        plots = [("parallel", vis.plot_parallel_coordinate, {}, (max(9.0, 1.3 * len(keys) + 3), 5.0))]
+        if scores:
+            plots.insert(0, ("importances", vis.plot_param_importances, {}, (9.0, 0.4 * len(scores) + 1.5)))
+        # One slice per key, shown three to a row: Optuna's single strip is unreadable beyond a few keys.
+        plots += [(f"slice:{k}", vis.plot_slice, {"params": [k]}, (4.0, 3.2)) for k in keys]
+        for key, plot, kw, size in plots:
+            made = _optuna_figure(plot, study, out_dir / f"{key.replace(':', '_')}.png", size, **kw)
             if made is not None:
                 figures[key] = made
     figures.update(extra_figures or {})
@@ -151,13 +157,21 @@ def _html(space: str, name: str, metric: str, best: dict[str, Any], trials: pd.D
     if scores:
         parts.append("<table>" + "".join(f"<tr><td>{e(k)}</td><td>{v:.3f}</td></tr>" for k, v in scores.items())
                      + "</table>")
-    for key, title in (("importances", ""), ("parallel", "Parallel coordinates"), ("slice", "Slices"),
-                       ("learning_curves", "Best trial: learning curves"), ("confusion", "Best trial: validation confusion")):
+    for key, title in (("importances", ""), ("parallel", "Parallel coordinates (completed trials)")):
         if key in figures:
             parts.append((f"<h2>{title}</h2>" if title else "") + _img(figures[key], title or key))
+    slices = [k for k in figures if k.startswith("slice:")]
+    if slices:
+        parts.append("<h2>Slices: each key against the metric (completed trials)</h2><div class='grid'>"
+                     + "".join(_img(figures[k], k) for k in slices) + "</div>")
+    for key, title in (("learning_curves", "Best trial: learning curves"),
+                       ("confusion", "Best trial: validation confusion")):
+        if key in figures:
+            parts.append(f"<h2>{title}</h2>" + _img(figures[key], title))
     if table is not None:
         parts.append("<h2>Best trial: per-class F1 (validation)</h2>" + table.to_html(index=False, float_format="%.3f"))
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}img{max-width:100%}"
+             ".grid{display:flex;flex-wrap:wrap}.grid figure{width:31%;margin:0 1% 1em 0}"
              "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{e(space)} {e(name)}</title>"
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")

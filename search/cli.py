@@ -81,6 +81,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=_positive_int, default=5000)
 
+    p = sub.add_parser("confirm", help="re-run a search's top configs over new seeds and confirm its winner")
+    p.add_argument("--space", required=True)
+    p.add_argument("--name", help="search name (default: the latest search of the space)")
+    p.add_argument("--top", type=_positive_int, default=5, help="configs to re-run (default 5)")
+    p.add_argument("--seeds", type=_positive_int, default=5, help="new seeds per config (default 5)")
+    p.add_argument("--data", type=Path, help="the data folder (default: the one the search recorded)")
+    p.add_argument("--tracking-uri", help="MLflow store (default: the search's)")
+    p.add_argument("--concurrency", type=_positive_int)
+    p.add_argument("--gpus-per-trial", type=float)
+    p.add_argument("--address", help="join this Ray cluster (or set RAY_ADDRESS)")
+
+    p = sub.add_parser("report", help="(re)write report.html of a finished search and log it to its MLflow run")
+    p.add_argument("--space", required=True)
+    p.add_argument("--name", help="search name (default: the latest search of the space)")
+
     p = sub.add_parser("export", help="write the best config of a finished search to a JSON file, or a saved "
                                       "model as ONNX (--onnx DIR)")
     p.add_argument("--space", help="the search's space (required without --onnx)")
@@ -194,6 +209,51 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"retrain and evaluate on test once: spectune train --config {args.out} --test")
 
 
+def cmd_confirm(args: argparse.Namespace) -> None:
+    from search.confirm import ConfirmOptions, run_confirm
+
+    out = run_confirm(ConfirmOptions(space=args.space, name=args.name, top=args.top, seeds=args.seeds, data=args.data,
+                                     tracking_uri=args.tracking_uri, concurrency=args.concurrency,
+                                     gpus_per_trial=args.gpus_per_trial, address=args.address))
+    table, ev = out["table"], out["evidence"]
+    print(table[["rank", "candidate", "search_rank", "search_value", "mean", "std", "ci95_low", "ci95_high"]]
+          .to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if "p_value" in ev:
+        print(f"leader {ev['leader']} vs runner-up {ev['runner_up']} over {ev['shared_seeds']} shared seeds: mean "
+              f"difference {ev['mean_difference']:+.4f}, {ev['test']} p = {ev['p_value']:.3g} -> "
+              + ("larger than the seed noise" if ev["separated"] else "not separated from the seed noise"))
+    print(f"search's pick {out['search_pick']} " + ("stayed first" if out["winner"] == out["search_pick"]
+                                                   else f"was overtaken by {out['winner']}")
+          + f"; {out['csv']}, {out['figure']}, best.json updated")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    import pandas as pd
+    from mlflow.entities import Metric
+
+    from results.export import latest_search, results_dir
+    from results.files import read_json
+    from search.driver import study_report
+    from search.tracking import MLflowTracker
+    from spaces import get_space
+
+    space = get_space(args.space)
+    name = args.name or latest_search(space.name)
+    out_dir = results_dir(space.name, name)
+    best = read_json(out_dir / "best.json", "best.json of the search")
+    report = study_report(out_dir, space, best, pd.read_csv(out_dir / "trials.csv"), out_dir / "study.db")
+    print(f"report: {report.html.resolve().as_uri()}")
+    print(report.note)
+    for key, value in report.importances.items():
+        print(f"    importance {key:<20} {value:.3f}")
+    run = (best.get("mlflow") or {}).get("parent_run_id")
+    if run:
+        tracker = MLflowTracker(best["mlflow"]["tracking_uri"], f"spectune-{space.name}", name, {}, {})
+        tracker.client.log_batch(run, metrics=[Metric(f"importance.{k}", v, 0, 0) for k, v in report.importances.items()])
+        tracker.client.log_artifact(run, str(report.html))
+        print(f"logged to MLflow run {run}")
+
+
 def cmd_ui(args: argparse.Namespace) -> None:
     import subprocess
 
@@ -215,7 +275,7 @@ def cmd_ui(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {"data": cmd_data, "spaces": cmd_spaces, "train": cmd_train, "search": cmd_search,
-            "export": cmd_export, "ui": cmd_ui}
+            "export": cmd_export, "confirm": cmd_confirm, "report": cmd_report, "ui": cmd_ui}
 
 
 def main(argv: list[str] | None = None) -> int:

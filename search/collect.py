@@ -32,7 +32,10 @@ def collect_trials(experiment_path: str | Path, params: list[str], metric: str =
                         "best_epoch": int(history["epoch"].iloc[best_at]),
                         "val_macro_f1_at_best": float(history["val_macro_f1"].iloc[best_at]),
                         "val_loss_at_best": float(history["val_loss"].iloc[best_at]),
-                        "train_time_s": float(history["epoch_time_s"].sum())})
+                        "train_time_s": float(history["epoch_time_s"].sum()),
+                        # When the trial's first epoch began: the order trials started in.
+                        "started_at": float(history["reported_at"].iloc[0] - history["epoch_time_s"].iloc[0])
+                        if "reported_at" in history else float("nan")})
         else:
             row.update({"epochs": 0, best_col: float("nan"), "best_epoch": 0, "val_macro_f1_at_best": float("nan")})
         row.update({p: trial.config.get(p) for p in params})

@@ -25,7 +25,7 @@ import pandas as pd
 from results.export import RESULTS_DIR, latest_search, results_dir
 from results.files import read_json, write_csv, write_json
 from search.collect import collect_trials
-from search.driver import _quiet_ray, _start_ray, load_data
+from search.driver import SearchError, _quiet_ray, _start_ray, load_data
 from search.progress import ProgressPrinter, console
 from search.resources import gpu_share, plan_placement
 from search.tracking import MLflowTracker, default_tracking_uri
@@ -119,6 +119,7 @@ def run_confirm(o: ConfirmOptions) -> dict[str, Any]:
     if base is not None:
         check_same_base(base, best.get("base"), f"search {name}")
     seeds = [SEED_OFFSET + i for i in range(o.seeds)]
+    epochs = int(best["config"].get("epochs", space.max_epochs))
     confirm_name = f"{name}-confirm-{time.strftime('%Y%m%d-%H%M%S')}"
     uri = o.tracking_uri or (best.get("mlflow") or {}).get("tracking_uri") or default_tracking_uri()
     parent = (best.get("mlflow") or {}).get("parent_run_id")
@@ -139,7 +140,6 @@ def run_confirm(o: ConfirmOptions) -> dict[str, Any]:
         place = plan_placement(resources.get("CPU", 1), resources.get("GPU", 0),
                                gpu_share(o.gpus_per_trial, space.gpus_per_trial, resources.get("GPU", 0)),
                                None, o.concurrency)
-        epochs = int(best["config"].get("epochs", space.max_epochs))
         console.print(f"confirming search {name}: top {len(candidates)} configs x {o.seeds} seeds {seeds} = "
                       f"{len(candidates) * o.seeds} runs of up to {epochs} epochs, no early stopping by ASHA; "
                       f"{place.describe(resources.get('CPU', 0), resources.get('GPU', 0))}")
@@ -157,6 +157,7 @@ def run_confirm(o: ConfirmOptions) -> dict[str, Any]:
                            run_config=tune.RunConfig(name=confirm_name, storage_path=str(o.storage.resolve()),
                                                      verbose=0, callbacks=[tracker, ProgressPrinter(
                                                          len(candidates) * o.seeds, metric, mode)],
+                                                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                                                      failure_config=tune.FailureConfig(max_failures=0)))
         tuner.fit()
     finally:
@@ -166,7 +167,7 @@ def run_confirm(o: ConfirmOptions) -> dict[str, Any]:
     runs, _, _ = collect_trials(o.storage.resolve() / confirm_name, ["candidate", "seed"], metric, mode)
     failed = runs[runs["outcome"] == "failed"]
     if len(failed):
-        raise RuntimeError(f"{len(failed)} confirmation runs failed; see {o.storage / confirm_name}.")
+        raise SearchError(f"{len(failed)} confirmation runs failed; see {o.storage / confirm_name}.")
     table, evidence = summarise(runs, column, mode)
     search_values = ok.set_index("trial_id")[column]
     table.insert(2, "search_value", [float(search_values[c]) for c in table["candidate"]])
@@ -184,11 +185,12 @@ def run_confirm(o: ConfirmOptions) -> dict[str, Any]:
                     "per_seed": {c: {str(s): float(v) for s, v in per_seed.loc[c].items()} for c in per_seed.index},
                     "mlflow_run_id": tracker.parent_run_id, "runs": str(o.storage / confirm_name)}
     if winner != pick:
-        best["search_pick"] = {"trial_id": pick, "config": best["config"], "searched": best["searched"],
-                               "best_value": best["best_value"]}
-        config = {**best["config"], **candidates[winner]}
-        best.update(config=config, searched=candidates[winner], trial_id=winner,
-                    best_value=float(search_values[winner]))
+        # train --config best.json now retrains the confirmed winner; the search's pick (and its kept
+        # checkpoint and figures) stays visible beside it.
+        best["search_pick"] = {k: best.pop(k) for k in ("trial_id", "config", "searched", "best_value",
+                                                       "best_epoch", "checkpoint") if k in best}
+        best.update(config=settings.resolve(candidates[winner]).to_dict(), searched=candidates[winner],
+                    trial_id=winner, best_value=float(search_values[winner]))
     best["confirmation"] = confirmation
     write_json(out_dir / "best.json", best)
     tracker.finish(None, {f"confirmed_mean_{metric}": float(table["mean"].iloc[0])}, [], [csv_path, figure])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -20,10 +21,11 @@ from results.export import best_record, check_name, copy_checkpoint, read_confus
 from results.files import read_json, write_json
 from results.plots import plot_confusion, plot_learning_curves
 from results.provenance import git_commit, versions
+from results.report import Report, write_report
 from search.collect import collect_trials
 from search.progress import ProgressPrinter, console, print_top
 from search.resources import gpu_share, plan_placement
-from search.searcher import SAMPLERS, SCHEDULERS, make_scheduler, make_searcher, startup_trials
+from search.searcher import SAMPLERS, SCHEDULERS, make_scheduler, make_searcher, startup_trials, study_storage
 from search.tracking import MLflowTracker, default_tracking_uri
 from spaces import Space, active_keys, get_space
 from trainables.data import Splits, scale_down
@@ -217,6 +219,10 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
     storage = o.storage.resolve()
     experiment = storage / name
     _check_experiment_folder(experiment, o)
+    study_file = storage / f"{name}.study.db"
+    if not o.resume:
+        # A study file without its experiment folder belongs to no search: start the study afresh.
+        study_file.unlink(missing_ok=True)
 
     data = load_data(pair, o.data, o.classes, test=False, points=o.points, train_per_class=o.train_per_class,
                      train_fraction=o.train_fraction, seed=o.seed)
@@ -276,7 +282,7 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
                     metric=search_metric, mode=space.mode, num_samples=o.trials, reuse_actors=True,
                     search_alg=make_searcher(o.sampler, o.seed, o.trials, place.concurrency, search_metric,
                                              space.mode, [*o.start, *(space.start if o.space_start else [])],
-                                             space.params),
+                                             space.params, study=(name, study_file)),
                     scheduler=make_scheduler(o.scheduler, max_epochs, grace, space.reduction_factor)),
                 run_config=tune.RunConfig(
                     name=name, storage_path=str(storage), verbose=0, callbacks=[tracker, progress],
@@ -322,13 +328,42 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
     best["checkpoint"] = str(artifacts[0]) if artifacts else best["checkpoint"]
     space_path = write_json(out_dir / "space.json", space.to_json())
     csv_path, best_path = write_results(out_dir, frame, best)
+    report = study_report(out_dir, space, best, frame, study_file)
     tracker.finish(best_run, {best_col: best["best_value"], "trials": len(frame),
-                              "failed_trials": int((frame["outcome"] == "failed").sum())},
-                   [best_path, *artifacts], [space_path])
+                              "failed_trials": int((frame["outcome"] == "failed").sum()),
+                              **{f"importance.{k}": v for k, v in report.importances.items()}},
+                   [best_path, *artifacts], [space_path, report.html])
     print_top(frame, params, space.metric)
     console.print(f"best: trial {best['trial_id']} {space.metric} {best['best_value']:.4f} at epoch "
                   f"{best['best_epoch']}; {best_path} and {csv_path}")
+    console.print(f"report: {report.html.resolve().as_uri()}"
+                  + (f" (importances: {', '.join(f'{k} {v:.2f}' for k, v in report.importances.items())})"
+                     if report.importances else ""))
+    top = [r for r in frame["mlflow_run_id"].head(5) if isinstance(r, str)]
+    if top:
+        console.print(f"compare the top {len(top)} trials in the MLflow UI (make mlflow-ui): {tracker.compare_link(top)}")
     return SearchOutcome(name=name, results_dir=out_dir, best=best, trials=frame)
+
+
+def study_report(out_dir: Path, space: Space, best: dict[str, Any], frame: Any, study_file: Path) -> Report:
+    """Keep the search's Optuna study as ``study.db`` beside its results and write ``report.html``."""
+    import shutil
+
+    kept = out_dir / "study.db"
+    if Path(study_file).resolve() != kept.resolve() and Path(study_file).exists():
+        shutil.copyfile(study_file, kept)
+    study = None
+    if kept.exists():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            study = optuna.load_study(study_name=best["search_name"], storage=study_storage(kept))
+    checkpoint = out_dir / "checkpoint"
+    confusion = read_confusion(checkpoint) if checkpoint.is_dir() else None
+    extra = {k: out_dir / f for k, f in (("learning_curves", "learning_curves.png"), ("confusion", "val_confusion.png"))
+             if (out_dir / f).exists()}
+    return write_report(out_dir, space=space.name, name=best["search_name"], metric=space.metric, mode=space.mode,
+                        trials=frame, study=study, best=best, classes=confusion["classes"] if confusion else (),
+                        confusion=np.asarray(confusion["matrix"]) if confusion else None, extra_figures=extra)
 
 
 def _check_experiment_folder(experiment: Path, o: SearchOptions) -> None:

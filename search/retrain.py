@@ -117,7 +117,7 @@ def run_train(req: TrainRequest) -> dict[str, Any]:
         m = r.metrics
         print(f"epoch {r.epoch:3d}/{recipe.epochs}  train_loss {m['train_loss']:.4f}  "
               f"val_loss {m['val_loss']:.4f}  val_acc {m['val_acc']:.3f}  val_macro_f1 "
-              f"{m['val_macro_f1']:.4f}  lr {m['lr']:.2e}  {m['epoch_time_s']:.1f}s"
+              f"{m['val_macro_f1']:.4f}  lr {m['learning_rate']:.2e}  {m['epoch_time_s']:.1f}s"
               + ("  *best" if r.improved else ""), flush=True)
 
     sizes: dict[str, float] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -74,11 +75,18 @@ class DefineByRun:
         return out
 
 
+def study_storage(path: Path) -> str:
+    """The SQLite URL of a search's Optuna study (read by the report, and by optuna-dashboard)."""
+    return f"sqlite:///{Path(path).resolve()}"
+
+
 def make_searcher(sampler: str, seed: int, trials: int, concurrency: int, metric: str, mode: str,
-                  start: list[dict[str, Any]], params: dict[str, Any]) -> Searcher:
+                  start: list[dict[str, Any]], params: dict[str, Any], study: tuple[str, Path] | None = None
+                  ) -> Searcher:
     """Seeded sampler (OptunaSearch ignores its own seed when given a sampler), starting points
     first, at most ``concurrency`` trials in flight. Conditional spaces sample with TPE's
-    ``group`` option, which models each set of keys that appear together."""
+    ``group`` option, which models each set of keys that appear together. ``study`` (name, SQLite
+    file) keeps the Optuna study on disk, one study per search, for the report."""
     if sampler == "tpe":
         conditional = any(isinstance(d, When) for d in params.values())
         with warnings.catch_warnings():
@@ -91,8 +99,13 @@ def make_searcher(sampler: str, seed: int, trials: int, concurrency: int, metric
     else:
         raise ValueError(f"--sampler must be one of {SAMPLERS}; got {sampler!r}.")
     space = DefineByRun(params)
+    storage = None
+    if study is not None:
+        Path(study[1]).parent.mkdir(parents=True, exist_ok=True)
+        storage = optuna.storages.RDBStorage(study_storage(study[1]))
     search = PrunedAwareOptunaSearch(space=space, metric=metric, mode=mode, sampler=ot_sampler,
-                                     points_to_evaluate=[space.encode(p) for p in start] or None)
+                                     points_to_evaluate=[space.encode(p) for p in start] or None,
+                                     study_name=study[0] if study else None, storage=storage)
     return ConcurrencyLimiter(search, max_concurrent=concurrency)
 
 

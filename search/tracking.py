@@ -7,6 +7,7 @@ per-epoch results reach the driver anyway, through Tune's callbacks.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ from results.export import trial_outcome
 
 # What the recipe reports each epoch that is worth a curve in the UI (with the best_<metric> of the
 # space's metric); Ray's own keys are left out.
-EPOCH_METRICS = ("lr", "train_loss", "val_loss", "val_acc", "val_top3_acc", "val_macro_f1", "epoch_time_s")
+# The rate is logged as learning_rate: a metric named like the lr param makes MLflow's compare view
+# open its parallel-coordinates plot on the metric.
+EPOCH_METRICS = ("learning_rate", "train_loss", "val_loss", "val_acc", "val_top3_acc", "val_macro_f1", "epoch_time_s")
 # Logged once per trial, at its first epoch: the model's size, for the rank / accuracy / size trade-off.
 SIZE_METRICS = ("trainable_params", "total_params", "trainable_fraction")
 TAG_SEARCH = "spectune.search"
@@ -48,12 +51,13 @@ class MLflowTracker(tune.Callback):
     an outcome tag (completed / stopped early / failed)."""
 
     def __init__(self, tracking_uri: str, experiment: str, search_id: str,
-                 tags: dict[str, str], params: dict[str, Any]) -> None:
+                 tags: dict[str, str], params: dict[str, Any], role: str = "search") -> None:
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.search_id = search_id
         self.tags = tags
         self.params = params
+        self.role = role
         self.experiment_id: str | None = None
         self.parent_run_id: str | None = None
         self._runs: dict[str, str] = {}
@@ -77,7 +81,7 @@ class MLflowTracker(tune.Callback):
             self.experiment, artifact_location=artifact_root(self.tracking_uri),
             tags={"mlflow.experimentKind": "custom_model_development"})
         found = self.client.search_runs([self.experiment_id], f"tags.`{TAG_SEARCH}` = '{self.search_id}' "
-                                        f"and tags.`{TAG_ROLE}` = 'search'", max_results=1)
+                                        f"and tags.`{TAG_ROLE}` = '{self.role}'", max_results=1)
         if found:
             recorded = found[0].data.tags.get("data_fingerprint")
             if recorded and recorded != self.tags.get("data_fingerprint"):
@@ -88,7 +92,7 @@ class MLflowTracker(tune.Callback):
             self.client.update_run(self.parent_run_id, status="RUNNING")
             return
         run = self.client.create_run(self.experiment_id, run_name=self.search_id,
-                                     tags={**self.tags, TAG_SEARCH: self.search_id, TAG_ROLE: "search"})
+                                     tags={**self.tags, TAG_SEARCH: self.search_id, TAG_ROLE: self.role})
         self.parent_run_id = run.info.run_id
         self.client.log_batch(self.parent_run_id, params=[Param(k, str(v)) for k, v in self.params.items()])
 
@@ -147,6 +151,13 @@ class MLflowTracker(tune.Callback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.client.set_terminated(self.parent_run_id, status="FINISHED")
+
+    def compare_link(self, run_ids: list[str], base: str = "http://127.0.0.1:5000") -> str:
+        """The MLflow UI's compare view of ``run_ids`` (e.g. a search's top 5 trials)."""
+        from urllib.parse import quote
+
+        runs = quote(json.dumps(run_ids, separators=(",", ":")))
+        return f"{base}/#/compare-runs?runs={runs}&experiments={quote(json.dumps([self.experiment_id]))}"
 
     def finish(self, best_run_id: str | None, summary: dict[str, float], artifacts: list[Path],
                parent_artifacts: list[Path] = (), artifact_path: str = "best") -> None:

@@ -84,7 +84,7 @@ def test_plateau_lowers_the_rate_when_the_metric_stalls(tiny_data):
     # lr so small that the metric stalls: ReduceLROnPlateau halves the rate after every flat epoch.
     result = _train(tiny_data, lr=1e-6, scheduler="plateau", decay=0.5, plateau_patience=0,
                     warmup_epochs=0, epochs=5)
-    rates = [h["lr"] for h in result.history]
+    rates = [h["learning_rate"] for h in result.history]
     assert rates[0] == 1e-6 and rates[-1] < rates[0]
 
 
@@ -105,7 +105,7 @@ def test_non_finite_loss_raises_instead_of_training_on(tiny_data):
 
 def test_metrics_reported_every_epoch(tiny_data):
     h = _train(tiny_data, epochs=2).history[0]
-    assert {"epoch", "lr", "train_loss", "val_loss", "val_acc", "val_top3_acc", "val_macro_f1",
+    assert {"epoch", "learning_rate", "train_loss", "val_loss", "val_acc", "val_top3_acc", "val_macro_f1",
             "best_val_macro_f1"} <= set(h)
     assert 0 <= h["val_acc"] <= h["val_top3_acc"] <= 1 and np.isfinite(h["val_loss"])
 

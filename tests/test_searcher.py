@@ -1,3 +1,4 @@
+import pytest
 from optuna.trial import TrialState
 
 from search.searcher import DefineByRun, PrunedAwareOptunaSearch, make_searcher, startup_trials
@@ -78,3 +79,23 @@ def test_starting_points_come_first():
 
 def test_startup_trials_shrink_for_small_budgets():
     assert startup_trials(100) == 10 and startup_trials(12) == 4 and startup_trials(3) == 2
+
+
+def test_confirmation_statistics_are_scipys_paired_test_and_t_intervals():
+    import pandas as pd
+    from scipy import stats
+
+    from search.confirm import summarise
+
+    runs = pd.DataFrame({"candidate": ["a"] * 4 + ["b"] * 4, "seed": [1, 2, 3, 4] * 2,
+                         "best_val_macro_f1": [0.80, 0.82, 0.81, 0.83, 0.78, 0.79, 0.80, 0.80]})
+    table, evidence = summarise(runs, "best_val_macro_f1", "max")
+    assert table["candidate"].tolist() == ["a", "b"] and table["rank"].tolist() == [1, 2]
+    a = runs.loc[runs.candidate == "a", "best_val_macro_f1"]
+    half = stats.t.ppf(0.975, 3) * a.std(ddof=1) / 2
+    assert table["ci95_high"].iloc[0] == pytest.approx(a.mean() + half)
+    b = runs.loc[runs.candidate == "b", "best_val_macro_f1"]
+    assert evidence["p_value"] == pytest.approx(stats.ttest_rel(a.to_numpy(), b.to_numpy()).pvalue)
+    assert evidence["mean_difference"] == pytest.approx(0.0225) and evidence["separated"]
+    # mode min ranks the lowest mean first.
+    assert summarise(runs, "best_val_macro_f1", "min")[0]["candidate"].iloc[0] == "b"

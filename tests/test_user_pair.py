@@ -131,6 +131,14 @@ def test_a_pair_in_a_users_folder_is_searched_on_its_metric(ray_session, user_fo
     parent = client.get_run(outcome.best["mlflow"]["parent_run_id"])
     assert parent.data.metrics["best_val_loss"] == pytest.approx(outcome.best["best_value"])
     assert parent.data.tags["model"] == "blob_net"
+    # The study the searcher kept is beside the results; its importances are on the parent run with
+    # the report, and the learning rate is logged as learning_rate (not as the lr param's name).
+    assert (outcome.results_dir / "study.db").exists() and (outcome.results_dir / "report.html").exists()
+    assert {"importance.lr", "importance.hidden", "importance.skip"} <= set(parent.data.metrics)
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"report.html", "space.json"} <= artifacts
+    child = client.get_run(outcome.best["mlflow"]["run_id"])
+    assert "learning_rate" in child.data.metrics and "lr" not in child.data.metrics
     best = tmp_path / "results" / "blobs_net" / "blobs" / "best.json"
     assert main(["train", "--config", str(best), "--test", "--json-out", str(tmp_path / "final.json"),
                  "--device", "cpu"]) == 0
@@ -138,3 +146,21 @@ def test_a_pair_in_a_users_folder_is_searched_on_its_metric(ray_session, user_fo
     assert final["metric"] == "val_loss" and final["config"] == outcome.best["config"]
     assert final["best_value"] == pytest.approx(outcome.best["best_value"])
     assert 0 <= final["test_macro_f1"] <= 1
+    # Confirmation: the top 2 configs again over 2 new seeds, through Ray, nested under the search in MLflow.
+    from search.confirm import ConfirmOptions, run_confirm
+
+    confirmed = run_confirm(ConfirmOptions(space="blobs_net", name="blobs", top=2, seeds=2, concurrency=1,
+                                           storage=tmp_path / "ray", results_root=tmp_path / "results"))
+    table = pd.read_csv(tmp_path / "results" / "blobs_net" / "blobs" / "confirm.csv")
+    assert len(table) == 2 and table["seeds"].tolist() == [2, 2] and table["rank"].tolist() == [1, 2]
+    assert table["mean"].iloc[0] <= table["mean"].iloc[1]          # mode min: the lowest mean loss ranks first
+    record = json.loads(best.read_text())
+    assert record["confirmation"]["seeds"] == [1000, 1001] and record["confirmation"]["winner"] == confirmed["winner"]
+    assert record["trial_id"] == confirmed["winner"]
+    if confirmed["winner"] != confirmed["search_pick"]:
+        assert record["search_pick"]["trial_id"] == confirmed["search_pick"]
+    confirm_run = client.get_run(record["confirmation"]["mlflow_run_id"])
+    assert confirm_run.data.tags["mlflow.parentRunId"] == outcome.best["mlflow"]["parent_run_id"]
+    children = client.search_runs([parent.info.experiment_id],
+                                  f"tags.`mlflow.parentRunId` = '{confirm_run.info.run_id}'")
+    assert len(children) == 4

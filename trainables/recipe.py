@@ -322,7 +322,7 @@ def train(model_fn: Callable[[], nn.Module], data: Splits, recipe: Recipe,
         if plateau is not None and epoch >= recipe.warmup_epochs:
             plateau.step(scores[metric])
         stopped_early = recipe.patience is not None and since_best >= recipe.patience
-        metrics = {"epoch": epoch, "lr": lr, "train_loss": train_loss, **scores,
+        metrics = {"epoch": epoch, "learning_rate": lr, "train_loss": train_loss, **scores,
                    f"best_{metric}": sign * best_value, "epoch_time_s": time.perf_counter() - started}
         history.append(metrics)
         last = stopped_early or epoch == recipe.epochs
