@@ -189,7 +189,9 @@ def run_confirm(o: ConfirmOptions) -> dict[str, Any]:
         # checkpoint and figures) stays visible beside it.
         best["search_pick"] = {k: best.pop(k) for k in ("trial_id", "config", "searched", "best_value",
                                                        "best_epoch", "checkpoint") if k in best}
-        best.update(config=settings.resolve(candidates[winner]).to_dict(), searched=candidates[winner],
+        # With the search's seed, so that train --config best.json repeats the winner's search trial.
+        search_seed = replace(settings, seed=best["search_pick"]["config"]["seed"])
+        best.update(config=search_seed.resolve(candidates[winner]).to_dict(), searched=candidates[winner],
                     trial_id=winner, best_value=float(search_values[winner]))
     best["confirmation"] = confirmation
     write_json(out_dir / "best.json", best)

@@ -93,10 +93,14 @@ def export_onnx(folder: Path, out: Path | None = None, data_dir: Path | None = N
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             batch_dim = torch.export.Dim("batch")
-            torch.onnx.export(model, (), tmp, kwargs=example, input_names=names, output_names=["logits"],
-                              dynamic_shapes={k: {0: batch_dim} for k in names}, dynamo=True, verbose=False)
-        graph = onnx.load(tmp)
-        onnx.checker.check_model(graph)
+            program = torch.onnx.export(model, (), None, kwargs=example, input_names=names, output_names=["logits"],
+                                        dynamic_shapes={k: {0: batch_dim} for k in names}, dynamo=True,
+                                        verbose=False)
+        graph = program.model_proto
+        # One self-contained file (the exporter's default puts the weights in a side file).
+        onnx.save_model(graph, tmp, save_as_external_data=False)
+        os.chmod(tmp, 0o644)
+        onnx.checker.check_model(tmp)
         opset = next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx"))
         session = ort.InferenceSession(tmp, providers=["CPUExecutionProvider"])
         torch_logits, onnx_logits = [], []

@@ -26,8 +26,15 @@ def test_a_trained_model_exports_to_onnx_with_the_same_predictions(tmp_path, cap
     meta = json.loads((tmp_path / "m.onnx.json").read_text())
     assert meta["opset"] >= 17 and meta["inputs"]["x"]["shape"] == ["batch", 1, 128]
     assert meta["classes"][0] == "SN Ia" and meta["check"]["max_abs_logit_diff"] < 1e-4
-    # The batch axis is dynamic: one example and 7 examples both run.
-    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    # One self-contained file (no side file of weights), which still runs after a move; the batch
+    # axis is dynamic: one example and 7 examples both run.
+    import onnx
+
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("m.", ".m."))) == ["m.onnx", "m.onnx.json"]
+    assert all(i.data_location == onnx.TensorProto.DEFAULT for i in onnx.load(tmp_path / "m.onnx").graph.initializer)
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "m.onnx").rename(tmp_path / "moved" / "m.onnx")
+    session = ort.InferenceSession(str(tmp_path / "moved" / "m.onnx"), providers=["CPUExecutionProvider"])
     for n in (1, 7):
         logits = session.run(["logits"], {"x": np.random.default_rng(0).normal(size=(n, 1, 128)).astype(np.float32)})
         assert logits[0].shape == (n, 9)

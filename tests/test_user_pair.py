@@ -156,7 +156,7 @@ def test_a_pair_in_a_users_folder_is_searched_on_its_metric(ray_session, user_fo
     assert table["mean"].iloc[0] <= table["mean"].iloc[1]          # mode min: the lowest mean loss ranks first
     record = json.loads(best.read_text())
     assert record["confirmation"]["seeds"] == [1000, 1001] and record["confirmation"]["winner"] == confirmed["winner"]
-    assert record["trial_id"] == confirmed["winner"]
+    assert record["trial_id"] == confirmed["winner"] and record["config"]["seed"] == outcome.best["config"]["seed"]
     if confirmed["winner"] != confirmed["search_pick"]:
         assert record["search_pick"]["trial_id"] == confirmed["search_pick"]
     confirm_run = client.get_run(record["confirmation"]["mlflow_run_id"])

@@ -56,6 +56,7 @@ def save_checkpoint(folder: Path, model: nn.Module, record: dict[str, Any]) -> P
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    tmp.chmod(0o755)    # mkdtemp's 0700 would keep the saved model from other users
     try:
         torch.save(trainable_state(model), tmp / WEIGHTS_FILE)
         (tmp / CONFIG_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n")
