@@ -338,10 +338,12 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
                   f"{best['best_epoch']}; {best_path} and {csv_path}")
     console.print(f"report: {report.html.resolve().as_uri()}"
                   + (f" (importances: {', '.join(f'{k} {v:.2f}' for k, v in report.importances.items())})"
-                     if report.importances else ""))
+                     if report.importances else ""), soft_wrap=True)
     top = [r for r in frame["mlflow_run_id"].head(5) if isinstance(r, str)]
     if top:
-        console.print(f"compare the top {len(top)} trials in the MLflow UI (make mlflow-ui): {tracker.compare_link(top)}")
+        # soft_wrap: a link cut over two lines cannot be clicked or copied.
+        console.print(f"compare the top {len(top)} trials in the MLflow UI (make mlflow-ui): {tracker.compare_link(top)}",
+                      soft_wrap=True)
     return SearchOutcome(name=name, results_dir=out_dir, best=best, trials=frame)
 
 

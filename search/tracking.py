@@ -130,6 +130,8 @@ class MLflowTracker(tune.Callback):
         metrics = [Metric(k, float(v), ts, step) for k, v in result.items()
                    if k in EPOCH_METRICS or (k.startswith("best_") and isinstance(v, (int, float)))
                    or (k in SIZE_METRICS and step == 1)]
+        # MLflow's compare view plots the first metric a run logged: make it the selection metric.
+        metrics.sort(key=lambda m: (not m.key.startswith("best_"), m.key != "val_macro_f1"))
         self.client.log_batch(run_id, metrics=metrics)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
