@@ -94,7 +94,8 @@ def copy_checkpoint(checkpoint_dir: str | None, out_dir: Path) -> Path | None:
     dest = out_dir / "checkpoint"
     tmp = out_dir / ".checkpoint.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(checkpoint_dir, tmp)
+    # The training state (state.pt) is for resuming the trial; the results keep the model only.
+    shutil.copytree(checkpoint_dir, tmp, ignore=shutil.ignore_patterns("state.pt"))
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return dest

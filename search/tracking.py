@@ -113,10 +113,11 @@ class MLflowTracker(tune.Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         previous = self.run_id(trial.trial_id)
         if previous is not None:
-            # A resumed trial restarts from scratch: close the interrupted attempt and give the
-            # new one its own run, so params stay write-once and no epoch is logged twice.
-            self.client.set_tag(previous, TAG_OUTCOME, "interrupted")
-            self.client.set_terminated(previous, status="KILLED")
+            # A resumed trial continues from its last checkpoint: it continues its own run too (the
+            # epoch it repeats, if any, is logged again at the same step with the same values).
+            self.client.update_run(previous, status="RUNNING")
+            self.client.set_tag(previous, TAG_OUTCOME, "running")
+            return
         run = self.client.create_run(self.experiment_id, run_name=trial.trial_id, tags={
             MLFLOW_PARENT_RUN_ID: self.parent_run_id, TAG_SEARCH: self.search_id, TAG_ROLE: "trial",
             TAG_TRIAL: trial.trial_id, TAG_OUTCOME: "running"})

@@ -148,3 +148,25 @@ def test_read_only_splits_stay_on_the_device_between_calls():
         to_device(split(seed, writeable=False), cpu)
     again = to_device(shared, cpu)
     assert again[0]["x"] is not first[0]["x"] and torch.equal(again[0]["x"], first[0]["x"])
+
+
+@pytest.mark.parametrize("overrides", [{}, {"scheduler": "plateau", "patience": 2, "dropout": 0.3}])
+def test_a_run_resumed_from_a_saved_epoch_repeats_the_uninterrupted_run(tiny_data, tmp_path, overrides):
+    """The state saved after epoch 3 (weights, optimizer, schedule, random streams, best epoch,
+    patience), through torch.save and torch.load(weights_only=True), continues the same trajectory."""
+    torch.set_num_threads(1)
+    data = load_ztf(tiny_data)
+    resolved = GALSPECNET.resolve({**FAST, **overrides}, soft=tuple(FAST))
+
+    def keep(report):
+        if report.epoch == 3:
+            torch.save(report.state(), tmp_path / "state.pt")
+
+    straight = train(GALSPECNET.model_fn(data.spec, resolved), data, resolved.recipe, on_epoch=keep)
+    state = torch.load(tmp_path / "state.pt", weights_only=True)
+    resumed = train(GALSPECNET.model_fn(data.spec, resolved), data, resolved.recipe, resume=state)
+    drop = lambda h: {k: v for k, v in h.items() if k != "epoch_time_s"}  # noqa: E731
+    assert [drop(h) for h in resumed.history] == [drop(h) for h in straight.history]
+    assert resumed.best_epoch == straight.best_epoch and resumed.stopped_early == straight.stopped_early
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key])

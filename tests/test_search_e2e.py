@@ -209,3 +209,12 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_sessio
     finished = [r for r in children if r.data.tags["spectune.outcome"] in ("completed", "failed")]
     assert len({r.data.tags["spectune.trial_id"] for r in finished}) == 8
     assert len([r for r in runs if r.data.tags.get("spectune.role") == "search"]) == 1
+    # Lossless resume: the trial cut mid-way continued from its last epoch's checkpoint (no epoch is
+    # trained twice) and continued its own MLflow run (one child per trial, none left RUNNING).
+    import pandas as pd
+
+    for progress in (tmp_path / "ray_results" / "cut").glob("*/progress.csv"):
+        epochs = pd.read_csv(progress)["epoch"].tolist()
+        assert epochs == list(range(1, len(epochs) + 1)), (progress, epochs)
+    assert len(children) == 8 and all(r.info.status == "FINISHED" for r in children)
+    assert all(r.info.status == "FINISHED" for r in runs if r.data.tags.get("spectune.role") == "search")

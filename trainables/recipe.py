@@ -54,7 +54,8 @@ class Evaluation:
 
 @dataclass
 class EpochReport:
-    """What the per-epoch callback receives. ``model`` holds this epoch's weights."""
+    """What the per-epoch callback receives. ``model`` holds this epoch's weights; ``state()`` is
+    everything :func:`train` needs to continue from the end of this epoch exactly (``resume=``)."""
 
     epoch: int
     metrics: dict[str, float]
@@ -62,6 +63,14 @@ class EpochReport:
     last: bool
     model: nn.Module
     val: Evaluation
+    state: Callable[[], dict[str, Any]] = lambda: {}
+
+
+def _kept(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors of ``state`` that can change in training: parameters that train and every buffer
+    (a frozen base's weights are rebuilt from the base, not saved again)."""
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    return {k: v for k, v in state.items() if k not in frozen}
 
 
 @dataclass
@@ -241,13 +250,16 @@ def train(model_fn: Callable[[], nn.Module], data: Splits, recipe: Recipe,
           on_epoch: Callable[[EpochReport], Any] | None = None,
           metric: str = "val_macro_f1", mode: str = "max",
           augment: Callable[[dict[str, torch.Tensor], torch.Generator], dict[str, torch.Tensor]] | None = None,
-          ) -> TrainResult:
+          resume: dict[str, Any] | None = None) -> TrainResult:
     """Train ``model_fn()`` on ``data.train``, select on ``data.val``; never touches ``data.test``.
 
     ``model_fn`` is called after seeding so that initial weights depend only on ``recipe.seed``.
     ``metric``/``mode`` choose the best epoch (kept weights, early stopping, plateau schedule).
     ``augment(batch, generator)`` changes each training batch (a data module's searched knobs).
     ``on_epoch`` is called after every epoch (the search layer reports from it).
+    ``resume`` is an :attr:`EpochReport.state` saved earlier: the run continues after that epoch
+    with the same weights, optimizer, schedule, scaler, random streams, best epoch and patience
+    counter, so an interrupted and resumed run gives the same metrics as an uninterrupted one.
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {list(METRICS)}; got {metric!r}.")
@@ -277,7 +289,33 @@ def train(model_fn: Callable[[], nn.Module], data: Splits, recipe: Recipe,
     best_value, best_epoch, best_state, best_val = -math.inf, 0, None, None
     since_best = 0
     stopped_early = False
-    for epoch in range(1, recipe.epochs + 1):
+    first = 1
+    if resume:
+        model.load_state_dict(resume["model"], strict=False)
+        optimizer.load_state_dict(resume["optimizer"])
+        for part, saved in ((scheduler, resume.get("scheduler")), (plateau, resume.get("plateau")),
+                            (scaler, resume.get("scaler"))):
+            if part is not None and saved is not None:
+                part.load_state_dict(saved)
+        generator.set_state(resume["generator"])
+        augment_generator.set_state(resume["augment_generator"])
+        torch.set_rng_state(resume["torch_rng"])
+        history = list(resume["history"])
+        best_value, best_epoch, since_best = resume["best_value"], resume["best_epoch"], resume["since_best"]
+        best_state = {**model.state_dict(), **resume["best_state"]}
+        best_val = Evaluation(**{**resume["best_val"], "confusion": np.asarray(resume["best_val"]["confusion"])})
+        first = resume["epoch"] + 1
+
+    def snapshot(epoch: int) -> dict[str, Any]:
+        return {"epoch": epoch, "model": _kept(model, model.state_dict()), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "plateau": plateau.state_dict() if plateau is not None else None, "scaler": scaler.state_dict(),
+                "generator": generator.get_state(), "augment_generator": augment_generator.get_state(),
+                "torch_rng": torch.get_rng_state(), "history": list(history), "best_value": best_value,
+                "best_epoch": best_epoch, "since_best": since_best, "best_state": _kept(model, best_state),
+                "best_val": {**best_val.__dict__, "confusion": torch.from_numpy(best_val.confusion)}}
+
+    for epoch in range(first, recipe.epochs + 1):
         started = time.perf_counter()
         model.train()
         lr = optimizer.param_groups[0]["lr"]
@@ -328,7 +366,7 @@ def train(model_fn: Callable[[], nn.Module], data: Splits, recipe: Recipe,
         last = stopped_early or epoch == recipe.epochs
         if on_epoch is not None:
             on_epoch(EpochReport(epoch=epoch, metrics=metrics, improved=improved, last=last,
-                                 model=model, val=val))
+                                 model=model, val=val, state=lambda: snapshot(epoch)))
         if stopped_early:
             break
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from ray import tune
 
-from trainables.checkpoint import CONFIG_FILE, WEIGHTS_FILE, trainable_state
+from trainables.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from trainables.data import Splits
 from trainables.discovery import ENV
 from trainables.models._finetune import parameter_counts
@@ -27,6 +27,7 @@ from trainables.pretrained import Base
 from trainables.recipe import EpochReport, pick_device, train
 
 CONFUSION_FILE = "val_confusion.json"
+STATE_FILE = "state.pt"
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ class TrialSettings:
 
 
 def run_trial(config: dict[str, Any], data: Splits, settings: TrialSettings, base: Base | None = None) -> None:
-    """Train one config and ``tune.report`` each epoch, with a checkpoint whenever the metric improves.
+    """Train one config and ``tune.report`` each epoch with a checkpoint; a trial that Tune restores
+    (``--resume``) continues from its last checkpoint's epoch.
     ``base`` holds the pretrained weights of a model that starts from them (shipped by the driver)."""
     torch.set_num_threads(settings.threads)
     os.environ[ENV] = settings.user_path
@@ -76,19 +78,27 @@ def run_trial(config: dict[str, Any], data: Splits, settings: TrialSettings, bas
     def report(r: EpochReport) -> None:
         # reported_at orders epochs across concurrent trials (Ray's own timestamp has 1 s resolution).
         metrics = {**r.metrics, **sizes, "finished": r.last, "reported_at": time.time()}
-        if not r.improved:
-            tune.report(metrics)
-            return
+        state = r.state()
         with tempfile.TemporaryDirectory() as tmp:
-            # Only what trains: a fine-tuned model's base is named by its sha256, not copied per trial.
-            torch.save(trainable_state(r.model), Path(tmp) / WEIGHTS_FILE)
+            # Every epoch: the best epoch's weights (model.pt; only what trains for a fine-tuned model,
+            # whose base is named by its sha256) and the whole training state (state.pt), so that a
+            # resumed trial continues from this epoch instead of starting again.
+            torch.save(state["best_state"], Path(tmp) / WEIGHTS_FILE)
+            torch.save(state, Path(tmp) / STATE_FILE)
             # The resolved config travels with the weights, so a checkpoint alone can be rebuilt.
             (Path(tmp) / CONFIG_FILE).write_text(json.dumps(
-                {"model": settings.model, "data": settings.data, "config": resolved.to_dict(), "epoch": r.epoch,
-                 "base": base.record() if base is not None else None}))
+                {"model": settings.model, "data": settings.data, "config": resolved.to_dict(),
+                 "epoch": state["best_epoch"], "base": base.record() if base is not None else None}))
             (Path(tmp) / CONFUSION_FILE).write_text(json.dumps(
-                {"epoch": r.epoch, "classes": list(data.classes), "matrix": r.val.confusion.tolist()}))
+                {"epoch": state["best_epoch"], "classes": list(data.classes),
+                 "matrix": state["best_val"]["confusion"].tolist()}))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
-    train(build, data, resolved.recipe, pick_device(settings.device),
-          on_epoch=report, metric=settings.metric, mode=settings.mode, augment=pair.augment(resolved))
+    resume = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            if (Path(folder) / STATE_FILE).is_file():
+                resume = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
+    train(build, data, resolved.recipe, pick_device(settings.device), on_epoch=report, metric=settings.metric,
+          mode=settings.mode, augment=pair.augment(resolved), resume=resume)
