@@ -223,6 +223,7 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
     if not o.resume:
         # A study file without its experiment folder belongs to no search: start the study afresh.
         study_file.unlink(missing_ok=True)
+        (storage / f"{name}.asha.pkl").unlink(missing_ok=True)
 
     data = load_data(pair, o.data, o.classes, test=False, points=o.points, train_per_class=o.train_per_class,
                      train_fraction=o.train_fraction, seed=o.seed)
@@ -283,7 +284,8 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
                     search_alg=make_searcher(o.sampler, o.seed, o.trials, place.concurrency, search_metric,
                                              space.mode, [*o.start, *(space.start if o.space_start else [])],
                                              space.params, study=(name, study_file)),
-                    scheduler=make_scheduler(o.scheduler, max_epochs, grace, space.reduction_factor)),
+                    scheduler=make_scheduler(o.scheduler, max_epochs, grace, space.reduction_factor,
+                                             state=storage / f"{name}.asha.pkl")),
                 run_config=tune.RunConfig(
                     name=name, storage_path=str(storage), verbose=0, callbacks=[tracker, progress],
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -109,10 +110,49 @@ def make_searcher(sampler: str, seed: int, trials: int, concurrency: int, metric
     return ConcurrencyLimiter(search, max_concurrent=concurrency)
 
 
-def make_scheduler(name: str, max_epochs: int, grace_period: int, reduction_factor: int) -> TrialScheduler:
+class PersistentASHA(ASHAScheduler):
+    """ASHA whose rung records survive ``--resume``.
+
+    Ray Tune 2.60 never calls a scheduler's ``save``/``restore``: a restored search gets ASHA as it
+    was created, with empty rungs, so a resumed trial would be judged against no one. This one
+    writes its state to ``path`` after every decision and reads it back before the first trial is
+    added to a restored search, so promotions and stops continue from the recorded rungs.
+    """
+
+    def __init__(self, path: str | Path, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._path = str(path)
+        self._loaded = False
+
+    def _persist(self) -> None:
+        tmp = f"{self._path}.tmp"
+        self.save(tmp)
+        os.replace(tmp, self._path)
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        if not self._loaded:
+            self._loaded = True
+            if os.path.exists(self._path):
+                self.restore(self._path)
+        super().on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        decision = super().on_trial_result(tune_controller, trial, result)
+        self._persist()
+        return decision
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        super().on_trial_complete(tune_controller, trial, result)
+        self._persist()
+
+
+def make_scheduler(name: str, max_epochs: int, grace_period: int, reduction_factor: int,
+                   state: Path | None = None) -> TrialScheduler:
+    """ASHA (its rungs kept in ``state`` when given, for ``--resume``) or FIFO."""
     if name == "asha":
-        return ASHAScheduler(time_attr="training_iteration", max_t=max_epochs,
-                             grace_period=grace_period, reduction_factor=reduction_factor)
+        settings = dict(time_attr="training_iteration", max_t=max_epochs, grace_period=grace_period,
+                        reduction_factor=reduction_factor)
+        return PersistentASHA(state, **settings) if state is not None else ASHAScheduler(**settings)
     if name == "fifo":
         return FIFOScheduler()
     raise ValueError(f"--scheduler must be one of {SCHEDULERS}; got {name!r}.")

@@ -99,3 +99,42 @@ def test_confirmation_statistics_are_scipys_paired_test_and_t_intervals():
     assert evidence["mean_difference"] == pytest.approx(0.0225) and evidence["separated"]
     # mode min ranks the lowest mean first.
     assert summarise(runs, "best_val_macro_f1", "min")[0]["candidate"].iloc[0] == "b"
+
+
+def test_asha_rungs_survive_a_resume(tmp_path):
+    """Tune 2.60 never restores a scheduler's state; PersistentASHA does, so a trial judged after a
+    resume is stopped (or promoted) exactly as it would have been without the interruption."""
+    import pickle
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    from search.searcher import make_scheduler
+
+    def fresh(path):
+        scheduler = make_scheduler("asha", max_epochs=8, grace_period=1, reduction_factor=2, state=path)
+        scheduler.set_search_properties("m", "max")
+        return scheduler
+
+    def judge(scheduler, name, value):
+        trial = SimpleNamespace(trial_id=name)
+        scheduler.on_trial_add(None, trial)
+        return scheduler.on_trial_result(None, trial, {"training_iteration": 1, "m": value})
+
+    history = [("a", 0.9), ("b", 0.8), ("c", 0.7)]
+    straight = fresh(tmp_path / "straight.pkl")
+    expected = [judge(straight, n, v) for n, v in history] + [judge(straight, "d", 0.1)]
+    assert expected[-1] == TrialScheduler.STOP
+
+    # The same trials, with the driver stopped after three: Tune restores the scheduler as pickled at
+    # the start (tuner.pkl), and the rungs come back from the state file.
+    path = tmp_path / "cut.pkl"
+    first = fresh(path)
+    as_created = pickle.dumps(first)
+    assert [judge(first, n, v) for n, v in history] == expected[:3]
+    restored = pickle.loads(as_created)
+    assert judge(restored, "d", 0.1) == expected[-1]
+    # Without the state file the fourth trial would have been the first on its rung, and promoted.
+    plain = ASHAScheduler(time_attr="training_iteration", max_t=8, grace_period=1, reduction_factor=2)
+    plain.set_search_properties("m", "max")
+    assert judge(plain, "d", 0.1) == TrialScheduler.CONTINUE
