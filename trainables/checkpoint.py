@@ -22,15 +22,12 @@ WEIGHTS_FILE = "model.pt"
 CONFIG_FILE = "config.json"
 
 
-def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The state of the parameters that train, or the whole state when nothing is frozen
-    (buffers such as batch-norm statistics are kept only then: a frozen base keeps its own)."""
+def trainable_state(model: nn.Module, state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """``state`` (default: the model's own) without the frozen parameters: what trains and every
+    buffer (batch-norm statistics move even under a frozen base). A frozen base is rebuilt from the
+    base, not saved again; with nothing frozen this is the whole state."""
     frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
-    state = model.state_dict()
-    if not frozen:
-        return state
-    trained = {name for name, p in model.named_parameters() if p.requires_grad}
-    return {k: v for k, v in state.items() if k in trained}
+    return {k: v for k, v in (model.state_dict() if state is None else state).items() if k not in frozen}
 
 
 def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> nn.Module:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainables.checkpoint import trainable_state
 from trainables.config import Recipe
 from trainables.data import Split, Splits
 from trainables.losses import FocalLoss, balanced_alpha
@@ -65,12 +66,6 @@ class EpochReport:
     val: Evaluation
     state: Callable[[], dict[str, Any]] = lambda: {}
 
-
-def _kept(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The tensors of ``state`` that can change in training: parameters that train and every buffer
-    (a frozen base's weights are rebuilt from the base, not saved again)."""
-    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
-    return {k: v for k, v in state.items() if k not in frozen}
 
 
 @dataclass
@@ -307,12 +302,12 @@ def train(model_fn: Callable[[], nn.Module], data: Splits, recipe: Recipe,
         first = resume["epoch"] + 1
 
     def snapshot(epoch: int) -> dict[str, Any]:
-        return {"epoch": epoch, "model": _kept(model, model.state_dict()), "optimizer": optimizer.state_dict(),
+        return {"epoch": epoch, "model": trainable_state(model), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "plateau": plateau.state_dict() if plateau is not None else None, "scaler": scaler.state_dict(),
                 "generator": generator.get_state(), "augment_generator": augment_generator.get_state(),
                 "torch_rng": torch.get_rng_state(), "history": list(history), "best_value": best_value,
-                "best_epoch": best_epoch, "since_best": since_best, "best_state": _kept(model, best_state),
+                "best_epoch": best_epoch, "since_best": since_best, "best_state": trainable_state(model, best_state),
                 "best_val": {**best_val.__dict__, "confusion": torch.from_numpy(best_val.confusion)}}
 
     for epoch in range(first, recipe.epochs + 1):
