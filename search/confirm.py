@@ -25,7 +25,7 @@ import pandas as pd
 from results.export import RESULTS_DIR, latest_search, results_dir
 from results.files import read_json, write_csv, write_json
 from search.collect import collect_trials
-from search.driver import SearchError, _quiet_ray, _start_ray, load_data
+from search.driver import SearchError, _quiet_ray, _start_ray, load_data, run_config
 from search.progress import ProgressPrinter, console
 from search.resources import gpu_share, plan_placement
 from search.tracking import MLflowTracker, default_tracking_uri
@@ -154,11 +154,8 @@ def run_confirm(o: ConfirmOptions) -> dict[str, Any]:
         tuner = tune.Tuner(trainable, param_space={"candidate": tune.grid_search(list(candidates)),
                                                    "seed": tune.grid_search(seeds)},
                            tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=place.concurrency),
-                           run_config=tune.RunConfig(name=confirm_name, storage_path=str(o.storage.resolve()),
-                                                     verbose=0, callbacks=[tracker, ProgressPrinter(
-                                                         len(candidates) * o.seeds, metric, mode)],
-                                                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                                                     failure_config=tune.FailureConfig(max_failures=0)))
+                           run_config=run_config(confirm_name, o.storage.resolve(),
+                                                 [tracker, ProgressPrinter(len(candidates) * o.seeds, metric, mode)]))
         tuner.fit()
     finally:
         if started:

@@ -185,6 +185,17 @@ def _quiet_ray() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+def run_config(name: str, storage: Path, callbacks: list[Any]) -> Any:
+    """Tune's run settings shared by a search and its confirmation: quiet, one checkpoint kept per
+    trial (the latest, which carries the best weights and the state to resume from), a failing
+    trial recorded rather than retried."""
+    from ray import tune
+
+    return tune.RunConfig(name=name, storage_path=str(storage), verbose=0, callbacks=callbacks,
+                          checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                          failure_config=tune.FailureConfig(max_failures=0))
+
+
 def _start_ray(address: str | None) -> bool:
     """Join ``address`` (or ``RAY_ADDRESS``), reuse a running Ray, or start a local one.
     Returns whether this call started Ray (and so should stop it)."""
@@ -286,10 +297,7 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
                                              space.params, study=(name, study_file)),
                     scheduler=make_scheduler(o.scheduler, max_epochs, grace, space.reduction_factor,
                                              state=storage / f"{name}.asha.pkl")),
-                run_config=tune.RunConfig(
-                    name=name, storage_path=str(storage), verbose=0, callbacks=[tracker, progress],
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    failure_config=tune.FailureConfig(max_failures=0)))
+                run_config=run_config(name, storage, [tracker, progress]))
         tuner.fit()
     finally:
         if started:
