@@ -247,6 +247,30 @@ def _scan_pickle(raw: bytes) -> tuple[bool, str | None]:
     return True, None
 
 
+def read_split_files(module: DataModule, folder: Path | None, classes: Sequence[str] | None,
+                     parse: Callable[[Path, Any, tuple[str, ...]], Split], hint: str, *salt: str
+                     ) -> tuple[Path, tuple[str, ...], dict[str, Split], list[bytes | str]]:
+    """The folder, class order and parsed ``train.pt``, ``val.pt``, ``test.pt`` of a folder module,
+    with what its fingerprint hashes (the order, ``salt`` and every file's bytes). ``hint`` is the
+    command that writes the folder; ``parse(path, obj, order)`` checks one file's contents."""
+    folder = module.folder(folder)
+    if folder is None or not folder.is_dir():
+        raise DataError(f"data folder {folder} does not exist. {hint} or pass --data DIR "
+                        "pointing at a folder holding train.pt, val.pt and test.pt.")
+    order = resolve_classes(folder, classes, module.classes)
+    parts: list[bytes | str] = [repr(order), *salt]
+    splits: dict[str, Split] = {}
+    for name in SPLITS:
+        path = folder / f"{name}.pt"
+        if not path.is_file():
+            raise DataError(f"{path} is missing. A data folder must hold train.pt, val.pt and test.pt; "
+                            f"{hint[0].lower() + hint[1:]}.")
+        raw, obj = read_torch_file(path)
+        parts.append(raw)
+        splits[name] = parse(path, obj, order)
+    return folder, order, splits, parts
+
+
 def parse_labels(path: Path | str, labels: object, order: tuple[str, ...]) -> np.ndarray:
     """Class names or indices to int64 indices into ``order``."""
     if hasattr(labels, "tolist"):

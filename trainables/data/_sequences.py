@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Sequence
 
-from trainables.data._base import (SPLITS, DataError, DataModule, InputSpec, Split, Splits, check_every_class_trains,
-                                   check_finite, fingerprint, parse_labels, read_torch_file, resolve_classes)
+from trainables.data._base import (DataError, DataModule, InputSpec, Split, Splits, check_every_class_trains,
+                                   check_finite, fingerprint, parse_labels, read_split_files)
 
 
 class SequenceFolder(DataModule):
@@ -25,21 +25,8 @@ class SequenceFolder(DataModule):
     generate_hint: ClassVar[str] = ""
 
     def load(self, folder: Path | None, classes: Sequence[str] | None = None) -> Splits:
-        folder = self.folder(folder)
-        if folder is None or not folder.is_dir():
-            raise DataError(f"data folder {folder} does not exist. {self.generate_hint} or pass --data DIR "
-                            "pointing at a folder holding train.pt, val.pt and test.pt.")
-        order = resolve_classes(folder, classes, self.classes)
-        parts: list[bytes | str] = [repr(order), self.key]
-        splits: dict[str, Split] = {}
-        for name in SPLITS:
-            path = folder / f"{name}.pt"
-            if not path.is_file():
-                raise DataError(f"{path} is missing. A data folder must hold train.pt, val.pt and test.pt; "
-                                f"{self.generate_hint[0].lower() + self.generate_hint[1:]}.")
-            raw, obj = read_torch_file(path)
-            parts.append(raw)
-            splits[name] = self._parse(path, obj, order)
+        folder, order, splits, parts = read_split_files(self, folder, classes, self._parse, self.generate_hint,
+                                                        self.key)
         shapes = {n: s.inputs["x"].shape[1:] for n, s in splits.items()}
         if len(set(shapes.values())) > 1:
             raise DataError(f"{folder}: sequence shapes (channels, length) differ between splits {shapes}; "

@@ -12,8 +12,8 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-from trainables.data._base import (SPLITS, DataError, DataModule, InputSpec, Split, Splits, check_every_class_trains,
-                                   fingerprint, parse_labels, read_torch_file, resolve_classes)
+from trainables.data._base import (DataError, DataModule, InputSpec, Split, Splits, check_every_class_trains,
+                                   fingerprint, parse_labels, read_split_files)
 
 KEYS = ("input_ids", "attention_mask")
 
@@ -26,21 +26,7 @@ class TokenFolder(DataModule):
     generate_hint: ClassVar[str] = ""
 
     def load(self, folder: Path | None, classes: Sequence[str] | None = None) -> Splits:
-        folder = self.folder(folder)
-        if folder is None or not folder.is_dir():
-            raise DataError(f"data folder {folder} does not exist. {self.generate_hint} or pass --data DIR "
-                            "pointing at a folder holding train.pt, val.pt and test.pt.")
-        order = resolve_classes(folder, classes, self.classes)
-        parts: list[bytes | str] = [repr(order)]
-        splits: dict[str, Split] = {}
-        for name in SPLITS:
-            path = folder / f"{name}.pt"
-            if not path.is_file():
-                raise DataError(f"{path} is missing. A data folder must hold train.pt, val.pt and test.pt; "
-                                f"{self.generate_hint[0].lower() + self.generate_hint[1:]}.")
-            raw, obj = read_torch_file(path)
-            parts.append(raw)
-            splits[name] = self._parse(path, obj, order)
+        folder, order, splits, parts = read_split_files(self, folder, classes, self._parse, self.generate_hint)
         lengths = {n: s.inputs["input_ids"].shape[1] for n, s in splits.items()}
         if len(set(lengths.values())) > 1:
             raise DataError(f"{folder}: sequence lengths differ between splits {lengths}; tokenise every split "
