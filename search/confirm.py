@@ -25,7 +25,8 @@ import pandas as pd
 from results.export import RESULTS_DIR, latest_search, results_dir
 from results.files import read_json, write_csv, write_json
 from search.collect import collect_trials
-from search.driver import SearchError, _quiet_ray, _start_ray, load_data, run_config
+from search.driver import SearchError, _clean_dead_searches, _quiet_ray, _start_ray, load_data, run_config
+from search.local_ray import RAY_RECORD, stop_local_ray
 from search.progress import ProgressPrinter, console
 from search.resources import gpu_share, plan_placement
 from search.tracking import MLflowTracker, default_tracking_uri
@@ -134,7 +135,9 @@ def run_confirm(o: ConfirmOptions) -> dict[str, Any]:
     import ray
     from ray import tune
 
-    started = _start_ray(o.address)
+    _clean_dead_searches(o.storage.resolve(), confirm_name)
+    record = o.storage.resolve() / f"{confirm_name}{RAY_RECORD}"
+    started = _start_ray(o.address, record)
     try:
         resources = ray.cluster_resources()
         place = plan_placement(resources.get("CPU", 1), resources.get("GPU", 0),
@@ -159,7 +162,7 @@ def run_confirm(o: ConfirmOptions) -> dict[str, Any]:
         tuner.fit()
     finally:
         if started:
-            ray.shutdown()
+            stop_local_ray(record)
 
     runs, _, _ = collect_trials(o.storage.resolve() / confirm_name, ["candidate", "seed"], metric, mode)
     failed = runs[runs["outcome"] == "failed"]

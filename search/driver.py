@@ -23,9 +23,11 @@ from results.plots import plot_confusion, plot_learning_curves
 from results.provenance import git_commit, versions
 from results.report import Report, write_report
 from search.collect import collect_trials
+from search.local_ray import RAY_RECORD, SearchStillRunning, clean_dead_session, start_local_ray, stop_local_ray
 from search.progress import ProgressPrinter, console, print_top
 from search.resources import gpu_share, plan_placement
-from search.searcher import SAMPLERS, SCHEDULERS, make_scheduler, make_searcher, startup_trials, study_storage
+from search.searcher import (SAMPLERS, SCHEDULERS, fail_lost_trials, make_scheduler, make_searcher, startup_trials,
+                             study_storage)
 from search.tracking import MLflowTracker, default_tracking_uri
 from spaces import Space, active_keys, get_space
 from trainables.data import Splits, scale_down
@@ -196,9 +198,10 @@ def run_config(name: str, storage: Path, callbacks: list[Any]) -> Any:
                           failure_config=tune.FailureConfig(max_failures=0))
 
 
-def _start_ray(address: str | None) -> bool:
-    """Join ``address`` (or ``RAY_ADDRESS``), reuse a running Ray, or start a local one.
-    Returns whether this call started Ray (and so should stop it)."""
+def _start_ray(address: str | None, record: Path) -> bool:
+    """Join ``address`` (or ``RAY_ADDRESS``), reuse a running Ray, or start a local one (recorded in
+    ``record`` until it stops, see :mod:`search.local_ray`). Returns whether this call started Ray
+    (and so should stop it)."""
     import ray
 
     if ray.is_initialized():
@@ -211,9 +214,24 @@ def _start_ray(address: str | None) -> bool:
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR,
                  runtime_env={"env_vars": env} if env else None)
         return False
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(log_to_driver=False, logging_level=logging.ERROR, include_dashboard=False)
+    start_local_ray(record)
     return True
+
+
+def _clean_dead_searches(storage: Path, name: str) -> None:
+    """Stop the Ray processes of searches in ``storage`` whose driver was killed; refuse to go on
+    when the driver of search ``name`` itself is still alive."""
+    for record in sorted(storage.glob(f"*{RAY_RECORD}")):
+        other = record.name[:-len(RAY_RECORD)]
+        try:
+            stopped = clean_dead_session(record, other)
+        except SearchStillRunning:
+            if other == name:
+                raise
+            continue
+        if stopped:
+            console.print(f"stopped {len(stopped)} Ray processes left by the killed driver of search {other}: "
+                          + ", ".join(stopped), soft_wrap=True)
 
 
 def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> SearchOutcome:
@@ -231,6 +249,8 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
     experiment = storage / name
     _check_experiment_folder(experiment, o)
     study_file = storage / f"{name}.study.db"
+    ray_record = storage / f"{name}{RAY_RECORD}"
+    _clean_dead_searches(storage, name)
     if not o.resume:
         # A study file without its experiment folder belongs to no search: start the study afresh.
         study_file.unlink(missing_ok=True)
@@ -256,7 +276,7 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
     import ray
     from ray import tune
 
-    started = _start_ray(o.address)
+    started = _start_ray(o.address, ray_record)
     try:
         resources = ray.cluster_resources()
         gpus_per_trial = gpu_share(o.gpus_per_trial, space.gpus_per_trial, resources.get("GPU", 0))
@@ -301,7 +321,7 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
         tuner.fit()
     finally:
         if started:
-            ray.shutdown()
+            stop_local_ray(ray_record)
 
     frame, trials, histories = collect_trials(experiment, params, space.metric, space.mode)
     unfinished = int((~frame["status"].isin(["TERMINATED", "ERROR"])).sum()) + max(0, o.trials - len(frame))
@@ -310,6 +330,10 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
         raise SearchInterrupted(f"search {name} was interrupted with {unfinished} of {o.trials} trials unfinished; "
                                 f"nothing was written to results/. Continue it with: spectune search --space "
                                 f"{space.name} --name {name} --resume (same data options).")
+    lost = fail_lost_trials(study_file, name)
+    if lost:
+        console.print(f"{len(lost)} trial(s) that the killed driver had started but Tune had not saved were "
+                      f"replaced by new suggestions; the Optuna study marks them FAIL (numbers {lost}).")
     out_dir = results_dir(space.name, name, o.results_root)
     best_col = f"best_{space.metric}"
     # A trial that failed (a diverging loss, say) is no winner, whatever it scored before failing.

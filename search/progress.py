@@ -27,6 +27,20 @@ class ProgressPrinter(tune.Callback):
         self.done = 0
         self.best: float | None = None
         self.started = time.monotonic()
+        self._counted = False
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        # A resumed search counts on from the trials that ended before the interruption.
+        if not self._counted:
+            self._counted = True
+            ended = [t for t in trials if t.status in ("TERMINATED", "ERROR")]
+            self.done = len(ended)
+            for t in ended:
+                self._track_best((t.last_result or {}).get(f"best_{self.metric}"))
+            if ended:
+                best = f", best so far {self.best:.4f}" if self.best is not None else ""
+                console.print(f"resumed: {len(ended)} of {self.total} trials had ended when Tune last saved the "
+                              f"search{best}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._line(trial, errored=False)
@@ -34,12 +48,15 @@ class ProgressPrinter(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._line(trial, errored=True)
 
+    def _track_best(self, value: float | None) -> None:
+        if value is not None and (self.best is None or self.sign * value > self.sign * self.best):
+            self.best = value
+
     def _line(self, trial: Any, errored: bool) -> None:
         self.done += 1
         last = trial.last_result or {}
         value = last.get(f"best_{self.metric}")
-        if value is not None and (self.best is None or self.sign * value > self.sign * self.best):
-            self.best = value
+        self._track_best(value)
         score = f"{value:.4f}" if value is not None else "  -   "
         best = f"{self.best:.4f}" if self.best is not None else "  -   "
         elapsed = time.monotonic() - self.started

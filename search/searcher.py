@@ -81,6 +81,21 @@ def study_storage(path: Path) -> str:
     return f"sqlite:///{Path(path).resolve()}"
 
 
+def fail_lost_trials(study_file: Path, name: str) -> list[int]:
+    """Mark FAIL the study's trials still RUNNING once the search is over: those a killed driver
+    asked for after Tune last saved its state, which the resumed search never ran. Returns their
+    numbers."""
+    if not Path(study_file).exists():
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study = optuna.load_study(study_name=name, storage=study_storage(study_file))
+    lost = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    for number in lost:
+        study.tell(number, state=TrialState.FAIL)
+    return lost
+
+
 def make_searcher(sampler: str, seed: int, trials: int, concurrency: int, metric: str, mode: str,
                   start: list[dict[str, Any]], params: dict[str, Any], study: tuple[str, Path] | None = None
                   ) -> Searcher:

@@ -153,7 +153,27 @@ class MLflowTracker(tune.Callback):
         self.client.set_terminated(run_id, status="FAILED" if errored else "FINISHED")
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.close_lost({t.trial_id for t in trials})
         self.client.set_terminated(self.parent_run_id, status="FINISHED")
+
+    def close_lost(self, known: set[str]) -> list[str]:
+        """Mark KILLED the child runs still RUNNING whose trial Tune does not know: trials a killed
+        driver started after Tune last saved its experiment state (Tune resumes without them and
+        the searcher suggests again). Returns their trial ids."""
+        lost = []
+        for run in self.client.search_runs(
+                [self.experiment_id], f"tags.`{TAG_SEARCH}` = '{self.search_id}' and tags.`{TAG_ROLE}` = 'trial' "
+                "and attributes.status = 'RUNNING'", max_results=1000):
+            trial_id = run.data.tags.get(TAG_TRIAL)
+            if trial_id in known:
+                continue
+            self.client.log_batch(run.info.run_id, tags=[
+                RunTag(TAG_OUTCOME, "lost"),
+                RunTag("spectune.note", "started by a driver that was killed before Tune saved this trial; "
+                                        "the resumed search ran another trial in its place")])
+            self.client.set_terminated(run.info.run_id, status="KILLED")
+            lost.append(trial_id)
+        return lost
 
     def compare_link(self, run_ids: list[str], base: str = "http://127.0.0.1:5000") -> str:
         """The MLflow UI's compare view of ``run_ids`` (e.g. a search's top 5 trials)."""

@@ -170,3 +170,26 @@ def test_a_run_resumed_from_a_saved_epoch_repeats_the_uninterrupted_run(tiny_dat
     assert resumed.best_epoch == straight.best_epoch and resumed.stopped_early == straight.stopped_early
     for key, value in straight.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key])
+
+
+def test_a_run_resumed_after_it_stopped_early_trains_no_further(tiny_data, tmp_path):
+    """A driver killed between a trial's last epoch and Tune hearing of it resumes the trial from
+    that epoch's state: the patience it had used up still stops it, with nothing trained again."""
+    torch.set_num_threads(1)
+    data = load_ztf(tiny_data)
+    resolved = GALSPECNET.resolve({**FAST, "epochs": 12, "patience": 1, "lr": 1e-4}, soft=tuple(FAST))
+
+    def keep(report):
+        if report.last:
+            torch.save(report.state(), tmp_path / "state.pt")
+
+    straight = train(GALSPECNET.model_fn(data.spec, resolved), data, resolved.recipe, on_epoch=keep)
+    assert straight.stopped_early and straight.epochs_run < 12
+    epochs = []
+    resumed = train(GALSPECNET.model_fn(data.spec, resolved), data, resolved.recipe,
+                    resume=torch.load(tmp_path / "state.pt", weights_only=True),
+                    on_epoch=lambda r: epochs.append(r.epoch))
+    assert epochs == [] and resumed.stopped_early and resumed.history == straight.history
+    assert resumed.best_epoch == straight.best_epoch
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key])

@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from ray import cloudpickle
 
 from search.driver import SearchOptions, run_search
+from search.local_ray import RAY_RECORD, session_processes
 from results.export import export_best
 from search.cli import main as cli_main
 from trainables.data.ztf_synthetic import CLASS_ORDER, write_synthetic
@@ -166,7 +167,10 @@ def test_existing_search_name_is_refused_without_resume(searched):
         run_search(options)
 
 
-def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_session, e2e_space, tmp_path):
+def _search_until(tmp_path: Path, finished: int, env: dict[str, str] | None = None
+                  ) -> tuple[subprocess.Popen, list[str], Path, str]:
+    """Start an 8-trial search in a process of its own (its own process group) and return once
+    ``finished`` trials have ended, with the lines it printed so far, its data and tracking URI."""
     data = tmp_path / "data"
     write_synthetic(data, seed=2, n_train=8, n_val=4, n_test=4, n_points=128)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -177,14 +181,29 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_sessio
         from search.cli import main
         sys.exit(main({args!r}))
     """)
-    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONUNBUFFERED": "1",
+                                                                               **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines, deadline = [], time.monotonic() + 240
     for line in proc.stdout:
         lines.append(line)
-        if sum(ln.startswith("[") and "/8]" in ln for ln in lines) >= 3 or time.monotonic() > deadline:
+        if sum(ln.startswith("[") and "/8]" in ln for ln in lines) >= finished or time.monotonic() > deadline:
             break
+    return proc, lines, data, uri
+
+
+def _resume(tmp_path: Path, data: Path, uri: str):
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        return run_search(SearchOptions(space="e2e_tiny", trials=8, concurrency=1, scheduler="fifo", name="cut",
+                                        resume=True, data=data, tracking_uri=uri, patience=None))
+    finally:
+        os.chdir(cwd)
+
+
+def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_session, e2e_space, tmp_path):
+    proc, lines, data, uri = _search_until(tmp_path, 3, env={"TUNE_GLOBAL_CHECKPOINT_S": "0"})
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, rest
@@ -192,14 +211,7 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_sessio
     finished_before = sum(ln.startswith("[") and "/8]" in ln for ln in lines)
     assert 3 <= finished_before < 8, "".join(lines)
 
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        outcome = run_search(SearchOptions(space="e2e_tiny", trials=8, concurrency=1, scheduler="fifo",
-                                           name="cut", resume=True, data=data, tracking_uri=uri,
-                                           patience=None))
-    finally:
-        os.chdir(cwd)
+    outcome = _resume(tmp_path, data, uri)
     trials = outcome.trials
     assert len(trials) == 8 and trials["trial_id"].is_unique
     client = MlflowClient(uri)
@@ -218,3 +230,63 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_sessio
         assert epochs == list(range(1, len(epochs) + 1)), (progress, epochs)
     assert len(children) == 8 and all(r.info.status == "FINISHED" for r in children)
     assert all(r.info.status == "FINISHED" for r in runs if r.data.tags.get("spectune.role") == "search")
+
+
+def test_a_search_killed_with_its_process_group_resumes_losing_nothing(ray_session, e2e_space, tmp_path):
+    """kill -9 of the driver's whole process group, then --resume: the trials that had ended are
+    untouched, 8 distinct configs end, no Ray process of the killed search lives on, and nothing in
+    MLflow or the Optuna study is left RUNNING."""
+    # Tune then saves its state only when a trial checkpoints, as it must with num_to_keep=1 (not on
+    # its timer): the 4th trial, killed before its first checkpoint, is one Tune never saved.
+    proc, lines, data, uri = _search_until(tmp_path, 3, env={"TUNE_GLOBAL_CHECKPOINT_S": "3600"})
+    experiment = tmp_path / "ray_results" / "cut"
+    deadline = time.monotonic() + 60
+    while len(list(experiment.glob("run_trial_*"))) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    record = tmp_path / "ray_results" / f"cut{RAY_RECORD}"
+    assert record.exists(), "a search that starts its own Ray records it"
+    session = json.loads(record.read_text())["session_dir"]
+    ended = [ln.split()[2] for ln in lines if ln.startswith("[") and "/8]" in ln]
+    assert len(ended) == 3, "".join(lines)
+
+    def files_of(trial_id):
+        (folder,) = experiment.glob(f"*_{trial_id}_*")
+        return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*")
+                if p.is_file() and p.name in ("progress.csv", "result.json", "model.pt", "state.pt")}
+
+    before = {t: files_of(t) for t in ended}
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("spectune-e2e_tiny")
+
+    def history(trial_id):
+        (run,) = client.search_runs([exp.experiment_id], f"tags.`spectune.trial_id` = '{trial_id}'")
+        metrics = client.get_metric_history(run.info.run_id, "val_macro_f1")
+        return run.info.status, [(m.step, m.value) for m in metrics]
+
+    logged = {t: history(t) for t in ended}
+
+    outcome = _resume(tmp_path, data, uri)
+
+    assert not record.exists() and session_processes(session) == []
+    assert {t: files_of(t) for t in ended} == before
+    assert {t: history(t) for t in ended} == logged
+    trials = outcome.trials
+    assert len(trials) == 8 and set(trials["outcome"]) <= {"completed", "failed"}
+    configs = trials[["lr", "dropout", "batch_size"]].astype(str).agg("|".join, axis=1)
+    assert configs.is_unique, configs.tolist()
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    children = [r for r in runs if r.data.tags.get("spectune.role") == "trial"]
+    finished = {r.data.tags["spectune.trial_id"] for r in children if r.info.status == "FINISHED"}
+    assert finished == set(trials["trial_id"])
+    # A trial the killed driver had started but Tune never saved is marked lost, not left RUNNING.
+    lost = [r for r in children if r.info.status == "KILLED"]
+    assert len(lost) == 1 and lost[0].data.tags["spectune.outcome"] == "lost"
+    assert len(children) == 9
+    import optuna
+
+    study = optuna.load_study(study_name="cut", storage=f"sqlite:///{tmp_path / outcome.results_dir / 'study.db'}")
+    states = [t.state.name for t in study.trials]
+    assert "RUNNING" not in states and states.count("FAIL") == 1 and len(states) == 9

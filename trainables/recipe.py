@@ -300,6 +300,9 @@ def train(model_fn: Callable[[], nn.Module], data: Splits, recipe: Recipe,
         best_state = {**model.state_dict(), **resume["best_state"]}
         best_val = Evaluation(**{**resume["best_val"], "confusion": np.asarray(resume["best_val"]["confusion"])})
         first = resume["epoch"] + 1
+        if recipe.patience is not None and since_best >= recipe.patience:
+            # The run had stopped early at that epoch (a driver killed before it heard): it stays stopped.
+            stopped_early, first = True, recipe.epochs + 1
 
     def snapshot(epoch: int) -> dict[str, Any]:
         return {"epoch": epoch, "model": trainable_state(model), "optimizer": optimizer.state_dict(),
