@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ class SessionRecord:
     driver_pid: int
     driver_started: float
     session_dir: str
+    host: str
 
     @classmethod
     def read(cls, path: Path) -> SessionRecord:
@@ -52,7 +54,7 @@ def start_local_ray(record: Path) -> None:
     context = ray.init(log_to_driver=False, logging_level=logging.ERROR, include_dashboard=False)
     me = psutil.Process()
     entry = SessionRecord(driver_pid=me.pid, driver_started=me.create_time(),
-                          session_dir=context.address_info["session_dir"])
+                          session_dir=context.address_info["session_dir"], host=socket.gethostname())
     record.parent.mkdir(parents=True, exist_ok=True)
     tmp = record.with_suffix(".tmp")
     tmp.write_text(json.dumps(entry.__dict__))
@@ -94,7 +96,8 @@ def clean_dead_session(record: Path, name: str, grace_s: float = 5.0) -> list[st
     """Stop the Ray processes that a killed search ``name`` left behind and drop its record.
 
     Returns what was stopped (``"pid name"`` per process). Raises :class:`SearchStillRunning` when
-    the search's driver is alive: resuming it would run two drivers on one experiment."""
+    the search's driver is alive: resuming it would run two drivers on one experiment. A record
+    written on another machine (``ray_results`` on shared storage) is left alone."""
     if not record.exists():
         return []
     try:
@@ -102,6 +105,9 @@ def clean_dead_session(record: Path, name: str, grace_s: float = 5.0) -> list[st
     except (ValueError, TypeError, KeyError):
         # A record cut short while being written names no session; nothing can be matched to it.
         record.unlink(missing_ok=True)
+        return []
+    if entry.host != socket.gethostname():
+        # ray_results on shared storage: another machine's processes are not ours to judge or stop.
         return []
     if entry.driver_alive():
         raise SearchStillRunning(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,8 +25,9 @@ def _spawn(code: str, *args: str, env: dict[str, str] | None = None) -> subproce
                             start_new_session=True)
 
 
-def _record(path: Path, pid: int, started: float, session: Path) -> Path:
-    path.write_text(json.dumps({"driver_pid": pid, "driver_started": started, "session_dir": str(session)}))
+def _record(path: Path, pid: int, started: float, session: Path, host: str | None = None) -> Path:
+    path.write_text(json.dumps({"driver_pid": pid, "driver_started": started, "session_dir": str(session),
+                                "host": host or socket.gethostname()}))
     return path
 
 
@@ -88,3 +90,11 @@ def test_a_reused_pid_is_not_mistaken_for_the_driver(sessions, tmp_path):
     record = _record(tmp_path / "cut.ray.json", me.pid, me.create_time() - 3600, dead)
     assert len(clean_dead_session(record, "cut")) == 2
     assert procs["other_args"].poll() is None and procs["other_log"].poll() is None
+
+
+def test_a_record_from_another_machine_is_left_alone(sessions, tmp_path):
+    """ray_results on shared storage: a pid on another host says nothing about this one."""
+    dead, other, procs = sessions
+    record = _record(tmp_path / "far.ray.json", 1, 0.0, dead, host="another-node")
+    assert clean_dead_session(record, "far") == [] and record.exists()
+    assert all(p.poll() is None for p in procs.values())
