@@ -88,8 +88,8 @@ mlflow-ui: $(VENV)/.installed
 export: $(VENV)/.installed
 	$(SPECTUNE) export --space $(SPACE) $(NAME_ARG) --out best.json
 
-# Retrains best.json and evaluates the test split once, on the data scaling the search used
-# (recorded in best.json); POINTS=4096 TRAIN_PER_CLASS=560 retrains galspecnet on the full set instead.
+# Retrains best.json and evaluates the test split once, on the data folder and scaling the search
+# used (recorded in best.json); POINTS=4096 TRAIN_PER_CLASS=560 retrains galspecnet on the full set instead.
 train: $(VENV)/.installed
 	$(SPECTUNE) train --config best.json $(DATA_ARG) --test --json-out runs/best-test.json --save runs/best-model \
 	  $(if $(POINTS),--points $(POINTS)) $(if $(TRAIN_PER_CLASS),--train-per-class $(TRAIN_PER_CLASS))

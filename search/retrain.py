@@ -102,7 +102,14 @@ def run_train(req: TrainRequest) -> dict[str, Any]:
     threads = req.threads or searched.get("threads")
     if threads != req.threads:
         print(f"using the search's {threads} CPU thread(s) per trial (--threads to change it)")
-    data = load_data(pair, req.data, classes, test=req.test, seed=recipe.seed, **scaling)
+    folder = req.data
+    if folder is None and searched.get("path") and Path(searched["path"]) != Path(pair.data_module.default_dir or ""):
+        folder = Path(searched["path"])
+        print(f"using the search's data folder from {req.config}: {folder} (--data to change it)")
+    data = load_data(pair, folder, classes, test=req.test, seed=recipe.seed, **scaling)
+    if searched.get("fingerprint") and searched["fingerprint"] != data.fingerprint:
+        print(f"note: this data (fingerprint {data.fingerprint}) is not the search's ({searched['fingerprint']}); "
+              "the validation score will differ from the trial's.")
     base = pair.load_base(req.base or (record_base or {}).get("path"))
     if base is not None:
         check_same_base(base, record_base, str(req.config))
@@ -163,7 +170,7 @@ def run_train(req: TrainRequest) -> dict[str, Any]:
                      "classes": list(data.classes)},
             "data_fingerprint": data.fingerprint, "data_description": data.describe(),
             # What rebuilds the same validation split (spectune export --onnx checks the model on it).
-            "data_options": {"path": str(req.data or pair.data_module.default_dir or ""), "classes": classes,
+            "data_options": {"path": str(folder or pair.data_module.default_dir or ""), "classes": classes,
                              **scaling},
             "best_epoch": result.best_epoch, metric: result.best[metric], "versions": versions(),
             "base": base.record() if base is not None else None})

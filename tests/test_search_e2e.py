@@ -144,14 +144,17 @@ def test_mlflow_holds_one_parent_and_one_child_per_trial(searched):
     assert {"best/best.json", "best/val_confusion.png", "best/learning_curves.png", "best/checkpoint"} <= artifacts
 
 
-def test_exported_config_retrains_and_reports_test_once(searched, tmp_path):
+def test_exported_config_retrains_and_reports_test_once(searched, tmp_path, capsys):
     outcome, options, root = searched
     out = tmp_path / "best.json"
     export_best("e2e_tiny", "e2e", out, root=options.results_root)
     summary_path = tmp_path / "final.json"
-    assert cli_main(["train", "--config", str(out), "--data", str(options.data), "--test",
+    # No --data: the search's own folder, recorded in best.json, is the default.
+    assert cli_main(["train", "--config", str(out), "--test",
                      "--json-out", str(summary_path), "--device", "cpu"]) == 0
+    assert f"using the search's data folder from {out}: {options.data}" in capsys.readouterr().out
     summary = json.loads(summary_path.read_text())
+    assert summary["data"]["fingerprint"] == outcome.best["data"]["fingerprint"]
     assert summary["space"] == "e2e_tiny" and summary["epochs_run"] == EPOCHS
     assert summary["config"] == outcome.best["config"] and summary["classes"] == list(REVERSED)
     # Same seed, data and thread count on CPU: the retrained model is the search's best trial.

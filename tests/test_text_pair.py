@@ -134,3 +134,16 @@ def test_sequences_longer_than_the_base_takes_are_refused(bbc, tiny_bert):
     long = replace(data.spec, shapes={k: (128,) for k in data.spec.shapes})
     with pytest.raises(ValueError, match="the base .* takes at most 64"):
         PAIR.model_fn(long, PAIR.resolve({}), PAIR.load_base(str(tiny_bert[0])))()
+
+
+def test_token_ids_beyond_the_bases_vocabulary_are_refused(bbc, tiny_bert):
+    """Data tokenised with another tokenizer: one message before training, not an index error
+    inside the embedding of every trial."""
+    from dataclasses import replace
+
+    data = get_data("bbc_news").load(bbc)
+    vocab = PAIR.load_base(str(tiny_bert[0])).meta["config"]["vocab_size"]
+    assert 0 < data.spec.token_ids <= vocab
+    foreign = replace(data.spec, token_ids=vocab + 500)
+    with pytest.raises(ValueError, match=rf"token ids reach {vocab + 499}; .* vocabulary of {vocab}\. Tokenise"):
+        PAIR.model_fn(foreign, PAIR.resolve({}), PAIR.load_base(str(tiny_bert[0])))()

@@ -53,7 +53,8 @@ class InputSpec:
 
     ``shapes`` gives each input's shape without the batch axis; tabular data also names its
     ``numeric`` columns and its ``categorical`` columns with their vocabulary sizes (index 0 is
-    kept for values unseen in training).
+    kept for values unseen in training); token data gives ``token_ids``, one more than its largest
+    token id, the vocabulary an embedding must have at least.
     """
 
     kind: str
@@ -61,6 +62,7 @@ class InputSpec:
     classes: tuple[str, ...]
     numeric: tuple[str, ...] = ()
     categorical: dict[str, int] = field(default_factory=dict)
+    token_ids: int = 0
 
     @property
     def n_classes(self) -> int:

@@ -33,7 +33,8 @@ class TokenFolder(DataModule):
                             "to the same length.")
         check_every_class_trains(folder / "train.pt", splits["train"].labels, order)
         length = lengths["train"]
-        spec = InputSpec(kind=self.kind, shapes={k: (length,) for k in KEYS}, classes=order)
+        spec = InputSpec(kind=self.kind, shapes={k: (length,) for k in KEYS}, classes=order,
+                         token_ids=1 + max(int(s.inputs["input_ids"].max(initial=0)) for s in splits.values()))
         return Splits(train=splits["train"], val=splits["val"], test=splits["test"], spec=spec,
                       fingerprint=fingerprint(*parts))
 

@@ -79,6 +79,9 @@ def minilm(spec: InputSpec, base: Base, finetune: str, dropout: float, lora_rank
     if length > config.max_position_embeddings:
         raise ConfigError(f"the data's sequences hold {length} tokens; the base {base.path} takes at most "
                           f"{config.max_position_embeddings}. Prepare the data with fewer --max-tokens.")
+    if spec.token_ids > config.vocab_size:
+        raise ConfigError(f"the data's token ids reach {spec.token_ids - 1}; the base {base.path} has a vocabulary "
+                          f"of {config.vocab_size}. Tokenise the data with the base's own tokenizer.json.")
     encoder = BertModel(config, add_pooling_layer=False)
     if finetune != "scratch":
         state = {k: v for k, v in base.state.items() if not k.startswith("pooler.")}
