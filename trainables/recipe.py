@@ -164,13 +164,27 @@ def _upload(array: np.ndarray, device: torch.device) -> torch.Tensor:
     with warnings.catch_warnings():
         # The recipe never writes into the (possibly read-only) arrays it is given.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        tensor = torch.from_numpy(array).to(device, non_blocking=True)
+        tensor = torch.from_numpy(array)
+    if tensor.stride() != _contiguous_strides(tensor.shape):
+        # A size-1 axis can carry any stride (rows taken from x[:, None] give the channel axis the
+        # channels-last one) and convolutions pick their kernel by strides: the usual strides make a
+        # run on this array train exactly as a Ray trial does on its unpickled copy.
+        tensor = tensor.clone(memory_format=torch.contiguous_format)
+    tensor = tensor.to(device, non_blocking=True)
     if key is not None:
         # Holding the array keeps its memory alive, so no other data can take its address.
         _RESIDENT[key] = (array, tensor)
         while len(_RESIDENT) > _RESIDENT_MAX:
             _RESIDENT.popitem(last=False)
     return tensor
+
+
+def _contiguous_strides(shape: torch.Size) -> tuple[int, ...]:
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= max(n, 1)
+    return tuple(reversed(strides))
 
 
 def _buffer(array: np.ndarray) -> tuple[Any, ...]:
