@@ -1,7 +1,7 @@
 """The local Ray a search starts, recorded so that a later ``--resume`` can stop what a killed
 search left running, and only that.
 
-A search that started its own Ray writes ``ray_results/<name>.ray.json`` (its driver's pid and
+A search that started its own Ray writes ``ray_results/<name>.ray.json`` (its host, its driver's pid and
 start time, and Ray's session folder) and removes it when Ray shuts down. A record still there
 means the driver never reached its shutdown: it was killed (``kill -9``, an out-of-memory kill, a
 closed terminal). Ray's processes carry their session folder in their arguments or open log
