@@ -55,17 +55,14 @@ class Evaluation:
 
 @dataclass
 class EpochReport:
-    """What the per-epoch callback receives. ``model`` holds this epoch's weights; ``state()`` is
-    everything :func:`train` needs to continue from the end of this epoch exactly (``resume=``)."""
+    """What the per-epoch callback receives. ``state()`` is everything :func:`train` needs to
+    continue from the end of this epoch exactly (``resume=``), the best epoch's weights included."""
 
     epoch: int
     metrics: dict[str, float]
     improved: bool
     last: bool
-    model: nn.Module
-    val: Evaluation
-    state: Callable[[], dict[str, Any]] = lambda: {}
-
+    state: Callable[[], dict[str, Any]]
 
 
 @dataclass
@@ -165,7 +162,7 @@ def _upload(array: np.ndarray, device: torch.device) -> torch.Tensor:
         # The recipe never writes into the (possibly read-only) arrays it is given.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         tensor = torch.from_numpy(array)
-    if tensor.stride() != _contiguous_strides(tensor.shape):
+    if tensor.stride() != torch.empty(tensor.shape, device="meta").stride():
         # A size-1 axis can carry any stride (rows taken from x[:, None] give the channel axis the
         # channels-last one) and convolutions pick their kernel by strides: the usual strides make a
         # run on this array train exactly as a Ray trial does on its unpickled copy.
@@ -177,14 +174,6 @@ def _upload(array: np.ndarray, device: torch.device) -> torch.Tensor:
         while len(_RESIDENT) > _RESIDENT_MAX:
             _RESIDENT.popitem(last=False)
     return tensor
-
-
-def _contiguous_strides(shape: torch.Size) -> tuple[int, ...]:
-    strides, step = [], 1
-    for n in reversed(shape):
-        strides.append(step)
-        step *= max(n, 1)
-    return tuple(reversed(strides))
 
 
 def _buffer(array: np.ndarray) -> tuple[Any, ...]:
@@ -378,7 +367,7 @@ def train(model_fn: Callable[[], nn.Module], data: Splits, recipe: Recipe,
         last = stopped_early or epoch == recipe.epochs
         if on_epoch is not None:
             on_epoch(EpochReport(epoch=epoch, metrics=metrics, improved=improved, last=last,
-                                 model=model, val=val, state=lambda: snapshot(epoch)))
+                                 state=lambda: snapshot(epoch)))
         if stopped_early:
             break
 
