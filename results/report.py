@@ -39,13 +39,15 @@ class Report:
 
 def per_class_f1(confusion: np.ndarray, classes: Sequence[str]) -> pd.DataFrame:
     """Precision, recall, F1 and support per class from a confusion matrix (rows true, columns predicted),
-    scikit-learn's definitions (0 where undefined)."""
-    confusion = np.asarray(confusion, dtype=float)
-    tp = np.diag(confusion)
-    support, predicted = confusion.sum(axis=1), confusion.sum(axis=0)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=precision + recall > 0)
+    computed by scikit-learn (0 where undefined)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    confusion = np.asarray(confusion, dtype=np.int64)
+    n = confusion.shape[0]
+    # The (true, predicted) pairs the matrix counts, one per example.
+    true, predicted = np.divmod(np.repeat(np.arange(n * n), confusion.ravel()), n)
+    precision, recall, f1, support = precision_recall_fscore_support(true, predicted, labels=np.arange(n),
+                                                                     zero_division=0)
     return pd.DataFrame({"class": list(classes), "precision": precision, "recall": recall, "f1": f1,
                          "support": support.astype(int)})
 
