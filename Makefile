@@ -40,7 +40,7 @@ DATA_ARG = $(if $(DATA),--data $(DATA))
 OVERRIDES = $(if $(TRIALS),--trials $(TRIALS)) $(if $(EPOCHS),--max-epochs $(EPOCHS)) \
 	$(if $(POINTS),--points $(POINTS)) $(if $(TRAIN_PER_CLASS),--train-per-class $(TRAIN_PER_CLASS)) \
 	$(if $(GPUS_PER_TRIAL),--gpus-per-trial $(GPUS_PER_TRIAL))
-.PHONY: install data source search test mlflow-ui export train onnx bench clean
+.PHONY: install data source search test mlflow-ui export train onnx bench docs clean
 
 install: $(VENV)/.installed
 
@@ -101,6 +101,11 @@ onnx: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(SPECTUNE) data --pair galspecnet --seed 0 --if-missing
 	$(PY) -m search.bench.benchmark --data data/ztf-synthetic $(BENCH_ARGS)
+
+# The documentation site (docs/, mkdocs.yml): strict, so a broken link or a page left out of nav fails.
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+	@echo "docs: open file://$(CURDIR)/site/index.html, or run $(VENV)/bin/mkdocs serve (http://127.0.0.1:8000, this machine only)"
 
 clean:
 	rm -rf ray_results runs results/*/ mlflow.db models
