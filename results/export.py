@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from results.files import read_json, write_csv, write_json
+from trainables.errors import OptionError
 
 RESULTS_DIR = Path("results")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -23,7 +23,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 def check_name(name: str) -> str:
     if not _NAME.match(name):
-        raise ValueError(f"--name must be letters, digits, '.', '_' or '-' (at most 100, not starting "
+        raise OptionError(f"--name must be letters, digits, '.', '_' or '-' (at most 100, not starting "
                          f"with a symbol); got {name!r}.")
     return name
 
@@ -47,29 +47,11 @@ def write_results(out_dir: Path, frame: pd.DataFrame, best: dict[str, Any]) -> t
     return write_csv(out_dir / "trials.csv", frame), write_json(out_dir / "best.json", best)
 
 
-def best_record(frame: pd.DataFrame, trial: Any, *, space: str, name: str, config: dict[str, Any],
-                searched: list[str], metric: str, mode: str, mlflow: dict[str, Any], data: dict[str, Any],
-                versions: dict[str, str], git_commit: str) -> dict[str, Any]:
-    """What ``best.json`` holds: enough to retrain the winner and to trace where it came from.
-    ``frame`` is sorted best first by ``best_<metric>``."""
-    top = frame.iloc[0]
-    return {
-        "space": space, "search_name": name,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": config, "searched": {p: trial.config[p] for p in searched if p in trial.config},
-        "metric": metric, "mode": mode, "best_value": float(top[f"best_{metric}"]),
-        "best_val_macro_f1": float(top["val_macro_f1_at_best"]), "best_epoch": int(top["best_epoch"]),
-        "trial_id": trial.trial_id, "trials": int(len(frame)),
-        "mlflow": mlflow, "data": data, "versions": versions, "git_commit": git_commit,
-        "checkpoint": trial.checkpoint.path if trial.checkpoint else None,
-    }
-
-
 def latest_search(space: str, root: Path = RESULTS_DIR) -> str:
     """The most recently written search of ``space``."""
     found = sorted((p.stat().st_mtime, p.parent.name) for p in (root / space).glob("*/best.json"))
     if not found:
-        raise ValueError(f"no finished search of space {space!r} under {root / space}; run "
+        raise OptionError(f"no finished search of space {space!r} under {root / space}; run "
                          f"`spectune search --space {space}` first (or `--resume` an interrupted one).")
     return found[-1][1]
 
@@ -80,7 +62,7 @@ def export_best(space: str, name: str | None, out: Path, root: Path = RESULTS_DI
     src = results_dir(space, name, root) / "best.json"
     best = read_json(src, "best config") if src.exists() else None
     if best is None:
-        raise ValueError(f"search {name!r} of space {space!r} has no {src}; was it interrupted? "
+        raise OptionError(f"search {name!r} of space {space!r} has no {src}; was it interrupted? "
                          f"Continue it with `spectune search --space {space} --name {name} --resume`.")
     if Path(out).resolve() != src.resolve():
         write_json(out, best)

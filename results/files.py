@@ -9,6 +9,8 @@ from typing import Any
 
 import pandas as pd
 
+from trainables.errors import OptionError
+
 
 def write_json(path: str | Path, obj: Any) -> Path:
     path = Path(path)
@@ -29,11 +31,11 @@ def write_csv(path: str | Path, frame: pd.DataFrame) -> Path:
 
 
 def read_json(path: str | Path, what: str) -> Any:
-    """Read a JSON file, or raise ``ValueError`` naming the file and what it should be."""
+    """Read a JSON file, or raise :class:`OptionError` naming the file and what it should be."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{what} {path} does not exist.")
+        raise OptionError(f"{what} {path} does not exist.")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{what} {path} is not valid JSON: {exc}.") from None
+        raise OptionError(f"{what} {path} is not valid JSON: {exc}.") from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,7 +114,8 @@ def importances(study: optuna.Study) -> tuple[dict[str, float], str]:
 
 def write_report(out_dir: Path, *, space: str, name: str, metric: str, mode: str, trials: pd.DataFrame,
                  study: optuna.Study | None, best: dict[str, Any], classes: Sequence[str],
-                 confusion: np.ndarray | None, extra_figures: dict[str, Path] | None = None) -> Report:
+                 confusion: np.ndarray | None, extra_figures: dict[str, Path] | None = None,
+                 ranges: dict[str, str] | None = None) -> Report:
     """Write the figures and ``report.html`` into ``out_dir`` and return what was written."""
     out_dir = Path(out_dir)
     figures: dict[str, Path] = {"history": plot_history(trials, metric, mode, out_dir / "history.png",
@@ -134,7 +136,7 @@ def write_report(out_dir: Path, *, space: str, name: str, metric: str, mode: str
     figures.update(extra_figures or {})
     table = per_class_f1(confusion, classes) if confusion is not None else None
     path = out_dir / "report.html"
-    path.write_text(_html(space, name, metric, best, trials, figures, scores, note, table))
+    path.write_text(_html(space, name, metric, best, trials, figures, scores, note, table, ranges or {}))
     return Report(path, figures, scores, note)
 
 
@@ -144,7 +146,8 @@ def _img(path: Path, alt: str) -> str:
 
 
 def _html(space: str, name: str, metric: str, best: dict[str, Any], trials: pd.DataFrame,
-          figures: dict[str, Path], scores: dict[str, float], note: str, table: pd.DataFrame | None) -> str:
+          figures: dict[str, Path], scores: dict[str, float], note: str, table: pd.DataFrame | None,
+          ranges: dict[str, str]) -> str:
     e = html.escape
     counts = trials["outcome"].value_counts().to_dict()
     searched = best.get("searched", {})
@@ -152,8 +155,9 @@ def _html(space: str, name: str, metric: str, best: dict[str, Any], trials: pd.D
              f"<p>{len(trials)} trials ({', '.join(f'{v} {e(k)}' for k, v in counts.items())}); best "
              f"{e(metric)} <b>{best.get('best_value', float('nan')):.4f}</b> by trial {e(str(best.get('trial_id')))} "
              f"at epoch {best.get('best_epoch')}.</p>",
-             "<h2>Best config (searched keys)</h2><table>"
-             + "".join(f"<tr><td>{e(k)}</td><td>{e(str(v))}</td></tr>" for k, v in searched.items()) + "</table>",
+             "<h2>Best config (searched keys, with the ranges the search saved in space.json)</h2><table>"
+             + "".join(f"<tr><td>{e(k)}</td><td>{e(str(v))}</td><td>{e(ranges.get(k, ''))}</td></tr>"
+                       for k, v in searched.items()) + "</table>",
              "<h2>Optimisation history</h2>", _img(figures["history"], "optimisation history")]
     parts.append("<h2>Hyperparameter importances</h2>" + f"<p>{e(note)}</p>")
     if scores:
@@ -177,3 +181,39 @@ def _html(space: str, name: str, metric: str, best: dict[str, Any], trials: pd.D
              "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{e(space)} {e(name)}</title>"
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
+
+
+def study_storage(path: Path) -> str:
+    """The SQLite URL of a search's Optuna study (read by the report, and by optuna-dashboard)."""
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+def study_report(out_dir: Path, best: dict[str, Any], frame: pd.DataFrame, study_file: Path) -> Report:
+    """Keep the search's Optuna study as ``study.db`` beside its results and write ``report.html``,
+    from what the search saved (``best.json``, ``space.json``, ``trials.csv``): today's space file,
+    which may have changed since, is not read."""
+    import shutil
+
+    from results.export import read_confusion
+    from spaces import domain_from_json
+
+    kept = out_dir / "study.db"
+    if Path(study_file).resolve() != kept.resolve() and Path(study_file).exists():
+        shutil.copyfile(study_file, kept)
+    study = None
+    if kept.exists():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            study = optuna.load_study(study_name=best["search_name"], storage=study_storage(kept))
+    saved = out_dir / "space.json"
+    ranges = ({k: domain_from_json(d).describe() for k, d in json.loads(saved.read_text())["params"].items()}
+              if saved.exists() else {})
+    checkpoint = out_dir / "checkpoint"
+    confusion = read_confusion(checkpoint) if checkpoint.is_dir() else None
+    extra = {k: out_dir / f for k, f in (("learning_curves", "learning_curves.png"), ("confusion", "val_confusion.png"))
+             if (out_dir / f).exists()}
+    return write_report(out_dir, space=best["space"], name=best["search_name"], metric=best["metric"],
+                        mode=best["mode"], trials=frame, study=study, best=best,
+                        classes=confusion["classes"] if confusion else (),
+                        confusion=np.asarray(confusion["matrix"]) if confusion else None, extra_figures=extra,
+                        ranges=ranges)

@@ -9,8 +9,12 @@ from __future__ import annotations
 import argparse
 import inspect
 import sys
+import traceback
 import warnings
 from pathlib import Path
+from typing import Any
+
+from search.options import CONFIRM_OPTIONS, SEARCH_OPTIONS
 
 
 def _positive_int(text: str) -> int:
@@ -24,8 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spectune", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("data", help="write, fetch or check a pair's data (default: the synthetic ZTF spectra)")
-    p.add_argument("--pair", default="galspecnet", help="the space whose data to prepare (default galspecnet)")
+    p = sub.add_parser("data", help="write, fetch or check a space's data (default: the synthetic ZTF spectra)")
+    p.add_argument("--space", default="galspecnet", help="the space whose data to prepare (default galspecnet)")
     p.add_argument("--out", type=Path, help="folder to write (default: the data module's own)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--per-class", type=_positive_int, nargs=3, metavar=("TRAIN", "VAL", "TEST"),
@@ -55,26 +59,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="run a hyperparameter search (Ray Tune + Optuna + ASHA, tracked in MLflow)")
     p.add_argument("--space", required=True)
-    p.add_argument("--trials", type=_positive_int, help="number of trials (default: the budget's, else 20)")
-    p.add_argument("--budget", choices=["cpu", "gpu"],
-                   help="take the space's CPU or GPU budget (trials, epochs, data scaling) for options left unset")
-    p.add_argument("--max-epochs", type=_positive_int, help="epoch budget per trial (default: the space's)")
-    p.add_argument("--sampler", default="tpe", choices=["tpe", "random"])
-    p.add_argument("--scheduler", default="asha", choices=["asha", "fifo"])
-    p.add_argument("--gpus-per-trial", type=float, help="fraction of a GPU per trial (default 0.25 with GPUs)")
-    p.add_argument("--cpus-per-trial", type=float)
-    p.add_argument("--concurrency", type=_positive_int, help="trials at once (default: as many as fit)")
-    p.add_argument("--seed", type=int, default=0)
+    # Values are checked once, against search.options.SEARCH_OPTIONS, before anything is read.
+    _table_args(p, SEARCH_OPTIONS, ("trials", "budget", "max_epochs", "sampler", "scheduler", "gpus_per_trial",
+                                    "cpus_per_trial", "concurrency", "seed"))
     p.add_argument("--name", help="search name (default <space>-<sampler>-<scheduler>-s<seed>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted search of this name")
     p.add_argument("--address", help="join this Ray cluster (or set RAY_ADDRESS)")
     p.add_argument("--tracking-uri", help="MLflow store (default MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
-    p.add_argument("--patience", type=_positive_int, default=5, help="in-trial early stopping (default 5)")
+    _table_args(p, SEARCH_OPTIONS, ("patience",))
     p.add_argument("--no-patience", action="store_true", help="train every trial for its full budget")
     p.add_argument("--base", help="pretrained weights to start from, for models that take them (default: the model's)")
     p.add_argument("--start", type=Path, metavar="JSON",
                    help="configs to evaluate first: a JSON list of objects over the searched keys")
-    _data_args(p)
+    _data_args(p, typed=False)
 
     p = sub.add_parser("ui", help="serve the MLflow UI for the search store (127.0.0.1 unless told otherwise)")
     p.add_argument("--tracking-uri", help="MLflow store (default MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
@@ -84,12 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("confirm", help="re-run a search's top configs over new seeds and confirm its winner")
     p.add_argument("--space", required=True)
     p.add_argument("--name", help="search name (default: the latest search of the space)")
-    p.add_argument("--top", type=_positive_int, default=5, help="configs to re-run (default 5)")
-    p.add_argument("--seeds", type=_positive_int, default=5, help="new seeds per config (default 5)")
+    _table_args(p, CONFIRM_OPTIONS, ("top", "seeds"))
     p.add_argument("--data", type=Path, help="the data folder (default: the one the search recorded)")
     p.add_argument("--tracking-uri", help="MLflow store (default: the search's)")
-    p.add_argument("--concurrency", type=_positive_int)
-    p.add_argument("--gpus-per-trial", type=float)
+    _table_args(p, CONFIRM_OPTIONS, ("concurrency", "gpus_per_trial"))
     p.add_argument("--address", help="join this Ray cluster (or set RAY_ADDRESS)")
 
     p = sub.add_parser("report", help="(re)write report.html of a finished search and log it to its MLflow run")
@@ -114,12 +109,25 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _data_args(p: argparse.ArgumentParser) -> None:
+def _table_args(p: argparse.ArgumentParser, table: dict[str, Any], keys: tuple[str, ...]) -> None:
+    """Flags for run options declared in ``table``: their type, choices and help come from it; their
+    values are checked against it later, in one place, with the other options."""
+    for key in keys:
+        rule = table[key]
+        p.add_argument(f"--{key.replace('_', '-')}", type=rule.kind, choices=rule.choices,
+                       default=None if rule.nullable else rule.default, help=rule.help)
+
+
+def _data_args(p: argparse.ArgumentParser, typed: bool = True) -> None:
+    """``typed``: argparse checks the scaling flags (``spectune train``); a search checks them
+    against its option table instead."""
     p.add_argument("--data", type=Path, help="the data folder (default: the data module's own, e.g. data/ztf-synthetic)")
     p.add_argument("--classes", help="comma-separated class order (overrides classes.json)")
-    p.add_argument("--points", type=_positive_int, help="block-average sequences to this many points (CPU budgets)")
-    p.add_argument("--train-per-class", type=_positive_int, help="use at most this many training examples per class")
-    p.add_argument("--train-fraction", type=_fraction, help="use this stratified fraction of the training examples")
+    count, share = (_positive_int, _fraction) if typed else (int, float)
+    p.add_argument("--points", type=count, help="block-average sequences to this many points (CPU budgets)")
+    p.add_argument("--tokens", type=count, help="cut token sequences to this many tokens (CPU budgets)")
+    p.add_argument("--train-per-class", type=count, help="use at most this many training examples per class")
+    p.add_argument("--train-fraction", type=share, help="use this stratified fraction of the training examples")
 
 
 def _classes(text: str | None) -> list[str] | None:
@@ -130,7 +138,7 @@ def cmd_data(args: argparse.Namespace) -> None:
     from spaces import get_space
     from trainables.data import DataError
 
-    space = get_space(args.pair)
+    space = get_space(args.space)
     module = space.pair.data_module
     if args.if_missing:
         try:
@@ -152,10 +160,18 @@ def cmd_data(args: argparse.Namespace) -> None:
 
 
 def cmd_spaces(args: argparse.Namespace) -> None:
-    from spaces import describe_domain, get_space, list_spaces
+    from spaces import SpaceError, describe_domain, get_space, list_spaces
+    from trainables.data import list_data
+    from trainables.discovery import broken
+    from trainables.models import list_models
 
+    list_models(), list_data()   # imports every model and data file, recording the user files that fail
     for name in list_spaces():
-        space = get_space(name)
+        try:
+            space = get_space(name)
+        except SpaceError as exc:
+            print(f"{name}: BROKEN: {exc}")
+            continue
         print(f"{name}: {space.description} (model {space.model}, data {space.data}; {space.metric} {space.mode}; "
               f"{space.max_epochs} epochs, ASHA grace {space.grace_period})")
         for key, domain in space.params.items():
@@ -166,20 +182,24 @@ def cmd_spaces(args: argparse.Namespace) -> None:
         pretrained = space.pair.model_entry.pretrained
         if pretrained is not None:
             print(f"    starts from: {pretrained.about} (default {pretrained.default}; --base to change)")
+    for kind in ("models", "data"):
+        for reason in broken(kind):
+            print(f"BROKEN {kind} file: {reason}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from search.retrain import TrainRequest, run_train
+    from trainables.train_config import TrainRequest, run_train
 
     run_train(TrainRequest(space=args.space, config=args.config, data=args.data, epochs=args.epochs,
                            device=args.device, test=args.test, json_out=args.json_out,
-                           classes=_classes(args.classes), points=args.points,
+                           classes=_classes(args.classes), points=args.points, tokens=args.tokens,
                            train_per_class=args.train_per_class, train_fraction=args.train_fraction,
                            threads=args.threads, save=args.save, base=args.base))
 
 
 def cmd_search(args: argparse.Namespace) -> None:
-    from search.driver import SearchOptions, read_start_configs, run_search
+    from search.options import SearchOptions, read_start_configs
+    from search.search import run_search
 
     classes = _classes(args.classes)
     run_search(SearchOptions(
@@ -187,21 +207,23 @@ def cmd_search(args: argparse.Namespace) -> None:
         scheduler=args.scheduler, gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
         concurrency=args.concurrency, seed=args.seed, name=args.name, resume=args.resume,
         address=args.address, tracking_uri=args.tracking_uri, data=args.data,
-        classes=tuple(classes) if classes else None, points=args.points, train_per_class=args.train_per_class,
-        train_fraction=args.train_fraction, budget=args.budget, patience=None if args.no_patience else args.patience,
+        classes=tuple(classes) if classes else None, points=args.points, tokens=args.tokens,
+        train_per_class=args.train_per_class, train_fraction=args.train_fraction, budget=args.budget,
+        patience=args.patience, no_patience=args.no_patience,
         start=read_start_configs(args.start) if args.start else (), base=args.base))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
     if args.onnx:
-        from search.onnx_export import describe, export_onnx
+        from trainables.onnx_export import describe, export_onnx
 
         print(describe(export_onnx(args.onnx, args.out, args.data)))
         return
     from results.export import export_best
+    from trainables.errors import OptionError
 
     if not args.space:
-        raise ValueError("export needs --space (the search's space), or --onnx DIR for a saved model.")
+        raise OptionError("export needs --space (the search's space), or --onnx DIR for a saved model.")
     args.out = args.out or Path("best.json")
     best = export_best(args.space, args.name, args.out)
     print(f"exported {best['search_name']}: trial {best['trial_id']}, {best.get('metric', 'val_macro_f1')} "
@@ -210,7 +232,8 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_confirm(args: argparse.Namespace) -> None:
-    from search.confirm import ConfirmOptions, run_confirm
+    from search.confirm import run_confirm
+    from search.options import ConfirmOptions
 
     out = run_confirm(ConfirmOptions(space=args.space, name=args.name, top=args.top, seeds=args.seeds, data=args.data,
                                      tracking_uri=args.tracking_uri, concurrency=args.concurrency,
@@ -230,27 +253,26 @@ def cmd_confirm(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     import pandas as pd
     from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
 
     from results.export import latest_search, results_dir
     from results.files import read_json
-    from search.driver import study_report
-    from search.tracking import MLflowTracker
-    from spaces import get_space
+    from results.report import study_report
 
-    space = get_space(args.space)
-    name = args.name or latest_search(space.name)
-    out_dir = results_dir(space.name, name)
+    # From what the search saved (best.json, space.json, trials.csv, study.db), not today's space file.
+    name = args.name or latest_search(args.space)
+    out_dir = results_dir(args.space, name)
     best = read_json(out_dir / "best.json", "best.json of the search")
-    report = study_report(out_dir, space, best, pd.read_csv(out_dir / "trials.csv"), out_dir / "study.db")
+    report = study_report(out_dir, best, pd.read_csv(out_dir / "trials.csv"), out_dir / "study.db")
     print(f"report: {report.html.resolve().as_uri()}")
     print(report.note)
     for key, value in report.importances.items():
         print(f"    importance {key:<20} {value:.3f}")
     run = (best.get("mlflow") or {}).get("parent_run_id")
     if run:
-        tracker = MLflowTracker(best["mlflow"]["tracking_uri"], f"spectune-{space.name}", name, {}, {})
-        tracker.client.log_batch(run, metrics=[Metric(f"importance.{k}", v, 0, 0) for k, v in report.importances.items()])
-        tracker.client.log_artifact(run, str(report.html))
+        client = MlflowClient(best["mlflow"]["tracking_uri"])
+        client.log_batch(run, metrics=[Metric(f"importance.{k}", v, 0, 0) for k, v in report.importances.items()])
+        client.log_artifact(run, str(report.html))
         print(f"logged to MLflow run {run}")
 
 
@@ -279,23 +301,24 @@ COMMANDS = {"data": cmd_data, "spaces": cmd_spaces, "train": cmd_train, "search"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: expected mistakes print one ``error:`` line and exit 2, without a traceback."""
+    """Entry point. A mistake the user can fix (the toolkit's :class:`UserError`) prints one ``error:``
+    line and exits 2; a search that ran but has nothing to write exits 1 (130 when interrupted); any
+    other exception is a bug and keeps its traceback."""
     args = build_parser().parse_args(argv)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    from spaces import SpaceError
-    from trainables.data import DataError
-    from trainables.hparams import ConfigError
+    from trainables.errors import UserError
 
     try:
         COMMANDS[args.command](args)
-    except (DataError, ConfigError, SpaceError, ValueError) as exc:
+    except UserError as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; continue a search with the same --name and --resume", file=sys.stderr)
+        hint = "; continue the search with the same --name and --resume" if args.command == "search" else ""
+        print(f"interrupted{hint}", file=sys.stderr)
         return 130
     except RuntimeError as exc:
-        from search.driver import SearchError, SearchInterrupted
+        from search.search import SearchError, SearchInterrupted
         if not isinstance(exc, SearchError):
             raise
         print(f"error: {exc}", file=sys.stderr)
@@ -303,5 +326,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run() -> int:
+    """The ``spectune`` script: :func:`main`, with a bug's traceback followed by where to report it."""
+    try:
+        return main()
+    except Exception:
+        traceback.print_exc()
+        print("error: this is a bug in spectune, not a mistake in your input; please report it with the "
+              "traceback above.", file=sys.stderr)
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -15,48 +15,32 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from results.export import RESULTS_DIR, latest_search, results_dir
+from results.export import latest_search, results_dir
 from results.files import read_json, write_csv, write_json
+from results.records import DataOptions, confirmed_record, search_pick
 from search.collect import collect_trials
-from search.driver import SearchError, _clean_dead_searches, _quiet_ray, _start_ray, load_data, run_config
-from search.local_ray import RAY_RECORD, stop_local_ray
+from search.options import CONFIRM_OPTIONS, ConfirmOptions, check
 from search.progress import ProgressPrinter, console
 from search.resources import gpu_share, plan_placement
+from search.search import SearchError
+from search.session import ray_session
 from search.tracking import MLflowTracker, default_tracking_uri
+from search.trial import confirm_trial
+from search.tune_run import fit
 from spaces import get_space
 from trainables.discovery import ENV
+from trainables.errors import OptionError
+from trainables.pair import load_data
 from trainables.pretrained import check_same_base
-from trainables.tune_trainable import TrialSettings, run_trial
+from trainables.settings import TrialSettings
 
 SEED_OFFSET = 1000    # confirmation seeds start here, away from the search's own seed
-
-
-@dataclass(frozen=True)
-class ConfirmOptions:
-    space: str
-    name: str | None = None
-    top: int = 5
-    seeds: int = 5
-    data: Path | None = None
-    tracking_uri: str | None = None
-    concurrency: int | None = None
-    gpus_per_trial: float | None = None
-    address: str | None = None
-    storage: Path = Path("ray_results")
-    results_root: Path = RESULTS_DIR
-
-
-def confirm_trial(config: dict[str, Any], data: Any, settings: TrialSettings, candidates: dict[str, dict[str, Any]],
-                  base: Any = None) -> None:
-    """One (candidate, seed) run: the candidate's searched values, the recipe seeded with ``seed``."""
-    run_trial(candidates[config["candidate"]], data, replace(settings, seed=int(config["seed"])), base)
 
 
 def summarise(runs: pd.DataFrame, column: str, mode: str) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -91,36 +75,33 @@ def run_confirm(o: ConfirmOptions) -> dict[str, Any]:
     """Re-run the top configs over seeds; write ``confirm.csv``, ``confirm.png`` and update ``best.json``."""
     from results.plots import plot_confirmation
 
+    check(CONFIRM_OPTIONS, o)
     space = get_space(o.space)
     name = o.name or latest_search(space.name, o.results_root)
     out_dir = results_dir(space.name, name, o.results_root)
     best = read_json(out_dir / "best.json", "best.json of the search")
     frame = pd.read_csv(out_dir / "trials.csv")
-    if o.top < 2 or o.seeds < 2:
-        raise ValueError(f"--top and --seeds must both be >= 2 to compare configs over seeds; got {o.top} and "
-                         f"{o.seeds}.")
     metric, mode = best.get("metric", space.metric), best.get("mode", space.mode)
     column = f"best_{metric}"
     ok = frame[frame["outcome"] != "failed"].dropna(subset=[column]).head(o.top)
     if len(ok) < 2:
-        raise ValueError(f"search {name} has {len(ok)} finished trial(s); confirmation needs at least 2.")
-    searched = list(best["searched"])
+        raise OptionError(f"search {name} has {len(ok)} finished trial(s); confirmation needs at least 2.")
+    pick = search_pick(best)
+    searched = list(pick["searched"])
     candidates = {row["trial_id"]: {k: _plain(row[k]) for k in searched if k in row and not pd.isna(row[k])}
                   for _, row in ok.iterrows()}
-    recorded = best.get("data") or {}
+    recorded = DataOptions.from_record(best)
     pair = space.pair
-    data = load_data(pair, o.data or (Path(recorded["path"]) if recorded.get("path") else None),
-                     recorded.get("classes"), test=False, points=recorded.get("points"),
-                     train_per_class=recorded.get("train_per_class"), train_fraction=recorded.get("train_fraction"),
-                     seed=best["config"]["seed"])
-    if recorded.get("fingerprint") and data.fingerprint != recorded["fingerprint"]:
-        raise ValueError(f"search {name} ran on data with fingerprint {recorded['fingerprint']}; this data has "
-                         f"{data.fingerprint}. Pass --data with the search's folder.")
+    data = load_data(pair, o.data or recorded.folder(), recorded.classes, test=False, seed=pick["config"]["seed"],
+                     **recorded.scaling())
+    if recorded.mismatch(data.fingerprint):
+        raise OptionError(f"search {name}: {recorded.mismatch(data.fingerprint)}. Pass --data with the search's "
+                          "folder.")
     base = pair.load_base((best.get("base") or {}).get("path"))
     if base is not None:
         check_same_base(base, best.get("base"), f"search {name}")
     seeds = [SEED_OFFSET + i for i in range(o.seeds)]
-    epochs = int(best["config"].get("epochs", space.max_epochs))
+    epochs = int(pick["config"].get("epochs", space.max_epochs))
     confirm_name = f"{name}-confirm-{time.strftime('%Y%m%d-%H%M%S')}"
     uri = o.tracking_uri or (best.get("mlflow") or {}).get("tracking_uri") or default_tracking_uri()
     parent = (best.get("mlflow") or {}).get("parent_run_id")
@@ -129,42 +110,30 @@ def run_confirm(o: ConfirmOptions) -> dict[str, Any]:
                                   "data_fingerprint": data.fingerprint, **({"mlflow.parentRunId": parent}
                                                                            if parent else {})},
                             params={"top": o.top, "seeds": o.seeds, "of_search": name, "metric": metric})
-    _quiet_ray()
     tracker.connect()
-
-    import ray
-    from ray import tune
-
-    _clean_dead_searches(o.storage.resolve(), confirm_name)
-    record = o.storage.resolve() / f"{confirm_name}{RAY_RECORD}"
-    started = _start_ray(o.address, record)
-    try:
-        resources = ray.cluster_resources()
+    storage = o.storage.resolve()
+    with ray_session(storage, confirm_name, o.address) as resources:
         place = plan_placement(resources.get("CPU", 1), resources.get("GPU", 0),
                                gpu_share(o.gpus_per_trial, space.gpus_per_trial, resources.get("GPU", 0)),
                                None, o.concurrency)
         console.print(f"confirming search {name}: top {len(candidates)} configs x {o.seeds} seeds {seeds} = "
                       f"{len(candidates) * o.seeds} runs of up to {epochs} epochs, no early stopping by ASHA; "
                       f"{place.describe(resources.get('CPU', 0), resources.get('GPU', 0))}")
+        # The search's resolved patience, whatever the space or the search's options said.
         settings = TrialSettings(model=pair.model, data=pair.data, max_epochs=epochs, seed=seeds[0],
-                                 fixed=dict(space.fixed), patience=best["config"].get("patience"), metric=metric,
-                                 mode=mode, device=place.device, threads=place.threads,
+                                 fixed=dict(space.fixed), overrides={"patience": pick["config"].get("patience")},
+                                 metric=metric, mode=mode, device=place.device, threads=place.threads,
                                  user_path=os.environ.get(ENV, ""), searched=tuple(searched))
-        shipped = {"data": data, "settings": settings, "candidates": candidates,
-                   **({"base": base} if base is not None else {})}
-        trainable = tune.with_resources(tune.with_parameters(confirm_trial, **shipped),
-                                        {"cpu": place.cpus_per_trial, "gpu": place.gpus_per_trial})
-        tuner = tune.Tuner(trainable, param_space={"candidate": tune.grid_search(list(candidates)),
-                                                   "seed": tune.grid_search(seeds)},
-                           tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=place.concurrency),
-                           run_config=run_config(confirm_name, o.storage.resolve(),
-                                                 [tracker, ProgressPrinter(len(candidates) * o.seeds, metric, mode)]))
-        tuner.fit()
-    finally:
-        if started:
-            stop_local_ray(record)
+        from ray import tune
 
-    runs, _, _ = collect_trials(o.storage.resolve() / confirm_name, ["candidate", "seed"], metric, mode)
+        fit(confirm_trial, {"data": data, "settings": settings, "candidates": candidates,
+                            **({"base": base} if base is not None else {})}, place,
+            name=confirm_name, storage=storage,
+            callbacks=[tracker, ProgressPrinter(len(candidates) * o.seeds, metric, mode)],
+            param_space={"candidate": tune.grid_search(list(candidates)), "seed": tune.grid_search(seeds)},
+            tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=place.concurrency))
+
+    runs, _, _ = collect_trials(storage / confirm_name, ["candidate", "seed"], metric, mode)
     failed = runs[runs["outcome"] == "failed"]
     if len(failed):
         raise SearchError(f"{len(failed)} confirmation runs failed; see {o.storage / confirm_name}.")
@@ -174,29 +143,27 @@ def run_confirm(o: ConfirmOptions) -> dict[str, Any]:
     table.insert(3, "search_rank", [int(list(candidates).index(c)) + 1 for c in table["candidate"]])
     for key in searched:
         table[key] = [candidates[c].get(key) for c in table["candidate"]]
-    winner, pick = table["candidate"].iloc[0], ok["trial_id"].iloc[0]
+    winner = table["candidate"].iloc[0]
     csv_path = write_csv(out_dir / "confirm.csv", table)
     figure = plot_confirmation(table, metric, out_dir / "confirm.png", f"{space.name}: {name}, {o.seeds} seeds each")
     per_seed = runs.pivot_table(index="candidate", columns="seed", values=column)
     confirmation = {"seeds": seeds, "top": len(candidates), "metric": metric, "winner": winner,
-                    "search_pick": pick, "pick_stayed_first": bool(winner == pick), "evidence": evidence,
+                    "search_pick": pick["trial_id"], "pick_stayed_first": bool(winner == pick["trial_id"]),
+                    "evidence": evidence,
                     "table": table[["candidate", "rank", "search_rank", "mean", "std", "ci95_low", "ci95_high"]]
                     .to_dict("records"),
                     "per_seed": {c: {str(s): float(v) for s, v in per_seed.loc[c].items()} for c in per_seed.index},
                     "mlflow_run_id": tracker.parent_run_id, "runs": str(o.storage / confirm_name)}
-    if winner != pick:
-        # train --config best.json now retrains the confirmed winner; the search's pick (and its kept
-        # checkpoint and figures) stays visible beside it.
-        best["search_pick"] = {k: best.pop(k) for k in ("trial_id", "config", "searched", "best_value",
-                                                       "best_epoch", "checkpoint") if k in best}
+    winner_record = None
+    if winner != pick["trial_id"]:
         # With the search's seed, so that train --config best.json repeats the winner's search trial.
-        search_seed = replace(settings, seed=best["search_pick"]["config"]["seed"])
-        best.update(config=search_seed.resolve(candidates[winner]).to_dict(), searched=candidates[winner],
-                    trial_id=winner, best_value=float(search_values[winner]))
-    best["confirmation"] = confirmation
+        search_seed = replace(settings, seed=pick["config"]["seed"])
+        winner_record = {"trial_id": winner, "config": search_seed.resolve(candidates[winner]).to_dict(),
+                         "searched": candidates[winner], "best_value": float(search_values[winner])}
+    best = confirmed_record(best, confirmation, winner_record)
     write_json(out_dir / "best.json", best)
     tracker.finish(None, {f"confirmed_mean_{metric}": float(table["mean"].iloc[0])}, [], [csv_path, figure])
-    return {"table": table, "evidence": evidence, "winner": winner, "search_pick": pick, "csv": csv_path,
+    return {"table": table, "evidence": evidence, "winner": winner, "search_pick": pick["trial_id"], "csv": csv_path,
             "figure": figure}
 
 

@@ -19,11 +19,13 @@ from pathlib import Path
 
 import psutil
 
+from trainables.errors import OptionError
+
 # ray_results/<name> + this suffix: the record of a search's own local Ray.
 RAY_RECORD = ".ray.json"
 
 
-class SearchStillRunning(ValueError):
+class SearchStillRunning(OptionError):
     """The search to resume still has a live driver."""
 
 

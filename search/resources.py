@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from trainables.errors import OptionError
+
 # GalSpecNet-sized trials leave most of a GPU idle; four per GPU was measured to give about
 # 1.6x one trial's throughput on an H100, and eight gave no more.
 DEFAULT_TRIALS_PER_GPU = 4
@@ -37,15 +39,10 @@ def gpu_share(requested: float | None, space_share: float | None, gpus: float) -
 
 def plan_placement(cpus: float, gpus: float, gpus_per_trial: float | None = None,
                    cpus_per_trial: float | None = None, concurrency: int | None = None) -> Placement:
-    """Choose per-trial resources and concurrency from what the cluster has; overrides win."""
-    if gpus_per_trial is not None and gpus_per_trial < 0:
-        raise ValueError(f"--gpus-per-trial must be >= 0; got {gpus_per_trial}.")
-    if cpus_per_trial is not None and cpus_per_trial <= 0:
-        raise ValueError(f"--cpus-per-trial must be > 0; got {cpus_per_trial}.")
-    if concurrency is not None and concurrency < 1:
-        raise ValueError(f"--concurrency must be >= 1; got {concurrency}.")
+    """Choose per-trial resources and concurrency from what the cluster has; overrides win (their
+    ranges are checked by :mod:`search.options`; here only what depends on the cluster)."""
     if gpus_per_trial and gpus_per_trial > gpus:
-        raise ValueError(f"--gpus-per-trial {gpus_per_trial} asks for more GPUs than the cluster has "
+        raise OptionError(f"--gpus-per-trial {gpus_per_trial} asks for more GPUs than the cluster has "
                          f"({gpus:g}); trials would wait forever. Use --gpus-per-trial 0 for CPU trials.")
     use_gpu = gpus > 0 and gpus_per_trial != 0
     if use_gpu:
@@ -57,7 +54,7 @@ def plan_placement(cpus: float, gpus: float, gpus_per_trial: float | None = None
         cpt = cpus_per_trial or 1.0
         slots = int(cpus // cpt)
     if cpt > cpus:
-        raise ValueError(f"--cpus-per-trial {cpt:g} exceeds the cluster's {cpus:g} CPUs.")
+        raise OptionError(f"--cpus-per-trial {cpt:g} exceeds the cluster's {cpus:g} CPUs.")
     slots = max(1, min(slots, int(cpus // cpt)))
     return Placement(cpus_per_trial=cpt, gpus_per_trial=gpt, concurrency=concurrency or slots,
                      device="cuda" if use_gpu else "cpu")

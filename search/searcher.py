@@ -13,11 +13,9 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from spaces import PowerOfTwo, When
-
-SAMPLERS = ("tpe", "random")
-SCHEDULERS = ("asha", "fifo")
-
+from results.report import study_storage
+from search.options import SAMPLERS, TRIAL_SCHEDULERS
+from spaces import PowerOfTwoRange, When
 
 class PrunedAwareOptunaSearch(OptunaSearch):
     """OptunaSearch that tells Optuna a scheduler-stopped trial was PRUNED.
@@ -60,7 +58,7 @@ class DefineByRun:
                     continue
                 domain = domain.domain
             chosen[key] = domain.suggest(trial, key)
-            if isinstance(domain, PowerOfTwo):
+            if isinstance(domain, PowerOfTwoRange):
                 derived[key] = chosen[key]
         # Values Optuna did not sample under their own name (a rank sampled as its log2) reach the
         # trial's config as constants, Ray's define-by-run contract.
@@ -72,13 +70,8 @@ class DefineByRun:
         for key, value in point.items():
             domain = self.params.get(key)
             domain = domain.domain if isinstance(domain, When) else domain
-            out.update(domain.encode(key, value) if isinstance(domain, PowerOfTwo) else {key: value})
+            out.update(domain.encode(key, value) if isinstance(domain, PowerOfTwoRange) else {key: value})
         return out
-
-
-def study_storage(path: Path) -> str:
-    """The SQLite URL of a search's Optuna study (read by the report, and by optuna-dashboard)."""
-    return f"sqlite:///{Path(path).resolve()}"
 
 
 def fail_lost_trials(study_file: Path, name: str) -> list[int]:
@@ -113,7 +106,7 @@ def make_searcher(sampler: str, seed: int, trials: int, concurrency: int, metric
     elif sampler == "random":
         ot_sampler = optuna.samplers.RandomSampler(seed=seed)
     else:
-        raise ValueError(f"--sampler must be one of {SAMPLERS}; got {sampler!r}.")
+        raise AssertionError(f"sampler {sampler!r} is not one of {SAMPLERS}; search.options checks it first")
     space = DefineByRun(params)
     storage = None
     if study is not None:
@@ -170,4 +163,4 @@ def make_scheduler(name: str, max_epochs: int, grace_period: int, reduction_fact
         return PersistentASHA(state, **settings) if state is not None else ASHAScheduler(**settings)
     if name == "fifo":
         return FIFOScheduler()
-    raise ValueError(f"--scheduler must be one of {SCHEDULERS}; got {name!r}.")
+    raise AssertionError(f"scheduler {name!r} is not one of {TRIAL_SCHEDULERS}; search.options checks it first")

@@ -18,6 +18,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from ray import tune
 
 from results.export import trial_outcome
+from trainables.errors import OptionError
 
 # What the recipe reports each epoch that is worth a curve in the UI (with the best_<metric> of the
 # space's metric); Ray's own keys are left out.
@@ -44,6 +45,16 @@ def artifact_root(tracking_uri: str) -> str | None:
         return None
     db = Path(tracking_uri[len("sqlite:///"):])
     return (db.parent / "mlartifacts").resolve().as_uri()
+
+
+# Where `spectune ui` (and `make mlflow-ui`) serve a local store unless told otherwise.
+LOCAL_UI = "http://127.0.0.1:5000"
+
+
+def server_url(tracking_uri: str) -> str | None:
+    """The address of a tracking server (whose UI is at the same address), or ``None`` for a local
+    store (SQLite, a folder), which has no UI until ``spectune ui`` serves one."""
+    return tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else None
 
 
 class MLflowTracker(tune.Callback):
@@ -85,7 +96,7 @@ class MLflowTracker(tune.Callback):
         if found:
             recorded = found[0].data.tags.get("data_fingerprint")
             if recorded and recorded != self.tags.get("data_fingerprint"):
-                raise ValueError(f"search {self.search_id} was run on data with fingerprint {recorded}, but "
+                raise OptionError(f"search {self.search_id} was run on data with fingerprint {recorded}, but "
                                  f"this data has {self.tags.get('data_fingerprint')}; resume with the same "
                                  "--data, --points and --train-per-class.")
             self.parent_run_id = found[0].info.run_id
@@ -175,10 +186,12 @@ class MLflowTracker(tune.Callback):
             lost.append(trial_id)
         return lost
 
-    def compare_link(self, run_ids: list[str], base: str = "http://127.0.0.1:5000") -> str:
-        """The MLflow UI's compare view of ``run_ids`` (e.g. a search's top 5 trials)."""
+    def compare_link(self, run_ids: list[str]) -> str:
+        """The MLflow UI's compare view of ``run_ids`` (e.g. a search's top 5 trials): on the tracking
+        server itself, or, for a local store, on the UI that ``spectune ui`` serves by default."""
         from urllib.parse import quote
 
+        base = server_url(self.tracking_uri) or LOCAL_UI
         runs = quote(json.dumps(run_ids, separators=(",", ":")))
         return f"{base}/#/compare-runs?runs={runs}&experiments={quote(json.dumps([self.experiment_id]))}"
 

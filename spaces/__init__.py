@@ -6,15 +6,24 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from spaces._domains import (Categorical, Float, Int, PowerOfTwo, When, choice, integers, loguniform, powers_of_two,
-                             uniform, when)
+from spaces._domains import (Categorical, DomainError, FloatRange, IntRange, PowerOfTwoRange, When, choice,
+                             domain_from_json, integers, loguniform, powers_of_two, uniform, when)
 from spaces._space import Budget, Space, SpaceError, active_keys, describe_domain, validate_space
-from trainables.discovery import entries, import_entry
+from trainables.discovery import describe_failure, entries, import_entry
 from trainables.recipe import METRICS
 
-__all__ = ["METRICS", "Budget", "Categorical", "Float", "Int", "PowerOfTwo", "Space", "SpaceError", "When",
-           "active_keys", "choice", "describe_domain", "get_space", "integers", "list_spaces", "loguniform",
-           "powers_of_two", "uniform", "when"]
+__all__ = ["METRICS", "Budget", "Categorical", "DomainError", "FloatRange", "IntRange", "PowerOfTwoRange", "Space",
+           "SpaceError", "When", "active_keys", "choice", "describe_domain", "domain_from_json", "get_space",
+           "integers", "list_spaces", "loguniform", "powers_of_two", "uniform", "when"]
+
+
+def module_file(origin: str) -> str:
+    """The file of a space: a user's path as it is, a toolkit module's file."""
+    if origin.endswith(".py"):
+        return origin
+    import importlib.util
+
+    return importlib.util.find_spec(origin).origin
 
 
 def list_spaces() -> list[str]:
@@ -29,11 +38,15 @@ def get_space(name: str) -> Space:
         raise SpaceError(f"unknown space {name!r}; available spaces: {', '.join(sorted(found))}. "
                          "Add one by creating spaces/<name>.py with SPACE = Space(...) (in the toolkit or in "
                          "a folder on SPECTUNE_PATH).")
-    where = found[name] if found[name].endswith(".py") else f"spaces/{name}.py"
+    user_file = found[name].endswith(".py")
+    where = found[name] if user_file else f"spaces/{name}.py"
     try:
         module = import_entry("spaces", found[name])
-    except (ImportError, NameError, TypeError, ValueError, AttributeError) as exc:
-        raise SpaceError(f"{where}: could not be loaded ({type(exc).__name__}: {exc}).") from None
+    except Exception as exc:  # noqa: BLE001 - a space file that fails is one line naming it, the line and the error
+        if not user_file and not isinstance(exc, (ImportError, ValueError)):
+            raise
+        raise SpaceError(f"space {name!r} could not be loaded: "
+                         f"{describe_failure(module_file(found[name]), exc)}") from None
     space = getattr(module, "SPACE", None)
     if not isinstance(space, Space):
         raise SpaceError(f"{where}: SPACE: the module must define SPACE = Space(...); got {type(space).__name__}.")

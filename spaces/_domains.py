@@ -10,23 +10,28 @@ against the declared tables, and ``to_json`` saves them with every search.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from trainables.errors import UserError
+
 
 @dataclass(frozen=True)
-class Float:
+class FloatRange:
     low: float
     high: float
     log: bool = False
     step: float | None = None
     kind = float
 
+    def __post_init__(self) -> None:
+        _check_bounds(self, "loguniform" if self.log else "uniform", (int, float))
+        if self.step is not None and not (_is_number(self.step, (int, float)) and 0 < self.step <= self.high - self.low):
+            raise DomainError(f"uniform: step must be in (0, high - low]; got step={self.step!r}.")
+
     def suggest(self, trial: Any, name: str) -> float:
         return trial.suggest_float(name, self.low, self.high, log=self.log, step=self.step)
-
-    def bounds(self) -> tuple[Any, ...]:
-        return (self.low, self.high)
 
     def contains(self, value: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and self.low <= value <= self.high
@@ -40,17 +45,17 @@ class Float:
 
 
 @dataclass(frozen=True)
-class Int:
+class IntRange:
     low: int
     high: int
     log: bool = False
     kind = int
 
+    def __post_init__(self) -> None:
+        _check_bounds(self, "integers", (int,))
+
     def suggest(self, trial: Any, name: str) -> int:
         return trial.suggest_int(name, self.low, self.high, log=self.log)
-
-    def bounds(self) -> tuple[Any, ...]:
-        return (self.low, self.high)
 
     def contains(self, value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool) and self.low <= value <= self.high
@@ -63,12 +68,19 @@ class Int:
 
 
 @dataclass(frozen=True)
-class PowerOfTwo(Int):
+class PowerOfTwoRange(IntRange):
     """``low``, ``2 * low``, ..., ``high`` (powers of two). Optuna samples the exponent as an integer
     named ``<key>_log2``, so TPE knows 8 lies between 4 and 16 (a ``choice`` would be unordered, and
     Optuna refuses a stepped log range); the trial's config holds the value itself under ``<key>``."""
 
     log: bool = True
+
+    def __post_init__(self) -> None:
+        for bound in (self.low, self.high):
+            if not _is_number(bound, (int,)) or bound < 1 or bound & (bound - 1):
+                raise DomainError(f"powers_of_two: bounds must be powers of two (1, 2, 4, ...); got {bound!r}.")
+        if not self.low < self.high:
+            raise DomainError(f"powers_of_two: low < high must hold, but got (low={self.low}, high={self.high}).")
 
     @staticmethod
     def encoded(name: str) -> str:
@@ -97,11 +109,14 @@ class Categorical:
     values: tuple[Any, ...]
     kind = None
 
+    def __post_init__(self) -> None:
+        if not self.values:
+            raise DomainError("choice: needs at least one value; got [].")
+        if len(set(map(repr, self.values))) < len(self.values):
+            raise DomainError(f"choice: values must differ; got {list(self.values)}.")
+
     def suggest(self, trial: Any, name: str) -> Any:
         return trial.suggest_categorical(name, list(self.values))
-
-    def bounds(self) -> tuple[Any, ...]:
-        return self.values
 
     def contains(self, value: Any) -> bool:
         return any(value == v and type(value) is type(v) for v in self.values)
@@ -113,7 +128,27 @@ class Categorical:
         return {"type": "choice", "values": list(self.values)}
 
 
-Domain = Float | Int | Categorical
+Domain = FloatRange | IntRange | Categorical
+
+
+class DomainError(UserError):
+    """A range that cannot be searched (``low >= high``, a log range from 0, an empty choice)."""
+
+
+def _is_number(value: Any, kinds: tuple[type, ...]) -> bool:
+    return isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_bounds(domain: Any, what: str, kinds: tuple[type, ...]) -> None:
+    """Optuna's rules, checked when the range is written rather than when a trial first samples it."""
+    for bound in (domain.low, domain.high):
+        if not _is_number(bound, kinds):
+            kind = "an int" if kinds == (int,) else "a finite number"
+            raise DomainError(f"{what}: bounds must be {kind}; got (low={domain.low!r}, high={domain.high!r}).")
+    if not domain.low < domain.high:
+        raise DomainError(f"{what}: low < high must hold, but got (low={domain.low}, high={domain.high}).")
+    if domain.log and domain.low <= 0:
+        raise DomainError(f"{what}: a log range needs low > 0; got low={domain.low}.")
 
 
 @dataclass(frozen=True)
@@ -132,25 +167,22 @@ class When:
         return {**self.domain.to_json(), "when": {"key": self.key, "values": list(self.values)}}
 
 
-def uniform(low: float, high: float, step: float | None = None) -> Float:
-    return Float(low, high, step=step)
+def uniform(low: float, high: float, step: float | None = None) -> FloatRange:
+    return FloatRange(low, high, step=step)
 
 
-def loguniform(low: float, high: float) -> Float:
-    return Float(low, high, log=True)
+def loguniform(low: float, high: float) -> FloatRange:
+    return FloatRange(low, high, log=True)
 
 
-def integers(low: int, high: int, log: bool = False) -> Int:
+def integers(low: int, high: int, log: bool = False) -> IntRange:
     """Integers from ``low`` to ``high``, both included."""
-    return Int(low, high, log)
+    return IntRange(low, high, log)
 
 
-def powers_of_two(low: int, high: int) -> PowerOfTwo:
+def powers_of_two(low: int, high: int) -> PowerOfTwoRange:
     """Powers of two from ``low`` to ``high`` (both powers of two, both included), ordered."""
-    for bound in (low, high):
-        if not isinstance(bound, int) or isinstance(bound, bool) or bound < 1 or bound & (bound - 1):
-            raise ValueError(f"powers_of_two: bounds must be powers of two (1, 2, 4, ...); got {bound!r}.")
-    return PowerOfTwo(low, high)
+    return PowerOfTwoRange(low, high)
 
 
 def choice(values: Sequence[Any]) -> Categorical:
@@ -159,3 +191,21 @@ def choice(values: Sequence[Any]) -> Categorical:
 
 def when(key: str, values: Sequence[Any], domain: Domain) -> When:
     return When(key, tuple(values), domain)
+
+
+def domain_from_json(obj: dict[str, Any]) -> Domain | When:
+    """The domain that :meth:`to_json` wrote (``space.json`` of a search), checked like a new one."""
+    obj = dict(obj)
+    condition = obj.pop("when", None)
+    kind = obj.get("type")
+    if kind == "float":
+        domain: Domain = FloatRange(obj["low"], obj["high"], log=bool(obj.get("log")), step=obj.get("step"))
+    elif kind == "int":
+        domain = IntRange(obj["low"], obj["high"], log=bool(obj.get("log")))
+    elif kind == "power_of_two":
+        domain = PowerOfTwoRange(obj["low"], obj["high"])
+    elif kind == "choice":
+        domain = Categorical(tuple(obj["values"]))
+    else:
+        raise DomainError(f"a saved domain must have type float, int, power_of_two or choice; got {kind!r}.")
+    return when(condition["key"], condition["values"], domain) if condition else domain

@@ -5,26 +5,29 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from spaces._domains import Categorical, Float, Int, When
+from spaces._domains import Categorical, FloatRange, IntRange, When
 from trainables.data import DataError
+from trainables.errors import UserError
 from trainables.hparams import ConfigError
 from trainables.pair import Pair
 from trainables.recipe import METRICS
 
 
-class SpaceError(ValueError):
+class SpaceError(UserError):
     """A space module that breaks a rule; the message names the module and the key."""
 
 
 @dataclass(frozen=True)
 class Budget:
     """How much of the space a search covers: trials, epochs per trial and, for small machines, the data
-    scaling (``points`` block-averages sequences, ``train_per_class`` caps the training examples per
-    class, ``train_fraction`` keeps a stratified fraction of them). ``None`` keeps the space's or the data's own."""
+    scaling (``points`` block-averages sequences, ``tokens`` cuts token sequences, ``train_per_class``
+    caps the training examples per class, ``train_fraction`` keeps a stratified fraction of them).
+    ``None`` keeps the space's or the data's own."""
 
     trials: int
     max_epochs: int | None = None
     points: int | None = None
+    tokens: int | None = None
     train_per_class: int | None = None
     train_fraction: float | None = None
 
@@ -33,7 +36,9 @@ class Budget:
         if self.max_epochs:
             parts.append(f"up to {self.max_epochs} epochs each")
         if self.points:
-            parts.append(f"sequences reduced to {self.points} points (spectra block-averaged, text cut)")
+            parts.append(f"sequences block-averaged to {self.points} points")
+        if self.tokens:
+            parts.append(f"texts cut to {self.tokens} tokens")
         if self.train_per_class:
             parts.append(f"at most {self.train_per_class} training examples per class")
         if self.train_fraction:
@@ -145,7 +150,7 @@ def validate_space(space: Space, module: str) -> None:
                 if isinstance(domain, Categorical):
                     raise SpaceError(f"{where}: start[{i}][{key!r}]: {value!r} is not one of {list(domain.values)}.")
                 raise SpaceError(f"{where}: start[{i}][{key!r}]: {value!r} lies outside the searched range "
-                                 f"[{domain.low}, {domain.high}]" + (" (an int is needed)." if isinstance(domain, Int)
+                                 f"[{domain.low}, {domain.high}]" + (" (an int is needed)." if isinstance(domain, IntRange)
                                                                       else "."))
         _resolve(pair, space, point, f"{where}: start[{i}]")
     if space.metric not in METRICS:
@@ -159,6 +164,9 @@ def validate_space(space: Space, module: str) -> None:
     if space.gpus_per_trial is not None and not (isinstance(space.gpus_per_trial, (int, float))
                                                  and 0 < space.gpus_per_trial <= 8):
         raise SpaceError(f"{where}: gpus_per_trial: must be a number in (0, 8] or None; got {space.gpus_per_trial!r}.")
+    if "epochs" in space.fixed and space.fixed["epochs"] != space.max_epochs:
+        raise SpaceError(f"{where}: fixed['epochs']: the epoch budget is max_epochs ({space.max_epochs}); got "
+                         f"{space.fixed['epochs']}. Drop 'epochs' from fixed or make the two agree.")
     if space.grace_period > space.max_epochs:
         raise SpaceError(f"{where}: grace_period: must not exceed max_epochs ({space.max_epochs}); "
                          f"got {space.grace_period}.")
@@ -188,7 +196,7 @@ def _check_domain(space: Space, table: dict, searched: list[str], key: str, doma
                                  f"{domain.key!r} can take.")
         condition = {domain.key: domain.values[0]}
         domain = domain.domain
-    if not isinstance(domain, (Float, Int, Categorical)):
+    if not isinstance(domain, (FloatRange, IntRange, Categorical)):
         raise SpaceError(f"{label}: must be a spectune domain such as loguniform(a, b), uniform(a, b), "
                          f"integers(a, b) or choice([...]) from spaces; got {domain!r}.")
     rule = table[key]
@@ -199,8 +207,6 @@ def _check_domain(space: Space, table: dict, searched: list[str], key: str, doma
             raise SpaceError(f"{label}: {key!r} applies only when {cond!r} is one of {list(allowed)}, and {cond!r} "
                              f"is searched: declare it as when({cond!r}, {list(allowed)}, ...).")
     if isinstance(domain, Categorical):
-        if not domain.values:
-            raise SpaceError(f"{label}: choice needs at least one value.")
         for value in domain.values:
             _resolve(space.pair, space, {**condition, key: value}, label)
         return
@@ -208,9 +214,5 @@ def _check_domain(space: Space, table: dict, searched: list[str], key: str, doma
         raise SpaceError(f"{label}: {key!r} is {rule.describe()}; search it with integers(a, b) or choice([...]).")
     if rule.kind in (bool, str):
         raise SpaceError(f"{label}: {key!r} is {rule.describe()}; search it with choice([...]).")
-    if not domain.low < domain.high:
-        raise SpaceError(f"{label}: lower < upper must hold, but got (lower={domain.low}, upper={domain.high}).")
-    if domain.log and domain.low <= 0:
-        raise SpaceError(f"{label}: a log range needs lower > 0; got lower={domain.low}.")
     _resolve(space.pair, space, {**condition, key: domain.low}, f"{label} lower bound")
     _resolve(space.pair, space, {**condition, key: domain.high}, f"{label} upper bound")

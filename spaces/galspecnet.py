@@ -22,7 +22,7 @@ SPACE = Space(
     # The notebook warms up for 10 epochs and restarts every 5: judge after both.
     grace_period=15,
     reduction_factor=3,
-    # 2 CPU cores: about 15 minutes (GalSpecNet takes ~77 s per full-size epoch there).
+    # 2 CPU cores: about 20 minutes (20 min 21 s on 2026-11-23; GalSpecNet takes ~77 s per full-size epoch there).
     cpu=Budget(trials=18, max_epochs=20, points=1024, train_per_class=280),
     gpu=Budget(trials=64),
 )

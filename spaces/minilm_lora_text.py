@@ -30,6 +30,6 @@ SPACE = Space(
     reduction_factor=2,
     # A transformer trial takes a whole GPU (GalSpecNet trials share one four ways).
     gpus_per_trial=1.0,
-    cpu=Budget(trials=8, max_epochs=4, points=64, train_per_class=32),
+    cpu=Budget(trials=8, max_epochs=4, tokens=64, train_per_class=32),
     gpu=Budget(trials=32),
 )

@@ -15,7 +15,7 @@ from trainables.data.ztf_synthetic import CLASS_ORDER
 @pytest.mark.parametrize("argv, match", [
     (["search", "--space", "nope"], r"unknown space 'nope'; available spaces: .*galspecnet"),
     (["train", "--space", "nope"], r"unknown space 'nope'"),
-    (["search", "--space", "galspecnet", "--data", "{tmp}/missing"], r"data folder .*missing does not exist.*spectune data --pair galspecnet"),
+    (["search", "--space", "galspecnet", "--data", "{tmp}/missing"], r"data folder .*missing does not exist.*spectune data --space galspecnet"),
     (["train", "--data", "{tmp}/missing"], r"data folder .*missing does not exist"),
     (["search", "--space", "galspecnet", "--resume"], r"--resume needs --name"),
     (["search", "--space", "galspecnet", "--name", "x y"], r"--name must be letters, digits"),
@@ -39,15 +39,24 @@ from trainables.data.ztf_synthetic import CLASS_ORDER
     (["train", "--space", "fashion_norm_cnn", "--data", "{tmp}/nofashion"],
      r"Fashion-MNIST files \[.*\] are not in .*nofashion\. Install Debian's package .*Zalando's release"),
     (["search", "--space", "tabular_dcn", "--data", "{tmp}/notable"], r"notable/table\.npz is missing\. Write it with "
-                                                                      r"`spectune data --pair tabular_widedeep"),
+                                                                      r"`spectune data --space tabular_widedeep"),
     (["search", "--space", "waveform_cnn", "--data", "{tmp}/images"],
      r"images/train\.pt: 'signal' must have shape \(N, C, L\) or \(N, L\); got \(6, 1, 8, 8\)"),
     (["search", "--space", "waveform_cnn", "--data", "{tmp}/badtest"], r"badtest/test\.pt: not a readable torch\.save file"),
     (["search", "--space", "galspecnet", "--data", "{tmp}/waves"], r"galspecnet pools by 4 three times and needs at least 64 points"),
-    (["data", "--pair", "wine_mlp", "--per-class", "1", "1", "1"], r"data 'wine' does not take \['per_class'\]; it takes no options"),
-    (["data", "--pair", "galspecnet", "--source", "shuttle", "--out", "{tmp}/z"],
+    (["data", "--space", "wine_mlp", "--per-class", "1", "1", "1"], r"data 'wine' does not take \['per_class'\]; it takes no options"),
+    (["data", "--space", "galspecnet", "--source", "shuttle", "--out", "{tmp}/z"],
      r"data 'ztf_spectra' does not take \['source'\]; it takes \['per_class', 'points'\]"),
-    (["data", "--pair", "tabular_dcn", "--source", "excel", "--out", "{tmp}/t"], r"--source must be one of \['covertype'"),
+    (["data", "--space", "tabular_dcn", "--source", "excel", "--out", "{tmp}/t"], r"--source must be one of \['covertype'"),
+    # Run options: one declared table (search.options) checks them, before any data is read.
+    (["search", "--space", "wine_mlp", "--trials", "0"], r"^error: --trials must be an int in the range \[1, inf\); got 0\.$"),
+    (["search", "--space", "wine_mlp", "--gpus-per-trial", "-0.5"],
+     r"--gpus-per-trial must be a float in the range \[0.0, 8.0\]; got -0.5"),
+    (["search", "--space", "wine_mlp", "--concurrency", "0"], r"--concurrency must be an int in the range \[1, inf\)"),
+    (["search", "--space", "wine_mlp", "--train-fraction", "1.5"],
+     r"--train-fraction must be a float in the range \(0.0, 1.0\]; got 1.5"),
+    (["search", "--space", "wine_mlp", "--patience", "3", "--no-patience"], r"--no-patience and --patience 3 contradict"),
+    (["confirm", "--space", "wine_mlp", "--top", "1"], r"--top must be an int in the range \[2, inf\); got 1"),
 ])
 def test_bad_input_gives_one_clear_error(argv, match, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
@@ -89,7 +98,7 @@ def test_spaces_lists_parameters_and_ranges(capsys):
     assert "lr               log-uniform [2e-05, 0.003]" in out
     assert "batch_size       choice [64, 128, 256, 512]" in out
     assert "groups           choice [2, 4, 8] when norm = 'group'" in out
-    assert "budgets: CPU 18 trials, up to 20 epochs each, sequences reduced to 1024 points (spectra block-averaged" in out
+    assert "budgets: CPU 18 trials, up to 20 epochs each, sequences block-averaged to 1024 points" in out
 
 
 def test_data_refuses_to_overwrite_without_force(tmp_path, capsys):
@@ -97,3 +106,33 @@ def test_data_refuses_to_overwrite_without_force(tmp_path, capsys):
     assert main(["data", "--out", str(tmp_path), "--per-class", "2", "1", "1", "--points", "128"]) == 2
     assert "pass --force to overwrite" in capsys.readouterr().err
     assert (tmp_path / "train.pt").read_bytes() == b"keep me"
+
+
+def test_an_internal_error_keeps_its_traceback_and_says_it_is_a_bug(monkeypatch, capsys):
+    from search import cli
+
+    def broken(args):
+        raise ValueError("an internal invariant broke")
+
+    monkeypatch.setitem(cli.COMMANDS, "spaces", broken)
+    # main() lets it through (before, every ValueError became a one-line "error:" and exit 2) ...
+    with pytest.raises(ValueError, match="an internal invariant broke"):
+        main(["spaces"])
+    # ... and the spectune script prints the traceback, then says it is a bug.
+    monkeypatch.setattr("sys.argv", ["spectune", "spaces"])
+    assert cli.run() == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "ValueError: an internal invariant broke" in err
+    assert "this is a bug in spectune" in err.splitlines()[-1]
+
+
+@pytest.mark.parametrize("command, hint", [("search", True), ("spaces", False)])
+def test_the_resume_hint_follows_only_an_interrupted_search(command, hint, monkeypatch, capsys):
+    from search import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, command, interrupted)
+    assert main([command] + (["--space", "wine_mlp"] if command == "search" else [])) == 130
+    assert ("--resume" in capsys.readouterr().err) is hint

@@ -53,7 +53,7 @@ def _break(folder, split="train", **changes):
 
 
 def test_missing_folder_says_how_to_make_data(tmp_path):
-    with pytest.raises(DataError, match=r"does not exist.*spectune data --pair galspecnet"):
+    with pytest.raises(DataError, match=r"does not exist.*spectune data --space galspecnet"):
         load_spectra(tmp_path / "nowhere")
 
 

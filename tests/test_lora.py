@@ -13,7 +13,7 @@ from peft.tuners.lora import LoraLayer
 
 from search.cli import main
 from search.searcher import DefineByRun
-from spaces import PowerOfTwo, powers_of_two, uniform
+from spaces import PowerOfTwoRange, powers_of_two, uniform
 from trainables.checkpoint import load_trainable_state, read_checkpoint, save_checkpoint, trainable_state
 from trainables.data._base import InputSpec
 from trainables.data.ztf_synthetic import CLASS_ORDER
@@ -145,7 +145,7 @@ def test_the_rank_is_searched_as_an_ordered_log2_integer_and_recorded_itself():
     assert ranks <= {2, 4, 8, 16, 32} and len(ranks) > 2
     assert space.encode({"lora_rank": 8, "lora_dropout": 0.1}) == {"lora_rank_log2": 3, "lora_dropout": 0.1}
     domain = params["lora_rank"]
-    assert isinstance(domain, PowerOfTwo) and domain.contains(16) and not domain.contains(12)
+    assert isinstance(domain, PowerOfTwoRange) and domain.contains(16) and not domain.contains(12)
     assert domain.to_json()["searched_as"] == "integer log2"
     with pytest.raises(ValueError, match="powers of two"):
         powers_of_two(3, 8)
@@ -231,7 +231,8 @@ def test_a_lora_search_records_the_rank_the_base_and_the_sizes(ray_session, sour
     import pandas as pd
     from mlflow.tracking import MlflowClient
 
-    from search.driver import SearchOptions, run_search
+    from search.options import SearchOptions
+    from search.search import run_search
     from tests.conftest import separable_set
 
     separable_set(tmp_path / "data", points=POINTS)

@@ -17,12 +17,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 from ray import cloudpickle
 
-from search.driver import SearchOptions, run_search
+from search.options import SearchOptions
+from search.search import run_search
 from search.local_ray import RAY_RECORD, session_processes
 from results.export import export_best
 from search.cli import main as cli_main
 from trainables.data.ztf_synthetic import CLASS_ORDER, write_synthetic
-from trainables.tune_trainable import run_trial
+from search.trial import run_trial
 
 ROOT = Path(__file__).resolve().parent.parent
 TRIALS = 6
@@ -78,7 +79,7 @@ def searched(ray_session, e2e_space, tmp_path_factory):
     write_synthetic(data, seed=1, n_train=16, n_val=6, n_test=6, n_points=256)
     options = SearchOptions(space=e2e_space[0], trials=TRIALS, seed=0, name="e2e", data=data, classes=REVERSED,
                             storage=root / "ray", results_root=root / "results",
-                            tracking_uri=f"sqlite:///{root / 'mlflow.db'}", patience=None)
+                            tracking_uri=f"sqlite:///{root / 'mlflow.db'}", no_patience=True)
     outcome = run_search(options, trial_fn=flaky_trial)
     return outcome, options, root
 
@@ -92,13 +93,13 @@ def test_search_writes_best_json_and_trials_csv(searched):
     assert best["trial_id"] == trials.iloc[0]["trial_id"]
     assert set(best["searched"]) == {"lr", "dropout", "batch_size"}
     assert best["config"]["warmup_epochs"] == 0 and best["config"]["epochs"] == EPOCHS
-    assert best["data"]["fingerprint"] and best["versions"]["ray"] and best["mlflow"]["run_id"]
+    assert best["data_options"]["fingerprint"] and best["versions"]["ray"] and best["mlflow"]["run_id"]
     assert (outcome.results_dir / "checkpoint" / "model.pt").exists()
     saved = json.loads((outcome.results_dir / "checkpoint" / "config.json").read_text())
     assert saved["config"] == best["config"] and saved["model"] == "galspecnet"
     # --classes reaches the search: the confusion matrix is in the order asked for.
     assert json.loads((outcome.results_dir / "checkpoint" / "val_confusion.json").read_text())["classes"] == \
-        list(REVERSED) == best["data"]["classes"]
+        list(REVERSED) == best["data_options"]["classes"]
     assert best["metric"] == "val_macro_f1" and best["best_value"] == best["best_val_macro_f1"]
     space = json.loads((outcome.results_dir / "space.json").read_text())
     assert space["params"]["lr"] == {"type": "float", "low": 1e-3, "high": 1e-2, "log": True, "step": None}
@@ -154,7 +155,7 @@ def test_exported_config_retrains_and_reports_test_once(searched, tmp_path, caps
                      "--json-out", str(summary_path), "--device", "cpu"]) == 0
     assert f"using the search's data folder from {out}: {options.data}" in capsys.readouterr().out
     summary = json.loads(summary_path.read_text())
-    assert summary["data"]["fingerprint"] == outcome.best["data"]["fingerprint"]
+    assert summary["data_options"]["fingerprint"] == outcome.best["data_options"]["fingerprint"]
     assert summary["space"] == "e2e_tiny" and summary["epochs_run"] == EPOCHS
     assert summary["config"] == outcome.best["config"] and summary["classes"] == list(REVERSED)
     # Same seed, data and thread count on CPU: the retrained model is the search's best trial.
@@ -200,7 +201,7 @@ def _resume(tmp_path: Path, data: Path, uri: str, epochs: int = EPOCHS):
     os.chdir(tmp_path)
     try:
         return run_search(SearchOptions(space="e2e_tiny", trials=8, concurrency=1, scheduler="fifo", name="cut",
-                                        resume=True, data=data, tracking_uri=uri, patience=None, max_epochs=epochs))
+                                        resume=True, data=data, tracking_uri=uri, no_patience=True, max_epochs=epochs))
     finally:
         os.chdir(cwd)
 

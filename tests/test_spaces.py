@@ -2,8 +2,8 @@ import textwrap
 
 import pytest
 
-from spaces import Space, SpaceError, choice, describe_domain, get_space, integers, list_spaces, loguniform, \
-    uniform, when
+from spaces import DomainError, Space, SpaceError, choice, describe_domain, domain_from_json, get_space, integers, \
+    list_spaces, loguniform, powers_of_two, uniform, when
 from spaces._space import validate_space
 
 GOOD = dict(model="galspecnet", data="ztf_spectra",
@@ -46,7 +46,6 @@ def test_unknown_space_names_the_available_ones():
     ({"data": "wine"}, r"model 'galspecnet' takes sequence inputs, but data 'wine' gives tabular inputs"),
     ({"params": {"lr": loguniform(1e-4, 1e-2), "momentum_x": uniform(0, 1)}, "start": []},
      r"params\['momentum_x'\]: unknown hyperparameter for model 'galspecnet', data 'ztf_spectra' and the recipe"),
-    ({"params": {"lr": loguniform(1e-2, 1e-4)}, "start": []}, r"params\['lr'\]: lower < upper must hold"),
     ({"params": {"lr": uniform(0.0, 1e-3)}, "start": []}, r"params\['lr'\] lower bound: the 'lr' hyperparameter"),
     ({"params": {"dropout": uniform(0.2, 1.5)}, "start": []}, r"params\['dropout'\] upper bound: the 'dropout' hyperparameter must be"),
     ({"params": {"lr": loguniform(1e-6, 1e-3)}, "start": []},
@@ -118,3 +117,42 @@ def test_a_missing_search_path_folder_is_an_error(monkeypatch, tmp_path):
     monkeypatch.setenv("SPECTUNE_PATH", str(tmp_path / "nowhere"))
     with pytest.raises(ValueError, match=r"SPECTUNE_PATH names folder\(s\) that do not exist"):
         list_spaces()
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: loguniform(1e-2, 1e-4), r"loguniform: low < high must hold, but got \(low=0.01, high=0.0001\)"),
+    (lambda: loguniform(0.0, 1e-2), r"loguniform: a log range needs low > 0; got low=0.0"),
+    (lambda: uniform(0.5, 0.5), r"uniform: low < high must hold"),
+    (lambda: uniform(0.0, float("nan")), r"uniform: bounds must be a finite number"),
+    (lambda: uniform(0.0, 1.0, step=2.0), r"uniform: step must be in \(0, high - low\]"),
+    (lambda: integers(1.5, 4), r"integers: bounds must be an int"),
+    (lambda: integers(8, 2), r"integers: low < high must hold"),
+    (lambda: powers_of_two(3, 16), r"powers_of_two: bounds must be powers of two"),
+    (lambda: powers_of_two(16, 4), r"powers_of_two: low < high must hold"),
+    (lambda: choice([]), r"choice: needs at least one value"),
+    (lambda: choice([1, 1]), r"choice: values must differ"),
+])
+def test_a_domain_refuses_bad_bounds_when_it_is_written(make, match):
+    # Before, loguniform(1e-2, 1e-4) built and failed only when the space was validated or sampled.
+    with pytest.raises(DomainError, match=match):
+        make()
+
+
+def test_domains_round_trip_through_the_json_a_search_saves():
+    for name in list_spaces():
+        space = get_space(name)
+        for key, domain in space.params.items():
+            assert domain_from_json(space.to_json()["params"][key]) == domain, (name, key)
+    with pytest.raises(DomainError, match=r"must have type float, int, power_of_two or choice; got 'beta'"):
+        domain_from_json({"type": "beta", "a": 1})
+
+
+def test_a_space_file_with_a_bad_range_is_one_line_naming_its_line(tmp_path, monkeypatch):
+    (tmp_path / "spaces").mkdir()
+    monkeypatch.setenv("SPECTUNE_PATH", str(tmp_path))
+    (tmp_path / "spaces" / "backwards.py").write_text(
+        "from spaces import Space, loguniform\n\nSPACE = Space(model='baseline_cnn', data='ztf_spectra',\n"
+        "              params={'lr': loguniform(1e-2, 1e-4)})\n")
+    with pytest.raises(SpaceError, match=r"space 'backwards' could not be loaded: .*backwards\.py:4: DomainError: "
+                                         r"loguniform: low < high must hold"):
+        get_space("backwards")

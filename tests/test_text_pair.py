@@ -64,12 +64,15 @@ def test_bbc_news_is_split_per_topic_and_tokenised_once(bbc, tiny_bert):
         assert min(torch.bincount(torch.from_numpy(split.labels)).tolist()) / len(split) > 0.15
     meta = json.loads((bbc / "meta.json").read_text())
     assert meta["max_tokens"] == 32 and len(meta["sha256"]) == 64
-    # The CPU budget's --points cuts token sequences instead of averaging them.
+    # The CPU budget's --tokens cuts token sequences; --points (block-averaging) is refused for them.
     from trainables.data import scale_down
-    cut = scale_down(data, points=16)
+    cut = scale_down(data, tokens=16)
     assert cut.spec.shapes["input_ids"] == (16,) and (cut.train.inputs["input_ids"] == ids[:, :16]).all()
     with pytest.raises(DataError, match=r"must be in \[2, 32\]"):
-        scale_down(data, points=64)
+        scale_down(data, tokens=64)
+    with pytest.raises(DataError, match=r"--points block-averages sequence data; this data has tokens inputs: "
+                                        r"use --tokens"):
+        scale_down(data, points=16)
 
 
 def test_a_broken_token_file_is_refused(tmp_path, bbc):

@@ -31,3 +31,10 @@ def test_the_selection_metric_is_logged_first_and_sizes_once():
     assert "trainable_params" in {m.key for m in first} and "trainable_params" not in {m.key for m in second}
     link = unquote(tracker.compare_link(["a", "b"]))
     assert link == 'http://127.0.0.1:5000/#/compare-runs?runs=["a","b"]&experiments=["7"]'
+
+
+def test_the_compare_link_opens_on_the_tracking_server_when_there_is_one():
+    tracker = MLflowTracker("http://mlflow.example.org:8080/", "e", "s", {}, {})
+    tracker.experiment_id = "3"
+    assert unquote(tracker.compare_link(["a"])) == \
+        'http://mlflow.example.org:8080/#/compare-runs?runs=["a"]&experiments=["3"]'

@@ -6,6 +6,7 @@ and train is exercised too."""
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 
 import pandas as pd
@@ -13,7 +14,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from search.cli import main
-from search.driver import SearchOptions, run_search
+from search.options import SearchOptions
+from search.search import run_search
 
 MODEL = '''
 import torch
@@ -119,7 +121,7 @@ def test_a_pair_in_a_users_folder_is_searched_on_its_metric(ray_session, user_fo
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     outcome = run_search(SearchOptions(space="blobs_net", budget="cpu", seed=0, name="blobs",
                                        storage=tmp_path / "ray", results_root=tmp_path / "results",
-                                       tracking_uri=uri, patience=None, concurrency=1))
+                                       tracking_uri=uri, no_patience=True, concurrency=1))
     trials = pd.read_csv(outcome.results_dir / "trials.csv")
     assert len(trials) == 4 and "best_val_loss" in trials
     finished = trials[trials["outcome"] != "failed"]
@@ -147,7 +149,8 @@ def test_a_pair_in_a_users_folder_is_searched_on_its_metric(ray_session, user_fo
     assert final["best_value"] == pytest.approx(outcome.best["best_value"])
     assert 0 <= final["test_macro_f1"] <= 1
     # Confirmation: the top 2 configs again over 2 new seeds, through Ray, nested under the search in MLflow.
-    from search.confirm import ConfirmOptions, run_confirm
+    from search.confirm import run_confirm
+    from search.options import ConfirmOptions
 
     confirmed = run_confirm(ConfirmOptions(space="blobs_net", name="blobs", top=2, seeds=2, concurrency=1,
                                            storage=tmp_path / "ray", results_root=tmp_path / "results"))
@@ -157,10 +160,43 @@ def test_a_pair_in_a_users_folder_is_searched_on_its_metric(ray_session, user_fo
     record = json.loads(best.read_text())
     assert record["confirmation"]["seeds"] == [1000, 1001] and record["confirmation"]["winner"] == confirmed["winner"]
     assert record["trial_id"] == confirmed["winner"] and record["config"]["seed"] == outcome.best["config"]["seed"]
-    if confirmed["winner"] != confirmed["search_pick"]:
-        assert record["search_pick"]["trial_id"] == confirmed["search_pick"]
+    assert record["search_pick"]["trial_id"] == confirmed["search_pick"] == outcome.best["trial_id"]
+    # Confirming again starts from the search's own pick, not from the first confirmation's winner.
+    again = run_confirm(ConfirmOptions(space="blobs_net", name="blobs", top=2, seeds=2, concurrency=1,
+                                       storage=tmp_path / "ray", results_root=tmp_path / "results"))
+    record = json.loads(best.read_text())
+    assert again["search_pick"] == record["search_pick"]["trial_id"] == outcome.best["trial_id"]
+    assert record["trial_id"] == again["winner"] == record["confirmation"]["winner"]
+    assert record["searched"] == {k: record["config"][k] for k in record["searched"]}
     confirm_run = client.get_run(record["confirmation"]["mlflow_run_id"])
     assert confirm_run.data.tags["mlflow.parentRunId"] == outcome.best["mlflow"]["parent_run_id"]
     children = client.search_runs([parent.info.experiment_id],
                                   f"tags.`mlflow.parentRunId` = '{confirm_run.info.run_id}'")
     assert len(children) == 4
+
+
+def test_a_broken_file_in_a_users_folder_breaks_only_what_needs_it(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "mine"
+    for kind in ("models", "data", "spaces"):
+        (folder / kind).mkdir(parents=True)
+    (folder / "models" / "other.py").write_text("import torch\n\nimport nonexistent_pkg\n")
+    (folder / "data" / "typo.py").write_text("def load(:\n    pass\n")
+    (folder / "spaces" / "needs_other.py").write_text(
+        "from spaces import Space, uniform\n\nSPACE = Space(model='other', data='wine', params={'dropout': "
+        "uniform(0.0, 0.5)}, start=[{'dropout': 0.1}])\n")
+    monkeypatch.setenv("SPECTUNE_PATH", str(folder))
+    # A built-in space that uses neither file trains as usual (before: a 20-line traceback).
+    assert main(["train", "--space", "wine_mlp", "--epochs", "1", "--device", "cpu",
+                 "--json-out", str(tmp_path / "t.json")]) == 0
+    capsys.readouterr()
+    # The space that needs the broken model fails in one line naming the file, the line and the error.
+    assert main(["train", "--space", "needs_other", "--epochs", "1"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and re.search(r"unknown model 'other'.*other\.py:3: ModuleNotFoundError: No module named "
+                                       r"'nonexistent_pkg'", err[0]), err
+    # spectune spaces lists the broken files (and the space that cannot load) instead of failing.
+    assert main(["spaces"]) == 0
+    out = capsys.readouterr().out
+    assert "wine_mlp: " in out and re.search(r"needs_other: BROKEN: .*other\.py:3", out)
+    assert re.search(r"BROKEN models file: .*other\.py:3: ModuleNotFoundError", out)
+    assert re.search(r"BROKEN data file: .*typo\.py:1: SyntaxError: invalid syntax", out), out

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from trainables.errors import OptionError
+
 WEIGHTS_FILE = "model.pt"
 CONFIG_FILE = "config.json"
 
@@ -38,11 +40,11 @@ def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor], sourc
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:   # a tensor of another shape: another rank or width
         detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), str(exc))
-        raise ValueError(f"{source}: the checkpoint does not fit this model ({detail}); {fix}.") from None
+        raise OptionError(f"{source}: the checkpoint does not fit this model ({detail}); {fix}.") from None
     trained = {name for name, p in model.named_parameters() if p.requires_grad}
     missing = sorted(set(result.missing_keys) & trained)
     if result.unexpected_keys or missing:
-        raise ValueError(f"{source}: the checkpoint does not fit this model (unexpected {result.unexpected_keys[:3]}, "
+        raise OptionError(f"{source}: the checkpoint does not fit this model (unexpected {result.unexpected_keys[:3]}, "
                          f"missing trained tensors {missing[:3]}); {fix}.")
     return model
 
@@ -66,22 +68,22 @@ def save_checkpoint(folder: Path, model: nn.Module, record: dict[str, Any]) -> P
 
 
 def read_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The tensors and the config of a checkpoint folder (``ValueError`` naming what is missing)."""
+    """The tensors and the config of a checkpoint folder (:class:`OptionError` naming what is missing)."""
     folder = Path(folder)
     weights, config = folder / WEIGHTS_FILE, folder / CONFIG_FILE
     for path in (weights, config):
         if not path.is_file():
-            raise ValueError(f"checkpoint {folder}: {path.name} is missing; a checkpoint folder holds "
+            raise OptionError(f"checkpoint {folder}: {path.name} is missing; a checkpoint folder holds "
                              f"{WEIGHTS_FILE} and {CONFIG_FILE} (written by `spectune train --save DIR`).")
     try:
         record = json.loads(config.read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"checkpoint {folder}: {CONFIG_FILE} is not valid JSON ({exc.msg}, line {exc.lineno}).") from None
+        raise OptionError(f"checkpoint {folder}: {CONFIG_FILE} is not valid JSON ({exc.msg}, line {exc.lineno}).") from None
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-        raise ValueError(f"checkpoint {folder}: {WEIGHTS_FILE} cannot be read with torch.load(weights_only=True) "
+        raise OptionError(f"checkpoint {folder}: {WEIGHTS_FILE} cannot be read with torch.load(weights_only=True) "
                          f"({type(exc).__name__}); write it again with `spectune train --save`.") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"checkpoint {folder}: {WEIGHTS_FILE} must hold a state dict of tensors.")
+        raise OptionError(f"checkpoint {folder}: {WEIGHTS_FILE} must hold a state dict of tensors.")
     return state, record

@@ -13,7 +13,8 @@ from typing import Any, Mapping
 from trainables.hparams import Bool, Choice, ConfigError, Float, Int, Table, check_table, resolve
 
 OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop")
-SCHEDULERS = ("cosine_restarts", "cosine", "step", "plateau", "constant")
+# Learning-rate schedules (the search's trial schedulers, ASHA and FIFO, live in search.options).
+LR_SCHEDULES = ("cosine_restarts", "cosine", "step", "plateau", "constant")
 LOSSES = ("focal", "weighted_ce", "ce")
 
 RECIPE_TABLE: Table = {
@@ -26,7 +27,7 @@ RECIPE_TABLE: Table = {
     "epochs": Int(100, 1),
     "warmup_epochs": Int(10, 0),
     "start_factor": Float(1e-6, 0.0, 1.0, closed="right"),
-    "scheduler": Choice("cosine_restarts", SCHEDULERS),
+    "scheduler": Choice("cosine_restarts", LR_SCHEDULES),
     "T_0": Int(5, 1, when=("scheduler", ("cosine_restarts",))),
     "T_mult": Int(1, 1, when=("scheduler", ("cosine_restarts",))),
     "eta_min": Float(1e-5, 0.0, when=("scheduler", ("cosine_restarts", "cosine"))),
@@ -70,10 +71,6 @@ class Recipe:
     patience: int | None
     seed: int
     active: tuple[str, ...] = field(default=(), compare=False, repr=False)
-
-    @classmethod
-    def keys(cls) -> list[str]:
-        return list(RECIPE_TABLE)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], source: str = "config", soft: tuple[str, ...] = ()) -> "Recipe":

@@ -4,6 +4,10 @@
 A user keeps their pairs in their own folder and points ``SPECTUNE_PATH`` at it (several folders
 are separated by ``:``); nothing inside the toolkit is edited. Files whose names start with ``_``
 are helpers, not entries. Ray trials import the same folders, which the driver hands them.
+
+A user's file that fails to import (a syntax error, a missing package) is recorded as broken and
+skipped, so that it breaks only what needs it: the lookup of a name it would have registered
+fails with one line naming the file, the line and the error (:func:`broken`).
 """
 
 from __future__ import annotations
@@ -14,10 +18,14 @@ import importlib.util
 import os
 import pkgutil
 import sys
+import traceback
 from pathlib import Path
 from types import ModuleType
 
+from trainables.errors import OptionError
+
 ENV = "SPECTUNE_PATH"
+_BROKEN: dict[tuple[str, str], str] = {}
 
 
 def user_folders() -> list[Path]:
@@ -25,7 +33,7 @@ def user_folders() -> list[Path]:
     folders = [Path(p) for p in os.environ.get(ENV, "").split(os.pathsep) if p]
     missing = [str(p) for p in folders if not p.is_dir()]
     if missing:
-        raise ValueError(f"{ENV} names folder(s) that do not exist: {missing}; fix or unset {ENV}.")
+        raise OptionError(f"{ENV} names folder(s) that do not exist: {missing}; fix or unset {ENV}.")
     return folders
 
 
@@ -38,7 +46,7 @@ def entries(package: str, kind: str) -> dict[str, str]:
             if path.stem.startswith("_"):
                 continue
             if path.stem in found:
-                raise ValueError(f"{path}: the name {path.stem!r} is already taken by {found[path.stem]}; "
+                raise OptionError(f"{path}: the name {path.stem!r} is already taken by {found[path.stem]}; "
                                  "rename the file.")
             found[path.stem] = str(path)
     return found
@@ -63,7 +71,37 @@ def import_entry(kind: str, origin: str) -> ModuleType:
     return module
 
 
+def describe_failure(path: str | Path, exc: BaseException) -> str:
+    """``file:line: Type: message`` for an exception raised while importing the user's file ``path``."""
+    path = Path(path).resolve()
+    line = exc.lineno if isinstance(exc, SyntaxError) else next(
+        (f.lineno for f in reversed(traceback.extract_tb(exc.__traceback__)) if Path(f.filename).resolve() == path),
+        None)
+    message = (exc.msg if isinstance(exc, SyntaxError) else str(exc)).strip().splitlines()
+    return f"{path}{f':{line}' if line else ''}: {type(exc).__name__}: {message[0] if message else ''}".rstrip(": ")
+
+
 def import_all(package: str, kind: str) -> None:
-    """Import every entry of ``kind``, so that their registration decorators run."""
+    """Import every entry of ``kind``, so that their registration decorators run. A user's file that
+    fails is recorded (:func:`broken`) and skipped; the toolkit's own modules raise as usual."""
     for origin in entries(package, kind).values():
-        import_entry(kind, origin)
+        if not origin.endswith(".py"):
+            import_entry(kind, origin)
+            continue
+        try:
+            import_entry(kind, origin)
+        except Exception as exc:  # noqa: BLE001 - any failure of a user's file is reported, not raised
+            _BROKEN[(kind, origin)] = describe_failure(origin, exc)
+        else:
+            _BROKEN.pop((kind, origin), None)
+
+
+def broken(kind: str) -> list[str]:
+    """One line per user file of ``kind`` that failed to import: file, line and error."""
+    return [reason for (k, _), reason in sorted(_BROKEN.items()) if k == kind]
+
+
+def unknown_hint(kind: str) -> str:
+    """What to add to an "unknown name" error when user files of ``kind`` could not be loaded."""
+    failed = broken(kind)
+    return f" {len(failed)} user file(s) could not be loaded: " + "; ".join(failed) + "." if failed else ""

@@ -15,11 +15,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+from trainables.errors import ConfigError
+
 _CLOSED = {"both": ("[", "]"), "left": ("[", ")"), "right": ("(", "]"), "neither": ("(", ")")}
-
-
-class ConfigError(ValueError):
-    """A hyperparameter that is unknown, of the wrong type, out of range or without its condition."""
 
 
 @dataclass(frozen=True)

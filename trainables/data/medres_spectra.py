@@ -22,7 +22,7 @@ class MedResSpectra(SequenceFolder):
     key = "flux"
     classes = CLASS_ORDER
     default_dir = Path("data/medres-synthetic")
-    generate_hint = "Generate the second instrument's set with `spectune data --pair galspecnet_lora`"
+    generate_hint = "Generate the second instrument's set with `spectune data --space galspecnet_lora`"
 
     def prepare(self, out: Path | None, seed: int, force: bool, per_class: tuple[int, int, int] = (20, 100, 100),
                 points: int = N_POINTS) -> str:

@@ -7,7 +7,7 @@ drawn 70/15/15 per class with a fixed seed; numeric columns are standardised wit
 statistics only; categorical codes are shifted by one so that index 0 stands for a value never
 seen in training.
 
-``spectune data --pair tabular_widedeep --source S`` writes the folder from:
+``spectune data --space tabular_widedeep --source S`` writes the folder from:
 
 - ``covertype`` (default): scikit-learn's ``fetch_covtype`` (581,012 rows, 7 forest cover types;
   10 numeric columns, wilderness area and soil type as categoricals). It needs the network once;
@@ -117,7 +117,7 @@ class Table(DataModule):
         folder = self.folder(folder)
         path = folder / FILE
         if not path.is_file():
-            raise DataError(f"{path} is missing. Write it with `spectune data --pair tabular_widedeep --out {folder}` "
+            raise DataError(f"{path} is missing. Write it with `spectune data --space tabular_widedeep --out {folder}` "
                             f"(--source one of {list(SOURCES)}; see trainables/data/tables.py).")
         if classes is not None:
             raise DataError(f"{path} names its own classes; drop --classes.")

@@ -45,7 +45,7 @@ class Waveforms(SequenceFolder):
     key = "signal"
     classes = CLASSES
     default_dir = Path("data/waveforms")
-    generate_hint = "Generate the waves with `spectune data --pair waveform_cnn`"
+    generate_hint = "Generate the waves with `spectune data --space waveform_cnn`"
 
     def prepare(self, out: Path | None, seed: int, force: bool, per_class: tuple[int, int, int] = (1000, 300, 300),
                 points: int = POINTS) -> str:

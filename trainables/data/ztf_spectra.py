@@ -19,7 +19,7 @@ class ZTFSpectra(SequenceFolder):
     key = "flux"
     classes = CLASS_ORDER
     default_dir = Path("data/ztf-synthetic")
-    generate_hint = "Generate the synthetic set with `spectune data --pair galspecnet` (or `make data`)"
+    generate_hint = "Generate the synthetic set with `spectune data --space galspecnet` (or `make data`)"
 
     def prepare(self, out: Path | None, seed: int, force: bool, per_class: tuple[int, int, int] = (560, 120, 120),
                 points: int = N_POINTS) -> str:

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from torch import nn
 
 from trainables.data._base import InputSpec
-from trainables.discovery import import_all
+from trainables.discovery import import_all, unknown_hint
 from trainables.hparams import ConfigError, resolve
 from trainables.models._base import ModelEntry, model_registry, register_model
 from trainables.pretrained import Base
@@ -24,7 +24,8 @@ def list_models() -> list[str]:
 def get_model(name: str) -> ModelEntry:
     available = list_models()
     if name not in available:
-        raise ConfigError(f"unknown model {name!r}; registered models: {', '.join(available)}.")
+        raise ConfigError(f"unknown model {name!r}; registered models: {', '.join(available)}."
+                          + unknown_hint("models"))
     return model_registry()[name]
 
 

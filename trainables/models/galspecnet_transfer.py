@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from results.records import DataOptions
 from trainables.checkpoint import read_checkpoint
 from trainables.data._base import InputSpec
 from trainables.hparams import ConfigError
@@ -48,7 +49,7 @@ def load_source(source: str) -> Base:
                         f"write it again with `spectune train --save`.") from None
     return Base(source=source, path=str(folder), sha256=sha256_file(folder / "model.pt"), state=state,
                 meta={"channels": channels, "points": points, "classes": classes,
-                      "data_fingerprint": record.get("data_fingerprint")})
+                      "data_fingerprint": DataOptions.from_record(record).fingerprint})
 
 
 @register_model("galspecnet_transfer", inputs="sequence",

@@ -1,4 +1,4 @@
-"""The Ray Tune function trainable: one trial = the shared recipe on one config, reporting every epoch.
+"""The Ray Tune function trainables: one trial = the shared recipe on one config, reporting every epoch.
 
 The search driver binds the data (through the object store, once) and the run settings with
 ``tune.with_parameters``; ``config`` holds only the searched hyperparameters, so that MLflow
@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,41 +22,12 @@ from trainables.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from trainables.data import Splits
 from trainables.discovery import ENV
 from trainables.models._finetune import parameter_counts
-from trainables.pair import Pair, Resolved
 from trainables.pretrained import Base
 from trainables.recipe import EpochReport, pick_device, train
+from trainables.settings import TrialSettings
 
 CONFUSION_FILE = "val_confusion.json"
 STATE_FILE = "state.pt"
-
-
-@dataclass(frozen=True)
-class TrialSettings:
-    """Run settings shared by every trial of a search (never logged as hyperparameters).
-    ``user_path`` is the driver's ``SPECTUNE_PATH``, so trials find the same user pairs."""
-
-    model: str
-    data: str
-    max_epochs: int
-    seed: int
-    fixed: dict[str, Any] = field(default_factory=dict)
-    patience: int | None = 5
-    metric: str = "val_macro_f1"
-    mode: str = "max"
-    device: str = "auto"
-    threads: int = 1
-    user_path: str = ""
-    searched: tuple[str, ...] = ()
-
-    @property
-    def pair(self) -> Pair:
-        return Pair(self.model, self.data)
-
-    def resolve(self, config: dict[str, Any]) -> Resolved:
-        # A trial's config also holds the searcher's encodings (lora_rank_log2 beside lora_rank).
-        config = {k: v for k, v in config.items() if k in self.searched} if self.searched else config
-        values = {**self.fixed, **config, "epochs": self.max_epochs, "patience": self.patience, "seed": self.seed}
-        return self.pair.resolve(values, source="trial config", soft=tuple(self.fixed))
 
 
 def run_trial(config: dict[str, Any], data: Splits, settings: TrialSettings, base: Base | None = None) -> None:
@@ -102,3 +73,10 @@ def run_trial(config: dict[str, Any], data: Splits, settings: TrialSettings, bas
                 resume = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
     train(build, data, resolved.recipe, pick_device(settings.device), on_epoch=report, metric=settings.metric,
           mode=settings.mode, augment=pair.augment(resolved), resume=resume)
+
+
+def confirm_trial(config: dict[str, Any], data: Splits, settings: TrialSettings,
+                  candidates: dict[str, dict[str, Any]], base: Base | None = None) -> None:
+    """One (candidate, seed) run of ``spectune confirm``: the candidate's searched values, the recipe
+    seeded with ``seed``."""
+    run_trial(candidates[config["candidate"]], data, replace(settings, seed=int(config["seed"])), base)

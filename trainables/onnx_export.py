@@ -23,9 +23,10 @@ import numpy as np
 import torch
 
 from results.files import write_json
-from search.driver import load_data
+from results.records import DataOptions
 from trainables.checkpoint import load_trainable_state, read_checkpoint
-from trainables.pair import Pair
+from trainables.errors import OptionError
+from trainables.pair import Pair, load_data
 from trainables.pretrained import check_same_base
 
 # Beyond this the exported graph is not the same function; float32 reordering stays near 1e-5.
@@ -44,7 +45,7 @@ class OnnxReport:
 def _require_onnx() -> None:
     missing = [m for m in ("onnx", "onnxruntime", "onnxscript") if importlib.util.find_spec(m) is None]
     if missing:
-        raise ValueError(f"ONNX export needs {missing}: pip install -e '.[onnx]' (make install includes it).")
+        raise OptionError(f"ONNX export needs {missing}: pip install -e '.[onnx]' (make install includes it).")
 
 
 def rebuild(folder: Path, data_dir: Path | None = None) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
@@ -52,19 +53,16 @@ def rebuild(folder: Path, data_dir: Path | None = None) -> tuple[torch.nn.Module
     state, record = read_checkpoint(folder)
     for key in ("model", "data", "config", "data_options"):
         if key not in record:
-            raise ValueError(f"checkpoint {folder}: config.json has no {key!r}; save the model again with "
-                             "`spectune train --config best.json --save DIR`.")
+            raise OptionError(f"checkpoint {folder}: config.json has no {key!r}; save the model again with "
+                              "`spectune train --config best.json --save DIR`.")
     pair = Pair(record["model"], record["data"])
     resolved = pair.resolve(record["config"], source=f"{folder}/config.json")
-    options = record["data_options"]
-    data = load_data(pair, data_dir or (Path(options["path"]) if options.get("path") else None),
-                     options.get("classes"), test=False, points=options.get("points"),
-                     train_per_class=options.get("train_per_class"), train_fraction=options.get("train_fraction"),
-                     seed=resolved.recipe.seed)
-    if record.get("data_fingerprint") and data.fingerprint != record["data_fingerprint"]:
-        raise ValueError(f"checkpoint {folder} was trained on data with fingerprint {record['data_fingerprint']}, "
-                         f"but {options.get('path')} now gives {data.fingerprint}; pass --data with the original "
-                         "folder.")
+    options = DataOptions.from_record(record)
+    data = load_data(pair, data_dir or options.folder(), options.classes, test=False, seed=resolved.recipe.seed,
+                     **options.scaling())
+    if options.mismatch(data.fingerprint):
+        raise OptionError(f"checkpoint {folder}: {options.mismatch(data.fingerprint)}; pass --data with the "
+                          "original folder.")
     recorded_base = record.get("base")
     base = pair.load_base(recorded_base["path"] if recorded_base else None)
     if base is not None:
@@ -113,7 +111,7 @@ def export_onnx(folder: Path, out: Path | None = None, data_dir: Path | None = N
         diff = float(np.abs(reference - exported).max())
         agree = int((reference.argmax(1) == exported.argmax(1)).sum())
         if diff > MAX_LOGIT_DIFF:
-            raise ValueError(f"the ONNX model's logits differ from PyTorch's by up to {diff:.2e} on the validation "
+            raise OptionError(f"the ONNX model's logits differ from PyTorch's by up to {diff:.2e} on the validation "
                              f"split (limit {MAX_LOGIT_DIFF:g}); not written.")
         os.replace(tmp, out)
     finally:
@@ -129,7 +127,7 @@ def export_onnx(folder: Path, out: Path | None = None, data_dir: Path | None = N
         "check": {"split": "val", "examples": len(reference), "max_abs_logit_diff": diff,
                   "same_prediction": agree,
                   "val_macro_f1_onnx": float(f1_score(data.val.labels, exported.argmax(1), average="macro"))},
-        "data_fingerprint": data.fingerprint, "base": record.get("base"),
+        "data_options": options.to_json(), "base": record.get("base"),
         "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__}})
     return report
 

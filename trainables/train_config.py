@@ -9,14 +9,15 @@ from typing import Any
 
 import torch
 
-from results.files import read_json, write_json
+from results.files import write_json
 from results.plots import plot_confusion, plot_learning_curves
 from results.provenance import git_commit, versions
-from search.driver import load_data
+from results.records import DataOptions, checkpoint_record, read_config_record
 from spaces import Space, get_space
 from trainables.checkpoint import save_checkpoint
+from trainables.errors import OptionError
 from trainables.models._finetune import parameter_counts
-from trainables.pair import Resolved
+from trainables.pair import Resolved, load_data
 from trainables.pretrained import check_same_base
 from trainables.recipe import EpochReport, evaluate_test, pick_device, train
 
@@ -32,6 +33,7 @@ class TrainRequest:
     json_out: Path
     classes: list[str] | None = None
     points: int | None = None
+    tokens: int | None = None
     train_per_class: int | None = None
     train_fraction: float | None = None
     threads: int | None = None
@@ -39,28 +41,14 @@ class TrainRequest:
     base: str | None = None
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
-    """A config JSON: either a flat dict of hyperparameters or an exported ``best.json`` (whose
-    ``config`` holds them, ``space`` names the space and ``data`` records the search's scaling)."""
-    obj = read_json(path, "config file")
-    if not isinstance(obj, dict):
-        raise ValueError(f"config file {path} must hold a JSON object of hyperparameters; "
-                         f"got {type(obj).__name__}.")
-    if "config" not in obj:
-        return {"config": obj}
-    if not isinstance(obj["config"], dict):
-        raise ValueError(f"config file {path}: 'config' must be an object of hyperparameters.")
-    return obj
-
-
-def resolve_config(req: TrainRequest) -> tuple[Space, Resolved, dict[str, Any], str, str, dict[str, Any] | None]:
-    """The space, the resolved config, the data scaling recorded in the config file (if any) and the
+def resolve_config(req: TrainRequest) -> tuple[Space, Resolved, DataOptions, str, str, dict[str, Any] | None]:
+    """The space, the resolved config, the data options recorded in the config file (if any) and the
     metric and mode to select on. Values: the pair's defaults < the space's fixed values and first
     starting point < the config file < ``--epochs``. Last, the base the config file records, if any."""
-    record = read_config_file(req.config) if req.config else {"config": {}}
+    record = read_config_record(req.config) if req.config else {"config": {}}
     file_space, values = record.get("space"), record["config"]
     if req.space and file_space and req.space != file_space:
-        raise ValueError(f"--space {req.space} does not match the space {file_space!r} recorded in "
+        raise OptionError(f"--space {req.space} does not match the space {file_space!r} recorded in "
                          f"{req.config}; drop --space or pass the matching one.")
     space = get_space(req.space or file_space or "galspecnet")
     source = str(req.config) if req.config else f"spaces/{space.name}.py: first config"
@@ -70,7 +58,7 @@ def resolve_config(req: TrainRequest) -> tuple[Space, Resolved, dict[str, Any], 
     resolved = space.pair.resolve({**base, **values, **overrides}, source=source,
                                   soft=tuple(k for k in base if k not in values))
     metric, mode = record.get("metric", space.metric), record.get("mode", space.mode)
-    return space, resolved, record.get("data") or {}, metric, mode, record.get("base")
+    return space, resolved, DataOptions.from_record(record), metric, mode, record.get("base")
 
 
 def _check_writable(path: Path) -> None:
@@ -79,37 +67,39 @@ def _check_writable(path: Path) -> None:
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise ValueError(f"--json-out {path}: cannot create it under {existing} (not a writable folder); "
+        raise OptionError(f"--json-out {path}: cannot create it under {existing} (not a writable folder); "
                          "choose another path.")
 
 
 def run_train(req: TrainRequest) -> dict[str, Any]:
     """Validate everything, train, evaluate test once if asked, and write the JSON summary and figures."""
-    space, resolved, searched, metric, mode, record_base = resolve_config(req)
+    space, resolved, recorded, metric, mode, record_base = resolve_config(req)
     recipe, pair = resolved.recipe, space.pair
     device = pick_device(req.device)
     _check_writable(req.json_out)
     if req.save:
         _check_writable(req.save / "config.json")
-    requested = {"points": req.points, "train_per_class": req.train_per_class, "train_fraction": req.train_fraction}
-    scaling = {k: v if v is not None else searched.get(k) for k, v in requested.items()}
+    requested = {k: getattr(req, k) for k in DataOptions.SCALING}
+    scaling = {k: v if v is not None else getattr(recorded, k) for k, v in requested.items()}
     if scaling != requested:
         print(f"using the search's data scaling from {req.config}: "
               + ", ".join(f"{k}={v}" for k, v in scaling.items() if v is not None)
-              + " (pass --points/--train-per-class/--train-fraction to change it)")
-    classes = req.classes if req.classes is not None else searched.get("classes")
+              + " (pass --points/--tokens/--train-per-class/--train-fraction to change it)")
+    classes = req.classes if req.classes is not None else recorded.classes
     # A trial's CPU threads change float summation order: the same count reproduces its metrics.
-    threads = req.threads or searched.get("threads")
+    threads = req.threads or recorded.threads
     if threads != req.threads:
         print(f"using the search's {threads} CPU thread(s) per trial (--threads to change it)")
     folder = req.data
-    if folder is None and searched.get("path") and Path(searched["path"]) != Path(pair.data_module.default_dir or ""):
-        folder = Path(searched["path"])
+    if folder is None and recorded.folder() and recorded.folder() != Path(pair.data_module.default_dir or ""):
+        folder = recorded.folder()
         print(f"using the search's data folder from {req.config}: {folder} (--data to change it)")
     data = load_data(pair, folder, classes, test=req.test, seed=recipe.seed, **scaling)
-    if searched.get("fingerprint") and searched["fingerprint"] != data.fingerprint:
-        print(f"note: this data (fingerprint {data.fingerprint}) is not the search's ({searched['fingerprint']}); "
-              "the validation score will differ from the trial's.")
+    if recorded.mismatch(data.fingerprint):
+        print(f"note: {recorded.mismatch(data.fingerprint)}: the validation score will differ from the trial's.")
+    # What rebuilds the same data (spectune export --onnx checks the model on its validation split).
+    options = DataOptions(path=str(folder or pair.data_module.default_dir or ""), classes=classes, threads=threads,
+                          fingerprint=data.fingerprint, description=data.describe(), **scaling)
     base = pair.load_base(req.base or (record_base or {}).get("path"))
     if base is not None:
         check_same_base(base, record_base, str(req.config))
@@ -145,7 +135,7 @@ def run_train(req: TrainRequest) -> dict[str, Any]:
         "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early, "classes": list(data.classes), **sizes,
         "base": base.record() if base is not None else None,
-        "data": {"fingerprint": data.fingerprint, "description": data.describe()},
+        "data_options": options.to_json(),
         "device": str(device), "versions": versions(), "git_commit": git_commit(),
         "history": result.history,
     }
@@ -164,16 +154,10 @@ def run_train(req: TrainRequest) -> dict[str, Any]:
               f"top-3 accuracy {test.top3_acc:.3f}")
     summary["figures"] = {k: str(v) for k, v in figures.items()}
     if req.save:
-        save_checkpoint(req.save, result.model, {
-            "model": pair.model, "data": pair.data, "space": space.name, "config": resolved.to_dict(),
-            "spec": {"kind": data.spec.kind, "shapes": {k: list(v) for k, v in data.spec.shapes.items()},
-                     "classes": list(data.classes)},
-            "data_fingerprint": data.fingerprint, "data_description": data.describe(),
-            # What rebuilds the same validation split (spectune export --onnx checks the model on it).
-            "data_options": {"path": str(folder or pair.data_module.default_dir or ""), "classes": classes,
-                             **scaling},
-            "best_epoch": result.best_epoch, metric: result.best[metric], "versions": versions(),
-            "base": base.record() if base is not None else None})
+        save_checkpoint(req.save, result.model, checkpoint_record(
+            model=pair.model, data=pair.data, space=space.name, config=resolved.to_dict(), spec=data.spec,
+            classes=list(data.classes), options=options, best_epoch=result.best_epoch, metric=metric,
+            value=result.best[metric], versions=versions(), base=base.record() if base is not None else None))
         summary["checkpoint"] = str(req.save)
         print(f"model saved -> {req.save}/ (model.pt and config.json)")
     write_json(req.json_out, summary)

@@ -1,0 +1,161 @@
+"""The run options of ``spectune search`` and ``spectune confirm``: one declared table each, checked once.
+
+As the hyperparameters have their tables (:mod:`trainables.hparams`), the run options have theirs:
+the CLI takes its choices from them and passes values through unchecked, and :func:`check` is the
+one place that refuses a bad value, before any data is read or Ray starts::
+
+    --trials must be an int in the range [1, inf); got 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from trainables.errors import ConfigError, OptionError
+from trainables.hparams import Choice, Float, HParam, Int
+
+if TYPE_CHECKING:   # the CLI imports this module for its tables; spaces pull in torch
+    from spaces import Space
+
+SAMPLERS = ("tpe", "random")
+# Trial schedulers (which trials stop early), not the recipe's learning-rate schedules.
+TRIAL_SCHEDULERS = ("asha", "fifo")
+BUDGETS = ("cpu", "gpu")
+DEFAULT_TRIALS = 20
+
+SEARCH_OPTIONS: dict[str, HParam] = {
+    "trials": Int(None, 1, nullable=True, help="number of trials (default: the budget's, else 20)"),
+    "max_epochs": Int(None, 1, nullable=True, help="epoch budget per trial (default: the budget's, else the space's)"),
+    "sampler": Choice("tpe", SAMPLERS, help="Optuna's TPE, or random search"),
+    "scheduler": Choice("asha", TRIAL_SCHEDULERS, help="ASHA early stopping, or FIFO (every trial runs its budget)"),
+    "budget": Choice("cpu", BUDGETS, nullable=True, help="the space's CPU or GPU budget for options left unset"),
+    "gpus_per_trial": Float(None, 0.0, 8.0, nullable=True, help="GPU share per trial (default 0.25 with GPUs)"),
+    "cpus_per_trial": Float(None, 0.0, None, closed="neither", nullable=True, help="CPUs per trial"),
+    "concurrency": Int(None, 1, nullable=True, help="trials at once (default: as many as fit)"),
+    "seed": Int(None, 0, nullable=True, help="sampler and recipe seed (default: the space's fixed seed, else 0)"),
+    "patience": Int(None, 1, nullable=True, help="in-trial early stopping (default: the space's fixed value, else 5)"),
+    "points": Int(None, 2, nullable=True, help="block-average sequences to this many points"),
+    "tokens": Int(None, 2, nullable=True, help="cut token sequences to this many tokens"),
+    "train_per_class": Int(None, 1, nullable=True, help="at most this many training examples per class"),
+    "train_fraction": Float(None, 0.0, 1.0, closed="right", nullable=True,
+                            help="a stratified fraction of the training examples"),
+}
+
+CONFIRM_OPTIONS: dict[str, HParam] = {
+    "top": Int(5, 2, help="configs to re-run (default 5)"),
+    "seeds": Int(5, 2, help="new seeds per config (default 5)"),
+    "concurrency": SEARCH_OPTIONS["concurrency"],
+    "gpus_per_trial": SEARCH_OPTIONS["gpus_per_trial"],
+}
+
+
+def check(table: Mapping[str, HParam], values: Any) -> None:
+    """Every option of ``table`` that ``values`` (a dataclass) holds obeys its rule, or one
+    :class:`OptionError` in the CLI's words."""
+    for key, rule in table.items():
+        value = getattr(values, key)
+        try:
+            rule.check(key, value, "")
+        except ConfigError:
+            rule_text = rule.describe().removesuffix(" or null")   # null is the flag left out
+            raise OptionError(f"--{key.replace('_', '-')} must be {rule_text}; got {value!r}.") from None
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """Everything ``spectune search`` takes; ``None`` means "the budget's, the space's or the machine's
+    default". ``budget`` (``cpu`` or ``gpu``) takes the space's budget for that kind of machine for
+    every option left unset. ``patience``: ``None`` keeps the space's value; ``no_patience`` switches
+    in-trial early stopping off. ``start`` lists configs to evaluate first, then the space's own
+    starting points unless ``space_start`` is off (a pure random-search baseline, say)."""
+
+    space: str
+    trials: int | None = None
+    max_epochs: int | None = None
+    sampler: str = "tpe"
+    scheduler: str = "asha"
+    gpus_per_trial: float | None = None
+    cpus_per_trial: float | None = None
+    concurrency: int | None = None
+    seed: int | None = None
+    name: str | None = None
+    resume: bool = False
+    address: str | None = None
+    tracking_uri: str | None = None
+    data: Path | None = None
+    classes: tuple[str, ...] | None = None
+    points: int | None = None
+    tokens: int | None = None
+    train_per_class: int | None = None
+    train_fraction: float | None = None
+    budget: str | None = None
+    patience: int | None = None
+    no_patience: bool = False
+    storage: Path = Path("ray_results")
+    results_root: Path = Path("results")
+    start: tuple[dict[str, Any], ...] = ()
+    space_start: bool = True
+    base: str | None = None
+
+    def recipe_overrides(self) -> dict[str, Any]:
+        """Recipe knobs the user set for this run; they beat the space's fixed values."""
+        if self.no_patience:
+            return {"patience": None}
+        return {"patience": self.patience} if self.patience is not None else {}
+
+    def with_budget(self, space: Space) -> "SearchOptions":
+        """Options left unset take the space's ``cpu`` or ``gpu`` budget (``budget``), else the defaults;
+        the seed left unset takes the space's fixed seed, else 0."""
+        budget = getattr(space, self.budget) if self.budget else None
+        pick = (lambda mine, theirs: mine if mine is not None else theirs)
+        seed = pick(self.seed, space.fixed.get("seed", 0))
+        if budget is None:
+            return replace(self, trials=pick(self.trials, DEFAULT_TRIALS), seed=seed)
+        return replace(self, trials=pick(self.trials, budget.trials), seed=seed,
+                       max_epochs=pick(self.max_epochs, budget.max_epochs),
+                       **{k: pick(getattr(self, k), getattr(budget, k))
+                          for k in ("points", "tokens", "train_per_class", "train_fraction")})
+
+
+@dataclass(frozen=True)
+class ConfirmOptions:
+    """Everything ``spectune confirm`` takes."""
+
+    space: str
+    name: str | None = None
+    top: int = 5
+    seeds: int = 5
+    data: Path | None = None
+    tracking_uri: str | None = None
+    concurrency: int | None = None
+    gpus_per_trial: float | None = None
+    address: str | None = None
+    storage: Path = Path("ray_results")
+    results_root: Path = Path("results")
+
+
+def read_start_configs(path: Path) -> tuple[dict[str, Any], ...]:
+    """``--start``: a JSON list of configs (a single object is one config); keys are checked
+    against the space with the other options, before Ray starts."""
+    from results.files import read_json
+
+    configs = read_json(path, "--start file")
+    configs = [configs] if isinstance(configs, dict) else configs
+    if not isinstance(configs, list) or not all(isinstance(c, dict) for c in configs):
+        raise OptionError(f"--start file {path} must hold a JSON list of objects, one per config, e.g. "
+                          '[{"lr": 0.0001, "batch_size": 128, ...}].')
+    return tuple(configs)
+
+
+def check_configs(space: Space, configs: tuple[dict[str, Any], ...] | list[dict[str, Any]], what: str) -> None:
+    """Each config gives exactly the searched keys that apply to it, with valid values."""
+    from spaces import active_keys
+
+    for i, point in enumerate(configs):
+        need = active_keys(space.params, point)
+        if set(point) != need:
+            raise OptionError(f"{what} {i} must give exactly the searched keys {sorted(need)}; got {sorted(point)}.")
+        space.pair.resolve({**space.fixed, **point}, source=f"{what} {i}", soft=tuple(space.fixed))
+

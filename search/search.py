@@ -1,0 +1,236 @@
+"""``spectune search``: validate everything, run the trials through Tune, write the results.
+
+Order matters for "bad input loses nothing": the space, the options, the data and the MLflow
+store are all checked before Ray starts, and results are written only after Tune returns.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from results.export import check_name, copy_checkpoint, read_confusion, results_dir, write_results
+from results.files import write_json
+from results.plots import plot_confusion, plot_learning_curves
+from results.provenance import git_commit, versions
+from results.records import DataOptions, best_record
+from results.report import study_report
+from search.collect import collect_trials
+from search.options import SEARCH_OPTIONS, SearchOptions, check, check_configs
+from search.progress import ProgressPrinter, console, print_top
+from search.resources import gpu_share, plan_placement
+from search.searcher import fail_lost_trials, make_scheduler, make_searcher, startup_trials
+from search.session import ray_session
+from search.tracking import MLflowTracker, default_tracking_uri, server_url
+from search.trial import run_trial
+from search.tune_run import fit
+from spaces import Space, get_space
+from trainables.discovery import ENV
+from trainables.errors import OptionError
+from trainables.pair import dry_run, load_data
+from trainables.settings import TrialSettings
+
+
+class SearchError(RuntimeError):
+    """A search that ran but produced no result to write."""
+
+
+class SearchInterrupted(SearchError):
+    """Tune stopped before every trial ended (Ctrl+C); the experiment folder can be resumed."""
+
+
+class AllTrialsFailed(SearchError):
+    """Every trial raised: the search has no best config."""
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    name: str
+    results_dir: Path
+    best: dict[str, Any]
+    trials: Any
+
+
+def _check_options(o: SearchOptions, space: Space) -> None:
+    check(SEARCH_OPTIONS, o)
+    check_configs(space, o.start, "start config")
+    if o.name:
+        check_name(o.name)
+    elif o.resume:
+        raise OptionError("--resume needs --name: the name of the search to continue (see ray_results/).")
+    if o.no_patience and o.patience is not None:
+        raise OptionError(f"--no-patience and --patience {o.patience} contradict each other; pass one of them.")
+
+
+def describe_patience(space: Space, o: SearchOptions, resolved_patience: int | None) -> str:
+    """Where the trials' patience comes from, for the budget line."""
+    source = ("--no-patience" if o.no_patience else "--patience" if o.patience is not None
+              else "the space's fixed value" if "patience" in space.fixed else "the recipe's default")
+    return f"in-trial patience {resolved_patience if resolved_patience is not None else 'off'} ({source})"
+
+
+def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> SearchOutcome:
+    """Run (or resume) a search and write ``results/<space>/<name>/{best.json, trials.csv}``.
+    ``trial_fn`` is the Ray function trainable (tests wrap it to inject failures)."""
+    space = get_space(o.space)
+    _check_options(o, space)
+    o = o.with_budget(space)
+    pair = space.pair
+    max_epochs = o.max_epochs or space.max_epochs
+    # ASHA's first rung must leave room for later rungs when the budget is cut down.
+    grace = min(space.grace_period, max(1, max_epochs // space.reduction_factor))
+    name = o.name or f"{space.name}-{o.sampler}-{o.scheduler}-s{o.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    storage = o.storage.resolve()
+    experiment = storage / name
+    _check_experiment_folder(experiment, o)
+    study_file = storage / f"{name}.study.db"
+
+    options = DataOptions(path=str(o.data or pair.data_module.default_dir or ""),
+                          classes=list(o.classes) if o.classes else None, points=o.points, tokens=o.tokens,
+                          train_per_class=o.train_per_class, train_fraction=o.train_fraction)
+    data = load_data(pair, o.data, o.classes, test=False, seed=o.seed, **options.scaling())
+    base = pair.load_base(o.base)
+    dry_run(pair, data, space.first_config(), f"spaces/{space.name}.py: first config", base)
+    settings = TrialSettings(model=pair.model, data=pair.data, max_epochs=max_epochs, seed=o.seed,
+                             fixed=dict(space.fixed), overrides=o.recipe_overrides(), metric=space.metric,
+                             mode=space.mode, user_path=os.environ.get(ENV, ""), searched=tuple(space.params))
+    patience = settings.resolve(space.start[0] if space.start else {}).recipe.patience
+    tracking_uri = o.tracking_uri or default_tracking_uri()
+    search_metric, params = space.search_metric, list(space.params)
+    tracker = MLflowTracker(
+        tracking_uri, experiment=f"spectune-{space.name}", search_id=name,
+        tags={"space": space.name, "model": pair.model, "data": pair.data, "sampler": o.sampler,
+              "scheduler": o.scheduler, "seed": str(o.seed), "git_commit": git_commit(),
+              "data_fingerprint": data.fingerprint, **({"base_sha256": base.sha256} if base else {})},
+        params={"trials": o.trials, "max_epochs": max_epochs, "grace_period": grace, "metric": space.metric,
+                "mode": space.mode, "train_examples": len(data.train), "patience": patience,
+                "inputs": data.spec.describe(), **({"base": base.path} if base else {})})
+    tracker.connect()
+    if not o.resume:
+        # A study file without its experiment folder belongs to no search: start the study afresh.
+        study_file.unlink(missing_ok=True)
+        (storage / f"{name}.asha.pkl").unlink(missing_ok=True)
+
+    with ray_session(storage, name, o.address) as resources:
+        gpus_per_trial = gpu_share(o.gpus_per_trial, space.gpus_per_trial, resources.get("GPU", 0))
+        place = plan_placement(resources.get("CPU", 1), resources.get("GPU", 0), gpus_per_trial,
+                               o.cpus_per_trial, o.concurrency)
+        settings = replace(settings, device=place.device, threads=place.threads)
+        console.print(f"space {space.name}: {len(params)} hyperparameters, model {pair.model}, data {pair.data}; "
+                      f"optimising {space.metric} ({space.mode})")
+        console.print(f"data: {data.describe()}, fingerprint {data.fingerprint}")
+        if base is not None:
+            console.print(f"base: {base.path} (sha256 {base.sha256[:12]}..., {base.record()['parameters']:,} "
+                          "parameters), sent to every trial once")
+        console.print(f"budget: {o.trials} trials x up to {max_epochs} epochs "
+                      f"({'--max-epochs or the budget' if o.max_epochs else 'the space'}), "
+                      f"{describe_patience(space, o, patience)}; sampler {o.sampler}"
+                      + (f" ({startup_trials(o.trials)} random start-up trials, then TPE)" if o.sampler == "tpe" else "")
+                      + f", scheduler {o.scheduler}" + (f" (grace {grace}, reduction {space.reduction_factor})"
+                                                        if o.scheduler == "asha" else "") + f", seed {o.seed}",
+                      soft_wrap=True)
+        console.print(f"placement: {place.describe(resources.get('CPU', 0), resources.get('GPU', 0))}")
+        console.print(f"tracking: MLflow at {tracking_uri}, experiment spectune-{space.name}, run {name}")
+        if place.concurrency > 1 and o.sampler == "tpe":
+            console.print(f"note: {place.concurrency} trials run at once, so TPE's later suggestions depend on "
+                          "the order trials finish; only --concurrency 1 repeats a search exactly.")
+        from ray import tune
+
+        progress = ProgressPrinter(o.trials, space.metric, space.mode)
+        fit(trial_fn, {"data": data, "settings": settings, **({"base": base} if base is not None else {})}, place,
+            name=name, storage=storage, callbacks=[tracker, progress], restore=o.resume,
+            tune_config=tune.TuneConfig(
+                metric=search_metric, mode=space.mode, num_samples=o.trials, reuse_actors=True,
+                search_alg=make_searcher(o.sampler, o.seed, o.trials, place.concurrency, search_metric,
+                                         space.mode, [*o.start, *(space.start if o.space_start else [])],
+                                         space.params, study=(name, study_file)),
+                scheduler=make_scheduler(o.scheduler, max_epochs, grace, space.reduction_factor,
+                                         state=storage / f"{name}.asha.pkl")))
+
+    frame, trials, histories = collect_trials(experiment, params, space.metric, space.mode)
+    unfinished = int((~frame["status"].isin(["TERMINATED", "ERROR"])).sum()) + max(0, o.trials - len(frame))
+    if unfinished:
+        tracker.client.set_terminated(tracker.parent_run_id, status="KILLED")
+        raise SearchInterrupted(f"search {name} was interrupted with {unfinished} of {o.trials} trials unfinished; "
+                                f"nothing was written to results/. Continue it with: spectune search --space "
+                                f"{space.name} --name {name} --resume (same data options).")
+    lost = fail_lost_trials(study_file, name)
+    if lost:
+        console.print(f"{len(lost)} trial(s) that the killed driver had started but Tune had not saved were "
+                      f"replaced by new suggestions; the Optuna study marks them FAIL (numbers {lost}).")
+    out_dir = results_dir(space.name, name, o.results_root)
+    best_col = f"best_{space.metric}"
+    # A trial that failed (a diverging loss, say) is no winner, whatever it scored before failing.
+    ok = frame[frame["outcome"] != "failed"].dropna(subset=[best_col])
+    if ok.empty:
+        raise AllTrialsFailed(f"all {len(frame)} trials of search {name} failed; see the 'spectune.error' "
+                              f"tags in MLflow or the error files under {experiment}.")
+    best_trial = trials[ok.iloc[0]["trial_id"]]
+    best_run = tracker.run_id(best_trial.trial_id)
+    config = settings.resolve({p: best_trial.config[p] for p in params if p in best_trial.config}).to_dict()
+    best = best_record(ok.iloc[0], best_trial, trials=len(frame), space=space.name, name=name, config=config,
+                       searched=params, metric=space.metric, mode=space.mode,
+                       mlflow={"tracking_uri": tracking_uri, "experiment_id": tracker.experiment_id,
+                               "parent_run_id": tracker.parent_run_id, "run_id": best_run},
+                       data=replace(options, threads=place.threads, fingerprint=data.fingerprint,
+                                    description=data.describe()),
+                       versions=versions(), git_commit=git_commit())
+    if base is not None:
+        best["base"] = base.record()
+    frame["mlflow_run_id"] = [tracker.run_id(t) for t in frame["trial_id"]]
+    history = histories.get(best_trial.trial_id)
+    artifacts = _best_artifacts(out_dir, best_trial, [] if history is None else history.to_dict("records"),
+                                data.classes, name)
+    best["checkpoint"] = str(artifacts[0]) if artifacts else best["checkpoint"]
+    space_path = write_json(out_dir / "space.json", space.to_json())
+    csv_path, best_path = write_results(out_dir, frame, best)
+    report = study_report(out_dir, best, frame, study_file)
+    tracker.finish(best_run, {best_col: best["best_value"], "trials": len(frame),
+                              "failed_trials": int((frame["outcome"] == "failed").sum()),
+                              **{f"importance.{k}": v for k, v in report.importances.items()}},
+                   [best_path, *artifacts], [space_path, report.html])
+    print_top(frame, params, space.metric)
+    console.print(f"best: trial {best['trial_id']} {space.metric} {best['best_value']:.4f} at epoch "
+                  f"{best['best_epoch']}; {best_path} and {csv_path}")
+    console.print(f"report: {report.html.resolve().as_uri()}"
+                  + (f" (importances: {', '.join(f'{k} {v:.2f}' for k, v in report.importances.items())})"
+                     if report.importances else ""), soft_wrap=True)
+    top = [r for r in frame["mlflow_run_id"].head(5) if isinstance(r, str)]
+    if top:
+        # soft_wrap: a link cut over two lines cannot be clicked or copied.
+        where = ("" if server_url(tracking_uri) else
+                 f" (serve it first: spectune ui --tracking-uri {tracking_uri}, or make mlflow-ui)")
+        console.print(f"compare the top {len(top)} trials in the MLflow UI{where}: {tracker.compare_link(top)}",
+                      soft_wrap=True)
+    return SearchOutcome(name=name, results_dir=out_dir, best=best, trials=frame)
+
+
+def _check_experiment_folder(experiment: Path, o: SearchOptions) -> None:
+    from ray import tune
+
+    if o.resume and not tune.Tuner.can_restore(str(experiment)):
+        raise OptionError(f"--resume: no interrupted search at {experiment}; check --name, or start it "
+                         "without --resume.")
+    if not o.resume and experiment.exists():
+        raise OptionError(f"a search named {experiment.name!r} already exists at {experiment}; pass --resume to "
+                         "continue it, or --name NEW for a new search (nothing was overwritten).")
+
+
+def _best_artifacts(out_dir: Path, trial: Any, history: list[dict[str, float]], classes: tuple[str, ...],
+                    name: str) -> list[Path]:
+    """The best trial's checkpoint folder, confusion matrix and learning curves, kept under results/."""
+    checkpoint = copy_checkpoint(trial.checkpoint.path if trial.checkpoint else None, out_dir)
+    out = [checkpoint] if checkpoint else []
+    confusion = read_confusion(checkpoint) if checkpoint else None
+    if confusion:
+        out.append(plot_confusion(np.asarray(confusion["matrix"]), classes, out_dir / "val_confusion.png",
+                                  f"{name}: best trial, validation, epoch {confusion['epoch']}"))
+    if history:
+        out.append(plot_learning_curves(history, out_dir / "learning_curves.png", f"{name}: best trial"))
+    return out
+
