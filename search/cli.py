@@ -188,13 +188,14 @@ def cmd_spaces(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from results.records import DataOptions
     from trainables.train_config import TrainRequest, run_train
 
-    run_train(TrainRequest(space=args.space, config=args.config, data=args.data, epochs=args.epochs,
-                           device=args.device, test=args.test, json_out=args.json_out,
-                           classes=_classes(args.classes), points=args.points, tokens=args.tokens,
-                           train_per_class=args.train_per_class, train_fraction=args.train_fraction,
-                           threads=args.threads, save=args.save, base=args.base))
+    run_train(TrainRequest(space=args.space, config=args.config, epochs=args.epochs, device=args.device,
+                           test=args.test, json_out=args.json_out, save=args.save, base=args.base,
+                           data=DataOptions(path=str(args.data) if args.data else None, classes=_classes(args.classes),
+                                            points=args.points, tokens=args.tokens, train_per_class=args.train_per_class,
+                                            train_fraction=args.train_fraction, threads=args.threads)))
 
 
 def cmd_search(args: argparse.Namespace) -> None:

@@ -24,19 +24,16 @@ from trainables.recipe import EpochReport, evaluate_test, pick_device, train
 
 @dataclass(frozen=True)
 class TrainRequest:
+    """What ``spectune train`` takes; ``data`` holds the data options given on the command line
+    (unset ones fall back to those a ``best.json`` recorded)."""
+
     space: str | None
     config: Path | None
-    data: Path | None
     epochs: int | None
     device: str
     test: bool
     json_out: Path
-    classes: list[str] | None = None
-    points: int | None = None
-    tokens: int | None = None
-    train_per_class: int | None = None
-    train_fraction: float | None = None
-    threads: int | None = None
+    data: DataOptions = DataOptions()
     save: Path | None = None
     base: str | None = None
 
@@ -79,18 +76,18 @@ def run_train(req: TrainRequest) -> dict[str, Any]:
     _check_writable(req.json_out)
     if req.save:
         _check_writable(req.save / "config.json")
-    requested = {k: getattr(req, k) for k in DataOptions.SCALING}
+    requested = req.data.scaling()
     scaling = {k: v if v is not None else getattr(recorded, k) for k, v in requested.items()}
     if scaling != requested:
         print(f"using the search's data scaling from {req.config}: "
               + ", ".join(f"{k}={v}" for k, v in scaling.items() if v is not None)
               + " (pass --points/--tokens/--train-per-class/--train-fraction to change it)")
-    classes = req.classes if req.classes is not None else recorded.classes
+    classes = req.data.classes if req.data.classes is not None else recorded.classes
     # A trial's CPU threads change float summation order: the same count reproduces its metrics.
-    threads = req.threads or recorded.threads
-    if threads != req.threads:
+    threads = req.data.threads or recorded.threads
+    if threads != req.data.threads:
         print(f"using the search's {threads} CPU thread(s) per trial (--threads to change it)")
-    folder = req.data
+    folder = req.data.folder()
     if folder is None and recorded.folder() and recorded.folder() != Path(pair.data_module.default_dir or ""):
         folder = recorded.folder()
         print(f"using the search's data folder from {req.config}: {folder} (--data to change it)")
