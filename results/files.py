@@ -25,7 +25,8 @@ def write_csv(path: str | Path, frame: pd.DataFrame) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_csv(tmp, index=False)
+    # The temporary name hides the suffix from pandas: say the compression (mtime 0: the same bytes each time).
+    frame.to_csv(tmp, index=False, compression={"method": "gzip", "mtime": 0} if path.suffix == ".gz" else None)
     os.replace(tmp, path)
     return path
 

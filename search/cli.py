@@ -73,6 +73,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="configs to evaluate first: a JSON list of objects over the searched keys")
     _data_args(p, typed=False)
 
+    p = sub.add_parser("record", help="record learning curves of a space (configs x seeds, full budget) for replays")
+    p.add_argument("--space", required=True)
+    p.add_argument("--configs", type=_positive_int, default=24,
+                   help="configs in all: the space's starting points, then random draws (default 24)")
+    p.add_argument("--seeds", type=_positive_int, default=3, help="seeds per config (default 3)")
+    _table_args(p, SEARCH_OPTIONS, ("budget", "max_epochs", "gpus_per_trial", "cpus_per_trial", "concurrency",
+                                    "seed"))
+    p.add_argument("--name", help="name of the recording (default <space>-c<configs>x<seeds>-e<epochs>)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted recording of this name")
+    p.add_argument("--address", help="join this Ray cluster (or set RAY_ADDRESS)")
+    p.add_argument("--tracking-uri", help="MLflow store (default MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.add_argument("--base", help="pretrained weights to start from, for models that take them")
+    _data_args(p, typed=False)
+
+    p = sub.add_parser("replay", help="replay search strategies on recorded curves (seconds, no training)")
+    p.add_argument("--space", required=True)
+    p.add_argument("--curves", required=True, help="the recording's name (spectune record --name)")
+    p.add_argument("--repeats", type=_positive_int, default=20, help="replays per strategy (default 20)")
+    _table_args(p, SEARCH_OPTIONS, ("trials", "budget", "max_epochs", "concurrency", "patience"))
+    p.add_argument("--no-patience", action="store_true", help="replay trials without in-trial early stopping")
+    p.add_argument("--sweep", action="store_true",
+                   help="add TPE + ASHA variants over grace, reduction factor and start-up trials")
+    p.add_argument("--no-optuna", action="store_true", help="leave out the Optuna-alone peers")
+    _data_args(p, typed=False)
+
     p = sub.add_parser("ui", help="serve the MLflow UI for the search store (127.0.0.1 unless told otherwise)")
     p.add_argument("--tracking-uri", help="MLflow store (default MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -199,19 +224,35 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> None:
-    from search.options import SearchOptions, read_start_configs
+    from search.options import read_start_configs
     from search.search import run_search
 
+    run_search(_search_options(args, start=read_start_configs(args.start) if args.start else ()))
+
+
+def _search_options(args: argparse.Namespace, **fixed: Any) -> Any:
+    """The search options a command's flags give (flags a command lacks are left unset)."""
+    from search.options import SearchOptions
+
     classes = _classes(args.classes)
-    run_search(SearchOptions(
-        space=args.space, trials=args.trials, max_epochs=args.max_epochs, sampler=args.sampler,
-        scheduler=args.scheduler, gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
-        concurrency=args.concurrency, seed=args.seed, name=args.name, resume=args.resume,
-        address=args.address, tracking_uri=args.tracking_uri, data=args.data,
-        classes=tuple(classes) if classes else None, points=args.points, tokens=args.tokens,
-        train_per_class=args.train_per_class, train_fraction=args.train_fraction, budget=args.budget,
-        patience=args.patience, no_patience=args.no_patience,
-        start=read_start_configs(args.start) if args.start else (), base=args.base))
+    keys = ("trials", "max_epochs", "sampler", "scheduler", "gpus_per_trial", "cpus_per_trial", "concurrency",
+            "seed", "name", "resume", "address", "tracking_uri", "data", "points", "tokens", "train_per_class",
+            "train_fraction", "budget", "patience", "no_patience", "base")
+    given = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    return SearchOptions(space=args.space, classes=tuple(classes) if classes else None, **{**given, **fixed})
+
+
+def cmd_record(args: argparse.Namespace) -> None:
+    from search.record import RecordOptions, run_record
+
+    run_record(RecordOptions(search=_search_options(args), configs=args.configs, seeds=args.seeds))
+
+
+def cmd_replay(args: argparse.Namespace) -> None:
+    from search.replay_study import ReplayOptions, run_replay
+
+    run_replay(ReplayOptions(search=_search_options(args), curves=args.curves, repeats=args.repeats,
+                             sweep=args.sweep, optuna=not args.no_optuna))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -298,7 +339,8 @@ def cmd_ui(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {"data": cmd_data, "spaces": cmd_spaces, "train": cmd_train, "search": cmd_search,
-            "export": cmd_export, "confirm": cmd_confirm, "report": cmd_report, "ui": cmd_ui}
+            "record": cmd_record, "replay": cmd_replay, "export": cmd_export, "confirm": cmd_confirm,
+            "report": cmd_report, "ui": cmd_ui}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -315,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        hint = "; continue the search with the same --name and --resume" if args.command == "search" else ""
+        hint = (f"; continue the {args.command} with the same --name and --resume"
+                if args.command in ("search", "record") else "")
         print(f"interrupted{hint}", file=sys.stderr)
         return 130
     except RuntimeError as exc:

@@ -142,15 +142,17 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
         from ray import tune
 
         progress = ProgressPrinter(o.trials, space.metric, space.mode)
+        # A resumed search keeps its pickled searcher and scheduler: building new ones would enqueue the
+        # starting points into the kept study a second time.
+        tune_config = None if o.resume else tune.TuneConfig(
+            metric=search_metric, mode=space.mode, num_samples=o.trials, reuse_actors=True,
+            search_alg=make_searcher(o.sampler, o.seed, o.trials, place.concurrency, search_metric, space.mode,
+                                     [*o.start, *(space.start if o.space_start else [])], space.params,
+                                     study=(name, study_file)),
+            scheduler=make_scheduler(o.scheduler, max_epochs, grace, space.reduction_factor,
+                                     state=storage / f"{name}.asha.pkl"))
         fit(trial_fn, {"data": data, "settings": settings, **({"base": base} if base is not None else {})}, place,
-            name=name, storage=storage, callbacks=[tracker, progress], restore=o.resume,
-            tune_config=tune.TuneConfig(
-                metric=search_metric, mode=space.mode, num_samples=o.trials, reuse_actors=True,
-                search_alg=make_searcher(o.sampler, o.seed, o.trials, place.concurrency, search_metric,
-                                         space.mode, [*o.start, *(space.start if o.space_start else [])],
-                                         space.params, study=(name, study_file)),
-                scheduler=make_scheduler(o.scheduler, max_epochs, grace, space.reduction_factor,
-                                         state=storage / f"{name}.asha.pkl")))
+            name=name, storage=storage, callbacks=[tracker, progress], restore=o.resume, tune_config=tune_config)
 
     frame, trials, histories = collect_trials(experiment, params, space.metric, space.mode)
     unfinished = int((~frame["status"].isin(["TERMINATED", "ERROR"])).sum()) + max(0, o.trials - len(frame))

@@ -90,19 +90,21 @@ def fail_lost_trials(study_file: Path, name: str) -> list[int]:
 
 
 def make_searcher(sampler: str, seed: int, trials: int, concurrency: int, metric: str, mode: str,
-                  start: list[dict[str, Any]], params: dict[str, Any], study: tuple[str, Path] | None = None
-                  ) -> Searcher:
+                  start: list[dict[str, Any]], params: dict[str, Any], study: tuple[str, Path] | None = None,
+                  startup: int | None = None) -> Searcher:
     """Seeded sampler (OptunaSearch ignores its own seed when given a sampler), starting points
     first, at most ``concurrency`` trials in flight. Conditional spaces sample with TPE's
     ``group`` option, which models each set of keys that appear together. ``study`` (name, SQLite
-    file) keeps the Optuna study on disk, one study per search, for the report."""
+    file) keeps the Optuna study on disk, one study per search, for the report. ``startup``: TPE's
+    random start-up trials (default :func:`startup_trials`)."""
     if sampler == "tpe":
         conditional = any(isinstance(d, When) for d in params.values())
         with warnings.catch_warnings():
             # group (TPE over the sets of keys that appear together) is marked experimental in Optuna.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             ot_sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=conditional,
-                                                    n_startup_trials=startup_trials(trials))
+                                                    n_startup_trials=startup if startup is not None
+                                                    else startup_trials(trials))
     elif sampler == "random":
         ot_sampler = optuna.samplers.RandomSampler(seed=seed)
     else:

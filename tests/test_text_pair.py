@@ -104,7 +104,7 @@ def test_minilm_gets_lora_on_query_and_value_and_trains(tmp_path, bbc, tiny_bert
     assert logits.shape == (3, 5)
     # The whole path from the CLI: one epoch on a cut-down set, with the base recorded.
     assert main(["train", "--space", "minilm_lora_text", "--data", str(bbc), "--base", str(tiny_bert[0]),
-                 "--epochs", "1", "--points", "16", "--train-per-class", "8", "--json-out",
+                 "--epochs", "1", "--tokens", "16", "--train-per-class", "8", "--json-out",
                  str(tmp_path / "t.json")]) == 0
     summary = json.loads((tmp_path / "t.json").read_text())
     assert summary["config"]["lora_rank"] == 8 and summary["base"]["sha256"] == base.sha256

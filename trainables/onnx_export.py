@@ -127,7 +127,7 @@ def export_onnx(folder: Path, out: Path | None = None, data_dir: Path | None = N
         "check": {"split": "val", "examples": len(reference), "max_abs_logit_diff": diff,
                   "same_prediction": agree,
                   "val_macro_f1_onnx": float(f1_score(data.val.labels, exported.argmax(1), average="macro"))},
-        "data_options": options.to_json(), "base": record.get("base"),
+        "data_options": DataOptions.from_record(record).to_json(), "base": record.get("base"),
         "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__}})
     return report
 

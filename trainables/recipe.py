@@ -79,6 +79,40 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+@dataclass
+class EarlyStop:
+    """The recipe's selection and early-stopping rule, shared with replays of recorded curves: the best
+    value so far (``sign`` -1 turns a ``min`` metric into a max) and ``patience`` epochs without
+    improvement, counted from the end of warm-up, where a climbing rate makes flat scores say nothing
+    about the config."""
+
+    patience: int | None
+    warmup_epochs: int
+    sign: float = 1.0
+    best_value: float = -math.inf
+    best_epoch: int = 0
+    since_best: int = 0
+
+    def update(self, epoch: int, score: float) -> bool:
+        """Take epoch ``epoch``'s score; whether it improved on the best so far."""
+        value = self.sign * score
+        if value > self.best_value + 1e-6:
+            self.best_value, self.best_epoch, self.since_best = value, epoch, 0
+            return True
+        if epoch > self.warmup_epochs:
+            self.since_best += 1
+        return False
+
+    @property
+    def stopped(self) -> bool:
+        return self.patience is not None and self.since_best >= self.patience
+
+    @property
+    def best(self) -> float:
+        """The best score so far, in the metric's own sign."""
+        return self.sign * self.best_value
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """``auto`` picks CUDA when available; asking for ``cuda`` without a GPU is an error."""
     if name == "auto":
@@ -285,9 +319,8 @@ def train(model_fn: Callable[[], nn.Module], data: Splits, recipe: Recipe,
     sign = 1.0 if mode == "max" else -1.0
 
     history: list[dict[str, float]] = []
-    best_value, best_epoch, best_state, best_val = -math.inf, 0, None, None
-    since_best = 0
-    stopped_early = False
+    rule = EarlyStop(recipe.patience, recipe.warmup_epochs, sign)
+    best_state, best_val = None, None
     first = 1
     if resume:
         model.load_state_dict(resume["model"], strict=False)
@@ -300,21 +333,23 @@ def train(model_fn: Callable[[], nn.Module], data: Splits, recipe: Recipe,
         augment_generator.set_state(resume["augment_generator"])
         torch.set_rng_state(resume["torch_rng"])
         history = list(resume["history"])
-        best_value, best_epoch, since_best = resume["best_value"], resume["best_epoch"], resume["since_best"]
+        rule.best_value, rule.best_epoch, rule.since_best = (resume["best_value"], resume["best_epoch"],
+                                                             resume["since_best"])
         best_state = {**model.state_dict(), **resume["best_state"]}
         best_val = Evaluation(**{**resume["best_val"], "confusion": np.asarray(resume["best_val"]["confusion"])})
         first = resume["epoch"] + 1
-        if recipe.patience is not None and since_best >= recipe.patience:
+        if rule.stopped:
             # The run had stopped early at that epoch (a driver killed before it heard): it stays stopped.
-            stopped_early, first = True, recipe.epochs + 1
+            first = recipe.epochs + 1
 
     def snapshot(epoch: int) -> dict[str, Any]:
         return {"epoch": epoch, "model": trainable_state(model), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "plateau": plateau.state_dict() if plateau is not None else None, "scaler": scaler.state_dict(),
                 "generator": generator.get_state(), "augment_generator": augment_generator.get_state(),
-                "torch_rng": torch.get_rng_state(), "history": list(history), "best_value": best_value,
-                "best_epoch": best_epoch, "since_best": since_best, "best_state": trainable_state(model, best_state),
+                "torch_rng": torch.get_rng_state(), "history": list(history), "best_value": rule.best_value,
+                "best_epoch": rule.best_epoch, "since_best": rule.since_best,
+                "best_state": trainable_state(model, best_state),
                 "best_val": {**best_val.__dict__, "confusion": torch.from_numpy(best_val.confusion)}}
 
     for epoch in range(first, recipe.epochs + 1):
@@ -350,29 +385,23 @@ def train(model_fn: Callable[[], nn.Module], data: Splits, recipe: Recipe,
         val = evaluate(model, val_x, val_y, criterion, data.n_classes)
         scores = {"val_loss": val.loss, "val_acc": val.acc, "val_top3_acc": val.top3_acc,
                   "val_macro_f1": val.macro_f1}
-        value = sign * scores[metric]
-        improved = value > best_value + 1e-6
+        improved = rule.update(epoch, scores[metric])
         if improved:
-            best_value, best_epoch, best_val, since_best = value, epoch, val, 0
+            best_val = val
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        elif epoch > recipe.warmup_epochs:
-            # Patience counts from the end of warm-up: while the rate is still climbing from
-            # start_factor * lr, a flat score says nothing about the config.
-            since_best += 1
         if plateau is not None and epoch >= recipe.warmup_epochs:
             plateau.step(scores[metric])
-        stopped_early = recipe.patience is not None and since_best >= recipe.patience
         metrics = {"epoch": epoch, "learning_rate": lr, "train_loss": train_loss, **scores,
-                   f"best_{metric}": sign * best_value, "epoch_time_s": time.perf_counter() - started}
+                   f"best_{metric}": rule.best, "epoch_time_s": time.perf_counter() - started}
         history.append(metrics)
-        last = stopped_early or epoch == recipe.epochs
+        last = rule.stopped or epoch == recipe.epochs
         if on_epoch is not None:
             on_epoch(EpochReport(epoch=epoch, metrics=metrics, improved=improved, last=last,
                                  state=lambda: snapshot(epoch)))
-        if stopped_early:
+        if rule.stopped:
             break
 
     model.load_state_dict(best_state)
-    return TrainResult(model=model, best_epoch=best_epoch, epochs_run=len(history),
-                       stopped_early=stopped_early, best=history[best_epoch - 1], best_val=best_val,
+    return TrainResult(model=model, best_epoch=rule.best_epoch, epochs_run=len(history),
+                       stopped_early=rule.stopped, best=history[rule.best_epoch - 1], best_val=best_val,
                        history=history)

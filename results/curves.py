@@ -1,0 +1,128 @@
+"""Recorded learning curves (``spectune record``): configs x seeds x epochs of one space, read back by
+``spectune replay``.
+
+A curves folder ``results/<space>/curves/<name>/`` holds ``curves.csv.gz`` (one row per config, seed
+and epoch: every reported metric, the epoch's wall time and the run's outcome), ``configs.json``
+(each config's searched values and its resolved recipe), ``space.json`` (the ranges it was drawn
+from) and ``meta.json`` (metric, mode, epoch budget, seeds, data options with the fingerprint,
+versions). A replay refuses curves of another space, ranges, data or scaling in one line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from results.files import read_json, write_csv, write_json
+from results.records import DataOptions
+from trainables.errors import OptionError
+
+TABLE = "curves.csv.gz"
+
+
+def curves_dir(space: str, name: str, root: Path = Path("results")) -> Path:
+    return Path(root) / space / "curves" / name
+
+
+@dataclass(frozen=True)
+class Curves:
+    """A recorded table: ``table`` has ``config_id``, ``seed``, ``epoch``, the metrics, ``epoch_time_s``
+    and ``outcome``; ``configs`` maps a config id to ``{"searched": ..., "resolved": ...}``."""
+
+    space: str
+    name: str
+    table: pd.DataFrame
+    configs: dict[int, dict[str, Any]]
+    meta: dict[str, Any]
+    space_json: dict[str, Any]
+
+    @property
+    def metric(self) -> str:
+        return self.meta["metric"]
+
+    @property
+    def mode(self) -> str:
+        return self.meta["mode"]
+
+    @property
+    def max_epochs(self) -> int:
+        return int(self.meta["max_epochs"])
+
+    def runs(self) -> dict[tuple[int, int], pd.DataFrame]:
+        """(config id, seed) -> that run's rows in epoch order (failed runs left out)."""
+        ok = self.table[self.table["outcome"] != "failed"]
+        return {(int(c), int(s)): part.sort_values("epoch").reset_index(drop=True)
+                for (c, s), part in ok.groupby(["config_id", "seed"])}
+
+    def true_quality(self) -> pd.DataFrame:
+        """Per config: the mean (and standard deviation) over its recorded seeds of the best value each
+        run reached in the full budget: what a config is worth, not what one lucky run showed."""
+        best = self.table[self.table["outcome"] != "failed"].groupby(["config_id", "seed"])[self.metric]
+        best = best.max() if self.mode == "max" else best.min()
+        out = best.groupby("config_id").agg(["mean", "std", "count"])
+        return out.sort_values("mean", ascending=self.mode == "min")
+
+
+def write_curves(out_dir: Path, table: pd.DataFrame, configs: dict[int, dict[str, Any]], meta: dict[str, Any],
+                 space_json: dict[str, Any]) -> Path:
+    """Write the four files; the table last, so a folder with a table is complete."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "configs.json", {str(k): v for k, v in configs.items()})
+    write_json(out_dir / "space.json", space_json)
+    write_json(out_dir / "meta.json", meta)
+    write_csv(out_dir / TABLE, table)
+    return out_dir
+
+
+def read_curves(space_json: dict[str, Any], name: str, root: Path = Path("results"),
+                data: DataOptions | None = None) -> Curves:
+    """The curves ``name`` of the space whose ranges are ``space_json``; :class:`OptionError` in one line
+    when they are missing, were recorded over other ranges, or on other data (``data``'s fingerprint)."""
+    space = space_json["name"]
+    folder = curves_dir(space, name, root)
+    if not (folder / TABLE).is_file():
+        found = sorted(p.parent.name for p in (Path(root) / space / "curves").glob(f"*/{TABLE}"))
+        raise OptionError(f"no recorded curves {name!r} for space {space!r} under {folder.parent}"
+                          + (f"; recorded: {', '.join(found)}" if found else "")
+                          + f". Record them with `spectune record --space {space} --name {name}`.")
+    meta = read_json(folder / "meta.json", "curves meta.json")
+    saved = read_json(folder / "space.json", "curves space.json")
+    if meta.get("space") != space:
+        raise OptionError(f"curves {folder} were recorded for space {meta.get('space')!r}, not {space!r}.")
+    changed = sorted(k for k in set(saved["params"]) | set(space_json["params"])
+                     if saved["params"].get(k) != space_json["params"].get(k))
+    if changed or saved.get("fixed") != space_json.get("fixed"):
+        raise OptionError(f"curves {folder} were recorded over other ranges of space {space!r} (changed: "
+                          f"{changed or ['fixed']}); record them again for today's space.")
+    recorded = DataOptions.from_record(meta)
+    if data is not None and recorded.mismatch(data.fingerprint or ""):
+        raise OptionError(f"curves {folder}: {recorded.mismatch(data.fingerprint or '')} (recorded with "
+                          f"{_scaling(recorded)}; asked for {_scaling(data)}); replay with the recorded data "
+                          "options or record again.")
+    table = pd.read_csv(folder / TABLE)
+    configs = {int(k): v for k, v in read_json(folder / "configs.json", "curves configs.json").items()}
+    return Curves(space=space, name=name, table=table, configs=configs, meta=meta, space_json=saved)
+
+
+def _scaling(options: DataOptions) -> str:
+    parts = [f"{k}={v}" for k, v in options.scaling().items() if v is not None]
+    return ", ".join(parts) or "no scaling"
+
+
+def kendall_by_rung(curves: Curves, rungs: list[int]) -> dict[int, float]:
+    """Per rung epoch: Kendall's tau between each recorded run's best value so far at that epoch and
+    its best value over the full budget (1: the rung ranks runs as the end does)."""
+    from scipy.stats import kendalltau
+
+    sign = 1.0 if curves.mode == "max" else -1.0
+    final, at = [], {r: [] for r in rungs}
+    for run in curves.runs().values():
+        best = np.maximum.accumulate(sign * run[curves.metric].to_numpy()) * sign
+        final.append(best[-1])
+        for r in rungs:
+            at[r].append(best[min(r, len(best)) - 1])
+    return {r: float(kendalltau(at[r], final).statistic) for r in rungs}

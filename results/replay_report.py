@@ -1,0 +1,142 @@
+"""What a replay study measured, per strategy: a table, a figure and a JSON record.
+
+Every figure is about the **true** quality of the config a search would pick (its mean best value
+over the recorded seeds), never the lucky single run it saw, and comes with its spread over the
+replay repeats: the median and the interquartile range.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from results.curves import Curves
+from results.plots import save_figure
+
+# Budgets at which strategies are compared, as fractions of the baseline's median epochs.
+BUDGET_FRACTIONS = (0.1, 0.25, 0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class ReplayStudy:
+    table: pd.DataFrame          # one row per strategy
+    repeats: pd.DataFrame        # one row per strategy and repeat
+    trajectories: pd.DataFrame   # strategy, repeat, epochs, quality (after each trial ends)
+    best_true: float
+    seed_noise: float
+    baseline: str
+
+
+def _trajectory(trials: pd.DataFrame, quality: pd.Series, mode: str) -> pd.DataFrame:
+    """After each trial ends (in simulated time): the epochs spent so far and the true quality of the
+    search's pick so far (the trial with the best value it saw)."""
+    order = trials.sort_values("ended_at")
+    better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
+    best_seen, pick, rows, spent = math.nan, None, [], 0
+    for _, t in order.iterrows():
+        spent += int(t["epochs"])
+        if not math.isnan(t["best"]) and (pick is None or better(t["best"], best_seen)):
+            best_seen, pick = t["best"], int(t["config_id"])
+        rows.append({"epochs": spent, "quality": float(quality[pick]) if pick is not None else math.nan})
+    return pd.DataFrame(rows)
+
+
+def summarise(trials: pd.DataFrame, curves: Curves, baseline: str) -> ReplayStudy:
+    """``trials``: one row per replayed trial (strategy, repeat, config_id, seed, epochs, best, outcome,
+    ended_at, distance). ``baseline``: the strategy whose final quality and epochs the others are
+    measured against (random search)."""
+    truth = curves.true_quality()
+    quality, mode = truth["mean"], curves.mode
+    best_true = float(quality.iloc[0])
+    top3 = set(truth.index[:3])
+    sign = 1.0 if mode == "max" else -1.0
+    per_repeat, paths = [], []
+    for (strategy, repeat), part in trials.groupby(["strategy", "repeat"], sort=False):
+        path = _trajectory(part, quality, mode).assign(strategy=strategy, repeat=repeat)
+        paths.append(path)
+        in_top3 = part[part["config_id"].isin(top3)]
+        per_repeat.append({
+            "strategy": strategy, "repeat": repeat, "final_quality": float(path["quality"].iloc[-1]),
+            "epochs": int(path["epochs"].iloc[-1]), "regret": sign * (best_true - float(path["quality"].iloc[-1])),
+            "top3_trials": len(in_top3), "top3_stopped": int((in_top3["outcome"] == "stopped early").sum()),
+            "stopped": int((part["outcome"] == "stopped early").sum()), "trials": len(part),
+            "mean_distance": float(part["distance"].mean()), "max_distance": float(part["distance"].max())})
+    repeats = pd.DataFrame(per_repeat)
+    trajectories = pd.concat(paths, ignore_index=True)
+    base = repeats[repeats["strategy"] == baseline]
+    target, base_epochs = float(base["final_quality"].median()), float(base["epochs"].median())
+    rows = []
+    for strategy, part in repeats.groupby("strategy", sort=False):
+        reach = []
+        for repeat in part["repeat"]:
+            path = trajectories[(trajectories["strategy"] == strategy) & (trajectories["repeat"] == repeat)]
+            hit = path[sign * path["quality"] >= sign * target - 1e-12]
+            reach.append(float(hit["epochs"].iloc[0]) / base_epochs if len(hit) else math.inf)
+        row = {"strategy": strategy, "repeats": len(part),
+               "final_quality_median": float(part["final_quality"].median()),
+               "final_quality_q25": float(part["final_quality"].quantile(0.25)),
+               "final_quality_q75": float(part["final_quality"].quantile(0.75)),
+               "epochs_median": float(part["epochs"].median()),
+               "share_of_baseline_epochs_to_reach_its_quality": float(np.median(reach)),
+               "regret_median": float(part["regret"].median()),
+               "top3_stopped_share": (float(part["top3_stopped"].sum() / part["top3_trials"].sum())
+                                      if part["top3_trials"].sum() else math.nan),
+               "served_distance_mean": float(part["mean_distance"].mean())}
+        for fraction in BUDGET_FRACTIONS:
+            row[f"quality_at_{fraction:g}x"] = float(np.median([
+                _at(trajectories[(trajectories["strategy"] == strategy) & (trajectories["repeat"] == r)],
+                    fraction * base_epochs) for r in part["repeat"]]))
+        rows.append(row)
+    noise = float(truth["std"].median()) if truth["std"].notna().any() else math.nan
+    return ReplayStudy(pd.DataFrame(rows), repeats, trajectories, best_true, noise, baseline)
+
+
+def _at(path: pd.DataFrame, epochs: float) -> float:
+    """The true quality of the pick once ``epochs`` were spent (NaN before the first trial ended)."""
+    done = path[path["epochs"] <= epochs]
+    return float(done["quality"].iloc[-1]) if len(done) else math.nan
+
+
+def plot_study(study: ReplayStudy, metric: str, path: Path, title: str) -> Path:
+    """Median true quality of the pick against epochs spent, with the interquartile band, per strategy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    top = study.trajectories["epochs"].max()
+    grid = np.linspace(0, top, 200)
+    for strategy, part in study.trajectories.groupby("strategy", sort=False):
+        curves = np.array([[_at(p, g) for g in grid] for _, p in part.groupby("repeat")])
+        with np.errstate(all="ignore"), __import__("warnings").catch_warnings():
+            __import__("warnings").simplefilter("ignore")
+            median = np.nanmedian(curves, axis=0)
+            low, high = np.nanpercentile(curves, 25, axis=0), np.nanpercentile(curves, 75, axis=0)
+        line, = ax.plot(grid, median, label=strategy)
+        ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.15)
+    ax.axhline(study.best_true, color="k", lw=0.8, ls=":", label="best recorded config (true mean)")
+    ax.set_xlabel("epochs spent (all trials)")
+    ax.set_ylabel(f"true {metric} of the pick (mean over recorded seeds)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def to_markdown(study: ReplayStudy) -> str:
+    """The study's table as Markdown, for the docs and the terminal."""
+    cols = ["strategy", "final_quality_median", "final_quality_q25", "final_quality_q75", "epochs_median",
+            "share_of_baseline_epochs_to_reach_its_quality", "regret_median", "top3_stopped_share"]
+    frame = study.table[cols + [c for c in study.table if c.startswith("quality_at_")]]
+    return frame.to_markdown(index=False, floatfmt=".4f")
+
+
+def record(study: ReplayStudy, extra: dict[str, Any]) -> dict[str, Any]:
+    """The JSON written beside the table: every strategy's figures and what the study was."""
+    return {**extra, "baseline": study.baseline, "best_true": study.best_true, "seed_noise": study.seed_noise,
+            "strategies": study.table.to_dict("records")}

@@ -1,0 +1,263 @@
+"""Replaying searches on recorded curves: hours of tuning in seconds, through the live search's classes.
+
+A replayed trial reads a recorded run instead of training: the searcher proposes a config, the
+nearest recorded config serves it (one of its recorded seeds, drawn at random, as a live trial sees
+one seed), and its epochs are reported one by one, in simulated time, to the **same searcher and
+scheduler objects a live search builds** (:func:`search.searcher.make_searcher`,
+:func:`search.searcher.make_scheduler`), in the order Tune calls them: the scheduler's decision,
+then the searcher's result, then both ``on_trial_complete`` when the scheduler stops the trial or it
+ends (its budget, or the recipe's own patience, the rule of :class:`trainables.recipe.EarlyStop`).
+Epochs take their recorded wall time, and ``concurrency`` trials run at once, so asynchronous
+decisions happen in the order they would live. The peer runner replays Optuna alone (ask and tell,
+TPE with ``HyperbandPruner`` or random search with ``MedianPruner``) on the same curves and clock.
+
+Why the nearest recorded config: TPE proposes continuous values that no table holds. Limiting the
+sampler to the recorded configs would change the sampler; serving the nearest one (in the space's
+normalised coordinates: log ranges on a log scale, a different choice or an inactive key counting
+as the full width) keeps it, and every replay reports how far served configs were from the asked ones.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import warnings
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import optuna
+from ray.tune.schedulers import TrialScheduler
+
+from results.curves import Curves
+from search.searcher import DefineByRun, make_scheduler, make_searcher, startup_trials
+from spaces import Categorical, FloatRange, IntRange, PowerOfTwoRange, When
+from trainables.recipe import EarlyStop
+
+RUNNERS = ("tune", "optuna")
+PRUNERS = ("hyperband", "median", "none")
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One way to search: ``runner`` ``tune`` (spectune's searcher and scheduler) or ``optuna`` (Optuna
+    alone with ``pruner``). ``startup`` random trials before TPE (``None``: the live default)."""
+
+    name: str
+    trials: int
+    runner: str = "tune"
+    sampler: str = "tpe"
+    scheduler: str = "asha"
+    pruner: str = "none"
+    grace: int = 1
+    reduction: int = 3
+    startup: int | None = None
+    concurrency: int = 1
+    patience: int | None = None
+    space_start: bool = True
+
+    def describe(self) -> str:
+        stop = (f"{self.scheduler}" + (f" grace {self.grace} rf {self.reduction}" if self.scheduler == "asha" else "")
+                if self.runner == "tune" else f"optuna {self.pruner} pruner")
+        start = f", {self.startup} start-up" if self.sampler == "tpe" and self.startup is not None else ""
+        return f"{self.sampler}{start} + {stop}, {self.trials} trials x {self.concurrency} at once"
+
+
+@dataclass
+class ReplayedTrial:
+    trial_id: str
+    config_id: int
+    seed: int
+    distance: float
+    epochs: int = 0
+    best: float = math.nan
+    outcome: str = "running"   # completed (budget or patience) / stopped early (by the scheduler)
+    decisions: list[str] = field(default_factory=list)
+    ended_at: float = math.nan
+
+
+@dataclass
+class ReplayLog:
+    strategy: Strategy
+    seed: int
+    trials: list[ReplayedTrial]
+
+    def pick(self, mode: str) -> ReplayedTrial:
+        """The search's pick: the trial with the best value at any epoch, as a live search selects."""
+        done = [t for t in self.trials if not math.isnan(t.best)]
+        return (max if mode == "max" else min)(done, key=lambda t: t.best)
+
+    @property
+    def epochs(self) -> int:
+        return sum(t.epochs for t in self.trials)
+
+
+class Served:
+    """Serves a proposed config with the nearest recorded one (see the module docstring)."""
+
+    def __init__(self, curves: Curves, params: dict[str, Any]) -> None:
+        self.params = params
+        self.ids = sorted(curves.configs)
+        self.points = np.array([self._coords(curves.configs[i]["searched"]) for i in self.ids])
+
+    def _coords(self, config: dict[str, Any]) -> list[float]:
+        out = []
+        for key, domain in self.params.items():
+            inner = domain.domain if isinstance(domain, When) else domain
+            value = config.get(key)
+            if value is None:
+                out.append(-1.0)    # an inactive conditional key: a full width from any active value
+            elif isinstance(inner, Categorical):
+                out.append(float(inner.values.index(value)) if value in inner.values else -1.0)
+            elif isinstance(inner, PowerOfTwoRange):
+                out.append(math.log2(value) / max(1.0, math.log2(inner.high)))
+            elif isinstance(inner, (FloatRange, IntRange)):
+                low, high, v = inner.low, inner.high, value
+                if inner.log:
+                    low, high, v = math.log(low), math.log(high), math.log(v)
+                out.append((v - low) / (high - low))
+        return out
+
+    def nearest(self, config: dict[str, Any]) -> tuple[int, float]:
+        """The recorded config id nearest ``config`` and the distance (RMS over keys, 0 to 1 per key)."""
+        here = np.array(self._coords(config))
+        categorical = np.array([isinstance(d.domain if isinstance(d, When) else d, Categorical) or
+                                isinstance(d, When) for d in self.params.values()])
+        diff = np.abs(self.points - here)
+        # A categorical key (or a conditional one) differs by a whole width or not at all.
+        diff[:, categorical] = (diff[:, categorical] > 0).astype(float)
+        dist = np.sqrt((diff ** 2).mean(axis=1))
+        best = int(np.argmin(dist))
+        return self.ids[best], float(dist[best])
+
+
+def replay(curves: Curves, params: dict[str, Any], start: list[dict[str, Any]], strategy: Strategy,
+           seed: int) -> ReplayLog:
+    """One replayed search of ``strategy`` with seed ``seed`` (the sampler's and the seed draws')."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    served = Served(curves, params)
+    runs = curves.runs()
+    seeds = {c: sorted(s for (cc, s) in runs if cc == c) for c in curves.configs}
+    rng = np.random.default_rng(seed)
+    sign = 1.0 if curves.mode == "max" else -1.0
+    driver = (_TuneDriver if strategy.runner == "tune" else _OptunaDriver)(curves, params, start, strategy, seed)
+    trials: list[ReplayedTrial] = []
+    clock: list[tuple[float, int, str]] = []
+    state: dict[str, tuple[ReplayedTrial, Any, EarlyStop]] = {}
+
+    def launch(now: float) -> None:
+        while len(state) < strategy.concurrency and len(trials) < strategy.trials:
+            trial_id = f"r{len(trials):05d}"
+            config = driver.ask(trial_id)
+            if config is None:
+                return
+            config_id, distance = served.nearest(config)
+            run_seed = int(rng.choice(seeds[config_id]))
+            record = ReplayedTrial(trial_id, config_id, run_seed, distance)
+            recipe = curves.configs[config_id]["resolved"]
+            stop = EarlyStop(patience=strategy.patience, warmup_epochs=int(recipe.get("warmup_epochs", 0)), sign=sign)
+            trials.append(record)
+            state[trial_id] = (record, runs[(config_id, run_seed)], stop)
+            heapq.heappush(clock, (now + float(runs[(config_id, run_seed)]["epoch_time_s"].iloc[0]), len(trials),
+                                   trial_id))
+
+    launch(0.0)
+    while clock:
+        now, _, trial_id = heapq.heappop(clock)
+        record, run, stop = state[trial_id]
+        row = run.iloc[record.epochs]
+        record.epochs += 1
+        stop.update(record.epochs, float(row[curves.metric]))
+        finished = stop.stopped or record.epochs == curves.max_epochs
+        decision = driver.tell_epoch(trial_id, record.epochs, float(row[curves.metric]), stop.best, finished)
+        record.decisions.append(decision)
+        record.best = stop.best
+        if decision == TrialScheduler.STOP or finished:
+            record.outcome = "completed" if finished else "stopped early"
+            record.ended_at = now
+            del state[trial_id]
+            launch(now)
+        elif record.epochs >= len(run):
+            raise ValueError(f"curves {curves.name}: run (config {record.config_id}, seed {record.seed}) holds "
+                             f"{len(run)} of {curves.max_epochs} epochs, and the replayed search continues it")
+        else:
+            heapq.heappush(clock, (now + float(run["epoch_time_s"].iloc[record.epochs]), len(trials) + 1, trial_id))
+    return ReplayLog(strategy, seed, trials)
+
+
+class _TuneDriver:
+    """The live search's searcher and scheduler, called as Tune calls them."""
+
+    def __init__(self, curves: Curves, params: dict[str, Any], start: list[dict[str, Any]], s: Strategy,
+                 seed: int) -> None:
+        self.metric, self.mode = f"best_{curves.metric}", curves.mode
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.searcher = make_searcher(s.sampler, seed, s.trials, s.concurrency, self.metric, curves.mode,
+                                          start if s.space_start else [], params, startup=s.startup)
+        self.scheduler = make_scheduler(s.scheduler, curves.max_epochs, s.grace, s.reduction)
+        self.scheduler.set_search_properties(self.metric, curves.mode)
+        self.trials: dict[str, SimpleNamespace] = {}
+
+    def ask(self, trial_id: str) -> dict[str, Any] | None:
+        config = self.searcher.suggest(trial_id)
+        if config is None:
+            return None
+        self.trials[trial_id] = SimpleNamespace(trial_id=trial_id)
+        self.scheduler.on_trial_add(None, self.trials[trial_id])
+        return config
+
+    def tell_epoch(self, trial_id: str, epoch: int, value: float, best: float, finished: bool) -> str:
+        trial = self.trials[trial_id]
+        result = {"training_iteration": epoch, "epoch": epoch, self.metric: best, self.metric[5:]: value,
+                  "finished": finished}
+        decision = self.scheduler.on_trial_result(None, trial, result)
+        if decision != TrialScheduler.STOP:
+            self.searcher.on_trial_result(trial_id, result)
+        if decision == TrialScheduler.STOP or finished:
+            self.scheduler.on_trial_complete(None, trial, result)
+            self.searcher.on_trial_complete(trial_id, result)
+        return decision
+
+
+class _OptunaDriver:
+    """Optuna alone, as a user without Ray would write it: ask, report every epoch, prune, tell."""
+
+    def __init__(self, curves: Curves, params: dict[str, Any], start: list[dict[str, Any]], s: Strategy,
+                 seed: int) -> None:
+        if s.sampler == "tpe":
+            sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True,
+                                                 n_startup_trials=s.startup if s.startup is not None
+                                                 else startup_trials(s.trials))
+        else:
+            sampler = optuna.samplers.RandomSampler(seed=seed)
+        pruner = {"hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=s.grace,
+                                                                      max_resource=curves.max_epochs,
+                                                                      reduction_factor=s.reduction),
+                  "median": lambda: optuna.pruners.MedianPruner(n_warmup_steps=s.grace),
+                  "none": optuna.pruners.NopPruner}[s.pruner]()
+        self.study = optuna.create_study(direction="maximize" if curves.mode == "max" else "minimize",
+                                         sampler=sampler, pruner=pruner)
+        space = DefineByRun(params)
+        for point in (start if s.space_start else []):
+            self.study.enqueue_trial(space.encode(point))
+        self.space = space
+        self.live: dict[str, Any] = {}
+
+    def ask(self, trial_id: str) -> dict[str, Any] | None:
+        trial = self.study.ask()
+        self.live[trial_id] = trial
+        derived = self.space(trial) or {}
+        return {**trial.params, **derived}
+
+    def tell_epoch(self, trial_id: str, epoch: int, value: float, best: float, finished: bool) -> str:
+        trial = self.live[trial_id]
+        trial.report(best, epoch)
+        if finished:
+            self.study.tell(trial, best)
+            return TrialScheduler.CONTINUE
+        if trial.should_prune():
+            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE

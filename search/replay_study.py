@@ -1,0 +1,129 @@
+"""``spectune replay``: many replayed searches of several strategies on one space's recorded curves.
+
+The panel: random search (the baseline every share is measured against), TPE alone, random + ASHA,
+the space's default (TPE + ASHA with its grace and reduction factor), and Optuna alone as a user
+without Ray would run it (TPE + ``HyperbandPruner``, random + ``MedianPruner``, Optuna's defaults).
+``--sweep`` adds TPE + ASHA variants over grace, reduction factor and start-up count, to choose a
+space's defaults by measurement. Each strategy is replayed ``repeats`` times with seeds 0, 1, ...;
+no Ray is started: the simulator calls the searcher and scheduler objects directly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pandas as pd
+
+from results.curves import curves_dir, kendall_by_rung, read_curves
+from results.files import write_csv, write_json
+from results.records import DataOptions
+from results.replay_report import plot_study, record, summarise, to_markdown
+from search.options import SEARCH_OPTIONS, SearchOptions, check
+from search.progress import console
+from search.replay import Strategy, replay
+from spaces import Space, get_space
+from trainables.errors import OptionError
+from trainables.pair import load_data
+from trainables.settings import TrialSettings
+
+BASELINE = "random (FIFO)"
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    """``search`` carries the space, the data options the curves must match, the trials (default: the
+    budget's), the concurrency and the patience, as for a live search."""
+
+    search: SearchOptions
+    curves: str
+    repeats: int = 20
+    sweep: bool = False
+    optuna: bool = True
+
+
+def panel(space: Space, trials: int, concurrency: int, patience: int | None, max_epochs: int,
+          sweep: bool, optuna: bool) -> list[Strategy]:
+    """The strategies a study replays (see the module docstring)."""
+    grace = min(space.grace_period, max(1, max_epochs // space.reduction_factor))
+    base = Strategy(name="", trials=trials, concurrency=concurrency, patience=patience, grace=grace,
+                    reduction=space.reduction_factor)
+    out = [replace(base, name=BASELINE, sampler="random", scheduler="fifo"),
+           replace(base, name="TPE (FIFO)", scheduler="fifo"),
+           replace(base, name="random + ASHA", sampler="random"),
+           replace(base, name=f"TPE + ASHA (default: grace {grace}, rf {space.reduction_factor})")]
+    if optuna:
+        out += [replace(base, name="Optuna TPE + HyperbandPruner", runner="optuna", pruner="hyperband",
+                        grace=1, reduction=3),
+                replace(base, name="Optuna random + MedianPruner", runner="optuna", sampler="random",
+                        pruner="median", grace=0)]
+    if sweep:
+        graces = sorted({1, max(1, max_epochs // 9), max(1, max_epochs // 6), max(1, max_epochs // 3), grace})
+        for g, rf, startup in itertools.product(graces, (2, 3, 4), (4, 10)):
+            if g * rf <= max_epochs and (g, rf, startup) != (grace, space.reduction_factor, None):
+                out.append(replace(base, name=f"TPE + ASHA g{g} rf{rf} startup {startup}", grace=g, reduction=rf,
+                                   startup=startup))
+    return out
+
+
+def run_replay(r: ReplayOptions) -> dict[str, Any]:
+    """Replay every strategy ``repeats`` times; write the study and print its table."""
+    o = r.search
+    check(SEARCH_OPTIONS, o)
+    if r.repeats < 2:
+        raise OptionError(f"--repeats must be >= 2 to give a spread; got {r.repeats}.")
+    space = get_space(o.space)
+    o = o.with_budget(space)
+    pair = space.pair
+    options = DataOptions(classes=list(o.classes) if o.classes else None, points=o.points, tokens=o.tokens,
+                          train_per_class=o.train_per_class, train_fraction=o.train_fraction)
+    data = load_data(pair, o.data, o.classes, test=False, seed=o.seed, **options.scaling())
+    curves = read_curves(space.to_json(), r.curves, o.results_root,
+                         data=replace(options, fingerprint=data.fingerprint))
+    max_epochs = o.max_epochs or space.max_epochs
+    if max_epochs != curves.max_epochs:
+        raise OptionError(f"curves {r.curves} hold {curves.max_epochs} epochs per run; a replay of {max_epochs} "
+                          "epochs would meet another schedule (cosine and warm-up depend on the budget). Replay "
+                          f"with --max-epochs {curves.max_epochs}, or record at {max_epochs}.")
+    settings = TrialSettings(model=pair.model, data=pair.data, max_epochs=max_epochs, seed=o.seed,
+                             fixed=dict(space.fixed), overrides=o.recipe_overrides(), searched=tuple(space.params))
+    patience = settings.resolve(space.start[0] if space.start else {}).recipe.patience
+    strategies = panel(space, o.trials, o.concurrency or 1, patience, max_epochs, r.sweep, r.optuna)
+    console.print(f"replaying {len(strategies)} strategies x {r.repeats} repeats on curves {r.curves} "
+                  f"({len(curves.configs)} configs x {len(curves.meta['seeds'])} seeds x {max_epochs} epochs; "
+                  f"{o.trials} trials, {o.concurrency or 1} at once, patience {patience})", soft_wrap=True)
+    rows, started = [], time.perf_counter()
+    for strategy in strategies:
+        t0 = time.perf_counter()
+        for repeat in range(r.repeats):
+            log = replay(curves, space.params, list(space.start), strategy, seed=repeat)
+            rows += [{"strategy": strategy.name, "repeat": repeat, "trial_id": t.trial_id, "config_id": t.config_id,
+                      "seed": t.seed, "distance": t.distance, "epochs": t.epochs, "best": t.best,
+                      "outcome": t.outcome, "ended_at": t.ended_at} for t in log.trials]
+        console.print(f"  {strategy.name}: {strategy.describe()}; {(time.perf_counter() - t0) / r.repeats:.2f} s "
+                      "per replayed search", soft_wrap=True)
+    trials = pd.DataFrame(rows)
+    study = summarise(trials, curves, BASELINE)
+    rungs = sorted({min(max_epochs, strategies[3].grace * strategies[3].reduction ** k) for k in range(6)})
+    tau = kendall_by_rung(curves, rungs)
+    tag = time.strftime("%Y%m%d-%H%M%S")
+    out = curves_dir(space.name, r.curves, o.results_root) / "replays" / tag
+    write_csv(out / "trials.csv.gz", trials)
+    figure = plot_study(study, curves.metric, out / "replay.png",
+                        f"{space.name}: {r.repeats} replays per strategy on curves {r.curves}")
+    table = to_markdown(study)
+    (out / "table.md").write_text(table + "\n")
+    summary = record(study, {"space": space.name, "curves": r.curves, "repeats": r.repeats, "trials": o.trials,
+                             "concurrency": o.concurrency or 1, "patience": patience, "max_epochs": max_epochs,
+                             "kendall_tau_by_rung": tau, "seconds": time.perf_counter() - started,
+                             "strategies_described": {s.name: s.describe() for s in strategies}})
+    write_json(out / "study.json", summary)
+    console.print(table, soft_wrap=True)
+    console.print(f"best recorded config (true mean) {study.best_true:.4f}; seed noise of one config (median std "
+                  f"over seeds) {study.seed_noise:.4f}; Kendall's tau of rung vs final value: "
+                  + ", ".join(f"epoch {k} {v:.2f}" for k, v in tau.items()), soft_wrap=True)
+    console.print(f"replay study -> {out} ({figure.name}, table.md, study.json); "
+                  f"{time.perf_counter() - started:.0f} s in all")
+    return {"out": out, "study": study, "summary": summary}

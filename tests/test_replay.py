@@ -1,0 +1,126 @@
+"""Replays on recorded curves: faithful to a live search, refused on the wrong curves, and honest about
+simulated time and in-trial patience."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from results.curves import Curves, read_curves, write_curves
+from results.records import DataOptions
+from search.cli import main
+from search.replay import Strategy, replay
+from spaces import get_space
+from trainables.errors import OptionError
+from trainables.settings import TrialSettings
+
+
+def test_a_replay_makes_the_live_searchs_decisions_and_pick(ray_session, tmp_path):
+    """A tiny live search (TPE + ASHA, in-trial patience, one trial at a time), then its replay on the
+    curves that search's own trials recorded: the same configs, the same stop/continue decision at
+    every epoch, the same pick."""
+    from search.collect import collect_trials
+    from search.options import SearchOptions
+    from search.record import curves_table
+    from search.search import run_search
+
+    space = get_space("wine_mlp")
+    o = SearchOptions(space="wine_mlp", trials=8, max_epochs=9, concurrency=1, seed=0, patience=2, name="live",
+                      storage=tmp_path / "ray", results_root=tmp_path / "results",
+                      tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    outcome = run_search(o)
+    frame, trials, histories = collect_trials(tmp_path / "ray" / "live", list(space.params))
+    frame = frame.sort_values("started_at").reset_index(drop=True)   # one at a time: start order = creation order
+    frame = frame.assign(config_id=range(len(frame)), seed=0)
+    settings = TrialSettings(model=space.model, data=space.data, max_epochs=9, seed=0, fixed=dict(space.fixed),
+                             searched=tuple(space.params))
+    configs = {i: {"searched": {k: trials[t].config[k] for k in space.params if k in trials[t].config},
+                   "resolved": settings.resolve(trials[t].config).to_dict()} for i, t in enumerate(frame["trial_id"])}
+    curves = Curves(space="wine_mlp", name="live", table=curves_table(frame, histories), configs=configs,
+                    meta={"metric": "val_macro_f1", "mode": "max", "max_epochs": 9, "seeds": [0]},
+                    space_json=space.to_json())
+    grace = min(space.grace_period, 9 // space.reduction_factor)
+    log = replay(curves, space.params, list(space.start),
+                 Strategy("live", trials=8, grace=grace, reduction=space.reduction_factor, patience=2), seed=0)
+
+    assert [t.config_id for t in log.trials] == list(range(8)) and max(t.distance for t in log.trials) == 0.0
+    live = {i: (int(r["epochs"]), r["outcome"]) for i, r in frame.iterrows()}
+    replayed = {t.config_id: (t.epochs, t.outcome) for t in log.trials}
+    assert replayed == live
+    # Not a trivial search: ASHA stopped some trials and patience or the budget ended the others.
+    assert {"stopped early", "completed"} <= {o for _, o in live.values()}
+    pick = int(frame.index[frame["trial_id"] == outcome.best["trial_id"]][0])
+    assert log.pick("max").config_id == pick
+
+
+def _curves(tmp_path, space_name="wine_mlp", fingerprint="f1", points=None) -> None:
+    space = get_space(space_name)
+    table = pd.DataFrame([{"config_id": 0, "seed": 0, "epoch": e, "val_macro_f1": 0.5, "epoch_time_s": 1.0,
+                           "outcome": "completed"} for e in (1, 2)])
+    write_curves(tmp_path / "results" / space_name / "curves" / "c", table,
+                 {0: {"searched": space.start[0], "resolved": {}}},
+                 {"space": space_name, "metric": "val_macro_f1", "mode": "max", "max_epochs": 2, "seeds": [0],
+                  "data_options": DataOptions(points=points, fingerprint=fingerprint).to_json()}, space.to_json())
+
+
+def test_curves_of_other_ranges_data_or_scaling_are_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    _curves(tmp_path)
+    space = get_space("wine_mlp").to_json()
+    root = tmp_path / "results"
+    assert read_curves(space, "c", root, DataOptions(fingerprint="f1")).max_epochs == 2
+    with pytest.raises(OptionError, match=r"fingerprint f1; this data has f2 \(recorded with no scaling; asked for "
+                                          r"points=64\)"):
+        read_curves(space, "c", root, DataOptions(points=64, fingerprint="f2"))
+    narrowed = json.loads(json.dumps(space))
+    narrowed["params"]["lr"]["high"] = 1e-2
+    with pytest.raises(OptionError, match=r"recorded over other ranges of space 'wine_mlp' \(changed: \['lr'\]\)"):
+        read_curves(narrowed, "c", root)
+    with pytest.raises(OptionError, match=r"no recorded curves 'd' for space 'wine_mlp' .*; recorded: c\. Record"):
+        read_curves(space, "d", root)
+    meta = root / "wine_mlp" / "curves" / "c" / "meta.json"
+    meta.write_text(meta.read_text().replace('"space": "wine_mlp"', '"space": "waveform_cnn"'))
+    with pytest.raises(OptionError, match=r"recorded for space 'waveform_cnn', not 'wine_mlp'"):
+        read_curves(space, "c", root)
+    # From the command line: the recorded fingerprint is not wine's, so the replay stops before it runs.
+    _curves(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["replay", "--space", "wine_mlp", "--curves", "c", "--max-epochs", "2"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "fingerprint f1; this data has" in err[0], err
+
+
+def _synthetic(epoch_times: list[float], values: list[list[float]]) -> Curves:
+    space = get_space("wine_mlp")
+    settings = TrialSettings(model=space.model, data=space.data, max_epochs=len(values[0]), seed=0,
+                             fixed=dict(space.fixed), searched=tuple(space.params))
+    rng = np.random.default_rng(0)
+    configs, rows = {}, []
+    for i, (dt, curve) in enumerate(zip(epoch_times, values)):
+        searched = {**space.start[0], "lr": float(np.exp(rng.uniform(np.log(1e-4), np.log(3e-2))))}
+        configs[i] = {"searched": searched, "resolved": settings.resolve(searched).to_dict()}
+        rows += [{"config_id": i, "seed": 0, "epoch": e + 1, "val_macro_f1": v, "epoch_time_s": dt,
+                  "outcome": "completed"} for e, v in enumerate(curve)]
+    return Curves("wine_mlp", "s", pd.DataFrame(rows), configs,
+                  {"metric": "val_macro_f1", "mode": "max", "max_epochs": len(values[0]), "seeds": [0]},
+                  space.to_json())
+
+
+def test_simulated_time_and_patience_follow_the_recorded_curves():
+    # Two configs, one ten times slower per epoch; the fast one is flat after epoch 1.
+    curves = _synthetic([10.0, 1.0], [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0.5, 0.5, 0.5, 0.5, 0.5, 0.5]])
+    strategy = Strategy("fifo", trials=6, scheduler="fifo", concurrency=2, patience=2, sampler="random")
+    log = replay(curves, get_space("wine_mlp").params, [], strategy, seed=0)
+    for t in log.trials:
+        run = curves.runs()[(t.config_id, t.seed)]
+        # A trial ends when its recorded epochs add up; patience 2 (warm-up 0) ends the flat one at epoch 3.
+        assert t.epochs == (3 if t.config_id == 1 else 6) and t.outcome == "completed"
+        assert t.best == run["val_macro_f1"].iloc[:t.epochs].max()
+    ends = sorted(t.ended_at for t in log.trials)
+    assert ends == sorted(ends) and min(ends) >= 3.0
+    # With two slots the simulated clock is shorter than running the same trials one after the other.
+    serial = sum(t.epochs * (10.0 if t.config_id == 0 else 1.0) for t in log.trials)
+    assert max(ends) < serial
+
