@@ -59,13 +59,14 @@ def summarise(trials: pd.DataFrame, curves: Curves, baseline: str) -> ReplayStud
     for (strategy, repeat), part in trials.groupby(["strategy", "repeat"], sort=False):
         path = _trajectory(part, quality, mode).assign(strategy=strategy, repeat=repeat)
         paths.append(path)
-        in_top3 = part[part["config_id"].isin(top3)]
+        searched = part[part["outcome"] != "confirmation"]
+        in_top3 = searched[searched["config_id"].isin(top3)]
         per_repeat.append({
             "strategy": strategy, "repeat": repeat, "final_quality": float(path["quality"].iloc[-1]),
             "epochs": int(path["epochs"].iloc[-1]), "regret": sign * (best_true - float(path["quality"].iloc[-1])),
             "top3_trials": len(in_top3), "top3_stopped": int((in_top3["outcome"] == "stopped early").sum()),
-            "stopped": int((part["outcome"] == "stopped early").sum()), "trials": len(part),
-            "mean_distance": float(part["distance"].mean()), "max_distance": float(part["distance"].max())})
+            "stopped": int((searched["outcome"] == "stopped early").sum()), "trials": len(searched),
+            "mean_distance": float(searched["distance"].mean()), "max_distance": float(searched["distance"].max())})
     repeats = pd.DataFrame(per_repeat)
     trajectories = pd.concat(paths, ignore_index=True)
     base = repeats[repeats["strategy"] == baseline]

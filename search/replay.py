@@ -186,6 +186,31 @@ def replay(curves: Curves, params: dict[str, Any], start: list[dict[str, Any]], 
     return ReplayLog(strategy, seed, trials)
 
 
+def confirm_pick(log: ReplayLog, curves: Curves, top: int, seeds: int, rng: np.random.Generator) -> ReplayedTrial:
+    """``spectune confirm`` on a replayed search: the ``top`` configs it ranked best, each run again with
+    ``seeds`` recorded seeds (drawn without replacement) for the full budget, the best mean wins.
+    Returned as one more trial that spends those epochs and holds the winner (its ``best`` beats every
+    observed value, so it becomes the pick)."""
+    sign = 1.0 if curves.mode == "max" else -1.0
+    ranked, seen = [], set()
+    for t in sorted(log.trials, key=lambda t: -sign * t.best if not math.isnan(t.best) else math.inf):
+        if t.config_id not in seen and not math.isnan(t.best):
+            ranked.append(t.config_id)
+            seen.add(t.config_id)
+    runs = curves.runs()
+    means, spent = {}, 0
+    for config_id in ranked[:top]:
+        recorded = sorted(s for (c, s) in runs if c == config_id)
+        drawn = rng.choice(recorded, size=min(seeds, len(recorded)), replace=False)
+        values = [float(runs[(config_id, int(s))][curves.metric].agg(curves.mode)) for s in drawn]
+        means[config_id] = float(np.mean(values))
+        spent += len(drawn) * curves.max_epochs
+    winner = (max if curves.mode == "max" else min)(means, key=means.get)
+    last = max(t.ended_at for t in log.trials)
+    return ReplayedTrial("confirmation", winner, -1, 0.0, epochs=spent, best=sign * math.inf,
+                         outcome="confirmation", ended_at=last + 1.0)
+
+
 class _TuneDriver:
     """The live search's searcher and scheduler, called as Tune calls them."""
 

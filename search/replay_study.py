@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from results.curves import curves_dir, kendall_by_rung, read_curves
@@ -23,7 +24,7 @@ from results.records import DataOptions
 from results.replay_report import plot_study, record, summarise, to_markdown
 from search.options import SEARCH_OPTIONS, SearchOptions, check
 from search.progress import console
-from search.replay import Strategy, replay
+from search.replay import Strategy, confirm_pick, replay
 from spaces import Space, get_space
 from trainables.errors import OptionError
 from trainables.pair import load_data
@@ -42,6 +43,8 @@ class ReplayOptions:
     repeats: int = 20
     sweep: bool = False
     optuna: bool = True
+    confirm_top: int = 3
+    confirm_seeds: int = 2
 
 
 def panel(space: Space, trials: int, concurrency: int, patience: int | None, max_epochs: int,
@@ -95,15 +98,30 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
                   f"({len(curves.configs)} configs x {len(curves.meta['seeds'])} seeds x {max_epochs} epochs; "
                   f"{o.trials} trials, {o.concurrency or 1} at once, patience {patience})", soft_wrap=True)
     rows, started = [], time.perf_counter()
+    default = strategies[3]
+    logs = {s.name: [] for s in strategies}
     for strategy in strategies:
         t0 = time.perf_counter()
         for repeat in range(r.repeats):
-            log = replay(curves, space.params, list(space.start), strategy, seed=repeat)
-            rows += [{"strategy": strategy.name, "repeat": repeat, "trial_id": t.trial_id, "config_id": t.config_id,
-                      "seed": t.seed, "distance": t.distance, "epochs": t.epochs, "best": t.best,
-                      "outcome": t.outcome, "ended_at": t.ended_at} for t in log.trials]
+            logs[strategy.name].append(replay(curves, space.params, list(space.start), strategy, seed=repeat))
         console.print(f"  {strategy.name}: {strategy.describe()}; {(time.perf_counter() - t0) / r.repeats:.2f} s "
                       "per replayed search", soft_wrap=True)
+    # Confirmation at equal epochs: a shorter search of the default strategy, then its top configs over
+    # recorded seeds, so that search + confirmation spend what the default search alone spends.
+    per_trial = float(np.median([log.epochs / len(log.trials) for log in logs[default.name]]))
+    extra = r.confirm_top * r.confirm_seeds * max_epochs
+    shorter = max(r.confirm_top + 1, o.trials - round(extra / per_trial))
+    confirmed = replace(default, name=f"default, {shorter} trials + confirm top {r.confirm_top} x "
+                                      f"{r.confirm_seeds} seeds (equal epochs)", trials=shorter)
+    logs[confirmed.name] = []
+    for repeat in range(r.repeats):
+        log = replay(curves, space.params, list(space.start), confirmed, seed=repeat)
+        log.trials.append(confirm_pick(log, curves, r.confirm_top, r.confirm_seeds, np.random.default_rng(repeat)))
+        logs[confirmed.name].append(log)
+    for name, runs in logs.items():
+        rows += [{"strategy": name, "repeat": repeat, "trial_id": t.trial_id, "config_id": t.config_id,
+                  "seed": t.seed, "distance": t.distance, "epochs": t.epochs, "best": t.best, "outcome": t.outcome,
+                  "ended_at": t.ended_at} for repeat, log in enumerate(runs) for t in log.trials]
     trials = pd.DataFrame(rows)
     study = summarise(trials, curves, BASELINE)
     rungs = sorted({min(max_epochs, strategies[3].grace * strategies[3].reduction ** k) for k in range(6)})
@@ -118,7 +136,8 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
     summary = record(study, {"space": space.name, "curves": r.curves, "repeats": r.repeats, "trials": o.trials,
                              "concurrency": o.concurrency or 1, "patience": patience, "max_epochs": max_epochs,
                              "kendall_tau_by_rung": tau, "seconds": time.perf_counter() - started,
-                             "strategies_described": {s.name: s.describe() for s in strategies}})
+                             "strategies_described": {**{s.name: s.describe() for s in strategies},
+                                                      confirmed.name: confirmed.describe()}})
     write_json(out / "study.json", summary)
     console.print(table, soft_wrap=True)
     console.print(f"best recorded config (true mean) {study.best_true:.4f}; seed noise of one config (median std "
