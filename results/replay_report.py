@@ -53,7 +53,9 @@ def summarise(trials: pd.DataFrame, curves: Curves, baseline: str) -> ReplayStud
     truth = curves.true_quality()
     quality, mode = truth["mean"], curves.mode
     best_true = float(quality.iloc[0])
-    top3 = set(truth.index[:3])
+    # Ties count: every config at least as good as the third best is a top-3 config.
+    third = quality.iloc[min(2, len(quality) - 1)]
+    top3 = set(quality.index[(quality >= third) if mode == "max" else (quality <= third)])
     sign = 1.0 if mode == "max" else -1.0
     per_repeat, paths = [], []
     for (strategy, repeat), part in trials.groupby(["strategy", "repeat"], sort=False):

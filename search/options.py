@@ -105,6 +105,15 @@ class SearchOptions:
             return {"patience": None}
         return {"patience": self.patience} if self.patience is not None else {}
 
+    def data_options(self, default_dir: Path | None) -> Any:
+        """The :class:`results.records.DataOptions` these options ask for (``default_dir``: the data
+        module's own folder, used when ``data`` is unset)."""
+        from results.records import DataOptions
+
+        return DataOptions(path=str(self.data or default_dir or ""), classes=list(self.classes) if self.classes else None,
+                           points=self.points, tokens=self.tokens, train_per_class=self.train_per_class,
+                           train_fraction=self.train_fraction)
+
     def with_budget(self, space: Space) -> "SearchOptions":
         """Options left unset take the space's ``cpu`` or ``gpu`` budget (``budget``), else the defaults;
         the seed left unset takes the space's fixed seed, else 0."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,6 @@ import pandas as pd
 
 from results.curves import curves_dir, write_curves
 from results.provenance import git_commit, versions
-from results.records import DataOptions
 from search.collect import collect_trials
 from search.options import SEARCH_OPTIONS, SearchOptions, check
 from search.progress import ProgressPrinter, console
@@ -103,9 +102,7 @@ def run_record(r: RecordOptions) -> Path:
     if not o.resume and (storage / run_name).exists():
         raise OptionError(f"a recording named {name!r} already exists at {storage / run_name}; pass --resume to "
                           "continue it, or --name NEW.")
-    options = DataOptions(path=str(o.data or pair.data_module.default_dir or ""),
-                          classes=list(o.classes) if o.classes else None, points=o.points, tokens=o.tokens,
-                          train_per_class=o.train_per_class, train_fraction=o.train_fraction)
+    options = o.data_options(pair.data_module.default_dir)
     data = load_data(pair, o.data, o.classes, test=False, seed=o.seed, **options.scaling())
     base = pair.load_base(o.base)
     dry_run(pair, data, space.first_config(), f"spaces/{space.name}.py: first config", base)
@@ -151,8 +148,8 @@ def run_record(r: RecordOptions) -> Path:
     meta = {"space": space.name, "name": name, "metric": space.metric, "mode": space.mode,
             "max_epochs": max_epochs, "seeds": seeds, "configs": r.configs, "sampler_seed": o.seed,
             "device": place.device,
-            "data_options": DataOptions(**{**options.to_json(), "fingerprint": data.fingerprint,
-                                           "description": data.describe(), "threads": place.threads}).to_json(),
+            "data_options": replace(options, fingerprint=data.fingerprint, description=data.describe(),
+                                    threads=place.threads).to_json(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "versions": versions(), "git_commit": git_commit()}
     out = write_curves(curves_dir(space.name, name, o.results_root), table,
                        {i: {"searched": configs[i], "resolved": resolved[i]} for i in range(len(configs))},

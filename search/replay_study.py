@@ -20,7 +20,6 @@ import pandas as pd
 
 from results.curves import curves_dir, kendall_by_rung, read_curves
 from results.files import write_csv, write_json
-from results.records import DataOptions
 from results.replay_report import plot_study, record, summarise, to_markdown
 from search.options import SEARCH_OPTIONS, SearchOptions, check
 from search.progress import console
@@ -80,8 +79,7 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
     space = get_space(o.space)
     o = o.with_budget(space)
     pair = space.pair
-    options = DataOptions(classes=list(o.classes) if o.classes else None, points=o.points, tokens=o.tokens,
-                          train_per_class=o.train_per_class, train_fraction=o.train_fraction)
+    options = o.data_options(pair.data_module.default_dir)
     data = load_data(pair, o.data, o.classes, test=False, seed=o.seed, **options.scaling())
     curves = read_curves(space.to_json(), r.curves, o.results_root,
                          data=replace(options, fingerprint=data.fingerprint))

@@ -18,7 +18,7 @@ from results.export import check_name, copy_checkpoint, read_confusion, results_
 from results.files import write_json
 from results.plots import plot_confusion, plot_learning_curves
 from results.provenance import git_commit, versions
-from results.records import DataOptions, best_record
+from results.records import best_record
 from results.report import study_report
 from search.collect import collect_trials
 from search.options import SEARCH_OPTIONS, SearchOptions, check, check_configs
@@ -90,9 +90,7 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
     _check_experiment_folder(experiment, o)
     study_file = storage / f"{name}.study.db"
 
-    options = DataOptions(path=str(o.data or pair.data_module.default_dir or ""),
-                          classes=list(o.classes) if o.classes else None, points=o.points, tokens=o.tokens,
-                          train_per_class=o.train_per_class, train_fraction=o.train_fraction)
+    options = o.data_options(pair.data_module.default_dir)
     data = load_data(pair, o.data, o.classes, test=False, seed=o.seed, **options.scaling())
     base = pair.load_base(o.base)
     dry_run(pair, data, space.first_config(), f"spaces/{space.name}.py: first config", base)

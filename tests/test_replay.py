@@ -124,3 +124,39 @@ def test_simulated_time_and_patience_follow_the_recorded_curves():
     serial = sum(t.epochs * (10.0 if t.config_id == 0 else 1.0) for t in log.trials)
     assert max(ends) < serial
 
+
+
+def test_the_study_measures_true_quality_regret_and_stopped_top_configs():
+    from results.replay_report import summarise
+
+    # Config 0 is the best on average (0.9, 0.8 over two seeds: 0.85), config 1 next (0.7), 2 worst (0.5).
+    curves = _synthetic([1.0, 1.0, 1.0], [[0.9, 0.9], [0.7, 0.7], [0.5, 0.5]])
+    extra = pd.DataFrame([{"config_id": 0, "seed": 1, "epoch": e, "val_macro_f1": 0.8, "epoch_time_s": 1.0,
+                           "outcome": "completed"} for e in (1, 2)])
+    curves = Curves(curves.space, curves.name, pd.concat([curves.table, extra]), curves.configs, curves.meta,
+                    curves.space_json)
+    truth = curves.true_quality()
+    assert list(truth.index) == [0, 1, 2] and truth.loc[0, "mean"] == pytest.approx(0.85)
+
+    def trial(strategy, repeat, config_id, epochs, best, outcome, ended):
+        return {"strategy": strategy, "repeat": repeat, "trial_id": f"t{ended}", "config_id": config_id, "seed": 0,
+                "distance": 0.0, "epochs": epochs, "best": best, "outcome": outcome, "ended_at": ended}
+
+    rows = [trial("random", r, 2, 2, 0.5, "completed", 1) for r in (0, 1)] + \
+           [trial("random", r, 0, 2, 0.9, "completed", 2) for r in (0, 1)] + \
+           [trial("asha", r, 1, 2, 0.7, "completed", 1) for r in (0, 1)] + \
+           [trial("asha", r, 0, 1, 0.6, "stopped early", 2) for r in (0, 1)]
+    study = summarise(pd.DataFrame(rows), curves, "random")
+    table = study.table.set_index("strategy")
+    # Random search picks config 0 after 4 epochs: true quality 0.85, no regret; its target is 0.85.
+    assert table.loc["random", "final_quality_median"] == pytest.approx(0.85)
+    assert table.loc["random", "regret_median"] == pytest.approx(0.0)
+    assert table.loc["random", "share_of_baseline_epochs_to_reach_its_quality"] == pytest.approx(1.0)
+    # ASHA stopped the best config's trial: its pick is config 1 (0.7), regret 0.15, never reaching 0.85.
+    assert table.loc["asha", "final_quality_median"] == pytest.approx(0.7)
+    assert table.loc["asha", "regret_median"] == pytest.approx(0.15)
+    assert table.loc["asha", "share_of_baseline_epochs_to_reach_its_quality"] == float("inf")
+    # Three configs: all are top-3; ASHA stopped 2 of its 4 trials, random none.
+    assert table.loc["asha", "top3_stopped_share"] == pytest.approx(0.5)
+    assert table.loc["random", "top3_stopped_share"] == 0.0
+    assert table.loc["asha", "epochs_median"] == 3 and table.loc["random", "epochs_median"] == 4
