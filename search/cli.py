@@ -198,7 +198,8 @@ def cmd_spaces(args: argparse.Namespace) -> None:
             print(f"{name}: BROKEN: {exc}")
             continue
         print(f"{name}: {space.description} (model {space.model}, data {space.data}; {space.metric} {space.mode}; "
-              f"{space.max_epochs} epochs, ASHA grace {space.grace_period})")
+              f"{space.max_epochs} epochs, ASHA grace {space.grace_period} rf {space.reduction_factor}"
+              + (f", TPE start-up {space.startup_trials}" if space.startup_trials else "") + ")")
         for key, domain in space.params.items():
             print(f"    {key:<16} {describe_domain(domain)}")
         for key, value in space.fixed.items():

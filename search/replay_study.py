@@ -51,11 +51,12 @@ def panel(space: Space, trials: int, concurrency: int, patience: int | None, max
     """The strategies a study replays (see the module docstring)."""
     grace = min(space.grace_period, max(1, max_epochs // space.reduction_factor))
     base = Strategy(name="", trials=trials, concurrency=concurrency, patience=patience, grace=grace,
-                    reduction=space.reduction_factor)
+                    reduction=space.reduction_factor, startup=space.startup_trials)
     out = [replace(base, name=BASELINE, sampler="random", scheduler="fifo"),
            replace(base, name="TPE (FIFO)", scheduler="fifo"),
            replace(base, name="random + ASHA", sampler="random"),
-           replace(base, name=f"TPE + ASHA (default: grace {grace}, rf {space.reduction_factor})")]
+           replace(base, name=f"TPE + ASHA (default: grace {grace}, rf {space.reduction_factor}"
+                              + (f", {space.startup_trials} start-up" if space.startup_trials else "") + ")")]
     if optuna:
         out += [replace(base, name="Optuna TPE + HyperbandPruner", runner="optuna", pruner="hyperband",
                         grace=1, reduction=3),
@@ -64,7 +65,7 @@ def panel(space: Space, trials: int, concurrency: int, patience: int | None, max
     if sweep:
         graces = sorted({1, max(1, max_epochs // 9), max(1, max_epochs // 6), max(1, max_epochs // 3), grace})
         for g, rf, startup in itertools.product(graces, (2, 3, 4), (4, 10)):
-            if g * rf <= max_epochs and (g, rf, startup) != (grace, space.reduction_factor, None):
+            if g * rf <= max_epochs and (g, rf, startup) != (grace, space.reduction_factor, space.startup_trials):
                 out.append(replace(base, name=f"TPE + ASHA g{g} rf{rf} startup {startup}", grace=g, reduction=rf,
                                    startup=startup))
     return out

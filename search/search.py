@@ -84,6 +84,7 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
     max_epochs = o.max_epochs or space.max_epochs
     # ASHA's first rung must leave room for later rungs when the budget is cut down.
     grace = min(space.grace_period, max(1, max_epochs // space.reduction_factor))
+    startup = space.startup_trials if space.startup_trials is not None else startup_trials(o.trials)
     name = o.name or f"{space.name}-{o.sampler}-{o.scheduler}-s{o.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     storage = o.storage.resolve()
     experiment = storage / name
@@ -128,7 +129,7 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
         console.print(f"budget: {o.trials} trials x up to {max_epochs} epochs "
                       f"({'--max-epochs or the budget' if o.max_epochs else 'the space'}), "
                       f"{describe_patience(space, o, patience)}; sampler {o.sampler}"
-                      + (f" ({startup_trials(o.trials)} random start-up trials, then TPE)" if o.sampler == "tpe" else "")
+                      + (f" ({startup} random start-up trials, then TPE)" if o.sampler == "tpe" else "")
                       + f", scheduler {o.scheduler}" + (f" (grace {grace}, reduction {space.reduction_factor})"
                                                         if o.scheduler == "asha" else "") + f", seed {o.seed}",
                       soft_wrap=True)
@@ -146,7 +147,7 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
             metric=search_metric, mode=space.mode, num_samples=o.trials, reuse_actors=True,
             search_alg=make_searcher(o.sampler, o.seed, o.trials, place.concurrency, search_metric, space.mode,
                                      [*o.start, *(space.start if o.space_start else [])], space.params,
-                                     study=(name, study_file)),
+                                     study=(name, study_file), startup=startup),
             scheduler=make_scheduler(o.scheduler, max_epochs, grace, space.reduction_factor,
                                      state=storage / f"{name}.asha.pkl"))
         fit(trial_fn, {"data": data, "settings": settings, **({"base": base} if base is not None else {})}, place,

@@ -56,6 +56,8 @@ class Space:
     evaluated first; the first is also what ``spectune train --space`` trains. ``metric`` and
     ``mode`` say what is optimised. ``grace_period`` is ASHA's first rung: put it after warm-up
     plus the first cosine cycle, or trials are judged while their learning rate is still climbing.
+    ``startup_trials`` is how many random trials TPE runs before it models the space (``None``:
+    ``min(10, trials // 3)``, at least 2). Choose these three from a replay (``spectune replay``).
     ``cpu`` and ``gpu`` are the budgets ``make search`` uses on each kind of machine.
     ``gpus_per_trial`` is the share of a GPU one trial needs (``None``: a quarter, so four small
     trials share a GPU; a transformer may ask for 1.0); ``--gpus-per-trial`` overrides it.
@@ -72,6 +74,7 @@ class Space:
     max_epochs: int = 60
     grace_period: int = 15
     reduction_factor: int = 3
+    startup_trials: int | None = None
     cpu: Budget = Budget(trials=18)
     gpu: Budget = Budget(trials=64)
     gpus_per_trial: float | None = None
@@ -97,7 +100,7 @@ class Space:
                 "params": {k: d.to_json() for k, d in self.params.items()}, "fixed": self.fixed,
                 "start": self.start, "metric": self.metric, "mode": self.mode, "max_epochs": self.max_epochs,
                 "grace_period": self.grace_period, "reduction_factor": self.reduction_factor,
-                "gpus_per_trial": self.gpus_per_trial}
+                "startup_trials": self.startup_trials, "gpus_per_trial": self.gpus_per_trial}
 
 
 def describe_domain(domain: Any) -> str:
@@ -161,6 +164,10 @@ def validate_space(space: Space, module: str) -> None:
         value, low = getattr(space, key), 2 if key == "reduction_factor" else 1
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise SpaceError(f"{where}: {key}: must be an int >= {low}; got {value!r}.")
+    if space.startup_trials is not None and not (isinstance(space.startup_trials, int)
+                                                 and not isinstance(space.startup_trials, bool)
+                                                 and space.startup_trials >= 1):
+        raise SpaceError(f"{where}: startup_trials: must be an int >= 1 or None; got {space.startup_trials!r}.")
     if space.gpus_per_trial is not None and not (isinstance(space.gpus_per_trial, (int, float))
                                                  and 0 < space.gpus_per_trial <= 8):
         raise SpaceError(f"{where}: gpus_per_trial: must be a number in (0, 8] or None; got {space.gpus_per_trial!r}.")

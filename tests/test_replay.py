@@ -44,7 +44,8 @@ def test_a_replay_makes_the_live_searchs_decisions_and_pick(ray_session, tmp_pat
                     space_json=space.to_json())
     grace = min(space.grace_period, 9 // space.reduction_factor)
     log = replay(curves, space.params, list(space.start),
-                 Strategy("live", trials=8, grace=grace, reduction=space.reduction_factor, patience=2), seed=0)
+                 Strategy("live", trials=8, grace=grace, reduction=space.reduction_factor,
+                          startup=space.startup_trials, patience=2), seed=0)
 
     assert [t.config_id for t in log.trials] == list(range(8)) and max(t.distance for t in log.trials) == 0.0
     live = {i: (int(r["epochs"]), r["outcome"]) for i, r in frame.iterrows()}
