@@ -1,5 +1,5 @@
 """The wheel a normal install gets: built from the sources, installed into a fresh environment outside
-the checkout, and run from another folder (spectune spaces, a one-epoch spectune train).
+the checkout, and run from another folder (spectune spaces, a one-epoch spectune train, a two-trial search).
 
 The fresh environment reuses the dependencies already installed for the tests instead of downloading
 them again: a ``.pth`` file in its site-packages names the test interpreter's site-packages as a plain
@@ -150,3 +150,9 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     summary = json.loads(out.read_text())
     assert summary["space"] == "wine_mlp" and summary["epochs_run"] == 1
     assert 0.0 <= summary["val_macro_f1"] <= 1.0
+
+    # And a search (Ray, Optuna and MLflow from the fresh environment), from the user's folder.
+    _run([spectune, "search", "--space", "wine_mlp", "--trials", "2", "--max-epochs", "2", "--concurrency", "1",
+          "--name", "wheel", "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}"], cwd=work, env=env, timeout=600)
+    best = json.loads((work / "results" / "wine_mlp" / "wheel" / "best.json").read_text())
+    assert best["space"] == "wine_mlp" and best["trials"] == 2 and 0.0 <= best["best_value"] <= 1.0
