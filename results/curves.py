@@ -52,11 +52,11 @@ class Curves:
     def max_epochs(self) -> int:
         return int(self.meta["max_epochs"])
 
-    def runs(self) -> dict[tuple[int, int], pd.DataFrame]:
-        """(config id, seed) -> that run's rows in epoch order (failed runs left out)."""
-        ok = self.table[self.table["outcome"] != "failed"]
+    def runs(self, failed: bool = False) -> dict[tuple[int, int], pd.DataFrame]:
+        """(config id, seed) -> that run's rows in epoch order; failed runs only when ``failed``."""
+        rows = self.table if failed else self.table[self.table["outcome"] != "failed"]
         return {(int(c), int(s)): part.sort_values("epoch").reset_index(drop=True)
-                for (c, s), part in ok.groupby(["config_id", "seed"])}
+                for (c, s), part in rows.groupby(["config_id", "seed"])}
 
     def true_quality(self) -> pd.DataFrame:
         """Per config: the mean (and standard deviation) over its recorded seeds of the best value each
@@ -105,7 +105,15 @@ def read_curves(space_json: dict[str, Any], name: str, root: Path = Path("result
                           "options or record again.")
     table = pd.read_csv(folder / TABLE)
     configs = {int(k): v for k, v in read_json(folder / "configs.json", "curves configs.json").items()}
-    return Curves(space=space, name=name, table=table, configs=configs, meta=meta, space_json=saved)
+    curves = Curves(space=space, name=name, table=table, configs=configs, meta=meta, space_json=saved)
+    expected = list(range(1, curves.max_epochs + 1))
+    short = [key for key, run in curves.runs().items() if run["epoch"].tolist() != expected]
+    if short:
+        raise OptionError(f"curves {folder}: {len(short)} run(s) do not hold epochs 1..{curves.max_epochs} once each "
+                          f"(config, seed: {short[:3]}); record them again.")
+    if set(configs) != set(table["config_id"]):
+        raise OptionError(f"curves {folder}: configs.json and {TABLE} name different configs; record them again.")
+    return curves
 
 
 def _scaling(options: DataOptions) -> str:

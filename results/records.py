@@ -52,7 +52,11 @@ class DataOptions:
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> "DataOptions":
         """The data options of a ``best.json`` or checkpoint ``config.json`` (empty when it has none)."""
-        found = record.get(DATA_KEY) or {}
+        # Records written before data options had one schema: best.json held them under "data", a
+        # checkpoint's config.json its fingerprint at the top.
+        legacy = record.get("data") if isinstance(record.get("data"), dict) else {}
+        found = record.get(DATA_KEY) or {**legacy, **({"fingerprint": record["data_fingerprint"]}
+                                                      if record.get("data_fingerprint") else {})}
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in found.items() if k in known})
 
@@ -81,7 +85,7 @@ def best_record(top: dict[str, Any], trial: Any, *, trials: int, space: str, nam
 
 
 # What a search's pick is, as confirm keeps it beside the confirmed winner.
-PICK_KEYS = ("trial_id", "config", "searched", "best_value", "best_epoch", "checkpoint")
+PICK_KEYS = ("trial_id", "config", "searched", "best_value", "best_val_macro_f1", "best_epoch", "checkpoint")
 
 
 def search_pick(best: dict[str, Any]) -> dict[str, Any]:

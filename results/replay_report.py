@@ -91,7 +91,7 @@ def summarise(trials: pd.DataFrame, curves: Curves, baseline: str) -> ReplayStud
                                       if part["top3_trials"].sum() else math.nan),
                "served_distance_mean": float(part["mean_distance"].mean())}
         for fraction in BUDGET_FRACTIONS:
-            row[f"quality_at_{fraction:g}x"] = float(np.median([
+            row[f"quality_at_{fraction:g}x"] = float(np.nanmedian([
                 _at(trajectories[(trajectories["strategy"] == strategy) & (trajectories["repeat"] == r)],
                     fraction * base_epochs) for r in part["repeat"]]))
         rows.append(row)

@@ -21,10 +21,13 @@ import optuna
 import pandas as pd
 
 from results.curves import curves_dir, write_curves
+from results.export import check_name
+from results.files import read_json, write_json
 from results.provenance import git_commit, versions
 from search.collect import collect_trials
 from search.options import SEARCH_OPTIONS, SearchOptions, check
 from search.progress import ProgressPrinter, console
+from search.search import SearchInterrupted
 from search.resources import gpu_share, plan_placement
 from search.searcher import DefineByRun
 from search.session import ray_session
@@ -94,7 +97,7 @@ def run_record(r: RecordOptions) -> Path:
     o = o.with_budget(space)
     pair = space.pair
     max_epochs = o.max_epochs or space.max_epochs
-    name = o.name or f"{space.name}-c{r.configs}x{r.seeds}-e{max_epochs}"
+    name = check_name(o.name) if o.name else f"{space.name}-c{r.configs}x{r.seeds}-e{max_epochs}"
     storage = o.storage.resolve()
     run_name = f"{space.name}-record-{name}"
     if o.resume and not (storage / run_name).exists():
@@ -106,6 +109,18 @@ def run_record(r: RecordOptions) -> Path:
     data = load_data(pair, o.data, o.classes, test=False, seed=o.seed, **options.scaling())
     base = pair.load_base(o.base)
     dry_run(pair, data, space.first_config(), f"spaces/{space.name}.py: first config", base)
+    # A resumed recording must draw and train what the first run did.
+    plan = {"configs": r.configs, "seeds": r.seeds, "max_epochs": max_epochs, "sampler_seed": o.seed,
+            "data_options": options.to_json()}
+    plan_file = storage / f"{run_name}.record.json"
+    if o.resume and plan_file.exists():
+        first = read_json(plan_file, "the recording's plan")
+        changed = sorted(k for k in plan if first.get(k) != plan[k])
+        if changed:
+            raise OptionError(f"--resume: recording {name} was started with other {', '.join(changed)} "
+                              f"({', '.join(f'{k}={first.get(k)}' for k in changed)}); resume it with those.")
+    else:
+        write_json(plan_file, plan)
     configs = draw_configs(space, r.configs, o.seed)
     candidates = {str(i): c for i, c in enumerate(configs)}
     seeds = [SEED_OFFSET + i for i in range(r.seeds)]
@@ -140,7 +155,7 @@ def run_record(r: RecordOptions) -> Path:
     frame, _, histories = collect_trials(storage / run_name, ["candidate", "seed"], space.metric, space.mode)
     unfinished = int((~frame["status"].isin(["TERMINATED", "ERROR"])).sum()) + r.configs * r.seeds - len(frame)
     if unfinished:
-        raise OptionError(f"recording {name} was interrupted with {unfinished} runs unfinished; continue it with "
+        raise SearchInterrupted(f"recording {name} was interrupted with {unfinished} runs unfinished; continue it with "
                           f"spectune record --space {space.name} --name {name} --resume.")
     frame = frame.assign(config_id=frame["candidate"].astype(int), seed=frame["seed"].astype(int))
     table = curves_table(frame, histories)

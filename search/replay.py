@@ -22,7 +22,7 @@ from __future__ import annotations
 import heapq
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -31,12 +31,11 @@ import optuna
 from ray.tune.schedulers import TrialScheduler
 
 from results.curves import Curves
-from search.searcher import DefineByRun, make_scheduler, make_searcher, startup_trials
+from search.searcher import DefineByRun, make_sampler, make_scheduler, make_searcher
 from spaces import Categorical, FloatRange, IntRange, PowerOfTwoRange, When
 from trainables.recipe import EarlyStop
 
 RUNNERS = ("tune", "optuna")
-PRUNERS = ("hyperband", "median", "none")
 
 
 @dataclass(frozen=True)
@@ -57,6 +56,10 @@ class Strategy:
     patience: int | None = None
     space_start: bool = True
 
+    def __post_init__(self) -> None:
+        if self.runner not in RUNNERS:
+            raise AssertionError(f"runner {self.runner!r} is not one of {RUNNERS}")
+
     def describe(self) -> str:
         stop = (f"{self.scheduler}" + (f" grace {self.grace} rf {self.reduction}" if self.scheduler == "asha" else "")
                 if self.runner == "tune" else f"optuna {self.pruner} pruner")
@@ -72,8 +75,7 @@ class ReplayedTrial:
     distance: float
     epochs: int = 0
     best: float = math.nan
-    outcome: str = "running"   # completed (budget or patience) / stopped early (by the scheduler)
-    decisions: list[str] = field(default_factory=list)
+    outcome: str = "running"   # completed (budget or patience) / stopped early (by the scheduler) / failed
     ended_at: float = math.nan
 
 
@@ -100,6 +102,8 @@ class Served:
         self.params = params
         self.ids = sorted(curves.configs)
         self.points = np.array([self._coords(curves.configs[i]["searched"]) for i in self.ids])
+        self.categorical = np.array([isinstance(d.domain if isinstance(d, When) else d, Categorical)
+                                     for d in params.values()])
 
     def _coords(self, config: dict[str, Any]) -> list[float]:
         out = []
@@ -111,7 +115,7 @@ class Served:
             elif isinstance(inner, Categorical):
                 out.append(float(inner.values.index(value)) if value in inner.values else -1.0)
             elif isinstance(inner, PowerOfTwoRange):
-                out.append(math.log2(value) / max(1.0, math.log2(inner.high)))
+                out.append((math.log2(value) - math.log2(inner.low)) / (math.log2(inner.high) - math.log2(inner.low)))
             elif isinstance(inner, (FloatRange, IntRange)):
                 low, high, v = inner.low, inner.high, value
                 if inner.log:
@@ -122,11 +126,10 @@ class Served:
     def nearest(self, config: dict[str, Any]) -> tuple[int, float]:
         """The recorded config id nearest ``config`` and the distance (RMS over keys, 0 to 1 per key)."""
         here = np.array(self._coords(config))
-        categorical = np.array([isinstance(d.domain if isinstance(d, When) else d, Categorical) or
-                                isinstance(d, When) for d in self.params.values()])
         diff = np.abs(self.points - here)
-        # A categorical key (or a conditional one) differs by a whole width or not at all.
-        diff[:, categorical] = (diff[:, categorical] > 0).astype(float)
+        # A different choice, or a key active on one side only, is a whole width apart.
+        whole = (self.categorical | (self.points < 0) | (here < 0)) & (diff > 0)
+        diff = np.where(whole, 1.0, np.minimum(diff, 1.0))
         dist = np.sqrt((diff ** 2).mean(axis=1))
         best = int(np.argmin(dist))
         return self.ids[best], float(dist[best])
@@ -137,7 +140,7 @@ def replay(curves: Curves, params: dict[str, Any], start: list[dict[str, Any]], 
     """One replayed search of ``strategy`` with seed ``seed`` (the sampler's and the seed draws')."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     served = Served(curves, params)
-    runs = curves.runs()
+    runs = curves.runs(failed=True)
     seeds = {c: sorted(s for (cc, s) in runs if cc == c) for c in curves.configs}
     rng = np.random.default_rng(seed)
     sign = 1.0 if curves.mode == "max" else -1.0
@@ -158,9 +161,14 @@ def replay(curves: Curves, params: dict[str, Any], start: list[dict[str, Any]], 
             recipe = curves.configs[config_id]["resolved"]
             stop = EarlyStop(patience=strategy.patience, warmup_epochs=int(recipe.get("warmup_epochs", 0)), sign=sign)
             trials.append(record)
-            state[trial_id] = (record, runs[(config_id, run_seed)], stop)
-            heapq.heappush(clock, (now + float(runs[(config_id, run_seed)]["epoch_time_s"].iloc[0]), len(trials),
-                                   trial_id))
+            run = runs[(config_id, run_seed)]
+            if (run["outcome"] == "failed").any():
+                # A run that failed when it was recorded (a diverging loss, say) fails here too, at once.
+                record.outcome, record.ended_at = "failed", now
+                driver.fail(trial_id)
+                continue
+            state[trial_id] = (record, run, stop)
+            heapq.heappush(clock, (now + float(run["epoch_time_s"].iloc[0]), len(trials), trial_id))
 
     launch(0.0)
     while clock:
@@ -171,7 +179,6 @@ def replay(curves: Curves, params: dict[str, Any], start: list[dict[str, Any]], 
         stop.update(record.epochs, float(row[curves.metric]))
         finished = stop.stopped or record.epochs == curves.max_epochs
         decision = driver.tell_epoch(trial_id, record.epochs, float(row[curves.metric]), stop.best, finished)
-        record.decisions.append(decision)
         record.best = stop.best
         if decision == TrialScheduler.STOP or finished:
             record.outcome = "completed" if finished else "stopped early"
@@ -186,29 +193,37 @@ def replay(curves: Curves, params: dict[str, Any], start: list[dict[str, Any]], 
     return ReplayLog(strategy, seed, trials)
 
 
-def confirm_pick(log: ReplayLog, curves: Curves, top: int, seeds: int, rng: np.random.Generator) -> ReplayedTrial:
+def confirm_pick(log: ReplayLog, curves: Curves, top: int, seeds: int, patience: int | None,
+                 rng: np.random.Generator) -> ReplayedTrial:
     """``spectune confirm`` on a replayed search: the ``top`` configs it ranked best, each run again with
-    ``seeds`` recorded seeds (drawn without replacement) for the full budget, the best mean wins.
-    Returned as one more trial that spends those epochs and holds the winner (its ``best`` beats every
-    observed value, so it becomes the pick)."""
+    ``seeds`` recorded seeds (drawn without replacement, leaving out the seed the search's own trial
+    read while enough others remain), with the search's patience; the best mean wins. Returned as
+    one more trial that spends those epochs and holds the winner (its ``best`` beats every observed
+    value, so it becomes the pick)."""
     sign = 1.0 if curves.mode == "max" else -1.0
-    ranked, seen = [], set()
-    for t in sorted(log.trials, key=lambda t: -sign * t.best if not math.isnan(t.best) else math.inf):
-        if t.config_id not in seen and not math.isnan(t.best):
-            ranked.append(t.config_id)
-            seen.add(t.config_id)
+    ranked: dict[int, int] = {}   # config id -> the seed its best trial read
+    for t in sorted((t for t in log.trials if not math.isnan(t.best)), key=lambda t: -sign * t.best):
+        ranked.setdefault(t.config_id, t.seed)
     runs = curves.runs()
     means, spent = {}, 0
-    for config_id in ranked[:top]:
+    for config_id, seen in list(ranked.items())[:top]:
         recorded = sorted(s for (c, s) in runs if c == config_id)
-        drawn = rng.choice(recorded, size=min(seeds, len(recorded)), replace=False)
-        values = [float(runs[(config_id, int(s))][curves.metric].agg(curves.mode)) for s in drawn]
+        fresh = [s for s in recorded if s != seen]
+        pool = fresh if len(fresh) >= seeds else recorded
+        warmup = int(curves.configs[config_id]["resolved"].get("warmup_epochs", 0))
+        values = []
+        for seed in rng.choice(pool, size=min(seeds, len(pool)), replace=False):
+            stop = EarlyStop(patience=patience, warmup_epochs=warmup, sign=sign)
+            for epoch, value in enumerate(runs[(config_id, int(seed))][curves.metric], start=1):
+                stop.update(epoch, float(value))
+                spent += 1
+                if stop.stopped:
+                    break
+            values.append(stop.best)
         means[config_id] = float(np.mean(values))
-        spent += len(drawn) * curves.max_epochs
     winner = (max if curves.mode == "max" else min)(means, key=means.get)
-    last = max(t.ended_at for t in log.trials)
     return ReplayedTrial("confirmation", winner, -1, 0.0, epochs=spent, best=sign * math.inf,
-                         outcome="confirmation", ended_at=last + 1.0)
+                         outcome="confirmation", ended_at=max(t.ended_at for t in log.trials) + 1.0)
 
 
 class _TuneDriver:
@@ -246,17 +261,18 @@ class _TuneDriver:
         return decision
 
 
+    def fail(self, trial_id: str) -> None:
+        """As Tune does for a trial that raised: the scheduler forgets it, the searcher records an error."""
+        self.scheduler.on_trial_error(None, self.trials[trial_id])
+        self.searcher.on_trial_complete(trial_id, error=True)
+
+
 class _OptunaDriver:
     """Optuna alone, as a user without Ray would write it: ask, report every epoch, prune, tell."""
 
     def __init__(self, curves: Curves, params: dict[str, Any], start: list[dict[str, Any]], s: Strategy,
                  seed: int) -> None:
-        if s.sampler == "tpe":
-            sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True,
-                                                 n_startup_trials=s.startup if s.startup is not None
-                                                 else startup_trials(s.trials))
-        else:
-            sampler = optuna.samplers.RandomSampler(seed=seed)
+        sampler = make_sampler(s.sampler, seed, s.trials, params, s.startup)
         pruner = {"hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=s.grace,
                                                                       max_resource=curves.max_epochs,
                                                                       reduction_factor=s.reduction),
@@ -275,6 +291,9 @@ class _OptunaDriver:
         self.live[trial_id] = trial
         derived = self.space(trial) or {}
         return {**trial.params, **derived}
+
+    def fail(self, trial_id: str) -> None:
+        self.study.tell(self.live[trial_id], state=optuna.trial.TrialState.FAIL)
 
     def tell_epoch(self, trial_id: str, epoch: int, value: float, best: float, finished: bool) -> str:
         trial = self.live[trial_id]

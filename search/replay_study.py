@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from results.curves import curves_dir, kendall_by_rung, read_curves
+from results.export import check_name
 from results.files import write_csv, write_json
 from results.replay_report import plot_study, record, summarise, to_markdown
 from search.options import SEARCH_OPTIONS, SearchOptions, check
@@ -49,7 +50,7 @@ class ReplayOptions:
 def panel(space: Space, trials: int, concurrency: int, patience: int | None, max_epochs: int,
           sweep: bool, optuna: bool) -> list[Strategy]:
     """The strategies a study replays (see the module docstring)."""
-    grace = min(space.grace_period, max(1, max_epochs // space.reduction_factor))
+    grace = space.grace_for(max_epochs)
     base = Strategy(name="", trials=trials, concurrency=concurrency, patience=patience, grace=grace,
                     reduction=space.reduction_factor, startup=space.startup_trials)
     out = [replace(base, name=BASELINE, sampler="random", scheduler="fifo"),
@@ -78,6 +79,9 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
     if r.repeats < 2:
         raise OptionError(f"--repeats must be >= 2 to give a spread; got {r.repeats}.")
     space = get_space(o.space)
+    check_name(r.curves)
+    if o.no_patience and o.patience is not None:
+        raise OptionError(f"--no-patience and --patience {o.patience} contradict each other; pass one of them.")
     o = o.with_budget(space)
     pair = space.pair
     options = o.data_options(pair.data_module.default_dir)
@@ -106,16 +110,21 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
         console.print(f"  {strategy.name}: {strategy.describe()}; {(time.perf_counter() - t0) / r.repeats:.2f} s "
                       "per replayed search", soft_wrap=True)
     # Confirmation at equal epochs: a shorter search of the default strategy, then its top configs over
-    # recorded seeds, so that search + confirmation spend what the default search alone spends.
+    # recorded seeds, so that search + confirmation spend about what the default search alone spends.
     per_trial = float(np.median([log.epochs / len(log.trials) for log in logs[default.name]]))
-    extra = r.confirm_top * r.confirm_seeds * max_epochs
-    shorter = max(r.confirm_top + 1, o.trials - round(extra / per_trial))
+    # A confirmation run ends only at its patience or budget, as a FIFO trial does.
+    extra = r.confirm_top * r.confirm_seeds * float(np.median([log.epochs / len(log.trials)
+                                                               for log in logs["TPE (FIFO)"]]))
+    wanted = o.trials - round(extra / per_trial)
+    shorter = max(r.confirm_top + 1, wanted)
+    label = "equal epochs" if shorter == wanted else f"more epochs: {r.confirm_top + 1} trials at the least"
     confirmed = replace(default, name=f"default, {shorter} trials + confirm top {r.confirm_top} x "
-                                      f"{r.confirm_seeds} seeds (equal epochs)", trials=shorter)
+                                      f"{r.confirm_seeds} seeds ({label})", trials=shorter)
     logs[confirmed.name] = []
     for repeat in range(r.repeats):
         log = replay(curves, space.params, list(space.start), confirmed, seed=repeat)
-        log.trials.append(confirm_pick(log, curves, r.confirm_top, r.confirm_seeds, np.random.default_rng(repeat)))
+        log.trials.append(confirm_pick(log, curves, r.confirm_top, r.confirm_seeds, patience,
+                                       np.random.default_rng([repeat, 1])))
         logs[confirmed.name].append(log)
     for name, runs in logs.items():
         rows += [{"strategy": name, "repeat": repeat, "trial_id": t.trial_id, "config_id": t.config_id,

@@ -82,8 +82,7 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
     o = o.with_budget(space)
     pair = space.pair
     max_epochs = o.max_epochs or space.max_epochs
-    # ASHA's first rung must leave room for later rungs when the budget is cut down.
-    grace = min(space.grace_period, max(1, max_epochs // space.reduction_factor))
+    grace = space.grace_for(max_epochs)
     startup = space.startup_trials if space.startup_trials is not None else startup_trials(o.trials)
     name = o.name or f"{space.name}-{o.sampler}-{o.scheduler}-s{o.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     storage = o.storage.resolve()

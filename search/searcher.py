@@ -89,26 +89,30 @@ def fail_lost_trials(study_file: Path, name: str) -> list[int]:
     return lost
 
 
+def make_sampler(sampler: str, seed: int, trials: int, params: dict[str, Any],
+                 startup: int | None = None) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler of a search, seeded: multivariate TPE (with ``group`` for conditional
+    spaces, which models each set of keys that appear together) after ``startup`` random trials
+    (default :func:`startup_trials`), or random search."""
+    if sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if sampler != "tpe":
+        raise AssertionError(f"sampler {sampler!r} is not one of {SAMPLERS}; search.options checks it first")
+    with warnings.catch_warnings():
+        # group (TPE over the sets of keys that appear together) is marked experimental in Optuna.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True,
+                                          group=any(isinstance(d, When) for d in params.values()),
+                                          n_startup_trials=startup if startup is not None else startup_trials(trials))
+
+
 def make_searcher(sampler: str, seed: int, trials: int, concurrency: int, metric: str, mode: str,
                   start: list[dict[str, Any]], params: dict[str, Any], study: tuple[str, Path] | None = None,
                   startup: int | None = None) -> Searcher:
-    """Seeded sampler (OptunaSearch ignores its own seed when given a sampler), starting points
-    first, at most ``concurrency`` trials in flight. Conditional spaces sample with TPE's
-    ``group`` option, which models each set of keys that appear together. ``study`` (name, SQLite
-    file) keeps the Optuna study on disk, one study per search, for the report. ``startup``: TPE's
-    random start-up trials (default :func:`startup_trials`)."""
-    if sampler == "tpe":
-        conditional = any(isinstance(d, When) for d in params.values())
-        with warnings.catch_warnings():
-            # group (TPE over the sets of keys that appear together) is marked experimental in Optuna.
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            ot_sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=conditional,
-                                                    n_startup_trials=startup if startup is not None
-                                                    else startup_trials(trials))
-    elif sampler == "random":
-        ot_sampler = optuna.samplers.RandomSampler(seed=seed)
-    else:
-        raise AssertionError(f"sampler {sampler!r} is not one of {SAMPLERS}; search.options checks it first")
+    """:func:`make_sampler`'s sampler inside Ray's OptunaSearch (which ignores its own seed when given a
+    sampler), starting points first, at most ``concurrency`` trials in flight. ``study`` (name,
+    SQLite file) keeps the Optuna study on disk, one study per search, for the report."""
+    ot_sampler = make_sampler(sampler, seed, trials, params, startup)
     space = DefineByRun(params)
     storage = None
     if study is not None:

@@ -195,7 +195,13 @@ def when(key: str, values: Sequence[Any], domain: Domain) -> When:
 
 def domain_from_json(obj: dict[str, Any]) -> Domain | When:
     """The domain that :meth:`to_json` wrote (``space.json`` of a search), checked like a new one."""
-    obj = dict(obj)
+    try:
+        return _from_json(dict(obj))
+    except (KeyError, TypeError) as exc:
+        raise DomainError(f"a saved domain lacks {exc}: {obj!r}; was the space.json edited by hand?") from None
+
+
+def _from_json(obj: dict[str, Any]) -> Domain | When:
     condition = obj.pop("when", None)
     kind = obj.get("type")
     if kind == "float":

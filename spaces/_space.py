@@ -90,6 +90,11 @@ class Space:
         so a trial is not judged on a cosine restart's dip."""
         return f"best_{self.metric}"
 
+    def grace_for(self, max_epochs: int) -> int:
+        """ASHA's first rung for an epoch budget: the space's grace period, lowered when a cut-down
+        budget would leave no room for later rungs."""
+        return min(self.grace_period, max(1, max_epochs // self.reduction_factor))
+
     def first_config(self) -> dict[str, Any]:
         """The space's fixed values and its first starting point: what ``train --space`` starts from."""
         return {**self.fixed, **(self.start[0] if self.start else {})}
