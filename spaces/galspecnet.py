@@ -21,8 +21,17 @@ SPACE = Space(
     max_epochs=60,
     # The notebook warms up for 10 epochs and restarts every 5: judge after both.
     grace_period=15,
-    reduction_factor=3,
-    # 2 CPU cores: about 20 minutes (20 min 21 s on 2026-11-23; GalSpecNet takes ~77 s per full-size epoch there).
+    # Chosen by replay on the CPU budget (docs/replay.md: spectune replay --space galspecnet --curves
+    # cpu-c16x2 --budget cpu [--sweep], 20 repeats, 2026-11-29). Before: reduction 3 (grace 6 on the
+    # 20-epoch CPU budget), 6 start-up trials: 33 % of the trials of a top-3 config stopped, pick
+    # 0.8255 (IQR 0.8054-0.8282), 266 median epochs. Now: reduction 2 (grace 10 there), 4 start-up
+    # trials: none stopped, 0.8255 (0.8054-0.8282), 308 epochs; random search 0.8141 for 324. Seed
+    # noise 0.020: the picks are not told apart, the stopped good trials are. The GPU budget (60
+    # epochs, grace 15) was not replayed.
+    reduction_factor=2,
+    startup_trials=4,
+    # 2 CPU cores: about 20 minutes (20 min 21 s on 2026-11-23 with reduction 3; the replay predicts 16 % more
+    # epochs with reduction 2). GalSpecNet takes ~77 s per full-size epoch there.
     cpu=Budget(trials=18, max_epochs=20, points=1024, train_per_class=280),
     gpu=Budget(trials=64),
 )
