@@ -42,7 +42,7 @@ def test_a_replay_makes_the_live_searchs_decisions_and_pick(ray_session, tmp_pat
     curves = Curves(space="wine_mlp", name="live", table=curves_table(frame, histories), configs=configs,
                     meta={"metric": "val_macro_f1", "mode": "max", "max_epochs": 9, "seeds": [0]},
                     space_json=space.to_json())
-    grace = min(space.grace_period, 9 // space.reduction_factor)
+    grace = space.grace_for(9)
     log = replay(curves, space.params, list(space.start),
                  Strategy("live", trials=8, grace=grace, reduction=space.reduction_factor,
                           startup=space.startup_trials, patience=2), seed=0)
