@@ -11,6 +11,7 @@ versions). A replay refuses curves of another space, ranges, data or scaling in 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +53,17 @@ class Curves:
     def max_epochs(self) -> int:
         return int(self.meta["max_epochs"])
 
+    @cached_property
+    def _grouped(self) -> tuple[dict[tuple[int, int], pd.DataFrame], frozenset[tuple[int, int]]]:
+        # Grouped once: every replayed search of a study reads the same runs.
+        runs = {(int(c), int(s)): part.sort_values("epoch").reset_index(drop=True)
+                for (c, s), part in self.table.groupby(["config_id", "seed"])}
+        return runs, frozenset(k for k, run in runs.items() if (run["outcome"] == "failed").any())
+
     def runs(self, failed: bool = False) -> dict[tuple[int, int], pd.DataFrame]:
         """(config id, seed) -> that run's rows in epoch order; failed runs only when ``failed``."""
-        rows = self.table if failed else self.table[self.table["outcome"] != "failed"]
-        return {(int(c), int(s)): part.sort_values("epoch").reset_index(drop=True)
-                for (c, s), part in rows.groupby(["config_id", "seed"])}
+        runs, failures = self._grouped
+        return runs if failed else {k: run for k, run in runs.items() if k not in failures}
 
     def true_quality(self) -> pd.DataFrame:
         """Per config: the mean (and standard deviation) over its recorded seeds of the best value each
