@@ -278,8 +278,10 @@ class _OptunaDriver:
                                                                       reduction_factor=s.reduction),
                   "median": lambda: optuna.pruners.MedianPruner(n_warmup_steps=s.grace),
                   "none": optuna.pruners.NopPruner}[s.pruner]()
-        self.study = optuna.create_study(direction="maximize" if curves.mode == "max" else "minimize",
-                                         sampler=sampler, pruner=pruner)
+        # A fixed name: HyperbandPruner assigns brackets by a hash of the study's name, and an unnamed
+        # study gets a random one, which made replays of the same seed differ.
+        self.study = optuna.create_study(study_name=f"spectune-replay-{seed}", sampler=sampler, pruner=pruner,
+                                         direction="maximize" if curves.mode == "max" else "minimize")
         space = DefineByRun(params)
         for point in (start if s.space_start else []):
             self.study.enqueue_trial(space.encode(point))
