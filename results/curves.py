@@ -23,6 +23,9 @@ from results.records import DataOptions
 from trainables.errors import OptionError
 
 TABLE = "curves.csv.gz"
+# Fixed values a recording does not depend on: runs are recorded without patience, which a replay
+# applies from today's space.
+REPLAYED_FIXED = frozenset({"patience"})
 
 
 def curves_dir(space: str, name: str, root: Path = Path("results")) -> Path:
@@ -102,9 +105,12 @@ def read_curves(space_json: dict[str, Any], name: str, root: Path = Path("result
         raise OptionError(f"curves {folder} were recorded for space {meta.get('space')!r}, not {space!r}.")
     changed = sorted(k for k in set(saved["params"]) | set(space_json["params"])
                      if saved["params"].get(k) != space_json["params"].get(k))
-    if changed or saved.get("fixed") != space_json.get("fixed"):
+    saved_fixed, fixed = saved.get("fixed") or {}, space_json.get("fixed") or {}
+    changed += sorted(f"fixed {k}" for k in (set(saved_fixed) | set(fixed)) - REPLAYED_FIXED
+                      if saved_fixed.get(k) != fixed.get(k))
+    if changed:
         raise OptionError(f"curves {folder} were recorded over other ranges of space {space!r} (changed: "
-                          f"{changed or ['fixed']}); record them again for today's space.")
+                          f"{changed}); record them again for today's space.")
     recorded = DataOptions.from_record(meta)
     if data is not None and recorded.mismatch(data.fingerprint or ""):
         raise OptionError(f"curves {folder}: {recorded.mismatch(data.fingerprint or '')} (recorded with "

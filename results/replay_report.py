@@ -34,14 +34,15 @@ class ReplayStudy:
 
 def _trajectory(trials: pd.DataFrame, quality: pd.Series, mode: str) -> pd.DataFrame:
     """After each trial ends (in simulated time): the epochs spent so far and the true quality of the
-    search's pick so far (the trial with the best value it saw)."""
-    order = trials.sort_values("ended_at")
-    better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
-    best_seen, pick, rows, spent = math.nan, None, [], 0
-    for _, t in order.iterrows():
-        spent += int(t["epochs"])
-        if not math.isnan(t["best"]) and (pick is None or better(t["best"], best_seen)):
-            best_seen, pick = t["best"], int(t["config_id"])
+    search's pick so far (the trial with the best value it saw; of tied trials the one launched
+    first, as ``ReplayLog.pick`` and a live search choose). ``trials`` are in launch order."""
+    sign = 1.0 if mode == "max" else -1.0
+    launched = trials.assign(launch=range(len(trials))).sort_values("ended_at", kind="stable")
+    key, pick, rows, spent = None, None, [], 0
+    for t in launched.itertuples():
+        spent += int(t.epochs)
+        if not math.isnan(t.best) and (key is None or (sign * t.best, -t.launch) > key):
+            key, pick = (sign * t.best, -t.launch), int(t.config_id)
         rows.append({"epochs": spent, "quality": float(quality[pick]) if pick is not None else math.nan})
     return pd.DataFrame(rows)
 

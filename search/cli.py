@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep", action="store_true",
                    help="add TPE + ASHA variants over grace, reduction factor and start-up trials")
     p.add_argument("--no-optuna", action="store_true", help="leave out the Optuna-alone peers")
+    p.add_argument("--tracking-uri", help="MLflow store for the study's run (default MLFLOW_TRACKING_URI or "
+                                          "sqlite:///mlflow.db)")
     _data_args(p, typed=False)
 
     p = sub.add_parser("ui", help="serve the MLflow UI for the search store (127.0.0.1 unless told otherwise)")

@@ -13,8 +13,8 @@ from results.export import trial_outcome
 
 def collect_trials(experiment_path: str | Path, params: list[str], metric: str = "val_macro_f1", mode: str = "max"
                    ) -> tuple[pd.DataFrame, dict[str, Any], dict[str, pd.DataFrame]]:
-    """One row per trial, sorted best first by ``best_<metric>`` (the best epoch's value); per trial
-    id, its Trial object and its epoch history."""
+    """One row per trial, sorted best first by ``best_<metric>`` (the best epoch's value; of tied trials,
+    the one that started first, as a replay picks); per trial id, its Trial object and its epoch history."""
     analysis = ExperimentAnalysis(str(experiment_path))
     frames = analysis.trial_dataframes
     best_col = f"best_{metric}"
@@ -44,5 +44,10 @@ def collect_trials(experiment_path: str | Path, params: list[str], metric: str =
         rows.append(row)
     frame = pd.DataFrame(rows)
     if len(frame):
-        frame = frame.sort_values(best_col, ascending=mode == "min", na_position="last").reset_index(drop=True)
+        # Macro-F1 on a small validation split ties often: a stable sort after the start order makes
+        # the pick the earliest of the tied trials instead of whichever Ray listed first.
+        if "started_at" in frame:
+            frame = frame.sort_values("started_at", kind="stable", na_position="last")
+        frame = frame.sort_values(best_col, ascending=mode == "min", na_position="last", kind="stable")
+        frame = frame.reset_index(drop=True)
     return frame, trials, frames

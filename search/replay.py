@@ -86,7 +86,8 @@ class ReplayLog:
     trials: list[ReplayedTrial]
 
     def pick(self, mode: str) -> ReplayedTrial:
-        """The search's pick: the trial with the best value at any epoch, as a live search selects."""
+        """The search's pick: the trial with the best value at any epoch, as a live search selects; of
+        tied trials, the one launched first."""
         done = [t for t in self.trials if not math.isnan(t.best)]
         return (max if mode == "max" else min)(done, key=lambda t: t.best)
 

@@ -11,6 +11,7 @@ no Ray is started: the simulator calls the searcher and scheduler objects direct
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -25,6 +26,7 @@ from results.replay_report import plot_study, record, summarise, to_markdown
 from search.options import SEARCH_OPTIONS, SearchOptions, check
 from search.progress import console
 from search.replay import Strategy, confirm_pick, replay
+from search.tracking import default_tracking_uri, log_study
 from spaces import Space, get_space
 from trainables.errors import OptionError
 from trainables.pair import load_data
@@ -147,10 +149,30 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
                              "strategies_described": {**{s.name: s.describe() for s in strategies},
                                                       confirmed.name: confirmed.describe()}})
     write_json(out / "study.json", summary)
+    tracking_uri = o.tracking_uri or default_tracking_uri()
+    run_id = log_study(tracking_uri, f"spectune-{space.name}-replay", f"{r.curves}-{tag}",
+                       params={"curves": r.curves, "repeats": r.repeats, "trials": o.trials,
+                               "concurrency": o.concurrency or 1, "patience": patience, "max_epochs": max_epochs},
+                       metrics=_metrics(study.table), role="replay",
+                       artifacts=[out / "table.md", figure, out / "study.json"])
     console.print(table, soft_wrap=True)
     console.print(f"best recorded config (true mean) {study.best_true:.4f}; seed noise of one config (median std "
                   f"over seeds) {study.seed_noise:.4f}; Kendall's tau of rung vs final value: "
                   + ", ".join(f"epoch {k} {v:.2f}" for k, v in tau.items()), soft_wrap=True)
-    console.print(f"replay study -> {out} ({figure.name}, table.md, study.json); "
-                  f"{time.perf_counter() - started:.0f} s in all")
-    return {"out": out, "study": study, "summary": summary}
+    console.print(f"replay study -> {out} ({figure.name}, table.md, study.json); MLflow run {run_id} in "
+                  f"experiment spectune-{space.name}-replay at {tracking_uri}; "
+                  f"{time.perf_counter() - started:.0f} s in all", soft_wrap=True)
+    return {"out": out, "study": study, "summary": summary, "mlflow_run_id": run_id}
+
+
+# Per strategy, the figures worth a chart in the MLflow UI (metric names allow no parentheses or commas).
+LOGGED = ("final_quality_median", "epochs_median", "share_of_baseline_epochs_to_reach_its_quality", "regret_median",
+          "top3_stopped_share")
+
+
+def _metrics(table: pd.DataFrame) -> dict[str, float]:
+    out = {}
+    for i, row in enumerate(table.to_dict("records")):
+        slug = re.sub(r"[^0-9A-Za-z]+", "_", row["strategy"]).strip("_")
+        out.update({f"{i:02d}_{slug}/{k}": row[k] for k in LOGGED if np.isfinite(row[k])})
+    return out

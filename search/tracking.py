@@ -57,6 +57,28 @@ def server_url(tracking_uri: str) -> str | None:
     return tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else None
 
 
+def _experiment_id(client: MlflowClient, tracking_uri: str, name: str) -> str:
+    """The experiment ``name``, created (with its artifacts beside an SQLite store) when missing."""
+    exp = client.get_experiment_by_name(name)
+    return exp.experiment_id if exp else client.create_experiment(
+        name, artifact_location=artifact_root(tracking_uri), tags={"mlflow.experimentKind": "custom_model_development"})
+
+
+def log_study(tracking_uri: str, experiment: str, run_name: str, params: dict[str, Any],
+              metrics: dict[str, float], artifacts: list[Path], role: str) -> str:
+    """One finished run holding a study's figures and files (a replay study, say); its id."""
+    client = MlflowClient(tracking_uri)
+    run = client.create_run(_experiment_id(client, tracking_uri, experiment), run_name=run_name,
+                            tags={TAG_ROLE: role})
+    run_id = run.info.run_id
+    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()],
+                     metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()])
+    for path in artifacts:
+        client.log_artifact(run_id, str(path))
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
 class MLflowTracker(tune.Callback):
     """Parent run per search, child run per trial: params once, metrics per epoch (``step=epoch``),
     an outcome tag (completed / stopped early / failed)."""
@@ -87,10 +109,7 @@ class MLflowTracker(tune.Callback):
     def connect(self) -> None:
         """Create (or find, on resume) the experiment and the parent run. Fails fast when the
         store is unreachable, before any trial starts."""
-        exp = self.client.get_experiment_by_name(self.experiment)
-        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
-            self.experiment, artifact_location=artifact_root(self.tracking_uri),
-            tags={"mlflow.experimentKind": "custom_model_development"})
+        self.experiment_id = _experiment_id(self.client, self.tracking_uri, self.experiment)
         found = self.client.search_runs([self.experiment_id], f"tags.`{TAG_SEARCH}` = '{self.search_id}' "
                                         f"and tags.`{TAG_ROLE}` = '{self.role}'", max_results=1)
         if found:

@@ -80,6 +80,13 @@ def test_curves_of_other_ranges_data_or_scaling_are_refused_in_one_line(tmp_path
     narrowed["params"]["lr"]["high"] = 1e-2
     with pytest.raises(OptionError, match=r"recorded over other ranges of space 'wine_mlp' \(changed: \['lr'\]\)"):
         read_curves(narrowed, "c", root)
+    # Runs are recorded without patience, so another fixed patience still replays; another schedule not.
+    patient = json.loads(json.dumps(space))
+    patient["fixed"]["patience"] = 3
+    assert read_curves(patient, "c", root).max_epochs == 2
+    patient["fixed"]["scheduler"] = "plateau"
+    with pytest.raises(OptionError, match=r"\(changed: \['fixed scheduler'\]\)"):
+        read_curves(patient, "c", root)
     with pytest.raises(OptionError, match=r"no recorded curves 'd' for space 'wine_mlp' .*; recorded: c\. Record"):
         read_curves(space, "d", root)
     meta = root / "wine_mlp" / "curves" / "c" / "meta.json"
@@ -175,3 +182,47 @@ def test_the_same_seed_replays_the_same_search_for_every_runner():
         assert [(t.config_id, t.seed, t.epochs, t.outcome) for t in first.trials] == \
                [(t.config_id, t.seed, t.epochs, t.outcome) for t in again.trials]
         assert any(t.outcome == "stopped early" for t in first.trials)
+
+
+def test_tied_trials_go_to_the_first_launched_in_the_trajectory_and_the_pick():
+    """Two trials see the same best value; the one launched first ends last (concurrency 2). The study's
+    trajectory, ``ReplayLog.pick`` and a live search (stable sort after start order) all choose it."""
+    from results.replay_report import _trajectory
+    from search.replay import ReplayedTrial, ReplayLog
+
+    first = ReplayedTrial("r00000", config_id=0, seed=0, distance=0.0, epochs=5, best=0.8, outcome="completed",
+                          ended_at=5.0)
+    second = ReplayedTrial("r00001", config_id=1, seed=0, distance=0.0, epochs=3, best=0.8, outcome="completed",
+                           ended_at=3.0)
+    log = ReplayLog(Strategy("s", trials=2, concurrency=2), seed=0, trials=[first, second])
+    frame = pd.DataFrame([vars(t) for t in log.trials])
+    path = _trajectory(frame, pd.Series({0: 0.9, 1: 0.5}), "max")
+    assert path["quality"].tolist() == [0.5, 0.9] and path["epochs"].tolist() == [3, 8]
+    assert log.pick("max").config_id == 0
+
+
+def test_a_replay_study_on_recorded_curves_writes_its_report_and_an_mlflow_run(tmp_path):
+    """The committed wine recording, replayed twice per strategy: the table, figure and JSON are written
+    and the same figures land on one finished MLflow run with the files attached."""
+    import shutil
+
+    from mlflow.tracking import MlflowClient
+
+    from search.options import SearchOptions
+    from search.replay_study import BASELINE, ReplayOptions, run_replay
+
+    recorded = Path(__file__).resolve().parents[1] / "results" / "wine_mlp" / "curves" / "cpu-c32x3"
+    shutil.copytree(recorded, tmp_path / "results" / "wine_mlp" / "curves" / "cpu-c32x3",
+                    ignore=shutil.ignore_patterns("replays"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = run_replay(ReplayOptions(SearchOptions(space="wine_mlp", trials=8, results_root=tmp_path / "results",
+                                                 tracking_uri=uri), curves="cpu-c32x3", repeats=2, optuna=False))
+    table = out["study"].table
+    assert BASELINE in set(table["strategy"]) and (table["repeats"] == 2).all()
+    assert {p.name for p in out["out"].iterdir()} == {"trials.csv.gz", "replay.png", "table.md", "study.json"}
+    run = MlflowClient(uri).get_run(out["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.data.params["repeats"] == "2"
+    baseline = table.set_index("strategy").loc[BASELINE, "final_quality_median"]
+    assert run.data.metrics["00_random_FIFO/final_quality_median"] == pytest.approx(baseline)
+    files = {a.path for a in MlflowClient(uri).list_artifacts(run.info.run_id)}
+    assert files == {"table.md", "replay.png", "study.json"}
