@@ -59,20 +59,6 @@ def plot_learning_curves(history: Sequence[dict[str, float]], path: str | Path, 
     return save_figure(fig, path)
 
 
-def plot_efficiency(curves: dict[str, list[list[tuple[int, float]]]], path: str | Path) -> Path:
-    """Best validation macro-F1 so far against cumulative epochs trained, one line per method and seed."""
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for color, (method, runs) in zip(("C0", "C1", "C2", "C3"), curves.items()):
-        for i, run in enumerate(runs):
-            epochs, best = zip(*run) if run else ((), ())
-            ax.step(epochs, best, where="post", color=color, alpha=0.8, label=method if i == 0 else None)
-    ax.set_xlabel("cumulative epochs trained")
-    ax.set_ylabel("best validation macro-F1 so far")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return save_figure(fig, path)
-
-
 def save_figure(fig: plt.Figure, path: str | Path) -> Path:
     # Write beside, then rename: a reader never sees half a PNG.
     path = Path(path)

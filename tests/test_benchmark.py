@@ -2,10 +2,12 @@
 judged here (speed targets live in BENCHMARKS.md, from a GPU run)."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 
-from search.bench.benchmark import efficiency_curve, fixed_configs, main
+from search.bench.benchmark import fixed_configs, main
 from spaces import get_space
 from trainables.data.ztf_synthetic import write_synthetic
 
@@ -19,21 +21,21 @@ def test_fixed_configs_are_reproducible_and_inside_the_space():
         assert 2e-5 <= config["lr"] <= 3e-3 and config["batch_size"] in (64, 128, 256, 512)
 
 
-def test_efficiency_curve_counts_every_epoch_in_the_order_it_was_reported():
-    import pandas as pd
-
-    histories = {
-        "b": pd.DataFrame({"epoch": [1, 2], "val_macro_f1": [0.5, 0.2], "reported_at": [1.5, 2.5]}),
-        "a": pd.DataFrame({"epoch": [1, 2, 3], "val_macro_f1": [0.1, 0.3, 0.6], "reported_at": [1.0, 2.0, 3.0]}),
-    }
-    assert efficiency_curve(histories) == [(1, 0.1), (2, 0.5), (3, 0.5), (4, 0.5), (5, 0.6)]
-
-
 def test_cpu_smoke_benchmark_writes_json_and_markdown(ray_session, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_synthetic(tmp_path / "data", seed=4, n_train=12, n_val=4, n_test=4, n_points=256)
+    # Part 3 replays recordings: the committed wine one, and one whose data this machine lacks.
+    recorded = Path(__file__).resolve().parents[1] / "results" / "wine_mlp" / "curves" / "cpu-c32x3"
+    shutil.copytree(recorded, tmp_path / "curves" / "wine_mlp" / "curves" / "cpu-c32x3",
+                    ignore=shutil.ignore_patterns("replays"))
+    lacking = tmp_path / "curves" / "galspecnet" / "curves" / "lacking"
+    shutil.copytree(recorded, lacking, ignore=shutil.ignore_patterns("replays"))
+    meta = json.loads((lacking / "meta.json").read_text())
+    meta.update(space="galspecnet", data_options={**meta["data_options"], "path": str(tmp_path / "nowhere")})
+    (lacking / "meta.json").write_text(json.dumps(meta))
     common = ["--data", str(tmp_path / "data"), "--size", "cpu", "--out", str(tmp_path / "bench"),
-              "--markdown", str(tmp_path / "BENCHMARKS.md"), "--plot", str(tmp_path / "plots" / "eff.png")]
+              "--markdown", str(tmp_path / "BENCHMARKS.md"), "--plots", str(tmp_path / "plots"),
+              "--curves-root", str(tmp_path / "curves"), "--replay-repeats", "2"]
     assert main([*common, "--parts", "epoch,throughput,efficiency,overhead"]) == 0
     record = json.loads((tmp_path / "bench" / "bench.json").read_text())
     figures = record["figures"]
@@ -41,16 +43,21 @@ def test_cpu_smoke_benchmark_writes_json_and_markdown(ray_session, tmp_path, mon
     assert figures["epoch_time"]["toolkit_epoch_s"] > 0 and figures["epoch_time"]["notebook_epoch_s"] > 0
     assert figures["throughput"]["configs"] == 4 and figures["throughput"]["big_batch_spectra_per_s"] > 0
     efficiency = figures["efficiency"]
-    assert len(efficiency["curves"]["tpe+asha"]) == efficiency["seeds"] == 3
-    # Random + FIFO without early stopping trains every trial for the whole budget.
-    assert all(c[-1][0] == 4 * 3 for c in efficiency["curves"]["random+fifo"])
-    assert set(efficiency["test_macro_f1"]) == {"tpe+asha", "random+fifo", "notebook default"}
+    wine = efficiency["spaces"]["wine_mlp/cpu-c32x3"]
+    assert efficiency["repeats"] == 2 and wine["trials"] == 24 and wine["replay_64_trials_s"] > 0
+    assert {r["strategy"] for r in wine["strategies"]} >= {"random (FIFO)", "Optuna TPE + HyperbandPruner"}
+    # Random search reaches its own median quality, at some share of its own median epochs.
+    baseline = next(r for r in wine["strategies"] if r["strategy"] == "random (FIFO)")
+    assert 0 < baseline["share_of_baseline_epochs_to_reach_its_quality"] <= 1
+    assert "galspecnet" in efficiency["spaces"]["galspecnet/lacking"]["skipped"]
     overhead = figures["overhead"]
     assert overhead["repeats"] == 3 and all(w > 0 for w in overhead["wall_s"].values())
     assert np.isfinite(overhead["per_trial_s"])   # its size is a benchmark figure, not a test
     markdown = (tmp_path / "BENCHMARKS.md").read_text()
     assert "CPU smoke run" in markdown and "## 4. Toolkit overhead" in markdown
-    assert "![efficiency](plots/eff.png)" in markdown and (tmp_path / "plots" / "eff.png").exists()
+    assert "![replay wine_mlp/cpu-c32x3](plots/replay_wine_mlp_cpu-c32x3.png)" in markdown
+    assert (tmp_path / "plots" / "replay_wine_mlp_cpu-c32x3.png").exists() and "### galspecnet/lacking" in markdown
+    assert "Default strategy against the targets: share of random's epochs" in markdown
     assert set(record["parts"]) == {"epoch", "throughput", "efficiency", "overhead"}
 
 
