@@ -32,17 +32,31 @@ class ReplayStudy:
     baseline: str
 
 
-def _trajectory(trials: pd.DataFrame, quality: pd.Series, mode: str) -> pd.DataFrame:
-    """After each trial ends (in simulated time): the epochs spent so far and the true quality of the
-    search's pick so far (the trial with the best value it saw; of tied trials the one launched
-    first, as ``ReplayLog.pick`` and a live search choose). ``trials`` are in launch order."""
+def _trajectory(trials: pd.DataFrame, quality: pd.Series, mode: str,
+                elapsed: dict[tuple[int, int], np.ndarray] | None = None) -> pd.DataFrame:
+    """After each trial ends (in simulated time): the epochs spent so far by every trial, those still
+    running included, and the true quality of the search's pick so far (the trial with the best value
+    it saw; of tied trials the one launched first, as ``ReplayLog.pick`` and a live search choose).
+    ``trials`` are in launch order; ``elapsed`` maps (config id, seed) to the recorded run's cumulative
+    epoch times, which place each epoch's end on the clock. A trial without a start (a confirmation)
+    spends its epochs when it ends."""
     sign = 1.0 if mode == "max" else -1.0
+    ends = []
+    for t in trials.itertuples():
+        run = (elapsed or {}).get((int(t.config_id), int(t.seed)))
+        start = getattr(t, "started_at", math.nan)
+        if run is not None and not math.isnan(start) and t.epochs:
+            ends.append(start + run[:int(t.epochs)])
+        else:
+            ends.append(np.full(int(t.epochs), t.ended_at))
+    clock = np.sort(np.concatenate(ends)) if ends else np.array([])
     launched = trials.assign(launch=range(len(trials))).sort_values("ended_at", kind="stable")
-    key, pick, rows, spent = None, None, [], 0
+    key, pick, rows = None, None, []
     for t in launched.itertuples():
-        spent += int(t.epochs)
         if not math.isnan(t.best) and (key is None or (sign * t.best, -t.launch) > key):
             key, pick = (sign * t.best, -t.launch), int(t.config_id)
+        # The clock adds epoch times in another order than the simulator did: allow for the rounding.
+        spent = int(np.searchsorted(clock, t.ended_at + 1e-6 * max(1.0, abs(t.ended_at)), side="right"))
         rows.append({"epochs": spent, "quality": float(quality[pick]) if pick is not None else math.nan})
     return pd.DataFrame(rows)
 
@@ -59,8 +73,10 @@ def summarise(trials: pd.DataFrame, curves: Curves, baseline: str) -> ReplayStud
     top3 = set(quality.index[(quality >= third) if mode == "max" else (quality <= third)])
     sign = 1.0 if mode == "max" else -1.0
     per_repeat, paths = [], []
+    elapsed = {key: np.cumsum(run["epoch_time_s"].to_numpy(dtype=float))
+               for key, run in curves.runs(failed=True).items()}
     for (strategy, repeat), part in trials.groupby(["strategy", "repeat"], sort=False):
-        path = _trajectory(part, quality, mode).assign(strategy=strategy, repeat=repeat)
+        path = _trajectory(part, quality, mode, elapsed).assign(strategy=strategy, repeat=repeat)
         paths.append(path)
         searched = part[part["outcome"] != "confirmation"]
         in_top3 = searched[searched["config_id"].isin(top3)]

@@ -77,6 +77,7 @@ class ReplayedTrial:
     best: float = math.nan
     outcome: str = "running"   # completed (budget or patience) / stopped early (by the scheduler) / failed
     ended_at: float = math.nan
+    started_at: float = math.nan
 
 
 @dataclass
@@ -158,7 +159,7 @@ def replay(curves: Curves, params: dict[str, Any], start: list[dict[str, Any]], 
                 return
             config_id, distance = served.nearest(config)
             run_seed = int(rng.choice(seeds[config_id]))
-            record = ReplayedTrial(trial_id, config_id, run_seed, distance)
+            record = ReplayedTrial(trial_id, config_id, run_seed, distance, started_at=now)
             recipe = curves.configs[config_id]["resolved"]
             stop = EarlyStop(patience=strategy.patience, warmup_epochs=int(recipe.get("warmup_epochs", 0)), sign=sign)
             trials.append(record)

@@ -131,7 +131,8 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
     for name, runs in logs.items():
         rows += [{"strategy": name, "repeat": repeat, "trial_id": t.trial_id, "config_id": t.config_id,
                   "seed": t.seed, "distance": t.distance, "epochs": t.epochs, "best": t.best, "outcome": t.outcome,
-                  "ended_at": t.ended_at} for repeat, log in enumerate(runs) for t in log.trials]
+                  "started_at": t.started_at, "ended_at": t.ended_at}
+                 for repeat, log in enumerate(runs) for t in log.trials]
     trials = pd.DataFrame(rows)
     study = summarise(trials, curves, BASELINE)
     rungs = sorted({min(max_epochs, strategies[3].grace * strategies[3].reduction ** k) for k in range(6)})

@@ -226,3 +226,19 @@ def test_a_replay_study_on_recorded_curves_writes_its_report_and_an_mlflow_run(t
     assert run.data.metrics["00_random_FIFO/final_quality_median"] == pytest.approx(baseline)
     files = {a.path for a in MlflowClient(uri).list_artifacts(run.info.run_id)}
     assert files == {"table.md", "replay.png", "study.json"}
+
+
+def test_epochs_of_trials_still_running_count_when_another_trial_ends():
+    """Two trials at once: a slow one (1 s per epoch) and a fast one (0.5 s). When the fast one ends at
+    2 s the slow one has trained 2 of its 4 epochs, and the study counts them: 6 epochs spent, not 4."""
+    from results.replay_report import summarise
+
+    curves = _synthetic([1.0, 0.5], [[0.5, 0.6, 0.7, 0.8], [0.4, 0.4, 0.4, 0.4]])
+    start = [curves.configs[0]["searched"], curves.configs[1]["searched"]]
+    log = replay(curves, get_space("wine_mlp").params, start,
+                 Strategy("s", trials=2, concurrency=2, sampler="random", scheduler="fifo"), seed=0)
+    assert [(t.config_id, t.ended_at) for t in log.trials] == [(0, 4.0), (1, 2.0)]
+    frame = pd.DataFrame([vars(t) for t in log.trials]).assign(strategy="s", repeat=0)
+    study = summarise(frame, curves, "s")
+    assert study.trajectories["epochs"].tolist() == [6, 8]
+    assert study.trajectories["quality"].tolist() == [0.4, 0.8]
