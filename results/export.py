@@ -86,3 +86,28 @@ def copy_checkpoint(checkpoint_dir: str | None, out_dir: Path) -> Path | None:
 def read_confusion(checkpoint_dir: Path) -> dict[str, Any] | None:
     path = checkpoint_dir / "val_confusion.json"
     return json.loads(path.read_text()) if path.exists() else None
+
+
+# A regressor's checkpoint keeps its best epoch's validation predictions (numbers, not a pickle).
+PREDICTIONS_FILE = "val_predictions.npz"
+
+
+def write_predictions(folder: Path, epoch: int, target: Any, prediction: Any, name: str) -> Path:
+    """The best epoch's validation targets and predictions, in the target's unit, beside a checkpoint."""
+    import numpy as np
+
+    path = Path(folder) / PREDICTIONS_FILE
+    np.savez(path, epoch=np.int64(epoch), target=np.asarray(target), prediction=np.asarray(prediction),
+             name=np.array(name, dtype=str))
+    return path
+
+
+def read_predictions(checkpoint_dir: Path) -> dict[str, Any] | None:
+    """What :func:`write_predictions` wrote, or ``None`` (a classifier's checkpoint)."""
+    import numpy as np
+
+    path = Path(checkpoint_dir) / PREDICTIONS_FILE
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        return {"epoch": int(z["epoch"]), "target": z["target"], "prediction": z["prediction"], "name": str(z["name"])}

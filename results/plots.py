@@ -1,4 +1,5 @@
-"""Figures people would rather look at than read: confusion matrices and learning curves."""
+"""Figures people would rather look at than read: confusion matrices, a regressor's predictions and
+residuals, and learning curves."""
 
 from __future__ import annotations
 
@@ -35,17 +36,49 @@ def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: str | Path,
     return save_figure(fig, path)
 
 
+def plot_predictions(target: np.ndarray, prediction: np.ndarray, path: str | Path, title: str,
+                     unit: str = "") -> Path:
+    """A regressor's prediction against the true value (the diagonal is a perfect fit) and its residual
+    (prediction minus true value) against the prediction, in the target's unit."""
+    target, prediction = np.asarray(target, dtype=float), np.asarray(prediction, dtype=float)
+    residual = prediction - target
+    name = unit or "target"
+    fig, (ax_fit, ax_res) = plt.subplots(1, 2, figsize=(11, 4.4))
+    # Small translucent points: thousands of them would otherwise hide where most examples lie.
+    ax_fit.scatter(target, prediction, s=4, alpha=0.3, linewidths=0)
+    low, high = float(min(target.min(), prediction.min())), float(max(target.max(), prediction.max()))
+    ax_fit.plot([low, high], [low, high], color="black", lw=1, label="prediction = true")
+    ax_fit.set_xlabel(f"true {name}")
+    ax_fit.set_ylabel(f"predicted {name}")
+    ax_fit.legend(fontsize=8)
+    ax_res.scatter(prediction, residual, s=4, alpha=0.3, linewidths=0)
+    ax_res.axhline(0.0, color="black", lw=1)
+    ax_res.set_xlabel(f"predicted {name}")
+    ax_res.set_ylabel("residual (predicted - true)")
+    rmse, mae = float(np.sqrt(np.mean(residual ** 2))), float(np.mean(np.abs(residual)))
+    ax_res.set_title(f"RMSE {rmse:.4f}, MAE {mae:.4f}, {len(target)} examples", fontsize=9)
+    for ax in (ax_fit, ax_res):
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    return save_figure(fig, path)
+
+
 def plot_learning_curves(history: Sequence[dict[str, float]], path: str | Path, title: str) -> Path:
-    """Losses, validation macro-F1 and learning rate against epoch."""
+    """Losses, the validation scores (macro-F1 and accuracy, or RMSE and MAE) and learning rate against epoch."""
     epochs = [h["epoch"] for h in history]
     fig, (ax_loss, ax_f1, ax_lr) = plt.subplots(1, 3, figsize=(13, 3.6))
     ax_loss.plot(epochs, [h["train_loss"] for h in history], label="train")
     ax_loss.plot(epochs, [h["val_loss"] for h in history], label="val")
     ax_loss.set_ylabel("loss (the recipe's)")
     ax_loss.legend()
-    ax_f1.plot(epochs, [h["val_macro_f1"] for h in history], label="val macro-F1")
-    ax_f1.plot(epochs, [h["val_acc"] for h in history], label="val accuracy", alpha=0.6)
-    ax_f1.set_ylim(0, 1)
+    if "val_rmse" in history[0]:
+        ax_f1.plot(epochs, [h["val_rmse"] for h in history], label="val RMSE")
+        ax_f1.plot(epochs, [h["val_mae"] for h in history], label="val MAE", alpha=0.6)
+        ax_f1.set_ylabel("in the target's unit")
+    else:
+        ax_f1.plot(epochs, [h["val_macro_f1"] for h in history], label="val macro-F1")
+        ax_f1.plot(epochs, [h["val_acc"] for h in history], label="val accuracy", alpha=0.6)
+        ax_f1.set_ylim(0, 1)
     ax_f1.legend()
     rates = [h["learning_rate"] for h in history]
     ax_lr.plot(epochs, rates)

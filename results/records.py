@@ -16,6 +16,10 @@ from typing import Any
 
 from results.files import read_json
 from trainables.errors import OptionError
+from trainables.tasks import HEADLINE
+
+# The best epoch's headline scores a record keeps (those its task reports): best_val_macro_f1, best_val_rmse ...
+HEADLINE_KEYS = tuple(f"best_{m}" for metrics in HEADLINE.values() for m in metrics)
 
 DATA_KEY = "data_options"
 
@@ -71,13 +75,19 @@ def best_record(top: dict[str, Any], trial: Any, *, trials: int, space: str, nam
                 searched: list[str], metric: str, mode: str, mlflow: dict[str, Any], data: DataOptions,
                 versions: dict[str, str], git_commit: str) -> dict[str, Any]:
     """What ``best.json`` holds: enough to retrain the winner and to trace where it came from.
-    ``top`` is the winner's row of ``trials.csv``."""
+    ``top`` is the winner's row of ``trials.csv`` (its ``<metric>_at_best`` columns give the best epoch's
+    headline scores: macro-F1 for a classifier; RMSE, MAE and R^2 for a regressor)."""
+    headline = {}
+    for key in HEADLINE_KEYS:
+        value = top.get(f"{key.removeprefix('best_')}_at_best")
+        if value is not None and value == value:    # absent or NaN: a score the other task reports
+            headline[key] = float(value)
     return {
         "space": space, "search_name": name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": config, "searched": {p: trial.config[p] for p in searched if p in trial.config},
-        "metric": metric, "mode": mode, "best_value": float(top[f"best_{metric}"]),
-        "best_val_macro_f1": float(top["val_macro_f1_at_best"]), "best_epoch": int(top["best_epoch"]),
+        "metric": metric, "mode": mode, "best_value": float(top[f"best_{metric}"]), **headline,
+        "best_epoch": int(top["best_epoch"]),
         "trial_id": trial.trial_id, "trials": trials,
         "mlflow": mlflow, DATA_KEY: data.to_json(), "versions": versions, "git_commit": git_commit,
         "checkpoint": trial.checkpoint.path if trial.checkpoint else None,
@@ -85,7 +95,7 @@ def best_record(top: dict[str, Any], trial: Any, *, trials: int, space: str, nam
 
 
 # What a search's pick is, as confirm keeps it beside the confirmed winner.
-PICK_KEYS = ("trial_id", "config", "searched", "best_value", "best_val_macro_f1", "best_epoch", "checkpoint")
+PICK_KEYS = ("trial_id", "config", "searched", "best_value", *HEADLINE_KEYS, "best_epoch", "checkpoint")
 
 
 def search_pick(best: dict[str, Any]) -> dict[str, Any]:
@@ -125,6 +135,7 @@ def checkpoint_record(*, model: str, data: str, space: str | None, config: dict[
     """A saved model's ``config.json``: what rebuilds the model (pair, resolved config, input spec,
     base) and its validation data (``data_options``)."""
     return {"model": model, "data": data, "space": space, "config": config,
-            "spec": {"kind": spec.kind, "shapes": {k: list(v) for k, v in spec.shapes.items()}, "classes": classes},
+            "spec": {"kind": spec.kind, "task": spec.task, "shapes": {k: list(v) for k, v in spec.shapes.items()},
+                     "classes": classes},
             DATA_KEY: options.to_json(), "best_epoch": best_epoch, metric: value, "versions": versions,
             "base": base}

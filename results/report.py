@@ -4,7 +4,7 @@ Optimisation history (each trial's best value against trial number and against t
 the best-so-far line, ASHA-stopped and failed trials marked), hyperparameter importances computed
 by Optuna from the study the searcher kept (PED-ANOVA, Optuna's default), Optuna's parallel
 coordinates and slice plots, the best trial's learning curves and confusion matrix and its
-per-class F1. Images are embedded, so the file opens from a file link or as an MLflow artifact.
+per-class F1 (a regressor's predicted-vs-true and residual plots instead). Images are embedded, so the file opens from a file link or as an MLflow artifact.
 """
 
 from __future__ import annotations
@@ -171,7 +171,8 @@ def _html(space: str, name: str, metric: str, best: dict[str, Any], trials: pd.D
         parts.append("<h2>Slices: each key against the metric (completed trials)</h2><div class='grid'>"
                      + "".join(_img(figures[k], k) for k in slices) + "</div>")
     for key, title in (("learning_curves", "Best trial: learning curves"),
-                       ("confusion", "Best trial: validation confusion")):
+                       ("confusion", "Best trial: validation confusion"),
+                       ("predictions", "Best trial: predicted vs true, and residuals (validation)")):
         if key in figures:
             parts.append(f"<h2>{title}</h2>" + _img(figures[key], title))
     if table is not None:
@@ -210,7 +211,8 @@ def study_report(out_dir: Path, best: dict[str, Any], frame: pd.DataFrame, study
               if saved.exists() else {})
     checkpoint = out_dir / "checkpoint"
     confusion = read_confusion(checkpoint) if checkpoint.is_dir() else None
-    extra = {k: out_dir / f for k, f in (("learning_curves", "learning_curves.png"), ("confusion", "val_confusion.png"))
+    extra = {k: out_dir / f for k, f in (("learning_curves", "learning_curves.png"), ("confusion", "val_confusion.png"),
+                                         ("predictions", "val_predictions.png"))
              if (out_dir / f).exists()}
     return write_report(out_dir, space=best["space"], name=best["search_name"], metric=best["metric"],
                         mode=best["mode"], trials=frame, study=study, best=best,

@@ -273,8 +273,10 @@ def cmd_export(args: argparse.Namespace) -> None:
         raise OptionError("export needs --space (the search's space), or --onnx DIR for a saved model.")
     args.out = args.out or Path("best.json")
     best = export_best(args.space, args.name, args.out)
+    # Records from before best_value was written hold their macro-F1 only.
+    value = best["best_value"] if "best_value" in best else best["best_val_macro_f1"]
     print(f"exported {best['search_name']}: trial {best['trial_id']}, {best.get('metric', 'val_macro_f1')} "
-          f"{best.get('best_value', best['best_val_macro_f1']):.4f} -> {args.out}")
+          f"{value:.4f} -> {args.out}")
     print(f"retrain and evaluate on test once: spectune train --config {args.out} --test")
 
 

@@ -14,13 +14,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from results.export import check_name, copy_checkpoint, read_confusion, results_dir, write_results
+from results.export import check_name, copy_checkpoint, read_confusion, read_predictions, results_dir, write_results
 from results.files import write_json
-from results.plots import plot_confusion, plot_learning_curves
+from results.plots import plot_confusion, plot_learning_curves, plot_predictions
 from results.provenance import git_commit, versions
 from results.records import best_record
 from results.report import study_report
 from search.collect import collect_trials
+from search.failures import FailureGuard, stopped_search
 from search.options import SEARCH_OPTIONS, SearchOptions, check, check_configs
 from search.progress import ProgressPrinter, console, print_top
 from search.resources import gpu_share, plan_placement
@@ -46,6 +47,11 @@ class SearchInterrupted(SearchError):
 
 class AllTrialsFailed(SearchError):
     """Every trial raised: the search has no best config."""
+
+
+class SearchStopped(AllTrialsFailed):
+    """The first trials all failed on their configuration (``--stop-after-failures``): a pair or space that
+    fails every config is broken, so the search stopped instead of running the rest."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,11 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
                                                         if o.scheduler == "asha" else "") + f", seed {o.seed}",
                       soft_wrap=True)
         console.print(f"placement: {place.describe(resources.get('CPU', 0), resources.get('GPU', 0))}")
+        console.print(f"failures: a trial whose worker, node or memory failed is retried up to {o.infra_retries} "
+                      "times from its last checkpoint (outside the trial budget), a config that raises is not; "
+                      + (f"the search stops if its first {o.stop_after_failures} trials all fail on their "
+                         "configuration" if o.stop_after_failures else "the search never stops on failures"),
+                      soft_wrap=True)
         console.print(f"tracking: MLflow at {tracking_uri}, experiment spectune-{space.name}, run {name}")
         if place.concurrency > 1 and o.sampler == "tpe":
             console.print(f"note: {place.concurrency} trials run at once, so TPE's later suggestions depend on "
@@ -150,9 +161,21 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
             scheduler=make_scheduler(o.scheduler, max_epochs, grace, space.reduction_factor,
                                      state=storage / f"{name}.asha.pkl"))
         fit(trial_fn, {"data": data, "settings": settings, **({"base": base} if base is not None else {})}, place,
-            name=name, storage=storage, callbacks=[tracker, progress], restore=o.resume, tune_config=tune_config)
+            name=name, storage=storage, callbacks=[tracker, progress], restore=o.resume, tune_config=tune_config,
+            infra_retries=o.infra_retries, guard=FailureGuard(o.stop_after_failures, experiment))
 
     frame, trials, histories = collect_trials(experiment, params, space.metric, space.mode)
+    stopped = stopped_search(experiment)
+    if stopped:
+        note = (f"the search stopped: its first {stopped['failed']} trials all failed on their configuration")
+        tracker.close_lost(set(), outcome="stopped", note=note)
+        fail_lost_trials(study_file, name)
+        tracker.client.set_terminated(tracker.parent_run_id, status="FAILED")
+        raise SearchStopped(f"search {name} stopped: its first {stopped['failed']} trials all failed on their "
+                            f"configuration (the last: {stopped['last_error']}), so the pair or its space is "
+                            f"broken, not unlucky; {max(0, o.trials - len(frame))} of {o.trials} trials were not "
+                            f"run. See the 'spectune.error' tags in MLflow or the error files under {experiment}, "
+                            "fix it, and start a new search.")
     unfinished = int((~frame["status"].isin(["TERMINATED", "ERROR"])).sum()) + max(0, o.trials - len(frame))
     if unfinished:
         tracker.client.set_terminated(tracker.parent_run_id, status="KILLED")
@@ -223,13 +246,19 @@ def _check_experiment_folder(experiment: Path, o: SearchOptions) -> None:
 
 def _best_artifacts(out_dir: Path, trial: Any, history: list[dict[str, float]], classes: tuple[str, ...],
                     name: str) -> list[Path]:
-    """The best trial's checkpoint folder, confusion matrix and learning curves, kept under results/."""
+    """The best trial's checkpoint folder, confusion matrix (a regressor's predicted-vs-true and residual
+    plots instead) and learning curves, kept under results/."""
     checkpoint = copy_checkpoint(trial.checkpoint.path if trial.checkpoint else None, out_dir)
     out = [checkpoint] if checkpoint else []
     confusion = read_confusion(checkpoint) if checkpoint else None
     if confusion:
         out.append(plot_confusion(np.asarray(confusion["matrix"]), classes, out_dir / "val_confusion.png",
                                   f"{name}: best trial, validation, epoch {confusion['epoch']}"))
+    predictions = read_predictions(checkpoint) if checkpoint else None
+    if predictions:
+        out.append(plot_predictions(predictions["target"], predictions["prediction"], out_dir / "val_predictions.png",
+                                    f"{name}: best trial, validation, epoch {predictions['epoch']}",
+                                    predictions["name"]))
     if history:
         out.append(plot_learning_curves(history, out_dir / "learning_curves.png", f"{name}: best trial"))
     return out

@@ -18,19 +18,25 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from ray import tune
 
 from results.export import trial_outcome
+from search.failures import failure_of, retries_of
 from trainables.errors import OptionError
 
 # What the recipe reports each epoch that is worth a curve in the UI (with the best_<metric> of the
 # space's metric); Ray's own keys are left out.
 # The rate is logged as learning_rate: a metric named like the lr param makes MLflow's compare view
 # open its parallel-coordinates plot on the metric.
-EPOCH_METRICS = ("learning_rate", "train_loss", "val_loss", "val_acc", "val_top3_acc", "val_macro_f1", "epoch_time_s")
+EPOCH_METRICS = ("learning_rate", "train_loss", "val_loss", "val_acc", "val_top3_acc", "val_macro_f1", "val_rmse",
+                 "val_mae", "val_r2", "epoch_time_s")
 # Logged once per trial, at its first epoch: the model's size, for the rank / accuracy / size trade-off.
 SIZE_METRICS = ("trainable_params", "total_params", "trainable_fraction")
 TAG_SEARCH = "spectune.search"
 TAG_TRIAL = "spectune.trial_id"
 TAG_OUTCOME = "spectune.outcome"
 TAG_ROLE = "spectune.role"
+# The class of a trial's last failure (infrastructure / configuration) and its retries after
+# infrastructure failures (search.failures).
+TAG_FAILURE = "spectune.failure"
+TAG_RETRIES = "spectune.retries"
 
 
 def default_tracking_uri() -> str:
@@ -81,7 +87,7 @@ def log_study(tracking_uri: str, experiment: str, run_name: str, params: dict[st
 
 class MLflowTracker(tune.Callback):
     """Parent run per search, child run per trial: params once, metrics per epoch (``step=epoch``),
-    an outcome tag (completed / stopped early / failed)."""
+    an outcome tag (completed / stopped early / failed), the failure class and retries."""
 
     def __init__(self, tracking_uri: str, experiment: str, search_id: str,
                  tags: dict[str, str], params: dict[str, Any], role: str = "search") -> None:
@@ -171,12 +177,22 @@ class MLflowTracker(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._close(trial, errored=True)
 
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = self.run_id(trial.trial_id)
+        if run_id is not None:
+            self.client.log_batch(run_id, tags=self._failure_tags(trial))
+
+    @staticmethod
+    def _failure_tags(trial: Any) -> list[RunTag]:
+        failure = failure_of(trial)
+        return [RunTag(TAG_RETRIES, str(retries_of(trial))), *([RunTag(TAG_FAILURE, failure)] if failure else [])]
+
     def _close(self, trial: Any, errored: bool) -> None:
         run_id = self.run_id(trial.trial_id)
         if run_id is None:
             return
         outcome = trial_outcome(trial.last_result, errored)
-        tags = [RunTag(TAG_OUTCOME, outcome)]
+        tags = [RunTag(TAG_OUTCOME, outcome), *self._failure_tags(trial)]
         if errored and trial.error_file and os.path.exists(trial.error_file):
             tags.append(RunTag("spectune.error", Path(trial.error_file).read_text()[-4000:]))
         self.client.log_batch(run_id, tags=tags)
@@ -186,10 +202,12 @@ class MLflowTracker(tune.Callback):
         self.close_lost({t.trial_id for t in trials})
         self.client.set_terminated(self.parent_run_id, status="FINISHED")
 
-    def close_lost(self, known: set[str]) -> list[str]:
-        """Mark KILLED the child runs still RUNNING whose trial Tune does not know: trials a killed
-        driver started after Tune last saved its experiment state (Tune resumes without them and
-        the searcher suggests again). Returns their trial ids."""
+    def close_lost(self, known: set[str], outcome: str = "lost",
+                   note: str = "started by a driver that was killed before Tune saved this trial; the resumed "
+                               "search ran another trial in its place") -> list[str]:
+        """Mark KILLED the child runs still RUNNING whose trial is not in ``known``: by default trials a
+        killed driver started after Tune last saved its experiment state (Tune resumes without them
+        and the searcher suggests again). Returns their trial ids."""
         lost = []
         for run in self.client.search_runs(
                 [self.experiment_id], f"tags.`{TAG_SEARCH}` = '{self.search_id}' and tags.`{TAG_ROLE}` = 'trial' "
@@ -197,10 +215,7 @@ class MLflowTracker(tune.Callback):
             trial_id = run.data.tags.get(TAG_TRIAL)
             if trial_id in known:
                 continue
-            self.client.log_batch(run.info.run_id, tags=[
-                RunTag(TAG_OUTCOME, "lost"),
-                RunTag("spectune.note", "started by a driver that was killed before Tune saved this trial; "
-                                        "the resumed search ran another trial in its place")])
+            self.client.log_batch(run.info.run_id, tags=[RunTag(TAG_OUTCOME, outcome), RunTag("spectune.note", note)])
             self.client.set_terminated(run.info.run_id, status="KILLED")
             lost.append(trial_id)
         return lost

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from ray import tune
 
+from results.export import write_predictions
 from trainables.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from trainables.data import Splits
 from trainables.discovery import ENV
@@ -60,9 +61,14 @@ def run_trial(config: dict[str, Any], data: Splits, settings: TrialSettings, bas
             (Path(tmp) / CONFIG_FILE).write_text(json.dumps(
                 {"model": settings.model, "data": settings.data, "config": resolved.to_dict(),
                  "epoch": state["best_epoch"], "base": base.record() if base is not None else None}))
-            (Path(tmp) / CONFUSION_FILE).write_text(json.dumps(
-                {"epoch": state["best_epoch"], "classes": list(data.classes),
-                 "matrix": state["best_val"]["confusion"].tolist()}))
+            best_val = state["best_val"]
+            if "confusion" in best_val:
+                (Path(tmp) / CONFUSION_FILE).write_text(json.dumps(
+                    {"epoch": state["best_epoch"], "classes": list(data.classes),
+                     "matrix": best_val["confusion"].tolist()}))
+            else:
+                write_predictions(Path(tmp), state["best_epoch"], best_val["target"].numpy(),
+                                  best_val["prediction"].numpy(), data.spec.target)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
     resume = None

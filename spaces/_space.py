@@ -11,6 +11,7 @@ from trainables.errors import UserError
 from trainables.hparams import ConfigError
 from trainables.pair import Pair
 from trainables.recipe import METRICS
+from trainables.tasks import check_metric
 
 
 class SpaceError(UserError):
@@ -54,7 +55,8 @@ class Space:
     (``loguniform``, ``uniform``, ``integers``, ``choice``, ``when``). ``fixed`` overrides defaults
     without searching them (for a ``when`` key, in the trials where it is not searched). ``start`` lists known-good configs (over the keys of ``params``) that are
     evaluated first; the first is also what ``spectune train --space`` trains. ``metric`` and
-    ``mode`` say what is optimised. ``grace_period`` is ASHA's first rung: put it after warm-up
+    ``mode`` say what is optimised: one of the data's task's metrics, in the direction it improves
+    (``val_macro_f1``/``max`` by default; ``val_rmse``/``min`` for a regression, say). ``grace_period`` is ASHA's first rung: put it after warm-up
     plus the first cosine cycle, or trials are judged while their learning rate is still climbing.
     ``startup_trials`` is how many random trials TPE runs before it models the space (``None``:
     ``min(10, trials // 3)``, at least 2). Choose these three from a replay (``spectune replay``).
@@ -165,6 +167,10 @@ def validate_space(space: Space, module: str) -> None:
         raise SpaceError(f"{where}: metric: must be one of {list(METRICS)}; got {space.metric!r}.")
     if space.mode not in ("max", "min"):
         raise SpaceError(f"{where}: mode: must be 'max' or 'min'; got {space.mode!r}.")
+    try:
+        check_metric(pair.task, space.metric, space.mode, where, space.data)
+    except ConfigError as exc:
+        raise SpaceError(str(exc)) from None
     for key in ("max_epochs", "grace_period", "reduction_factor"):
         value, low = getattr(space, key), 2 if key == "reduction_factor" else 1
         if not isinstance(value, int) or isinstance(value, bool) or value < low:

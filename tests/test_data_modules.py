@@ -22,7 +22,9 @@ import torch
 from trainables.data import DataError, get_data, list_data
 from trainables.data import fashion_mnist as fm
 from trainables.data import wine as wine_module
+from trainables.data.california import synthetic_housing, write_housing
 from trainables.data.tables import COVER_TYPES, MLBENCH, synthetic_covertype, write_table
+from trainables.tasks import REGRESSION
 
 NAMES = list_data()
 SPLIT_FILES = ("train.pt", "val.pt", "test.pt")
@@ -154,6 +156,31 @@ def _tables(out: Path) -> Case:
                 edit=edit, poison=poison, prepare=prepare)
 
 
+def _california_housing(out: Path) -> Case:
+    module = get_data("california_housing")
+
+    def prepare(folder: Path, seed: int) -> str:
+        return module.prepare(folder, seed=seed, force=False, source="synthetic", rows=300)
+
+    def edit(folder: Path, monkeypatch, change: bool) -> None:
+        with np.load(folder / "housing.npz", allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        if change:
+            arrays["target"][-1] += 0.5
+        write_housing(folder, arrays["numeric"], arrays["target"], arrays["numeric_names"], str(arrays["target_name"]))
+
+    def poison(folder: Path) -> tuple[str, str]:
+        arrays = synthetic_housing(300, 0)
+        arrays["numeric"][7, 3] = np.nan
+        write_housing(folder, **arrays)
+        return "housing.npz", "numeric columns contain NaN or inf"
+
+    prepare(out, 0)
+    # 300 rows split 70/15/15 at random: a regression table has no classes.
+    return Case("california_housing", out, (210, 45, 45), (), {"numeric": (8,)}, ("housing.npz",), edit=edit,
+                poison=poison, prepare=prepare)
+
+
 def _wine(out: Path) -> Case:
     def edit(folder, monkeypatch, change: bool) -> None:
         # Nothing to rewrite: the data ships with scikit-learn; the split seed is what may change.
@@ -243,7 +270,7 @@ def _bbc_news(out: Path) -> Case:
 
 RECIPES: dict[str, Callable[[Path], Case]] = {
     "waveforms": _waveforms, "ztf_spectra": _ztf_spectra, "medres_spectra": _medres_spectra, "tables": _tables,
-    "wine": _wine, "fashion_mnist": _fashion_mnist, "bbc_news": _bbc_news,
+    "wine": _wine, "fashion_mnist": _fashion_mnist, "bbc_news": _bbc_news, "california_housing": _california_housing,
 }
 
 
@@ -270,9 +297,15 @@ def test_load_returns_the_splits_that_were_asked_for(case):
     assert data.classes == case.classes and data.n_classes == len(case.classes)
     assert data.spec.kind == case.module.kind and data.spec.shapes == case.shapes
     n = data.n_classes
+    regression = case.module.task == REGRESSION
+    assert data.task == case.module.task and data.spec.n_outputs == (1 if regression else n)
     for name, split in _splits(data).items():
-        assert split.labels.dtype == np.int64 and split.labels.shape == (len(split),), name
-        assert split.labels.min() >= 0 and split.labels.max() < n, name
+        if regression:     # float targets, standardised on train: mean 0 and std 1 there
+            assert split.labels.dtype == np.float32 and split.labels.shape == (len(split),), name
+            assert np.isfinite(split.labels).all(), name
+        else:
+            assert split.labels.dtype == np.int64 and split.labels.shape == (len(split),), name
+            assert split.labels.min() >= 0 and split.labels.max() < n, name
         assert set(split.inputs) == set(case.shapes), name
         for key, values in split.inputs.items():
             assert values.shape == (len(split), *case.shapes[key]) and values.dtype == DTYPES[key], (name, key)
@@ -287,7 +320,10 @@ def test_load_returns_the_splits_that_were_asked_for(case):
             ids, mask = split.inputs["input_ids"], split.inputs["attention_mask"]
             assert ids.min() >= 0 and ids.max() < data.spec.token_ids, name
             assert np.isin(mask, (0, 1)).all() and (mask.sum(axis=1) > 0).all(), name
-    assert np.bincount(data.train.labels, minlength=n).min() > 0      # every class trains
+    if regression:
+        assert abs(float(data.train.labels.mean())) < 1e-4 and abs(float(data.train.labels.std()) - 1) < 1e-4
+    else:
+        assert np.bincount(data.train.labels, minlength=n).min() > 0      # every class trains
     assert case.load().fingerprint == data.fingerprint
 
 

@@ -1,8 +1,9 @@
 """The shared recipe's generic knobs: their table, defaults and the :class:`Recipe` the loop reads.
 
 Defaults are the ZTF seed notebook's ``final_config`` (AdamW, warm-up then cosine warm restarts,
-focal loss), so galspecnet trains exactly as the notebook did. Model and data knobs (dropout,
-depth, norm ...) live in their own modules' tables, never here.
+focal loss), so galspecnet trains exactly as the notebook did; a regression pair's loss defaults to
+mean squared error instead (:data:`trainables.tasks.DEFAULT_LOSS`, applied by the pair). Model and
+data knobs (dropout, depth, norm ...) live in their own modules' tables, never here.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from trainables.hparams import Bool, Choice, ConfigError, Float, Int, Table, check_table, resolve
+from trainables.tasks import TASK_LOSSES
 
 OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop")
 # Learning-rate schedules (the search's trial schedulers, ASHA and FIFO, live in search.options).
 LR_SCHEDULES = ("cosine_restarts", "cosine", "step", "plateau", "constant")
-LOSSES = ("focal", "weighted_ce", "ce")
+LOSSES = tuple(loss for losses in TASK_LOSSES.values() for loss in losses)
 
 RECIPE_TABLE: Table = {
     "optimizer": Choice("adamw", OPTIMIZERS),
@@ -36,6 +38,8 @@ RECIPE_TABLE: Table = {
     "plateau_patience": Int(2, 0, when=("scheduler", ("plateau",))),
     "loss": Choice("focal", LOSSES),
     "gamma": Float(2.0, 0.0, 10.0, when=("loss", ("focal",))),
+    # In the standardised target's unit: errors beyond a standard deviation count linearly.
+    "huber_delta": Float(1.0, 0.0, closed="neither", when=("loss", ("huber",))),
     "max_grad_norm": Float(1.0, 0.0, closed="neither", nullable=True),
     "patience": Int(5, 1, nullable=True),
     "seed": Int(42, 0),
@@ -67,6 +71,7 @@ class Recipe:
     plateau_patience: int
     loss: str
     gamma: float
+    huber_delta: float
     max_grad_norm: float | None
     patience: int | None
     seed: int

@@ -1,4 +1,8 @@
-"""Alpha-balanced multi-class focal loss (Lin et al. 2017, "Focal Loss for Dense Object Detection")."""
+"""The recipe's losses: alpha-balanced multi-class focal loss (Lin et al. 2017, "Focal Loss for Dense
+Object Detection"), which also gives class-weighted and plain cross-entropy, and the regression losses.
+
+Each loss is a mean over its batch weighted per example, and says that weight (``weight_sum``), so
+the loop can turn batch means into one mean over a whole split, whatever the batch size."""
 
 from __future__ import annotations
 
@@ -33,3 +37,31 @@ class FocalLoss(nn.Module):
             # x ** gamma finite there when gamma < 1 (at x = 0 it is infinite, and inf * 0 = NaN).
             logp = (-torch.expm1(logp)).clamp(min=1e-6).pow(self.gamma) * logp
         return F.nll_loss(logp, target, weight=self.alpha)
+
+    def weight_sum(self, target: torch.Tensor) -> torch.Tensor:
+        """The weights of a batch's mean: each example's class weight."""
+        return self.alpha[target].double().sum()
+
+
+class RegressionLoss(nn.Module):
+    """Mean squared error, Huber (``delta`` in the standardised target's unit) or mean absolute error
+    of a model's one output per example against float targets."""
+
+    def __init__(self, kind: str, delta: float = 1.0) -> None:
+        super().__init__()
+        self.kind = kind
+        self.delta = float(delta)
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        # Float32: under bf16 autocast a squared error loses its small values.
+        output, target = output.float().squeeze(-1), target.float()
+        if self.kind == "mse":
+            return F.mse_loss(output, target)
+        if self.kind == "l1":
+            return F.l1_loss(output, target)
+        return F.huber_loss(output, target, delta=self.delta)
+
+    def weight_sum(self, target: torch.Tensor) -> torch.Tensor:
+        """Every example weighs one."""
+        # Filled on the device: a tensor made from a host number would be a copy, and a sync on a GPU.
+        return target.new_full((), target.shape[0], dtype=torch.float64)

@@ -2,7 +2,9 @@
 
 The pair's table is the union of the recipe's, the model's and the data module's; a config (a
 space's fixed values and starting points, a trial, a JSON file) is resolved against it in one go
-and split back into the three parts. No two tables may declare the same knob.
+and split back into the three parts. No two tables may declare the same knob. The data module's
+task decides what the config may ask for: a regression pair's loss defaults to mean squared error,
+and a loss of the other task is refused here, wherever the config came from.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from typing import Any, Callable, Mapping, Sequence
 from torch import nn
 
 from trainables.config import RECIPE_TABLE, Recipe
-from trainables.data import DataModule, InputSpec, Splits, get_data, scale_down
+from trainables.data import DataError, DataModule, InputSpec, Splits, get_data, scale_down
 from trainables.hparams import ConfigError, HParam, resolve
 from trainables.models import get_model
 from trainables.models._base import ModelEntry
 from trainables.pretrained import Base
+from trainables.tasks import CLASSIFICATION, DEFAULT_LOSS, check_loss
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,11 @@ class Pair:
     def data_module(self) -> DataModule:
         return get_data(self.data)
 
+    @property
+    def task(self) -> str:
+        """The data module's task: ``classification`` or ``regression``."""
+        return self.data_module.task
+
     def tables(self) -> dict[str, Mapping[str, HParam]]:
         """Owner -> table, checked to be disjoint."""
         tables = {"recipe": RECIPE_TABLE, f"model {self.model}": self.model_entry.hparams,
@@ -72,8 +80,12 @@ class Pair:
                               f"{self.data!r} and the recipe; valid names are {list(self.table())}.")
         parts = [{k: v for k, v in values.items() if k in t} for t in tables.values()]
         model_table, data_table = list(tables.values())[1:]
-        return Resolved(recipe=Recipe.from_dict(parts[0], source, soft),
-                        model=resolve(model_table, parts[1], source, soft),
+        task = self.task
+        if task != CLASSIFICATION:
+            parts[0] = {"loss": DEFAULT_LOSS[task], **parts[0]}
+        recipe = Recipe.from_dict(parts[0], source, soft)
+        check_loss(task, recipe.loss, source, self.data)
+        return Resolved(recipe=recipe, model=resolve(model_table, parts[1], source, soft),
                         data=resolve(data_table, parts[2], source, soft))
 
     def load_base(self, source: str | None = None) -> Base | None:
@@ -105,6 +117,9 @@ def load_data(pair: Pair, folder: Path | None, classes: Sequence[str] | None, *,
               train_fraction: float | None = None, seed: int = 0) -> Splits:
     """Read and check every split of the pair's data (test too: a broken test file is found now,
     not after the search), scale it down as asked, and keep the test split only when ``test``."""
+    if classes and pair.task != CLASSIFICATION:
+        raise DataError(f"--classes orders a classifier's classes, and data {pair.data!r} is a {pair.task} task "
+                        "with no classes; drop --classes.")
     data = pair.data_module.load(folder, list(classes) if classes else None)
     data = scale_down(data, points, train_per_class, seed=seed, train_fraction=train_fraction, tokens=tokens)
     return data if test else replace(data, test=None)
@@ -125,6 +140,8 @@ def dry_run(pair: Pair, data: Splits, config: dict[str, Any], source: str, base:
     except (RuntimeError, TypeError, ValueError, IndexError) as exc:
         raise ConfigError(f"model {pair.model!r} failed on a batch of data {pair.data!r} "
                           f"({data.spec.describe()}): {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
-    if tuple(logits.shape) != (2, data.n_classes):
+    expected = (2, data.spec.n_outputs)
+    if tuple(logits.shape) != expected:
+        what = "one logit per class" if pair.task == CLASSIFICATION else "one prediction of the target"
         raise ConfigError(f"model {pair.model!r} returned shape {tuple(logits.shape)} for 2 examples; it must return "
-                          f"logits of shape (2, {data.n_classes}), one per class.")
+                          f"shape {expected}, {what} (InputSpec.n_outputs).")

@@ -3,10 +3,13 @@
 The optimizer (AdamW by default, Adam, SGD or RMSprop), a linear warm-up then the chosen
 schedule stepped per epoch (cosine warm restarts by default, cosine, step decay, reduce on
 plateau, constant), the chosen loss (alpha-balanced focal by default, class-weighted or plain
-cross-entropy); mixed precision on GPUs (bf16 where supported, else fp16 with loss scaling);
-gradient clipping; early stopping on the selection metric (validation macro-F1 unless the space
-says otherwise); the best epoch's weights kept. Batches reach the model as keyword arguments, one
-per named input, so a model with several inputs needs nothing special.
+cross-entropy; for a regression task mean squared error by default, Huber or mean absolute error);
+mixed precision on GPUs (bf16 where supported, else fp16 with loss scaling); gradient clipping;
+early stopping on the selection metric (validation macro-F1 unless the space says otherwise); the
+best epoch's weights kept. Batches reach the model as keyword arguments, one per named input, so a
+model with several inputs needs nothing special. The task decides what is measured each epoch:
+macro-F1, accuracy and top-3 accuracy of a classifier; RMSE, MAE and R^2 of a regressor, in the
+target's own unit (a standardised target is scaled back first).
 
 The data is put on the device once (under Ray, once per trial process) and batches are indexed
 there, and the only host synchronisation is one per epoch, when the epoch's metrics are read: on
@@ -31,12 +34,12 @@ from trainables.checkpoint import trainable_state
 from trainables.config import Recipe
 from trainables.data import Split, Splits
 from trainables.errors import OptionError
-from trainables.losses import FocalLoss, balanced_alpha
+from trainables.losses import FocalLoss, RegressionLoss, balanced_alpha
 from trainables.metrics import confusion_matrix, macro_f1
+from trainables.tasks import REGRESSION, TASK_METRICS
 
-
-# What the loop reports every epoch that a space may select and search on.
-METRICS = ("val_macro_f1", "val_acc", "val_top3_acc", "val_loss")
+# What the loop reports every epoch that a space may select and search on (per task: TASK_METRICS).
+METRICS = tuple(dict.fromkeys(m for metrics in TASK_METRICS.values() for m in metrics))
 
 
 class NonFiniteLossError(RuntimeError):
@@ -52,6 +55,45 @@ class Evaluation:
     top3_acc: float
     macro_f1: float
     confusion: np.ndarray
+
+    def scores(self, split: str) -> dict[str, float]:
+        """The metrics named as the loop reports them, e.g. ``val_macro_f1``."""
+        return {f"{split}_loss": self.loss, f"{split}_acc": self.acc, f"{split}_top3_acc": self.top3_acc,
+                f"{split}_macro_f1": self.macro_f1}
+
+    def to_state(self) -> dict[str, Any]:
+        return {**self.__dict__, "confusion": torch.from_numpy(self.confusion)}
+
+
+@dataclass
+class RegressionEvaluation:
+    """Metrics of a regressor on one split, in the target's own unit, with every example's ``target``
+    and ``prediction`` (for the predicted-vs-true and residual plots). ``loss`` is the recipe's, on
+    the standardised target the model learns."""
+
+    loss: float
+    rmse: float
+    mae: float
+    r2: float
+    target: np.ndarray
+    prediction: np.ndarray
+
+    def scores(self, split: str) -> dict[str, float]:
+        """The metrics named as the loop reports them, e.g. ``val_rmse``."""
+        return {f"{split}_loss": self.loss, f"{split}_rmse": self.rmse, f"{split}_mae": self.mae,
+                f"{split}_r2": self.r2}
+
+    def to_state(self) -> dict[str, Any]:
+        return {**self.__dict__, "target": torch.from_numpy(self.target),
+                "prediction": torch.from_numpy(self.prediction)}
+
+
+def evaluation_from_state(state: dict[str, Any]) -> Evaluation | RegressionEvaluation:
+    """An evaluation saved by ``to_state`` (in a training state), as it was."""
+    if "confusion" in state:
+        return Evaluation(**{**state, "confusion": np.asarray(state["confusion"])})
+    return RegressionEvaluation(**{**state, "target": np.asarray(state["target"]),
+                                   "prediction": np.asarray(state["prediction"])})
 
 
 @dataclass
@@ -75,7 +117,7 @@ class TrainResult:
     epochs_run: int
     stopped_early: bool
     best: dict[str, float]
-    best_val: Evaluation
+    best_val: Evaluation | RegressionEvaluation
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -219,6 +261,14 @@ def _rows(inputs: dict[str, torch.Tensor], index: torch.Tensor | slice) -> dict[
     return {k: v[index] for k, v in inputs.items()}
 
 
+def evaluate_split(model: nn.Module, inputs: dict[str, torch.Tensor], labels: torch.Tensor, criterion: nn.Module,
+                   data: Splits) -> Evaluation | RegressionEvaluation:
+    """:func:`evaluate` or :func:`evaluate_regression`, as ``data``'s task asks."""
+    if data.task == REGRESSION:
+        return evaluate_regression(model, inputs, labels, criterion, data.target_scale)
+    return evaluate(model, inputs, labels, criterion, data.n_classes)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, inputs: dict[str, torch.Tensor], labels: torch.Tensor, criterion: nn.Module,
              n_classes: int, batch_size: int | None = None) -> Evaluation:
@@ -247,19 +297,53 @@ def evaluate(model: nn.Module, inputs: dict[str, torch.Tensor], labels: torch.Te
                       confusion=confusion.cpu().numpy())
 
 
-def make_criterion(data: Splits, recipe: Recipe, device: torch.device | str = "cpu") -> FocalLoss:
+@torch.no_grad()
+def evaluate_regression(model: nn.Module, inputs: dict[str, torch.Tensor], targets: torch.Tensor,
+                        criterion: nn.Module, scale: tuple[float, float],
+                        batch_size: int | None = None) -> RegressionEvaluation:
+    """Loss (on the standardised target), then RMSE, MAE and R^2 in the target's unit (``scale`` is the
+    ``(mean, std)`` the target was standardised with), with one host sync."""
+    model.eval()
+    device = targets.device
+    batch_size = batch_size or eval_batch_size(device)
+    autocast = _autocast(device)
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    parts = []
+    for start in range(0, targets.shape[0], batch_size):
+        y = targets[start:start + batch_size]
+        with autocast:
+            output = model(**_rows(inputs, slice(start, start + batch_size)))
+        output = output.float()
+        loss_sum += criterion(output, y).double() * _weight_sum(criterion, y)
+        parts.append(output.squeeze(-1))
+    mean, std = scale
+    prediction = torch.cat(parts).double() * std + mean
+    target = targets.double() * std + mean
+    error = prediction - target
+    total = ((target - target.mean()) ** 2).sum()
+    stats = torch.stack([loss_sum / _weight_sum(criterion, targets), error.pow(2).mean().sqrt(), error.abs().mean(),
+                         1 - error.pow(2).sum() / total.clamp(min=1e-12)]).tolist()
+    return RegressionEvaluation(loss=stats[0], rmse=stats[1], mae=stats[2], r2=stats[3],
+                                target=target.float().cpu().numpy(), prediction=prediction.float().cpu().numpy())
+
+
+def make_criterion(data: Splits, recipe: Recipe, device: torch.device | str = "cpu") -> FocalLoss | RegressionLoss:
     """The recipe's loss: focal (alpha from the training split's class frequencies), class-weighted
-    cross-entropy (the same alpha, gamma 0) or plain cross-entropy (alpha 1, gamma 0)."""
+    cross-entropy (the same alpha, gamma 0) or plain cross-entropy (alpha 1, gamma 0); for a
+    regression task mean squared error, Huber or mean absolute error."""
+    if data.task == REGRESSION:
+        return RegressionLoss(recipe.loss, recipe.huber_delta).to(device)
     if recipe.loss == "ce":
         return FocalLoss(torch.ones(data.n_classes), 0.0).to(device)
     gamma = recipe.gamma if recipe.loss == "focal" else 0.0
     return FocalLoss(balanced_alpha(data.train.labels, data.n_classes), gamma).to(device)
 
 
-def evaluate_test(model: nn.Module, data: Splits, recipe: Recipe, device: torch.device | str) -> Evaluation:
+def evaluate_test(model: nn.Module, data: Splits, recipe: Recipe,
+                  device: torch.device | str) -> Evaluation | RegressionEvaluation:
     """The final model on ``data.test``: call once, after selection on validation is over."""
     test_x, test_y = to_device(data.test, torch.device(device))
-    return evaluate(model, test_x, test_y, make_criterion(data, recipe, device), data.n_classes)
+    return evaluate_split(model, test_x, test_y, make_criterion(data, recipe, device), data)
 
 
 def eval_batch_size(device: torch.device) -> int:
@@ -268,9 +352,9 @@ def eval_batch_size(device: torch.device) -> int:
 
 
 def _weight_sum(criterion: nn.Module, target: torch.Tensor) -> torch.Tensor:
-    # The focal loss is a weighted mean; re-weighting by the batch's alpha sum makes the
+    # The focal loss is a weighted mean; re-weighting by the batch's weight sum makes the
     # epoch loss the same weighted mean over the whole split, whatever the batch size.
-    return criterion.alpha[target].double().sum()
+    return criterion.weight_sum(target)
 
 
 def _autocast(device: torch.device):
@@ -294,8 +378,9 @@ def train(model_fn: Callable[[], nn.Module], data: Splits, recipe: Recipe,
     with the same weights, optimizer, schedule, scaler, random streams, best epoch and patience
     counter, so an interrupted and resumed run gives the same metrics as an uninterrupted one.
     """
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {list(METRICS)}; got {metric!r}.")
+    if metric not in TASK_METRICS[data.task]:
+        raise ValueError(f"metric must be one of {list(TASK_METRICS[data.task])} for a {data.task} task; "
+                         f"got {metric!r}.")
     device = torch.device(device)
     seed_everything(recipe.seed)
     model = model_fn().to(device)
@@ -336,7 +421,7 @@ def train(model_fn: Callable[[], nn.Module], data: Splits, recipe: Recipe,
         rule.best_value, rule.best_epoch, rule.since_best = (resume["best_value"], resume["best_epoch"],
                                                              resume["since_best"])
         best_state = {**model.state_dict(), **resume["best_state"]}
-        best_val = Evaluation(**{**resume["best_val"], "confusion": np.asarray(resume["best_val"]["confusion"])})
+        best_val = evaluation_from_state(resume["best_val"])
         first = resume["epoch"] + 1
         if rule.stopped:
             # The run had stopped early at that epoch (a driver killed before it heard): it stays stopped.
@@ -350,7 +435,7 @@ def train(model_fn: Callable[[], nn.Module], data: Splits, recipe: Recipe,
                 "torch_rng": torch.get_rng_state(), "history": list(history), "best_value": rule.best_value,
                 "best_epoch": rule.best_epoch, "since_best": rule.since_best,
                 "best_state": trainable_state(model, best_state),
-                "best_val": {**best_val.__dict__, "confusion": torch.from_numpy(best_val.confusion)}}
+                "best_val": best_val.to_state()}
 
     for epoch in range(first, recipe.epochs + 1):
         started = time.perf_counter()
@@ -382,9 +467,8 @@ def train(model_fn: Callable[[], nn.Module], data: Splits, recipe: Recipe,
         if not np.isfinite(train_loss):
             raise NonFiniteLossError(f"training loss became {train_loss} at epoch {epoch} "
                                      f"(lr={lr:.3g}); this config diverges.")
-        val = evaluate(model, val_x, val_y, criterion, data.n_classes)
-        scores = {"val_loss": val.loss, "val_acc": val.acc, "val_top3_acc": val.top3_acc,
-                  "val_macro_f1": val.macro_f1}
+        val = evaluate_split(model, val_x, val_y, criterion, data)
+        scores = val.scores("val")
         improved = rule.update(epoch, scores[metric])
         if improved:
             best_val = val

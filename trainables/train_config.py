@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from results.files import write_json
-from results.plots import plot_confusion, plot_learning_curves
+from results.plots import plot_confusion, plot_learning_curves, plot_predictions
 from results.provenance import git_commit, versions
 from results.records import DataOptions, checkpoint_record, read_config_record
 from spaces import Space, get_space
@@ -19,7 +19,8 @@ from trainables.errors import OptionError
 from trainables.models._finetune import parameter_counts
 from trainables.pair import Resolved, load_data
 from trainables.pretrained import check_same_base
-from trainables.recipe import EpochReport, evaluate_test, pick_device, train
+from trainables.recipe import EpochReport, Evaluation, evaluate_test, pick_device, train
+from trainables.tasks import CLASSIFICATION, HEADLINE, check_metric
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ def resolve_config(req: TrainRequest) -> tuple[Space, Resolved, DataOptions, str
     resolved = space.pair.resolve({**base, **values, **overrides}, source=source,
                                   soft=tuple(k for k in base if k not in values))
     metric, mode = record.get("metric", space.metric), record.get("mode", space.mode)
+    check_metric(space.pair.task, metric, mode, source, space.data)
     return space, resolved, DataOptions.from_record(record), metric, mode, record.get("base")
 
 
@@ -107,12 +109,15 @@ def run_train(req: TrainRequest) -> dict[str, Any]:
     print(f"data: {data.describe()}; fingerprint {data.fingerprint}")
     print("config: " + ", ".join(f"{k}={v}" for k, v in resolved.to_dict().items()))
 
+    task = pair.task
+    shown = ("val_acc", "val_macro_f1") if task == CLASSIFICATION else HEADLINE[task]
+
     def show(r: EpochReport) -> None:
         m = r.metrics
-        print(f"epoch {r.epoch:3d}/{recipe.epochs}  train_loss {m['train_loss']:.4f}  "
-              f"val_loss {m['val_loss']:.4f}  val_acc {m['val_acc']:.3f}  val_macro_f1 "
-              f"{m['val_macro_f1']:.4f}  lr {m['learning_rate']:.2e}  {m['epoch_time_s']:.1f}s"
-              + ("  *best" if r.improved else ""), flush=True)
+        print(f"epoch {r.epoch:3d}/{recipe.epochs}  train_loss {m['train_loss']:.4f}  val_loss {m['val_loss']:.4f}  "
+              + "  ".join(f"{k} {m[k]:.4f}" for k in shown)
+              + f"  lr {m['learning_rate']:.2e}  {m['epoch_time_s']:.1f}s" + ("  *best" if r.improved else ""),
+              flush=True)
 
     sizes: dict[str, float] = {}
 
@@ -127,8 +132,8 @@ def run_train(req: TrainRequest) -> dict[str, Any]:
                    mode=mode, augment=pair.augment(resolved))
     summary: dict[str, Any] = {
         "space": space.name, "model": pair.model, "data_module": pair.data, "config": resolved.to_dict(),
-        "metric": metric, "mode": mode, "best_value": result.best[metric],
-        "val_macro_f1": result.best["val_macro_f1"], "val_acc": result.best["val_acc"],
+        "metric": metric, "mode": mode, "task": task, "best_value": result.best[metric],
+        **{k: result.best[k] for k in (("val_macro_f1", "val_acc") if task == CLASSIFICATION else HEADLINE[task])},
         "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early, "classes": list(data.classes), **sizes,
         "base": base.record() if base is not None else None,
@@ -137,18 +142,22 @@ def run_train(req: TrainRequest) -> dict[str, Any]:
         "history": result.history,
     }
     stem = req.json_out.with_suffix("")
-    figures = {"val_confusion_png": plot_confusion(result.best_val.confusion, data.classes,
-                                                   f"{stem}_val_confusion.png",
-                                                   f"{space.name}: validation, epoch {result.best_epoch}"),
-               "learning_curves_png": plot_learning_curves(result.history, f"{stem}_curves.png", space.name)}
+    figures = {f"val_{k}_png": v for k, v in _outcome_figure(result.best_val, data, f"{stem}_val",
+                                                             f"{space.name}: validation, epoch {result.best_epoch}"
+                                                             ).items()}
+    figures["learning_curves_png"] = plot_learning_curves(result.history, f"{stem}_curves.png", space.name)
     if req.test:
         test = evaluate_test(result.model, data, recipe, device)
-        summary.update(test_macro_f1=test.macro_f1, test_acc=test.acc, test_top3_acc=test.top3_acc,
-                       test_loss=test.loss, test_confusion=test.confusion.tolist())
-        figures["test_confusion_png"] = plot_confusion(test.confusion, data.classes, f"{stem}_test_confusion.png",
-                                                       f"{space.name}: test (evaluated once)")
-        print(f"test (evaluated once): macro-F1 {test.macro_f1:.4f}, accuracy {test.acc:.3f}, "
-              f"top-3 accuracy {test.top3_acc:.3f}")
+        summary.update(test.scores("test"))
+        if isinstance(test, Evaluation):
+            summary["test_confusion"] = test.confusion.tolist()
+            print(f"test (evaluated once): macro-F1 {test.macro_f1:.4f}, accuracy {test.acc:.3f}, "
+                  f"top-3 accuracy {test.top3_acc:.3f}")
+        else:
+            print(f"test (evaluated once): RMSE {test.rmse:.4f}, MAE {test.mae:.4f}, R^2 {test.r2:.4f} "
+                  f"({data.spec.target or 'the target'}, {len(test.target)} examples)")
+        figures.update({f"test_{k}_png": v for k, v in _outcome_figure(test, data, f"{stem}_test",
+                                                                        f"{space.name}: test (evaluated once)").items()})
     summary["figures"] = {k: str(v) for k, v in figures.items()}
     if req.save:
         save_checkpoint(req.save, result.model, checkpoint_record(
@@ -158,6 +167,15 @@ def run_train(req: TrainRequest) -> dict[str, Any]:
         summary["checkpoint"] = str(req.save)
         print(f"model saved -> {req.save}/ (model.pt and config.json)")
     write_json(req.json_out, summary)
-    print(f"best epoch {result.best_epoch} of {result.epochs_run}: {metric} {result.best[metric]:.4f} "
-          f"(val macro-F1 {result.best['val_macro_f1']:.4f}); summary -> {req.json_out}")
+    others = ", ".join(f"{k} {result.best[k]:.4f}" for k in HEADLINE[task] if k != metric)
+    print(f"best epoch {result.best_epoch} of {result.epochs_run}: {metric} {result.best[metric]:.4f}"
+          + (f" ({others})" if others else "") + f"; summary -> {req.json_out}")
     return summary
+
+
+def _outcome_figure(evaluation: Any, data: Any, stem: str, title: str) -> dict[str, Path]:
+    """A classifier's confusion matrix, or a regressor's predicted-vs-true and residual plots."""
+    if isinstance(evaluation, Evaluation):
+        return {"confusion": plot_confusion(evaluation.confusion, data.classes, f"{stem}_confusion.png", title)}
+    return {"predictions": plot_predictions(evaluation.target, evaluation.prediction, f"{stem}_predictions.png", title,
+                                            data.spec.target)}

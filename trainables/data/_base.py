@@ -1,8 +1,9 @@
 """The data contract: what a data module declares, what it returns, and the checks they share.
 
 A data module is one file in ``trainables/data/`` (or ``data/`` of a folder on ``SPECTUNE_PATH``)
-holding a :class:`DataModule` subclass decorated with :func:`register_data`. It loads, validates
-and describes its splits (:class:`Splits`: named input arrays plus int labels per split, an
+holding a :class:`DataModule` subclass decorated with :func:`register_data`. It declares its task
+(``classification``: int class labels; ``regression``: float targets), loads, validates and describes
+its splits (:class:`Splits`: named input arrays plus labels or targets per split, an
 :class:`InputSpec` for the model, one fingerprint) and, behind ``spectune data --space NAME``,
 writes, fetches or checks its files. Every problem is one :class:`DataError` naming the file,
 the rule and the fix, raised before any training starts.
@@ -25,6 +26,7 @@ import numpy as np
 
 from trainables.errors import DataError
 from trainables.hparams import Table, check_table
+from trainables.tasks import CLASSIFICATION, REGRESSION, TASKS
 
 SPLITS = ("train", "val", "test")
 KINDS = ("sequence", "image", "tabular", "tokens")
@@ -32,7 +34,8 @@ KINDS = ("sequence", "image", "tabular", "tokens")
 
 @dataclass(frozen=True)
 class Split:
-    """One split: named input arrays (first axis N) and int64 labels ``(N,)``."""
+    """One split: named input arrays (first axis N) and ``labels`` ``(N,)``: int64 class indices, or
+    float32 targets for a regression task (standardised when the splits say so, see :class:`Splits`)."""
 
     inputs: dict[str, np.ndarray]
     labels: np.ndarray
@@ -51,7 +54,8 @@ class InputSpec:
     ``shapes`` gives each input's shape without the batch axis; tabular data also names its
     ``numeric`` columns and its ``categorical`` columns with their vocabulary sizes (index 0 is
     kept for values unseen in training); token data gives ``token_ids``, one more than its largest
-    token id, the vocabulary an embedding must have at least.
+    token id, the vocabulary an embedding must have at least. A regression task has no classes and
+    names its ``target``; a model returns ``n_outputs`` values per example either way.
     """
 
     kind: str
@@ -60,10 +64,17 @@ class InputSpec:
     numeric: tuple[str, ...] = ()
     categorical: dict[str, int] = field(default_factory=dict)
     token_ids: int = 0
+    task: str = CLASSIFICATION
+    target: str = ""
 
     @property
     def n_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def n_outputs(self) -> int:
+        """What a model returns per example: one logit per class, or one prediction of the target."""
+        return 1 if self.task == REGRESSION else self.n_classes
 
     def describe(self) -> str:
         shapes = ", ".join(f"{k} {tuple(v)}" for k, v in self.shapes.items())
@@ -74,7 +85,11 @@ class InputSpec:
 class Splits:
     """Validated splits with their input description and a fingerprint of the data and its
     scaling: equal fingerprints mean the same data, for search, train and ``train --test``
-    (the test split is always read, checked and hashed, but only kept when asked for)."""
+    (the test split is always read, checked and hashed, but only kept when asked for).
+
+    ``target_scale`` is the ``(mean, std)`` a regression target was standardised with (on the
+    training split): a model learns ``(y - mean) / std``, and metrics are reported after undoing it,
+    in the target's own unit. ``(0.0, 1.0)``: targets as stored."""
 
     train: Split
     val: Split
@@ -82,6 +97,7 @@ class Splits:
     spec: InputSpec
     fingerprint: str
     note: str = "as stored"
+    target_scale: tuple[float, float] = (0.0, 1.0)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -91,9 +107,18 @@ class Splits:
     def n_classes(self) -> int:
         return self.spec.n_classes
 
+    @property
+    def task(self) -> str:
+        return self.spec.task
+
     def describe(self) -> str:
         sizes = ", ".join(f"{n} {len(s)}" for n, s in (("train", self.train), ("val", self.val),
                                                          ("test", self.test)) if s is not None)
+        if self.task == REGRESSION:
+            mean, std = self.target_scale
+            scaled = f", standardised on train (mean {mean:.4g}, std {std:.4g})" if (mean, std) != (0.0, 1.0) else ""
+            return (f"regression of {self.spec.target or 'a target'}{scaled}; {sizes} examples; "
+                    f"{self.spec.describe()} ({self.note})")
         return f"{self.n_classes} classes; {sizes} examples; {self.spec.describe()} ({self.note})"
 
 
@@ -101,13 +126,15 @@ class DataModule:
     """Base class of a data module: declare, then implement :meth:`load` (and :meth:`prepare`).
 
     Class attributes: ``name`` (what spaces refer to), ``kind`` (one of sequence, image,
-    tabular, tokens), ``hparams`` (knobs a space may search, applied per batch by
-    :meth:`augment`), ``default_dir`` (where :meth:`load` looks without ``--data``; ``None`` for
-    data that ships in a package) and ``classes`` (the default class order).
+    tabular, tokens), ``task`` (``classification``, the default, or ``regression``), ``hparams``
+    (knobs a space may search, applied per batch by :meth:`augment`), ``default_dir`` (where
+    :meth:`load` looks without ``--data``; ``None`` for data that ships in a package) and
+    ``classes`` (the default class order; a regression module has none).
     """
 
     name: ClassVar[str]
     kind: ClassVar[str]
+    task: ClassVar[str] = CLASSIFICATION
     hparams: ClassVar[Table] = {}
     default_dir: ClassVar[Path | None] = None
     classes: ClassVar[tuple[str, ...]] = ()
@@ -138,6 +165,8 @@ def register_data(cls: type[DataModule]) -> type[DataModule]:
         raise TypeError(f"{cls.__name__}: a data module needs a class attribute name = '...'")
     if getattr(cls, "kind", None) not in KINDS:
         raise TypeError(f"{cls.__name__}: kind must be one of {KINDS}; got {getattr(cls, 'kind', None)!r}")
+    if cls.task not in TASKS:
+        raise TypeError(f"{cls.__name__}: task must be one of {TASKS}; got {cls.task!r}")
     if name in _DATA and type(_DATA[name]).__qualname__ != cls.__qualname__:
         raise ValueError(f"data module {name!r} is registered twice ({type(_DATA[name]).__module__} and "
                          f"{cls.__module__})")
@@ -329,6 +358,22 @@ def standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     return [((a - mean) / std).astype(np.float32) for a in (train, *others)]
 
 
+def random_split(n: int, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
+    """Sorted index arrays, one per fraction, of a seeded permutation of ``n`` rows: the split of a
+    regression table, whose float targets have no classes to stratify on."""
+    idx = np.random.default_rng(seed).permutation(n)
+    cuts = np.round(np.cumsum(fractions)[:-1] * n).astype(int)
+    return [np.sort(part) for part in np.split(idx, cuts)]
+
+
+def standardise_target(train: np.ndarray, *others: np.ndarray) -> tuple[list[np.ndarray], tuple[float, float]]:
+    """Float targets scaled with the training targets' mean and standard deviation, and that
+    ``(mean, std)``, which :class:`Splits` keeps so that metrics are reported in the target's unit."""
+    mean, std = float(train.mean()), float(train.std())
+    std = std if std > 0 else 1.0
+    return [((a - mean) / std).astype(np.float32) for a in (train, *others)], (mean, std)
+
+
 def write_torch_splits(out: Path, splits: Mapping[str, dict[str, Any]]) -> dict[str, Path]:
     """``torch.save`` each split to ``out/<split>.pt`` so that the folder never holds a half-written
     set: all payloads are serialised first, then each lands via a temporary file and a rename."""
@@ -371,8 +416,9 @@ def scale_down(data: Splits, points: int | None = None, train_per_class: int | N
                seed: int = 0, train_fraction: float | None = None, tokens: int | None = None) -> Splits:
     """Shrink the data for small budgets: block-average sequences to ``points``, cut token sequences
     to their first ``tokens``, keep at most ``train_per_class`` training examples per class and/or a
-    stratified ``train_fraction`` of them (which keeps an imbalanced class mix), seeded. Val and test
-    are only resampled, never subsampled, so validation stays comparable."""
+    stratified ``train_fraction`` of them (which keeps an imbalanced class mix; a random fraction for
+    a regression task, which has no classes), seeded. Val and test are only resampled, never
+    subsampled, so validation stays comparable."""
     if points is None and tokens is None and train_per_class is None and train_fraction is None:
         return data
     notes = []
@@ -405,6 +451,9 @@ def scale_down(data: Splits, points: int | None = None, train_per_class: int | N
                        spec=replace(data.spec, shapes={k: (tokens,) for k in data.spec.shapes}))
         notes.append(f"cut to the first {tokens} tokens")
     if train_per_class is not None:
+        if data.task == REGRESSION:
+            raise DataError("--train-per-class caps the training examples of each class, and this data is a "
+                            "regression task with no classes; use --train-fraction instead.")
         if train_per_class < 1:
             raise DataError(f"--train-per-class must be >= 1; got {train_per_class}.")
         rng = np.random.default_rng(seed)
@@ -416,9 +465,13 @@ def scale_down(data: Splits, points: int | None = None, train_per_class: int | N
     if train_fraction is not None:
         if not 0 < train_fraction <= 1:
             raise DataError(f"--train-fraction must be in (0, 1]; got {train_fraction}.")
-        keep = stratified_split(data.train.labels, (train_fraction, 1 - train_fraction), seed)[0]
+        if data.task == REGRESSION:
+            keep = random_split(len(data.train), (train_fraction, 1 - train_fraction), seed)[0]
+        else:
+            keep = stratified_split(data.train.labels, (train_fraction, 1 - train_fraction), seed)[0]
         data = replace(data, train=data.train.take(keep))
-        notes.append(f"{train_fraction:g} of the training examples (stratified)")
+        notes.append(f"{train_fraction:g} of the training examples"
+                     + (" (stratified)" if data.task == CLASSIFICATION else ""))
     if not notes:
         return data
     # The subset depends on the seed only when training examples are subsampled.

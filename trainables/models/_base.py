@@ -9,7 +9,8 @@ A model module is one file in ``trainables/models/`` (or ``models/`` of a folder
 The builder receives the data's :class:`InputSpec` and its own resolved hyperparameters, nothing
 else (a model registered with ``pretrained=`` also receives the loaded
 :class:`~trainables.pretrained.Base` as its second argument). Its ``forward`` takes the batch's inputs as keyword arguments (``x`` for sequences and
-images; ``numeric`` and ``categorical`` for tables) and returns class logits.
+images; ``numeric`` and ``categorical`` for tables) and returns ``spec.n_outputs`` values per example:
+class logits, or one prediction of a regression target.
 """
 
 from __future__ import annotations

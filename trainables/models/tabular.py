@@ -42,7 +42,7 @@ class WideAndDeep(nn.Module):
                  crossed: bool) -> None:
         super().__init__()
         vocab = list(spec.categorical.values())
-        n = spec.n_classes
+        n = spec.n_outputs
         self.numeric_linear = nn.Linear(spec.shapes["numeric"][0], n)
         self.one_hot = nn.ModuleList(nn.Embedding(v, n) for v in vocab)
         self.pairs = list(combinations(range(len(vocab)), 2)) if crossed else []
@@ -84,7 +84,7 @@ class DeepAndCross(nn.Module):
         dim = self.embed.out_features
         self.cross = nn.ModuleList(CrossLayer(dim) for _ in range(cross_depth))
         self.deep = nn.Sequential(*mlp_layers(dim, depth, width, dropout, False, "relu"))
-        self.head = nn.Linear(dim + (width if depth else dim), spec.n_classes)
+        self.head = nn.Linear(dim + (width if depth else dim), spec.n_outputs)
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor | None = None) -> torch.Tensor:
         x0 = self.embed(numeric, categorical)
