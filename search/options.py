@@ -41,6 +41,10 @@ SEARCH_OPTIONS: dict[str, HParam] = {
     "train_per_class": Int(None, 1, nullable=True, help="at most this many training examples per class"),
     "train_fraction": Float(None, 0.0, 1.0, closed="right", nullable=True,
                             help="a stratified fraction of the training examples"),
+    "infra_retries": Int(2, 0, help="retries of a trial whose worker died, whose node was lost or that ran out of "
+                                    "memory, from its last checkpoint and outside --trials (default 2)"),
+    "stop_after_failures": Int(3, 0, help="stop the search when its first N trials all fail on their "
+                                          "configuration (default 3; 0: never)"),
 }
 
 CONFIRM_OPTIONS: dict[str, HParam] = {
@@ -69,7 +73,8 @@ class SearchOptions:
     default". ``budget`` (``cpu`` or ``gpu``) takes the space's budget for that kind of machine for
     every option left unset. ``patience``: ``None`` keeps the space's value; ``no_patience`` switches
     in-trial early stopping off. ``start`` lists configs to evaluate first, then the space's own
-    starting points unless ``space_start`` is off (a pure random-search baseline, say)."""
+    starting points unless ``space_start`` is off (a pure random-search baseline, say).
+    ``infra_retries`` and ``stop_after_failures``: see :mod:`search.failures`."""
 
     space: str
     trials: int | None = None
@@ -98,6 +103,8 @@ class SearchOptions:
     start: tuple[dict[str, Any], ...] = ()
     space_start: bool = True
     base: str | None = None
+    infra_retries: int = 2
+    stop_after_failures: int = 3
 
     def recipe_overrides(self) -> dict[str, Any]:
         """Recipe knobs the user set for this run; they beat the space's fixed values."""

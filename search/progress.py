@@ -11,13 +11,15 @@ from rich.console import Console
 from rich.table import Table
 
 from results.export import trial_outcome
+from search.failures import CONFIGURATION, error_of, failure_of, retries_of
 
 # Wide enough for a trial line and the final table when output goes to a file or CI log.
 console = Console(highlight=False, width=160)
 
 
 class ProgressPrinter(tune.Callback):
-    """Prints ``[done/total] trial  outcome  epochs  <metric>  best so far`` as trials end; ``metric``
+    """Prints ``[done/total] trial  outcome  epochs  <metric>  best so far`` as trials end, with the
+    failure class and retries of a trial that failed or was retried, and a line per retry; ``metric``
     is the space's (``val_macro_f1``), compared by its best epoch (``best_val_macro_f1``)."""
 
     def __init__(self, total: int, metric: str, mode: str = "max") -> None:
@@ -48,6 +50,12 @@ class ProgressPrinter(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._line(trial, errored=True)
 
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        epoch = int((trial.last_result or {}).get("epoch", 0))
+        console.print(f"      {trial.trial_id:<12} {failure_of(trial)} failure ({error_of(trial)}); retry "
+                      f"{retries_of(trial)} of {trial.max_failures} "
+                      + (f"from its epoch {epoch} checkpoint" if epoch else "from the start"), soft_wrap=True)
+
     def _track_best(self, value: float | None) -> None:
         if value is not None and (self.best is None or self.sign * value > self.sign * self.best):
             self.best = value
@@ -62,7 +70,18 @@ class ProgressPrinter(tune.Callback):
         elapsed = time.monotonic() - self.started
         console.print(f"[{self.done:>3}/{self.total}] {trial.trial_id:<12} "
                       f"{trial_outcome(last, errored):<13} epochs {int(last.get('epoch', 0)):>3}  "
-                      f"{self.metric} {score}  best so far {best}  ({elapsed:.0f}s)")
+                      f"{self.metric} {score}  best so far {best}  ({elapsed:.0f}s)" + _failure_note(trial, errored))
+
+
+def _failure_note(trial: Any, errored: bool) -> str:
+    """What a trial's progress line adds about its failures: nothing for a trial never retried that
+    did not fail."""
+    retries = retries_of(trial)
+    spent = f"{retries} {'retry' if retries == 1 else 'retries'}"
+    if errored:
+        return f"  {failure_of(trial)} failure, " + ("not retried" if failure_of(trial) == CONFIGURATION
+                                                    else f"after {spent}")
+    return f"  after {spent} (infrastructure)" if retries else ""
 
 
 def print_top(trials: pd.DataFrame, params: list[str], metric: str = "val_macro_f1", top: int = 10) -> None:

@@ -167,7 +167,7 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
     frame, trials, histories = collect_trials(experiment, params, space.metric, space.mode)
     stopped = stopped_search(experiment)
     if stopped:
-        note = (f"the search stopped: its first {stopped['failed']} trials all failed on their configuration")
+        note = f"the search stopped: its first {stopped['failed']} trials all failed on their configuration"
         tracker.close_lost(set(), outcome="stopped", note=note)
         fail_lost_trials(study_file, name)
         tracker.client.set_terminated(tracker.parent_run_id, status="FAILED")
