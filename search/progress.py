@@ -76,11 +76,10 @@ class ProgressPrinter(tune.Callback):
 def _failure_note(trial: Any, errored: bool) -> str:
     """What a trial's progress line adds about its failures: nothing for a trial never retried that
     did not fail."""
-    retries = retries_of(trial)
+    failure, retries = failure_of(trial), retries_of(trial)
     spent = f"{retries} {'retry' if retries == 1 else 'retries'}"
-    if errored:
-        return f"  {failure_of(trial)} failure, " + ("not retried" if failure_of(trial) == CONFIGURATION
-                                                    else f"after {spent}")
+    if errored and failure:
+        return f"  {failure} failure, " + ("not retried" if failure == CONFIGURATION else f"after {spent}")
     return f"  after {spent} (infrastructure)" if retries else ""
 
 
