@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -20,7 +21,7 @@ from ray.exceptions import (ActorDiedError, NodeDiedError, OutOfMemoryError, Ray
                             WorkerCrashedError)
 
 from search.cli import main
-from search.failures import CONFIGURATION, INFRASTRUCTURE, failure_class
+from search.failures import CONFIGURATION, INFRASTRUCTURE, FailureGuard, failure_class, stopped_search
 from search.options import SearchOptions
 from search.search import SearchStopped, run_search
 from search.trial import run_trial
@@ -65,6 +66,38 @@ def test_the_failure_options_are_checked_in_one_line(tmp_path, monkeypatch, caps
     assert capsys.readouterr().err == "error: --infra-retries must be an int in the range [0, inf); got -1.\n"
     assert main(["search", "--space", "wine_mlp", "--stop-after-failures", "-2"]) == 2
     assert "--stop-after-failures must be an int in the range [0, inf); got -2." in capsys.readouterr().err
+
+
+def test_a_search_stops_only_when_its_first_trials_all_fail_on_their_configuration(tmp_path):
+    def ended(guard, *failures):
+        for failure in failures:
+            trial = SimpleNamespace(spectune_failure=failure, spectune_error=f"{failure} error")
+            if failure:
+                guard.on_trial_error(0, [], trial)
+            else:
+                guard.on_trial_complete(0, [], trial)
+        return guard.stop_all()
+
+    assert ended(FailureGuard(3, tmp_path), CONFIGURATION, CONFIGURATION) is False
+    assert stopped_search(tmp_path) is None
+    assert ended(FailureGuard(3, tmp_path), CONFIGURATION, CONFIGURATION, CONFIGURATION) is True
+    assert stopped_search(tmp_path) == {"failed": 3, "last_error": "configuration error"}
+    # A trial that ended otherwise first (completed, or failed on the machine) means the pair can train.
+    assert ended(FailureGuard(2), "", CONFIGURATION, CONFIGURATION, CONFIGURATION) is False
+    assert ended(FailureGuard(2), CONFIGURATION, INFRASTRUCTURE, CONFIGURATION, CONFIGURATION) is False
+    assert ended(FailureGuard(0), CONFIGURATION, CONFIGURATION, CONFIGURATION) is False
+
+
+def test_a_stopped_search_is_one_line_from_the_cli(monkeypatch, capsys):
+    import search.search
+
+    def stopped(options):
+        raise SearchStopped("search x stopped: its first 3 trials all failed on their configuration (...)")
+
+    monkeypatch.setattr(search.search, "run_search", stopped)
+    assert main(["search", "--space", "wine_mlp"]) == 1
+    assert capsys.readouterr().err == ("error: search x stopped: its first 3 trials all failed on their "
+                                       "configuration (...)\n")
 
 
 def _options(root: Path, name: str, trials: int, start: tuple[dict, ...]) -> SearchOptions:
