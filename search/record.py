@@ -78,7 +78,8 @@ def curves_table(frame: pd.DataFrame, histories: dict[str, pd.DataFrame]) -> pd.
     for _, trial in frame.iterrows():
         history = histories.get(trial["trial_id"])
         keep = [c for c in ("epoch", "learning_rate", "train_loss", "val_loss", "val_acc", "val_top3_acc",
-                            "val_macro_f1", "epoch_time_s") if history is not None and c in history]
+                            "val_macro_f1", "val_rmse", "val_mae", "val_r2", "epoch_time_s")
+                if history is not None and c in history]
         part = history[keep].copy() if history is not None and len(history) else pd.DataFrame({"epoch": [0]})
         part.insert(0, "config_id", int(trial["config_id"]))
         part.insert(1, "seed", int(trial["seed"]))

@@ -304,3 +304,18 @@ def test_a_regressor_exports_to_onnx_in_the_targets_unit(housing, tmp_path, caps
     assert predicted.shape == (7, 1) and 0.0 < float(predicted.mean()) < 6.0
     assert meta["target"]["standardised_with"] == {"mean": data.target_scale[0], "std": data.target_scale[1]}
 
+
+
+def test_confirmation_ranks_a_regression_search_by_its_mean_rmse(searched):
+    from search.confirm import run_confirm
+    from search.options import ConfirmOptions
+
+    outcome, options, root = searched
+    out = run_confirm(ConfirmOptions(space="california_mlp", name="reg", top=2, seeds=2, concurrency=1,
+                                     storage=options.storage, results_root=options.results_root,
+                                     tracking_uri=options.tracking_uri))
+    table = out["table"]
+    assert len(table) == 2 and list(table["mean"]) == sorted(table["mean"])      # lower RMSE ranks first
+    best = json.loads((outcome.results_dir / "best.json").read_text())
+    assert best["confirmation"]["metric"] == "val_rmse" and best["mode"] == "min"
+    assert best["trial_id"] == out["winner"] and (outcome.results_dir / "confirm.png").exists()
