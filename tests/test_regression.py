@@ -152,6 +152,26 @@ def test_a_short_train_lowers_val_rmse_reported_in_the_targets_unit(housing):
     np.testing.assert_allclose(result.best_val.prediction, predicted, rtol=1e-5, atol=1e-5)
 
 
+def test_a_resumed_regression_run_repeats_the_uninterrupted_one(housing, tmp_path):
+    """The saved state keeps the best epoch's predictions (for the plots) through torch.load(weights_only=True)."""
+    torch.set_num_threads(1)
+    data = load_data(PAIR, housing, None, test=False)
+    resolved = PAIR.resolve({"epochs": 5, "warmup_epochs": 0, "scheduler": "cosine", "eta_min": 0.0, "lr": 3e-3,
+                             "loss": "huber"})
+
+    def keep(report):
+        if report.epoch == 2:
+            torch.save(report.state(), tmp_path / "state.pt")
+
+    run = lambda **kw: train(PAIR.model_fn(data.spec, resolved), data, resolved.recipe,  # noqa: E731
+                             metric="val_rmse", mode="min", **kw)
+    straight = run(on_epoch=keep)
+    resumed = run(resume=torch.load(tmp_path / "state.pt", weights_only=True))
+    drop = lambda h: {k: v for k, v in h.items() if k != "epoch_time_s"}  # noqa: E731
+    assert [drop(h) for h in resumed.history] == [drop(h) for h in straight.history]
+    np.testing.assert_array_equal(resumed.best_val.prediction, straight.best_val.prediction)
+
+
 @pytest.mark.parametrize("loss", ["huber", "l1"])
 def test_huber_and_l1_train_too(housing, loss):
     _, resolved, result = _train(housing, epochs=3, loss=loss)

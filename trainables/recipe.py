@@ -62,6 +62,7 @@ class Evaluation:
                 f"{split}_macro_f1": self.macro_f1}
 
     def to_state(self) -> dict[str, Any]:
+        """Its fields with arrays as tensors: what a training state saves (``torch.load(weights_only=True)``)."""
         return {**self.__dict__, "confusion": torch.from_numpy(self.confusion)}
 
 
@@ -84,6 +85,7 @@ class RegressionEvaluation:
                 f"{split}_r2": self.r2}
 
     def to_state(self) -> dict[str, Any]:
+        """Its fields with arrays as tensors: what a training state saves (``torch.load(weights_only=True)``)."""
         return {**self.__dict__, "target": torch.from_numpy(self.target),
                 "prediction": torch.from_numpy(self.prediction)}
 

@@ -31,6 +31,7 @@ DEFAULT_LOSS = {CLASSIFICATION: "focal", REGRESSION: "mse"}
 
 
 def other(task: str) -> str:
+    """The task that is not ``task``."""
     return REGRESSION if task == CLASSIFICATION else CLASSIFICATION
 
 
