@@ -121,15 +121,14 @@ class Table(DataModule):
                             f"(--source one of {list(SOURCES)}; see trainables/data/tables.py).")
         if classes is not None:
             raise DataError(f"{path} names its own classes; drop --classes.")
-        raw = path.read_bytes()
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
         except Exception as exc:  # noqa: BLE001 - numpy raises several types for a bad archive
             raise DataError(f"{path}: not a readable .npz table ({type(exc).__name__}: {exc}).") from None
-        return self._splits(path, arrays, raw)
+        return self._splits(path, arrays)
 
-    def _splits(self, path: Path, a: dict[str, np.ndarray], raw: bytes) -> Splits:
+    def _splits(self, path: Path, a: dict[str, np.ndarray]) -> Splits:
         needed = ("numeric", "categorical", "labels", "numeric_names", "categorical_names", "vocabulary", "classes")
         missing = [k for k in needed if k not in a]
         if missing:
@@ -165,7 +164,11 @@ class Table(DataModule):
         spec = InputSpec(kind="tabular", shapes={"numeric": (numeric.shape[1],), "categorical": (len(vocab),)},
                          classes=classes, numeric=tuple(str(c) for c in a["numeric_names"]),
                          categorical=dict(zip(names, vocab)))
-        return Splits(*splits, spec=spec, fingerprint=fingerprint(raw, f"{FRACTIONS}|{SEED}"))
+        # The arrays, not the file's bytes: the .npz zip stamps its write time, and the same table
+        # written again (on another machine, say) must keep its fingerprint.
+        contents = [f"{k}|{a[k].dtype.str}|{a[k].shape}".encode() + np.ascontiguousarray(a[k]).tobytes()
+                    for k in sorted(a)]
+        return Splits(*splits, spec=spec, fingerprint=fingerprint(*contents, f"{FRACTIONS}|{SEED}"))
 
     def prepare(self, out: Path | None, seed: int, force: bool, source: str = "covertype",
                 rows: int = 20000) -> str:
