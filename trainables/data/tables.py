@@ -81,7 +81,8 @@ def mlbench_arrays(name: str) -> dict[str, Any]:
     """Shuttle or Satellite from Debian's r-cran-mlbench, read with ``rdata``."""
     path = MLBENCH / f"{name.capitalize()}.rda"
     if not path.is_file():
-        raise DataError(f"{path} is missing: install Debian's package (`apt-get install r-cran-mlbench`).")
+        raise DataError(f"{path} is missing: install Debian's package (`apt-get install r-cran-mlbench`), or unpack "
+                        "its data without R: `apt-get download r-cran-mlbench && dpkg -x r-cran-mlbench_*.deb /`.")
     try:
         import rdata
     except ImportError:
