@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", help="pretrained weights to start from, for models that take them (default: the model's)")
     p.add_argument("--start", type=Path, metavar="JSON",
                    help="configs to evaluate first: a JSON list of objects over the searched keys")
-    _table_args(p, SEARCH_OPTIONS, ("infra_retries", "stop_after_failures"))
+    _table_args(p, SEARCH_OPTIONS, ("infra_retries", "stop_after_failures", "warm_start"))
+    for key in ("warm_start_clip", "warm_start_any_data"):
+        p.add_argument(f"--{key.replace('_', '-')}", action="store_true", help=SEARCH_OPTIONS[key].help)
     _data_args(p, typed=False)
 
     p = sub.add_parser("record", help="record learning curves of a space (configs x seeds, full budget) for replays")
@@ -243,7 +245,8 @@ def _search_options(args: argparse.Namespace, **fixed: Any) -> Any:
     classes = _classes(args.classes)
     keys = ("trials", "max_epochs", "sampler", "scheduler", "gpus_per_trial", "cpus_per_trial", "concurrency",
             "seed", "name", "resume", "address", "tracking_uri", "data", "points", "tokens", "train_per_class",
-            "train_fraction", "budget", "patience", "no_patience", "base", "infra_retries", "stop_after_failures")
+            "train_fraction", "budget", "patience", "no_patience", "base", "infra_retries", "stop_after_failures",
+            "warm_start", "warm_start_clip", "warm_start_any_data")
     given = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     return SearchOptions(space=args.space, classes=tuple(classes) if classes else None, **{**given, **fixed})
 

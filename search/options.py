@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from trainables.errors import ConfigError, OptionError
-from trainables.hparams import Choice, Float, HParam, Int
+from trainables.hparams import Bool, Choice, Float, HParam, Int
 
 if TYPE_CHECKING:   # the CLI imports this module for its tables; spaces pull in torch
     from spaces import Space
@@ -45,6 +45,12 @@ SEARCH_OPTIONS: dict[str, HParam] = {
                                     "memory, from its last checkpoint and outside --trials (default 2)"),
     "stop_after_failures": Int(3, 0, help="stop the search when its first N trials all fail on their "
                                           "configuration (default 3; 0: never)"),
+    "warm_start": HParam(str, None, nullable=True, help="start TPE from the trials of earlier searches "
+                         "(NAME[,NAME...], or SPACE/NAME) that fit this space, even if it changed"),
+    "warm_start_clip": Bool(False, help="with --warm-start: carry values outside a narrowed range at the "
+                                        "nearest bound instead of leaving their trials out"),
+    "warm_start_any_data": Bool(False, help="with --warm-start: carry trials that ran on other data (another "
+                                            "fingerprint)"),
 }
 
 CONFIRM_OPTIONS: dict[str, HParam] = {
@@ -74,7 +80,8 @@ class SearchOptions:
     every option left unset. ``patience``: ``None`` keeps the space's value; ``no_patience`` switches
     in-trial early stopping off. ``start`` lists configs to evaluate first, then the space's own
     starting points unless ``space_start`` is off (a pure random-search baseline, say).
-    ``infra_retries`` and ``stop_after_failures``: see :mod:`search.failures`."""
+    ``infra_retries`` and ``stop_after_failures``: see :mod:`search.failures`; ``warm_start`` and its
+    two switches: see :mod:`search.warm_start`."""
 
     space: str
     trials: int | None = None
@@ -105,6 +112,9 @@ class SearchOptions:
     base: str | None = None
     infra_retries: int = 2
     stop_after_failures: int = 3
+    warm_start: str | None = None
+    warm_start_clip: bool = False
+    warm_start_any_data: bool = False
 
     def recipe_overrides(self) -> dict[str, Any]:
         """Recipe knobs the user set for this run; they beat the space's fixed values."""

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from rich.markup import escape
 
 from results.export import check_name, copy_checkpoint, read_confusion, read_predictions, results_dir, write_results
 from results.files import write_json
@@ -29,6 +30,7 @@ from search.searcher import fail_lost_trials, make_scheduler, make_searcher, sta
 from search.session import ray_session
 from search.tracking import MLflowTracker, default_tracking_uri, server_url
 from search.trial import run_trial
+from search.warm_start import load_earlier, plan_warm_start
 from search.tune_run import fit
 from spaces import Space, get_space
 from trainables.discovery import ENV
@@ -71,6 +73,8 @@ def _check_options(o: SearchOptions, space: Space) -> None:
         raise OptionError("--resume needs --name: the name of the search to continue (see ray_results/).")
     if o.no_patience and o.patience is not None:
         raise OptionError(f"--no-patience and --patience {o.patience} contradict each other; pass one of them.")
+    if (o.warm_start_clip or o.warm_start_any_data) and not o.warm_start:
+        raise OptionError("--warm-start-clip and --warm-start-any-data need --warm-start NAME; add it or drop them.")
 
 
 def describe_patience(space: Space, o: SearchOptions, resolved_patience: int | None) -> str:
@@ -85,6 +89,7 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
     ``trial_fn`` is the Ray function trainable (tests wrap it to inject failures)."""
     space = get_space(o.space)
     _check_options(o, space)
+    earlier = load_earlier(o.warm_start, space, o.results_root, o.resume) if o.warm_start else []
     o = o.with_budget(space)
     pair = space.pair
     max_epochs = o.max_epochs or space.max_epochs
@@ -98,6 +103,9 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
 
     options = o.data_options(pair.data_module.default_dir)
     data = load_data(pair, o.data, o.classes, test=False, seed=o.seed, **options.scaling())
+    warm = plan_warm_start(earlier, space, fingerprint=data.fingerprint, scaling=options.scaling(),
+                           max_epochs=max_epochs, clip=o.warm_start_clip,
+                           any_data=o.warm_start_any_data) if earlier else None
     base = pair.load_base(o.base)
     dry_run(pair, data, space.first_config(), f"spaces/{space.name}.py: first config", base)
     settings = TrialSettings(model=pair.model, data=pair.data, max_epochs=max_epochs, seed=o.seed,
@@ -113,7 +121,8 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
               "data_fingerprint": data.fingerprint, **({"base_sha256": base.sha256} if base else {})},
         params={"trials": o.trials, "max_epochs": max_epochs, "grace_period": grace, "metric": space.metric,
                 "mode": space.mode, "train_examples": len(data.train), "patience": patience,
-                "inputs": data.spec.describe(), **({"base": base.path} if base else {})})
+                "inputs": data.spec.describe(), **({"base": base.path} if base else {}),
+                **(warm.params() if warm else {})})
     tracker.connect()
     if not o.resume:
         # A study file without its experiment folder belongs to no search: start the study afresh.
@@ -138,6 +147,8 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
                       + f", scheduler {o.scheduler}" + (f" (grace {grace}, reduction {space.reduction_factor})"
                                                         if o.scheduler == "asha" else "") + f", seed {o.seed}",
                       soft_wrap=True)
+        for line in warm.describe(startup if o.sampler == "tpe" else None) if warm else []:
+            console.print(escape(line), soft_wrap=True)
         console.print(f"placement: {place.describe(resources.get('CPU', 0), resources.get('GPU', 0))}")
         console.print(f"failures: a trial whose worker, node or memory failed is retried up to {o.infra_retries} "
                       "times from its last checkpoint (outside the trial budget), a config that raises is not; "
@@ -151,13 +162,16 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
         from ray import tune
 
         progress = ProgressPrinter(o.trials, space.metric, space.mode)
+        # A starting point an earlier search already ran is carried, not run again.
+        start = [*o.start, *(space.start if o.space_start else [])]
         # A resumed search keeps its pickled searcher and scheduler: building new ones would enqueue the
         # starting points into the kept study a second time.
         tune_config = None if o.resume else tune.TuneConfig(
             metric=search_metric, mode=space.mode, num_samples=o.trials, reuse_actors=True,
             search_alg=make_searcher(o.sampler, o.seed, o.trials, place.concurrency, search_metric, space.mode,
-                                     [*o.start, *(space.start if o.space_start else [])], space.params,
-                                     study=(name, study_file), startup=startup),
+                                     warm.not_run(start) if warm else start, space.params,
+                                     study=(name, study_file), startup=startup,
+                                     carried=warm.frozen_trials(space.params) if warm else ()),
             scheduler=make_scheduler(o.scheduler, max_epochs, grace, space.reduction_factor,
                                      state=storage / f"{name}.asha.pkl"))
         fit(trial_fn, {"data": data, "settings": settings, **({"base": base} if base is not None else {})}, place,
@@ -205,6 +219,8 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
                        versions=versions(), git_commit=git_commit())
     if base is not None:
         best["base"] = base.record()
+    if warm is not None:
+        best["warm_start"] = warm.record()
     frame["mlflow_run_id"] = [tracker.run_id(t) for t in frame["trial_id"]]
     history = histories.get(best_trial.trial_id)
     artifacts = _best_artifacts(out_dir, best_trial, [] if history is None else history.to_dict("records"),

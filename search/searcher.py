@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import optuna
 from optuna.trial import TrialState
@@ -108,10 +108,12 @@ def make_sampler(sampler: str, seed: int, trials: int, params: dict[str, Any],
 
 def make_searcher(sampler: str, seed: int, trials: int, concurrency: int, metric: str, mode: str,
                   start: list[dict[str, Any]], params: dict[str, Any], study: tuple[str, Path] | None = None,
-                  startup: int | None = None) -> Searcher:
+                  startup: int | None = None, carried: Sequence[optuna.trial.FrozenTrial] = ()) -> Searcher:
     """:func:`make_sampler`'s sampler inside Ray's OptunaSearch (which ignores its own seed when given a
     sampler), starting points first, at most ``concurrency`` trials in flight. ``study`` (name,
-    SQLite file) keeps the Optuna study on disk, one study per search, for the report."""
+    SQLite file) keeps the Optuna study on disk, one study per search, for the report. ``carried``:
+    finished trials of earlier searches (:mod:`search.warm_start`), in the study before the first
+    suggestion."""
     ot_sampler = make_sampler(sampler, seed, trials, params, startup)
     space = DefineByRun(params)
     storage = None
@@ -121,6 +123,8 @@ def make_searcher(sampler: str, seed: int, trials: int, concurrency: int, metric
     search = PrunedAwareOptunaSearch(space=space, metric=metric, mode=mode, sampler=ot_sampler,
                                      points_to_evaluate=[space.encode(p) for p in start] or None,
                                      study_name=study[0] if study else None, storage=storage)
+    # The study exists once the searcher does (its space is given): TPE sees these from its first ask.
+    search._ot_study.add_trials(carried)
     return ConcurrencyLimiter(search, max_concurrent=concurrency)
 
 

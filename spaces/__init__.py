@@ -8,12 +8,13 @@ from dataclasses import replace
 
 from spaces._domains import (Categorical, DomainError, FloatRange, IntRange, PowerOfTwoRange, When, choice,
                              domain_from_json, integers, loguniform, powers_of_two, uniform, when)
+from spaces._diff import Change, diff_spaces
 from spaces._space import Budget, Space, SpaceError, active_keys, describe_domain, validate_space
 from trainables.discovery import describe_failure, entries, import_entry
 from trainables.recipe import METRICS
 
-__all__ = ["METRICS", "Budget", "Categorical", "DomainError", "FloatRange", "IntRange", "PowerOfTwoRange", "Space",
-           "SpaceError", "When", "active_keys", "choice", "describe_domain", "domain_from_json", "get_space",
+__all__ = ["METRICS", "Budget", "Categorical", "Change", "DomainError", "FloatRange", "IntRange", "PowerOfTwoRange", "Space",
+           "SpaceError", "When", "active_keys", "choice", "describe_domain", "diff_spaces", "domain_from_json", "get_space",
            "integers", "list_spaces", "loguniform", "powers_of_two", "uniform", "when"]
 
 

@@ -1,0 +1,402 @@
+"""``spectune search --warm-start NAME[,NAME...]``: start TPE from earlier searches' trials, even when the
+space changed since.
+
+Ray's ``points_to_evaluate`` + ``evaluated_rewards`` refuse points whose keys differ from the space
+(ray#18847) and Optuna refuses a study whose choices changed (optuna#2328). Here each earlier trial
+is rewritten in the *new* space's terms (its keys, its values, its distributions, only the keys
+active in that config) and added to the new search's Optuna study as a finished trial, before the
+first suggestion. A trial is carried only when it describes a config the new search could run:
+
+- a value outside a narrowed range is left out, or moved to the nearest bound with ``clip``;
+- a removed choice leaves its trials out;
+- a dropped key (or a changed fixed value) keeps the trials that ran at the new search's value;
+- a new key takes the value the earlier search ran with (its fixed value, else the default),
+  when that value lies inside the new range;
+- a failed trial, or one that reported no epoch, is left out; a trial the scheduler stopped is
+  carried as PRUNED at the epoch it reached, as a live one is told.
+
+Searches of another metric or mode are refused, and so are those of other data (another
+fingerprint) unless ``any_data``. Nothing here starts Ray; the functions on rows and spaces are pure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import FrozenTrial, TrialState, create_trial
+
+from results.export import RESULTS_DIR
+from results.files import read_json
+from spaces import Categorical, FloatRange, IntRange, PowerOfTwoRange, Space, When, domain_from_json
+from spaces._diff import diff_spaces, same_value
+from trainables.errors import UserError
+
+# Run settings a command line may change between searches: reported by the diff, never a reason to
+# leave a trial out.
+RUN_KEYS = ("epochs", "seed", "patience")
+_MISSING = object()
+
+
+class WarmStartError(UserError):
+    """An earlier search that cannot warm-start this one; the message names it and the fix."""
+
+
+@dataclass(frozen=True)
+class Side:
+    """One space as the trials see it: its searched domains and the value of every key it does not
+    search (its fixed value, else the default)."""
+
+    params: dict[str, Any]
+    constants: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EarlierSearch:
+    """A finished search read back from ``results/<space>/<name>/``."""
+
+    name: str
+    folder: Path
+    space: dict[str, Any]
+    best: dict[str, Any]
+    rows: list[dict[str, Any]]
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {k: domain_from_json(v) for k, v in self.space.get("params", {}).items()}
+
+    def side(self, defaults: Mapping[str, Any]) -> Side:
+        """Its keys and constants: a key it did not search ran at the value its best config records."""
+        params = self.params
+        config = {k: v for k, v in (self.best.get("config") or {}).items() if k not in params}
+        return Side(params, {**defaults, **config, **self.space.get("fixed", {})})
+
+    @property
+    def epochs(self) -> int | None:
+        return (self.best.get("config") or {}).get("epochs")
+
+
+@dataclass(frozen=True)
+class Carried:
+    """One earlier trial as the new search sees it: ``params`` over the new space's active keys."""
+
+    source: str
+    trial_id: str
+    params: dict[str, Any]
+    value: float
+    pruned: bool
+    epochs: int
+    clipped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WarmStartPlan:
+    """What a warm start gives the new searcher, and why the rest was left out."""
+
+    searches: tuple[str, ...]
+    changes: dict[str, list[str]]
+    carried: tuple[Carried, ...]
+    left_out: dict[str, Counter] = field(default_factory=dict)
+    offered: dict[str, int] = field(default_factory=dict)
+    clip: bool = False
+
+    def describe(self, startup: int | None) -> list[str]:
+        """The printed plan: per earlier search, what changed and what was carried; then what the
+        carried trials do to TPE's random start-up (``startup``; ``None``: random search)."""
+        lines = []
+        for name in self.searches:
+            mine = [c for c in self.carried if c.source == name]
+            pruned, clipped = sum(c.pruned for c in mine), sum(bool(c.clipped) for c in mine)
+            lines.append(f"warm start from {name}: " + ("; ".join(self.changes[name]) if self.changes[name]
+                                                          else "the same space"))
+            why = ", ".join(f"{n} {reason}" for reason, n in self.left_out[name].most_common())
+            lines.append(f"    carried {len(mine)} of {self.offered[name]} trials ({len(mine) - pruned} completed, "
+                         f"{pruned} stopped early as pruned" + (f", {clipped} clipped to the new bounds"
+                                                                if clipped else "") + ")"
+                         + (f"; not carried: {why}" if why else ""))
+        if any(("outside the new range" in r) for c in self.left_out.values() for r in c) and not self.clip:
+            lines.append("    (--warm-start-clip carries values outside a narrowed range at the nearest bound)")
+        n = len(self.carried)
+        if startup is None:
+            lines.append(f"    random search does not learn from the {n} carried trials; they are in its study only")
+        elif n >= startup:
+            lines.append(f"    TPE counts the {n} carried trials toward its {startup} random start-up trials: it "
+                         "models the space from the first new trial")
+        else:
+            lines.append(f"    TPE counts the {n} carried trials toward its {startup} random start-up trials: "
+                         f"{startup - n} random trials remain")
+        return lines
+
+    def record(self) -> dict[str, Any]:
+        """What ``best.json`` keeps under ``warm_start``."""
+        return {"searches": list(self.searches), "carried": len(self.carried), "clip": self.clip,
+                "per_search": {name: {"offered": self.offered[name],
+                                      "carried": sum(c.source == name for c in self.carried),
+                                      "clipped": sum(bool(c.clipped) for c in self.carried if c.source == name),
+                                      "not_carried": dict(self.left_out[name])} for name in self.searches}}
+
+    def params(self) -> dict[str, Any]:
+        """The MLflow params of the search's parent run."""
+        return {"warm_start": ",".join(self.searches), "warm_start_carried": len(self.carried)}
+
+    def frozen_trials(self, params: dict[str, Any]) -> list[FrozenTrial]:
+        """The carried trials as Optuna trials over the new space's distributions (``params``)."""
+        out = []
+        for c in self.carried:
+            values, dists = optuna_params(params, c.params)
+            out.append(create_trial(params=values, distributions=dists, value=c.value,
+                                    state=TrialState.PRUNED if c.pruned else TrialState.COMPLETE,
+                                    intermediate_values={c.epochs: c.value} if c.pruned else None,
+                                    user_attrs={"warm_start": c.source, "warm_start_trial": c.trial_id}))
+        return out
+
+    def not_run(self, start: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The starting points that no carried trial already ran."""
+        return [p for p in start if not any(_same_config(p, c.params) for c in self.carried)]
+
+
+def parse_names(text: str) -> tuple[str, ...]:
+    """``NAME[,NAME...]`` (each ``NAME`` or ``SPACE/NAME``), each once."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise WarmStartError(f"--warm-start needs one or more earlier search names, comma-separated; got {text!r}.")
+    if len(set(names)) < len(names):
+        raise WarmStartError(f"--warm-start names a search twice: {text!r}; give each once.")
+    return names
+
+
+def find_search(ref: str, space: str, root: Path = RESULTS_DIR) -> Path:
+    """The folder of the finished search ``ref`` (``NAME``: this space's first, else any space's;
+    ``SPACE/NAME``), or a one-line error listing the searches found."""
+    if "/" in ref:
+        candidates = [root / ref]
+    else:
+        own = root / space / ref
+        candidates = [own] if (own / "best.json").is_file() else sorted(root.glob(f"*/{ref}"))
+    found = [c for c in candidates if (c / "best.json").is_file()]
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        raise WarmStartError(f"--warm-start {ref}: searches of that name exist for several spaces "
+                             f"({', '.join(p.parent.name for p in found)}); give SPACE/NAME.")
+    known = [p.parent.name for p in sorted((root / space).glob("*/best.json"))]
+    others = [f"{p.parent.parent.name}/{p.parent.name}" for p in sorted(root.glob("*/*/best.json"))
+              if p.parent.parent.name != space]
+    listed = known + others
+    shown = ", ".join(listed[:20]) + (f" and {len(listed) - 20} more" if len(listed) > 20 else "")
+    raise WarmStartError(f"--warm-start {ref}: no finished search of that name under {root}/ (found: "
+                         f"{shown or 'none'}); give one of these, as NAME or SPACE/NAME.")
+
+
+def read_search(folder: Path) -> EarlierSearch:
+    """A finished search's ``best.json``, ``space.json`` and ``trials.csv``."""
+    import pandas as pd
+
+    name = folder.name
+    if not (folder / "space.json").is_file() or not (folder / "trials.csv").is_file():
+        raise WarmStartError(f"--warm-start {name}: {folder} lacks space.json or trials.csv (a search from before "
+                             "they were written); warm-start from a newer search.")
+    rows = pd.read_csv(folder / "trials.csv").to_dict("records")
+    return EarlierSearch(name, folder, read_json(folder / "space.json", "space.json"),
+                         read_json(folder / "best.json", "best.json"), rows)
+
+
+def check_earlier(earlier: EarlierSearch, space: Space) -> None:
+    """Refuse a search of another metric or mode, or one that shares no searched key with ``space``."""
+    metric, mode = earlier.best.get("metric", earlier.space.get("metric")), earlier.best.get("mode")
+    if (metric, mode) != (space.metric, space.mode):
+        raise WarmStartError(f"--warm-start {earlier.name}: it optimised {metric} ({mode}) and space {space.name} "
+                             f"optimises {space.metric} ({space.mode}); warm-start only from a search of the same "
+                             "metric and mode.")
+    shared = set(earlier.params) & set(space.params)
+    if not shared:
+        raise WarmStartError(f"--warm-start {earlier.name}: space {earlier.space.get('name')} searched "
+                             f"{sorted(earlier.params)}, which shares no key with space {space.name} "
+                             f"({sorted(space.params)}); warm-start from a search of a related space.")
+
+
+def load_earlier(text: str, space: Space, root: Path = RESULTS_DIR, resume: bool = False) -> list[EarlierSearch]:
+    """The searches ``--warm-start`` names, found, read and checked (before any data is read)."""
+    if resume:
+        raise WarmStartError("--warm-start with --resume: a resumed search keeps the trials it was warm-started "
+                             "with; drop --warm-start.")
+    out = [read_search(find_search(ref, space.name, root)) for ref in parse_names(text)]
+    for earlier in out:
+        check_earlier(earlier, space)
+    return out
+
+
+def data_change(recorded: Mapping[str, Any], fingerprint: str, scaling: Mapping[str, Any]) -> str | None:
+    """The data difference in words when the earlier search ran on other data, else ``None``."""
+    if not recorded.get("fingerprint") or recorded["fingerprint"] == fingerprint:
+        return None
+    moved = [f"{k} {recorded.get(k)} -> {v}" for k, v in scaling.items() if recorded.get(k) != v]
+    return (f"data fingerprint {recorded['fingerprint']} -> {fingerprint}"
+            + (f" (scaling: {', '.join(moved)})" if moved else ""))
+
+
+def space_defaults(space: Space) -> dict[str, Any]:
+    """Every knob of ``space``'s pair at the value a trial gets when the space does not search it."""
+    table = space.pair.table()
+    resolved = space.pair.resolve(space.fixed, source=f"spaces/{space.name}.py: fixed", soft=tuple(space.fixed))
+    return {**{k: p.default for k, p in table.items()}, **resolved.to_dict(), **space.fixed}
+
+
+def plan_warm_start(earlier: Sequence[EarlierSearch], space: Space, *, fingerprint: str,
+                    scaling: Mapping[str, Any], max_epochs: int, clip: bool = False,
+                    any_data: bool = False) -> WarmStartPlan:
+    """What each earlier search gives the new one; refuses other data (unless ``any_data``)."""
+    defaults = space_defaults(space)
+    new = Side(dict(space.params), defaults)
+    new_json = {**space.to_json(), "max_epochs": max_epochs}
+    changes, carried, left_out, offered = {}, [], {}, {}
+    for e in earlier:
+        data = data_change(e.best.get("data_options") or {}, fingerprint, scaling)
+        if data and not any_data:
+            raise WarmStartError(f"--warm-start {e.name}: it ran on other data ({data}); pass the same data "
+                                 "options, or --warm-start-any-data to carry its trials anyway.")
+        old_json = {**e.space, "max_epochs": e.epochs or e.space.get("max_epochs")}
+        changes[e.name] = [c.describe() for c in diff_spaces(old_json, new_json)] + ([data] if data else [])
+        mine, why = carry_trials(e.name, e.rows, e.side(defaults), new, space.metric, clip)
+        carried += mine
+        left_out[e.name], offered[e.name] = why, len(e.rows)
+    return WarmStartPlan(tuple(e.name for e in earlier), changes, tuple(carried), left_out, offered, clip)
+
+
+def carry_trials(source: str, rows: Sequence[Mapping[str, Any]], old: Side, new: Side, metric: str,
+                 clip: bool = False) -> tuple[list[Carried], Counter]:
+    """The rows of an earlier ``trials.csv`` that the new space can take, and a count of the reasons
+    the others were left out."""
+    carried, why = [], Counter()
+    for row in rows:
+        point, reason, clipped = carry_trial(row, old, new, clip)
+        value, outcome = _clean(row.get(f"best_{metric}")), row.get("outcome")
+        if outcome == "failed":
+            reason = "failed"
+        elif value is _MISSING:
+            reason = "reported no epoch"
+        if reason:
+            why[reason] += 1
+            continue
+        epochs = _clean(row.get("epochs"))
+        carried.append(Carried(source, str(row.get("trial_id")), point, float(value), outcome == "stopped early",
+                               1 if epochs is _MISSING else max(1, int(epochs)), clipped))
+    return carried, why
+
+
+def carry_trial(row: Mapping[str, Any], old: Side, new: Side, clip: bool = False
+                ) -> tuple[dict[str, Any], str | None, tuple[str, ...]]:
+    """An earlier trial's config over the new space's active keys, or the reason it cannot be carried
+    (``None`` when it can), and the keys whose values were clipped."""
+    point: dict[str, Any] = {}
+    clipped: list[str] = []
+    for key, domain in new.params.items():
+        if isinstance(domain, When):
+            if point.get(domain.key, _MISSING) not in domain.values:
+                continue
+            domain = domain.domain
+        value = _coerce(domain, _old_value(row, old, key))
+        if value is _MISSING:
+            return point, f"{key} has no earlier value", ()
+        if not domain.contains(value):
+            if not isinstance(domain, (FloatRange, IntRange)) or not _is_number(value):
+                return point, (f"{key} = {value!r} is no longer a choice" if isinstance(domain, Categorical)
+                               else f"{key} = {value!r} does not fit {domain.describe()}"), ()
+            if not clip:
+                what = "new key " if key not in old.params else ""
+                return point, f"{what}{key} outside the new range [{domain.low:g}, {domain.high:g}]", ()
+            value = domain.low if value < domain.low else domain.high
+            clipped.append(key)
+        point[key] = value
+    # Everything the new search does not sample must be what the earlier trial ran with.
+    keys = (set(old.params) | set(new.params) | set(old.constants) & set(new.constants)) - set(point) - set(RUN_KEYS)
+    for key in sorted(keys):
+        was, now = _old_value(row, old, key), new.constants.get(key, _MISSING)
+        if was is _MISSING or now is _MISSING or same_value(_coerce_like(now, was), now):
+            continue
+        if key in old.params and key not in new.params:
+            return point, f"dropped key {key} not at the new value {now!r}", ()
+        return point, f"{key} ran at another value than the new {now!r}", ()
+    return point, None, tuple(clipped)
+
+
+def optuna_params(params: dict[str, Any], point: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, BaseDistribution]]:
+    """A config over ``params`` as the values and distributions Optuna samples: the active keys only, a
+    power-of-two key as its integer exponent ``<key>_log2`` (as :class:`search.searcher.DefineByRun`)."""
+    values: dict[str, Any] = {}
+    dists: dict[str, BaseDistribution] = {}
+    for key, value in point.items():
+        domain = params[key]
+        domain = domain.domain if isinstance(domain, When) else domain
+        if isinstance(domain, PowerOfTwoRange):
+            name = PowerOfTwoRange.encoded(key)
+            values[name] = int(value).bit_length() - 1
+            dists[name] = IntDistribution(domain.low.bit_length() - 1, domain.high.bit_length() - 1)
+        elif isinstance(domain, FloatRange):
+            values[key] = float(value)
+            dists[key] = FloatDistribution(domain.low, domain.high, log=domain.log, step=domain.step)
+        elif isinstance(domain, IntRange):
+            values[key] = int(value)
+            dists[key] = IntDistribution(domain.low, domain.high, log=domain.log)
+        else:
+            values[key] = value
+            dists[key] = CategoricalDistribution(list(domain.values))
+    return values, dists
+
+
+def _old_value(row: Mapping[str, Any], old: Side, key: str) -> Any:
+    """The value an earlier trial ran with: its own where it searched the key (and the key applied),
+    else the earlier space's constant."""
+    if key in old.params:
+        value = _clean(row.get(key, _MISSING))
+        if value is not _MISSING:
+            return value
+    return old.constants.get(key, _MISSING)
+
+
+def _clean(value: Any) -> Any:
+    """A value read from ``trials.csv``: NaN (a key that did not apply) as missing, numpy as Python."""
+    if value is None or value is _MISSING:
+        return _MISSING
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return _MISSING
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _coerce(domain: Any, value: Any) -> Any:
+    """``value`` in ``domain``'s type: a CSV reads ``16`` as ``16.0`` next to an empty cell and a bool
+    as the text ``True``; a choice gets its own value back."""
+    if value is _MISSING:
+        return value
+    if isinstance(domain, Categorical):
+        return next((v for v in domain.values if same_value(v, _coerce_like(v, value))), value)
+    if isinstance(domain, IntRange) and _is_number(value) and float(value).is_integer():
+        return int(value)
+    if isinstance(domain, FloatRange) and _is_number(value):
+        return float(value)
+    return value
+
+
+def _coerce_like(example: Any, value: Any) -> Any:
+    if isinstance(example, bool) and isinstance(value, str) and value in ("True", "False"):
+        return value == "True"
+    if _is_number(example) and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _same_config(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return set(a) == set(b) and all(same_value(a[k], b[k]) for k in a)
