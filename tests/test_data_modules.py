@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from trainables.data import DataError, get_data, list_data
+from trainables.data import cifar10
 from trainables.data import fashion_mnist as fm
 from trainables.data import wine as wine_module
 from trainables.data.california import synthetic_housing, write_housing
@@ -268,9 +269,37 @@ def _bbc_news(out: Path) -> Case:
                 SPLIT_FILES, takes_classes=True, edit=_edit_torch_test_split, poison=poison, prepare=prepare)
 
 
+def _cifar10(out: Path) -> Case:
+    module = get_data("cifar10")
+    test_file = f"{cifar10.BINARY.folder}/test_batch.bin"
+
+    def prepare(folder: Path, seed: int) -> str:
+        return module.prepare(folder, seed=seed, force=False, source="synthetic", rows=200)
+
+    def edit(folder: Path, monkeypatch, change: bool) -> None:
+        records = bytearray((folder / test_file).read_bytes())
+        if change:
+            records[1] ^= 1          # the first image's first red pixel
+        (folder / test_file).write_bytes(bytes(records))
+
+    def poison(folder: Path) -> tuple[str, str]:
+        records = bytearray((folder / test_file).read_bytes())
+        records[7 * cifar10.RECORD] = 10        # the eighth record's label byte
+        (folder / test_file).write_bytes(bytes(records))
+        return test_file, r"labels must lie in \[0, 9\]; found 10"
+
+    prepare(out, 0)
+    # The generated set in the binary release's layout: 20 training images per class, of which 10 %
+    # validate (stratified), and 4 test images per class.
+    files = tuple(f"{cifar10.BINARY.folder}/{name}.bin" for name in (*cifar10.TRAIN_BATCHES, "test_batch"))
+    return Case("cifar10", out, (180, 20, 40), cifar10.CLASSES, {"x": (3, 32, 32)}, files, per_class=(18, 2, 4),
+                edit=edit, poison=poison, prepare=prepare)
+
+
 RECIPES: dict[str, Callable[[Path], Case]] = {
     "waveforms": _waveforms, "ztf_spectra": _ztf_spectra, "medres_spectra": _medres_spectra, "tables": _tables,
     "wine": _wine, "fashion_mnist": _fashion_mnist, "bbc_news": _bbc_news, "california_housing": _california_housing,
+    "cifar10": _cifar10,
 }
 
 

@@ -164,5 +164,5 @@ def test_wide_and_deep_and_deep_cross_use_both_inputs():
 
 
 def test_unknown_model_lists_the_registered_ones():
-    with pytest.raises(ConfigError, match="registered models: baseline_cnn, deep_cross, deeper_cnn, galspecnet"):
+    with pytest.raises(ConfigError, match="registered models: baseline_cnn, cifar_convnet, deep_cross, deeper_cnn, galspecnet"):
         build_model("resnet", SPECS["sequence"][0])

@@ -1,0 +1,378 @@
+"""CIFAR-10 (Krizhevsky 2009): 60,000 colour images of 32x32 pixels in ten classes, 6,000 each (50,000
+train, 10,000 test), read from the release as Alex Krizhevsky publishes it, in the data folder (default
+``data/cifar10``) as the tarball or its extracted folder:
+
+- the binary version, preferred (``cifar-10-binary.tar.gz`` or ``cifar-10-batches-bin/``):
+  ``data_batch_1.bin`` ... ``data_batch_5.bin`` and ``test_batch.bin``, each a run of 3,073-byte records:
+  the label byte, then 1,024 red, 1,024 green and 1,024 blue bytes, each plane row by row. Read directly.
+- the python version (``cifar-10-python.tar.gz`` or ``cifar-10-batches-py/``): ``data_batch_1`` ...
+  ``data_batch_5`` and ``test_batch``, pickled dicts of ``data`` (N x 3,072 uint8, the same layout) and
+  ``labels``. Unpickled by :class:`ArrayUnpickler`, which admits numpy arrays, lists, dicts and bytes and
+  refuses every other global, so a crafted batch file cannot run code.
+
+A stratified 10 % of the training images (seeded) validates; pixels are scaled to [0, 1] and normalised
+per channel with the training split's mean and standard deviation. The searched augmentation runs per
+training batch on the tensors, drawn from the recipe's seeded generator so that a trial repeats:
+``hflip`` mirrors half of the images, ``crop`` cuts a random 32x32 window out of the image padded by 4.
+The padding is 0 after normalisation, the training mean colour (torchvision pads black before it).
+
+``spectune data --space cifar10_convnet`` downloads the binary tarball (md5 checked) where the network
+allows and otherwise says which file to place where; ``--source synthetic`` writes a generated set in
+the binary version's layout (``--rows`` training images, a fifth as many test images) to try the pair
+offline.
+"""
+
+from __future__ import annotations
+
+import _codecs
+import hashlib
+import http.client
+import io
+import os
+import pickle
+import tarfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from trainables.data._base import DataError, DataModule, InputSpec, Split, Splits, fingerprint, register_data, \
+    stratified_split
+from trainables.hparams import Bool
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+SIDE = 32
+RECORD = 1 + 3 * SIDE * SIDE
+PAD = 4
+VAL_FRACTION = 0.1
+SEED = 0
+TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+SOURCES = ("release", "synthetic")
+GENERATED = "GENERATED"
+
+
+@dataclass(frozen=True)
+class Release:
+    """One version of the release: its tarball, the folder inside it and its batch-file suffix."""
+
+    tarball: str
+    folder: str
+    suffix: str
+    url: str
+    md5: str
+
+
+BINARY = Release("cifar-10-binary.tar.gz", "cifar-10-batches-bin", ".bin",
+                 "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530")
+PYTHON = Release("cifar-10-python.tar.gz", "cifar-10-batches-py", "",
+                 "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a")
+
+
+def where_to_place(folder: Path) -> str:
+    return (f"Place {BINARY.tarball} (md5 {BINARY.md5}, from {BINARY.url}) or its extracted folder {BINARY.folder}/ "
+            f"in {folder} (the python version, {PYTHON.tarball} or {PYTHON.folder}/, is read too)")
+
+
+# --- the python version: pickles that may hold numpy arrays and nothing else ---------------------------
+
+def _admitted() -> dict[tuple[str, str], Any]:
+    reconstruct = np.empty(0).__reduce__()[0]   # numpy.core's or numpy._core's, whichever this numpy has
+    return {("numpy.core.multiarray", "_reconstruct"): reconstruct,
+            ("numpy._core.multiarray", "_reconstruct"): reconstruct,
+            ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+            # Protocol 2 writes bytes as _codecs.encode(str, "latin1"), and b"" as bytes().
+            ("_codecs", "encode"): _codecs.encode, ("builtins", "bytes"): bytes, ("__builtin__", "bytes"): bytes}
+
+
+class RefusedGlobal(pickle.UnpicklingError):
+    """A pickle asked for a global outside :class:`ArrayUnpickler`'s list."""
+
+
+class ArrayUnpickler(pickle.Unpickler):
+    """An unpickler for numpy arrays in dicts and lists: any other global (``os.system``,
+    ``builtins.eval``, a class) is refused before it is imported, so nothing in the file runs."""
+
+    ADMITTED = _admitted()
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return self.ADMITTED[(module, name)]
+        except KeyError:
+            raise RefusedGlobal(f"{module}.{name}") from None
+
+
+def read_python_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(N, 3, 32, 32)`` uint8 and labels ``(N,)`` of one pickled batch of the python version."""
+    try:
+        # encoding="bytes": the release was pickled by Python 2, whose str keys arrive as bytes.
+        batch = ArrayUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except RefusedGlobal as exc:
+        raise DataError(f"{where}: refused to unpickle: it asks for {exc}, and a CIFAR-10 batch needs only numpy "
+                        "arrays, lists, dicts and bytes, so this file is not the release's (it could run code); "
+                        f"download the release again ({PYTHON.url}).") from None
+    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file fails in many ways inside pickle
+        detail = str(exc)[:100] or "no detail"
+        raise DataError(f"{where}: not a readable CIFAR-10 python batch ({type(exc).__name__}: {detail}); the file "
+                        f"is truncated or not from {PYTHON.tarball}.") from None
+    if not isinstance(batch, dict):
+        raise DataError(f"{where}: a CIFAR-10 python batch is a dict of data and labels; got {type(batch).__name__}.")
+    batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    data, labels = batch.get("data"), batch.get("labels")
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != RECORD - 1 \
+            or not len(data):
+        got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise DataError(f"{where}: 'data' must be a uint8 array of N >= 1 x {RECORD - 1} pixels; got {got}.")
+    if not isinstance(labels, list) or len(labels) != len(data) or not all(type(v) is int for v in labels):
+        raise DataError(f"{where}: 'labels' must be a list of {len(data)} ints, one per image.")
+    return data.reshape(-1, 3, SIDE, SIDE), np.array(labels, dtype=np.int64)
+
+
+# --- the binary version: fixed records -------------------------------------------------------------------
+
+def read_binary_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(N, 3, 32, 32)`` uint8 and labels ``(N,)`` of one file of 3,073-byte records."""
+    if not raw or len(raw) % RECORD:
+        raise DataError(f"{where}: {len(raw)} bytes is not a whole number of {RECORD:,}-byte records (a label byte "
+                        f"and 3,072 pixel bytes); the file is truncated or not from {BINARY.tarball}.")
+    records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, RECORD)
+    return records[:, 1:].reshape(-1, 3, SIDE, SIDE), records[:, 0].astype(np.int64)
+
+
+def binary_bytes(images: np.ndarray, labels: np.ndarray) -> bytes:
+    """Images ``(N, 3, 32, 32)`` uint8 and labels as the binary version's records."""
+    return np.concatenate([np.asarray(labels, dtype=np.uint8)[:, None],
+                           np.asarray(images, dtype=np.uint8).reshape(len(labels), -1)], axis=1).tobytes()
+
+
+# --- finding and reading the release ---------------------------------------------------------------------
+
+def _sources(folder: Path) -> list[tuple[Release, Path]]:
+    """The release versions present, preferred first: an extracted folder (or the folder itself being
+    one), then a tarball, binary before python."""
+    found = []
+    for release in (BINARY, PYTHON):
+        first = f"{TRAIN_BATCHES[0]}{release.suffix}"
+        for path in (folder / release.folder, folder, folder / release.tarball):
+            if path.is_dir() and (path.name == release.folder or (path / first).is_file()):
+                found.append((release, path))
+                break
+            if path.is_file():
+                found.append((release, path))
+                break
+    return found
+
+
+def _batches(release: Release, path: Path) -> dict[str, tuple[str, bytes]]:
+    """Each batch's bytes with the name an error gives it, from an extracted folder or a tarball
+    (read member by member, never extracted, so no path in the archive is written)."""
+    names = [*TRAIN_BATCHES, "test_batch"]
+    if path.is_dir():
+        out = {}
+        for name in names:
+            file = path / f"{name}{release.suffix}"
+            if not file.is_file():
+                raise DataError(f"{file} is missing; {release.folder}/ must hold {names[0]}{release.suffix} ... "
+                                f"{names[-2]}{release.suffix} and test_batch{release.suffix}. "
+                                f"{where_to_place(path.parent)}.")
+            out[name] = (str(file), file.read_bytes())
+        return out
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            out = {}
+            for name in names:
+                member = f"{release.folder}/{name}{release.suffix}"
+                try:
+                    handle = archive.extractfile(member)
+                except KeyError:
+                    handle = None
+                if handle is None:
+                    raise DataError(f"{path}: holds no file {member}; it must be the release's {release.tarball} "
+                                    f"({release.url}).")
+                out[name] = (f"{path}:{member}", handle.read())
+            return out
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .tar.gz ({type(exc).__name__}: {str(exc)[:100] or 'no detail'}); "
+                        f"download {release.url} again (md5 {release.md5}).") from None
+
+
+def _file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def synthetic_images(rows: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` generated 32x32 images, the classes in equal shares: each class a colour and stripes of
+    its own frequency and direction (both survive a mirror and a crop), at a random phase, under noise."""
+    labels = rng.permutation(np.arange(rows) % len(CLASSES))
+    colours = np.random.default_rng(1234).uniform(-1.0, 1.0, (len(CLASSES), 3))
+    wave = np.sin((1 + labels // 2)[:, None] * np.arange(SIDE)[None, :] * 2 * np.pi / SIDE
+                  + rng.uniform(0, 2 * np.pi, (rows, 1)))
+    stripes = np.where((labels % 2 == 0)[:, None, None], wave[:, :, None], wave[:, None, :])   # rows or columns
+    pixels = 128 + 60 * colours[labels][:, :, None, None] * (0.6 + 0.4 * stripes[:, None]) \
+        + rng.normal(0, 30, (rows, 3, SIDE, SIDE))
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8), labels.astype(np.int64)
+
+
+def _write_file(path: Path, payload: bytes) -> None:
+    """Via a temporary file and a rename, so a reader never sees half a batch."""
+    temp = path.with_name(f".{path.name}.tmp")
+    try:
+        temp.write_bytes(payload)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def write_binary_release(out: Path, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+                         note: str | None = None) -> Path:
+    """``out/cifar-10-batches-bin/``: the training images in five batch files and the test images, as
+    the binary version lays them out; ``note`` marks a generated set (load() says so)."""
+    folder = out / BINARY.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, part in zip(TRAIN_BATCHES, np.array_split(np.arange(len(train[1])), len(TRAIN_BATCHES))):
+        _write_file(folder / f"{name}.bin", binary_bytes(train[0][part], train[1][part]))
+    _write_file(folder / "test_batch.bin", binary_bytes(*test))
+    _write_file(folder / "batches.meta.txt", ("\n".join(CLASSES) + "\n").encode())
+    marker = folder / GENERATED
+    if note is None:
+        marker.unlink(missing_ok=True)
+    else:
+        _write_file(marker, note.encode())
+    return folder
+
+
+@register_data
+class CIFAR10(DataModule):
+    name = "cifar10"
+    kind = "image"
+    classes = CLASSES
+    default_dir = Path("data/cifar10")
+    hparams = {"hflip": Bool(True, help="mirror half of each training batch left-right"),
+               "crop": Bool(True, help=f"cut a random {SIDE}x{SIDE} window out of each training image padded by {PAD}")}
+
+    def load(self, folder: Path | None, classes: Sequence[str] | None = None) -> Splits:
+        folder = self.folder(folder)
+        if classes is not None:
+            raise DataError("data 'cifar10' has fixed classes (CIFAR-10's ten labels); drop --classes.")
+        found = _sources(folder) if folder.is_dir() else []
+        if not found:
+            raise DataError(f"no CIFAR-10 release in {folder}. Run `spectune data --space cifar10_convnet"
+                            f"{'' if folder == self.default_dir else f' --out {folder}'}` where the network allows, "
+                            f"or: {where_to_place(folder)}; or write a generated stand-in with --source synthetic.")
+        release, path = found[0]
+        read: Callable[[bytes, str], tuple[np.ndarray, np.ndarray]] = \
+            read_binary_batch if release is BINARY else read_python_batch
+        parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for name, (where, raw) in _batches(release, path).items():
+            images, labels = read(raw, where)
+            if labels.min() < 0 or labels.max() >= len(CLASSES):
+                bad = int(labels.max() if labels.max() >= len(CLASSES) else labels.min())
+                raise DataError(f"{where}: labels must lie in [0, 9]; found {bad}.")
+            # Records have a fixed size, so a cut at a record's end still reads: batch sizes tell.
+            if parts and len(labels) != len(next(iter(parts.values()))[1]):
+                raise DataError(f"{where}: holds {len(labels)} images, the batch before it "
+                                f"{len(next(iter(parts.values()))[1])}; every batch of the release holds as many "
+                                "(10,000), so this one is cut short or not the release's.")
+            parts[name] = (images, labels)
+        x_all = np.concatenate([parts[n][0] for n in TRAIN_BATCHES])
+        y_all = np.concatenate([parts[n][1] for n in TRAIN_BATCHES])
+        x_test, y_test = parts["test_batch"]
+        absent = [CLASSES[c] for c in np.flatnonzero(np.bincount(y_all, minlength=len(CLASSES)) == 0)]
+        if absent:
+            raise DataError(f"{path}: classes {absent} have no training images; the training batches are not "
+                            "CIFAR-10's.")
+        train_idx, val_idx = stratified_split(y_all, (1 - VAL_FRACTION, VAL_FRACTION), SEED)
+        train = x_all[train_idx].astype(np.float32) / 255.0
+        mean = train.mean(axis=(0, 2, 3), keepdims=True)
+        std = train.std(axis=(0, 2, 3), keepdims=True)
+        std = np.where(std > 0, std, 1.0).astype(np.float32)
+
+        def split(x: np.ndarray, y: np.ndarray) -> Split:
+            return Split({"x": ((x.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)}, y)
+
+        marker = path / GENERATED if path.is_dir() else None
+        note = marker.read_text() if marker is not None and marker.is_file() else f"the release's {release.folder}"
+        # The pixels and labels, not the files: both versions of the same images load alike.
+        return Splits(train=split(x_all[train_idx], y_all[train_idx]), val=split(x_all[val_idx], y_all[val_idx]),
+                      test=split(x_test, y_test),
+                      spec=InputSpec(kind="image", shapes={"x": (3, SIDE, SIDE)}, classes=CLASSES),
+                      fingerprint=fingerprint("cifar10", x_all.tobytes(), y_all.tobytes(), x_test.tobytes(),
+                                              y_test.tobytes(), f"{VAL_FRACTION}|{SEED}"),
+                      note=note)
+
+    def prepare(self, out: Path | None, seed: int, force: bool, source: str = "release", rows: int = 2000) -> str:
+        folder = self.folder(out)
+        if source not in SOURCES:
+            raise DataError(f"--source must be one of {list(SOURCES)} for cifar10; got {source!r}.")
+        found = _sources(folder) if folder.is_dir() else []
+        if source == "synthetic":
+            if found and not force:
+                raise DataError(f"{found[0][1]} exists; pass --force to overwrite, or choose another --out.")
+            if rows < 10 * len(CLASSES) or rows % len(TRAIN_BATCHES):
+                raise DataError(f"--rows must be a multiple of {len(TRAIN_BATCHES)} (five training batches the size "
+                                f"of the test batch, as in the release), at least {10 * len(CLASSES)} (10 training "
+                                f"images per class, one of them validating); got {rows}.")
+            rng = np.random.default_rng(seed)
+            where = write_binary_release(folder, synthetic_images(rows, rng), synthetic_images(rows // 5, rng),
+                                         note=f"generated stand-in (spectune data --source synthetic, seed {seed})")
+            return (f"wrote {where}: {rows} training and {rows // 5} test images, generated (seed {seed}) in the "
+                    "binary version's layout; not CIFAR-10")
+        if found and not force:
+            release, path = found[0]
+            data = self.load(folder)
+            checked = ""
+            if path.is_file():
+                md5 = _file_md5(path)
+                checked = (f", md5 {md5} as the release's" if md5 == release.md5 else
+                           f", md5 {md5} differs from the release's {release.md5}: not the original file")
+            return f"CIFAR-10 found in {path}{checked}; {data.describe()}: nothing to prepare."
+        path = self._download(BINARY, folder)
+        return f"downloaded {BINARY.url} to {path} (md5 {BINARY.md5} checked); {self.load(folder).describe()}."
+
+    @staticmethod
+    def _download(release: Release, folder: Path) -> Path:
+        """The release's tarball in ``folder``, its md5 checked before it takes its name."""
+        folder.mkdir(parents=True, exist_ok=True)
+        path, temp = folder / release.tarball, folder / f".{release.tarball}.part"
+        digest = hashlib.md5()
+        try:
+            with temp.open("wb") as handle:
+                try:
+                    with urllib.request.urlopen(release.url, timeout=60) as response:
+                        for block in iter(lambda: response.read(1 << 20), b""):
+                            digest.update(block)
+                            handle.write(block)
+                except (OSError, http.client.HTTPException) as exc:   # URLError and timeouts are OSErrors
+                    reason = getattr(exc, "reason", exc)
+                    raise DataError(f"could not download {release.url} ({reason}). {where_to_place(folder)}, "
+                                    "then run the same command again.") from None
+            if digest.hexdigest() != release.md5:
+                raise DataError(f"{release.url}: the download's md5 is {digest.hexdigest()}, not the release's "
+                                f"{release.md5}; it was cut off or altered. Run the same command again; or, with a "
+                                f"copy fetched elsewhere: {where_to_place(folder)}.")
+            os.replace(temp, path)
+        finally:
+            temp.unlink(missing_ok=True)
+        return path
+
+    def augment(self, batch: dict[str, Any], hparams: Mapping[str, Any], generator: Any) -> dict[str, Any]:
+        import torch
+
+        x = batch["x"]
+        if hparams.get("hflip"):
+            flip = torch.rand(x.shape[0], generator=generator).to(x.device) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        if hparams.get("crop"):
+            n, height, width = x.shape[0], x.shape[-2], x.shape[-1]
+            shift = torch.randint(0, 2 * PAD + 1, (2, n), generator=generator).to(x.device)
+            padded = torch.nn.functional.pad(x, (PAD, PAD, PAD, PAD))
+            rows = (shift[0][:, None] + torch.arange(height, device=x.device))[:, None, :, None]
+            cols = (shift[1][:, None] + torch.arange(width, device=x.device))[:, None, None, :]
+            x = padded[torch.arange(n, device=x.device)[:, None, None, None],
+                       torch.arange(x.shape[1], device=x.device)[None, :, None, None], rows, cols]
+        return batch if x is batch["x"] else {**batch, "x": x}
