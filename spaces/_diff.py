@@ -64,7 +64,8 @@ def diff_spaces(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
     for key, domain in old_params.items():
         if key not in new_params:
             changes.append(Change(key, "dropped", domain.describe(), _constant(new_fixed, key)))
-    for key in sorted(set(old_fixed) | set(new_fixed)):
+    # A key added to or dropped from the search has its fixed value in that line already.
+    for key in sorted((set(old_fixed) | set(new_fixed)) - (set(old_params) ^ set(new_params))):
         a, b = old_fixed.get(key), new_fixed.get(key)
         if (key in old_fixed) != (key in new_fixed) or not same_value(a, b):
             changes.append(Change(key, "fixed", _constant(old_fixed, key), _constant(new_fixed, key)))

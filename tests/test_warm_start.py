@@ -67,7 +67,7 @@ def test_diff_names_added_and_dropped_keys_fixed_values_conditions_and_settings(
                 max_epochs=20)
     changes = diff_spaces(old, new)
     assert _kinds(changes) == {("max_epochs", "setting"), ("depth", "added"), ("act", "dropped"),
-                               ("warm", "condition"), ("act", "fixed"), ("depth", "fixed"), ("loss", "fixed")}
+                               ("warm", "condition"), ("loss", "fixed")}
     lines = [c.describe() for c in changes]
     assert "depth: added, int [1, 3] (earlier: fixed at 2)" in lines
     assert "act: dropped, was choice ['relu', 'tanh'] (now: fixed at 'relu')" in lines
