@@ -6,6 +6,7 @@ seeded per-batch augmentation; one epoch of `spectune train` and a 2-trial `spec
 
 from __future__ import annotations
 
+import _codecs
 import io
 import json
 import os
@@ -13,6 +14,7 @@ import pickle
 import re
 import struct
 import tarfile
+import tracemalloc
 import urllib.error
 from pathlib import Path
 
@@ -53,7 +55,9 @@ def python_batch(images: np.ndarray, labels: np.ndarray, py2: bool = True) -> by
         return pickle.dumps(batch, protocol=2)
     buffer = io.BytesIO()
     Py2Pickler(buffer, protocol=2).dump(batch)
-    return buffer.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+    raw = buffer.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+    # The release's numpy pickled a dtype's align and copy flags as the ints 0 and 1 (numpy 2: False, True).
+    return re.sub(rb"(U\x02u1(?:q.)?)\x89\x88", lambda m: m[1] + b"K\x00K\x01", raw, flags=re.DOTALL)
 
 
 def binary_batch(images: np.ndarray, labels: np.ndarray) -> bytes:
@@ -119,7 +123,7 @@ def test_a_python_batch_reads_the_same_pixels_in_the_same_layout(pixels, py2):
     images, labels = pixels["data_batch_1"]
     raw = python_batch(images, labels, py2=py2)
     if py2:      # what the release holds: numpy.core's reconstructor, keys and pixels as Python 2 str
-        assert b"cnumpy.core.multiarray\n_reconstruct\n" in raw and b"U\x04data" in raw
+        assert b"cnumpy.core.multiarray\n_reconstruct\n" in raw and b"U\x04data" in raw and b"K\x00K\x01" in raw
     read_images, read_labels = read_python_batch(raw, "batch")
     assert np.array_equal(read_images, images) and np.array_equal(read_labels, labels)
     # The same images through the binary version's records.
@@ -216,6 +220,59 @@ def test_a_batch_whose_pickle_would_run_code_is_refused_and_nothing_runs(pixels,
     assert not marker.exists()
     pickle.loads(crafted)          # the control: the same bytes through plain pickle do run the command
     assert marker.exists()
+
+
+def _repeated_encode(text_len: int, calls: int) -> bytes:
+    """A pickle that decodes one memoised str through _codecs.encode ``calls`` times: a file of
+    ~8 bytes a call that makes ``text_len`` bytes a call."""
+    head = (b"\x80\x02(c_codecs\nencode\nq\x00X" + struct.pack("<I", text_len) + b"x" * text_len
+            + b"q\x01X\x06\x00\x00\x00latin1q\x02")
+    return head + b"h\x00h\x01h\x02\x86R" * calls + b"l."
+
+
+# Each admitted global called as no batch's pickle does: what the file is, and the refusal's text.
+MISUSED_CALLS = {
+    # 28 bytes that make 64 MiB through bytes(n); a larger n exhausts memory.
+    "bytes(n)": (b"c__builtin__\nbytes\n(J\x00\x00\x00\x04tR.",
+                 r"it calls bytes\(67108864\), and a CIFAR-10 batch calls it only as bytes\(\)"),
+    "rot13": (pickle.dumps(_Call(_codecs.encode, "abc", "rot13"), protocol=2),
+              r"it calls _codecs\.encode\('abc', 'rot13'\), and a CIFAR-10 batch calls it only as "
+              r"_codecs\.encode\(str, 'latin1'\)"),
+    "zlib": (pickle.dumps(_Call(_codecs.encode, b"abc", "zlib"), protocol=2),
+             r"it calls _codecs\.encode\(b'abc', 'zlib'\)"),
+    "object dtype": (pickle.dumps(_Call(np.dtype, "O8", False, True), protocol=2),
+                     r"it calls numpy\.dtype\('O8', False, True\), .*numpy\.dtype\(numeric type code, 0, 1\)"),
+    "ndarray(shape)": (pickle.dumps(_Call(np.ndarray, (1 << 40,)), protocol=2),
+                       r"it calls numpy\.ndarray\(\(1099511627776,\)\), and a CIFAR-10 batch only passes it to "
+                       r"_reconstruct"),
+    "_reconstruct(shape)": (pickle.dumps(_Call(np.empty(0).__reduce__()[0], np.ndarray, (1 << 40,), b"b"),
+                                         protocol=2),
+                            r"it calls _reconstruct\(numpy\.ndarray, \(1099511627776,\), b'b'\)"),
+    "repeated encode": (_repeated_encode(1000, 2000), r"it decodes more bytes through _codecs\.encode than the "
+                                                      r"file holds"),
+}
+
+
+@pytest.mark.parametrize("name", MISUSED_CALLS)
+def test_an_admitted_global_called_otherwise_than_by_a_batch_is_refused_in_one_line(name):
+    raw, message = MISUSED_CALLS[name]
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=rf"^data_batch_1: refused to unpickle: {message}.*; this file is not "
+                                            r"the release's .*download the release again") as err:
+            read_python_batch(raw, "data_batch_1")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "\n" not in str(err.value)
+    assert peak < 8 << 20        # refused before anything large was made
+
+
+def test_the_misused_calls_do_their_harm_through_plain_pickle():
+    """The control: the same files through pickle allocate or run the codec."""
+    assert len(pickle.loads(MISUSED_CALLS["bytes(n)"][0])) == 1 << 26
+    assert pickle.loads(MISUSED_CALLS["rot13"][0]) == "nop"
+    assert sum(len(v) for v in pickle.loads(_repeated_encode(1000, 2000)) if isinstance(v, bytes)) == 2_000_000
 
 
 # --- fetching, and the generated stand-in -------------------------------------------------------------------

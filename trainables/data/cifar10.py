@@ -8,7 +8,8 @@ train, 10,000 test), read from the release as Alex Krizhevsky publishes it, in t
 - the python version (``cifar-10-python.tar.gz`` or ``cifar-10-batches-py/``): ``data_batch_1`` ...
   ``data_batch_5`` and ``test_batch``, pickled dicts of ``data`` (N x 3,072 uint8, the same layout) and
   ``labels``. Unpickled by :class:`ArrayUnpickler`, which admits numpy arrays, lists, dicts and bytes and
-  refuses every other global, so a crafted batch file cannot run code.
+  refuses every other global, so a crafted batch file cannot run code, and calls the admitted ones only with
+  the arguments the release's pickles pass, so it cannot make more bytes than it holds either.
 
 A stratified 10 % of the training images (seeded) validates; pixels are scaled to [0, 1] and normalised
 per channel with the training split's mean and standard deviation. The searched augmentation runs per
@@ -24,17 +25,18 @@ offline.
 
 from __future__ import annotations
 
-import _codecs
 import hashlib
 import http.client
 import io
 import os
 import pickle
+import re
+import reprlib
 import tarfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -77,41 +79,114 @@ def where_to_place(folder: Path) -> str:
 
 # --- the python version: pickles that may hold numpy arrays and nothing else ---------------------------
 
-def _admitted() -> dict[tuple[str, str], Any]:
-    reconstruct = np.empty(0).__reduce__()[0]   # numpy.core's or numpy._core's, whichever this numpy has
-    return {("numpy.core.multiarray", "_reconstruct"): reconstruct,
-            ("numpy._core.multiarray", "_reconstruct"): reconstruct,
-            ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
-            # Protocol 2 writes bytes as _codecs.encode(str, "latin1"), and b"" as bytes().
-            ("_codecs", "encode"): _codecs.encode, ("builtins", "bytes"): bytes, ("__builtin__", "bytes"): bytes}
+# The dtypes a numeric array pickles: bool, signed and unsigned int, float, complex (not object, str, void).
+TYPE_CODE = re.compile(r"[<>|=]?[biufc]\d{1,2}")
 
 
-class RefusedGlobal(pickle.UnpicklingError):
-    """A pickle asked for a global outside :class:`ArrayUnpickler`'s list."""
+class Refused(pickle.UnpicklingError):
+    """A pickle asked for a global outside :class:`ArrayUnpickler`'s list, or called one of them in a
+    way a CIFAR-10 batch's pickle never does; the text says which."""
+
+
+class _Admitted:
+    """One admitted global as pickle's call opcodes see it: ``check`` returns the call's result, or ``None``
+    for a call a CIFAR-10 batch does not make (``check`` ``None``: never called); ``allowed`` says what a
+    batch does with it. Not a class, so NEWOBJ cannot instantiate it, and BUILD cannot swap its check."""
+
+    __slots__ = ("name", "allowed", "check")
+
+    def __init__(self, name: str, allowed: str, check: Callable[..., Any] | None) -> None:
+        self.name, self.allowed, self.check = name, allowed, check
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        result = self.check(*args) if self.check and not kwargs else None
+        if result is None:
+            shown = reprlib.repr(args)[1:-1].rstrip(",") + (", **" + reprlib.repr(kwargs) if kwargs else "")
+            raise Refused(f"it calls {self.name}({shown}), and a CIFAR-10 batch {self.allowed}")
+        return result
+
+    def __repr__(self) -> str:
+        return self.name
+
+    def __setstate__(self, state: Any) -> None:
+        raise Refused(f"it sets the state of {self.name}, which a CIFAR-10 batch never does")
 
 
 class ArrayUnpickler(pickle.Unpickler):
     """An unpickler for numpy arrays in dicts and lists: any other global (``os.system``,
-    ``builtins.eval``, a class) is refused before it is imported, so nothing in the file runs."""
+    ``builtins.eval``, a class) is refused before it is imported, so nothing in the file runs, and the
+    admitted ones take only the arguments a batch's pickle passes them, so no call allocates more than
+    the file holds (``bytes(n)`` would allocate ``n`` bytes, a codec other than latin-1 could run any
+    registered encoder)."""
 
-    ADMITTED = _admitted()
+    def __init__(self, file: BinaryIO, limit: int, **kwargs: Any) -> None:
+        super().__init__(file, **kwargs)
+        # Bytes the calls may decode in all: a pickle could repeat one memoised str in many calls.
+        self.left = limit
+        self.ndarray = _Admitted("numpy.ndarray", "only passes it to _reconstruct", None)
+        reconstruct = _Admitted("_reconstruct", "calls it only as _reconstruct(numpy.ndarray, (0,), b'b')",
+                                self._reconstruct)
+        empty = _Admitted("bytes", "calls it only as bytes()", _empty_bytes)
+        self.admitted = {
+            ("numpy.core.multiarray", "_reconstruct"): reconstruct,   # as numpy 1 (and the release) pickled it
+            ("numpy._core.multiarray", "_reconstruct"): reconstruct,  # as numpy 2 does
+            ("numpy", "ndarray"): self.ndarray,
+            ("numpy", "dtype"): _Admitted("numpy.dtype", "calls it only as numpy.dtype(numeric type code, 0, 1)",
+                                          _dtype),
+            # Protocol 2 writes bytes as _codecs.encode(str, "latin1"), and b"" as bytes().
+            ("_codecs", "encode"): _Admitted("_codecs.encode", "calls it only as _codecs.encode(str, 'latin1')",
+                                             self._encode),
+            ("builtins", "bytes"): empty, ("__builtin__", "bytes"): empty}
 
     def find_class(self, module: str, name: str) -> Any:
         try:
-            return self.ADMITTED[(module, name)]
+            return self.admitted[(module, name)]
         except KeyError:
-            raise RefusedGlobal(f"{module}.{name}") from None
+            raise Refused(f"it asks for {module}.{name}, and a CIFAR-10 batch needs only numpy arrays, lists, "
+                          "dicts and bytes") from None
+
+    def _reconstruct(self, *args: Any) -> np.ndarray | None:
+        # An empty array, which BUILD then fills from bytes the file holds.
+        if len(args) == 3 and args[0] is self.ndarray and type(args[1]) is tuple and args[1] == (0,) \
+                and type(args[2]) is bytes and args[2] == b"b":
+            return _RECONSTRUCT(np.ndarray, (0,), b"b")
+        return None
+
+    def _encode(self, *args: Any) -> bytes | None:
+        if len(args) != 2 or type(args[0]) is not str or type(args[1]) is not str \
+                or args[1] not in ("latin1", "latin-1"):
+            return None
+        self.left -= len(args[0])
+        if self.left < 0:
+            raise Refused("it decodes more bytes through _codecs.encode than the file holds, which no CIFAR-10 "
+                          "batch does")
+        return args[0].encode("latin1")
+
+
+_RECONSTRUCT = np.empty(0).__reduce__()[0]   # numpy.core's or numpy._core's, whichever this numpy has
+
+
+def _dtype(*args: Any) -> np.dtype | None:
+    """A numeric dtype as numpy pickles it: ``(type code, align=0, copy=1)`` (a copy, which BUILD may set)."""
+    if len(args) != 3 or type(args[1]) not in (int, bool) or type(args[2]) not in (int, bool) \
+            or (args[1], args[2]) != (0, 1):
+        return None
+    code = args[0].decode("latin1") if isinstance(args[0], bytes) else args[0]
+    return np.dtype(code, False, True) if isinstance(code, str) and TYPE_CODE.fullmatch(code) else None
+
+
+def _empty_bytes(*args: Any) -> bytes | None:
+    return b"" if not args else None
 
 
 def read_python_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
     """Images ``(N, 3, 32, 32)`` uint8 and labels ``(N,)`` of one pickled batch of the python version."""
     try:
         # encoding="bytes": the release was pickled by Python 2, whose str keys arrive as bytes.
-        batch = ArrayUnpickler(io.BytesIO(raw), encoding="bytes").load()
-    except RefusedGlobal as exc:
-        raise DataError(f"{where}: refused to unpickle: it asks for {exc}, and a CIFAR-10 batch needs only numpy "
-                        "arrays, lists, dicts and bytes, so this file is not the release's (it could run code); "
-                        f"download the release again ({PYTHON.url}).") from None
+        batch = ArrayUnpickler(io.BytesIO(raw), limit=len(raw), encoding="bytes").load()
+    except Refused as exc:
+        raise DataError(f"{where}: refused to unpickle: {exc}; this file is not the release's (it could run code "
+                        f"or exhaust memory); download the release again ({PYTHON.url}).") from None
     except Exception as exc:  # noqa: BLE001 - a truncated or foreign file fails in many ways inside pickle
         detail = str(exc)[:100] or "no detail"
         raise DataError(f"{where}: not a readable CIFAR-10 python batch ({type(exc).__name__}: {detail}); the file "
