@@ -8,6 +8,8 @@ active in that config) and added to the new search's Optuna study as a finished 
 first suggestion. A trial is carried only when it describes a config the new search could run:
 
 - a value outside a narrowed range is left out, or moved to the nearest bound with ``clip``;
+- a value inside the range that the new space does not offer (off a float range's new step, not a
+  power of two) is left out, even with ``clip``;
 - a removed choice leaves its trials out;
 - a dropped key (or a changed fixed value) keeps the trials that ran at the new search's value;
 - a new key takes the value the earlier search ran with (its fixed value, else the default),
@@ -302,14 +304,19 @@ def carry_trial(row: Mapping[str, Any], old: Side, new: Side, clip: bool = False
         value = _coerce(domain, _old_value(row, old, key))
         if value is _MISSING:
             return point, f"{key} has no earlier value", ()
-        if not domain.contains(value):
-            if not isinstance(domain, (FloatRange, IntRange)) or not _is_number(value):
+        if not _fits(key, domain, value):
+            # Only a value beyond the bounds is clipped: one between them that is off the grid (a float
+            # range's step, powers of two) earned its score away from every value the range offers.
+            if not isinstance(domain, (FloatRange, IntRange)) or not _is_number(value) \
+                    or domain.low <= value <= domain.high:
                 return point, (f"{key} = {value!r} is no longer a choice" if isinstance(domain, Categorical)
                                else f"{key} = {value!r} does not fit {domain.describe()}"), ()
             if not clip:
                 what = "new key " if key not in old.params else ""
                 return point, f"{what}{key} outside the new range [{domain.low:g}, {domain.high:g}]", ()
-            value = domain.low if value < domain.low else domain.high
+            # A stepped float range ends at its last step below high, as Optuna adjusts it.
+            top = _as_optuna(key, domain, domain.low)[2].high if isinstance(domain, FloatRange) else domain.high
+            value = domain.low if value < domain.low else top
             clipped.append(key)
         point[key] = value
     # Everything the new search does not sample must be what the earlier trial ran with.
@@ -325,27 +332,36 @@ def carry_trial(row: Mapping[str, Any], old: Side, new: Side, clip: bool = False
 
 
 def optuna_params(params: dict[str, Any], point: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, BaseDistribution]]:
-    """A config over ``params`` as the values and distributions Optuna samples: the active keys only, a
-    power-of-two key as its integer exponent ``<key>_log2`` (as :class:`search.searcher.DefineByRun`)."""
+    """A config over ``params`` as the values and distributions Optuna samples: the active keys only."""
     values: dict[str, Any] = {}
     dists: dict[str, BaseDistribution] = {}
     for key, value in point.items():
         domain = params[key]
-        domain = domain.domain if isinstance(domain, When) else domain
-        if isinstance(domain, PowerOfTwoRange):
-            name = PowerOfTwoRange.encoded(key)
-            values[name] = int(value).bit_length() - 1
-            dists[name] = IntDistribution(domain.low.bit_length() - 1, domain.high.bit_length() - 1)
-        elif isinstance(domain, FloatRange):
-            values[key] = float(value)
-            dists[key] = FloatDistribution(domain.low, domain.high, log=domain.log, step=domain.step)
-        elif isinstance(domain, IntRange):
-            values[key] = int(value)
-            dists[key] = IntDistribution(domain.low, domain.high, log=domain.log)
-        else:
-            values[key] = value
-            dists[key] = CategoricalDistribution(list(domain.values))
+        name, values[name], dists[name] = _as_optuna(key, domain.domain if isinstance(domain, When) else domain,
+                                                     value)
     return values, dists
+
+
+def _as_optuna(key: str, domain: Any, value: Any) -> tuple[str, Any, BaseDistribution]:
+    """``key = value`` as Optuna samples it over ``domain``: its name, value and distribution (a power-of-two
+    key as its integer exponent ``<key>_log2``, as :class:`search.searcher.DefineByRun`)."""
+    if isinstance(domain, PowerOfTwoRange):
+        return (PowerOfTwoRange.encoded(key), int(value).bit_length() - 1,
+                IntDistribution(domain.low.bit_length() - 1, domain.high.bit_length() - 1))
+    if isinstance(domain, FloatRange):
+        return key, float(value), FloatDistribution(domain.low, domain.high, log=domain.log, step=domain.step)
+    if isinstance(domain, IntRange):
+        return key, int(value), IntDistribution(domain.low, domain.high, log=domain.log)
+    return key, value, CategoricalDistribution(list(domain.values))
+
+
+def _fits(key: str, domain: Any, value: Any) -> bool:
+    """Whether ``value`` is one ``domain`` offers, as Optuna's ``create_trial`` checks it (a float range's
+    step included, which :meth:`FloatRange.contains` does not check)."""
+    if not domain.contains(value):
+        return False
+    _, sampled, dist = _as_optuna(key, domain, value)
+    return dist._contains(dist.to_internal_repr(sampled))
 
 
 def _old_value(row: Mapping[str, Any], old: Side, key: str) -> Any:

@@ -116,6 +116,41 @@ def test_a_removed_choice_is_left_out_even_with_clip():
     assert carry_trial(_row(width=16), OLD, NEW, clip=True)[1] == "width = 16 is no longer a choice"
 
 
+def test_a_value_off_a_float_ranges_new_step_is_left_out_and_the_rest_reach_the_study():
+    old = Side({"dropout": uniform(0.0, 0.5)}, {})
+    new = Side({"dropout": uniform(0.0, 0.5, step=0.1)}, {})
+    # 0.1 * 3 read back from a CSV as 0.30000000000000004 lies on the grid; 0.13 does not, clip or not.
+    assert carry_trial({"dropout": 0.1 * 3}, old, new) == ({"dropout": 0.1 * 3}, None, ())
+    for clip in (False, True):
+        reason = carry_trial({"dropout": 0.13}, old, new, clip)[1]
+        assert reason == "dropout = 0.13 does not fit uniform [0, 0.5] step 0.1"
+    rows = [{"trial_id": str(i), "outcome": "completed", "epochs": 3, "best_m": i / 10, "dropout": v}
+            for i, v in enumerate([0.13, 0.2, 0.1 * 3, 0.47])]
+    carried, why = carry_trials("first", rows, old, new, "m")
+    assert [c.params["dropout"] for c in carried] == [0.2, 0.1 * 3] and sum(why.values()) == 2
+    plan = WarmStartPlan(("first",), {"first": []}, tuple(carried), {"first": why}, {"first": len(rows)})
+    # Optuna's create_trial accepts every carried trial (an off-grid one raised ValueError here).
+    assert [t.params for t in plan.frozen_trials(new.params)] == [{"dropout": 0.2}, {"dropout": 0.1 * 3}]
+
+
+def test_clip_moves_a_value_beyond_a_stepped_range_to_its_last_step():
+    old, new = Side({"dropout": uniform(0.0, 1.5)}, {}), Side({"dropout": uniform(0.0, 1.0, step=0.3)}, {})
+    with pytest.warns(UserWarning, match="replaced with \\[0.0, 0.9\\]"):     # Optuna ends the range at 0.9
+        assert carry_trial({"dropout": 1.2}, old, new, clip=True) == ({"dropout": 0.9}, None, ("dropout",))
+
+
+def test_clip_moves_only_values_beyond_the_bounds_and_an_off_grid_value_does_not_fit():
+    old = Side({"width": integers(8, 128)}, {})
+    new = Side({"width": powers_of_two(8, 64)}, {})
+    domain = "powers of two [8, 64] (searched as the integer log2)"
+    for clip in (False, True):
+        # 24 lies inside [8, 64]: not outside the range, and not to be carried as 64 with the score 24 earned.
+        assert carry_trial({"width": 24}, old, new, clip) == ({}, f"width = 24 does not fit {domain}", ())
+    assert carry_trial({"width": 32}, old, new) == ({"width": 32}, None, ())
+    assert carry_trial({"width": 128}, old, new)[1] == "width outside the new range [8, 64]"
+    assert carry_trial({"width": 128}, old, new, clip=True) == ({"width": 64}, None, ("width",))
+
+
 def test_a_dropped_key_keeps_the_trials_at_its_new_fixed_value():
     assert carry_trial(_row(act="relu"), OLD, NEW)[1] is None
     assert carry_trial(_row(act="tanh"), OLD, NEW)[1] == "dropped key act not at the new value 'relu'"
