@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import textwrap
 import zipfile
 from pathlib import Path
@@ -325,6 +326,47 @@ def test_a_regressor_exports_to_onnx_in_the_targets_unit(housing, tmp_path, caps
     assert meta["target"]["standardised_with"] == {"mean": data.target_scale[0], "std": data.target_scale[1]}
 
 
+
+class _Float32Noise:
+    """An onnxruntime session whose outputs differ from PyTorch's by ``relative`` of their size, as another
+    kernel's float32 sums do (here the CPU kernels happen to agree to the bit)."""
+
+    def __init__(self, session, relative: float) -> None:
+        self.session, self.relative = session, relative
+
+    def run(self, names, feeds):
+        return [out * np.float32(1 + self.relative) for out in self.session.run(names, feeds)]
+
+
+def test_a_regressor_of_a_large_target_is_checked_in_standard_deviations(tmp_path, capsys, monkeypatch):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    # House values in dollars (std near 1e5): a float32 difference of 1e-6 is 0.2 dollars, 2e-6 std.
+    table = california.synthetic_housing(800, 0)
+    california.write_housing(tmp_path / "dollars", table["numeric"], table["target"] * 1e5)
+    assert main(["train", "--space", "california_mlp", "--data", str(tmp_path / "dollars"), "--epochs", "2",
+                 "--save", str(tmp_path / "model")]) == 0
+    std = get_data("california_housing").load(tmp_path / "dollars").target_scale[1]
+    assert std > 5e4
+    session = ort.InferenceSession
+    monkeypatch.setattr(ort, "InferenceSession", lambda *a, **kw: _Float32Noise(session(*a, **kw), 1e-6))
+    capsys.readouterr()
+    assert main(["export", "--onnx", str(tmp_path / "model"), "--out", str(tmp_path / "m.onnx")]) == 0
+    out = capsys.readouterr().out
+    check = json.loads((tmp_path / "m.onnx.json").read_text())["check"]
+    assert check["max_abs_prediction_diff"] > 1e-2 and check["limit_in_std"] == 1e-3
+    assert check["max_prediction_diff_in_std"] == pytest.approx(check["max_abs_prediction_diff"] / std)
+    assert check["max_prediction_diff_in_std"] < 1e-5 and check["within_tolerance"] == 120
+    assert (f"max |prediction difference| {check['max_abs_prediction_diff']:.2e} (MedHouseVal, in its unit; "
+            f"{check['max_prediction_diff_in_std']:.2e} target standard deviations, limit 0.001)") in out
+    # A difference of 1 % of the prediction is another function: refused, both numbers given.
+    monkeypatch.setattr(ort, "InferenceSession", lambda *a, **kw: _Float32Noise(session(*a, **kw), 1e-2))
+    assert main(["export", "--onnx", str(tmp_path / "model"), "--out", str(tmp_path / "bad.onnx")]) == 2
+    err = _one_line_error(capsys)
+    assert re.search(r"predictions differ from PyTorch's by up to \S+ \(MedHouseVal, in its unit\), \S+ target "
+                     r"standard deviations \(std \S+\), on the validation split \(limit 0\.001 standard "
+                     r"deviations\); not written\.$", err), err
+    assert not (tmp_path / "bad.onnx").exists()
 
 def test_confirmation_ranks_a_regression_search_by_its_mean_rmse(searched):
     from search.confirm import run_confirm
