@@ -12,13 +12,13 @@ retries do not spend the search's trials.
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 from typing import Any
 
 import torch
-from ray.exceptions import (LocalRayletDiedError, NodeDiedError, ObjectLostError, OutOfMemoryError, RayActorError,
-                            RaySystemError, RayTaskError, WorkerCrashedError)
+from ray.exceptions import RayActorError, RayError, RayTaskError, UnserializableException, UserCodeException
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 from ray.tune.stopper import Stopper
@@ -26,9 +26,13 @@ from ray.tune.stopper import Stopper
 INFRASTRUCTURE = "infrastructure"
 CONFIGURATION = "configuration"
 
-# The machine failed the trial, not its config: a retry (elsewhere, or once memory is free) can pass.
-_INFRASTRUCTURE_ERRORS = (WorkerCrashedError, NodeDiedError, LocalRayletDiedError, RaySystemError, ObjectLostError,
-                          OutOfMemoryError, MemoryError, torch.OutOfMemoryError)
+# Raised in the trainable, yet the machine's doing, not the config's: a retry (elsewhere, or once memory
+# or disk is free) can pass. Every other exception the trainable raises is its config's.
+_INFRASTRUCTURE_ERRORS = (MemoryError, torch.OutOfMemoryError)
+# A full disk or a failing one, seen when a checkpoint is written.
+_INFRASTRUCTURE_ERRNOS = frozenset({errno.ENOSPC, errno.EIO})
+# Ray errors that carry an exception of the user's code, not one of Ray's machinery.
+_USER_CODE_ERRORS = (UserCodeException, UnserializableException)
 # Written into the experiment folder when the guard stops a search, so that the driver (and a later
 # --resume, whose guard Tune restores from its own pickle) can tell that stop from an interruption.
 STOPPED_FILE = "spectune_stopped.json"
@@ -36,12 +40,18 @@ STOPPED_FILE = "spectune_stopped.json"
 
 def failure_class(error: BaseException | None) -> str:
     """``infrastructure`` or ``configuration``, from the type of the exception Tune recorded: a
-    ``RayTaskError`` is judged by the trainable's own exception (its ``cause``)."""
+    ``RayTaskError`` is judged by the trainable's own exception (its ``cause``); any other Ray error
+    (a dead worker or node, a full object store or disk, a task that cannot be scheduled, a failed
+    RPC) is infrastructure."""
     while isinstance(error, RayTaskError):
         error = error.cause
     if isinstance(error, RayActorError):
         # An actor whose constructor raised would raise again; one that died was killed.
         return CONFIGURATION if error.actor_init_failed else INFRASTRUCTURE
+    if isinstance(error, RayError):
+        return CONFIGURATION if isinstance(error, _USER_CODE_ERRORS) else INFRASTRUCTURE
+    if isinstance(error, OSError) and error.errno in _INFRASTRUCTURE_ERRNOS:
+        return INFRASTRUCTURE
     return INFRASTRUCTURE if isinstance(error, _INFRASTRUCTURE_ERRORS) else CONFIGURATION
 
 
@@ -97,8 +107,9 @@ class FailureGuard(Callback, Stopper):
 
     Every trial becomes a :class:`ClassifiedTrial` before it can fail; retries are counted on the trial.
     When the first ``stop_after`` trials to end all failed on their configuration (0: never), the
-    run stops before starting another trial, and the last error is written to ``STOPPED_FILE`` in
-    ``experiment``."""
+    run stops before starting another trial, and the last error and the trials the stop cuts short are
+    written to ``STOPPED_FILE`` in ``experiment``. Its count is saved with Tune's experiment state
+    (``get_state``), so a resumed run counts on instead of from zero."""
 
     def __init__(self, stop_after: int = 0, experiment: Path | None = None) -> None:
         self.stop_after = stop_after
@@ -132,8 +143,19 @@ class FailureGuard(Callback, Stopper):
         if self.failed_at_start >= self.stop_after:
             self.armed, self.stopped = False, True
             if self.experiment is not None:
+                # Trials still live are stopped with partial results: not to be taken for completed ones.
+                cut = [t.trial_id for t in trials if t is not trial and t.status not in (Trial.TERMINATED, Trial.ERROR)]
                 (self.experiment / STOPPED_FILE).write_text(json.dumps(
-                    {"failed": self.failed_at_start, "last_error": error_of(trial)}))
+                    {"failed": self.failed_at_start, "last_error": error_of(trial), "cut": cut}))
+
+    def get_state(self) -> dict[str, Any]:
+        """What Tune saves with its experiment state: the guard itself is pickled only once, at the start
+        (in ``tuner.pkl``), so without this a resumed run would count its first trials again."""
+        return {"armed": self.armed, "failed_at_start": self.failed_at_start, "stopped": self.stopped}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`get_state`'s counts (Tune calls it when a run is restored)."""
+        self.armed, self.failed_at_start, self.stopped = state["armed"], state["failed_at_start"], state["stopped"]
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         return False

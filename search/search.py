@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import pandas as pd
 from rich.markup import escape
 
 from results.export import check_name, copy_checkpoint, read_confusion, read_predictions, results_dir, write_results
@@ -150,7 +151,7 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
         for line in warm.describe(startup if o.sampler == "tpe" else None) if warm else []:
             console.print(escape(line), soft_wrap=True)
         console.print(f"placement: {place.describe(resources.get('CPU', 0), resources.get('GPU', 0))}")
-        console.print(f"failures: a trial whose worker, node or memory failed is retried up to {o.infra_retries} "
+        console.print(f"failures: a trial whose worker, node, memory or disk failed is retried up to {o.infra_retries} "
                       "times from its last checkpoint (outside the trial budget), a config that raises is not; "
                       + (f"the search stops if its first {o.stop_after_failures} trials all fail on their "
                          "configuration" if o.stop_after_failures else "the search never stops on failures"),
@@ -180,17 +181,20 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
 
     frame, trials, histories = collect_trials(experiment, params, space.metric, space.mode)
     stopped = stopped_search(experiment)
+    ok = winners(frame, space.metric, stopped)
     if stopped:
-        note = f"the search stopped: its first {stopped['failed']} trials all failed on their configuration"
-        tracker.close_lost(set(), outcome="stopped", note=note)
+        tracker.close_lost(set(), outcome="stopped",
+                           note=f"the search stopped after {stopped['failed']} trials failed on their configuration")
         fail_lost_trials(study_file, name)
-        tracker.client.set_terminated(tracker.parent_run_id, status="FAILED")
-        raise SearchStopped(f"search {name} stopped: its first {stopped['failed']} trials all failed on their "
-                            f"configuration (the last: {stopped['last_error']}), so the pair or its space is "
-                            f"broken, not unlucky; {max(0, o.trials - len(frame))} of {o.trials} trials were not "
-                            f"run. See the 'spectune.error' tags in MLflow or the error files under {experiment}, "
-                            "fix it, and start a new search.")
-    unfinished = int((~frame["status"].isin(["TERMINATED", "ERROR"])).sum()) + max(0, o.trials - len(frame))
+        try:
+            note = judge_stop(name, stopped, ok, o.trials, len(frame), experiment)
+        except SearchStopped:
+            tracker.client.set_terminated(tracker.parent_run_id, status="FAILED")
+            raise
+        console.print(escape(note), soft_wrap=True)
+    # A stopped search left trials unrun on purpose: it is over, not interrupted.
+    unfinished = 0 if stopped else (int((~frame["status"].isin(["TERMINATED", "ERROR"])).sum())
+                                    + max(0, o.trials - len(frame)))
     if unfinished:
         tracker.client.set_terminated(tracker.parent_run_id, status="KILLED")
         raise SearchInterrupted(f"search {name} was interrupted with {unfinished} of {o.trials} trials unfinished; "
@@ -201,12 +205,10 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
         console.print(f"{len(lost)} trial(s) that the killed driver had started but Tune had not saved were "
                       f"replaced by new suggestions; the Optuna study marks them FAIL (numbers {lost}).")
     out_dir = results_dir(space.name, name, o.results_root)
-    best_col = f"best_{space.metric}"
-    # A trial that failed (a diverging loss, say) is no winner, whatever it scored before failing.
-    ok = frame[frame["outcome"] != "failed"].dropna(subset=[best_col])
     if ok.empty:
         raise AllTrialsFailed(f"all {len(frame)} trials of search {name} failed; see the 'spectune.error' "
                               f"tags in MLflow or the error files under {experiment}.")
+    best_col = f"best_{space.metric}"
     best_trial = trials[ok.iloc[0]["trial_id"]]
     best_run = tracker.run_id(best_trial.trial_id)
     config = settings.resolve({p: best_trial.config[p] for p in params if p in best_trial.config}).to_dict()
@@ -247,6 +249,31 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
         console.print(f"compare the top {len(top)} trials in the MLflow UI{where}: {tracker.compare_link(top)}",
                       soft_wrap=True)
     return SearchOutcome(name=name, results_dir=out_dir, best=best, trials=frame)
+
+
+def winners(frame: pd.DataFrame, metric: str, stopped: dict[str, Any] | None) -> pd.DataFrame:
+    """The trials that can be the best, best first: scored, and neither failed (a diverging loss, say,
+    whatever it scored before) nor cut short when the failure guard stopped the search."""
+    cut = stopped.get("cut", []) if stopped else []
+    return frame[(frame["outcome"] != "failed") & ~frame["trial_id"].isin(cut)].dropna(subset=[f"best_{metric}"])
+
+
+def judge_stop(name: str, stopped: dict[str, Any], completed: pd.DataFrame, total: int, ran: int,
+               experiment: Path) -> str:
+    """The line to print for a search the failure guard stopped (``stopped``: what it wrote) whose
+    ``completed`` trials are still worth writing; :class:`SearchStopped` when none completed."""
+    not_run = max(0, total - ran)
+    if completed.empty:
+        raise SearchStopped(f"search {name} stopped: its first {stopped['failed']} trials all failed on their "
+                            f"configuration (the last: {stopped['last_error']}), so the pair or its space is "
+                            f"broken, not unlucky; {not_run} of {total} trials were not run. See the "
+                            f"'spectune.error' tags in MLflow or the error files under {experiment}, fix it, and "
+                            "start a new search.")
+    # Only a guard that lost its count (a search started before the count was saved with Tune's
+    # state, then resumed) can stop after trials completed; those show the pair can train.
+    return (f"the failure guard stopped the search after {stopped['failed']} trials failed on their configuration "
+            f"(the last: {stopped['last_error']}); {not_run} of {total} trials were not run. The results are "
+            f"those of the {len(completed)} trial(s) that did not fail.")
 
 
 def _check_experiment_folder(experiment: Path, o: SearchOptions) -> None:

@@ -1,29 +1,37 @@
-"""Failures told apart (search/failures.py): a worker killed with SIGKILL is retried from its last
-checkpoint and ends exactly as an uninterrupted run; a config that raises is not retried and is recorded
-as a configuration failure; a search whose first trials all raise stops, with one message."""
+"""Failures told apart (search/failures.py): a worker killed with SIGKILL, or a trainable that runs out of
+memory, is retried from its last checkpoint and ends exactly as an uninterrupted run; a config that raises
+is not retried and is recorded as a configuration failure; a search whose first trials all raise stops,
+with one message, and a resumed search counts its failures on from where it was cut."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import signal
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Callable
 
 import pandas as pd
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
 from ray import cloudpickle, tune
-from ray.exceptions import (ActorDiedError, NodeDiedError, OutOfMemoryError, RayActorError, RayTaskError,
-                            WorkerCrashedError)
+from ray.exceptions import (ActorDiedError, ActorPlacementGroupRemoved, ActorUnschedulableError, NodeDiedError,
+                            ObjectStoreFullError, OutOfDiskError, OutOfMemoryError, RayActorError, RayTaskError,
+                            RpcError, TaskUnschedulableError, UserCodeException, WorkerCrashedError)
+from ray.tune.callback import CallbackList
 
 from search.cli import main
 from search.failures import CONFIGURATION, INFRASTRUCTURE, FailureGuard, failure_class, stopped_search
 from search.options import SearchOptions
-from search.search import SearchStopped, run_search
+from search.progress import ProgressPrinter
+from search.search import SearchInterrupted, SearchStopped, judge_stop, run_search, winners
 from search.trial import run_trial
 from spaces import get_space
 from trainables.recipe import NonFiniteLossError
@@ -49,8 +57,19 @@ def _task_error(cause: BaseException) -> RayTaskError:
     (WorkerCrashedError(), INFRASTRUCTURE),
     (NodeDiedError("node lost"), INFRASTRUCTURE),
     (OutOfMemoryError("the memory monitor killed the task"), INFRASTRUCTURE),
+    (OutOfDiskError("the local disk is full"), INFRASTRUCTURE),
+    (ObjectStoreFullError("the object store is full"), INFRASTRUCTURE),
+    (ActorUnschedulableError("no node can host the trial's actor"), INFRASTRUCTURE),
+    (TaskUnschedulableError("no node can run the task"), INFRASTRUCTURE),
+    (ActorPlacementGroupRemoved(), INFRASTRUCTURE),
+    (RpcError("failed to connect to the GCS", rpc_code=14), INFRASTRUCTURE),
     (_task_error(torch.OutOfMemoryError("CUDA out of memory")), INFRASTRUCTURE),
     (_task_error(MemoryError()), INFRASTRUCTURE),
+    (_task_error(OSError(errno.ENOSPC, "No space left on device")), INFRASTRUCTURE),   # writing a checkpoint
+    (_task_error(OSError(errno.EIO, "Input/output error")), INFRASTRUCTURE),
+    (_task_error(FileNotFoundError(errno.ENOENT, "No such file or directory")), CONFIGURATION),
+    (_task_error(OutOfDiskError("the local disk is full")), INFRASTRUCTURE),           # a Ray error the trainable saw
+    (UserCodeException("user code raised"), CONFIGURATION),              # a Ray error that wraps the user's own
     (_task_error(NonFiniteLossError("training loss became nan at epoch 2")), CONFIGURATION),
     (_task_error(RuntimeError("mat1 and mat2 shapes cannot be multiplied")), CONFIGURATION),
     (_task_error(ValueError("bad config")), CONFIGURATION),
@@ -69,11 +88,14 @@ def test_the_failure_options_are_checked_in_one_line(tmp_path, monkeypatch, caps
 
 
 def test_a_search_stops_only_when_its_first_trials_all_fail_on_their_configuration(tmp_path):
+    running = SimpleNamespace(trial_id="running", status="RUNNING")
+
     def ended(guard, *failures):
-        for failure in failures:
-            trial = SimpleNamespace(spectune_failure=failure, spectune_error=f"{failure} error")
+        for i, failure in enumerate(failures):
+            trial = SimpleNamespace(trial_id=f"t{i}", status="ERROR", spectune_failure=failure,
+                                    spectune_error=f"{failure} error")
             if failure:
-                guard.on_trial_error(0, [], trial)
+                guard.on_trial_error(0, [running, trial], trial)
             else:
                 guard.on_trial_complete(0, [], trial)
         return guard.stop_all()
@@ -81,11 +103,59 @@ def test_a_search_stops_only_when_its_first_trials_all_fail_on_their_configurati
     assert ended(FailureGuard(3, tmp_path), CONFIGURATION, CONFIGURATION) is False
     assert stopped_search(tmp_path) is None
     assert ended(FailureGuard(3, tmp_path), CONFIGURATION, CONFIGURATION, CONFIGURATION) is True
-    assert stopped_search(tmp_path) == {"failed": 3, "last_error": "configuration error"}
+    # The trial still running is cut short by the stop: its partial result is no completed trial's.
+    assert stopped_search(tmp_path) == {"failed": 3, "last_error": "configuration error", "cut": ["running"]}
     # A trial that ended otherwise first (completed, or failed on the machine) means the pair can train.
     assert ended(FailureGuard(2), "", CONFIGURATION, CONFIGURATION, CONFIGURATION) is False
     assert ended(FailureGuard(2), CONFIGURATION, INFRASTRUCTURE, CONFIGURATION, CONFIGURATION) is False
     assert ended(FailureGuard(0), CONFIGURATION, CONFIGURATION, CONFIGURATION) is False
+
+
+def test_the_failure_count_is_saved_with_tunes_experiment_state_and_restored(tmp_path):
+    def config_failure(guard):
+        guard.on_trial_error(0, [], SimpleNamespace(spectune_failure=CONFIGURATION, spectune_error="ValueError: x"))
+
+    # Tune saves every callback's get_state beside its experiment state and hands it to the callbacks
+    # that a restored run unpickled from tuner.pkl, as they were when the run started.
+    before = FailureGuard(3, tmp_path)
+    config_failure(before)
+    config_failure(before)
+    CallbackList([before, ProgressPrinter(8, "val_macro_f1")]).save_to_dir(str(tmp_path), session_str="s")
+    after = FailureGuard(3, tmp_path)
+    restored = CallbackList([after, ProgressPrinter(8, "val_macro_f1")])
+    assert restored.can_restore(str(tmp_path))
+    restored.restore_from_dir(str(tmp_path))
+    assert (after.armed, after.failed_at_start, after.stopped) == (True, 2, False)
+    config_failure(after)
+    assert after.stop_all() and stopped_search(tmp_path)["failed"] == 3
+
+    # A trial that completed before the cut disarms the guard for good, resumed or not.
+    completed = FailureGuard(3)
+    completed.on_trial_complete(0, [], SimpleNamespace())
+    resumed = FailureGuard(3)
+    resumed.set_state(completed.get_state())
+    for _ in range(3):
+        config_failure(resumed)
+    assert not resumed.stop_all()
+
+
+def test_a_stop_after_completed_trials_writes_their_results_instead_of_failing_the_search(tmp_path):
+    # Best first, as collect_trials sorts them.
+    frame = pd.DataFrame({"trial_id": ["bad1", "cut", "good", "bad2", "bad3"],
+                          "outcome": ["failed", "stopped early", "completed", "failed", "failed"],
+                          "best_val_macro_f1": [0.95, 0.9, 0.8, None, None]})
+    stopped = {"failed": 3, "last_error": "ValueError: x", "cut": ["cut"]}
+    # Neither a failed trial nor one the stop cut short can be the best, whatever it scored.
+    assert winners(frame, "val_macro_f1", stopped)["trial_id"].tolist() == ["good"]
+    note = judge_stop("s", stopped, winners(frame, "val_macro_f1", stopped), 8, len(frame), tmp_path)
+    assert note == ("the failure guard stopped the search after 3 trials failed on their configuration (the last: "
+                    "ValueError: x); 3 of 8 trials were not run. The results are those of the 1 trial(s) that did "
+                    "not fail.")
+    # A file written before the guard listed the trials it cut reads as none cut.
+    assert winners(frame, "val_macro_f1", {"failed": 3, "last_error": ""})["trial_id"].tolist() == ["cut", "good"]
+    with pytest.raises(SearchStopped, match=r"^search s stopped: its first 3 trials all failed on their "
+                                            r"configuration \(the last: ValueError: x\).* 5 of 8 trials were not run"):
+        judge_stop("s", stopped, winners(frame.drop(2), "val_macro_f1", stopped), 8, 3, tmp_path)
 
 
 def test_a_stopped_search_is_one_line_from_the_cli(monkeypatch, capsys):
@@ -111,6 +181,34 @@ def _calls_by_lr(log: Path) -> list[float]:
     return [float(line) for line in log.read_text().split()] if log.exists() else []
 
 
+def _fail_once(marker: Path, at_epoch: int, fail: Callable[[], None], config: dict, data, settings) -> None:
+    """Run the trial, calling ``fail`` instead of reporting epoch ``at_epoch`` the first time (while there
+    is no ``marker``)."""
+    if tune.get_checkpoint() is not None or marker.exists():
+        return run_trial(config, data, settings)
+    marker.touch()
+    report = tune.report
+
+    def report_or_fail(metrics, *args, **kwargs):
+        if metrics["epoch"] == at_epoch:
+            fail()
+        report(metrics, *args, **kwargs)
+
+    tune.report = report_or_fail
+    try:
+        run_trial(config, data, settings)
+    finally:
+        tune.report = report
+
+
+def _kill_worker() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _run_out_of_memory() -> None:
+    raise MemoryError("injected: the trainable ran out of host memory")
+
+
 @pytest.fixture(scope="module")
 def killed_and_raising(ray_session, tmp_path_factory):
     """Three trials one after another: GOOD, whose worker SIGKILLs itself before reporting its 3rd epoch
@@ -123,21 +221,7 @@ def killed_and_raising(ray_session, tmp_path_factory):
             f.write(f"{config['lr']}\n")
         if config["lr"] == FAILING_LR:
             raise ValueError("injected: this config cannot train")
-        if tune.get_checkpoint() is not None or marker.exists():
-            return run_trial(config, data, settings)
-        marker.touch()
-        report = tune.report
-
-        def report_or_die(metrics, *args, **kwargs):
-            if metrics["epoch"] == KILL_AT:
-                os.kill(os.getpid(), signal.SIGKILL)
-            report(metrics, *args, **kwargs)
-
-        tune.report = report_or_die
-        try:
-            run_trial(config, data, settings)
-        finally:
-            tune.report = report
+        _fail_once(marker, KILL_AT, _kill_worker, config, data, settings)
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -219,3 +303,45 @@ def test_a_search_whose_first_trials_all_raise_stops_with_one_message(ray_sessio
     assert len(trials) == 3 and {r.data.tags["spectune.failure"] for r in trials} == {CONFIGURATION}
     assert [r.info.status for r in runs if r.data.tags["spectune.role"] == "search"] == ["FAILED"]
     assert not (tmp_path / "results" / "wine_mlp" / "broken").exists()
+
+
+def test_a_trainable_that_runs_out_of_memory_once_is_retried_from_its_checkpoint(ray_session, tmp_path):
+    marker = tmp_path / "out_of_memory"
+
+    def trial(config, data, settings):
+        # Tune receives the MemoryError inside a RayTaskError: classified by its cause.
+        _fail_once(marker, 2, _run_out_of_memory, config, data, settings)
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        outcome = run_search(_options(tmp_path, "oom", 1, (GOOD,)), trial_fn=trial)
+    (row,) = pd.read_csv(outcome.results_dir / "trials.csv").to_dict("records")
+    assert (row["outcome"], row["failure"], row["retries"], row["epochs"]) == ("completed", INFRASTRUCTURE, 1, EPOCHS)
+    assert (f"{row['trial_id']:<12} infrastructure failure (MemoryError: injected: the trainable ran out of host "
+            "memory); retry 1 of 2 from its epoch 1 checkpoint") in out.getvalue()
+
+
+def test_a_resumed_search_counts_its_failures_on_from_where_it_was_cut(ray_session, tmp_path):
+    """GOOD completes; the driver gets SIGINT (Ctrl+C) while the 2nd trial runs; after --resume the 3 trials
+    left all fail on their configuration. The guard had seen GOOD complete, so the search ends with results."""
+    driver, marker = os.getpid(), tmp_path / "interrupted"
+
+    def trial(config, data, settings):
+        if config["lr"] == GOOD["lr"]:
+            return run_trial(config, data, settings)
+        if not marker.exists():
+            marker.touch()
+            os.kill(driver, signal.SIGINT)
+            time.sleep(60)                  # until Tune, interrupted, stops this trial
+        raise ValueError("injected: this config cannot train")
+
+    options = _options(tmp_path, "cut", 4, (GOOD,))
+    with pytest.raises(SearchInterrupted):
+        run_search(options, trial_fn=trial)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        outcome = run_search(replace(options, resume=True), trial_fn=trial)
+    assert stopped_search(tmp_path / "ray" / "cut") is None and "stopped" not in out.getvalue()
+    trials = pd.read_csv(outcome.results_dir / "trials.csv")
+    assert trials["outcome"].tolist() == ["completed", "failed", "failed", "failed"]
+    assert outcome.best["trials"] == 4 and outcome.best["config"]["lr"] == GOOD["lr"]
