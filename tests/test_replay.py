@@ -242,3 +242,21 @@ def test_epochs_of_trials_still_running_count_when_another_trial_ends():
     study = summarise(frame, curves, "s")
     assert study.trajectories["epochs"].tolist() == [6, 8]
     assert study.trajectories["quality"].tolist() == [0.4, 0.8]
+
+
+def test_the_reach_target_is_a_quality_the_baseline_attained():
+    """Random search ends on config 0 (true 0.9) in one repeat and config 1 (0.7) in the other: the
+    interpolated median, 0.8, belongs to no config. The target is 0.7, which both repeats reached."""
+    from results.replay_report import summarise
+
+    curves = _synthetic([1.0, 1.0], [[0.9, 0.9], [0.7, 0.7]])
+
+    def trial(repeat, config_id, ended):
+        return {"strategy": "random", "repeat": repeat, "trial_id": f"t{ended}", "config_id": config_id, "seed": 0,
+                "distance": 0.0, "epochs": 2, "best": [0.9, 0.7][config_id], "outcome": "completed",
+                "ended_at": ended}
+
+    study = summarise(pd.DataFrame([trial(0, 0, 1), trial(1, 1, 1)]), curves, "random")
+    row = study.table.set_index("strategy").loc["random"]
+    assert row["final_quality_median"] == pytest.approx(0.8)
+    assert row["share_of_baseline_epochs_to_reach_its_quality"] == pytest.approx(1.0)
