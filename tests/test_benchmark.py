@@ -58,6 +58,7 @@ def test_cpu_smoke_benchmark_writes_json_and_markdown(ray_session, tmp_path, mon
     assert "![replay wine_mlp/cpu-c32x3](plots/replay_wine_mlp_cpu-c32x3.png)" in markdown
     assert (tmp_path / "plots" / "replay_wine_mlp_cpu-c32x3.png").exists() and "### galspecnet/lacking" in markdown
     assert "Default strategy against the targets: share of random's epochs" in markdown
+    assert "at least as good as Optuna TPE + HyperbandPruner at 0.1, 0.25, 0.5 and 1 x random's epochs: m" in markdown
     assert set(record["parts"]) == {"epoch", "throughput", "efficiency", "overhead"}
 
 
