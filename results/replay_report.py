@@ -112,9 +112,10 @@ def summarise(trials: pd.DataFrame, curves: Curves, baseline: str) -> ReplayStud
                                       if part["top3_trials"].sum() else math.nan),
                "served_distance_mean": float(part["mean_distance"].mean())}
         for fraction in BUDGET_FRACTIONS:
-            row[f"quality_at_{fraction:g}x"] = float(np.nanmedian([
-                _at(trajectories[(trajectories["strategy"] == strategy) & (trajectories["repeat"] == r)],
-                    fraction * base_epochs) for r in part["repeat"]]))
+            # NaN where no trial had ended by that budget, in any repeat: nothing picked yet.
+            at = pd.Series([_at(trajectories[(trajectories["strategy"] == strategy) & (trajectories["repeat"] == r)],
+                                fraction * base_epochs) for r in part["repeat"]])
+            row[f"quality_at_{fraction:g}x"] = float(at.median())
         rows.append(row)
     noise = float(truth["std"].median()) if truth["std"].notna().any() else math.nan
     return ReplayStudy(pd.DataFrame(rows), repeats, trajectories, best_true, noise, baseline)
