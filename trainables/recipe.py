@@ -24,7 +24,7 @@ import warnings
 from collections import OrderedDict
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -271,23 +271,29 @@ def evaluate_split(model: nn.Module, inputs: dict[str, torch.Tensor], labels: to
     return evaluate(model, inputs, labels, criterion, data.n_classes)
 
 
+def _forward_batches(model: nn.Module, inputs: dict[str, torch.Tensor], targets: torch.Tensor,
+                     batch_size: int | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Each evaluation batch's targets and the model's float outputs, in eval mode (the callers hold
+    ``torch.no_grad``)."""
+    model.eval()
+    batch_size = batch_size or eval_batch_size(targets.device)
+    autocast = _autocast(targets.device)
+    for start in range(0, targets.shape[0], batch_size):
+        with autocast:
+            output = model(**_rows(inputs, slice(start, start + batch_size)))
+        yield targets[start:start + batch_size], output.float()
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, inputs: dict[str, torch.Tensor], labels: torch.Tensor, criterion: nn.Module,
              n_classes: int, batch_size: int | None = None) -> Evaluation:
     """Loss, accuracy, top-3 accuracy, macro-F1 and confusion matrix, with one host sync."""
-    model.eval()
     device = labels.device
-    batch_size = batch_size or eval_batch_size(device)
-    autocast = _autocast(device)
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     top3 = torch.zeros((), device=device, dtype=torch.int64)
     confusion = torch.zeros((n_classes, n_classes), device=device, dtype=torch.int64)
     k = min(3, n_classes)
-    for start in range(0, labels.shape[0], batch_size):
-        y = labels[start:start + batch_size]
-        with autocast:
-            logits = model(**_rows(inputs, slice(start, start + batch_size)))
-        logits = logits.float()
+    for y, logits in _forward_batches(model, inputs, labels, batch_size):
         loss_sum += criterion(logits, y).double() * _weight_sum(criterion, y)
         top3 += (logits.topk(k, dim=1).indices == y[:, None]).any(dim=1).sum()
         confusion += confusion_matrix(y, logits.argmax(dim=1), n_classes)
@@ -305,17 +311,9 @@ def evaluate_regression(model: nn.Module, inputs: dict[str, torch.Tensor], targe
                         batch_size: int | None = None) -> RegressionEvaluation:
     """Loss (on the standardised target), then RMSE, MAE and R^2 in the target's unit (``scale`` is the
     ``(mean, std)`` the target was standardised with), with one host sync."""
-    model.eval()
-    device = targets.device
-    batch_size = batch_size or eval_batch_size(device)
-    autocast = _autocast(device)
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    loss_sum = torch.zeros((), device=targets.device, dtype=torch.float64)
     parts = []
-    for start in range(0, targets.shape[0], batch_size):
-        y = targets[start:start + batch_size]
-        with autocast:
-            output = model(**_rows(inputs, slice(start, start + batch_size)))
-        output = output.float()
+    for y, output in _forward_batches(model, inputs, targets, batch_size):
         loss_sum += criterion(output, y).double() * _weight_sum(criterion, y)
         parts.append(output.squeeze(-1))
     mean, std = scale
