@@ -163,7 +163,8 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
     console.print(f"replay study -> {out} ({figure.name}, table.md, study.json); MLflow run {run_id} in "
                   f"experiment spectune-{space.name}-replay at {tracking_uri}; "
                   f"{time.perf_counter() - started:.0f} s in all", soft_wrap=True)
-    return {"out": out, "study": study, "summary": summary, "mlflow_run_id": run_id}
+    return {"out": out, "study": study, "summary": summary, "mlflow_run_id": run_id, "curves": curves,
+            "default": default}
 
 
 # Per strategy, the figures worth a chart in the MLflow UI (metric names allow no parentheses or commas).

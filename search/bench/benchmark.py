@@ -35,7 +35,7 @@ import numpy as np
 import optuna
 import torch
 
-from results.curves import TABLE, read_curves
+from results.curves import TABLE
 from results.files import read_json, write_json
 from results.records import DataOptions
 from results.provenance import git_commit, versions
@@ -196,9 +196,8 @@ def bench_efficiency(curves_root: Path, work: Path, plots: Path, repeats: int) -
     (the recording's own data options, ``repeats`` per strategy), and one replayed search of 64
     trials of the space's default strategy timed. A recording whose data is not here is listed as
     skipped with the reason, so the other spaces still report."""
-    from search.options import SearchOptions
     from search.replay import replay
-    from search.replay_study import BASELINE, ReplayOptions, panel, run_replay
+    from search.replay_study import BASELINE, ReplayOptions, run_replay
 
     spaces: dict[str, Any] = {}
     for table in sorted(Path(curves_root).glob(f"*/curves/*/{TABLE}")):
@@ -222,10 +221,8 @@ def bench_efficiency(curves_root: Path, work: Path, plots: Path, repeats: int) -
             continue
         summary = out["summary"]
         space = get_space(space_name)
-        curves = read_curves(space.to_json(), name, root)
-        default = panel(space, 64, 1, summary["patience"], summary["max_epochs"], sweep=False, optuna=False)[3]
         started = time.perf_counter()
-        replay(curves, space.params, list(space.start), default, seed=0)
+        replay(out["curves"], space.params, list(space.start), replace(out["default"], trials=64), seed=0)
         replay_64 = time.perf_counter() - started
         png = plots / f"replay_{space_name}_{name}.png"
         png.parent.mkdir(parents=True, exist_ok=True)
