@@ -72,12 +72,12 @@ def summarise(trials: pd.DataFrame, curves: Curves, baseline: str) -> ReplayStud
     third = quality.iloc[min(2, len(quality) - 1)]
     top3 = set(quality.index[(quality >= third) if mode == "max" else (quality <= third)])
     sign = 1.0 if mode == "max" else -1.0
-    per_repeat, paths = [], []
+    per_repeat, paths = [], {}
     elapsed = {key: np.cumsum(run["epoch_time_s"].to_numpy(dtype=float))
                for key, run in curves.runs(failed=True).items()}
     for (strategy, repeat), part in trials.groupby(["strategy", "repeat"], sort=False):
         path = _trajectory(part, quality, mode, elapsed).assign(strategy=strategy, repeat=repeat)
-        paths.append(path)
+        paths[strategy, repeat] = path
         searched = part[part["outcome"] != "confirmation"]
         in_top3 = searched[searched["config_id"].isin(top3)]
         per_repeat.append({
@@ -87,7 +87,7 @@ def summarise(trials: pd.DataFrame, curves: Curves, baseline: str) -> ReplayStud
             "stopped": int((searched["outcome"] == "stopped early").sum()), "trials": len(searched),
             "mean_distance": float(searched["distance"].mean()), "max_distance": float(searched["distance"].max())})
     repeats = pd.DataFrame(per_repeat)
-    trajectories = pd.concat(paths, ignore_index=True)
+    trajectories = pd.concat(paths.values(), ignore_index=True)
     base = repeats[repeats["strategy"] == baseline]
     # The target is a quality the baseline attained in at least half its repeats: with an even number
     # of repeats the interpolated median can fall between two configs' qualities, which no search
@@ -98,7 +98,7 @@ def summarise(trials: pd.DataFrame, curves: Curves, baseline: str) -> ReplayStud
     for strategy, part in repeats.groupby("strategy", sort=False):
         reach = []
         for repeat in part["repeat"]:
-            path = trajectories[(trajectories["strategy"] == strategy) & (trajectories["repeat"] == repeat)]
+            path = paths[strategy, repeat]
             hit = path[sign * path["quality"] >= sign * target - 1e-12]
             reach.append(float(hit["epochs"].iloc[0]) / base_epochs if len(hit) else math.inf)
         row = {"strategy": strategy, "repeats": len(part),
@@ -113,8 +113,7 @@ def summarise(trials: pd.DataFrame, curves: Curves, baseline: str) -> ReplayStud
                "served_distance_mean": float(part["mean_distance"].mean())}
         for fraction in BUDGET_FRACTIONS:
             # NaN where no trial had ended by that budget, in any repeat: nothing picked yet.
-            at = pd.Series([_at(trajectories[(trajectories["strategy"] == strategy) & (trajectories["repeat"] == r)],
-                                fraction * base_epochs) for r in part["repeat"]])
+            at = pd.Series([_at(paths[strategy, r], fraction * base_epochs) for r in part["repeat"]])
             row[f"quality_at_{fraction:g}x"] = float(at.median())
         rows.append(row)
     noise = float(truth["std"].median()) if truth["std"].notna().any() else math.nan
