@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from results.export import RESULTS_DIR
 from results.files import read_json
-from spaces import Categorical, FloatRange, IntRange, PowerOfTwoRange, Space, When, domain_from_json
+from spaces import Categorical, FloatRange, IntRange, Space, When, domain_from_json
 from spaces._diff import diff_spaces, same_value
 from trainables.errors import UserError
 
@@ -315,7 +315,7 @@ def carry_trial(row: Mapping[str, Any], old: Side, new: Side, clip: bool = False
                 what = "new key " if key not in old.params else ""
                 return point, f"{what}{key} outside the new range [{domain.low:g}, {domain.high:g}]", ()
             # A stepped float range ends at its last step below high, as Optuna adjusts it.
-            top = _as_optuna(key, domain, domain.low)[2].high if isinstance(domain, FloatRange) else domain.high
+            top = domain.sampled(key, domain.low)[2].high if isinstance(domain, FloatRange) else domain.high
             value = domain.low if value < domain.low else top
             clipped.append(key)
         point[key] = value
@@ -331,28 +331,16 @@ def carry_trial(row: Mapping[str, Any], old: Side, new: Side, clip: bool = False
     return point, None, tuple(clipped)
 
 
-def optuna_params(params: dict[str, Any], point: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, BaseDistribution]]:
+def optuna_params(params: dict[str, Any], point: Mapping[str, Any]
+                  ) -> tuple[dict[str, Any], dict[str, BaseDistribution]]:
     """A config over ``params`` as the values and distributions Optuna samples: the active keys only."""
     values: dict[str, Any] = {}
     dists: dict[str, BaseDistribution] = {}
     for key, value in point.items():
         domain = params[key]
-        name, values[name], dists[name] = _as_optuna(key, domain.domain if isinstance(domain, When) else domain,
-                                                     value)
+        inner = domain.domain if isinstance(domain, When) else domain
+        name, values[name], dists[name] = inner.sampled(key, value)
     return values, dists
-
-
-def _as_optuna(key: str, domain: Any, value: Any) -> tuple[str, Any, BaseDistribution]:
-    """``key = value`` as Optuna samples it over ``domain``: its name, value and distribution (a power-of-two
-    key as its integer exponent ``<key>_log2``, as :class:`search.searcher.DefineByRun`)."""
-    if isinstance(domain, PowerOfTwoRange):
-        return (PowerOfTwoRange.encoded(key), int(value).bit_length() - 1,
-                IntDistribution(domain.low.bit_length() - 1, domain.high.bit_length() - 1))
-    if isinstance(domain, FloatRange):
-        return key, float(value), FloatDistribution(domain.low, domain.high, log=domain.log, step=domain.step)
-    if isinstance(domain, IntRange):
-        return key, int(value), IntDistribution(domain.low, domain.high, log=domain.log)
-    return key, value, CategoricalDistribution(list(domain.values))
 
 
 def _fits(key: str, domain: Any, value: Any) -> bool:
@@ -360,7 +348,7 @@ def _fits(key: str, domain: Any, value: Any) -> bool:
     step included, which :meth:`FloatRange.contains` does not check)."""
     if not domain.contains(value):
         return False
-    _, sampled, dist = _as_optuna(key, domain, value)
+    _, sampled, dist = domain.sampled(key, value)
     return dist._contains(dist.to_internal_repr(sampled))
 
 

@@ -33,6 +33,13 @@ class FloatRange:
     def suggest(self, trial: Any, name: str) -> float:
         return trial.suggest_float(name, self.low, self.high, log=self.log, step=self.step)
 
+    def sampled(self, name: str, value: Any) -> tuple[str, Any, Any]:
+        """``name = value`` as Optuna samples it here: its name, value and distribution (what
+        :meth:`suggest` asks for), to hand Optuna a trial that was not suggested (a warm start)."""
+        from optuna.distributions import FloatDistribution
+
+        return name, float(value), FloatDistribution(self.low, self.high, log=self.log, step=self.step)
+
     def contains(self, value: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and self.low <= value <= self.high
 
@@ -56,6 +63,12 @@ class IntRange:
 
     def suggest(self, trial: Any, name: str) -> int:
         return trial.suggest_int(name, self.low, self.high, log=self.log)
+
+    def sampled(self, name: str, value: Any) -> tuple[str, Any, Any]:
+        """As :meth:`FloatRange.sampled`."""
+        from optuna.distributions import IntDistribution
+
+        return name, int(value), IntDistribution(self.low, self.high, log=self.log)
 
     def contains(self, value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool) and self.low <= value <= self.high
@@ -94,6 +107,13 @@ class PowerOfTwoRange(IntRange):
         """A starting point's value as what Optuna samples."""
         return {self.encoded(name): int(value).bit_length() - 1}
 
+    def sampled(self, name: str, value: Any) -> tuple[str, Any, Any]:
+        """As :meth:`FloatRange.sampled`: the exponent, under ``<key>_log2``."""
+        from optuna.distributions import IntDistribution
+
+        (encoded, exponent), = self.encode(name, value).items()
+        return encoded, exponent, IntDistribution(self.low.bit_length() - 1, self.high.bit_length() - 1)
+
     def contains(self, value: Any) -> bool:
         return super().contains(value) and value > 0 and value & (value - 1) == 0
 
@@ -117,6 +137,12 @@ class Categorical:
 
     def suggest(self, trial: Any, name: str) -> Any:
         return trial.suggest_categorical(name, list(self.values))
+
+    def sampled(self, name: str, value: Any) -> tuple[str, Any, Any]:
+        """As :meth:`FloatRange.sampled`."""
+        from optuna.distributions import CategoricalDistribution
+
+        return name, value, CategoricalDistribution(list(self.values))
 
     def contains(self, value: Any) -> bool:
         return any(value == v and type(value) is type(v) for v in self.values)
