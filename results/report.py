@@ -95,8 +95,9 @@ def _optuna_figure(plot: Any, study: optuna.Study, path: Path, size: tuple[float
     return save_figure(fig, path)
 
 
-def importances(study: optuna.Study) -> tuple[dict[str, float], str]:
-    """Optuna's importances (PED-ANOVA) over the completed trials, with a note on what they cover."""
+def importances(study: optuna.Study, target: Any = None) -> tuple[dict[str, float], str]:
+    """Optuna's importances (PED-ANOVA) over the completed trials, with a note on what they cover
+    (``target``: which value of a multi-objective trial, the primary)."""
     done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.get_trials(deepcopy=False))
     if len(done) < 2:
@@ -104,12 +105,13 @@ def importances(study: optuna.Study) -> tuple[dict[str, float], str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            values = optuna.importance.get_param_importances(study)
+            values = optuna.importance.get_param_importances(study, target=target)
         except (ValueError, RuntimeError) as exc:
             return {}, f"Optuna could not compute importances: {exc}"
     return ({k: float(v) for k, v in values.items()},
             f"PED-ANOVA (optuna.importance.get_param_importances) over {len(done)} completed trials; "
-            f"{pruned} trials stopped by ASHA are left out, as Optuna does.")
+            f"{pruned} trials stopped by ASHA are left out, as Optuna does"
+            + ("; for the primary objective." if target is not None else "."))
 
 
 def write_report(out_dir: Path, *, space: str, name: str, metric: str, mode: str, trials: pd.DataFrame,
@@ -120,15 +122,25 @@ def write_report(out_dir: Path, *, space: str, name: str, metric: str, mode: str
     out_dir = Path(out_dir)
     figures: dict[str, Path] = {"history": plot_history(trials, metric, mode, out_dir / "history.png",
                                                         f"{space}: {name}")}
-    scores, note = ({}, "no Optuna study was kept for this search") if study is None else importances(study)
+    objectives = best.get("objectives") or []
+    several = study is not None and len(objectives) > 1 and len(study.directions) == len(objectives)
+    # A multi-objective study's per-key plots and importances are of the primary objective.
+    primary = {"target": (lambda t: t.values[0]), "target_name": f"best {metric}"} if several else {}
+    scores, note = (({}, "no Optuna study was kept for this search") if study is None
+                    else importances(study, primary.get("target")))
     if study is not None:
         vis = optuna.visualization.matplotlib
         keys = sorted({k for t in study.get_trials(deepcopy=False) for k in t.params})
-        plots = [("parallel", vis.plot_parallel_coordinate, {}, (max(9.0, 1.3 * len(keys) + 3), 5.0))]
+        plots = [("parallel", vis.plot_parallel_coordinate, primary, (max(9.0, 1.3 * len(keys) + 3), 5.0))]
         if scores:
-            plots.insert(0, ("importances", vis.plot_param_importances, {}, (9.0, 0.4 * len(scores) + 1.5)))
+            plots.insert(0, ("importances", vis.plot_param_importances, primary, (9.0, 0.4 * len(scores) + 1.5)))
+        if several:
+            names = [o["name"] for o in objectives]
+            plots += [("pareto", vis.plot_pareto_front, {"target_names": [f"best {names[0]}", *names[1:]]}, (7.0, 5.0)),
+                      ("hypervolume", vis.plot_hypervolume_history,
+                       {"reference_point": best["hypervolume"]["reference"]}, (7.0, 4.0))]
         # One slice per key, shown three to a row: Optuna's single strip is unreadable beyond a few keys.
-        plots += [(f"slice:{k}", vis.plot_slice, {"params": [k]}, (4.0, 3.2)) for k in keys]
+        plots += [(f"slice:{k}", vis.plot_slice, {"params": [k], **primary}, (4.0, 3.2)) for k in keys]
         for key, plot, kw, size in plots:
             made = _optuna_figure(plot, study, out_dir / f"{key.replace(':', '_')}.png", size, **kw)
             if made is not None:
@@ -163,7 +175,11 @@ def _html(space: str, name: str, metric: str, best: dict[str, Any], trials: pd.D
     if scores:
         parts.append("<table>" + "".join(f"<tr><td>{e(k)}</td><td>{v:.3f}</td></tr>" for k, v in scores.items())
                      + "</table>")
-    for key, title in (("importances", ""), ("parallel", "Parallel coordinates (completed trials)")):
+    if best.get("pareto") is not None:
+        parts.append(_front_html(best))
+    for key, title in (("pareto", "Pareto front (Optuna: trials that ran their budget)"),
+                       ("hypervolume", "Hypervolume history (reference: each objective's worst value in this search)"),
+                       ("importances", ""), ("parallel", "Parallel coordinates (completed trials)")):
         if key in figures:
             parts.append((f"<h2>{title}</h2>" if title else "") + _img(figures[key], title or key))
     slices = [k for k in figures if k.startswith("slice:")]
@@ -182,6 +198,20 @@ def _html(space: str, name: str, metric: str, best: dict[str, Any], trials: pd.D
              "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{e(space)} {e(name)}</title>"
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
+
+
+def _front_html(best: dict[str, Any]) -> str:
+    e = html.escape
+    names = [o["name"] for o in best["objectives"]]
+    keys = sorted({k for p in best["pareto"] for k in p["searched"]})
+    head = "".join(f"<th>{e(n)}</th>" for n in ["trial", *names, *keys])
+    rows = "".join("<tr>" + f"<td>{e(p['trial_id'])}</td>" + "".join(f"<td>{p['objectives'][n]:.4g}</td>" for n in names)
+                   + "".join(f"<td>{e(str(p['searched'].get(k, '')))}</td>" for k in keys) + "</tr>"
+                   for p in best["pareto"])
+    return (f"<h2>Pareto front: {len(best['pareto'])} trials</h2><p>Objectives: "
+            + e(", ".join(f"{o['name']} ({o['mode']})" for o in best["objectives"]))
+            + f"; hypervolume {best['hypervolume']['value']:.4g}. Chosen (best.json's config): trial "
+            f"{e(str(best.get('trial_id')))}, {e(best['chosen_by'])}.</p><table><tr>{head}</tr>{rows}</table>")
 
 
 def study_storage(path: Path) -> str:

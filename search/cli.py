@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     _table_args(p, SEARCH_OPTIONS, ("infra_retries", "stop_after_failures", "warm_start"))
     for key in ("warm_start_clip", "warm_start_any_data"):
         p.add_argument(f"--{key.replace('_', '-')}", action="store_true", help=SEARCH_OPTIONS[key].help)
+    p.add_argument("--objective", dest="objectives", action="append", metavar="NAME:MODE",
+                   help="a further objective beside the space's metric (repeatable), e.g. trainable_params:min; "
+                        "the search then returns a Pareto front")
+    p.add_argument("--choose", action="append", metavar="NAME<=VALUE",
+                   help="the rule that picks best.json's config from the front (repeatable): the best primary "
+                        "value among points with, e.g., trainable_params<=50000")
     _data_args(p, typed=False)
 
     p = sub.add_parser("record", help="record learning curves of a space (configs x seeds, full budget) for replays")
@@ -248,6 +254,7 @@ def _search_options(args: argparse.Namespace, **fixed: Any) -> Any:
             "train_fraction", "budget", "patience", "no_patience", "base", "infra_retries", "stop_after_failures",
             "warm_start", "warm_start_clip", "warm_start_any_data")
     given = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    given.update({k: tuple(getattr(args, k)) for k in ("objectives", "choose") if getattr(args, k, None)})
     return SearchOptions(space=args.space, classes=tuple(classes) if classes else None, **{**given, **fixed})
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 from ray.tune import ExperimentAnalysis
 
 from results.export import trial_outcome
+from results.pareto import SIZE_OBJECTIVES
 from search.failures import failure_of, retries_of
 
 # The best epoch's scores kept beside the selection metric, those of them that the trial's task reports.
@@ -45,7 +46,7 @@ def collect_trials(experiment_path: str | Path, params: list[str], metric: str =
             row.update({"epochs": 0, best_col: float("nan"), "best_epoch": 0})
         row.update({p: trial.config.get(p) for p in params})
         last = trial.last_result or {}
-        row.update({k: last[k] for k in ("trainable_params", "trainable_fraction") if k in last})
+        row.update({k: last[k] for k in SIZE_OBJECTIVES if k in last})
         rows.append(row)
     frame = pd.DataFrame(rows)
     if len(frame):

@@ -19,7 +19,7 @@ from trainables.hparams import Bool, Choice, Float, HParam, Int
 if TYPE_CHECKING:   # the CLI imports this module for its tables; spaces pull in torch
     from spaces import Space
 
-SAMPLERS = ("tpe", "random")
+SAMPLERS = ("tpe", "random", "nsga2")
 # Trial schedulers (which trials stop early), not the recipe's learning-rate schedules.
 TRIAL_SCHEDULERS = ("asha", "fifo")
 BUDGETS = ("cpu", "gpu")
@@ -28,7 +28,8 @@ DEFAULT_TRIALS = 20
 SEARCH_OPTIONS: dict[str, HParam] = {
     "trials": Int(None, 1, nullable=True, help="number of trials (default: the budget's, else 20)"),
     "max_epochs": Int(None, 1, nullable=True, help="epoch budget per trial (default: the budget's, else the space's)"),
-    "sampler": Choice("tpe", SAMPLERS, help="Optuna's TPE, or random search"),
+    "sampler": Choice("tpe", SAMPLERS, help="Optuna's TPE (multi-objective TPE with several objectives), random "
+                                            "search, or NSGA-II"),
     "scheduler": Choice("asha", TRIAL_SCHEDULERS, help="ASHA early stopping, or FIFO (every trial runs its budget)"),
     "budget": Choice("cpu", BUDGETS, nullable=True, help="the space's CPU or GPU budget for options left unset"),
     "gpus_per_trial": Float(None, 0.0, 8.0, nullable=True, help="GPU share per trial (default 0.25 with GPUs)"),
@@ -81,7 +82,9 @@ class SearchOptions:
     in-trial early stopping off. ``start`` lists configs to evaluate first, then the space's own
     starting points unless ``space_start`` is off (a pure random-search baseline, say).
     ``infra_retries`` and ``stop_after_failures``: see :mod:`search.failures`; ``warm_start`` and its
-    two switches: see :mod:`search.warm_start`."""
+    two switches: see :mod:`search.warm_start`. ``objectives`` (``NAME:MODE``) adds objectives to the
+    space's and ``choose`` (``NAME<=VALUE``) is the rule that picks a point of the front: see
+    :mod:`results.pareto`."""
 
     space: str
     trials: int | None = None
@@ -115,6 +118,8 @@ class SearchOptions:
     warm_start: str | None = None
     warm_start_clip: bool = False
     warm_start_any_data: bool = False
+    objectives: tuple[str, ...] = ()
+    choose: tuple[str, ...] = ()
 
     def recipe_overrides(self) -> dict[str, Any]:
         """Recipe knobs the user set for this run; they beat the space's fixed values."""

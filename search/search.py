@@ -18,6 +18,7 @@ from rich.markup import escape
 
 from results.export import check_name, copy_checkpoint, read_confusion, read_predictions, results_dir, write_results
 from results.files import write_json
+from results.pareto import Objective, choose, columns, front, front_record, hypervolume, parse_choose, parse_objective
 from results.plots import plot_confusion, plot_learning_curves, plot_predictions
 from results.provenance import git_commit, versions
 from results.records import best_record
@@ -76,6 +77,26 @@ def _check_options(o: SearchOptions, space: Space) -> None:
         raise OptionError(f"--no-patience and --patience {o.patience} contradict each other; pass one of them.")
     if (o.warm_start_clip or o.warm_start_any_data) and not o.warm_start:
         raise OptionError("--warm-start-clip and --warm-start-any-data need --warm-start NAME; add it or drop them.")
+    objectives = search_objectives(space, o)
+    if len(objectives) > 1 and o.warm_start:
+        raise OptionError("--warm-start carries single-objective trials; a search with several objectives "
+                          f"({', '.join(map(str, objectives))}) starts cold. Drop --warm-start or the extra objectives.")
+    if o.choose and len(objectives) == 1:
+        raise OptionError("--choose picks a point of a Pareto front; this search has one objective. Add one with "
+                          "--objective trainable_params:min, say.")
+    parse_choose(o.choose, objectives)
+
+
+def search_objectives(space: Space, o: SearchOptions) -> list[Objective]:
+    """The space's metric (the primary objective), its further objectives, then ``--objective``'s."""
+    out = [Objective(space.metric, space.mode), *(Objective(n, m) for n, m in space.objectives)]
+    for text in o.objectives:
+        objective = parse_objective(text, space.metric)
+        if objective.name in [x.name for x in out]:
+            raise OptionError(f"--objective {text}: {objective.name!r} is already an objective of space "
+                              f"{space.name!r} ({', '.join(map(str, out))}).")
+        out.append(objective)
+    return out
 
 
 def describe_patience(space: Space, o: SearchOptions, resolved_patience: int | None) -> str:
@@ -92,6 +113,9 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
     _check_options(o, space)
     earlier = load_earlier(o.warm_start, space, o.results_root, o.resume) if o.warm_start else []
     o = o.with_budget(space)
+    objectives = search_objectives(space, o)
+    constraints = parse_choose(o.choose, objectives)
+    several = len(objectives) > 1
     pair = space.pair
     max_epochs = o.max_epochs or space.max_epochs
     grace = space.grace_for(max_epochs)
@@ -123,6 +147,8 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
         params={"trials": o.trials, "max_epochs": max_epochs, "grace_period": grace, "metric": space.metric,
                 "mode": space.mode, "train_examples": len(data.train), "patience": patience,
                 "inputs": data.spec.describe(), **({"base": base.path} if base else {}),
+                **({"objectives": ", ".join(map(str, objectives)),
+                    "choose": " and ".join(map(str, constraints)) or "best primary"} if several else {}),
                 **(warm.params() if warm else {})})
     tracker.connect()
     if not o.resume:
@@ -137,6 +163,11 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
         settings = replace(settings, device=place.device, threads=place.threads)
         console.print(f"space {space.name}: {len(params)} hyperparameters, model {pair.model}, data {pair.data}; "
                       f"optimising {space.metric} ({space.mode})")
+        if several:
+            console.print(f"objectives: {', '.join(map(str, objectives))} (a Pareto front; {objectives[0].name} is "
+                          f"the primary, the one ASHA stops trials on); the front is taken over trials that ran "
+                          f"their budget, and best.json's config is the best {objectives[0].name} on it"
+                          + (f" with {' and '.join(map(str, constraints))}" if constraints else ""), soft_wrap=True)
         console.print(f"data: {data.describe()}, fingerprint {data.fingerprint}")
         if base is not None:
             console.print(f"base: {base.path} (sha256 {base.sha256[:12]}..., {base.record()['parameters']:,} "
@@ -169,7 +200,9 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
         # starting points into the kept study a second time.
         tune_config = None if o.resume else tune.TuneConfig(
             metric=search_metric, mode=space.mode, num_samples=o.trials, reuse_actors=True,
-            search_alg=make_searcher(o.sampler, o.seed, o.trials, place.concurrency, search_metric, space.mode,
+            search_alg=make_searcher(o.sampler, o.seed, o.trials, place.concurrency,
+                                     [search_metric, *(x.name for x in objectives[1:])] if several else search_metric,
+                                     [x.mode for x in objectives] if several else space.mode,
                                      warm.not_run(start) if warm else start, space.params,
                                      study=(name, study_file), startup=startup,
                                      carried=warm.frozen_trials(space.params) if warm else ()),
@@ -209,10 +242,13 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
         raise AllTrialsFailed(f"all {len(frame)} trials of search {name} failed; see the 'spectune.error' "
                               f"tags in MLflow or the error files under {experiment}.")
     best_col = f"best_{space.metric}"
-    best_trial = trials[ok.iloc[0]["trial_id"]]
+    chosen, pareto = ok.iloc[0], None
+    if several:
+        chosen, pareto = _choose_from_front(frame, ok, objectives, constraints, params)
+    best_trial = trials[chosen["trial_id"]]
     best_run = tracker.run_id(best_trial.trial_id)
     config = settings.resolve({p: best_trial.config[p] for p in params if p in best_trial.config}).to_dict()
-    best = best_record(ok.iloc[0], best_trial, trials=len(frame), space=space.name, name=name, config=config,
+    best = best_record(chosen, best_trial, trials=len(frame), space=space.name, name=name, config=config,
                        searched=params, metric=space.metric, mode=space.mode,
                        mlflow={"tracking_uri": tracking_uri, "experiment_id": tracker.experiment_id,
                                "parent_run_id": tracker.parent_run_id, "run_id": best_run},
@@ -223,6 +259,8 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
         best["base"] = base.record()
     if warm is not None:
         best["warm_start"] = warm.record()
+    if pareto is not None:
+        best.update(pareto)
     frame["mlflow_run_id"] = [tracker.run_id(t) for t in frame["trial_id"]]
     history = histories.get(best_trial.trial_id)
     artifacts = _best_artifacts(out_dir, best_trial, [] if history is None else history.to_dict("records"),
@@ -236,6 +274,8 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
                               **{f"importance.{k}": v for k, v in report.importances.items()}},
                    [best_path, *artifacts], [space_path, report.html])
     print_top(frame, params, space.metric)
+    if pareto is not None:
+        _print_front(pareto, objectives)
     console.print(f"best: trial {best['trial_id']} {space.metric} {best['best_value']:.4f} at epoch "
                   f"{best['best_epoch']}; {best_path} and {csv_path}")
     console.print(f"report: {report.html.resolve().as_uri()}"
@@ -249,6 +289,38 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
         console.print(f"compare the top {len(top)} trials in the MLflow UI{where}: {tracker.compare_link(top)}",
                       soft_wrap=True)
     return SearchOutcome(name=name, results_dir=out_dir, best=best, trials=frame)
+
+
+def _choose_from_front(frame: pd.DataFrame, ok: pd.DataFrame, objectives: list[Objective],
+                       constraints: tuple[Any, ...], params: list[str]) -> tuple[pd.Series, dict[str, Any]]:
+    """The chosen trial and what ``best.json`` records of the front: its points, the rule and what it chose,
+    and the front's hypervolume against the worst value each objective took in this search."""
+    points = front(ok, objectives)
+    names = columns(objectives)
+    frame["pareto"] = frame["trial_id"].isin(points["trial_id"])
+    if points.empty:
+        # Only when no trial ran its budget (every one stopped by ASHA or its patience never came).
+        chosen, rule = ok.iloc[0], "no trial ran its whole budget, so there is no front; chose the best primary value"
+    else:
+        chosen, rule = choose(points, objectives, constraints)
+    values = ok[names].to_numpy(dtype=float)
+    worst = [np.nanmin(values[:, i]) if o.mode == "max" else np.nanmax(values[:, i]) for i, o in enumerate(objectives)]
+    return chosen, {"objectives": [{"name": o.name, "mode": o.mode} for o in objectives],
+                    "choose": [str(c) for c in constraints], "chosen_by": rule,
+                    "pareto": front_record(points, objectives, params),
+                    "hypervolume": {"value": hypervolume(points[names].to_numpy(dtype=float),
+                                                         [o.mode for o in objectives], worst),
+                                    "reference": worst,
+                                    "reference_is": "the worst value of each objective among this search's trials"}}
+
+
+def _print_front(pareto: dict[str, Any], objectives: list[Objective]) -> None:
+    console.print(f"Pareto front ({len(pareto['pareto'])} of the trials that ran their budget; hypervolume "
+                  f"{pareto['hypervolume']['value']:.4g} against the search's worst values):")
+    for point in pareto["pareto"]:
+        console.print("  " + point["trial_id"] + ": " + ", ".join(f"{o.name} {point['objectives'][o.name]:.4g}"
+                                                                  for o in objectives))
+    console.print(f"chosen: {pareto['chosen_by']}", soft_wrap=True)
 
 
 def winners(frame: pd.DataFrame, metric: str, stopped: dict[str, Any] | None) -> pd.DataFrame:

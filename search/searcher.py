@@ -93,9 +93,14 @@ def make_sampler(sampler: str, seed: int, trials: int, params: dict[str, Any],
                  startup: int | None = None) -> optuna.samplers.BaseSampler:
     """The Optuna sampler of a search, seeded: multivariate TPE (with ``group`` for conditional
     spaces, which models each set of keys that appear together) after ``startup`` random trials
-    (default :func:`startup_trials`), or random search."""
+    (default :func:`startup_trials`; with several objectives, Optuna's multi-objective TPE), random
+    search, or NSGA-II (generations of ``startup`` trials, the first random)."""
     if sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
+    if sampler == "nsga2":
+        # Optuna's population of 50 would leave a CPU budget of 16 trials in its random first generation.
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(
+            2, startup if startup is not None else startup_trials(trials)))
     if sampler != "tpe":
         raise AssertionError(f"sampler {sampler!r} is not one of {SAMPLERS}; search.options checks it first")
     with warnings.catch_warnings():
@@ -106,14 +111,15 @@ def make_sampler(sampler: str, seed: int, trials: int, params: dict[str, Any],
                                           n_startup_trials=startup if startup is not None else startup_trials(trials))
 
 
-def make_searcher(sampler: str, seed: int, trials: int, concurrency: int, metric: str, mode: str,
+def make_searcher(sampler: str, seed: int, trials: int, concurrency: int, metric: str | list[str],
+                  mode: str | list[str],
                   start: list[dict[str, Any]], params: dict[str, Any], study: tuple[str, Path] | None = None,
                   startup: int | None = None, carried: Sequence[optuna.trial.FrozenTrial] = ()) -> Searcher:
     """:func:`make_sampler`'s sampler inside Ray's OptunaSearch (which ignores its own seed when given a
     sampler), starting points first, at most ``concurrency`` trials in flight. ``study`` (name,
     SQLite file) keeps the Optuna study on disk, one study per search, for the report. ``carried``:
     finished trials of earlier searches (:mod:`search.warm_start`), in the study before the first
-    suggestion."""
+    suggestion. Lists of metrics and modes make a multi-objective study (the first is the primary)."""
     ot_sampler = make_sampler(sampler, seed, trials, params, startup)
     space = DefineByRun(params)
     storage = None

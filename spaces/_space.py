@@ -56,7 +56,9 @@ class Space:
     without searching them (for a ``when`` key, in the trials where it is not searched). ``start`` lists known-good configs (over the keys of ``params``) that are
     evaluated first; the first is also what ``spectune train --space`` trains. ``metric`` and
     ``mode`` say what is optimised: one of the data's task's metrics, in the direction it improves
-    (``val_macro_f1``/``max`` by default; ``val_rmse``/``min`` for a regression, say). ``grace_period`` is ASHA's first rung: put it after warm-up
+    (``val_macro_f1``/``max`` by default; ``val_rmse``/``min`` for a regression, say). ``objectives``
+    adds further objectives as ``(name, mode)`` pairs, such as ``(("trainable_params", "min"),)``: the
+    search then returns a Pareto front (:mod:`results.pareto`), ASHA still stopping on ``metric``. ``grace_period`` is ASHA's first rung: put it after warm-up
     plus the first cosine cycle, or trials are judged while their learning rate is still climbing.
     ``startup_trials`` is how many random trials TPE runs before it models the space (``None``:
     ``min(10, trials // 3)``, at least 2). Choose these three from a replay (``spectune replay``).
@@ -73,6 +75,7 @@ class Space:
     start: list[dict[str, Any]] = field(default_factory=list)
     metric: str = "val_macro_f1"
     mode: str = "max"
+    objectives: tuple[tuple[str, str], ...] = ()
     max_epochs: int = 60
     grace_period: int = 15
     reduction_factor: int = 3
@@ -105,7 +108,8 @@ class Space:
         """The searched ranges and settings, saved with every search."""
         return {"name": self.name, "model": self.model, "data": self.data, "description": self.description,
                 "params": {k: d.to_json() for k, d in self.params.items()}, "fixed": self.fixed,
-                "start": self.start, "metric": self.metric, "mode": self.mode, "max_epochs": self.max_epochs,
+                "start": self.start, "metric": self.metric, "mode": self.mode,
+                "objectives": [list(o) for o in self.objectives], "max_epochs": self.max_epochs,
                 "grace_period": self.grace_period, "reduction_factor": self.reduction_factor,
                 "startup_trials": self.startup_trials, "gpus_per_trial": self.gpus_per_trial}
 
@@ -171,6 +175,7 @@ def validate_space(space: Space, module: str) -> None:
         check_metric(pair.task, space.metric, space.mode, where, space.data)
     except ConfigError as exc:
         raise SpaceError(str(exc)) from None
+    _check_objectives(space, where)
     for key in ("max_epochs", "grace_period", "reduction_factor"):
         value, low = getattr(space, key), 2 if key == "reduction_factor" else 1
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -192,6 +197,23 @@ def validate_space(space: Space, module: str) -> None:
         budget = getattr(space, kind)
         if not isinstance(budget, Budget) or budget.trials < 1:
             raise SpaceError(f"{where}: {kind}: must be a Budget(trials >= 1, ...); got {budget!r}.")
+
+
+def _check_objectives(space: Space, where: str) -> None:
+    from results.pareto import check_objective
+
+    if not isinstance(space.objectives, tuple) or not all(isinstance(o, tuple) and len(o) == 2
+                                                          for o in space.objectives):
+        raise SpaceError(f"{where}: objectives: must be a tuple of (name, mode) pairs, e.g. "
+                         f"(('trainable_params', 'min'),); got {space.objectives!r}.")
+    names = [name for name, _ in space.objectives]
+    if len(set(names)) != len(names):
+        raise SpaceError(f"{where}: objectives: {names} names an objective twice.")
+    for name, mode in space.objectives:
+        try:
+            check_objective(name, mode, space.metric, f"{where}: objectives")
+        except UserError as exc:
+            raise SpaceError(str(exc)) from None
 
 
 def _resolve(pair: Pair, space: Space, values: dict[str, Any], label: str) -> None:

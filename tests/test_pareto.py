@@ -1,0 +1,154 @@
+"""Several objectives (results/pareto.py and the search): the front, its hypervolume, the choice rule, the
+refusals before Ray starts, and one small search of macro-F1 against trainable parameters on the wine data."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from results.pareto import (Objective, choose, front, hypervolume, pareto_mask, parse_choose, parse_objective)
+from search.options import SearchOptions
+from search.search import run_search
+from spaces import get_space
+from trainables.errors import OptionError, UserError
+
+F1, SIZE = Objective("val_macro_f1", "max"), Objective("trainable_params", "min")
+
+
+def _trials(rows):
+    return pd.DataFrame([{"trial_id": t, "outcome": o, "best_val_macro_f1": f, "trainable_params": p, "best_epoch": 1,
+                          "lr": 0.01} for t, o, f, p in rows])
+
+
+def test_pareto_mask_keeps_exactly_the_points_no_other_dominates():
+    values = np.array([[0.9, 100], [0.8, 50], [0.85, 200], [0.7, 50], [0.9, 100], [np.nan, 1]])
+    mask = pareto_mask(values, ["max", "min"])
+    # (0.85, 200) is dominated by (0.9, 100); (0.7, 50) by (0.8, 50); ties both kept; a NaN never on it.
+    assert mask.tolist() == [True, True, False, False, True, False]
+
+
+def test_hypervolume_is_the_area_dominated_up_to_the_reference():
+    # Two points, max x and min y, reference (0, 10): 0.5 * 10 + (0.8 - 0.5) * (10 - 6) = 6.2.
+    assert hypervolume(np.array([[0.5, 0.0], [0.8, 6.0]]), ["max", "min"], [0.0, 10.0]) == pytest.approx(6.2)
+    assert hypervolume(np.array([[-1.0, 20.0]]), ["max", "min"], [0.0, 10.0]) == 0.0
+
+
+def test_front_leaves_out_stopped_and_failed_trials_and_sorts_best_primary_first():
+    frame = _trials([("a", "completed", 0.80, 50), ("b", "stopped early", 0.99, 10), ("c", "completed", 0.90, 500),
+                     ("d", "completed", 0.70, 600), ("e", "failed", 0.95, 5)])
+    points = front(frame, [F1, SIZE])
+    assert points["trial_id"].tolist() == ["c", "a"]
+
+
+def test_choose_takes_the_best_primary_within_the_constraint_or_says_none_meets_it():
+    points = front(_trials([("a", "completed", 0.80, 50), ("c", "completed", 0.90, 500)]), [F1, SIZE])
+    chosen, rule = choose(points, [F1, SIZE], ())
+    assert chosen["trial_id"] == "c" and rule == "best val_macro_f1 on the front"
+    chosen, rule = choose(points, [F1, SIZE], parse_choose(["trainable_params<=100"], [F1, SIZE]))
+    assert chosen["trial_id"] == "a" and "trainable_params<=100" in rule
+    chosen, rule = choose(points, [F1, SIZE], parse_choose(["trainable_params<=10"], [F1, SIZE]))
+    assert chosen["trial_id"] == "a" and rule.startswith("no point of the front has trainable_params<=10")
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("trainable_params", "NAME:min or NAME:max"),
+    ("val_macro_f1:max", "already the space's metric"),
+    ("flops:min", "unknown objective 'flops'"),
+])
+def test_a_bad_objective_is_refused_naming_it(text, fragment):
+    with pytest.raises(OptionError, match=fragment):
+        parse_objective(text, "val_macro_f1")
+
+
+@pytest.mark.parametrize("texts, fragment", [
+    (["trainable_params<50000"], "NAME<=VALUE or NAME>=VALUE"),
+    (["total_params<=10"], "'total_params' is not an objective of this search"),
+])
+def test_a_bad_choice_rule_is_refused_naming_it(texts, fragment):
+    with pytest.raises(OptionError, match=fragment):
+        parse_choose(texts, [F1, SIZE])
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (dict(choose=("trainable_params<=10",)), "--choose picks a point of a Pareto front"),
+    (dict(objectives=("trainable_params:min",), warm_start="earlier"), "starts cold"),
+    (dict(objectives=("trainable_params:min", "trainable_params:max")), "already an objective"),
+])
+def test_contradicting_options_are_refused_before_anything_is_read(extra, fragment, tmp_path):
+    with pytest.raises(OptionError, match=fragment):
+        run_search(SearchOptions(space="wine_mlp", trials=2, storage=tmp_path / "ray", results_root=tmp_path, **extra))
+    assert not (tmp_path / "ray").exists()
+
+
+def test_a_space_with_a_bad_objective_is_refused_at_load(tmp_path, monkeypatch):
+    (tmp_path / "spaces").mkdir()
+    (tmp_path / "spaces" / "bad_objective.py").write_text(textwrap.dedent("""
+        from spaces import Space, loguniform
+        SPACE = Space(model="mlp", data="wine", params={"lr": loguniform(1e-3, 1e-2)},
+                      objectives=(("latency", "min"),))
+    """))
+    monkeypatch.setenv("SPECTUNE_PATH", str(tmp_path))
+    with pytest.raises(UserError, match=r"spaces/bad_objective.py: objectives: unknown objective 'latency'"):
+        get_space("bad_objective")
+
+
+MO_SPACE = """
+from spaces import Space, choice, integers, loguniform
+
+SPACE = Space(
+    model="mlp", data="wine",
+    params={"lr": loguniform(3e-3, 3e-2), "width": choice([8, 32, 128]), "depth": integers(1, 3)},
+    fixed={"loss": "ce", "scheduler": "cosine", "warmup_epochs": 0, "eta_min": 0.0, "batch_size": 32, "epochs": 4},
+    objectives=(("trainable_params", "min"),),
+    max_epochs=4, grace_period=2, reduction_factor=2, startup_trials=3,
+)
+"""
+
+
+def test_a_two_objective_search_writes_its_front_the_chosen_point_and_the_report(ray_session, tmp_path, monkeypatch,
+                                                                               capsys):
+    (tmp_path / "pairs" / "spaces").mkdir(parents=True)
+    (tmp_path / "pairs" / "spaces" / "mo_wine.py").write_text(textwrap.dedent(MO_SPACE))
+    monkeypatch.setenv("SPECTUNE_PATH", str(tmp_path / "pairs"))
+    uri = f"sqlite:///{tmp_path / 'ml.db'}"
+    outcome = run_search(SearchOptions(space="mo_wine", trials=6, seed=0, concurrency=1, name="mo",
+                                       storage=tmp_path / "ray", results_root=tmp_path / "results", tracking_uri=uri,
+                                       choose=("trainable_params<=1000",)))
+    printed = capsys.readouterr().out
+    best, frame = outcome.best, pd.read_csv(outcome.results_dir / "trials.csv")
+    assert [o["name"] for o in best["objectives"]] == ["val_macro_f1", "trainable_params"]
+    done = frame[frame["outcome"] == "completed"]
+    values = done[["best_val_macro_f1", "trainable_params"]].to_numpy()
+    on_front = set(done["trial_id"][pareto_mask(values, ["max", "min"])])
+    assert {p["trial_id"] for p in best["pareto"]} == on_front == set(frame["trial_id"][frame["pareto"]])
+    # The chosen point is on the front, and the best macro-F1 there within the budget when one meets it.
+    fits = [p for p in best["pareto"] if p["objectives"]["trainable_params"] <= 1000]
+    assert best["trial_id"] in on_front
+    if fits:
+        assert best["best_value"] == max(p["objectives"]["val_macro_f1"] for p in fits)
+        assert best["chosen_by"] == "best val_macro_f1 on the front with trainable_params<=1000"
+    else:
+        assert best["chosen_by"].startswith("no point of the front")
+    chosen = next(p for p in best["pareto"] if p["trial_id"] == best["trial_id"])
+    assert {k: best["config"][k] for k in chosen["searched"]} == chosen["searched"]
+    assert best["hypervolume"]["value"] > 0 and "Pareto front" in printed and "objectives: val_macro_f1:max" in printed
+    # Optuna's study has both objectives (and only trials that ran their budget hold values).
+    study = optuna.load_study(study_name="mo", storage=f"sqlite:///{outcome.results_dir / 'study.db'}")
+    assert len(study.directions) == 2
+    assert {t.values[1] for t in study.trials if t.values} == set(done["trainable_params"])
+    assert (outcome.results_dir / "pareto.png").exists() and (outcome.results_dir / "hypervolume.png").exists()
+    assert "Pareto front:" in (outcome.results_dir / "report.html").read_text()
+    # MLflow holds every objective per trial, and the search's objectives and rule.
+    client = MlflowClient(uri)
+    parent = client.get_run(best["mlflow"]["parent_run_id"])
+    assert parent.data.params["objectives"] == "val_macro_f1:max, trainable_params:min"
+    assert parent.data.params["choose"] == "trainable_params<=1000"
+    child = client.get_run(best["mlflow"]["run_id"])
+    assert child.data.metrics["trainable_params"] == chosen["objectives"]["trainable_params"]
+    assert json.loads((outcome.results_dir / "space.json").read_text())["objectives"] == [["trainable_params", "min"]]
