@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep", action="store_true",
                    help="add TPE + ASHA variants over grace, reduction factor and start-up trials")
     p.add_argument("--no-optuna", action="store_true", help="leave out the Optuna-alone peers")
+    p.add_argument("--objective", dest="objectives", action="append", metavar="NAME:MODE",
+                   help="replay multi-objective searches (e.g. trainable_params:min): how much of the front "
+                        "each strategy finds, with and without ASHA")
+    p.add_argument("--base", help="pretrained weights of a model that starts from them (to count its parameters)")
     p.add_argument("--tracking-uri", help="MLflow store for the study's run (default MLFLOW_TRACKING_URI or "
                                           "sqlite:///mlflow.db)")
     _data_args(p, typed=False)

@@ -70,6 +70,15 @@ def draw_configs(space: Space, n: int, seed: int) -> list[dict[str, Any]]:
     return configs
 
 
+def config_sizes(pair: Any, spec: Any, settings: TrialSettings, configs: dict[int, dict[str, Any]],
+                 base: Any = None) -> dict[int, dict[str, float]]:
+    """Per config id, the sizes a trial reports (trainable and total parameters), from its model built
+    but not trained: what a multi-objective replay needs of a recording."""
+    from trainables.models._finetune import parameter_counts
+
+    return {i: parameter_counts(pair.model_fn(spec, settings.resolve(c), base)()) for i, c in configs.items()}
+
+
 def curves_table(frame: pd.DataFrame, histories: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The curves table of finished trials: ``frame`` (from :func:`search.collect.collect_trials`, with
     ``config_id`` and ``seed`` columns) and each trial's epoch history; a failed run keeps its epochs
@@ -167,8 +176,10 @@ def run_record(r: RecordOptions) -> Path:
             "data_options": replace(options, fingerprint=data.fingerprint, description=data.describe(),
                                     threads=place.threads).to_json(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "versions": versions(), "git_commit": git_commit()}
+    sizes = config_sizes(pair, data.spec, settings, dict(enumerate(configs)), base)
     out = write_curves(curves_dir(space.name, name, o.results_root), table,
-                       {i: {"searched": configs[i], "resolved": resolved[i]} for i in range(len(configs))},
+                       {i: {"searched": configs[i], "resolved": resolved[i], "sizes": sizes[i]}
+                        for i in range(len(configs))},
                        meta, space.to_json())
     tracker.finish(None, {"runs": len(frame), "failed_runs": int((frame["outcome"] == "failed").sum())}, [], [])
     console.print(f"recorded {len(frame)} runs ({int((frame['outcome'] == 'failed').sum())} failed) -> {out}")

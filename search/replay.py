@@ -55,10 +55,15 @@ class Strategy:
     concurrency: int = 1
     patience: int | None = None
     space_start: bool = True
+    # Further objectives beside the curves' metric, as (name, mode): a multi-objective search, the
+    # searcher told each trial's values at its end (read from the served config's ``sizes``).
+    objectives: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.runner not in RUNNERS:
             raise AssertionError(f"runner {self.runner!r} is not one of {RUNNERS}")
+        if self.objectives and self.runner != "tune":
+            raise AssertionError("Optuna alone cannot prune a multi-objective study (optuna#3450): no peer runner")
 
     def describe(self) -> str:
         stop = (f"{self.scheduler}" + (f" grace {self.grace} rf {self.reduction}" if self.scheduler == "asha" else "")
@@ -138,8 +143,11 @@ class Served:
 
 
 def replay(curves: Curves, params: dict[str, Any], start: list[dict[str, Any]], strategy: Strategy,
-           seed: int) -> ReplayLog:
-    """One replayed search of ``strategy`` with seed ``seed`` (the sampler's and the seed draws')."""
+           seed: int, sizes: dict[int, dict[str, float]] | None = None) -> ReplayLog:
+    """One replayed search of ``strategy`` with seed ``seed`` (the sampler's and the seed draws');
+    ``sizes`` (config id -> its further objectives' values) when the strategy has several objectives."""
+    if strategy.objectives and sizes is None:
+        raise AssertionError("a multi-objective replay needs each recorded config's sizes")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     served = Served(curves, params)
     runs = curves.runs(failed=True)
@@ -180,7 +188,8 @@ def replay(curves: Curves, params: dict[str, Any], start: list[dict[str, Any]], 
         record.epochs += 1
         stop.update(record.epochs, float(row[curves.metric]))
         finished = stop.stopped or record.epochs == curves.max_epochs
-        decision = driver.tell_epoch(trial_id, record.epochs, float(row[curves.metric]), stop.best, finished)
+        decision = driver.tell_epoch(trial_id, record.epochs, float(row[curves.metric]), stop.best, finished,
+                                     (sizes or {}).get(record.config_id, {}))
         record.best = stop.best
         if decision == TrialScheduler.STOP or finished:
             record.outcome = "completed" if finished else "stopped early"
@@ -234,9 +243,12 @@ class _TuneDriver:
     def __init__(self, curves: Curves, params: dict[str, Any], start: list[dict[str, Any]], s: Strategy,
                  seed: int) -> None:
         self.metric, self.mode = f"best_{curves.metric}", curves.mode
+        several = [self.metric, *(n for n, _ in s.objectives)], [curves.mode, *(m for _, m in s.objectives)]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.searcher = make_searcher(s.sampler, seed, s.trials, s.concurrency, self.metric, curves.mode,
+            self.searcher = make_searcher(s.sampler, seed, s.trials, s.concurrency,
+                                          several[0] if s.objectives else self.metric,
+                                          several[1] if s.objectives else curves.mode,
                                           start if s.space_start else [], params, startup=s.startup)
         self.scheduler = make_scheduler(s.scheduler, curves.max_epochs, s.grace, s.reduction)
         self.scheduler.set_search_properties(self.metric, curves.mode)
@@ -250,10 +262,11 @@ class _TuneDriver:
         self.scheduler.on_trial_add(None, self.trials[trial_id])
         return config
 
-    def tell_epoch(self, trial_id: str, epoch: int, value: float, best: float, finished: bool) -> str:
+    def tell_epoch(self, trial_id: str, epoch: int, value: float, best: float, finished: bool,
+                   sizes: dict[str, float]) -> str:
         trial = self.trials[trial_id]
         result = {"training_iteration": epoch, "epoch": epoch, self.metric: best, self.metric[5:]: value,
-                  "finished": finished}
+                  "finished": finished, **sizes}
         decision = self.scheduler.on_trial_result(None, trial, result)
         if decision != TrialScheduler.STOP:
             self.searcher.on_trial_result(trial_id, result)
@@ -299,7 +312,8 @@ class _OptunaDriver:
     def fail(self, trial_id: str) -> None:
         self.study.tell(self.live[trial_id], state=optuna.trial.TrialState.FAIL)
 
-    def tell_epoch(self, trial_id: str, epoch: int, value: float, best: float, finished: bool) -> str:
+    def tell_epoch(self, trial_id: str, epoch: int, value: float, best: float, finished: bool,
+                   sizes: dict[str, float]) -> str:
         trial = self.live[trial_id]
         trial.report(best, epoch)
         if finished:

@@ -74,8 +74,22 @@ def panel(space: Space, trials: int, concurrency: int, patience: int | None, max
     return out
 
 
-def run_replay(r: ReplayOptions) -> dict[str, Any]:
-    """Replay every strategy ``repeats`` times; write the study and print its table."""
+@dataclass(frozen=True)
+class Prepared:
+    """What every replay study reads first: the options with the budget applied, the space, the data it
+    checks the curves against, the curves, and the patience a live search would use."""
+
+    options: SearchOptions
+    space: Space
+    data: Any
+    curves: Any
+    max_epochs: int
+    patience: int | None
+    settings: TrialSettings
+
+
+def prepare(r: ReplayOptions) -> Prepared:
+    """Check the options and read the curves, refusing in one line what a replay cannot serve."""
     o = r.search
     check(SEARCH_OPTIONS, o)
     if r.repeats < 2:
@@ -98,6 +112,18 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
     settings = TrialSettings(model=pair.model, data=pair.data, max_epochs=max_epochs, seed=o.seed,
                              fixed=dict(space.fixed), overrides=o.recipe_overrides(), searched=tuple(space.params))
     patience = settings.resolve(space.start[0] if space.start else {}).recipe.patience
+    return Prepared(o, space, data, curves, max_epochs, patience, settings)
+
+
+def run_replay(r: ReplayOptions) -> dict[str, Any]:
+    """Replay every strategy ``repeats`` times; write the study and print its table (with ``--objective``,
+    the front study of :mod:`search.replay_front` instead)."""
+    if r.search.objectives:
+        from search.replay_front import run_front_replay
+
+        return run_front_replay(r, prepare(r))
+    p = prepare(r)
+    o, space, curves, max_epochs, patience = p.options, p.space, p.curves, p.max_epochs, p.patience
     strategies = panel(space, o.trials, o.concurrency or 1, patience, max_epochs, r.sweep, r.optuna)
     console.print(f"replaying {len(strategies)} strategies x {r.repeats} repeats on curves {r.curves} "
                   f"({len(curves.configs)} configs x {len(curves.meta['seeds'])} seeds x {max_epochs} epochs; "

@@ -152,3 +152,46 @@ def test_a_two_objective_search_writes_its_front_the_chosen_point_and_the_report
     child = client.get_run(best["mlflow"]["run_id"])
     assert child.data.metrics["trainable_params"] == chosen["objectives"]["trainable_params"]
     assert json.loads((outcome.results_dir / "space.json").read_text())["objectives"] == [["trainable_params", "min"]]
+
+
+# --- the front replay: does ASHA on the primary metric lose the front? ---------------------------------------
+
+def test_a_replayed_searchs_front_is_over_the_trials_that_ran_their_budget():
+    from search.replay import ReplayedTrial, ReplayLog, Strategy
+    from search.replay_front import replay_front
+
+    sizes = {0: {"trainable_params": 100.0}, 1: {"trainable_params": 10.0}, 2: {"trainable_params": 50.0},
+             3: {"trainable_params": 5.0}}
+    log = ReplayLog(Strategy("s", trials=5), 0, [
+        ReplayedTrial("a", 0, 0, 0.0, epochs=9, best=0.9, outcome="completed"),
+        ReplayedTrial("b", 1, 0, 0.0, epochs=9, best=0.6, outcome="completed"),
+        ReplayedTrial("c", 2, 0, 0.0, epochs=9, best=0.5, outcome="completed"),   # dominated by b
+        ReplayedTrial("d", 3, 0, 0.0, epochs=3, best=0.7, outcome="stopped early"),  # would dominate b
+        ReplayedTrial("e", 2, 1, 0.0, epochs=0, best=float("nan"), outcome="failed")])
+    assert replay_front(log, sizes, [F1, SIZE]) == [0, 1]
+    with pytest.raises(AssertionError, match="optuna#3450"):
+        Strategy("peer", trials=4, runner="optuna", objectives=(("trainable_params", "min"),))
+
+
+def test_the_front_replay_of_the_wine_recording_scores_each_strategy_against_the_attainable_front(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from search.replay_study import ReplayOptions, run_replay
+
+    recorded = Path(__file__).resolve().parents[1] / "results" / "wine_mlp" / "curves" / "cpu-c32x3"
+    shutil.copytree(recorded, tmp_path / "results" / "wine_mlp" / "curves" / "cpu-c32x3",
+                    ignore=shutil.ignore_patterns("replays"))
+    out = run_replay(ReplayOptions(SearchOptions(space="wine_mlp", trials=8, results_root=tmp_path / "results",
+                                                 tracking_uri=f"sqlite:///{tmp_path / 'ml.db'}",
+                                                 objectives=("trainable_params:min",)),
+                                   curves="cpu-c32x3", repeats=3))
+    repeats, table = out["repeats"], out["table"]
+    assert len(table) == 6 and (repeats.groupby("strategy").size() == 3).all()
+    assert repeats["hv_share"].between(0.0, 1.0 + 1e-9).all() and (repeats["hv_share"] > 0).any()
+    # FIFO never stops a trial.
+    fifo = repeats[repeats["strategy"].str.endswith("(FIFO)")]
+    assert (fifo["stopped"] == 0).all()
+    ideal = out["summary"]["true_front_configs"]
+    assert ideal and (repeats["ideal_found"] <= len(ideal)).all()
+    assert {p.name for p in out["out"].iterdir()} == {"repeats.csv", "table.md", "front_replay.png", "study.json"}

@@ -1,0 +1,165 @@
+"""``spectune replay --objective``: how much of the Pareto front a multi-objective search finds, with and
+without early stopping on its primary metric.
+
+ASHA takes one metric, so a multi-objective search stops trials on the primary (macro-F1, say) while
+the others (the model's size) only decide the front. That can cut exactly the small models whose
+lower macro-F1 is the trade the user asked to see. This study measures it on recorded curves: each
+strategy (random search, multi-objective TPE and NSGA-II, each with FIFO and with ASHA) is replayed
+``repeats`` times; a replayed search's front is taken as a live one is (over the trials that ran their
+budget, by the values they showed), and scored by the hypervolume of the **true** values of its configs
+(their mean over the recorded seeds), as a share of the hypervolume of the recorded configs' own true
+front: 1.0 means the search found every point of the best front the recorded configs allow.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from results.curves import curves_dir  # noqa: E402
+from results.files import write_csv, write_json  # noqa: E402
+from results.pareto import Objective, hypervolume, pareto_mask, parse_objective  # noqa: E402
+from results.plots import save_figure  # noqa: E402
+from search.progress import console  # noqa: E402
+from search.record import config_sizes  # noqa: E402
+from search.replay import ReplayLog, Strategy, replay  # noqa: E402
+from search.tracking import default_tracking_uri, log_study  # noqa: E402
+from trainables.errors import OptionError  # noqa: E402
+
+
+def front_panel(base: Strategy) -> list[Strategy]:
+    """Three samplers, each without and with ASHA on the primary metric; the space's own ASHA settings."""
+    out = []
+    for sampler, label in (("random", "random"), ("tpe", "MO-TPE"), ("nsga2", "NSGA-II")):
+        out += [replace(base, name=f"{label} (FIFO)", sampler=sampler, scheduler="fifo"),
+                replace(base, name=f"{label} + ASHA", sampler=sampler, scheduler="asha")]
+    return out
+
+
+def replay_front(log: ReplayLog, sizes: dict[int, dict[str, float]], objectives: list[Objective]) -> list[int]:
+    """The config ids on a replayed search's front: its trials that ran their budget, by the values it saw."""
+    done = [t for t in log.trials if t.outcome == "completed" and np.isfinite(t.best)]
+    if not done:
+        return []
+    values = np.array([[t.best, *(sizes[t.config_id][o.name] for o in objectives[1:])] for t in done])
+    return sorted({t.config_id for t, on in zip(done, pareto_mask(values, [o.mode for o in objectives])) if on})
+
+
+def run_front_replay(r: Any, p: Any) -> dict[str, Any]:
+    """Replay the :func:`front_panel` strategies; write and print the study (``r``: ReplayOptions, ``p``:
+    what :func:`search.replay_study.prepare` read)."""
+    o, space, curves = p.options, p.space, p.curves
+    if r.sweep:
+        raise OptionError("--sweep varies single-objective ASHA settings; a front replay (--objective) compares "
+                          "samplers with and without ASHA. Drop one of the two.")
+    objectives = [Objective(space.metric, space.mode), *(Objective(n, m) for n, m in space.objectives)]
+    for text in o.objectives:
+        objectives.append(parse_objective(text, space.metric))
+    sizes = {i: c["sizes"] for i, c in curves.configs.items() if c.get("sizes")}
+    if len(sizes) < len(curves.configs):
+        # Recordings made before sizes were kept: build each config's model (no training) to count them.
+        base = p.space.pair.load_base(o.base)
+        sizes = config_sizes(space.pair, p.data.spec, p.settings,
+                             {i: c["searched"] for i, c in curves.configs.items()}, base)
+        console.print(f"counted the parameters of the {len(sizes)} recorded configs by building their models")
+    truth = curves.true_quality()["mean"]
+    modes = [x.mode for x in objectives]
+    true_values = np.array([[truth[i], *(sizes[i][x.name] for x in objectives[1:])] for i in truth.index])
+    # The reference corner: each objective's worst value among the recorded configs, fixed for every replay.
+    reference = [float(np.nanmin(col) if m == "max" else np.nanmax(col)) for col, m in zip(true_values.T, modes)]
+    attainable = hypervolume(true_values, modes, reference)
+    ideal = sorted(int(i) for i, on in zip(truth.index, pareto_mask(true_values, modes)) if on)
+    base = Strategy(name="", trials=o.trials, concurrency=o.concurrency or 1, patience=p.patience,
+                    grace=space.grace_for(p.max_epochs), reduction=space.reduction_factor,
+                    startup=space.startup_trials, objectives=tuple((x.name, x.mode) for x in objectives[1:]))
+    strategies = front_panel(base)
+    console.print(f"replaying {len(strategies)} multi-objective strategies x {r.repeats} repeats on curves "
+                  f"{r.curves} ({len(curves.configs)} configs x {len(curves.meta['seeds'])} seeds x {p.max_epochs} "
+                  f"epochs; {o.trials} trials, objectives {', '.join(map(str, objectives))}; ASHA grace {base.grace}, "
+                  f"rf {base.reduction}); the recorded configs' true front holds configs {ideal}", soft_wrap=True)
+    started, rows = time.perf_counter(), []
+    true_of = dict(zip(truth.index, true_values))
+    for strategy in strategies:
+        for repeat in range(r.repeats):
+            log = replay(curves, space.params, list(space.start), strategy, seed=repeat, sizes=sizes)
+            found = replay_front(log, sizes, objectives)
+            share = hypervolume(np.array([true_of[i] for i in found]), modes, reference) / attainable if found else 0.0
+            rows.append({"strategy": strategy.name, "repeat": repeat, "epochs": log.epochs, "hv_share": share,
+                         "front_size": len(found), "ideal_found": len(set(found) & set(ideal)),
+                         "stopped": sum(t.outcome == "stopped early" for t in log.trials), "front": found})
+    repeats = pd.DataFrame(rows)
+    table = summarise_front(repeats, len(ideal))
+    tag = time.strftime("%Y%m%d-%H%M%S")
+    out = curves_dir(space.name, r.curves, o.results_root) / "replays" / f"front-{tag}"
+    write_csv(out / "repeats.csv", repeats.assign(front=repeats["front"].map(lambda f: " ".join(map(str, f)))))
+    markdown = table.to_markdown(index=False, floatfmt=".3f")
+    (out / "table.md").write_text(markdown + "\n")
+    figure = plot_front_study(repeats, out / "front_replay.png",
+                              f"{space.name}: {r.repeats} replays per strategy on curves {r.curves}, "
+                              f"{o.trials} trials, {' vs '.join(x.name for x in objectives)}")
+    summary = {"space": space.name, "curves": r.curves, "repeats": r.repeats, "trials": o.trials,
+               "objectives": [str(x) for x in objectives], "reference": reference,
+               "attainable_hypervolume": attainable, "true_front_configs": ideal, "grace": base.grace,
+               "reduction_factor": base.reduction, "seconds": time.perf_counter() - started,
+               "table": table.to_dict("records")}
+    write_json(out / "study.json", summary)
+    tracking_uri = o.tracking_uri or default_tracking_uri()
+    run_id = log_study(tracking_uri, f"spectune-{space.name}-replay", f"{r.curves}-front-{tag}",
+                       params={"curves": r.curves, "repeats": r.repeats, "trials": o.trials,
+                               "objectives": ", ".join(map(str, objectives))},
+                       metrics={f"{i:02d}/hv_share_median": float(row["hv share median"])
+                                for i, row in enumerate(table.to_dict("records"))},
+                       role="replay", artifacts=[out / "table.md", figure, out / "study.json"])
+    console.print(markdown, soft_wrap=True)
+    console.print(f"front replay study -> {out} ({figure.name}, table.md, study.json); MLflow run {run_id}; "
+                  f"{time.perf_counter() - started:.0f} s in all", soft_wrap=True)
+    return {"out": out, "table": table, "repeats": repeats, "summary": summary}
+
+
+def summarise_front(repeats: pd.DataFrame, ideal: int) -> pd.DataFrame:
+    """Per strategy: the share of the attainable hypervolume (median, quartiles), the true-front configs
+    found, the epochs spent, the trials ASHA stopped, and whether ASHA's share differs from the same
+    sampler's FIFO share (two-sided Mann-Whitney over the repeats)."""
+    from scipy.stats import mannwhitneyu
+
+    rows = []
+    for name, part in repeats.groupby("strategy", sort=False):
+        q1, med, q3 = np.percentile(part["hv_share"], [25, 50, 75])
+        row = {"strategy": name, "hv share median": med, "hv share IQR": f"{q1:.3f}-{q3:.3f}",
+               f"true-front configs found (of {ideal}), median": float(part["ideal_found"].median()),
+               "epochs median": float(part["epochs"].median()), "trials stopped median": float(part["stopped"].median()),
+               "p vs FIFO": np.nan}
+        if name.endswith("+ ASHA"):
+            fifo = repeats[repeats["strategy"] == name.replace("+ ASHA", "(FIFO)")]["hv_share"]
+            if fifo.nunique() > 1 or part["hv_share"].nunique() > 1:
+                row["p vs FIFO"] = float(mannwhitneyu(part["hv_share"], fifo, alternative="two-sided").pvalue)
+            else:
+                row["p vs FIFO"] = 1.0
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot_front_study(repeats: pd.DataFrame, path: Any, title: str) -> Any:
+    """Each strategy's share of the attainable hypervolume against the epochs it spent, one dot per replay,
+    with its median as a cross."""
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for i, (name, part) in enumerate(repeats.groupby("strategy", sort=False)):
+        colour = f"C{i}"
+        jitter = np.random.default_rng(i).normal(0, 0.004, len(part))
+        ax.scatter(part["epochs"], part["hv_share"] + jitter, s=10, alpha=0.35, color=colour)
+        ax.scatter(part["epochs"].median(), part["hv_share"].median(), marker="X", s=140, color=colour,
+                   edgecolor="black", label=name, zorder=3)
+    ax.set_xlabel("epochs spent by the search")
+    ax.set_ylabel("hypervolume of its front (true values) / attainable")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    return save_figure(fig, path)
