@@ -115,10 +115,21 @@ def confirmed_record(best: dict[str, Any], confirmation: dict[str, Any],
     return out
 
 
-def read_config_record(path: Path) -> dict[str, Any]:
+def read_config_record(path: Path, point: str | None = None) -> dict[str, Any]:
     """A config JSON: either a flat object of hyperparameters or a record (``best.json``, a
-    checkpoint's ``config.json``) whose ``config`` holds them."""
+    checkpoint's ``config.json``) whose ``config`` holds them; ``point``: the trial id of another point
+    of a multi-objective ``best.json``'s front, whose config replaces the chosen one."""
     obj = read_json(path, "config file")
+    if point is not None:
+        front = obj.get("pareto") if isinstance(obj, dict) else None
+        if not front:
+            raise OptionError(f"--point {point}: config file {path} holds no Pareto front (only a search with several "
+                              "objectives writes one); drop --point.")
+        found = [p for p in front if p.get("trial_id") == point]
+        if not found:
+            raise OptionError(f"--point {point}: not a point of the front in {path}; its points are "
+                              f"{[p.get('trial_id') for p in front]}.")
+        obj = {**obj, "config": found[0]["config"], "trial_id": point}
     if not isinstance(obj, dict):
         raise OptionError(f"config file {path} must hold a JSON object of hyperparameters; "
                           f"got {type(obj).__name__}.")

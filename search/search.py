@@ -260,6 +260,10 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
     if warm is not None:
         best["warm_start"] = warm.record()
     if pareto is not None:
+        for point in pareto["pareto"]:
+            # Each point's full config, so that `spectune train --config best.json --point ID` retrains it.
+            point["config"] = settings.resolve({p: v for p, v in trials[point["trial_id"]].config.items()
+                                                if p in params}).to_dict()
         best.update(pareto)
     frame["mlflow_run_id"] = [tracker.run_id(t) for t in frame["trial_id"]]
     history = histories.get(best_trial.trial_id)

@@ -13,6 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from results.pareto import (Objective, choose, front, hypervolume, pareto_mask, parse_choose, parse_objective)
+from search.cli import main
 from search.options import SearchOptions
 from search.search import run_search
 from spaces import get_space
@@ -152,6 +153,19 @@ def test_a_two_objective_search_writes_its_front_the_chosen_point_and_the_report
     child = client.get_run(best["mlflow"]["run_id"])
     assert child.data.metrics["trainable_params"] == chosen["objectives"]["trainable_params"]
     assert json.loads((outcome.results_dir / "space.json").read_text())["objectives"] == [["trainable_params", "min"]]
+    # Any point of the front retrains from best.json; a point not on it is refused naming the ones that are.
+    other = best["pareto"][-1]
+    out = tmp_path / "point.json"
+    main(["train", "--config", str(outcome.results_dir / "best.json"), "--point", other["trial_id"], "--epochs", "1",
+          "--json-out", str(out)])
+    trained = json.loads(out.read_text())
+    assert {k: trained["config"][k] for k in other["searched"]} == other["searched"]
+    assert {k: v for k, v in trained["config"].items() if k != "epochs"} == {
+        k: v for k, v in other["config"].items() if k != "epochs"}
+    capsys.readouterr()
+    assert main(["train", "--config", str(outcome.results_dir / "best.json"), "--point", "nope",
+                 "--json-out", str(out)]) == 2
+    assert "--point nope: not a point of the front" in capsys.readouterr().err
 
 
 # --- the front replay: does ASHA on the primary metric lose the front? ---------------------------------------

@@ -37,13 +37,16 @@ class TrainRequest:
     data: DataOptions = DataOptions()
     save: Path | None = None
     base: str | None = None
+    point: str | None = None
 
 
 def resolve_config(req: TrainRequest) -> tuple[Space, Resolved, DataOptions, str, str, dict[str, Any] | None]:
     """The space, the resolved config, the data options recorded in the config file (if any) and the
     metric and mode to select on. Values: the pair's defaults < the space's fixed values and first
     starting point < the config file < ``--epochs``. Last, the base the config file records, if any."""
-    record = read_config_record(req.config) if req.config else {"config": {}}
+    if req.point and not req.config:
+        raise OptionError("--point names a point of a search's Pareto front: pass its best.json with --config.")
+    record = read_config_record(req.config, req.point) if req.config else {"config": {}}
     file_space, values = record.get("space"), record["config"]
     if req.space and file_space and req.space != file_space:
         raise OptionError(f"--space {req.space} does not match the space {file_space!r} recorded in "
