@@ -80,6 +80,11 @@ def run_confirm(o: ConfirmOptions) -> dict[str, Any]:
     name = o.name or latest_search(space.name, o.results_root)
     out_dir = results_dir(space.name, name, o.results_root)
     best = read_json(out_dir / "best.json", "best.json of the search")
+    if best.get("pareto") is not None:
+        # Re-ranking by the primary metric alone would replace the point --choose picked from the front.
+        raise OptionError(f"search {name} has several objectives; confirm re-ranks configs by one metric, which "
+                          "would undo the point chosen from its Pareto front. Retrain front points with `spectune "
+                          "train --config best.json --point TRIAL_ID`.")
     frame = pd.read_csv(out_dir / "trials.csv")
     metric, mode = best.get("metric", space.metric), best.get("mode", space.mode)
     column = f"best_{metric}"

@@ -166,6 +166,12 @@ def test_a_two_objective_search_writes_its_front_the_chosen_point_and_the_report
     assert main(["train", "--config", str(outcome.results_dir / "best.json"), "--point", "nope",
                  "--json-out", str(out)]) == 2
     assert "--point nope: not a point of the front" in capsys.readouterr().err
+    # Confirmation re-ranks by one metric: it refuses instead of undoing the choice from the front.
+    from search.confirm import run_confirm
+    from search.options import ConfirmOptions
+
+    with pytest.raises(OptionError, match="has several objectives; confirm re-ranks"):
+        run_confirm(ConfirmOptions(space="mo_wine", name="mo", results_root=tmp_path / "results"))
 
 
 # --- the front replay: does ASHA on the primary metric lose the front? ---------------------------------------
