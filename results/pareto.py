@@ -109,6 +109,22 @@ def pareto_mask(values: np.ndarray, modes: Sequence[str]) -> np.ndarray:
     return mask
 
 
+def pareto_ranks(values: np.ndarray, modes: Sequence[str]) -> np.ndarray:
+    """Each row's non-dominated front, NSGA-II's sorting: 0 for the Pareto front, 1 for the front of what
+    remains, and so on (rows with a NaN last)."""
+    v = np.asarray(values, dtype=float).reshape(-1, len(modes))
+    ranks = np.full(len(v), len(v), dtype=int)
+    left = ~np.isnan(v).any(axis=1)
+    rank = 0
+    while left.any():
+        idx = np.flatnonzero(left)
+        on = idx[pareto_mask(v[idx], modes)]
+        ranks[on] = rank
+        left[on] = False
+        rank += 1
+    return ranks
+
+
 def hypervolume(values: np.ndarray, modes: Sequence[str], reference: Sequence[float]) -> float:
     """The volume the points dominate up to ``reference`` (a worst-case corner in the objectives' own
     units), computed by Optuna's exact algorithm; 0 when no point is better than the corner."""

@@ -21,7 +21,7 @@ if TYPE_CHECKING:   # the CLI imports this module for its tables; spaces pull in
 
 SAMPLERS = ("tpe", "random", "nsga2")
 # Trial schedulers (which trials stop early), not the recipe's learning-rate schedules.
-TRIAL_SCHEDULERS = ("asha", "fifo")
+TRIAL_SCHEDULERS = ("asha", "fifo", "moasha")
 BUDGETS = ("cpu", "gpu")
 DEFAULT_TRIALS = 20
 
@@ -30,7 +30,8 @@ SEARCH_OPTIONS: dict[str, HParam] = {
     "max_epochs": Int(None, 1, nullable=True, help="epoch budget per trial (default: the budget's, else the space's)"),
     "sampler": Choice("tpe", SAMPLERS, help="Optuna's TPE (multi-objective TPE with several objectives), random "
                                             "search, or NSGA-II"),
-    "scheduler": Choice("asha", TRIAL_SCHEDULERS, help="ASHA early stopping, or FIFO (every trial runs its budget)"),
+    "scheduler": Choice("asha", TRIAL_SCHEDULERS, help="ASHA early stopping (on the primary metric), FIFO (every "
+                        "trial runs its budget), or MO-ASHA (rungs ranked by Pareto front; several objectives)"),
     "budget": Choice("cpu", BUDGETS, nullable=True, help="the space's CPU or GPU budget for options left unset"),
     "gpus_per_trial": Float(None, 0.0, 8.0, nullable=True, help="GPU share per trial (default 0.25 with GPUs)"),
     "cpus_per_trial": Float(None, 0.0, None, closed="neither", nullable=True, help="CPUs per trial"),

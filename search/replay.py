@@ -66,7 +66,7 @@ class Strategy:
             raise AssertionError("Optuna alone cannot prune a multi-objective study (optuna#3450): no peer runner")
 
     def describe(self) -> str:
-        stop = (f"{self.scheduler}" + (f" grace {self.grace} rf {self.reduction}" if self.scheduler == "asha" else "")
+        stop = (f"{self.scheduler}" + (f" grace {self.grace} rf {self.reduction}" if self.scheduler != "fifo" else "")
                 if self.runner == "tune" else f"optuna {self.pruner} pruner")
         start = f", {self.startup} start-up" if self.sampler == "tpe" and self.startup is not None else ""
         return f"{self.sampler}{start} + {stop}, {self.trials} trials x {self.concurrency} at once"
@@ -250,7 +250,7 @@ class _TuneDriver:
                                           several[0] if s.objectives else self.metric,
                                           several[1] if s.objectives else curves.mode,
                                           start if s.space_start else [], params, startup=s.startup)
-        self.scheduler = make_scheduler(s.scheduler, curves.max_epochs, s.grace, s.reduction)
+        self.scheduler = make_scheduler(s.scheduler, curves.max_epochs, s.grace, s.reduction, objectives=s.objectives)
         self.scheduler.set_search_properties(self.metric, curves.mode)
         self.trials: dict[str, SimpleNamespace] = {}
 

@@ -1,10 +1,11 @@
 """``spectune replay --objective``: how much of the Pareto front a multi-objective search finds, with and
-without early stopping on its primary metric.
+without early stopping.
 
-ASHA takes one metric, so a multi-objective search stops trials on the primary (macro-F1, say) while
-the others (the model's size) only decide the front. That can cut exactly the small models whose
-lower macro-F1 is the trade the user asked to see. This study measures it on recorded curves: each
-strategy (random search, multi-objective TPE and NSGA-II, each with FIFO and with ASHA) is replayed
+ASHA takes one metric, so a multi-objective search that stops trials on the primary (macro-F1, say)
+lets the others (the model's size) only decide the front. That can cut exactly the small models
+whose lower macro-F1 is the trade the user asked to see; MO-ASHA ranks each rung by Pareto front
+instead. This study measures both on recorded curves: each strategy (random search, multi-objective
+TPE and NSGA-II, each with FIFO, ASHA on the primary metric and MO-ASHA) is replayed
 ``repeats`` times; a replayed search's front is taken as a live one is (over the trials that ran their
 budget, by the values they showed), and scored by the hypervolume of the **true** values of its configs
 (their mean over the recorded seeds), as a share of the hypervolume of the recorded configs' own true
@@ -36,11 +37,13 @@ from trainables.errors import OptionError  # noqa: E402
 
 
 def front_panel(base: Strategy) -> list[Strategy]:
-    """Three samplers, each without and with ASHA on the primary metric; the space's own ASHA settings."""
+    """Three samplers, each with FIFO, ASHA on the primary metric and MO-ASHA (rungs ranked by Pareto front),
+    at the space's own grace period and reduction factor."""
     out = []
     for sampler, label in (("random", "random"), ("tpe", "MO-TPE"), ("nsga2", "NSGA-II")):
         out += [replace(base, name=f"{label} (FIFO)", sampler=sampler, scheduler="fifo"),
-                replace(base, name=f"{label} + ASHA", sampler=sampler, scheduler="asha")]
+                replace(base, name=f"{label} + ASHA", sampler=sampler, scheduler="asha"),
+                replace(base, name=f"{label} + MO-ASHA", sampler=sampler, scheduler="moasha")]
     return out
 
 
@@ -137,8 +140,8 @@ def summarise_front(repeats: pd.DataFrame, ideal: int) -> pd.DataFrame:
                f"true-front configs found (of {ideal}), median": float(part["ideal_found"].median()),
                "epochs median": float(part["epochs"].median()), "trials stopped median": float(part["stopped"].median()),
                "p vs FIFO": np.nan}
-        if name.endswith("+ ASHA"):
-            fifo = repeats[repeats["strategy"] == name.replace("+ ASHA", "(FIFO)")]["hv_share"]
+        if "ASHA" in name:
+            fifo = repeats[repeats["strategy"] == name.split(" + ")[0] + " (FIFO)"]["hv_share"]
             if fifo.nunique() > 1 or part["hv_share"].nunique() > 1:
                 row["p vs FIFO"] = float(mannwhitneyu(part["hv_share"], fifo, alternative="two-sided").pvalue)
             else:

@@ -81,6 +81,9 @@ def _check_options(o: SearchOptions, space: Space) -> None:
     if len(objectives) > 1 and o.warm_start:
         raise OptionError("--warm-start carries single-objective trials; a search with several objectives "
                           f"({', '.join(map(str, objectives))}) starts cold. Drop --warm-start or the extra objectives.")
+    if o.scheduler == "moasha" and len(objectives) == 1:
+        raise OptionError("--scheduler moasha ranks trials by Pareto front over several objectives; this search has "
+                          "one. Add one with --objective trainable_params:min, or use --scheduler asha.")
     if o.choose and len(objectives) == 1:
         raise OptionError("--choose picks a point of a Pareto front; this search has one objective. Add one with "
                           "--objective trainable_params:min, say.")
@@ -207,7 +210,8 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
                                      study=(name, study_file), startup=startup,
                                      carried=warm.frozen_trials(space.params) if warm else ()),
             scheduler=make_scheduler(o.scheduler, max_epochs, grace, space.reduction_factor,
-                                     state=storage / f"{name}.asha.pkl"))
+                                     state=storage / f"{name}.asha.pkl",
+                                     objectives=[(x.name, x.mode) for x in objectives[1:]]))
         fit(trial_fn, {"data": data, "settings": settings, **({"base": base} if base is not None else {})}, place,
             name=name, storage=storage, callbacks=[tracker, progress], restore=o.resume, tune_config=tune_config,
             infra_retries=o.infra_retries, guard=FailureGuard(o.stop_after_failures, experiment))

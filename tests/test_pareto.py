@@ -78,6 +78,7 @@ def test_a_bad_choice_rule_is_refused_naming_it(texts, fragment):
 
 @pytest.mark.parametrize("extra, fragment", [
     (dict(choose=("trainable_params<=10",)), "--choose picks a point of a Pareto front"),
+    (dict(scheduler="moasha"), "--scheduler moasha ranks trials by Pareto front"),
     (dict(objectives=("trainable_params:min",), warm_start="earlier"), "starts cold"),
     (dict(objectives=("trainable_params:min", "trainable_params:max")), "already an objective"),
 ])
@@ -120,7 +121,7 @@ def test_a_two_objective_search_writes_its_front_the_chosen_point_and_the_report
     uri = f"sqlite:///{tmp_path / 'ml.db'}"
     outcome = run_search(SearchOptions(space="mo_wine", trials=6, seed=0, concurrency=1, name="mo",
                                        storage=tmp_path / "ray", results_root=tmp_path / "results", tracking_uri=uri,
-                                       choose=("trainable_params<=1000",)))
+                                       choose=("trainable_params<=1000",), scheduler="moasha"))
     printed = capsys.readouterr().out
     best, frame = outcome.best, pd.read_csv(outcome.results_dir / "trials.csv")
     assert [o["name"] for o in best["objectives"]] == ["val_macro_f1", "trainable_params"]
@@ -207,7 +208,7 @@ def test_the_front_replay_of_the_wine_recording_scores_each_strategy_against_the
                                                  objectives=("trainable_params:min",)),
                                    curves="cpu-c32x3", repeats=3))
     repeats, table = out["repeats"], out["table"]
-    assert len(table) == 6 and (repeats.groupby("strategy").size() == 3).all()
+    assert len(table) == 9 and (repeats.groupby("strategy").size() == 3).all()
     assert repeats["hv_share"].between(0.0, 1.0 + 1e-9).all() and (repeats["hv_share"] > 0).any()
     # FIFO never stops a trial.
     fifo = repeats[repeats["strategy"].str.endswith("(FIFO)")]
@@ -215,3 +216,38 @@ def test_the_front_replay_of_the_wine_recording_scores_each_strategy_against_the
     ideal = out["summary"]["true_front_configs"]
     assert ideal and (repeats["ideal_found"] <= len(ideal)).all()
     assert {p.name for p in out["out"].iterdir()} == {"repeats.csv", "table.md", "front_replay.png", "study.json"}
+
+
+def test_pareto_ranks_peel_fronts_in_order():
+    from results.pareto import pareto_ranks
+
+    values = np.array([[0.9, 100], [0.8, 50], [0.85, 200], [0.7, 50], [0.6, 300]])
+    assert pareto_ranks(values, ["max", "min"]).tolist() == [0, 0, 1, 1, 2]
+
+
+def test_moasha_keeps_a_small_model_that_asha_on_the_primary_metric_stops():
+    """One rung at epoch 2, reduction factor 2, three trials recorded there (large models, F1 0.8-0.9); a
+    fourth arrives with a worse F1 but a tenth of the parameters: ASHA on F1 stops it, MO-ASHA does not
+    (it is on the first front), and both stop a large model that is worse on both."""
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    from search.searcher import make_scheduler
+
+    def run(name, objectives=()):
+        scheduler = make_scheduler(name, max_epochs=8, grace_period=2, reduction_factor=2, objectives=objectives)
+        scheduler.set_search_properties("best_val_macro_f1", "max")
+        decisions = {}
+        for trial_id, f1, size in (("a", 0.9, 1000), ("b", 0.85, 1000), ("c", 0.8, 1000), ("small", 0.7, 100),
+                                   ("worse", 0.75, 2000)):
+            trial = SimpleNamespace(trial_id=trial_id)
+            scheduler.on_trial_add(None, trial)
+            decisions[trial_id] = scheduler.on_trial_result(None, trial, {
+                "training_iteration": 2, "best_val_macro_f1": f1, "trainable_params": float(size)})
+        return decisions
+
+    asha, moasha = run("asha"), run("moasha", [("trainable_params", "min")])
+    assert asha["small"] == TrialScheduler.STOP and moasha["small"] == TrialScheduler.CONTINUE
+    assert asha["worse"] == moasha["worse"] == TrialScheduler.STOP
+    assert asha["a"] == moasha["a"] == TrialScheduler.CONTINUE
