@@ -30,8 +30,10 @@ SEARCH_OPTIONS: dict[str, HParam] = {
     "max_epochs": Int(None, 1, nullable=True, help="epoch budget per trial (default: the budget's, else the space's)"),
     "sampler": Choice("tpe", SAMPLERS, help="Optuna's TPE (multi-objective TPE with several objectives), random "
                                             "search, or NSGA-II"),
-    "scheduler": Choice("asha", TRIAL_SCHEDULERS, help="ASHA early stopping (on the primary metric), FIFO (every "
-                        "trial runs its budget), or MO-ASHA (rungs ranked by Pareto front; several objectives)"),
+    "scheduler": Choice(None, TRIAL_SCHEDULERS, nullable=True,
+                        help="ASHA early stopping (on the primary metric), FIFO (every trial runs its budget), or "
+                             "MO-ASHA (rungs ranked by Pareto front; several objectives). Default: asha, and "
+                             "moasha with several objectives"),
     "budget": Choice("cpu", BUDGETS, nullable=True, help="the space's CPU or GPU budget for options left unset"),
     "gpus_per_trial": Float(None, 0.0, 8.0, nullable=True, help="GPU share per trial (default 0.25 with GPUs)"),
     "cpus_per_trial": Float(None, 0.0, None, closed="neither", nullable=True, help="CPUs per trial"),
@@ -91,7 +93,7 @@ class SearchOptions:
     trials: int | None = None
     max_epochs: int | None = None
     sampler: str = "tpe"
-    scheduler: str = "asha"
+    scheduler: str | None = None
     gpus_per_trial: float | None = None
     cpus_per_trial: float | None = None
     concurrency: int | None = None

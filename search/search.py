@@ -119,6 +119,9 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
     objectives = search_objectives(space, o)
     constraints = parse_choose(o.choose, objectives)
     several = len(objectives) > 1
+    # With several objectives, ASHA on the primary metric alone stops the small models the front is for
+    # (docs/multi_objective.md measures it); MO-ASHA ranks each rung by Pareto front instead.
+    o = replace(o, scheduler=o.scheduler or ("moasha" if several else "asha"))
     pair = space.pair
     max_epochs = o.max_epochs or space.max_epochs
     grace = space.grace_for(max_epochs)
@@ -180,7 +183,7 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
                       f"{describe_patience(space, o, patience)}; sampler {o.sampler}"
                       + (f" ({startup} random start-up trials, then TPE)" if o.sampler == "tpe" else "")
                       + f", scheduler {o.scheduler}" + (f" (grace {grace}, reduction {space.reduction_factor})"
-                                                        if o.scheduler == "asha" else "") + f", seed {o.seed}",
+                                                        if o.scheduler != "fifo" else "") + f", seed {o.seed}",
                       soft_wrap=True)
         for line in warm.describe(startup if o.sampler == "tpe" else None) if warm else []:
             console.print(escape(line), soft_wrap=True)

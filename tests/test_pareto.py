@@ -121,7 +121,7 @@ def test_a_two_objective_search_writes_its_front_the_chosen_point_and_the_report
     uri = f"sqlite:///{tmp_path / 'ml.db'}"
     outcome = run_search(SearchOptions(space="mo_wine", trials=6, seed=0, concurrency=1, name="mo",
                                        storage=tmp_path / "ray", results_root=tmp_path / "results", tracking_uri=uri,
-                                       choose=("trainable_params<=1000",), scheduler="moasha"))
+                                       choose=("trainable_params<=1000",)))
     printed = capsys.readouterr().out
     best, frame = outcome.best, pd.read_csv(outcome.results_dir / "trials.csv")
     assert [o["name"] for o in best["objectives"]] == ["val_macro_f1", "trainable_params"]
@@ -140,6 +140,7 @@ def test_a_two_objective_search_writes_its_front_the_chosen_point_and_the_report
     chosen = next(p for p in best["pareto"] if p["trial_id"] == best["trial_id"])
     assert {k: best["config"][k] for k in chosen["searched"]} == chosen["searched"]
     assert best["hypervolume"]["value"] > 0 and "Pareto front" in printed and "objectives: val_macro_f1:max" in printed
+    assert "scheduler moasha (grace 2, reduction 2)" in printed   # the default with several objectives
     # Optuna's study has both objectives (and only trials that ran their budget hold values).
     study = optuna.load_study(study_name="mo", storage=f"sqlite:///{outcome.results_dir / 'study.db'}")
     assert len(study.directions) == 2
