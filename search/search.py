@@ -170,9 +170,9 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
         console.print(f"space {space.name}: {len(params)} hyperparameters, model {pair.model}, data {pair.data}; "
                       f"optimising {space.metric} ({space.mode})")
         if several:
-            console.print(f"objectives: {', '.join(map(str, objectives))} (a Pareto front; {objectives[0].name} is "
-                          f"the primary, the one ASHA stops trials on); the front is taken over trials that ran "
-                          f"their budget, and best.json's config is the best {objectives[0].name} on it"
+            console.print(f"objectives: {', '.join(map(str, objectives))} (a Pareto front, {objectives[0].name} the "
+                          f"primary); the front is taken over trials that ran their budget, and best.json's config "
+                          f"is the best {objectives[0].name} on it"
                           + (f" with {' and '.join(map(str, constraints))}" if constraints else ""), soft_wrap=True)
         console.print(f"data: {data.describe()}, fingerprint {data.fingerprint}")
         if base is not None:
