@@ -15,7 +15,8 @@ from typing import Sequence
 from torch import nn
 
 from trainables.hparams import Choice, ConfigError, Float, Int, Table
-from trainables.models._quantize import QUANTIZE, base_bytes, quantize_linears, unquantised_numel
+from trainables.models._quantize import (QUANTIZE, base_bytes, quantize_linears, quiet_bitsandbytes,
+                                         unquantised_numel)
 
 FINETUNE = ("lora", "full", "head", "scratch")
 
@@ -51,6 +52,7 @@ def adapt(model: nn.Module, finetune: str, head: Sequence[str], targets: Sequenc
         return model
     if finetune != "lora":
         raise ConfigError(f"finetune must be one of {list(FINETUNE)}; got {finetune!r}.")
+    quiet_bitsandbytes()
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError:

@@ -11,6 +11,8 @@ a resumed run re-quantises the base from the package weights.
 
 from __future__ import annotations
 
+import logging
+from types import ModuleType
 from typing import Sequence
 
 import torch
@@ -23,7 +25,15 @@ QUANTIZE = ("none", "nf4", "fp4", "int8")
 FIX = "pip install 'bitsandbytes==0.50.2' (`make install` does), or set quantize to 'none'."
 
 
-def _bnb():
+def quiet_bitsandbytes() -> None:
+    """Before bitsandbytes is first imported (peft imports it whenever it is installed): on a CPU with
+    AVX512-BF16 it warns that it cannot fetch an inference kernel from the Hugging Face hub, for the
+    path :func:`quantize_linears` switches off, so the advice to install one would mislead."""
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
+def _bnb() -> ModuleType:
+    quiet_bitsandbytes()
     try:
         import bitsandbytes
     except ImportError:
@@ -87,10 +97,13 @@ def _nbytes(t: torch.Tensor) -> int:
 def base_bytes(model: nn.Module) -> dict[str, float]:
     """The frozen base's memory as held (``base_bytes``: frozen parameters with a quantised layer's
     scales, and buffers) and as it was before quantisation (``base_bytes_unquantised``: every frozen
-    parameter at float32, and buffers). Equal without quantisation; buffers only when nothing is frozen."""
+    parameter at float32, and buffers). Equal without quantisation; zero when nothing is frozen."""
     state = model.state_dict()
+    frozen = frozen_keys(model, state)
+    if not frozen:
+        return {"base_bytes": 0.0, "base_bytes_unquantised": 0.0}
     buffers = sum(_nbytes(b) for b in model.buffers())
-    held = buffers + sum(_nbytes(state[k]) for k in frozen_keys(model, state))
+    held = buffers + sum(_nbytes(state[k]) for k in frozen)
     counts = unquantised_numel(model)
     unquantised = buffers + sum(4 * counts[name] for name, p in model.named_parameters() if not p.requires_grad)
     return {"base_bytes": float(held), "base_bytes_unquantised": float(unquantised)}
