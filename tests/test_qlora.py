@@ -111,3 +111,10 @@ def test_a_quantised_model_is_saved_by_train_and_refused_by_onnx_export(small, b
     assert "base: " in capsys.readouterr().out
     assert main(["export", "--onnx", str(tmp_path / "model"), "--data", str(bbc)]) == 2
     assert "quantize='nf4'" in capsys.readouterr().err
+
+
+def test_quantize_without_bitsandbytes_names_the_install(small, tiny_bert, monkeypatch):  # noqa: F811
+    monkeypatch.setitem(__import__("sys").modules, "bitsandbytes", None)    # as if not installed
+    model_fn, _ = build(small, tiny_bert, quantize="nf4")
+    with pytest.raises(ConfigError, match=r"quantize needs the bitsandbytes package: pip install 'bitsandbytes==0.50.2'"):
+        model_fn()
