@@ -247,12 +247,15 @@ def test_a_lora_search_records_the_rank_the_base_and_the_sizes(ray_session, sour
     # The space's first starting point (rank 8) runs first; every rank is a power of two, recorded as itself.
     assert 8 in set(trials["lora_rank"]) and all(r & (r - 1) == 0 for r in trials["lora_rank"])
     assert (trials["trainable_params"] > 0).all() and (trials["trainable_fraction"] < 0.5).all()
+    assert (trials["base_bytes"] > 0).all()
     client = MlflowClient(uri)
     run = client.get_run(best["mlflow"]["run_id"])
     assert int(run.data.params["lora_rank"]) == best["config"]["lora_rank"]
     assert 2 ** int(run.data.params["lora_rank_log2"]) == best["config"]["lora_rank"]
     assert run.data.metrics["trainable_params"] == trials.loc[trials["trial_id"] == best["trial_id"],
                                                               "trainable_params"].item()
+    # The frozen base's memory reaches MLflow the same way (unquantised here: held == float32).
+    assert run.data.metrics["base_bytes"] == run.data.metrics["base_bytes_unquantised"] > 0
     assert client.get_run(best["mlflow"]["parent_run_id"]).data.tags["base_sha256"] == read_sha(source)
     # The trial's checkpoint holds the adapters and the head, not a copy of the base.
     state = torch.load(outcome.results_dir / "checkpoint" / "model.pt", weights_only=True)
