@@ -45,7 +45,7 @@ def collect_trials(experiment_path: str | Path, params: list[str], metric: str =
             row.update({"epochs": 0, best_col: float("nan"), "best_epoch": 0})
         row.update({p: trial.config.get(p) for p in params})
         last = trial.last_result or {}
-        row.update({k: last[k] for k in ("trainable_params", "trainable_fraction", "base_bytes") if k in last})
+        row.update({k: last[k] for k in ("trainable_params", "trainable_fraction") if k in last})
         rows.append(row)
     frame = pd.DataFrame(rows)
     if len(frame):
