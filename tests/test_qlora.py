@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+import bitsandbytes  # noqa: F401  (a declared test dependency, the qlora extra: without it this file fails)
 import pytest
 import torch
 
@@ -17,7 +18,6 @@ from trainables.hparams import ConfigError
 from trainables.models._finetune import parameter_counts
 from trainables.recipe import train
 
-bnb = pytest.importorskip("bitsandbytes", reason="QLoRA needs bitsandbytes (pip install -e '.[qlora]')")
 FAST = {"finetune": "lora", "lora_rank": 4, "epochs": 2, "batch_size": 8, "lr": 3e-3, "scheduler": "constant",
         "warmup_epochs": 0}
 
