@@ -27,8 +27,9 @@ from trainables.errors import OptionError
 # open its parallel-coordinates plot on the metric.
 EPOCH_METRICS = ("learning_rate", "train_loss", "val_loss", "val_acc", "val_top3_acc", "val_macro_f1", "val_rmse",
                  "val_mae", "val_r2", "epoch_time_s")
-# Logged once per trial, at its first epoch: the model's size, for the rank / accuracy / size trade-off.
-SIZE_METRICS = ("trainable_params", "total_params", "trainable_fraction")
+# Logged once per trial, at its first epoch: the model's size, for the rank / accuracy / size trade-off, and
+# the frozen base's memory as held and unquantised (what QLoRA's quantize saves).
+SIZE_METRICS = ("trainable_params", "total_params", "trainable_fraction", "base_bytes", "base_bytes_unquantised")
 TAG_SEARCH = "spectune.search"
 TAG_TRIAL = "spectune.trial_id"
 TAG_OUTCOME = "spectune.outcome"

@@ -21,7 +21,8 @@ SPACE = Space(
         "lr": loguniform(1e-4, 5e-3),
         "weight_decay": loguniform(1e-6, 1e-2),
     },
-    fixed={"finetune": "lora", "lora_targets": "query,value", "loss": "ce", "scheduler": "cosine",
+    # quantize "nf4" (or fp4, int8) is QLoRA: the same adapters over a base held in 4 bits (docs/pairs.md).
+    fixed={"finetune": "lora", "lora_targets": "query,value", "quantize": "none", "loss": "ce", "scheduler": "cosine",
            "warmup_epochs": 1, "start_factor": 0.1, "eta_min": 0.0, "batch_size": 16, "epochs": 8},
     start=[{"lora_rank": 8, "lora_alpha_ratio": 2.0, "lora_dropout": 0.1, "lr": 1e-3, "weight_decay": 1e-4}],
     max_epochs=8,

@@ -253,6 +253,8 @@ def test_a_lora_search_records_the_rank_the_base_and_the_sizes(ray_session, sour
     assert 2 ** int(run.data.params["lora_rank_log2"]) == best["config"]["lora_rank"]
     assert run.data.metrics["trainable_params"] == trials.loc[trials["trial_id"] == best["trial_id"],
                                                               "trainable_params"].item()
+    # The frozen base's memory reaches MLflow the same way (unquantised here: held == float32).
+    assert run.data.metrics["base_bytes"] == run.data.metrics["base_bytes_unquantised"] > 0
     assert client.get_run(best["mlflow"]["parent_run_id"]).data.tags["base_sha256"] == read_sha(source)
     # The trial's checkpoint holds the adapters and the head, not a copy of the base.
     state = torch.load(outcome.results_dir / "checkpoint" / "model.pt", weights_only=True)

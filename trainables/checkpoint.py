@@ -24,12 +24,35 @@ WEIGHTS_FILE = "model.pt"
 CONFIG_FILE = "config.json"
 
 
+def frozen_keys(model: nn.Module, state: dict[str, torch.Tensor] | None = None) -> set[str]:
+    """The keys of ``state`` (default: the model's own) that hold the frozen base: frozen parameters,
+    and what a module whose parameters are all frozen writes beside them (bitsandbytes' quantisation
+    scales, which are neither parameters nor buffers)."""
+    state = model.state_dict() if state is None else state
+    params = dict(model.named_parameters(remove_duplicate=False))
+    buffers = {name for name, _ in model.named_buffers(remove_duplicate=False)}
+    modules = dict(model.named_modules(remove_duplicate=False))
+    frozen_modules = {name for name, m in modules.items()
+                      if (own := list(m.parameters(recurse=False))) and not any(p.requires_grad for p in own)}
+
+    def owner(key: str) -> str:
+        while "." in key:
+            key = key.rpartition(".")[0]
+            if key in modules:
+                return key
+        return ""
+
+    return {k for k in state if (k in params and not params[k].requires_grad)
+            or (k not in params and k not in buffers and owner(k) in frozen_modules)}
+
+
 def trainable_state(model: nn.Module, state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-    """``state`` (default: the model's own) without the frozen parameters: what trains and every
-    buffer (batch-norm statistics move even under a frozen base). A frozen base is rebuilt from the
-    base, not saved again; with nothing frozen this is the whole state."""
-    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
-    return {k: v for k, v in (model.state_dict() if state is None else state).items() if k not in frozen}
+    """``state`` (default: the model's own) without the frozen base (:func:`frozen_keys`): what trains
+    and every buffer (batch-norm statistics move even under a frozen base). A frozen base is rebuilt
+    from the base, not saved again; with nothing frozen this is the whole state."""
+    state = model.state_dict() if state is None else state
+    frozen = frozen_keys(model, state)
+    return {k: v for k, v in state.items() if k not in frozen}
 
 
 def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> nn.Module:

@@ -88,6 +88,10 @@ def rebuild(folder: Path, data_dir: Path | None = None) -> tuple[torch.nn.Module
                               "`spectune train --config best.json --save DIR`.")
     pair = Pair(record["model"], record["data"])
     resolved = pair.resolve(record["config"], source=f"{folder}/config.json")
+    if resolved.model.get("quantize", "none") != "none":
+        # bitsandbytes' 4- and 8-bit matmuls are custom ops that torch's ONNX exporter cannot trace.
+        raise OptionError(f"checkpoint {folder}: its base is quantised (quantize={resolved.model['quantize']!r}), "
+                          "which ONNX export cannot trace; retrain with quantize 'none' to export.")
     options = DataOptions.from_record(record)
     data = load_data(pair, data_dir or options.folder(), options.classes, test=False, seed=resolved.recipe.seed,
                      **options.scaling())

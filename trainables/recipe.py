@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainables.checkpoint import trainable_state
+from trainables.checkpoint import load_trainable_state, trainable_state
 from trainables.config import Recipe
 from trainables.data import Split, Splits
 from trainables.errors import OptionError
@@ -420,7 +420,7 @@ def train(model_fn: Callable[[], nn.Module], data: Splits, recipe: Recipe,
         history = list(resume["history"])
         rule.best_value, rule.best_epoch, rule.since_best = (resume["best_value"], resume["best_epoch"],
                                                              resume["since_best"])
-        best_state = {**model.state_dict(), **resume["best_state"]}
+        best_state = dict(resume["best_state"])
         best_val = evaluation_from_state(resume["best_val"])
         first = resume["epoch"] + 1
         if rule.stopped:
@@ -434,7 +434,7 @@ def train(model_fn: Callable[[], nn.Module], data: Splits, recipe: Recipe,
                 "generator": generator.get_state(), "augment_generator": augment_generator.get_state(),
                 "torch_rng": torch.get_rng_state(), "history": list(history), "best_value": rule.best_value,
                 "best_epoch": rule.best_epoch, "since_best": rule.since_best,
-                "best_state": trainable_state(model, best_state),
+                "best_state": best_state,
                 "best_val": best_val.to_state()}
 
     for epoch in range(first, recipe.epochs + 1):
@@ -472,7 +472,8 @@ def train(model_fn: Callable[[], nn.Module], data: Splits, recipe: Recipe,
         improved = rule.update(epoch, scores[metric])
         if improved:
             best_val = val
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            # Only what trains moves between epochs; the frozen base (quantised or not) is not copied.
+            best_state = {k: v.detach().clone() for k, v in trainable_state(model).items()}
         if plateau is not None and epoch >= recipe.warmup_epochs:
             plateau.step(scores[metric])
         metrics = {"epoch": epoch, "learning_rate": lr, "train_loss": train_loss, **scores,
@@ -485,7 +486,7 @@ def train(model_fn: Callable[[], nn.Module], data: Splits, recipe: Recipe,
         if rule.stopped:
             break
 
-    model.load_state_dict(best_state)
+    load_trainable_state(model, best_state, "the best epoch's weights")
     return TrainResult(model=model, best_epoch=rule.best_epoch, epochs_run=len(history),
                        stopped_early=rule.stopped, best=history[rule.best_epoch - 1], best_val=best_val,
                        history=history)

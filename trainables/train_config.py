@@ -129,6 +129,9 @@ def run_train(req: TrainRequest) -> dict[str, Any]:
         sizes.update(parameter_counts(model))
         print(f"parameters: {int(sizes['trainable_params']):,} trainable of {int(sizes['total_params']):,} "
               f"({100 * sizes['trainable_fraction']:.2f} %)")
+        if sizes["base_bytes"]:
+            print(f"base: {sizes['base_bytes'] / 2**20:.1f} MiB of frozen weights and buffers held "
+                  f"({sizes['base_bytes_unquantised'] / 2**20:.1f} MiB unquantised)")
         return model
 
     result = train(build, data, recipe, device, on_epoch=show, metric=metric,

