@@ -21,8 +21,10 @@ import pandas as pd
 from trainables.errors import OptionError
 
 # What a trial reports that may be a further objective (constant per trial, from
-# trainables.models._finetune.parameter_counts), and the direction that is usually wanted.
-SIZE_OBJECTIVES = {"trainable_params": "min", "total_params": "min", "trainable_fraction": "min"}
+# trainables.models._finetune.parameter_counts), and the direction that is usually wanted: base_bytes is
+# the frozen base's memory as held, which QLoRA's quantize knob trades against macro-F1.
+SIZE_OBJECTIVES = {"trainable_params": "min", "total_params": "min", "trainable_fraction": "min",
+                   "base_bytes": "min"}
 _OBJECTIVE = re.compile(r"^([a-z][a-z0-9_]*):(min|max)$")
 _CONSTRAINT = re.compile(r"^\s*([a-z][a-z0-9_]*)\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
 
