@@ -22,7 +22,7 @@ SPACE = Space(
         "weight_decay": loguniform(1e-6, 1e-2),
     },
     fixed={"loss": "ce", "scheduler": "cosine", "warmup_epochs": 1, "start_factor": 0.1, "eta_min": 0.0,
-           "batch_size": 64, "epochs": 8, "image_size": 64, "lora_targets": "conv"},
+           "batch_size": 64, "epochs": 8, "image_size": 64},
     start=[{"finetune": "head", "lr": 1e-3, "weight_decay": 1e-4},
            {"finetune": "lora", "lora_rank": 8, "lora_alpha_ratio": 2.0, "lr": 1e-3, "weight_decay": 1e-4},
            {"finetune": "full", "lr": 1e-3, "weight_decay": 1e-4},
