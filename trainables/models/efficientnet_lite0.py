@@ -39,7 +39,8 @@ def lite0(n_classes: int = 1000, image_size: int | None = None, dropout: float =
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
-        raise ConfigError(f"efficientnet_lite0 needs the efficientnet-lite-pytorch package. {FIX}") from None
+        raise ConfigError(f"efficientnet_lite0 needs the efficientnet-lite-pytorch package (its architecture): "
+                          f"`pip install {CODE}` (`make install` installs it).") from None
     net = EfficientNet.from_name("efficientnet-lite0", num_classes=n_classes, image_size=image_size,
                                  dropout_rate=dropout)
     # The 1x1 convs as plain nn.Conv2d (their "same" padding is none): peft builds its adapters with the
