@@ -96,7 +96,8 @@ def efficientnet_lite0(spec: InputSpec, base: Base, finetune: str, image_size: i
         missing = [k for k in loaded.missing_keys if not k.startswith("_fc.") and not k.endswith("num_batches_tracked")]
         if missing or loaded.unexpected_keys:
             raise ConfigError(f"the base {base.path} does not fit EfficientNet-Lite0 (missing {missing[:3]}, "
-                              f"unexpected {loaded.unexpected_keys[:3]}); load it with load_lite0, which names the fix.")
+                              f"unexpected {loaded.unexpected_keys[:3]}); load it with load_lite0, which names "
+                              "the fix.")
     model = ImageNetClassifier(net, image_size)
     return adapt(model, finetune, head=[HEAD], targets=TARGETS[lora_targets], lora_rank=lora_rank,
                  lora_alpha_ratio=lora_alpha_ratio, lora_dropout=lora_dropout)

@@ -93,7 +93,7 @@ TARGETS = {"conv": _convs((0, 1, 2, 3, 4)), "layer4": _convs((4,))}
 def load_resnet18(source: str) -> Base:
     """A torchvision-layout ResNet-18 state dict from a ``.pth`` file, its layout checked key by key."""
     path, digest, state = state_dict_file(source, "base", FIX)
-    # Batch-norm counters (num_batches_tracked) are not weights, and older saves lack them: neither required nor refused.
+    # Batch-norm counters (num_batches_tracked) are not weights, and older saves lack them: neither needed nor refused.
     reference = {k: v.shape for k, v in ResNet18().state_dict().items() if not k.endswith("num_batches_tracked")}
     missing = [k for k in reference if k not in state]
     unexpected = [k for k in state if k not in reference and not k.endswith("num_batches_tracked")]
