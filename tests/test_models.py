@@ -40,6 +40,15 @@ def tiny_base(name: str, spec: InputSpec) -> Base | None:
         config = BertConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                             intermediate_size=32, max_position_embeddings=32)
         return Base("test", "test", "0" * 64, BertModel(config).state_dict(), {"config": config.to_dict()})
+    if name == "resnet18":
+        from trainables.models.resnet18 import ResNet18
+
+        return Base("test", "test", "0" * 64, ResNet18().state_dict(), {"classes": 1000})
+    if name == "efficientnet_lite0":
+        from trainables.models.efficientnet_lite0 import lite0
+
+        pytest.importorskip("efficientnet_lite_pytorch", reason="`make install` installs efficientnet-lite-pytorch")
+        return Base("test", "test", "0" * 64, lite0().state_dict(), {"classes": 1000})
     raise AssertionError(f"model {name!r} starts from pretrained weights: add a tiny base for it to tiny_base()")
 
 
@@ -164,5 +173,6 @@ def test_wide_and_deep_and_deep_cross_use_both_inputs():
 
 
 def test_unknown_model_lists_the_registered_ones():
-    with pytest.raises(ConfigError, match="registered models: baseline_cnn, cifar_convnet, deep_cross, deeper_cnn, galspecnet"):
+    with pytest.raises(ConfigError, match="registered models: baseline_cnn, cifar_convnet, deep_cross, deeper_cnn, efficientnet_lite0, "
+                                          "galspecnet"):
         build_model("resnet", SPECS["sequence"][0])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -143,3 +144,33 @@ def local_folder(source: str, files: tuple[str, ...], what: str, fix: str) -> Pa
     if missing:
         raise BaseError(f"{what} {source}: {missing} missing (a base folder holds {list(files)}). {fix}")
     return folder
+
+
+# torch.hub's convention: a file named ``<name>-<hex>.pth`` has a sha256 starting with ``<hex>``.
+HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.pth$")
+
+
+def state_dict_file(source: str, what: str, fix: str) -> tuple[Path, str, dict[str, torch.Tensor]]:
+    """A ``.pth`` file holding a plain state dict (torchvision's layout), as its resolved path, sha256
+    and tensors; read with ``weights_only=True`` (tensors only, no code), and its sha256 checked against
+    the prefix its name carries (``resnet18-f37072fd.pth``), as torch.hub checks a download."""
+    path = Path(source).expanduser().resolve()
+    if not path.is_file():
+        raise BaseError(f"{what} {source}: no such file. {fix}")
+    digest = sha256_file(path)
+    expected = HASH_IN_NAME.search(path.name)
+    if expected and not digest.startswith(expected.group(1)):
+        raise BaseError(f"{what} {path}: its name says sha256 {expected.group(1)}..., but the file's sha256 is "
+                        f"{digest[:12]}...: the file is corrupt, truncated or another one. {fix}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch.load raises pickle, zip and RuntimeError alike
+        raise BaseError(f"{what} {path}: not a weights-only torch file ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:200]}). {fix}") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        raise BaseError(f"{what} {path}: a training checkpoint (a dict holding 'state_dict'), not a state dict; "
+                        "save checkpoint['state_dict'] alone with torch.save and pass that file.")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BaseError(f"{what} {path}: holds a {type(state).__name__}, not a state dict of tensors "
+                        f"(torch.save(model.state_dict(), path) writes one). {fix}")
+    return path, digest, dict(state)
