@@ -71,6 +71,7 @@ class Constraint:
     value: float
 
     def holds(self, column: pd.Series) -> pd.Series:
+        """Which values of ``column`` (this constraint's objective) satisfy it."""
         return column <= self.value if self.op == "<=" else column >= self.value
 
     def __str__(self) -> str:
@@ -127,6 +128,19 @@ def pareto_ranks(values: np.ndarray, modes: Sequence[str]) -> np.ndarray:
     return ranks
 
 
+def reference_point(values: np.ndarray, modes: Sequence[str]) -> list[float]:
+    """The hypervolume's reference corner: each objective's worst value pushed 10 % of its range further
+    (10 % of its magnitude, or 0.1, when every value is equal), so that the worst points and a constant
+    objective still count."""
+    out = []
+    for col, mode in zip(np.asarray(values, dtype=float).reshape(-1, len(modes)).T, modes):
+        worst = float(np.nanmin(col) if mode == "max" else np.nanmax(col))
+        span = float(np.nanmax(col) - np.nanmin(col))
+        pad = 0.1 * span if span > 0 else 0.1 * max(abs(worst), 1.0)
+        out.append(worst - pad if mode == "max" else worst + pad)
+    return out
+
+
 def hypervolume(values: np.ndarray, modes: Sequence[str], reference: Sequence[float]) -> float:
     """The volume the points dominate up to ``reference`` (a worst-case corner in the objectives' own
     units), computed by Optuna's exact algorithm; 0 when no point is better than the corner."""
@@ -161,18 +175,19 @@ def choose(points: pd.DataFrame, objectives: Sequence[Objective], constraints: S
     relative excess) and a sentence saying so."""
     if points.empty:
         raise ValueError("an empty front has no point to choose")
+    column = dict(zip((o.name for o in objectives), columns(objectives)))
     ok = pd.Series(True, index=points.index)
     for c in constraints:
-        ok &= c.holds(points[c.name])
+        ok &= c.holds(points[column[c.name]])
     rule = " and ".join(map(str, constraints))
     if ok.any():
         chosen = points[ok].iloc[0]
         return chosen, (f"best {objectives[0].name} on the front" + (f" with {rule}" if rule else ""))
-    excess = pd.concat([((points[c.name] - c.value) / max(abs(c.value), 1e-12)) * (1 if c.op == "<=" else -1)
+    excess = pd.concat([((points[column[c.name]] - c.value) / max(abs(c.value), 1e-12)) * (1 if c.op == "<=" else -1)
                         for c in constraints], axis=1).max(axis=1)
     chosen = points.loc[excess.idxmin()]
     return chosen, (f"no point of the front has {rule}; chose the one nearest to it "
-                    f"({', '.join(f'{c.name} {chosen[c.name]:g}' for c in constraints)})")
+                    f"({', '.join(f'{c.name} {chosen[column[c.name]]:g}' for c in constraints)})")
 
 
 def front_record(points: pd.DataFrame, objectives: Sequence[Objective], params: Sequence[str]) -> list[dict[str, Any]]:

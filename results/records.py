@@ -122,14 +122,19 @@ def read_config_record(path: Path, point: str | None = None) -> dict[str, Any]:
     obj = read_json(path, "config file")
     if point is not None:
         front = obj.get("pareto") if isinstance(obj, dict) else None
-        if not front:
+        if front is None:
             raise OptionError(f"--point {point}: config file {path} holds no Pareto front (only a search with several "
                               "objectives writes one); drop --point.")
+        if not front:
+            raise OptionError(f"--point {point}: the Pareto front in {path} is empty (no trial ran its budget); "
+                              "drop --point.")
         found = [p for p in front if p.get("trial_id") == point]
         if not found:
             raise OptionError(f"--point {point}: not a point of the front in {path}; its points are "
                               f"{[p.get('trial_id') for p in front]}.")
-        obj = {**obj, "config": found[0]["config"], "trial_id": point}
+        # The chosen point's own figures would not describe this one.
+        stale = ("trial_id", "searched", "best_value", "best_epoch", "checkpoint", "mlflow")
+        obj = {**{k: v for k, v in obj.items() if k not in stale}, "config": found[0]["config"], "point": point}
     if not isinstance(obj, dict):
         raise OptionError(f"config file {path} must hold a JSON object of hyperparameters; "
                           f"got {type(obj).__name__}.")

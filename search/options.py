@@ -29,7 +29,8 @@ SEARCH_OPTIONS: dict[str, HParam] = {
     "trials": Int(None, 1, nullable=True, help="number of trials (default: the budget's, else 20)"),
     "max_epochs": Int(None, 1, nullable=True, help="epoch budget per trial (default: the budget's, else the space's)"),
     "sampler": Choice("tpe", SAMPLERS, help="Optuna's TPE (multi-objective TPE with several objectives), random "
-                                            "search, or NSGA-II"),
+                                            "search, or NSGA-II (its generations fill only with trials that ran "
+                                            "their budget: mostly random under early stopping in short searches)"),
     "scheduler": Choice(None, TRIAL_SCHEDULERS, nullable=True,
                         help="ASHA early stopping (on the primary metric), FIFO (every trial runs its budget), or "
                              "MO-ASHA (rungs ranked by Pareto front; several objectives). Default: asha, and "

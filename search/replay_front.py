@@ -8,7 +8,7 @@ instead. This study measures both on recorded curves: each strategy (random sear
 TPE and NSGA-II, each with FIFO, ASHA on the primary metric and MO-ASHA) is replayed
 ``repeats`` times; a replayed search's front is taken as a live one is (over the trials that ran their
 budget, by the values they showed), and scored by the hypervolume of the **true** values of its configs
-(their mean over the recorded seeds), as a share of the hypervolume of the recorded configs' own true
+(their mean over the recorded seeds; the corner just beyond the recorded configs' worst values), as a share of the hypervolume of the recorded configs' own true
 front: 1.0 means the search found every point of the best front the recorded configs allow.
 """
 
@@ -27,11 +27,12 @@ import pandas as pd  # noqa: E402
 
 from results.curves import curves_dir  # noqa: E402
 from results.files import write_csv, write_json  # noqa: E402
-from results.pareto import Objective, hypervolume, pareto_mask, parse_objective  # noqa: E402
+from results.pareto import Objective, hypervolume, pareto_mask, reference_point  # noqa: E402
 from results.plots import save_figure  # noqa: E402
 from search.progress import console  # noqa: E402
 from search.record import config_sizes  # noqa: E402
 from search.replay import ReplayLog, Strategy, replay  # noqa: E402
+from search.search import search_objectives  # noqa: E402
 from search.tracking import default_tracking_uri, log_study  # noqa: E402
 from trainables.errors import OptionError  # noqa: E402
 
@@ -63,31 +64,28 @@ def run_front_replay(r: Any, p: Any) -> dict[str, Any]:
     if r.sweep:
         raise OptionError("--sweep varies single-objective ASHA settings; a front replay (--objective) compares "
                           "samplers with and without ASHA. Drop one of the two.")
-    objectives = [Objective(space.metric, space.mode), *(Objective(n, m) for n, m in space.objectives)]
-    for text in o.objectives:
-        objectives.append(parse_objective(text, space.metric))
+    objectives = search_objectives(space, o)
     sizes = {i: c["sizes"] for i, c in curves.configs.items() if c.get("sizes")}
     if len(sizes) < len(curves.configs):
         # Recordings made before sizes were kept: build each config's model (no training) to count them.
-        base = p.space.pair.load_base(o.base)
         sizes = config_sizes(space.pair, p.data.spec, p.settings,
-                             {i: c["searched"] for i, c in curves.configs.items()}, base)
+                             {i: c["searched"] for i, c in curves.configs.items()}, space.pair.load_base(o.base))
         console.print(f"counted the parameters of the {len(sizes)} recorded configs by building their models")
     truth = curves.true_quality()["mean"]
     modes = [x.mode for x in objectives]
     true_values = np.array([[truth[i], *(sizes[i][x.name] for x in objectives[1:])] for i in truth.index])
-    # The reference corner: each objective's worst value among the recorded configs, fixed for every replay.
-    reference = [float(np.nanmin(col) if m == "max" else np.nanmax(col)) for col, m in zip(true_values.T, modes)]
+    # The reference corner, from the recorded configs' true values: the same for every replay.
+    reference = reference_point(true_values, modes)
     attainable = hypervolume(true_values, modes, reference)
     ideal = sorted(int(i) for i, on in zip(truth.index, pareto_mask(true_values, modes)) if on)
-    base = Strategy(name="", trials=o.trials, concurrency=o.concurrency or 1, patience=p.patience,
+    strategy0 = Strategy(name="", trials=o.trials, concurrency=o.concurrency or 1, patience=p.patience,
                     grace=space.grace_for(p.max_epochs), reduction=space.reduction_factor,
                     startup=space.startup_trials, objectives=tuple((x.name, x.mode) for x in objectives[1:]))
-    strategies = front_panel(base)
+    strategies = front_panel(strategy0)
     console.print(f"replaying {len(strategies)} multi-objective strategies x {r.repeats} repeats on curves "
                   f"{r.curves} ({len(curves.configs)} configs x {len(curves.meta['seeds'])} seeds x {p.max_epochs} "
-                  f"epochs; {o.trials} trials, objectives {', '.join(map(str, objectives))}; ASHA grace {base.grace}, "
-                  f"rf {base.reduction}); the recorded configs' true front holds configs {ideal}", soft_wrap=True)
+                  f"epochs; {o.trials} trials, objectives {', '.join(map(str, objectives))}; ASHA grace {strategy0.grace}, "
+                  f"rf {strategy0.reduction}); the recorded configs' true front holds configs {ideal}", soft_wrap=True)
     started, rows = time.perf_counter(), []
     true_of = dict(zip(truth.index, true_values))
     for strategy in strategies:
@@ -110,8 +108,8 @@ def run_front_replay(r: Any, p: Any) -> dict[str, Any]:
                               f"{o.trials} trials, {' vs '.join(x.name for x in objectives)}")
     summary = {"space": space.name, "curves": r.curves, "repeats": r.repeats, "trials": o.trials,
                "objectives": [str(x) for x in objectives], "reference": reference,
-               "attainable_hypervolume": attainable, "true_front_configs": ideal, "grace": base.grace,
-               "reduction_factor": base.reduction, "seconds": time.perf_counter() - started,
+               "attainable_hypervolume": attainable, "true_front_configs": ideal, "grace": strategy0.grace,
+               "reduction_factor": strategy0.reduction, "seconds": time.perf_counter() - started,
                "table": table.to_dict("records")}
     write_json(out / "study.json", summary)
     tracking_uri = o.tracking_uri or default_tracking_uri()

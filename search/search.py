@@ -17,8 +17,9 @@ import pandas as pd
 from rich.markup import escape
 
 from results.export import check_name, copy_checkpoint, read_confusion, read_predictions, results_dir, write_results
-from results.files import write_json
-from results.pareto import Objective, choose, columns, front, front_record, hypervolume, parse_choose, parse_objective
+from results.files import read_json, write_json
+from results.pareto import (Objective, choose, columns, front, front_record, hypervolume, parse_choose, parse_objective,
+                            reference_point)
 from results.plots import plot_confusion, plot_learning_curves, plot_predictions
 from results.provenance import git_commit, versions
 from results.records import best_record
@@ -90,6 +91,18 @@ def _check_options(o: SearchOptions, space: Space) -> None:
     parse_choose(o.choose, objectives)
 
 
+def _resumed_objectives(o: SearchOptions, saved: Path) -> SearchOptions:
+    """A resumed search keeps the ``--objective`` and ``--choose`` it started with; other ones are refused."""
+    if not saved.exists():
+        return o
+    first = read_json(saved, "the search's objectives")
+    began = (tuple(first.get("objectives", ())), tuple(first.get("choose", ())))
+    if (o.objectives or o.choose) and (o.objectives, o.choose) != began:
+        raise OptionError(f"--resume: search {o.name} began with --objective {list(began[0])} and --choose "
+                          f"{list(began[1])}; resume it with those (or with neither: they are kept).")
+    return replace(o, objectives=began[0], choose=began[1])
+
+
 def search_objectives(space: Space, o: SearchOptions) -> list[Objective]:
     """The space's metric (the primary objective), its further objectives, then ``--objective``'s."""
     out = [Objective(space.metric, space.mode), *(Objective(n, m) for n, m in space.objectives)]
@@ -116,6 +129,10 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
     _check_options(o, space)
     earlier = load_earlier(o.warm_start, space, o.results_root, o.resume) if o.warm_start else []
     o = o.with_budget(space)
+    storage = o.storage.resolve()
+    if o.resume:
+        _check_experiment_folder(storage / str(o.name), o)
+        o = _resumed_objectives(o, storage / f"{o.name}.objectives.json")
     objectives = search_objectives(space, o)
     constraints = parse_choose(o.choose, objectives)
     several = len(objectives) > 1
@@ -127,7 +144,6 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
     grace = space.grace_for(max_epochs)
     startup = space.startup_trials if space.startup_trials is not None else startup_trials(o.trials)
     name = o.name or f"{space.name}-{o.sampler}-{o.scheduler}-s{o.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    storage = o.storage.resolve()
     experiment = storage / name
     _check_experiment_folder(experiment, o)
     study_file = storage / f"{name}.study.db"
@@ -161,6 +177,8 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
         # A study file without its experiment folder belongs to no search: start the study afresh.
         study_file.unlink(missing_ok=True)
         (storage / f"{name}.asha.pkl").unlink(missing_ok=True)
+        # What --resume needs to finish the search as it began (Tune keeps the searcher, not these).
+        write_json(storage / f"{name}.objectives.json", {"objectives": list(o.objectives), "choose": list(o.choose)})
 
     with ray_session(storage, name, o.address) as resources:
         gpus_per_trial = gpu_share(o.gpus_per_trial, space.gpus_per_trial, resources.get("GPU", 0))
@@ -305,7 +323,7 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
 def _choose_from_front(frame: pd.DataFrame, ok: pd.DataFrame, objectives: list[Objective],
                        constraints: tuple[Any, ...], params: list[str]) -> tuple[pd.Series, dict[str, Any]]:
     """The chosen trial and what ``best.json`` records of the front: its points, the rule and what it chose,
-    and the front's hypervolume against the worst value each objective took in this search."""
+    and the front's hypervolume against a corner just beyond the worst value each objective took."""
     points = front(ok, objectives)
     names = columns(objectives)
     frame["pareto"] = frame["trial_id"].isin(points["trial_id"])
@@ -314,20 +332,20 @@ def _choose_from_front(frame: pd.DataFrame, ok: pd.DataFrame, objectives: list[O
         chosen, rule = ok.iloc[0], "no trial ran its whole budget, so there is no front; chose the best primary value"
     else:
         chosen, rule = choose(points, objectives, constraints)
-    values = ok[names].to_numpy(dtype=float)
-    worst = [np.nanmin(values[:, i]) if o.mode == "max" else np.nanmax(values[:, i]) for i, o in enumerate(objectives)]
+    reference = reference_point(ok[names].to_numpy(dtype=float), [o.mode for o in objectives])
     return chosen, {"objectives": [{"name": o.name, "mode": o.mode} for o in objectives],
                     "choose": [str(c) for c in constraints], "chosen_by": rule,
                     "pareto": front_record(points, objectives, params),
                     "hypervolume": {"value": hypervolume(points[names].to_numpy(dtype=float),
-                                                         [o.mode for o in objectives], worst),
-                                    "reference": worst,
-                                    "reference_is": "the worst value of each objective among this search's trials"}}
+                                                         [o.mode for o in objectives], reference),
+                                    "reference": reference,
+                                    "reference_is": "each objective's worst value among this search's trials, "
+                                                    "10 % of its range further"}}
 
 
 def _print_front(pareto: dict[str, Any], objectives: list[Objective]) -> None:
     console.print(f"Pareto front ({len(pareto['pareto'])} of the trials that ran their budget; hypervolume "
-                  f"{pareto['hypervolume']['value']:.4g} against the search's worst values):")
+                  f"{pareto['hypervolume']['value']:.4g} against a corner just beyond the search's worst values):")
     for point in pareto["pareto"]:
         console.print("  " + point["trial_id"] + ": " + ", ".join(f"{o.name} {point['objectives'][o.name]:.4g}"
                                                                   for o in objectives))

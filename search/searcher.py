@@ -7,9 +7,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
-import numpy as np
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.schedulers.async_hyperband import _Bracket
 from ray.tune.search import ConcurrencyLimiter, Searcher
@@ -26,7 +26,8 @@ class PrunedAwareOptunaSearch(OptunaSearch):
     Ray's OptunaSearch reports such a trial as COMPLETE with the value it had when stopped, so
     TPE would learn from truncated scores as if they were final (ray PRs #5651, #15283). The
     recipe marks its own last epoch with ``finished``; a trial that ends without it was stopped.
-    TPE still uses the intermediate values a pruned trial reported.
+    TPE still uses the intermediate values a pruned trial reported (a multi-objective study has none:
+    Ray reports no intermediate values to it).
     """
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
@@ -97,7 +98,8 @@ def make_sampler(sampler: str, seed: int, trials: int, params: dict[str, Any],
     """The Optuna sampler of a search, seeded: multivariate TPE (with ``group`` for conditional
     spaces, which models each set of keys that appear together) after ``startup`` random trials
     (default :func:`startup_trials`; with several objectives, Optuna's multi-objective TPE), random
-    search, or NSGA-II (generations of ``startup`` trials, the first random)."""
+    search, or NSGA-II (generations of ``startup`` trials, the first random; only trials that ran their
+    budget fill a generation, so under early stopping a short search stays mostly random)."""
     if sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if sampler == "nsga2":
@@ -180,7 +182,12 @@ class ParetoBracket(_Bracket):
     rank them as NSGA-II does, the MO-ASHA rule (Schmucker et al. 2021; Syne Tune's ``MOASHA``): a trial
     reaching a rung continues when fewer than 1/reduction_factor of the trials recorded there come
     before it, by (non-dominated front, primary value). A small model with a lower macro-F1 is on the
-    first front, so it is not stopped for being small."""
+    first front, so it is not stopped for being small while that front holds fewer than 1/reduction_factor
+    of the rung; within a crowded first front the primary value decides, as ASHA would."""
+
+    def cutoff(self, recorded: dict) -> None:
+        """No scalar cutoff: the rung ranks vectors (Ray's percentile would mean nothing here)."""
+        return None
 
     def on_result(self, trial: Any, cur_iter: int, cur_rew: Any) -> str:
         action = TrialScheduler.CONTINUE

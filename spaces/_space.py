@@ -58,7 +58,7 @@ class Space:
     ``mode`` say what is optimised: one of the data's task's metrics, in the direction it improves
     (``val_macro_f1``/``max`` by default; ``val_rmse``/``min`` for a regression, say). ``objectives``
     adds further objectives as ``(name, mode)`` pairs, such as ``(("trainable_params", "min"),)``: the
-    search then returns a Pareto front (:mod:`results.pareto`), ASHA still stopping on ``metric``. ``grace_period`` is ASHA's first rung: put it after warm-up
+    search then returns a Pareto front (:mod:`results.pareto`), stopping trials with MO-ASHA. ``grace_period`` is ASHA's first rung: put it after warm-up
     plus the first cosine cycle, or trials are judged while their learning rate is still climbing.
     ``startup_trials`` is how many random trials TPE runs before it models the space (``None``:
     ``min(10, trials // 3)``, at least 2). Choose these three from a replay (``spectune replay``).

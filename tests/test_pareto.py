@@ -57,6 +57,33 @@ def test_choose_takes_the_best_primary_within_the_constraint_or_says_none_meets_
     assert chosen["trial_id"] == "a" and rule.startswith("no point of the front has trainable_params<=10")
 
 
+def test_a_constraint_on_the_primary_reads_its_best_value():
+    points = front(_trials([("a", "completed", 0.80, 50), ("c", "completed", 0.90, 500)]), [F1, SIZE])
+    chosen, rule = choose(points, [F1, SIZE], parse_choose(["val_macro_f1<=0.85"], [F1, SIZE]))
+    assert chosen["trial_id"] == "a" and "val_macro_f1<=0.85" in rule
+
+
+def test_the_reference_corner_lies_beyond_the_worst_values_so_a_constant_objective_still_scores():
+    from results.pareto import reference_point
+
+    values = np.array([[0.5, 100.0], [0.9, 100.0]])
+    reference = reference_point(values, ["max", "min"])
+    assert reference == pytest.approx([0.46, 110.0])
+    assert hypervolume(values, ["max", "min"], reference) == pytest.approx((0.9 - 0.46) * 10.0)
+
+
+def test_a_resumed_search_keeps_its_objectives_and_refuses_others(tmp_path):
+    from search.search import _resumed_objectives
+
+    saved = tmp_path / "s.objectives.json"
+    saved.write_text(json.dumps({"objectives": ["trainable_params:min"], "choose": ["trainable_params<=10"]}))
+    kept = _resumed_objectives(SearchOptions(space="wine_mlp", name="s", resume=True), saved)
+    assert kept.objectives == ("trainable_params:min",) and kept.choose == ("trainable_params<=10",)
+    with pytest.raises(OptionError, match=r"began with --objective \['trainable_params:min'\]"):
+        _resumed_objectives(SearchOptions(space="wine_mlp", name="s", resume=True, objectives=("total_params:min",)),
+                            saved)
+
+
 @pytest.mark.parametrize("text, fragment", [
     ("trainable_params", "NAME:min or NAME:max"),
     ("val_macro_f1:max", "already the space's metric"),
@@ -249,6 +276,34 @@ def test_moasha_keeps_a_small_model_that_asha_on_the_primary_metric_stops():
         return decisions
 
     asha, moasha = run("asha"), run("moasha", [("trainable_params", "min")])
+    assert moasha == run("moasha", [("trainable_params", "min")])   # no randomness in the rule
     assert asha["small"] == TrialScheduler.STOP and moasha["small"] == TrialScheduler.CONTINUE
     assert asha["worse"] == moasha["worse"] == TrialScheduler.STOP
     assert asha["a"] == moasha["a"] == TrialScheduler.CONTINUE
+
+
+def test_moasha_rungs_survive_a_restart_through_its_state_file(tmp_path):
+    """The scheduler a resumed search builds reads the rungs the first one wrote, and decides as it would have."""
+    from types import SimpleNamespace
+
+    from search.searcher import make_scheduler
+
+    def fresh():
+        s = make_scheduler("moasha", max_epochs=8, grace_period=2, reduction_factor=2, state=tmp_path / "a.pkl",
+                           objectives=[("trainable_params", "min")])
+        s.set_search_properties("best_val_macro_f1", "max")
+        return s
+
+    def report(s, trial_id, f1, size):
+        trial = SimpleNamespace(trial_id=trial_id)
+        s.on_trial_add(None, trial)
+        return s.on_trial_result(None, trial, {"training_iteration": 2, "best_val_macro_f1": f1,
+                                              "trainable_params": float(size)})
+
+    first = fresh()
+    for trial_id, f1, size in (("a", 0.9, 1000), ("b", 0.85, 1000), ("c", 0.8, 1000)):
+        report(first, trial_id, f1, size)
+    restored = fresh()
+    assert report(restored, "d", 0.82, 2000) == report(first, "d", 0.82, 2000)
+    rung = dict(restored._brackets[0]._rungs)[2]
+    assert set(rung) == {"a", "b", "c", "d"} and list(rung["a"]) == [0.9, -1000.0]

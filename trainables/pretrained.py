@@ -166,7 +166,7 @@ def state_dict_file(source: str, what: str, fix: str) -> tuple[Path, str, dict[s
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch.load raises pickle, zip and RuntimeError alike
         raise BaseError(f"{what} {path}: not a weights-only torch file ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0][:200]}). {fix}") from None
+                        f"{(str(exc).splitlines() or [''])[0][:200]}). {fix}") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         raise BaseError(f"{what} {path}: a training checkpoint (a dict holding 'state_dict'), not a state dict; "
                         "save checkpoint['state_dict'] alone with torch.save and pass that file.")
