@@ -139,7 +139,7 @@ def dry_run(pair: Pair, data: Splits, config: dict[str, Any], source: str, base:
             logits = model(**batch)
     except (RuntimeError, TypeError, ValueError, IndexError) as exc:
         raise ConfigError(f"model {pair.model!r} failed on a batch of data {pair.data!r} "
-                          f"({data.spec.describe()}): {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+                          f"({data.spec.describe()}): {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}") from None
     expected = (2, data.spec.n_outputs)
     if tuple(logits.shape) != expected:
         what = "one logit per class" if pair.task == CLASSIFICATION else "one prediction of the target"
