@@ -205,7 +205,8 @@ def _front_html(best: dict[str, Any]) -> str:
     names = [o["name"] for o in best["objectives"]]
     keys = sorted({k for p in best["pareto"] for k in p["searched"]})
     head = "".join(f"<th>{e(n)}</th>" for n in ["trial", *names, *keys])
-    rows = "".join("<tr>" + f"<td>{e(p['trial_id'])}</td>" + "".join(f"<td>{p['objectives'][n]:.4g}</td>" for n in names)
+    rows = "".join("<tr>" + f"<td>{e(p['trial_id'])}</td>"
+                   + "".join(f"<td>{p['objectives'][n]:.4g}</td>" for n in names)
                    + "".join(f"<td>{e(str(p['searched'].get(k, '')))}</td>" for k in keys) + "</tr>"
                    for p in best["pareto"])
     return (f"<h2>Pareto front: {len(best['pareto'])} trials</h2><p>Objectives: "

@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "one in --config, else galspecnet)")
     p.add_argument("--config", type=Path, help="JSON of hyperparameters, or a best.json from a search")
     p.add_argument("--point", metavar="TRIAL_ID",
-                   help="with a multi-objective best.json: train this point of its Pareto front instead of the chosen one")
+                   help="with a multi-objective best.json: train this point of its Pareto front instead of the "
+                        "chosen one")
     p.add_argument("--epochs", type=_positive_int)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--test", action="store_true", help="evaluate the final model on test.pt, once")
@@ -236,8 +237,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from results.records import DataOptions
     from trainables.train_config import TrainRequest, run_train
 
-    run_train(TrainRequest(space=args.space, config=args.config, point=args.point, epochs=args.epochs, device=args.device,
-                           test=args.test, json_out=args.json_out, save=args.save, base=args.base,
+    run_train(TrainRequest(space=args.space, config=args.config, point=args.point, epochs=args.epochs,
+                           device=args.device, test=args.test, json_out=args.json_out, save=args.save, base=args.base,
                            data=DataOptions(path=str(args.data) if args.data else None, classes=_classes(args.classes),
                                             points=args.points, tokens=args.tokens, train_per_class=args.train_per_class,
                                             train_fraction=args.train_fraction, threads=args.threads)))

@@ -8,8 +8,9 @@ instead. This study measures both on recorded curves: each strategy (random sear
 TPE and NSGA-II, each with FIFO, ASHA on the primary metric and MO-ASHA) is replayed
 ``repeats`` times; a replayed search's front is taken as a live one is (over the trials that ran their
 budget, by the values they showed), and scored by the hypervolume of the **true** values of its configs
-(their mean over the recorded seeds; the corner just beyond the recorded configs' worst values), as a share of the hypervolume of the recorded configs' own true
-front: 1.0 means the search found every point of the best front the recorded configs allow.
+(their mean over the recorded seeds; the corner just beyond the recorded configs' worst values), as a
+share of the hypervolume of the recorded configs' own true front: 1.0 means the search found every
+point of the best front the recorded configs allow.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ def run_front_replay(r: Any, p: Any) -> dict[str, Any]:
     strategies = front_panel(strategy0)
     console.print(f"replaying {len(strategies)} multi-objective strategies x {r.repeats} repeats on curves "
                   f"{r.curves} ({len(curves.configs)} configs x {len(curves.meta['seeds'])} seeds x {p.max_epochs} "
-                  f"epochs; {o.trials} trials, objectives {', '.join(map(str, objectives))}; ASHA grace {strategy0.grace}, "
+                  f"epochs; {o.trials} trials, objectives {', '.join(map(str, objectives))}; ASHA grace "
+                  f"{strategy0.grace}, "
                   f"rf {strategy0.reduction}); the recorded configs' true front holds configs {ideal}", soft_wrap=True)
     started, rows = time.perf_counter(), []
     true_of = dict(zip(truth.index, true_values))
