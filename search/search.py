@@ -18,8 +18,8 @@ from rich.markup import escape
 
 from results.export import check_name, copy_checkpoint, read_confusion, read_predictions, results_dir, write_results
 from results.files import read_json, write_json
-from results.pareto import (Objective, choose, columns, front, front_record, hypervolume, parse_choose, parse_objective,
-                            reference_point)
+from results.pareto import (Constraint, Objective, choose, columns, front, front_record, hypervolume, parse_choose,
+                            parse_objective, reference_point)
 from results.plots import plot_confusion, plot_learning_curves, plot_predictions
 from results.provenance import git_commit, versions
 from results.records import best_record
@@ -78,7 +78,11 @@ def _check_options(o: SearchOptions, space: Space) -> None:
         raise OptionError(f"--no-patience and --patience {o.patience} contradict each other; pass one of them.")
     if (o.warm_start_clip or o.warm_start_any_data) and not o.warm_start:
         raise OptionError("--warm-start-clip and --warm-start-any-data need --warm-start NAME; add it or drop them.")
-    objectives = search_objectives(space, o)
+
+
+def _check_objectives(o: SearchOptions, objectives: list[Objective]) -> tuple[Constraint, ...]:
+    """The options that only make sense with one or with several objectives, checked against the search's
+    objectives (a resumed search's as it began); the ``--choose`` constraints."""
     if len(objectives) > 1 and o.warm_start:
         raise OptionError("--warm-start carries single-objective trials; a search with several objectives "
                           f"({', '.join(map(str, objectives))}) starts cold. Drop --warm-start or the extra objectives.")
@@ -88,7 +92,7 @@ def _check_options(o: SearchOptions, space: Space) -> None:
     if o.choose and len(objectives) == 1:
         raise OptionError("--choose picks a point of a Pareto front; this search has one objective. Add one with "
                           "--objective trainable_params:min, say.")
-    parse_choose(o.choose, objectives)
+    return parse_choose(o.choose, objectives)
 
 
 def _resumed_objectives(o: SearchOptions, saved: Path) -> SearchOptions:
@@ -127,15 +131,15 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
     ``trial_fn`` is the Ray function trainable (tests wrap it to inject failures)."""
     space = get_space(o.space)
     _check_options(o, space)
-    earlier = load_earlier(o.warm_start, space, o.results_root, o.resume) if o.warm_start else []
-    o = o.with_budget(space)
     storage = o.storage.resolve()
     if o.resume:
         _check_experiment_folder(storage / str(o.name), o)
         o = _resumed_objectives(o, storage / f"{o.name}.objectives.json")
     objectives = search_objectives(space, o)
-    constraints = parse_choose(o.choose, objectives)
+    constraints = _check_objectives(o, objectives)
     several = len(objectives) > 1
+    earlier = load_earlier(o.warm_start, space, o.results_root, o.resume) if o.warm_start else []
+    o = o.with_budget(space)
     # With several objectives, ASHA on the primary metric alone stops the small models the front is for
     # (docs/multi_objective.md measures it); MO-ASHA ranks each rung by Pareto front instead.
     o = replace(o, scheduler=o.scheduler or ("moasha" if several else "asha"))
@@ -145,7 +149,8 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
     startup = space.startup_trials if space.startup_trials is not None else startup_trials(o.trials)
     name = o.name or f"{space.name}-{o.sampler}-{o.scheduler}-s{o.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     experiment = storage / name
-    _check_experiment_folder(experiment, o)
+    if not o.resume:
+        _check_experiment_folder(experiment, o)
     study_file = storage / f"{name}.study.db"
 
     options = o.data_options(pair.data_module.default_dir)
@@ -272,7 +277,11 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
         chosen, pareto = _choose_from_front(frame, ok, objectives, constraints, params)
     best_trial = trials[chosen["trial_id"]]
     best_run = tracker.run_id(best_trial.trial_id)
-    config = settings.resolve({p: best_trial.config[p] for p in params if p in best_trial.config}).to_dict()
+
+    def resolved(trial: Any) -> dict[str, Any]:
+        return settings.resolve({p: v for p, v in trial.config.items() if p in params}).to_dict()
+
+    config = resolved(best_trial)
     best = best_record(chosen, best_trial, trials=len(frame), space=space.name, name=name, config=config,
                        searched=params, metric=space.metric, mode=space.mode,
                        mlflow={"tracking_uri": tracking_uri, "experiment_id": tracker.experiment_id,
@@ -287,8 +296,7 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
     if pareto is not None:
         for point in pareto["pareto"]:
             # Each point's full config, so that `spectune train --config best.json --point ID` retrains it.
-            point["config"] = settings.resolve({p: v for p, v in trials[point["trial_id"]].config.items()
-                                                if p in params}).to_dict()
+            point["config"] = resolved(trials[point["trial_id"]])
         best.update(pareto)
     frame["mlflow_run_id"] = [tracker.run_id(t) for t in frame["trial_id"]]
     history = histories.get(best_trial.trial_id)
@@ -321,7 +329,7 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
 
 
 def _choose_from_front(frame: pd.DataFrame, ok: pd.DataFrame, objectives: list[Objective],
-                       constraints: tuple[Any, ...], params: list[str]) -> tuple[pd.Series, dict[str, Any]]:
+                       constraints: tuple[Constraint, ...], params: list[str]) -> tuple[pd.Series, dict[str, Any]]:
     """The chosen trial and what ``best.json`` records of the front: its points, the rule and what it chose,
     and the front's hypervolume against a corner just beyond the worst value each objective took."""
     points = front(ok, objectives)
