@@ -98,11 +98,16 @@ def parse_choose(texts: Sequence[str], objectives: Sequence[Objective]) -> tuple
     return tuple(out)
 
 
+def _losses(values: np.ndarray, modes: Sequence[str]) -> np.ndarray:
+    """``values`` (rows x objectives) as quantities to minimise: a maximised objective negated."""
+    return np.asarray(values, dtype=float).reshape(-1, len(modes)) * np.array([-1.0 if m == "max" else 1.0
+                                                                             for m in modes])
+
+
 def pareto_mask(values: np.ndarray, modes: Sequence[str]) -> np.ndarray:
     """Which rows of ``values`` (trials x objectives) no other row dominates (as good in every objective
     and better in one). Rows with a NaN are never on the front; equal rows are all kept."""
-    v = np.asarray(values, dtype=float)
-    loss = v * np.array([-1.0 if m == "max" else 1.0 for m in modes])
+    loss = _losses(values, modes)
     ok = ~np.isnan(loss).any(axis=1)
     mask = np.zeros(len(loss), dtype=bool)
     for i in np.flatnonzero(ok):
@@ -146,9 +151,7 @@ def hypervolume(values: np.ndarray, modes: Sequence[str], reference: Sequence[fl
     units), computed by Optuna's exact algorithm; 0 when no point is better than the corner."""
     from optuna._hypervolume import compute_hypervolume
 
-    sign = np.array([-1.0 if m == "max" else 1.0 for m in modes])
-    loss = np.asarray(values, dtype=float).reshape(-1, len(modes)) * sign
-    ref = np.asarray(reference, dtype=float) * sign
+    loss, ref = _losses(values, modes), _losses(reference, modes)[0]
     loss = loss[~np.isnan(loss).any(axis=1) & (loss < ref).all(axis=1)]
     return float(compute_hypervolume(loss, ref)) if len(loss) else 0.0
 

@@ -1,4 +1,5 @@
-"""What a replay study measured, per strategy: a table, a figure and a JSON record.
+"""What a replay study measured, per strategy: a table, a figure and a JSON record (and, for a
+multi-objective replay, the share of the attainable front each strategy found).
 
 Every figure is about the **true** quality of the config a search would pick (its mean best value
 over the recorded seeds), never the lucky single run it saw, and comes with its spread over the
@@ -164,3 +165,46 @@ def record(study: ReplayStudy, extra: dict[str, Any]) -> dict[str, Any]:
     """The JSON written beside the table: every strategy's figures and what the study was."""
     return {**extra, "baseline": study.baseline, "best_true": study.best_true, "seed_noise": study.seed_noise,
             "strategies": study.table.to_dict("records")}
+
+
+def summarise_front(repeats: pd.DataFrame, ideal: int) -> pd.DataFrame:
+    """Per strategy: the share of the attainable hypervolume (median, quartiles), the true-front configs
+    found, the epochs spent, the trials ASHA stopped, and whether ASHA's share differs from the same
+    sampler's FIFO share (two-sided Mann-Whitney over the repeats)."""
+    from scipy.stats import mannwhitneyu
+
+    rows = []
+    for name, part in repeats.groupby("strategy", sort=False):
+        q1, med, q3 = np.percentile(part["hv_share"], [25, 50, 75])
+        row = {"strategy": name, "hv share median": med, "hv share IQR": f"{q1:.3f}-{q3:.3f}",
+               f"true-front configs found (of {ideal}), median": float(part["ideal_found"].median()),
+               "epochs median": float(part["epochs"].median()), "trials stopped median": float(part["stopped"].median()),
+               "p vs FIFO": np.nan}
+        if "ASHA" in name:
+            fifo = repeats[repeats["strategy"] == name.split(" + ")[0] + " (FIFO)"]["hv_share"]
+            if fifo.nunique() > 1 or part["hv_share"].nunique() > 1:
+                row["p vs FIFO"] = float(mannwhitneyu(part["hv_share"], fifo, alternative="two-sided").pvalue)
+            else:
+                row["p vs FIFO"] = 1.0
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot_front_study(repeats: pd.DataFrame, path: Path, title: str) -> Path:
+    """Each strategy's share of the attainable hypervolume against the epochs it spent, one dot per replay,
+    with its median as a cross (``spectune replay --objective``)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for i, (name, part) in enumerate(repeats.groupby("strategy", sort=False)):
+        colour = f"C{i}"
+        jitter = np.random.default_rng(i).normal(0, 0.004, len(part))
+        ax.scatter(part["epochs"], part["hv_share"] + jitter, s=10, alpha=0.35, color=colour)
+        ax.scatter(part["epochs"].median(), part["hv_share"].median(), marker="X", s=140, color=colour,
+                   edgecolor="black", label=name, zorder=3)
+    ax.set_xlabel("epochs spent by the search")
+    ax.set_ylabel("hypervolume of its front (true values) / attainable")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    return save_figure(fig, path)

@@ -19,23 +19,19 @@ import time
 from dataclasses import replace
 from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from results.curves import curves_dir  # noqa: E402
-from results.files import write_csv, write_json  # noqa: E402
-from results.pareto import Objective, hypervolume, pareto_mask, reference_point  # noqa: E402
-from results.plots import save_figure  # noqa: E402
-from search.progress import console  # noqa: E402
-from search.record import config_sizes  # noqa: E402
-from search.replay import ReplayLog, Strategy, replay  # noqa: E402
-from search.search import search_objectives  # noqa: E402
-from search.tracking import default_tracking_uri, log_study  # noqa: E402
-from trainables.errors import OptionError  # noqa: E402
+from results.curves import curves_dir
+from results.files import write_csv, write_json
+from results.pareto import Objective, hypervolume, pareto_mask, reference_point
+from results.replay_report import plot_front_study, summarise_front
+from search.progress import console
+from search.record import config_sizes
+from search.replay import ReplayLog, Strategy, replay
+from search.search import search_objectives
+from search.tracking import default_tracking_uri, log_study
+from trainables.errors import OptionError
 
 
 def front_panel(base: Strategy) -> list[Strategy]:
@@ -125,44 +121,3 @@ def run_front_replay(r: Any, p: Any) -> dict[str, Any]:
     console.print(f"front replay study -> {out} ({figure.name}, table.md, study.json); MLflow run {run_id}; "
                   f"{time.perf_counter() - started:.0f} s in all", soft_wrap=True)
     return {"out": out, "table": table, "repeats": repeats, "summary": summary}
-
-
-def summarise_front(repeats: pd.DataFrame, ideal: int) -> pd.DataFrame:
-    """Per strategy: the share of the attainable hypervolume (median, quartiles), the true-front configs
-    found, the epochs spent, the trials ASHA stopped, and whether ASHA's share differs from the same
-    sampler's FIFO share (two-sided Mann-Whitney over the repeats)."""
-    from scipy.stats import mannwhitneyu
-
-    rows = []
-    for name, part in repeats.groupby("strategy", sort=False):
-        q1, med, q3 = np.percentile(part["hv_share"], [25, 50, 75])
-        row = {"strategy": name, "hv share median": med, "hv share IQR": f"{q1:.3f}-{q3:.3f}",
-               f"true-front configs found (of {ideal}), median": float(part["ideal_found"].median()),
-               "epochs median": float(part["epochs"].median()), "trials stopped median": float(part["stopped"].median()),
-               "p vs FIFO": np.nan}
-        if "ASHA" in name:
-            fifo = repeats[repeats["strategy"] == name.split(" + ")[0] + " (FIFO)"]["hv_share"]
-            if fifo.nunique() > 1 or part["hv_share"].nunique() > 1:
-                row["p vs FIFO"] = float(mannwhitneyu(part["hv_share"], fifo, alternative="two-sided").pvalue)
-            else:
-                row["p vs FIFO"] = 1.0
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def plot_front_study(repeats: pd.DataFrame, path: Any, title: str) -> Any:
-    """Each strategy's share of the attainable hypervolume against the epochs it spent, one dot per replay,
-    with its median as a cross."""
-    fig, ax = plt.subplots(figsize=(9, 5))
-    for i, (name, part) in enumerate(repeats.groupby("strategy", sort=False)):
-        colour = f"C{i}"
-        jitter = np.random.default_rng(i).normal(0, 0.004, len(part))
-        ax.scatter(part["epochs"], part["hv_share"] + jitter, s=10, alpha=0.35, color=colour)
-        ax.scatter(part["epochs"].median(), part["hv_share"].median(), marker="X", s=140, color=colour,
-                   edgecolor="black", label=name, zorder=3)
-    ax.set_xlabel("epochs spent by the search")
-    ax.set_ylabel("hypervolume of its front (true values) / attainable")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=10)
-    return save_figure(fig, path)
