@@ -110,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep", action="store_true",
                    help="add TPE + ASHA variants over grace, reduction factor and start-up trials")
     p.add_argument("--no-optuna", action="store_true", help="leave out the Optuna-alone peers")
+    p.add_argument("--live", type=int, default=0, metavar="N",
+                   help="after the replay, N live searches of the default, random search, random + ASHA and Optuna "
+                        "TPE + HyperbandPruner (every proposal trained, picks confirmed over 3 new seeds), set "
+                        "beside the replay's prediction (minutes to hours: a check of the replay, not a search)")
+    p.add_argument("--serve", choices=["model", "nearest"], default="model",
+                   help="how a model-based sampler's unrecorded proposals are served: a model of the curves fitted "
+                        "on the recording, checked on configs it was not fitted on (default), or the nearest recorded "
+                        "config (biased against TPE; for comparison). Random search is always served exactly.")
     p.add_argument("--objective", dest="objectives", action="append", metavar="NAME:MODE",
                    help="replay multi-objective searches (e.g. trainable_params:min): how much of the front "
                         "each strategy finds, with and without ASHA")
@@ -272,10 +280,11 @@ def cmd_record(args: argparse.Namespace) -> None:
 
 
 def cmd_replay(args: argparse.Namespace) -> None:
-    from search.replay_study import ReplayOptions, run_replay
+    from search.replay.study import ReplayOptions, run_replay
 
     run_replay(ReplayOptions(search=_search_options(args), curves=args.curves, repeats=args.repeats,
-                             sweep=args.sweep, optuna=not args.no_optuna))
+                             sweep=args.sweep, optuna=not args.no_optuna, serve=args.serve,
+                             live=args.live))
 
 
 def cmd_export(args: argparse.Namespace) -> None:

@@ -206,8 +206,8 @@ def test_a_two_objective_search_writes_its_front_the_chosen_point_and_the_report
 # --- the front replay: does ASHA on the primary metric lose the front? ---------------------------------------
 
 def test_a_replayed_searchs_front_is_over_the_trials_that_ran_their_budget():
-    from search.replay import ReplayedTrial, ReplayLog, Strategy
-    from search.replay_front import replay_front
+    from search.replay.simulate import ReplayedTrial, ReplayLog, Strategy
+    from search.replay.front import replay_front
 
     sizes = {0: {"trainable_params": 100.0}, 1: {"trainable_params": 10.0}, 2: {"trainable_params": 50.0},
              3: {"trainable_params": 5.0}}
@@ -226,7 +226,7 @@ def test_the_front_replay_of_the_wine_recording_scores_each_strategy_against_the
     import shutil
     from pathlib import Path
 
-    from search.replay_study import ReplayOptions, run_replay
+    from search.replay.study import ReplayOptions, run_replay
 
     recorded = Path(__file__).resolve().parents[1] / "results" / "wine_mlp" / "curves" / "cpu-c32x3"
     shutil.copytree(recorded, tmp_path / "results" / "wine_mlp" / "curves" / "cpu-c32x3",

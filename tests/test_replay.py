@@ -13,7 +13,7 @@ import pytest
 from results.curves import Curves, read_curves, write_curves
 from results.records import DataOptions
 from search.cli import main
-from search.replay import Strategy, replay
+from search.replay.simulate import Strategy, replay
 from spaces import get_space
 from trainables.errors import OptionError
 from trainables.settings import TrialSettings
@@ -120,7 +120,8 @@ def _synthetic(epoch_times: list[float], values: list[list[float]]) -> Curves:
 def test_simulated_time_and_patience_follow_the_recorded_curves():
     # Two configs, one ten times slower per epoch; the fast one is flat after epoch 1.
     curves = _synthetic([10.0, 1.0], [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0.5, 0.5, 0.5, 0.5, 0.5, 0.5]])
-    strategy = Strategy("fifo", trials=6, scheduler="fifo", concurrency=2, patience=2, sampler="random")
+    # TPE's random start-up proposals, each served by the nearest of the two recorded configs.
+    strategy = Strategy("fifo", trials=6, scheduler="fifo", concurrency=2, patience=2, startup=10)
     log = replay(curves, get_space("wine_mlp").params, [], strategy, seed=0)
     for t in log.trials:
         run = curves.runs()[(t.config_id, t.seed)]
@@ -133,42 +134,6 @@ def test_simulated_time_and_patience_follow_the_recorded_curves():
     serial = sum(t.epochs * (10.0 if t.config_id == 0 else 1.0) for t in log.trials)
     assert max(ends) < serial
 
-
-
-def test_the_study_measures_true_quality_regret_and_stopped_top_configs():
-    from results.replay_report import summarise
-
-    # Config 0 is the best on average (0.9, 0.8 over two seeds: 0.85), config 1 next (0.7), 2 worst (0.5).
-    curves = _synthetic([1.0, 1.0, 1.0], [[0.9, 0.9], [0.7, 0.7], [0.5, 0.5]])
-    extra = pd.DataFrame([{"config_id": 0, "seed": 1, "epoch": e, "val_macro_f1": 0.8, "epoch_time_s": 1.0,
-                           "outcome": "completed"} for e in (1, 2)])
-    curves = Curves(curves.space, curves.name, pd.concat([curves.table, extra]), curves.configs, curves.meta,
-                    curves.space_json)
-    truth = curves.true_quality()
-    assert list(truth.index) == [0, 1, 2] and truth.loc[0, "mean"] == pytest.approx(0.85)
-
-    def trial(strategy, repeat, config_id, epochs, best, outcome, ended):
-        return {"strategy": strategy, "repeat": repeat, "trial_id": f"t{ended}", "config_id": config_id, "seed": 0,
-                "distance": 0.0, "epochs": epochs, "best": best, "outcome": outcome, "ended_at": ended}
-
-    rows = [trial("random", r, 2, 2, 0.5, "completed", 1) for r in (0, 1)] + \
-           [trial("random", r, 0, 2, 0.9, "completed", 2) for r in (0, 1)] + \
-           [trial("asha", r, 1, 2, 0.7, "completed", 1) for r in (0, 1)] + \
-           [trial("asha", r, 0, 1, 0.6, "stopped early", 2) for r in (0, 1)]
-    study = summarise(pd.DataFrame(rows), curves, "random")
-    table = study.table.set_index("strategy")
-    # Random search picks config 0 after 4 epochs: true quality 0.85, no regret; its target is 0.85.
-    assert table.loc["random", "final_quality_median"] == pytest.approx(0.85)
-    assert table.loc["random", "regret_median"] == pytest.approx(0.0)
-    assert table.loc["random", "share_of_baseline_epochs_to_reach_its_quality"] == pytest.approx(1.0)
-    # ASHA stopped the best config's trial: its pick is config 1 (0.7), regret 0.15, never reaching 0.85.
-    assert table.loc["asha", "final_quality_median"] == pytest.approx(0.7)
-    assert table.loc["asha", "regret_median"] == pytest.approx(0.15)
-    assert table.loc["asha", "share_of_baseline_epochs_to_reach_its_quality"] == float("inf")
-    # Three configs: all are top-3; ASHA stopped 2 of its 4 trials, random none.
-    assert table.loc["asha", "top3_stopped_share"] == pytest.approx(0.5)
-    assert table.loc["random", "top3_stopped_share"] == 0.0
-    assert table.loc["asha", "epochs_median"] == 3 and table.loc["random", "epochs_median"] == 4
 
 
 def test_the_same_seed_replays_the_same_search_for_every_runner():
@@ -184,20 +149,20 @@ def test_the_same_seed_replays_the_same_search_for_every_runner():
         assert any(t.outcome == "stopped early" for t in first.trials)
 
 
-def test_tied_trials_go_to_the_first_launched_in_the_trajectory_and_the_pick():
-    """Two trials see the same best value; the one launched first ends last (concurrency 2). The study's
-    trajectory, ``ReplayLog.pick`` and a live search (stable sort after start order) all choose it."""
-    from results.replay_report import _trajectory
-    from search.replay import ReplayedTrial, ReplayLog
+def test_tied_trials_go_to_the_first_launched_in_the_pick_path_and_the_pick():
+    """Two trials see the same best value; the one launched first ends last (concurrency 2). The pick path,
+    ``ReplayLog.pick`` and a live search (stable sort after start order) all choose it."""
+    from search.replay.simulate import ReplayedTrial, ReplayLog
+    from search.replay.stats import pick_path
 
-    first = ReplayedTrial("r00000", config_id=0, seed=0, distance=0.0, epochs=5, best=0.8, outcome="completed",
-                          ended_at=5.0)
-    second = ReplayedTrial("r00001", config_id=1, seed=0, distance=0.0, epochs=3, best=0.8, outcome="completed",
-                           ended_at=3.0)
-    log = ReplayLog(Strategy("s", trials=2, concurrency=2), seed=0, trials=[first, second])
-    frame = pd.DataFrame([vars(t) for t in log.trials])
-    path = _trajectory(frame, pd.Series({0: 0.9, 1: 0.5}), "max")
-    assert path["quality"].tolist() == [0.5, 0.9] and path["epochs"].tolist() == [3, 8]
+    first = ReplayedTrial("r00000", config_id=0, seed=0, distance=0.0, epochs=2, best=0.8, outcome="completed",
+                          ended_at=5.0, quality_unseen=0.9)
+    second = ReplayedTrial("r00001", config_id=1, seed=0, distance=0.0, epochs=2, best=0.8, outcome="completed",
+                           ended_at=3.0, quality_unseen=0.5)
+    # Epoch events in clock order: the second trial reaches 0.8 first, then the first trial ties it.
+    log = ReplayLog(Strategy("s", trials=2, concurrency=2), seed=0, trials=[first, second],
+                    events=[(1.0, 1, 0.8), (2.0, 0, 0.7), (3.0, 0, 0.8), (3.0, 1, 0.8)])
+    assert pick_path(log, "max").tolist() == [0.5, 0.5, 0.9, 0.9]
     assert log.pick("max").config_id == 0
 
 
@@ -209,7 +174,7 @@ def test_a_replay_study_on_recorded_curves_writes_its_report_and_an_mlflow_run(t
     from mlflow.tracking import MlflowClient
 
     from search.options import SearchOptions
-    from search.replay_study import BASELINE, ReplayOptions, run_replay
+    from search.replay.study import BASELINE, ReplayOptions, run_replay
 
     recorded = Path(__file__).resolve().parents[1] / "results" / "wine_mlp" / "curves" / "cpu-c32x3"
     shutil.copytree(recorded, tmp_path / "results" / "wine_mlp" / "curves" / "cpu-c32x3",
@@ -219,44 +184,138 @@ def test_a_replay_study_on_recorded_curves_writes_its_report_and_an_mlflow_run(t
                                                  tracking_uri=uri), curves="cpu-c32x3", repeats=2, optuna=False))
     table = out["study"].table
     assert BASELINE in set(table["strategy"]) and (table["repeats"] == 2).all()
-    assert {p.name for p in out["out"].iterdir()} == {"trials.csv.gz", "replay.png", "table.md", "study.json"}
+    assert {p.name for p in out["out"].iterdir()} == {"trials.csv.gz", "events.csv.gz", "replay.png", "table.md",
+                                                      "study.json"}
     run = MlflowClient(uri).get_run(out["mlflow_run_id"])
     assert run.info.status == "FINISHED" and run.data.params["repeats"] == "2"
-    baseline = table.set_index("strategy").loc[BASELINE, "final_quality_median"]
-    assert run.data.metrics["00_random_FIFO/final_quality_median"] == pytest.approx(baseline)
+    baseline = table.set_index("strategy").loc[BASELINE, "quality_median"]
+    assert run.data.metrics["00_random_FIFO/quality_median"] == pytest.approx(baseline)
     files = {a.path for a in MlflowClient(uri).list_artifacts(run.info.run_id)}
     assert files == {"table.md", "replay.png", "study.json"}
 
 
 def test_epochs_of_trials_still_running_count_when_another_trial_ends():
     """Two trials at once: a slow one (1 s per epoch) and a fast one (0.5 s). When the fast one ends at
-    2 s the slow one has trained 2 of its 4 epochs, and the study counts them: 6 epochs spent, not 4."""
-    from results.replay_report import summarise
-
+    2 s the slow one has trained 2 of its 4 epochs: the events count 6 epochs by then, not 4."""
     curves = _synthetic([1.0, 0.5], [[0.5, 0.6, 0.7, 0.8], [0.4, 0.4, 0.4, 0.4]])
     start = [curves.configs[0]["searched"], curves.configs[1]["searched"]]
     log = replay(curves, get_space("wine_mlp").params, start,
                  Strategy("s", trials=2, concurrency=2, sampler="random", scheduler="fifo"), seed=0)
     assert [(t.config_id, t.ended_at) for t in log.trials] == [(0, 4.0), (1, 2.0)]
-    frame = pd.DataFrame([vars(t) for t in log.trials]).assign(strategy="s", repeat=0)
-    study = summarise(frame, curves, "s")
-    assert study.trajectories["epochs"].tolist() == [6, 8]
-    assert study.trajectories["quality"].tolist() == [0.4, 0.8]
+    clock = [c for c, _, _ in log.events]
+    assert clock == sorted(clock) and len(log.events) == 8
+    assert sum(1 for c, _, _ in log.events if c <= 2.0) == 6
 
 
-def test_the_reach_target_is_a_quality_the_baseline_attained():
-    """Random search ends on config 0 (true 0.9) in one repeat and config 1 (0.7) in the other: the
-    interpolated median, 0.8, belongs to no config. The target is 0.7, which both repeats reached."""
-    from results.replay_report import summarise
+def test_random_search_on_a_table_is_exact_each_config_once_start_first():
+    """Random search meets the recorded configs without replacement, the space's start first, each served
+    its recorded run (distance 0); asking for more trials than configs is refused in one line."""
+    curves = _synthetic([1.0] * 6, [[0.1 * i, 0.1 * i + 0.05] for i in range(6)])
+    params, start = get_space("wine_mlp").params, [curves.configs[0]["searched"]]
+    orders = set()
+    for seed in range(8):
+        log = replay(curves, params, start, Strategy("r", trials=6, sampler="random", scheduler="fifo"), seed=seed)
+        ids = [t.config_id for t in log.trials]
+        assert ids[0] == 0 and sorted(ids) == list(range(6))
+        assert all(t.distance == 0.0 and not t.modelled for t in log.trials)
+        assert [t.best for t in log.trials] == [0.1 * i + 0.05 for i in ids]
+        orders.add(tuple(ids))
+    assert len(orders) > 4   # the order is random, by seed
+    with pytest.raises(ValueError, match=r"asked for more trials than the 6 recorded configs"):
+        replay(curves, params, start, Strategy("r", trials=7, sampler="random", scheduler="fifo"), seed=0)
 
-    curves = _synthetic([1.0, 1.0], [[0.9, 0.9], [0.7, 0.7]])
 
-    def trial(repeat, config_id, ended):
-        return {"strategy": "random", "repeat": repeat, "trial_id": f"t{ended}", "config_id": config_id, "seed": 0,
-                "distance": 0.0, "epochs": 2, "best": [0.9, 0.7][config_id], "outcome": "completed",
-                "ended_at": ended}
+def test_quality_is_judged_on_the_seeds_the_trial_did_not_see():
+    from search.replay.serve import Table
 
-    study = summarise(pd.DataFrame([trial(0, 0, 1), trial(1, 1, 1)]), curves, "random")
-    row = study.table.set_index("strategy").loc["random"]
-    assert row["final_quality_median"] == pytest.approx(0.8)
-    assert row["share_of_baseline_epochs_to_reach_its_quality"] == pytest.approx(1.0)
+    curves = _synthetic([1.0, 1.0], [[0.9, 0.9], [0.5, 0.5]])
+    extra = pd.DataFrame([{"config_id": 0, "seed": 1, "epoch": e, "val_macro_f1": 0.7, "epoch_time_s": 1.0,
+                           "outcome": "completed"} for e in (1, 2)])
+    curves = Curves(curves.space, curves.name, pd.concat([curves.table, extra]), curves.configs, curves.meta,
+                    curves.space_json)
+    table = Table(curves, get_space("wine_mlp").params)
+    runs = {table.recorded(0, 0.0, np.random.default_rng(s)).seed: table.recorded(0, 0.0, np.random.default_rng(s))
+            for s in range(10)}
+    assert runs[0].quality == pytest.approx(0.8) and runs[0].quality_unseen == pytest.approx(0.7)
+    assert runs[1].quality_unseen == pytest.approx(0.9)
+    assert table.seed_noise() == pytest.approx(np.std([0.9, 0.7], ddof=1) / np.sqrt(1))
+
+
+def _smooth_table(n: int = 40, seeds: int = 3, noise: float = 0.01, epochs: int = 5) -> Curves:
+    """Curves whose value is a smooth function of lr (best near 3e-3) plus seed noise of ``noise``."""
+    space = get_space("wine_mlp")
+    settings = TrialSettings(model=space.model, data=space.data, max_epochs=epochs, seed=0, fixed=dict(space.fixed),
+                             searched=tuple(space.params))
+    rng = np.random.default_rng(1)
+    configs, rows = {}, []
+    for i in range(n):
+        searched = {**space.start[0], "lr": float(np.exp(rng.uniform(np.log(1e-4), np.log(3e-2))))}
+        configs[i] = {"searched": searched, "resolved": settings.resolve(searched).to_dict()}
+        top = 0.9 - 0.05 * (np.log10(searched["lr"]) - np.log10(3e-3)) ** 2
+        for s in range(seeds):
+            offset = rng.normal(0, noise)
+            rows += [{"config_id": i, "seed": s, "epoch": e + 1, "epoch_time_s": 1.0, "outcome": "completed",
+                      "val_macro_f1": top * (e + 1) / epochs + offset} for e in range(epochs)]
+    return Curves("wine_mlp", "smooth", pd.DataFrame(rows), configs,
+                  {"name": "smooth", "metric": "val_macro_f1", "mode": "max", "max_epochs": epochs,
+                   "seeds": list(range(seeds))}, space.to_json())
+
+
+def test_the_curve_model_is_checked_on_recorded_configs_it_was_not_fitted_on():
+    """On a table whose quality is a smooth function of one key, the held-out error of the chosen model is
+    below one seed noise and below nearest-config serving's; on pure noise nothing is faithful below it."""
+    import warnings
+
+    from search.replay.serve import Table, check_model
+
+    params = get_space("wine_mlp").params
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        smooth = check_model(Table(_smooth_table(noise=0.02), params), models=("forest", "gp"))
+    assert smooth.seed_noise == pytest.approx(0.02, rel=0.3)
+    assert smooth.faithful and smooth.errors[smooth.chosen] < smooth.nearest
+    assert set(smooth.errors) == {"forest", "forest anchored", "gp", "gp anchored"}
+    assert "below it" in smooth.describe()
+
+
+def test_a_modelled_server_serves_recorded_configs_exactly_and_others_from_the_model():
+    import warnings
+
+    from search.replay.serve import Modelled, Table, check_model
+
+    curves = _smooth_table()
+    table = Table(curves, get_space("wine_mlp").params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = check_model(table, models=("forest",)).fit(table)
+    server, rng = Modelled(table, model), np.random.default_rng(0)
+    recorded = server.serve(curves.configs[3]["searched"], rng)
+    assert not recorded.modelled and recorded.config_id == 3 and recorded.distance == 0.0
+    near_best = {**curves.configs[3]["searched"], "lr": 3.1e-3}
+    served = server.serve(near_best, rng)
+    assert served.modelled and served.distance > 0 and len(served.values) == curves.max_epochs
+    # A config near the optimum is served a quality near it, not the average of the table.
+    assert served.quality == pytest.approx(0.9, abs=0.03)
+    low, high = curves.table["val_macro_f1"].min(), curves.table["val_macro_f1"].max()
+    assert low <= served.values.min() and served.values.max() <= high
+
+
+def test_a_replay_of_tpe_meets_configs_the_table_does_not_hold():
+    """TPE's proposals are served by the curve model (continuous lr values no table holds), random search's
+    never are."""
+    import warnings
+
+    from search.replay.serve import Table, check_model
+
+    curves = _smooth_table()
+    params = get_space("wine_mlp").params
+    table = Table(curves, params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = check_model(table, models=("forest",)).fit(table)
+        tpe = replay(curves, params, [], Strategy("t", trials=12, scheduler="fifo", startup=4), seed=0, table=table,
+                     model=model)
+    assert sum(t.modelled for t in tpe.trials) >= 10
+    rand = replay(curves, params, [], Strategy("r", trials=12, sampler="random", scheduler="fifo"), seed=0,
+                  table=table, model=model)
+    assert not any(t.modelled for t in rand.trials)

@@ -196,8 +196,8 @@ def bench_efficiency(curves_root: Path, work: Path, plots: Path, repeats: int) -
     (the recording's own data options, ``repeats`` per strategy), and one replayed search of 64
     trials of the space's default strategy timed. A recording whose data is not here is listed as
     skipped with the reason, so the other spaces still report."""
-    from search.replay import replay
-    from search.replay_study import BASELINE, ReplayOptions, run_replay
+    from search.replay.simulate import replay
+    from search.replay.study import BASELINE, ReplayOptions, run_replay
 
     spaces: dict[str, Any] = {}
     for table in sorted(Path(curves_root).glob(f"*/curves/*/{TABLE}")):

@@ -25,10 +25,10 @@ import pandas as pd
 from results.curves import curves_dir
 from results.files import write_csv, write_json
 from results.pareto import Objective, hypervolume, pareto_mask, reference_point
-from results.replay_report import plot_front_study, summarise_front
+from search.replay.report import plot_front_study, summarise_front
 from search.progress import console
 from search.record import config_sizes
-from search.replay import ReplayLog, Strategy, replay
+from search.replay.simulate import ReplayLog, Strategy, replay
 from search.search import search_objectives
 from search.tracking import default_tracking_uri, log_study
 from trainables.errors import OptionError
@@ -56,7 +56,7 @@ def replay_front(log: ReplayLog, sizes: dict[int, dict[str, float]], objectives:
 
 def run_front_replay(r: Any, p: Any) -> dict[str, Any]:
     """Replay the :func:`front_panel` strategies; write and print the study (``r``: ReplayOptions, ``p``:
-    what :func:`search.replay_study.prepare` read)."""
+    what :func:`search.replay.study.prepare` read)."""
     o, space, curves = p.options, p.space, p.curves
     if r.sweep:
         raise OptionError("--sweep varies single-objective ASHA settings; a front replay (--objective) compares "

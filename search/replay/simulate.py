@@ -1,20 +1,17 @@
-"""Replaying searches on recorded curves: hours of tuning in seconds, through the live search's classes.
+"""The replay simulator: hours of tuning in seconds, through the live search's classes.
 
-A replayed trial reads a recorded run instead of training: the searcher proposes a config, the
-nearest recorded config serves it (one of its recorded seeds, drawn at random, as a live trial sees
-one seed), and its epochs are reported one by one, in simulated time, to the **same searcher and
-scheduler objects a live search builds** (:func:`search.searcher.make_searcher`,
-:func:`search.searcher.make_scheduler`), in the order Tune calls them: the scheduler's decision,
-then the searcher's result, then both ``on_trial_complete`` when the scheduler stops the trial or it
-ends (its budget, or the recipe's own patience, the rule of :class:`trainables.recipe.EarlyStop`).
-Epochs take their recorded wall time, and ``concurrency`` trials run at once, so asynchronous
-decisions happen in the order they would live. The peer runner replays Optuna alone (ask and tell,
-TPE with ``HyperbandPruner`` or random search with ``MedianPruner``) on the same curves and clock.
-
-Why the nearest recorded config: TPE proposes continuous values that no table holds. Limiting the
-sampler to the recorded configs would change the sampler; serving the nearest one (in the space's
-normalised coordinates: log ranges on a log scale, a different choice or an inactive key counting
-as the full width) keeps it, and every replay reports how far served configs were from the asked ones.
+A replayed trial reads a served run instead of training (:mod:`search.replay.serve`: random search
+takes the recorded configs exactly, without replacement; a model-based sampler's proposals are served
+from a model of the curves fitted on the recording). Its epochs are reported one by one, in simulated
+time, to the **same searcher and scheduler objects a live search builds**
+(:func:`search.searcher.make_searcher`, :func:`search.searcher.make_scheduler`), in the order Tune
+calls them: the scheduler's decision, then the searcher's result, then both ``on_trial_complete`` when
+the scheduler stops the trial or it ends (its budget, or the recipe's own patience, the rule of
+:class:`trainables.recipe.EarlyStop`). Epochs take their recorded wall time, and ``concurrency``
+trials run at once, so asynchronous decisions happen in the order they would live. The peer runner
+replays Optuna alone (ask and tell, TPE with ``HyperbandPruner`` or random search with
+``MedianPruner``) on the same served runs and clock. :mod:`search.replay.live` drives the same
+objects with every proposal trained for real.
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ from __future__ import annotations
 import heapq
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
@@ -31,8 +28,8 @@ import optuna
 from ray.tune.schedulers import TrialScheduler
 
 from results.curves import Curves
+from search.replay.serve import CurveModel, ExactRandom, Modelled, Nearest, Server, ServedRun, Table
 from search.searcher import DefineByRun, make_sampler, make_scheduler, make_searcher
-from spaces import Categorical, FloatRange, IntRange, PowerOfTwoRange, When
 from trainables.recipe import EarlyStop
 
 RUNNERS = ("tune", "optuna")
@@ -83,6 +80,9 @@ class ReplayedTrial:
     outcome: str = "running"   # completed (budget or patience) / stopped early (by the scheduler) / failed
     ended_at: float = math.nan
     started_at: float = math.nan
+    modelled: bool = False          # served from the curve model, not a recorded run
+    quality: float = math.nan       # what the config is worth: mean best value over its seeds
+    quality_unseen: float = math.nan  # the same over the seeds this trial did not see
 
 
 @dataclass
@@ -90,6 +90,8 @@ class ReplayLog:
     strategy: Strategy
     seed: int
     trials: list[ReplayedTrial]
+    # One per epoch, in simulated time: (clock, index of the trial in ``trials``, its best value so far).
+    events: list[tuple[float, int, float]] = field(default_factory=list)
 
     def pick(self, mode: str) -> ReplayedTrial:
         """The search's pick: the trial with the best value at any epoch, as a live search selects; of
@@ -102,139 +104,81 @@ class ReplayLog:
         return sum(t.epochs for t in self.trials)
 
 
-class Served:
-    """Serves a proposed config with the nearest recorded one (see the module docstring)."""
-
-    def __init__(self, curves: Curves, params: dict[str, Any]) -> None:
-        self.params = params
-        self.ids = sorted(curves.configs)
-        self.points = np.array([self._coords(curves.configs[i]["searched"]) for i in self.ids])
-        self.categorical = np.array([isinstance(d.domain if isinstance(d, When) else d, Categorical)
-                                     for d in params.values()])
-
-    def _coords(self, config: dict[str, Any]) -> list[float]:
-        out = []
-        for key, domain in self.params.items():
-            inner = domain.domain if isinstance(domain, When) else domain
-            value = config.get(key)
-            if value is None:
-                out.append(-1.0)    # an inactive conditional key: a full width from any active value
-            elif isinstance(inner, Categorical):
-                out.append(float(inner.values.index(value)) if value in inner.values else -1.0)
-            elif isinstance(inner, PowerOfTwoRange):
-                out.append((math.log2(value) - math.log2(inner.low)) / (math.log2(inner.high) - math.log2(inner.low)))
-            elif isinstance(inner, (FloatRange, IntRange)):
-                low, high, v = inner.low, inner.high, value
-                if inner.log:
-                    low, high, v = math.log(low), math.log(high), math.log(v)
-                out.append((v - low) / (high - low))
-        return out
-
-    def nearest(self, config: dict[str, Any]) -> tuple[int, float]:
-        """The recorded config id nearest ``config`` and the distance (RMS over keys, 0 to 1 per key)."""
-        here = np.array(self._coords(config))
-        diff = np.abs(self.points - here)
-        # A different choice, or a key active on one side only, is a whole width apart.
-        whole = (self.categorical | (self.points < 0) | (here < 0)) & (diff > 0)
-        diff = np.where(whole, 1.0, np.minimum(diff, 1.0))
-        dist = np.sqrt((diff ** 2).mean(axis=1))
-        best = int(np.argmin(dist))
-        return self.ids[best], float(dist[best])
-
-
 def replay(curves: Curves, params: dict[str, Any], start: list[dict[str, Any]], strategy: Strategy,
-           seed: int, sizes: dict[int, dict[str, float]] | None = None) -> ReplayLog:
-    """One replayed search of ``strategy`` with seed ``seed`` (the sampler's and the seed draws');
-    ``sizes`` (config id -> its further objectives' values) when the strategy has several objectives."""
+           seed: int, sizes: dict[int, dict[str, float]] | None = None, table: Table | None = None,
+           model: CurveModel | None = None, server: Server | None = None) -> ReplayLog:
+    """One replayed search of ``strategy`` with seed ``seed`` (the sampler's and the seed draws').
+
+    Random search is served exactly (:class:`~search.replay.serve.ExactRandom`); a model-based sampler's
+    proposals by ``model`` where one is given (:class:`~search.replay.serve.Modelled`), else by the
+    nearest recorded config; ``server``, where given, serves every proposal instead (a live search's
+    trainer). ``table`` is the recording read for serving (built here when not given; a study builds
+    it once). ``sizes`` (config id -> its further objectives' values) when the strategy
+    has several objectives."""
     if strategy.objectives and sizes is None:
         raise AssertionError("a multi-objective replay needs each recorded config's sizes")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    served = Served(curves, params)
-    runs = curves.runs(failed=True)
-    seeds = {c: sorted(s for (cc, s) in runs if cc == c) for c in curves.configs}
     rng = np.random.default_rng(seed)
+    if server is None:
+        table = table or Table(curves, params)
+        if strategy.sampler == "random":
+            server = ExactRandom(table, len(start) if strategy.space_start else 0, np.random.default_rng([seed, 7]))
+        else:
+            server = Modelled(table, model) if model is not None else Nearest(table)
     sign = 1.0 if curves.mode == "max" else -1.0
     driver = (_TuneDriver if strategy.runner == "tune" else _OptunaDriver)(curves, params, start, strategy, seed)
-    trials: list[ReplayedTrial] = []
+    log = ReplayLog(strategy, seed, [])
+    runs: dict[str, tuple[ReplayedTrial, ServedRun, EarlyStop]] = {}
     clock: list[tuple[float, int, str]] = []
-    state: dict[str, tuple[ReplayedTrial, Any, EarlyStop]] = {}
 
     def launch(now: float) -> None:
-        while len(state) < strategy.concurrency and len(trials) < strategy.trials:
-            trial_id = f"r{len(trials):05d}"
+        while len(runs) < strategy.concurrency and len(log.trials) < strategy.trials:
+            trial_id = f"r{len(log.trials):05d}"
             config = driver.ask(trial_id)
             if config is None:
                 return
-            config_id, distance = served.nearest(config)
-            run_seed = int(rng.choice(seeds[config_id]))
-            record = ReplayedTrial(trial_id, config_id, run_seed, distance, started_at=now)
-            recipe = curves.configs[config_id]["resolved"]
-            stop = EarlyStop(patience=strategy.patience, warmup_epochs=int(recipe.get("warmup_epochs", 0)), sign=sign)
-            trials.append(record)
-            run = runs[(config_id, run_seed)]
-            if (run["outcome"] == "failed").any():
+            run = server.serve(config, rng)
+            record = ReplayedTrial(trial_id, run.config_id, run.seed, run.distance, started_at=now,
+                                   modelled=run.modelled, quality=run.quality, quality_unseen=run.quality_unseen)
+            log.trials.append(record)
+            if run.failed:
                 # A run that failed when it was recorded (a diverging loss, say) fails here too, at once.
                 record.outcome, record.ended_at = "failed", now
                 driver.fail(trial_id)
                 continue
-            state[trial_id] = (record, run, stop)
-            heapq.heappush(clock, (now + float(run["epoch_time_s"].iloc[0]), len(trials), trial_id))
+            runs[trial_id] = (record, run, EarlyStop(patience=strategy.patience, warmup_epochs=run.warmup, sign=sign))
+            heapq.heappush(clock, (now + float(run.times[0]), len(log.trials), trial_id))
 
     launch(0.0)
     while clock:
         now, _, trial_id = heapq.heappop(clock)
-        record, run, stop = state[trial_id]
-        row = run.iloc[record.epochs]
+        record, run, stop = runs[trial_id]
+        value = float(run.values[record.epochs])
+        if math.isnan(value):
+            # A live run whose loss diverged: the trial fails, as a live trial that raised does.
+            record.outcome, record.ended_at = "failed", now
+            driver.fail(trial_id)
+            del runs[trial_id]
+            launch(now)
+            continue
         record.epochs += 1
-        stop.update(record.epochs, float(row[curves.metric]))
+        stop.update(record.epochs, value)
         finished = stop.stopped or record.epochs == curves.max_epochs
-        decision = driver.tell_epoch(trial_id, record.epochs, float(row[curves.metric]), stop.best, finished,
+        decision = driver.tell_epoch(trial_id, record.epochs, value, stop.best, finished,
                                      (sizes or {}).get(record.config_id, {}))
         record.best = stop.best
+        log.events.append((now, int(trial_id[1:]), stop.best))
         if decision == TrialScheduler.STOP or finished:
             record.outcome = "completed" if finished else "stopped early"
             record.ended_at = now
-            del state[trial_id]
+            del runs[trial_id]
             launch(now)
-        elif record.epochs >= len(run):
+        elif record.epochs >= len(run.values):
             raise ValueError(f"curves {curves.name}: run (config {record.config_id}, seed {record.seed}) holds "
-                             f"{len(run)} of {curves.max_epochs} epochs, and the replayed search continues it")
+                             f"{len(run.values)} of {curves.max_epochs} epochs, and the replayed search continues it")
         else:
-            heapq.heappush(clock, (now + float(run["epoch_time_s"].iloc[record.epochs]), len(trials) + 1, trial_id))
-    return ReplayLog(strategy, seed, trials)
-
-
-def confirm_pick(log: ReplayLog, curves: Curves, top: int, seeds: int, patience: int | None,
-                 rng: np.random.Generator) -> ReplayedTrial:
-    """``spectune confirm`` on a replayed search: the ``top`` configs it ranked best, each run again with
-    ``seeds`` recorded seeds (drawn without replacement, leaving out the seed the search's own trial
-    read while enough others remain), with the search's patience; the best mean wins. Returned as
-    one more trial that spends those epochs and holds the winner (its ``best`` beats every observed
-    value, so it becomes the pick)."""
-    sign = 1.0 if curves.mode == "max" else -1.0
-    ranked: dict[int, int] = {}   # config id -> the seed its best trial read
-    for t in sorted((t for t in log.trials if not math.isnan(t.best)), key=lambda t: -sign * t.best):
-        ranked.setdefault(t.config_id, t.seed)
-    runs = curves.runs()
-    means, spent = {}, 0
-    for config_id, seen in list(ranked.items())[:top]:
-        recorded = sorted(s for (c, s) in runs if c == config_id)
-        fresh = [s for s in recorded if s != seen]
-        pool = fresh if len(fresh) >= seeds else recorded
-        warmup = int(curves.configs[config_id]["resolved"].get("warmup_epochs", 0))
-        values = []
-        for seed in rng.choice(pool, size=min(seeds, len(pool)), replace=False):
-            stop = EarlyStop(patience=patience, warmup_epochs=warmup, sign=sign)
-            for epoch, value in enumerate(runs[(config_id, int(seed))][curves.metric], start=1):
-                stop.update(epoch, float(value))
-                spent += 1
-                if stop.stopped:
-                    break
-            values.append(stop.best)
-        means[config_id] = float(np.mean(values))
-    winner = (max if curves.mode == "max" else min)(means, key=means.get)
-    return ReplayedTrial("confirmation", winner, -1, 0.0, epochs=spent, best=sign * math.inf,
-                         outcome="confirmation", ended_at=max(t.ended_at for t in log.trials) + 1.0)
+            heapq.heappush(clock, (now + float(run.times[record.epochs]), len(log.trials) + 1, trial_id))
+    return log
 
 
 class _TuneDriver:

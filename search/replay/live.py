@@ -1,0 +1,207 @@
+"""Live searches of the replay's strategies: every proposal trained for real, to check the replay.
+
+A live search here is the replay's event loop (:func:`search.replay.simulate.replay`) with a server
+that trains: each proposed config is trained with the shared recipe (:func:`trainables.recipe.train`)
+one epoch at a time, as the searcher and scheduler ask for it, from the state the last epoch left
+(``resume``, which continues a run exactly), so a trial stopped by ASHA costs only the epochs it ran.
+The searcher and scheduler are the objects a ``spectune search`` builds; what is left out is Ray's
+process machinery, which decides nothing. Every trial of live search ``i`` uses the recipe seed
+``LIVE_SEED + i``, as a ``spectune search --seed`` gives one seed to all its trials.
+
+After a search, its picks at the budgets of :mod:`search.replay.stats` (and its final pick) are each
+confirmed over ``confirm_seeds`` new seeds, trained for the full budget without patience, as the
+recorded table's configs were: the pick is judged on seeds the search did not see.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, replace
+from types import SimpleNamespace
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from search.progress import console
+from search.replay import stats
+from search.replay.serve import ServedRun
+from search.replay.simulate import ReplayLog, Strategy, replay
+from trainables.recipe import NonFiniteLossError, train
+from trainables.settings import TrialSettings
+
+LIVE_SEED = 5000
+CONFIRM_SEED = 6000
+
+
+class _Enough(Exception):
+    """Raised from the per-epoch callback: the one epoch asked for is done."""
+
+
+class _LazyCurve:
+    """A run's values (or epoch times), trained one epoch at a time as the simulator reads them; a run
+    whose loss diverges reads NaN from there on (the simulator fails the trial)."""
+
+    def __init__(self, run: "_LiveRun", key: str) -> None:
+        self.run, self.key = run, key
+
+    def __len__(self) -> int:
+        return self.run.epochs
+
+    def __getitem__(self, k: int) -> float:
+        self.run.extend(k)
+        return self.run.rows[k][self.key] if k < len(self.run.rows) else math.nan
+
+
+class _LiveRun:
+    def __init__(self, one_epoch: Callable[[dict[str, Any] | None], tuple[dict[str, float], dict[str, Any]]],
+                 epochs: int) -> None:
+        self.one_epoch, self.epochs = one_epoch, epochs
+        self.rows: list[dict[str, float]] = []
+        self.state: dict[str, Any] | None = None
+        self.diverged = False
+
+    def extend(self, k: int) -> None:
+        while len(self.rows) <= k and not self.diverged:
+            try:
+                row, self.state = self.one_epoch(self.state)
+            except NonFiniteLossError:
+                self.diverged = True
+                return
+            self.rows.append(row)
+
+
+@dataclass
+class Trainer:
+    """Trains configs of one pair on one data set: ``settings`` as a search's (its seed replaced per run)."""
+
+    data: Any
+    settings: TrialSettings
+    base: Any = None
+    trained_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        # As a trial does: PyTorch's default of every core oversubscribes a shared machine (measured here:
+        # a 60-epoch wine run took 94 s at the default and 2.4 s on one thread beside other jobs).
+        torch.set_num_threads(self.settings.threads)
+
+    def _resolved(self, config: dict[str, Any], seed: int, patience: bool) -> Any:
+        settings = replace(self.settings, seed=seed,
+                           overrides={**self.settings.overrides, **({} if patience else {"patience": None})})
+        return settings.resolve(config)
+
+    def one_epoch(self, config: dict[str, Any], seed: int) -> Callable[..., tuple[dict[str, float], dict[str, Any]]]:
+        """A function that trains the epoch after ``state`` (the first when ``None``) and returns its metrics
+        and the state after it. Patience is the simulator's, so the run itself has none."""
+        resolved = self._resolved(config, seed, patience=False)
+        pair = self.settings.pair
+        model_fn = pair.model_fn(self.data.spec, resolved, self.base)
+
+        def step(state: dict[str, Any] | None) -> tuple[dict[str, float], dict[str, Any]]:
+            got: dict[str, Any] = {}
+
+            def on_epoch(report: Any) -> None:
+                got["row"], got["state"] = report.metrics, report.state()
+                raise _Enough
+
+            try:
+                train(model_fn, self.data, resolved.recipe, "cpu", on_epoch=on_epoch, metric=self.settings.metric,
+                      mode=self.settings.mode, augment=pair.augment(resolved), resume=state)
+            except _Enough:
+                pass
+            self.trained_epochs += 1
+            return got["row"], got["state"]
+
+        return step
+
+    def best(self, config: dict[str, Any], seed: int) -> float:
+        """The best value of a full-budget run without patience (how a recorded config is judged)."""
+        resolved = self._resolved(config, seed, patience=False)
+        pair = self.settings.pair
+        result = train(pair.model_fn(self.data.spec, resolved, self.base), self.data, resolved.recipe, "cpu",
+                       metric=self.settings.metric, mode=self.settings.mode, augment=pair.augment(resolved))
+        self.trained_epochs += result.epochs_run
+        return float(result.best[self.settings.metric])
+
+
+class Trained:
+    """The server of a live search: every proposal trained, with the search's one seed."""
+
+    def __init__(self, trainer: Trainer, seed: int) -> None:
+        self.trainer, self.seed = trainer, seed
+        self.configs: list[dict[str, Any]] = []
+
+    def serve(self, config: dict[str, Any], rng: np.random.Generator) -> ServedRun:
+        self.configs.append(dict(config))
+        run = _LiveRun(self.trainer.one_epoch(config, self.seed), self.trainer.settings.max_epochs)
+        return ServedRun(-1, False, self.seed, math.nan, _LazyCurve(run, self.trainer.settings.metric),
+                         _LazyCurve(run, "epoch_time_s"), False, int(config.get("warmup_epochs", 0)),
+                         math.nan, math.nan)
+
+
+def live_search(trainer: Trainer, params: dict[str, Any], start: list[dict[str, Any]], strategy: Strategy,
+                repeat: int) -> tuple[ReplayLog, list[dict[str, Any]]]:
+    """One live search of ``strategy`` (sampler seed ``repeat``, recipe seed ``LIVE_SEED + repeat``); its
+    log and the config of each trial."""
+    s = trainer.settings
+    info = SimpleNamespace(name=f"live {s.model}/{s.data}", metric=s.metric, mode=s.mode, max_epochs=s.max_epochs)
+    server = Trained(trainer, LIVE_SEED + repeat)
+    log = replay(info, params, start, strategy, seed=repeat, server=server)
+    return log, server.configs
+
+
+def confirm_picks(trainer: Trainer, log: ReplayLog, configs: list[dict[str, Any]], budgets: list[float],
+                  seeds: int, cache: dict[str, float]) -> dict[float, tuple[float, int]]:
+    """Per budget in epochs (``math.inf``: the final pick): the confirmed quality (mean best over ``seeds``
+    new seeds) of the search's pick then, and the pick's trial index; ``cache`` keeps confirmations by
+    config across searches."""
+    mode = trainer.settings.mode
+    sign = 1.0 if mode == "max" else -1.0
+    out = {}
+    for budget in budgets:
+        key, pick = None, None
+        for k, (_, index, best) in enumerate(log.events):
+            if k + 1 > budget:
+                break
+            if key is None or (sign * best, -index) > key:
+                key, pick = (sign * best, -index), index
+        if pick is None:
+            out[budget] = (math.nan, -1)
+            continue
+        text = json.dumps(configs[pick], sort_keys=True, default=str)
+        if text not in cache:
+            cache[text] = float(np.mean([trainer.best(configs[pick], CONFIRM_SEED + j) for j in range(seeds)]))
+        out[budget] = (cache[text], pick)
+    return out
+
+
+def live_panel(trainer: Trainer, params: dict[str, Any], start: list[dict[str, Any]], strategies: list[Strategy],
+               repeats: int, baseline: str, confirm_seeds: int = 3) -> pd.DataFrame:
+    """``repeats`` live searches of each strategy (the baseline first: its median epochs set the budgets);
+    one row per search: its epochs, trials stopped, and the confirmed quality of its picks."""
+    ordered = sorted(strategies, key=lambda s: s.name != baseline)
+    rows, cache, base_epochs = [], {}, math.nan
+    for strategy in ordered:
+        logs = []
+        for repeat in range(repeats):
+            t0, before = time.perf_counter(), trainer.trained_epochs
+            log, configs = live_search(trainer, params, start, strategy, repeat)
+            logs.append((log, configs))
+            console.print(f"  live {strategy.name} #{repeat}: {log.epochs} epochs, "
+                          f"{time.perf_counter() - t0:.0f} s ({trainer.trained_epochs - before} epochs trained)",
+                          soft_wrap=True)
+        if strategy.name == baseline:
+            base_epochs = float(np.median([log.epochs for log, _ in logs]))
+        budgets = [f * base_epochs for f in stats.BUDGETS] + [math.inf]
+        for repeat, (log, configs) in enumerate(logs):
+            picks = confirm_picks(trainer, log, configs, budgets, confirm_seeds, cache)
+            rows.append({"strategy": strategy.name, "repeat": repeat, "epochs": log.epochs,
+                         "trials": len(log.trials), "stopped": sum(t.outcome == "stopped early" for t in log.trials),
+                         "failed": sum(t.outcome == "failed" for t in log.trials),
+                         "baseline_epochs": base_epochs, "final_quality": picks[math.inf][0],
+                         **{f"quality_at_{f:g}": picks[b][0] for f, b in zip(stats.BUDGETS, budgets)},
+                         "final_config": json.dumps(configs[picks[math.inf][1]], sort_keys=True, default=str)})
+    return pd.DataFrame(rows)

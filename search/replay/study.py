@@ -1,0 +1,271 @@
+"""``spectune replay``: many replayed searches of several strategies on one space's recorded curves.
+
+The panel: random search (the baseline every share is measured against), TPE alone, random + ASHA,
+the space's default (TPE + ASHA with its grace and reduction factor), and Optuna alone as a user
+without Ray would run it (TPE + ``HyperbandPruner``, random + ``MedianPruner``, Optuna's defaults).
+``--sweep`` adds TPE + ASHA variants over grace, reduction factor and start-up count, to choose a
+space's defaults by measurement. Each strategy is replayed ``repeats`` times with seeds 0, 1, ...;
+no Ray is started: the simulator calls the searcher and scheduler objects directly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+import warnings
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from results.curves import curves_dir, kendall_by_rung, read_curves
+from results.export import check_name
+from results.files import write_csv, write_json
+from search.replay.report import plot_study, record, summarise, to_markdown
+from search.replay.serve import CurveModel, Table, check_model
+from search.options import SEARCH_OPTIONS, SearchOptions, check
+from search.progress import console
+from search.replay.simulate import ReplayLog, Strategy, replay
+from search.tracking import default_tracking_uri, log_study
+from spaces import Space, get_space
+from trainables.errors import OptionError
+from trainables.pair import load_data
+from trainables.settings import TrialSettings
+
+BASELINE = "random (FIFO)"
+REFERENCE = "Optuna TPE + HyperbandPruner"
+SERVE = ("model", "nearest")
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    """``search`` carries the space, the data options the curves must match, the trials (default: the
+    budget's), the concurrency and the patience, as for a live search."""
+
+    search: SearchOptions
+    curves: str
+    repeats: int = 20
+    sweep: bool = False
+    optuna: bool = True
+    serve: str = "model"
+    live: int = 0
+
+
+def panel(space: Space, trials: int, concurrency: int, patience: int | None, max_epochs: int,
+          sweep: bool, optuna: bool) -> list[Strategy]:
+    """The strategies a study replays (see the module docstring)."""
+    grace = space.grace_for(max_epochs)
+    base = Strategy(name="", trials=trials, concurrency=concurrency, patience=patience, grace=grace,
+                    reduction=space.reduction_factor, startup=space.startup_trials)
+    out = [replace(base, name=BASELINE, sampler="random", scheduler="fifo"),
+           replace(base, name="TPE (FIFO)", scheduler="fifo"),
+           replace(base, name="random + ASHA", sampler="random"),
+           replace(base, name=f"TPE + ASHA (default: grace {grace}, rf {space.reduction_factor}"
+                              + (f", {space.startup_trials} start-up" if space.startup_trials else "") + ")")]
+    if optuna:
+        out += [replace(base, name=REFERENCE, runner="optuna", pruner="hyperband",
+                        grace=1, reduction=3),
+                replace(base, name="Optuna random + MedianPruner", runner="optuna", sampler="random",
+                        pruner="median", grace=0)]
+    if sweep:
+        graces = sorted({1, max(1, max_epochs // 9), max(1, max_epochs // 6), max(1, max_epochs // 3), grace})
+        for g, rf, startup in itertools.product(graces, (2, 3, 4), (4, 10)):
+            if g * rf <= max_epochs and (g, rf, startup) != (grace, space.reduction_factor, space.startup_trials):
+                out.append(replace(base, name=f"TPE + ASHA g{g} rf{rf} startup {startup}", grace=g, reduction=rf,
+                                   startup=startup))
+    return out
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What every replay study reads first: the options with the budget applied, the space, the data it
+    checks the curves against, the curves, and the patience a live search would use."""
+
+    options: SearchOptions
+    space: Space
+    data: Any
+    curves: Any
+    max_epochs: int
+    patience: int | None
+    settings: TrialSettings
+
+
+def prepare(r: ReplayOptions) -> Prepared:
+    """Check the options and read the curves, refusing in one line what a replay cannot serve."""
+    o = r.search
+    check(SEARCH_OPTIONS, o)
+    if r.repeats < 2:
+        raise OptionError(f"--repeats must be >= 2 to give a spread; got {r.repeats}.")
+    if r.serve not in SERVE:
+        raise OptionError(f"--serve must be one of {', '.join(SERVE)}; got {r.serve!r}.")
+    space = get_space(o.space)
+    check_name(r.curves)
+    if o.no_patience and o.patience is not None:
+        raise OptionError(f"--no-patience and --patience {o.patience} contradict each other; pass one of them.")
+    o = o.with_budget(space)
+    pair = space.pair
+    options = o.data_options(pair.data_module.default_dir)
+    data = load_data(pair, o.data, o.classes, test=False, seed=o.seed, **options.scaling())
+    curves = read_curves(space.to_json(), r.curves, o.results_root,
+                         data=replace(options, fingerprint=data.fingerprint))
+    max_epochs = o.max_epochs or space.max_epochs
+    if max_epochs != curves.max_epochs:
+        raise OptionError(f"curves {r.curves} hold {curves.max_epochs} epochs per run; a replay of {max_epochs} "
+                          "epochs would meet another schedule (cosine and warm-up depend on the budget). Replay "
+                          f"with --max-epochs {curves.max_epochs}, or record at {max_epochs}.")
+    settings = TrialSettings(model=pair.model, data=pair.data, max_epochs=max_epochs, seed=o.seed,
+                             fixed=dict(space.fixed), overrides=o.recipe_overrides(), searched=tuple(space.params))
+    patience = settings.resolve(space.start[0] if space.start else {}).recipe.patience
+    return Prepared(o, space, data, curves, max_epochs, patience, settings)
+
+
+def serving(curves: Any, space: Space, serve: str, announce: bool = True) -> tuple[Table, CurveModel | None, Any]:
+    """The recording read for serving, and the curve model that serves a model-based sampler's proposals
+    (``serve`` ``model``; ``None`` for ``nearest``), with its held-out check."""
+    table = Table(curves, space.params)
+    if serve == "nearest":
+        return table, None, None
+    with warnings.catch_warnings():
+        # The GP's optimiser warns at its bounds on small tables; the check reports how well it did.
+        warnings.simplefilter("ignore")
+        check = check_model(table)
+        model = check.fit(table)
+    if announce:
+        console.print(check.describe(), soft_wrap=True)
+    return table, model, check
+
+
+def run_replay(r: ReplayOptions) -> dict[str, Any]:
+    """Replay every strategy ``repeats`` times; write the study and print its table (with ``--objective``,
+    the front study of :mod:`search.replay.front` instead)."""
+    if r.search.objectives:
+        from search.replay.front import run_front_replay
+
+        return run_front_replay(r, prepare(r))
+    p = prepare(r)
+    o, space, curves, max_epochs, patience = p.options, p.space, p.curves, p.max_epochs, p.patience
+    strategies = panel(space, o.trials, o.concurrency or 1, patience, max_epochs, r.sweep, r.optuna)
+    if len(curves.configs) < o.trials:
+        raise OptionError(f"curves {r.curves} hold {len(curves.configs)} configs, fewer than the {o.trials} trials "
+                          "a replayed random search draws from them without replacement; replay with --trials "
+                          f"{len(curves.configs)} or fewer, or record at least {4 * o.trials} configs.")
+    console.print(f"replaying {len(strategies)} strategies x {r.repeats} repeats on curves {r.curves} "
+                  f"({len(curves.configs)} configs x {len(curves.meta['seeds'])} seeds x {max_epochs} epochs; "
+                  f"{o.trials} trials, {o.concurrency or 1} at once, patience {patience}; random search served "
+                  f"exactly, other samplers by {'the curve model' if r.serve == 'model' else 'the nearest config'})",
+                  soft_wrap=True)
+    if len(curves.configs) < 4 * o.trials:
+        console.print(f"note: {len(curves.configs)} recorded configs for {o.trials} trials; at least "
+                      f"{4 * o.trials} (4 per trial) are needed before a comparison is judged", soft_wrap=True)
+    started = time.perf_counter()
+    table, model, check = serving(curves, space, r.serve)
+    logs: dict[str, list[ReplayLog]] = {}
+    for strategy in strategies:
+        t0 = time.perf_counter()
+        logs[strategy.name] = [replay(curves, space.params, list(space.start), strategy, seed=repeat, table=table,
+                                      model=model) for repeat in range(r.repeats)]
+        console.print(f"  {strategy.name}: {strategy.describe()}; {(time.perf_counter() - t0) / r.repeats:.2f} s "
+                      "per replayed search", soft_wrap=True)
+    rows = [{"strategy": name, "repeat": repeat, "trial_id": t.trial_id, "config_id": t.config_id,
+             "modelled": t.modelled, "seed": t.seed, "distance": t.distance, "epochs": t.epochs, "best": t.best,
+             "quality": t.quality, "quality_unseen": t.quality_unseen, "outcome": t.outcome,
+             "started_at": t.started_at, "ended_at": t.ended_at}
+            for name, runs in logs.items() for repeat, log in enumerate(runs) for t in log.trials]
+    events = [{"strategy": name, "repeat": repeat, "clock": clock, "trial": index, "best": best}
+              for name, runs in logs.items() for repeat, log in enumerate(runs) for clock, index, best in log.events]
+    study = summarise(logs, table, BASELINE, REFERENCE if r.optuna else None)
+    default = strategies[3]
+    rungs = sorted({min(max_epochs, default.grace * default.reduction ** k) for k in range(6)})
+    tau = kendall_by_rung(curves, rungs)
+    tag = time.strftime("%Y%m%d-%H%M%S")
+    out = curves_dir(space.name, r.curves, o.results_root) / "replays" / tag
+    write_csv(out / "trials.csv.gz", pd.DataFrame(rows))
+    write_csv(out / "events.csv.gz", pd.DataFrame(events))
+    figure = plot_study(study, curves.metric, out / "replay.png",
+                        f"{space.name}: {r.repeats} replays per strategy on curves {r.curves} "
+                        f"({len(curves.configs)} configs x {len(curves.meta['seeds'])} seeds)")
+    text = to_markdown(study)
+    (out / "table.md").write_text(text + "\n")
+    summary = record(study, {"space": space.name, "curves": r.curves, "repeats": r.repeats, "trials": o.trials,
+                             "configs": len(curves.configs), "seeds": len(curves.meta["seeds"]),
+                             "concurrency": o.concurrency or 1, "patience": patience, "max_epochs": max_epochs,
+                             "serve": r.serve, "model_check": asdict(check) if check else None,
+                             "model": check.chosen if check else None,
+                             "kendall_tau_by_rung": tau, "seconds": time.perf_counter() - started,
+                             "strategies_described": {s.name: s.describe() for s in strategies}})
+    write_json(out / "study.json", summary)
+    tracking_uri = o.tracking_uri or default_tracking_uri()
+    run_id = log_study(tracking_uri, f"spectune-{space.name}-replay", f"{r.curves}-{tag}",
+                       params={"curves": r.curves, "repeats": r.repeats, "trials": o.trials,
+                               "concurrency": o.concurrency or 1, "patience": patience, "max_epochs": max_epochs,
+                               "serve": r.serve},
+                       metrics=_metrics(study.table), role="replay",
+                       artifacts=[out / "table.md", figure, out / "study.json"])
+    console.print(text, soft_wrap=True)
+    console.print(f"best recorded config (true mean) {study.best_true:.4f}, median config {study.median_true:.4f}; "
+                  f"one seed noise (pooled) {study.seed_noise:.4f}; random search's median epochs "
+                  f"{study.baseline_epochs:.0f}; Kendall's tau of rung vs final value: "
+                  + ", ".join(f"epoch {k} {v:.2f}" for k, v in tau.items()), soft_wrap=True)
+    console.print(f"replay study -> {out} ({figure.name}, table.md, study.json, trials.csv.gz, events.csv.gz); "
+                  f"MLflow run {run_id} in experiment spectune-{space.name}-replay at {tracking_uri}; "
+                  f"{time.perf_counter() - started:.0f} s in all", soft_wrap=True)
+    result = {"out": out, "study": study, "summary": summary, "mlflow_run_id": run_id, "curves": curves,
+              "default": default, "table": table, "model": model, "check": check, "logs": logs}
+    if r.live:
+        result["live"] = live_check(p, [s for s in strategies if s.name in LIVE_PANEL or s is default], r.live,
+                                    study, out)
+    return result
+
+
+# The strategies checked live (besides the space's default): random search, random + ASHA, Optuna's peer.
+LIVE_PANEL = (BASELINE, "random + ASHA", REFERENCE)
+
+
+def live_check(p: Prepared, strategies: list[Strategy], repeats: int, study: Any, out: Any) -> pd.DataFrame:
+    """``repeats`` live searches of each strategy (:mod:`search.replay.live`), their picks confirmed over 3
+    new seeds, set beside the replay's prediction: the live median pick inside the replay's
+    interquartile range, and the live median epochs within 15 % of the replay's, or not."""
+    from search.replay.live import Trainer, live_panel
+
+    space = p.space
+    settings = replace(p.settings, metric=space.metric, mode=space.mode)
+    console.print(f"live check: {repeats} live searches of {len(strategies)} strategies, every proposal trained "
+                  f"(data {p.data.describe()}), picks confirmed over 3 new seeds", soft_wrap=True)
+    started = time.perf_counter()
+    live = live_panel(Trainer(p.data, settings, space.pair.load_base(p.options.base)), space.params,
+                      list(space.start), strategies, repeats, BASELINE)
+    write_csv(out / "live.csv", live)
+    rows = []
+    for name, part in live.groupby("strategy", sort=False):
+        predicted = study.table.set_index("strategy").loc[name]
+        q = float(part["final_quality"].median())
+        e = float(part["epochs"].median())
+        rows.append({"strategy": name, "live searches": len(part),
+                     "live pick, median (IQR)": f"{q:.4f} ({part['final_quality'].quantile(0.25):.4f}-"
+                                                f"{part['final_quality'].quantile(0.75):.4f})",
+                     "replay pick, median (IQR)": f"{predicted['quality_median']:.4f} "
+                                                  f"({predicted['quality_q25']:.4f}-{predicted['quality_q75']:.4f})",
+                     "pick inside replay IQR": bool(predicted["quality_q25"] - 1e-9 <= q <= predicted["quality_q75"] + 1e-9),
+                     "live epochs, median": e, "replay epochs, median": float(predicted["epochs_median"]),
+                     "epochs within 15 %": bool(abs(e - predicted["epochs_median"]) <= 0.15 * predicted["epochs_median"])})
+    table = pd.DataFrame(rows)
+    text = table.to_markdown(index=False)
+    (out / "live.md").write_text(text + "\n")
+    console.print(text, soft_wrap=True)
+    console.print(f"live check -> {out / 'live.csv'}, {out / 'live.md'}; {time.perf_counter() - started:.0f} s",
+                  soft_wrap=True)
+    return live
+
+
+# Per strategy, the figures worth a chart in the MLflow UI (metric names allow no parentheses or commas).
+LOGGED = ("quality_median", "epochs_median", "p_win_0.25", "p_win_1", "regret_area", "p_top1", "top3_stopped_share")
+
+
+def _metrics(table: pd.DataFrame) -> dict[str, float]:
+    out = {}
+    for i, row in enumerate(table.to_dict("records")):
+        slug = re.sub(r"[^0-9A-Za-z]+", "_", row["strategy"]).strip("_")
+        out.update({f"{i:02d}_{slug}/{k}": row[k] for k in LOGGED if np.isfinite(row[k])})
+    return out

@@ -1,0 +1,72 @@
+"""The replay's statistics on hand-made inputs with known answers (search/replay/stats.py)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from search.replay import stats
+from search.replay.simulate import ReplayedTrial, ReplayLog, Strategy
+
+
+def _log(bests_by_trial: list[list[float]], quality: list[float]) -> ReplayLog:
+    """One trial after another, each epoch an event."""
+    trials = [ReplayedTrial(f"r{i:05d}", i, 0, 0.0, epochs=len(b), best=max(b), quality_unseen=q, quality=q)
+              for i, (b, q) in enumerate(zip(bests_by_trial, quality))]
+    events, clock = [], 0.0
+    for i, bests in enumerate(bests_by_trial):
+        for best in np.maximum.accumulate(bests):
+            clock += 1.0
+            events.append((clock, i, float(best)))
+    return ReplayLog(Strategy("s", trials=len(trials)), 0, trials, events)
+
+
+def test_the_pick_path_and_the_pick_at_a_budget():
+    # Trial 0 sees 0.5 then 0.6; trial 1 sees 0.9 at its first epoch: it becomes the pick at epoch 3.
+    log = _log([[0.5, 0.6], [0.9, 0.7]], quality=[0.55, 0.8])
+    path = stats.pick_path(log, "max")
+    assert path.tolist() == [0.55, 0.55, 0.8, 0.8]
+    assert stats.at_budget(path, 2.5) == 0.55 and stats.at_budget(path, 3) == 0.8
+    assert stats.at_budget(path, 100) == 0.8 and stats.at_budget(path, math.inf) == 0.8
+    assert math.isnan(stats.at_budget(path, 0.5))
+    # Minimising: the lowest value seen is the pick.
+    assert stats.pick_path(log, "min").tolist() == [0.55, 0.55, 0.55, 0.55]
+
+
+def test_paired_win_counts_ties_one_half_and_no_pick_as_a_loss():
+    p, low, high = stats.paired_win(np.array([0.9, 0.8, 0.7, math.nan]), np.array([0.8, 0.8, 0.8, 0.1]), "max")
+    assert p == pytest.approx((1 + 0.5 + 0 + 0) / 4)
+    assert 0.0 <= low <= p <= high <= 1.0
+    # For a minimised metric, lower wins.
+    assert stats.paired_win(np.array([0.1, 0.3]), np.array([0.2, 0.2]), "min")[0] == 0.5
+    # All wins: the interval collapses on 1.
+    assert stats.paired_win(np.ones(10), np.zeros(10), "max") == (1.0, 1.0, 1.0)
+
+
+def test_normalised_regret_and_its_area():
+    r = stats.normalised_regret(np.array([1.0, 0.8, 0.6, math.nan]), best=1.0, median=0.6, mode="max")
+    assert r.tolist() == pytest.approx([0.0, 0.5, 1.0, 1.0])
+    assert stats.normalised_regret(np.array([0.2]), best=0.1, median=0.3, mode="min").tolist() == pytest.approx([0.5])
+    with pytest.raises(ValueError, match="regret is undefined"):
+        stats.normalised_regret(np.array([0.5]), best=0.5, median=0.5, mode="max")
+    # A path that picks quality 0.6 (regret 1) for its first half and 1.0 (regret 0) after: area 0.5.
+    path = np.array([0.6] * 50 + [1.0] * 50)
+    assert stats.regret_area(path, 100, best=1.0, median=0.6, mode="max") == pytest.approx(0.5)
+
+
+def test_non_inferiority_within_the_margin_and_outside_it():
+    rng = np.random.default_rng(0)
+    reference = rng.normal(0.8, 0.01, 100)
+    # Slightly worse than the reference, well inside a margin of 0.02: non-inferior.
+    assert stats.non_inferiority(reference - 0.005, reference, margin=0.02, mode="max") < 0.001
+    # Worse by three margins: not.
+    assert stats.non_inferiority(reference - 0.06, reference, margin=0.02, mode="max") > 0.5
+    # The direction follows the mode: a larger value is worse when minimising.
+    assert stats.non_inferiority(reference + 0.06, reference, margin=0.02, mode="min") > 0.5
+
+
+def test_holm_adjusts_step_down_and_keeps_the_order():
+    assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert stats.holm([0.5]) == [0.5]
