@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from results.files import read_json
-from trainables.errors import OptionError
+from results.errors import OptionError
 from trainables.tasks import HEADLINE
 
 # The best epoch's headline scores a record keeps (those its task reports): best_val_macro_f1, best_val_rmse ...

@@ -285,7 +285,7 @@ def cmd_export(args: argparse.Namespace) -> None:
         print(describe(export_onnx(args.onnx, args.out, args.data)))
         return
     from results.export import export_best
-    from trainables.errors import OptionError
+    from results.errors import OptionError
 
     if not args.space:
         raise OptionError("export needs --space (the search's space), or --onnx DIR for a saved model.")
@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     other exception is a bug and keeps its traceback."""
     args = build_parser().parse_args(argv)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    from trainables.errors import UserError
+    from results.errors import UserError
 
     try:
         COMMANDS[args.command](args)
@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted{hint}", file=sys.stderr)
         return 130
     except RuntimeError as exc:
-        from search.search import SearchError, SearchInterrupted
+        from results.errors import SearchError, SearchInterrupted
         if not isinstance(exc, SearchError):
             raise
         print(f"error: {exc}", file=sys.stderr)

@@ -28,14 +28,13 @@ from search.collect import collect_trials
 from search.options import CONFIRM_OPTIONS, ConfirmOptions, check
 from search.progress import ProgressPrinter, console
 from search.resources import gpu_share, plan_placement
-from search.search import SearchError
 from search.session import ray_session
 from search.tracking import MLflowTracker, default_tracking_uri
 from search.trial import confirm_trial
 from search.tune_run import fit
 from spaces import get_space
 from trainables.discovery import ENV
-from trainables.errors import OptionError
+from results.errors import OptionError, SearchError
 from trainables.pair import load_data
 from trainables.pretrained import check_same_base
 from trainables.settings import TrialSettings

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 
-from trainables.errors import OptionError
+from results.errors import OptionError
 
 # ray_results/<name> + this suffix: the record of a search's own local Ray.
 RAY_RECORD = ".ray.json"

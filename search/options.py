@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from trainables.errors import ConfigError, OptionError
+from results.errors import ConfigError, OptionError
 from trainables.hparams import Bool, Choice, Float, HParam, Int
 
 if TYPE_CHECKING:   # the CLI imports this module for its tables; spaces pull in torch

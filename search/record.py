@@ -27,7 +27,6 @@ from results.provenance import git_commit, versions
 from search.collect import collect_trials
 from search.options import SEARCH_OPTIONS, SearchOptions, check
 from search.progress import ProgressPrinter, console
-from search.search import SearchInterrupted
 from search.resources import gpu_share, plan_placement
 from search.searcher import DefineByRun
 from search.session import ray_session
@@ -36,7 +35,7 @@ from search.trial import confirm_trial
 from search.tune_run import fit
 from spaces import Space, get_space
 from trainables.discovery import ENV
-from trainables.errors import OptionError
+from results.errors import OptionError, SearchInterrupted
 from trainables.pair import dry_run, load_data
 from trainables.settings import TrialSettings
 

@@ -37,26 +37,9 @@ from search.warm_start import load_earlier, plan_warm_start
 from search.tune_run import fit
 from spaces import Space, get_space
 from trainables.discovery import ENV
-from trainables.errors import OptionError
+from results.errors import AllTrialsFailed, OptionError, SearchError, SearchInterrupted, SearchStopped
 from trainables.pair import dry_run, load_data
 from trainables.settings import TrialSettings
-
-
-class SearchError(RuntimeError):
-    """A search that ran but produced no result to write."""
-
-
-class SearchInterrupted(SearchError):
-    """Tune stopped before every trial ended (Ctrl+C); the experiment folder can be resumed."""
-
-
-class AllTrialsFailed(SearchError):
-    """Every trial raised: the search has no best config."""
-
-
-class SearchStopped(AllTrialsFailed):
-    """The first trials all failed on their configuration (``--stop-after-failures``): a pair or space that
-    fails every config is broken, so the search stopped instead of running the rest."""
 
 
 @dataclass(frozen=True)

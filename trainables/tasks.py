@@ -8,7 +8,7 @@ imports torch, so the CLI and the records can read it cheaply.
 
 from __future__ import annotations
 
-from trainables.errors import ConfigError
+from results.errors import ConfigError
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"

@@ -15,7 +15,7 @@ from results.provenance import git_commit, versions
 from results.records import DataOptions, checkpoint_record, read_config_record
 from spaces import Space, get_space
 from trainables.checkpoint import save_checkpoint
-from trainables.errors import OptionError
+from results.errors import OptionError
 from trainables.models._finetune import parameter_counts
 from trainables.pair import Resolved, load_data
 from trainables.pretrained import check_same_base
