@@ -23,7 +23,7 @@ import pandas as pd
 
 from results.export import latest_search, results_dir
 from results.files import read_json, write_csv, write_json
-from results.records import DataOptions, confirmed_record, search_pick
+from results.best_file import DataOptions, confirmed_record, search_pick
 from search.collect import collect_trials
 from search.options import CONFIRM_OPTIONS, ConfirmOptions, check
 from search.progress import ProgressPrinter, console

@@ -22,7 +22,7 @@ from results.pareto import (Constraint, Objective, choose, columns, front, front
                             parse_objective, reference_point)
 from results.plots import plot_confusion, plot_learning_curves, plot_predictions
 from results.provenance import git_commit, versions
-from results.records import best_record
+from results.best_file import best_record
 from results.report import study_report
 from search.collect import collect_trials
 from search.failures import FailureGuard, stopped_search
@@ -35,7 +35,7 @@ from search.tracking import MLflowTracker, default_tracking_uri, server_url
 from search.trial import run_trial
 from search.warm_start import load_earlier, plan_warm_start
 from search.tune_run import fit
-from spaces import Space, get_space
+from spaces import Space, get_space, saved_ranges
 from trainables.discovery import ENV
 from results.errors import AllTrialsFailed, OptionError, SearchError, SearchInterrupted, SearchStopped
 from trainables.pair import dry_run, load_data
@@ -288,7 +288,7 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
     best["checkpoint"] = str(artifacts[0]) if artifacts else best["checkpoint"]
     space_path = write_json(out_dir / "space.json", space.to_json())
     csv_path, best_path = write_results(out_dir, frame, best)
-    report = study_report(out_dir, best, frame, study_file)
+    report = study_report(out_dir, best, frame, study_file, saved_ranges(space_path))
     tracker.finish(best_run, {best_col: best["best_value"], "trials": len(frame),
                               "failed_trials": int((frame["outcome"] == "failed").sum()),
                               **{f"importance.{k}": v for k, v in report.importances.items()}},

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from results.files import write_json
-from results.records import DataOptions
+from results.best_file import DataOptions
 from trainables.checkpoint import load_trainable_state, read_checkpoint
 from results.errors import OptionError
 from trainables.pair import Pair, load_data
