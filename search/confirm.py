@@ -107,7 +107,8 @@ class ConfirmCommand(TrialCommand):
                     data=data, seed=pick["config"]["seed"], total=len(self.candidates) * o.seeds,
                     params=["candidate", "seed"], metric=self.metric, mode=self.mode,
                     dry_config=pick["config"], dry_source=f"search {name}'s pick in best.json", role="confirm",
-                    base=(best.get("base") or {}).get("path"), tracking_uri=o.tracking_uri or mlflow.get("tracking_uri"),
+                    base=(best.get("base") or {}).get("path"),
+                    tracking_uri=o.tracking_uri or mlflow.get("tracking_uri"),
                     address=o.address, gpus_per_trial=o.gpus_per_trial, concurrency=o.concurrency)
 
     def loaded(self, plan: Plan, data: Any, base: Any) -> None:

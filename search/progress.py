@@ -64,6 +64,12 @@ class ProgressPrinter(tune.Callback):
         self._fresh = False
         self._drawn = False
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Tune unpickles the printer a search started with; one pickled before the status line lacks its fields.
+        self.__dict__.update({"max_epochs": None, "every": None, "tty": None, "clock": time.monotonic, **state})
+        if "running" not in state:
+            self._reset_status()
+
     def _is_tty(self) -> bool:
         return console.is_terminal if self.tty is None else self.tty
 

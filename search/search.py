@@ -202,7 +202,8 @@ class SearchCommand(TrialCommand):
                      + (f" ({self.startup} random start-up trials, then TPE)" if o.sampler == "tpe" else "")
                      + f", scheduler {o.scheduler}" + (f" (grace {self.grace}, reduction {space.reduction_factor})"
                                                        if o.scheduler != "fifo" else "") + f", seed {o.seed}")
-        lines += [escape(line) for line in (warm.describe(self.startup if o.sampler == "tpe" else None) if warm else [])]
+        if warm:
+            lines += [escape(line) for line in warm.describe(self.startup if o.sampler == "tpe" else None)]
         lines.append(f"placement: {place.describe(run.resources.get('CPU', 0), run.resources.get('GPU', 0))}")
         lines.append(f"failures: a trial whose worker, node, memory or disk failed is retried up to {o.infra_retries} "
                      "times from its last checkpoint (outside the trial budget), a config that raises is not; "

@@ -135,3 +135,15 @@ def test_on_a_terminal_one_status_line_is_redrawn(capsys):
     printer.on_trial_complete(0, [], _trial("a", "TERMINATED", 0.4, epoch=2))
     out = capsys.readouterr().out
     assert out.startswith("\r\x1b[2K[  1/2] a")       # the status line is cleared before a trial's line
+
+
+def test_a_printer_pickled_before_the_status_line_still_prints_one():
+    import pickle
+
+    old = ProgressPrinter(4, "val_macro_f1")
+    for key in ("max_epochs", "every", "tty", "clock", "running", "best_seen", "epochs_seen", "finished_epochs",
+                "last_status", "_fresh", "_drawn"):
+        del old.__dict__[key]
+    restored = pickle.loads(pickle.dumps(old))
+    restored.on_step_begin(0, [])
+    assert "running 0; finished 0/4" in restored.status_line(restored.clock())
