@@ -59,6 +59,7 @@ class ProgressPrinter(tune.Callback):
         self.running: dict[str, tuple[int, float | None]] = {}
         self.best_seen: tuple[float, str] | None = None
         self.epochs_seen = 0
+        self.first_epoch_at: float | None = None
         self.finished_epochs: list[int] = []
         self.last_status = self.started
         self._fresh = False
@@ -103,6 +104,8 @@ class ProgressPrinter(tune.Callback):
         self.epochs_seen += 1
         self._fresh = True
         now = self.clock()
+        if self.first_epoch_at is None:
+            self.first_epoch_at = now
         if now - self.last_status >= self._every():
             self._status(now)
 
@@ -129,8 +132,11 @@ class ProgressPrinter(tune.Callback):
                  for tid, (epoch, value) in sorted(self.running.items())]
         running = f"running {len(shown)} ({', '.join(shown[:4])}{', ...' if len(shown) > 4 else ''})" if shown \
             else "running 0"
-        best = f"best so far {self.best_seen[0]:.4f} (trial {self.best_seen[1]})" if self.best_seen else \
-            "no score yet"
+        # The best epoch any trial reported here, or the best of the trials that ended before a resume.
+        found = [b for b in (self.best_seen, (self.best, None) if self.best is not None else None) if b is not None]
+        top = max(found, key=lambda b: self.sign * b[0]) if found else None
+        best = ("no score yet" if top is None else f"best so far {top[0]:.4f}"
+                + (f" (trial {top[1]})" if top[1] else ""))
         left = self.time_left(now)
         return (f"{running}; finished {self.done}/{self.total}; {best}; {_duration(now - self.started)} spent"
                 + (f", about {_duration(left)} left" if left is not None else ""))
@@ -138,15 +144,16 @@ class ProgressPrinter(tune.Callback):
     def time_left(self, now: float) -> float | None:
         """Seconds left at this process's pace of epochs: the epochs the unfinished trials may still run
         (a trial's budget, or the mean epochs of the trials that ended, which early stopping cuts), over
-        the epochs reported per second so far. ``None`` before the first epoch or without a budget."""
-        spent = now - self.started
-        if not self.epochs_seen or spent <= 0 or not (self.max_epochs or self.finished_epochs):
+        the epochs reported per second since the first one (Ray's start and the first trials' set-up are
+        not the pace). ``None`` before the second epoch or without a budget."""
+        if self.epochs_seen < 2 or self.first_epoch_at is None or now <= self.first_epoch_at \
+                or not (self.max_epochs or self.finished_epochs):
             return None
         expected = (sum(self.finished_epochs) / len(self.finished_epochs) if self.finished_epochs
                     else float(self.max_epochs))
         unstarted = max(0, self.total - self.done - len(self.running))
         remaining = unstarted * expected + sum(max(expected - epoch, 0.0) for epoch, _ in self.running.values())
-        return remaining / (self.epochs_seen / spent)
+        return remaining / ((self.epochs_seen - 1) / (now - self.first_epoch_at))
 
     def _status(self, now: float) -> None:
         if not self._fresh:

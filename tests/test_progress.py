@@ -99,8 +99,8 @@ def test_the_status_line_shows_running_epochs_finished_best_and_time_left(capsys
     line = _status_lines(capsys.readouterr().out)[-1]
     assert "running 2 (a epoch 2/20 val_macro_f1 0.6100, b epoch 1/20 val_macro_f1 0.5500)" in line
     assert "finished 0/4" in line and "best so far 0.6100 (trial a)" in line and "1m00s spent" in line
-    # 3 epochs in 60 s; left: 2 unstarted x 20 + 18 + 19 = 77 epochs -> 1540 s.
-    assert "about 25m40s left" in line
+    # 2 epochs in the 50 s after the first; left: 2 unstarted x 20 + 18 + 19 = 77 epochs -> 1925 s.
+    assert "about 32m05s left" in line
 
 
 def test_the_estimate_follows_the_epochs_trials_that_ended_ran():
@@ -111,7 +111,7 @@ def test_the_estimate_follows_the_epochs_trials_that_ended_ran():
         clock.now += 10
         printer.on_trial_result(0, [], *_result("a", epoch, 0.5))
     printer.on_trial_complete(0, [], _trial("a", "TERMINATED", 0.5, epoch=4))
-    # 4 epochs in 40 s; left: 2 trials x 4 epochs (the mean of those that ended) = 8 epochs -> 80 s.
+    # 3 epochs in the 30 s after the first; left: 2 trials x 4 epochs (the mean of those that ended) -> 80 s.
     assert printer.time_left(clock.now) == 80
     assert ProgressPrinter(3, "val_macro_f1", clock=clock).time_left(clock.now) is None
 
@@ -147,3 +147,13 @@ def test_a_printer_pickled_before_the_status_line_still_prints_one():
     restored = pickle.loads(pickle.dumps(old))
     restored.on_step_begin(0, [])
     assert "running 0; finished 0/4" in restored.status_line(restored.clock())
+
+
+def test_a_resumed_searchs_status_line_keeps_the_best_of_the_trials_that_had_ended(capsys):
+    clock = Clock()
+    printer = ProgressPrinter(4, "val_macro_f1", max_epochs=5, every=30, tty=False, clock=clock)
+    printer.on_step_begin(0, [_trial("a", "TERMINATED", 0.7), _trial("b", "PENDING", None)])
+    clock.now += 31
+    printer.on_trial_result(0, [], *_result("b", 1, 0.4))
+    line = _status_lines(capsys.readouterr().out)[-1]
+    assert "running 1 (b epoch 1/5 val_macro_f1 0.4000); finished 1/4; best so far 0.7000;" in line
