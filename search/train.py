@@ -15,7 +15,7 @@ import torch
 from results.files import write_json
 from results.plots import plot_confusion, plot_learning_curves, plot_predictions
 from results.provenance import git_commit, versions
-from results.best_file import DataOptions, checkpoint_record, read_config_record
+from results.best_file import HEADLINE, DataOptions, checkpoint_record, read_config_record
 from spaces import Space, get_space
 from trainables.checkpoint import save_checkpoint
 from results.errors import OptionError
@@ -23,7 +23,7 @@ from trainables.models._finetune import parameter_counts
 from trainables.pair import Resolved, load_data
 from trainables.pretrained import check_same_base
 from trainables.recipe import EpochReport, Evaluation, evaluate_test, pick_device, train
-from trainables.tasks import CLASSIFICATION, HEADLINE, check_metric
+from trainables.tasks import CLASSIFICATION, check_metric
 
 
 @dataclass(frozen=True)
