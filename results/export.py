@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from results.files import read_json, write_csv, write_json
-from trainables.errors import OptionError
+from results.errors import OptionError
 
 RESULTS_DIR = Path("results")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")

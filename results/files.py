@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from trainables.errors import OptionError
+from results.errors import OptionError
 
 
 def write_json(path: str | Path, obj: Any) -> Path:

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from trainables.errors import OptionError
+from results.errors import OptionError
 
 # What a trial reports that may be a further objective (constant per trial, from
 # trainables.models._finetune.parameter_counts), and the direction that is usually wanted: base_bytes is

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,14 +219,15 @@ def study_storage(path: Path) -> str:
     return f"sqlite:///{Path(path).resolve()}"
 
 
-def study_report(out_dir: Path, best: dict[str, Any], frame: pd.DataFrame, study_file: Path) -> Report:
+def study_report(out_dir: Path, best: dict[str, Any], frame: pd.DataFrame, study_file: Path,
+                 ranges: dict[str, str] | None = None) -> Report:
     """Keep the search's Optuna study as ``study.db`` beside its results and write ``report.html``,
-    from what the search saved (``best.json``, ``space.json``, ``trials.csv``): today's space file,
-    which may have changed since, is not read."""
+    from what the search saved (``best.json``, ``trials.csv``, and ``ranges``: each searched key's range
+    as its saved ``space.json`` describes it, read by the caller with :func:`spaces.saved_ranges`, since
+    spaces sit above this floor): today's space file, which may have changed since, is not read."""
     import shutil
 
     from results.export import read_confusion
-    from spaces import domain_from_json
 
     kept = out_dir / "study.db"
     if Path(study_file).resolve() != kept.resolve() and Path(study_file).exists():
@@ -237,9 +237,6 @@ def study_report(out_dir: Path, best: dict[str, Any], frame: pd.DataFrame, study
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             study = optuna.load_study(study_name=best["search_name"], storage=study_storage(kept))
-    saved = out_dir / "space.json"
-    ranges = ({k: domain_from_json(d).describe() for k, d in json.loads(saved.read_text())["params"].items()}
-              if saved.exists() else {})
     checkpoint = out_dir / "checkpoint"
     confusion = read_confusion(checkpoint) if checkpoint.is_dir() else None
     extra = {k: out_dir / f for k, f in (("learning_curves", "learning_curves.png"), ("confusion", "val_confusion.png"),
@@ -249,4 +246,4 @@ def study_report(out_dir: Path, best: dict[str, Any], frame: pd.DataFrame, study
                         mode=best["mode"], trials=frame, study=study, best=best,
                         classes=confusion["classes"] if confusion else (),
                         confusion=np.asarray(confusion["matrix"]) if confusion else None, extra_figures=extra,
-                        ranges=ranges)
+                        ranges=ranges or {})

@@ -242,8 +242,8 @@ def cmd_spaces(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from results.records import DataOptions
-    from trainables.train_config import TrainRequest, run_train
+    from results.best_file import DataOptions
+    from search.train import TrainRequest, run_train
 
     run_train(TrainRequest(space=args.space, config=args.config, point=args.point, epochs=args.epochs,
                            device=args.device, test=args.test, json_out=args.json_out, save=args.save, base=args.base,
@@ -294,7 +294,7 @@ def cmd_export(args: argparse.Namespace) -> None:
         print(describe(export_onnx(args.onnx, args.out, args.data)))
         return
     from results.export import export_best
-    from trainables.errors import OptionError
+    from results.errors import OptionError
 
     if not args.space:
         raise OptionError("export needs --space (the search's space), or --onnx DIR for a saved model.")
@@ -334,12 +334,14 @@ def cmd_report(args: argparse.Namespace) -> None:
     from results.export import latest_search, results_dir
     from results.files import read_json
     from results.report import study_report
+    from spaces import saved_ranges
 
     # From what the search saved (best.json, space.json, trials.csv, study.db), not today's space file.
     name = args.name or latest_search(args.space)
     out_dir = results_dir(args.space, name)
     best = read_json(out_dir / "best.json", "best.json of the search")
-    report = study_report(out_dir, best, pd.read_csv(out_dir / "trials.csv"), out_dir / "study.db")
+    report = study_report(out_dir, best, pd.read_csv(out_dir / "trials.csv"), out_dir / "study.db",
+                          saved_ranges(out_dir / "space.json"))
     print(f"report: {report.html.resolve().as_uri()}")
     print(report.note)
     for key, value in report.importances.items():
@@ -383,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     other exception is a bug and keeps its traceback."""
     args = build_parser().parse_args(argv)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    from trainables.errors import UserError
+    from results.errors import UserError
 
     try:
         COMMANDS[args.command](args)
@@ -396,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted{hint}", file=sys.stderr)
         return 130
     except RuntimeError as exc:
-        from search.search import SearchError, SearchInterrupted
+        from results.errors import SearchError, SearchInterrupted
         if not isinstance(exc, SearchError):
             raise
         print(f"error: {exc}", file=sys.stderr)

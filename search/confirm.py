@@ -13,7 +13,6 @@ under ``results/<space>/<name>/``. The test split is not read.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import replace
 from typing import Any
@@ -21,22 +20,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from results.best_file import DataOptions, confirmed_record, search_pick
+from results.errors import OptionError, SearchError
 from results.export import latest_search, results_dir
 from results.files import read_json, write_csv, write_json
-from results.records import DataOptions, confirmed_record, search_pick
-from search.collect import collect_trials
+from search.driver import Collected, Plan, Run, TrialCommand, Trials, user_path
 from search.options import CONFIRM_OPTIONS, ConfirmOptions, check
-from search.progress import ProgressPrinter, console
-from search.resources import gpu_share, plan_placement
-from search.search import SearchError
-from search.session import ray_session
-from search.tracking import MLflowTracker, default_tracking_uri
 from search.trial import confirm_trial
-from search.tune_run import fit
 from spaces import get_space
-from trainables.discovery import ENV
-from trainables.errors import OptionError
-from trainables.pair import load_data
 from trainables.pretrained import check_same_base
 from trainables.settings import TrialSettings
 
@@ -73,103 +64,130 @@ def summarise(runs: pd.DataFrame, column: str, mode: str) -> tuple[pd.DataFrame,
 
 def run_confirm(o: ConfirmOptions) -> dict[str, Any]:
     """Re-run the top configs over seeds; write ``confirm.csv``, ``confirm.png`` and update ``best.json``."""
-    from results.plots import plot_confirmation
+    return ConfirmCommand(o).run()
 
-    check(CONFIRM_OPTIONS, o)
-    space = get_space(o.space)
-    name = o.name or latest_search(space.name, o.results_root)
-    out_dir = results_dir(space.name, name, o.results_root)
-    best = read_json(out_dir / "best.json", "best.json of the search")
-    if best.get("pareto") is not None:
-        # Re-ranking by the primary metric alone would replace the point --choose picked from the front.
-        raise OptionError(f"search {name} has several objectives; confirm re-ranks configs by one metric, which "
-                          "would undo the point chosen from its Pareto front. Retrain front points with `spectune "
-                          "train --config best.json --point TRIAL_ID`.")
-    frame = pd.read_csv(out_dir / "trials.csv")
-    metric, mode = best.get("metric", space.metric), best.get("mode", space.mode)
-    column = f"best_{metric}"
-    ok = frame[frame["outcome"] != "failed"].dropna(subset=[column]).head(o.top)
-    if len(ok) < 2:
-        raise OptionError(f"search {name} has {len(ok)} finished trial(s); confirmation needs at least 2.")
-    pick = search_pick(best)
-    searched = list(pick["searched"])
-    candidates = {row["trial_id"]: {k: _plain(row[k]) for k in searched if k in row and not pd.isna(row[k])}
-                  for _, row in ok.iterrows()}
-    recorded = DataOptions.from_record(best)
-    pair = space.pair
-    data = load_data(pair, o.data or recorded.folder(), recorded.classes, test=False, seed=pick["config"]["seed"],
-                     **recorded.scaling())
-    if recorded.mismatch(data.fingerprint):
-        raise OptionError(f"search {name}: {recorded.mismatch(data.fingerprint)}. Pass --data with the search's "
-                          "folder.")
-    base = pair.load_base((best.get("base") or {}).get("path"))
-    if base is not None:
-        check_same_base(base, best.get("base"), f"search {name}")
-    seeds = [SEED_OFFSET + i for i in range(o.seeds)]
-    epochs = int(pick["config"].get("epochs", space.max_epochs))
-    confirm_name = f"{name}-confirm-{time.strftime('%Y%m%d-%H%M%S')}"
-    uri = o.tracking_uri or (best.get("mlflow") or {}).get("tracking_uri") or default_tracking_uri()
-    parent = (best.get("mlflow") or {}).get("parent_run_id")
-    tracker = MLflowTracker(uri, experiment=f"spectune-{space.name}", search_id=confirm_name, role="confirm",
-                            tags={"space": space.name, "model": pair.model, "data": pair.data,
-                                  "data_fingerprint": data.fingerprint, **({"mlflow.parentRunId": parent}
-                                                                           if parent else {})},
-                            params={"top": o.top, "seeds": o.seeds, "of_search": name, "metric": metric})
-    tracker.connect()
-    storage = o.storage.resolve()
-    with ray_session(storage, confirm_name, o.address) as resources:
-        place = plan_placement(resources.get("CPU", 1), resources.get("GPU", 0),
-                               gpu_share(o.gpus_per_trial, space.gpus_per_trial, resources.get("GPU", 0)),
-                               None, o.concurrency)
-        console.print(f"confirming search {name}: top {len(candidates)} configs x {o.seeds} seeds {seeds} = "
-                      f"{len(candidates) * o.seeds} runs of up to {epochs} epochs, no early stopping by ASHA; "
-                      f"{place.describe(resources.get('CPU', 0), resources.get('GPU', 0))}")
+
+class ConfirmCommand(TrialCommand):
+    """``spectune confirm`` on the shared driver (:mod:`search.driver`): what it adds is reading the
+    search's results (its top configs, its data options, its base and patience), the grid of configs x
+    new seeds, and the summary with the updated best.json. Like the other commands, it dry-runs a config
+    (the search's pick) before Ray starts."""
+
+    def __init__(self, o: ConfirmOptions) -> None:
+        self.o = o
+
+    def prepare(self) -> Plan:
+        o = self.o
+        check(CONFIRM_OPTIONS, o)
+        space = get_space(o.space)
+        name = self.search = o.name or latest_search(space.name, o.results_root)
+        self.out_dir = results_dir(space.name, name, o.results_root)
+        best = self.best = read_json(self.out_dir / "best.json", "best.json of the search")
+        if best.get("pareto") is not None:
+            # Re-ranking by the primary metric alone would replace the point --choose picked from the front.
+            raise OptionError(f"search {name} has several objectives; confirm re-ranks configs by one metric, "
+                              "which would undo the point chosen from its Pareto front. Retrain front points with "
+                              "`spectune train --config best.json --point TRIAL_ID`.")
+        frame = pd.read_csv(self.out_dir / "trials.csv")
+        self.metric, self.mode = best.get("metric", space.metric), best.get("mode", space.mode)
+        self.column = f"best_{self.metric}"
+        ok = self.ok = frame[frame["outcome"] != "failed"].dropna(subset=[self.column]).head(o.top)
+        if len(ok) < 2:
+            raise OptionError(f"search {name} has {len(ok)} finished trial(s); confirmation needs at least 2.")
+        pick = self.pick = search_pick(best)
+        self.searched = list(pick["searched"])
+        self.candidates = {row["trial_id"]: {k: _plain(row[k]) for k in self.searched
+                                             if k in row and not pd.isna(row[k])} for _, row in ok.iterrows()}
+        self.recorded = DataOptions.from_record(best)
+        self.seeds = [SEED_OFFSET + i for i in range(o.seeds)]
+        self.epochs = int(pick["config"].get("epochs", space.max_epochs))
+        data = replace(self.recorded, path=str(o.data)) if o.data else self.recorded
+        mlflow = best.get("mlflow") or {}
+        return Plan(space=space, name=f"{name}-confirm-{time.strftime('%Y%m%d-%H%M%S')}", storage=o.storage.resolve(),
+                    data=data, seed=pick["config"]["seed"], total=len(self.candidates) * o.seeds,
+                    params=["candidate", "seed"], metric=self.metric, mode=self.mode,
+                    dry_config=pick["config"], dry_source=f"search {name}'s pick in best.json", role="confirm",
+                    base=(best.get("base") or {}).get("path"),
+                    tracking_uri=o.tracking_uri or mlflow.get("tracking_uri"),
+                    address=o.address, gpus_per_trial=o.gpus_per_trial, concurrency=o.concurrency)
+
+    def loaded(self, plan: Plan, data: Any, base: Any) -> None:
+        if self.recorded.mismatch(data.fingerprint):
+            raise OptionError(f"search {self.search}: {self.recorded.mismatch(data.fingerprint)}. Pass --data with "
+                              "the search's folder.")
+        if base is not None:
+            check_same_base(base, self.best.get("base"), f"search {self.search}")
+
+    def settings(self, plan: Plan, data: Any, base: Any) -> TrialSettings:
+        space = plan.space
         # The search's resolved patience, whatever the space or the search's options said.
-        settings = TrialSettings(model=pair.model, data=pair.data, max_epochs=epochs, seed=seeds[0],
-                                 fixed=dict(space.fixed), overrides={"patience": pick["config"].get("patience")},
-                                 metric=metric, mode=mode, device=place.device, threads=place.threads,
-                                 user_path=os.environ.get(ENV, ""), searched=tuple(searched))
+        return TrialSettings(model=space.pair.model, data=space.pair.data, max_epochs=self.epochs,
+                             seed=self.seeds[0], fixed=dict(space.fixed),
+                             overrides={"patience": self.pick["config"].get("patience")}, metric=self.metric,
+                             mode=self.mode, user_path=user_path(), searched=tuple(self.searched))
+
+    def tracking(self, plan: Plan, data: Any, base: Any) -> tuple[dict[str, str], dict[str, Any]]:
+        parent = (self.best.get("mlflow") or {}).get("parent_run_id")
+        return ({"mlflow.parentRunId": parent} if parent else {},
+                {"top": self.o.top, "seeds": self.o.seeds, "of_search": self.search, "metric": self.metric})
+
+    def describe(self, run: Run) -> list[str]:
+        n = len(self.candidates)
+        return [f"confirming search {self.search}: top {n} configs x {self.o.seeds} seeds {self.seeds} = "
+                f"{n * self.o.seeds} runs of up to {self.epochs} epochs, no early stopping by ASHA; "
+                f"{run.place.describe(run.resources.get('CPU', 0), run.resources.get('GPU', 0))}"]
+
+    def trials(self, run: Run) -> Trials:
         from ray import tune
 
-        fit(confirm_trial, {"data": data, "settings": settings, "candidates": candidates,
-                            **({"base": base} if base is not None else {})}, place,
-            name=confirm_name, storage=storage,
-            callbacks=[tracker, ProgressPrinter(len(candidates) * o.seeds, metric, mode)],
-            param_space={"candidate": tune.grid_search(list(candidates)), "seed": tune.grid_search(seeds)},
-            tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=place.concurrency))
+        return Trials(confirm_trial, extra={"candidates": self.candidates},
+                      param_space={"candidate": tune.grid_search(list(self.candidates)),
+                                   "seed": tune.grid_search(self.seeds)},
+                      tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=run.place.concurrency))
 
-    runs, _, _ = collect_trials(storage / confirm_name, ["candidate", "seed"], metric, mode)
-    failed = runs[runs["outcome"] == "failed"]
-    if len(failed):
-        raise SearchError(f"{len(failed)} confirmation runs failed; see {o.storage / confirm_name}.")
-    table, evidence = summarise(runs, column, mode)
-    search_values = ok.set_index("trial_id")[column]
-    table.insert(2, "search_value", [float(search_values[c]) for c in table["candidate"]])
-    table.insert(3, "search_rank", [int(list(candidates).index(c)) + 1 for c in table["candidate"]])
-    for key in searched:
-        table[key] = [candidates[c].get(key) for c in table["candidate"]]
-    winner = table["candidate"].iloc[0]
-    csv_path = write_csv(out_dir / "confirm.csv", table)
-    figure = plot_confirmation(table, metric, out_dir / "confirm.png", f"{space.name}: {name}, {o.seeds} seeds each")
-    per_seed = runs.pivot_table(index="candidate", columns="seed", values=column)
-    confirmation = {"seeds": seeds, "top": len(candidates), "metric": metric, "winner": winner,
-                    "search_pick": pick["trial_id"], "pick_stayed_first": bool(winner == pick["trial_id"]),
-                    "evidence": evidence,
-                    "table": table[["candidate", "rank", "search_rank", "mean", "std", "ci95_low", "ci95_high"]]
-                    .to_dict("records"),
-                    "per_seed": {c: {str(s): float(v) for s, v in per_seed.loc[c].items()} for c in per_seed.index},
-                    "mlflow_run_id": tracker.parent_run_id, "runs": str(o.storage / confirm_name)}
-    winner_record = None
-    if winner != pick["trial_id"]:
-        # With the search's seed, so that train --config best.json repeats the winner's search trial.
-        search_seed = replace(settings, seed=pick["config"]["seed"])
-        winner_record = {"trial_id": winner, "config": search_seed.resolve(candidates[winner]).to_dict(),
-                         "searched": candidates[winner], "best_value": float(search_values[winner])}
-    best = confirmed_record(best, confirmation, winner_record)
-    write_json(out_dir / "best.json", best)
-    tracker.finish(None, {f"confirmed_mean_{metric}": float(table["mean"].iloc[0])}, [], [csv_path, figure])
-    return {"table": table, "evidence": evidence, "winner": winner, "search_pick": pick["trial_id"], "csv": csv_path,
-            "figure": figure}
+    def interrupted(self, run: Run, unfinished: int) -> str:
+        return (f"the confirmation of search {self.search} was interrupted with {unfinished} of {run.plan.total} "
+                f"runs unfinished; best.json is unchanged. Run spectune confirm --space {run.space.name} --name "
+                f"{self.search} again.")
+
+    def collect(self, run: Run, collected: Collected) -> dict[str, Any]:
+        from results.plots import plot_confirmation
+
+        o, space, runs, column, candidates = self.o, run.space, collected.frame, self.column, self.candidates
+        pick, confirm_name, out_dir = self.pick, run.plan.name, self.out_dir
+        failed = runs[runs["outcome"] == "failed"]
+        if len(failed):
+            raise SearchError(f"{len(failed)} confirmation runs failed; see {o.storage / confirm_name}.")
+        table, evidence = summarise(runs, column, self.mode)
+        search_values = self.ok.set_index("trial_id")[column]
+        table.insert(2, "search_value", [float(search_values[c]) for c in table["candidate"]])
+        table.insert(3, "search_rank", [int(list(candidates).index(c)) + 1 for c in table["candidate"]])
+        for key in self.searched:
+            table[key] = [candidates[c].get(key) for c in table["candidate"]]
+        winner = table["candidate"].iloc[0]
+        csv_path = write_csv(out_dir / "confirm.csv", table)
+        figure = plot_confirmation(table, self.metric, out_dir / "confirm.png",
+                                   f"{space.name}: {self.search}, {o.seeds} seeds each")
+        per_seed = runs.pivot_table(index="candidate", columns="seed", values=column)
+        confirmation = {"seeds": self.seeds, "top": len(candidates), "metric": self.metric, "winner": winner,
+                        "search_pick": pick["trial_id"], "pick_stayed_first": bool(winner == pick["trial_id"]),
+                        "evidence": evidence,
+                        "table": table[["candidate", "rank", "search_rank", "mean", "std", "ci95_low", "ci95_high"]]
+                        .to_dict("records"),
+                        "per_seed": {c: {str(s): float(v) for s, v in per_seed.loc[c].items()}
+                                     for c in per_seed.index},
+                        "mlflow_run_id": run.tracker.parent_run_id, "runs": str(o.storage / confirm_name)}
+        winner_record = None
+        if winner != pick["trial_id"]:
+            # With the search's seed, so that train --config best.json repeats the winner's search trial.
+            search_seed = replace(run.settings, seed=pick["config"]["seed"])
+            winner_record = {"trial_id": winner, "config": search_seed.resolve(candidates[winner]).to_dict(),
+                             "searched": candidates[winner], "best_value": float(search_values[winner])}
+        write_json(out_dir / "best.json", confirmed_record(self.best, confirmation, winner_record))
+        run.tracker.finish(None, {f"confirmed_mean_{self.metric}": float(table["mean"].iloc[0])}, [],
+                           [csv_path, figure])
+        return {"table": table, "evidence": evidence, "winner": winner, "search_pick": pick["trial_id"],
+                "csv": csv_path, "figure": figure}
 
 
 def _plain(value: Any) -> Any:

@@ -1,8 +1,8 @@
-"""The local Ray a search starts, recorded so that a later ``--resume`` can stop what a killed
+"""The local Ray a search starts, written down in a session file so that a later ``--resume`` can stop what a killed
 search left running, and only that.
 
 A search that started its own Ray writes ``ray_results/<name>.ray.json`` (its host, its driver's pid and
-start time, and Ray's session folder) and removes it when Ray shuts down. A record still there
+start time, and Ray's session folder) and removes it when Ray shuts down. A session file still there
 means the driver never reached its shutdown: it was killed (``kill -9``, an out-of-memory kill, a
 closed terminal). Ray's processes carry their session folder in their arguments or open log
 files; processes of other searches, or of a shared cluster, name another session folder.
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import psutil
 
-from trainables.errors import OptionError
+from results.errors import OptionError
 
-# ray_results/<name> + this suffix: the record of a search's own local Ray.
-RAY_RECORD = ".ray.json"
+# ray_results/<name> + this suffix: the session file of a search's own local Ray.
+SESSION_FILE = ".ray.json"
 
 
 class SearchStillRunning(OptionError):
@@ -30,14 +30,14 @@ class SearchStillRunning(OptionError):
 
 
 @dataclass(frozen=True)
-class SessionRecord:
+class SessionFile:
     driver_pid: int
     driver_started: float
     session_dir: str
     host: str
 
     @classmethod
-    def read(cls, path: Path) -> SessionRecord:
+    def read(cls, path: Path) -> SessionFile:
         return cls(**json.loads(Path(path).read_text()))
 
     def driver_alive(self) -> bool:
@@ -48,27 +48,27 @@ class SessionRecord:
             return False
 
 
-def start_local_ray(record: Path) -> None:
-    """``ray.init`` a local Ray for this search and record its session folder in ``record``."""
+def start_local_ray(session_file: Path) -> None:
+    """``ray.init`` a local Ray for this search and write its session folder to ``session_file``."""
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     context = ray.init(log_to_driver=False, logging_level=logging.ERROR, include_dashboard=False)
     me = psutil.Process()
-    entry = SessionRecord(driver_pid=me.pid, driver_started=me.create_time(),
+    entry = SessionFile(driver_pid=me.pid, driver_started=me.create_time(),
                           session_dir=context.address_info["session_dir"], host=socket.gethostname())
-    record.parent.mkdir(parents=True, exist_ok=True)
-    tmp = record.with_suffix(".tmp")
+    session_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = session_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(entry.__dict__))
-    os.replace(tmp, record)
+    os.replace(tmp, session_file)
 
 
-def stop_local_ray(record: Path) -> None:
-    """Shut the search's own Ray down; the record goes with it."""
+def stop_local_ray(session_file: Path) -> None:
+    """Shut the search's own Ray down; the session file goes with it."""
     import ray
 
     ray.shutdown()
-    record.unlink(missing_ok=True)
+    session_file.unlink(missing_ok=True)
 
 
 def session_processes(session_dir: str) -> list[psutil.Process]:
@@ -94,19 +94,19 @@ def session_processes(session_dir: str) -> list[psutil.Process]:
     return found
 
 
-def clean_dead_session(record: Path, name: str, grace_s: float = 5.0) -> list[str]:
-    """Stop the Ray processes that a killed search ``name`` left behind and drop its record.
+def clean_dead_session(session_file: Path, name: str, grace_s: float = 5.0) -> list[str]:
+    """Stop the Ray processes that a killed search ``name`` left behind and drop its session file.
 
     Returns what was stopped (``"pid name"`` per process). Raises :class:`SearchStillRunning` when
-    the search's driver is alive: resuming it would run two drivers on one experiment. A record
+    the search's driver is alive: resuming it would run two drivers on one experiment. A session file
     written on another machine (``ray_results`` on shared storage) is left alone."""
-    if not record.exists():
+    if not session_file.exists():
         return []
     try:
-        entry = SessionRecord.read(record)
+        entry = SessionFile.read(session_file)
     except (ValueError, TypeError, KeyError):
-        # A record cut short while being written names no session; nothing can be matched to it.
-        record.unlink(missing_ok=True)
+        # A session file cut short while being written names no session; nothing can be matched to it.
+        session_file.unlink(missing_ok=True)
         return []
     if entry.host != socket.gethostname():
         # ray_results on shared storage: another machine's processes are not ours to judge or stop.
@@ -130,5 +130,5 @@ def clean_dead_session(record: Path, name: str, grace_s: float = 5.0) -> list[st
         except psutil.NoSuchProcess:
             continue
     psutil.wait_procs(alive, timeout=grace_s)
-    record.unlink(missing_ok=True)
+    session_file.unlink(missing_ok=True)
     return stopped

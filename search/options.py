@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from trainables.errors import ConfigError, OptionError
+from results.errors import ConfigError, OptionError
 from trainables.hparams import Bool, Choice, Float, HParam, Int
 
 if TYPE_CHECKING:   # the CLI imports this module for its tables; spaces pull in torch
@@ -132,9 +132,9 @@ class SearchOptions:
         return {"patience": self.patience} if self.patience is not None else {}
 
     def data_options(self, default_dir: Path | None) -> Any:
-        """The :class:`results.records.DataOptions` these options ask for (``default_dir``: the data
+        """The :class:`results.best_file.DataOptions` these options ask for (``default_dir``: the data
         module's own folder, used when ``data`` is unset)."""
-        from results.records import DataOptions
+        from results.best_file import DataOptions
 
         return DataOptions(path=str(self.data or default_dir or ""), classes=list(self.classes) if self.classes else None,
                            points=self.points, tokens=self.tokens, train_per_class=self.train_per_class,

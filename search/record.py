@@ -10,7 +10,6 @@ interrupted recording continues with ``--resume``; a run that fails is kept, mar
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -21,23 +20,16 @@ import optuna
 import pandas as pd
 
 from results.curves import curves_dir, write_curves
+from results.errors import OptionError
 from results.export import check_name
 from results.files import read_json, write_json
 from results.provenance import git_commit, versions
-from search.collect import collect_trials
+from search.driver import Collected, Plan, Run, TrialCommand, Trials, user_path
 from search.options import SEARCH_OPTIONS, SearchOptions, check
-from search.progress import ProgressPrinter, console
-from search.search import SearchInterrupted
-from search.resources import gpu_share, plan_placement
+from search.progress import console
 from search.searcher import DefineByRun
-from search.session import ray_session
-from search.tracking import MLflowTracker, default_tracking_uri
 from search.trial import confirm_trial
-from search.tune_run import fit
 from spaces import Space, get_space
-from trainables.discovery import ENV
-from trainables.errors import OptionError
-from trainables.pair import dry_run, load_data
 from trainables.settings import TrialSettings
 
 SEED_OFFSET = 2000   # recording seeds, apart from the search's (0...) and confirmation's (1000...)
@@ -99,88 +91,105 @@ def curves_table(frame: pd.DataFrame, histories: dict[str, pd.DataFrame]) -> pd.
 
 def run_record(r: RecordOptions) -> Path:
     """Record, or continue recording, and write the curves folder."""
-    o = r.search
-    space = get_space(o.space)
-    check(SEARCH_OPTIONS, o)
-    if r.configs < 2 or r.seeds < 1:
-        raise OptionError(f"--configs must be >= 2 and --seeds >= 1; got {r.configs} and {r.seeds}.")
-    o = o.with_budget(space)
-    pair = space.pair
-    max_epochs = o.max_epochs or space.max_epochs
-    name = check_name(o.name) if o.name else f"{space.name}-c{r.configs}x{r.seeds}-e{max_epochs}"
-    storage = o.storage.resolve()
-    run_name = f"{space.name}-record-{name}"
-    if o.resume and not (storage / run_name).exists():
-        raise OptionError(f"--resume: no interrupted recording at {storage / run_name}; check --name.")
-    if not o.resume and (storage / run_name).exists():
-        raise OptionError(f"a recording named {name!r} already exists at {storage / run_name}; pass --resume to "
-                          "continue it, or --name NEW.")
-    options = o.data_options(pair.data_module.default_dir)
-    data = load_data(pair, o.data, o.classes, test=False, seed=o.seed, **options.scaling())
-    base = pair.load_base(o.base)
-    dry_run(pair, data, space.first_config(), f"spaces/{space.name}.py: first config", base)
-    # A resumed recording must draw and train what the first run did.
-    plan = {"configs": r.configs, "seeds": r.seeds, "max_epochs": max_epochs, "sampler_seed": o.seed,
-            "data_options": options.to_json()}
-    plan_file = storage / f"{run_name}.record.json"
-    if o.resume and plan_file.exists():
-        first = read_json(plan_file, "the recording's plan")
-        changed = sorted(k for k in plan if first.get(k) != plan[k])
-        if changed:
-            raise OptionError(f"--resume: recording {name} was started with other {', '.join(changed)} "
-                              f"({', '.join(f'{k}={first.get(k)}' for k in changed)}); resume it with those.")
-    else:
-        write_json(plan_file, plan)
-    configs = draw_configs(space, r.configs, o.seed)
-    candidates = {str(i): c for i, c in enumerate(configs)}
-    seeds = [SEED_OFFSET + i for i in range(r.seeds)]
-    uri = o.tracking_uri or default_tracking_uri()
-    tracker = MLflowTracker(uri, experiment=f"spectune-{space.name}", search_id=run_name, role="record",
-                            tags={"space": space.name, "model": pair.model, "data": pair.data,
-                                  "data_fingerprint": data.fingerprint, "git_commit": git_commit()},
-                            params={"configs": r.configs, "seeds": r.seeds, "max_epochs": max_epochs,
-                                    "metric": space.metric})
-    tracker.connect()
-    with ray_session(storage, run_name, o.address) as resources:
-        place = plan_placement(resources.get("CPU", 1), resources.get("GPU", 0),
-                               gpu_share(o.gpus_per_trial, space.gpus_per_trial, resources.get("GPU", 0)),
-                               o.cpus_per_trial, o.concurrency)
-        console.print(f"recording {space.name}: {r.configs} configs ({len(space.start[:r.configs])} starting "
-                      f"points, the rest drawn at random, seed {o.seed}) x {r.seeds} seeds = {r.configs * r.seeds} "
-                      f"runs of {max_epochs} epochs, no scheduler and no patience; data {data.describe()}; "
-                      f"{place.describe(resources.get('CPU', 0), resources.get('GPU', 0))}", soft_wrap=True)
-        settings = TrialSettings(model=pair.model, data=pair.data, max_epochs=max_epochs, seed=seeds[0],
-                                 fixed=dict(space.fixed), overrides={"patience": None}, metric=space.metric,
-                                 mode=space.mode, device=place.device, threads=place.threads,
-                                 user_path=os.environ.get(ENV, ""), searched=tuple(space.params))
+    return RecordCommand(r).run()
+
+
+class RecordCommand(TrialCommand):
+    """``spectune record`` on the shared driver (:mod:`search.driver`): what it adds is the configs drawn
+    once and kept in a plan file (a resumed recording trains the same), the grid of configs x seeds
+    with neither scheduler nor patience, and the curves folder."""
+
+    def __init__(self, r: RecordOptions) -> None:
+        self.r = r
+
+    def prepare(self) -> Plan:
+        r, o = self.r, self.r.search
+        space = get_space(o.space)
+        check(SEARCH_OPTIONS, o)
+        if r.configs < 2 or r.seeds < 1:
+            raise OptionError(f"--configs must be >= 2 and --seeds >= 1; got {r.configs} and {r.seeds}.")
+        o = self.o = o.with_budget(space)
+        self.max_epochs = o.max_epochs or space.max_epochs
+        self.name = check_name(o.name) if o.name else f"{space.name}-c{r.configs}x{r.seeds}-e{self.max_epochs}"
+        storage = o.storage.resolve()
+        run_name = f"{space.name}-record-{self.name}"
+        if o.resume and not (storage / run_name).exists():
+            raise OptionError(f"--resume: no interrupted recording at {storage / run_name}; check --name.")
+        if not o.resume and (storage / run_name).exists():
+            raise OptionError(f"a recording named {self.name!r} already exists at {storage / run_name}; pass "
+                              "--resume to continue it, or --name NEW.")
+        self.options = o.data_options(space.pair.data_module.default_dir)
+        # A resumed recording must draw and train what the first run did.
+        self.record_plan = {"configs": r.configs, "seeds": r.seeds, "max_epochs": self.max_epochs,
+                            "sampler_seed": o.seed, "data_options": self.options.to_json()}
+        self.plan_file = storage / f"{run_name}.record.json"
+        if o.resume and self.plan_file.exists():
+            first = read_json(self.plan_file, "the recording's plan")
+            changed = sorted(k for k in self.record_plan if first.get(k) != self.record_plan[k])
+            if changed:
+                raise OptionError(f"--resume: recording {self.name} was started with other {', '.join(changed)} "
+                                  f"({', '.join(f'{k}={first.get(k)}' for k in changed)}); resume it with those.")
+        self.configs = draw_configs(space, r.configs, o.seed)
+        self.candidates = {str(i): c for i, c in enumerate(self.configs)}
+        self.seeds = [SEED_OFFSET + i for i in range(r.seeds)]
+        return Plan(space=space, name=run_name, storage=storage, data=self.options, seed=o.seed,
+                    total=r.configs * r.seeds, params=["candidate", "seed"], metric=space.metric, mode=space.mode,
+                    dry_config=space.first_config(), dry_source=f"spaces/{space.name}.py: first config",
+                    role="record", base=o.base, resume=o.resume, tracking_uri=o.tracking_uri, address=o.address,
+                    gpus_per_trial=o.gpus_per_trial, cpus_per_trial=o.cpus_per_trial, concurrency=o.concurrency)
+
+    def settings(self, plan: Plan, data: Any, base: Any) -> TrialSettings:
+        space = plan.space
+        return TrialSettings(model=space.pair.model, data=space.pair.data, max_epochs=self.max_epochs,
+                             seed=self.seeds[0], fixed=dict(space.fixed), overrides={"patience": None},
+                             metric=space.metric, mode=space.mode, user_path=user_path(),
+                             searched=tuple(space.params))
+
+    def tracking(self, plan: Plan, data: Any, base: Any) -> tuple[dict[str, str], dict[str, Any]]:
+        return {}, {"configs": self.r.configs, "seeds": self.r.seeds, "max_epochs": self.max_epochs,
+                    "metric": plan.space.metric}
+
+    def starting(self, run: Run) -> None:
+        if not (self.o.resume and self.plan_file.exists()):
+            write_json(self.plan_file, self.record_plan)
+
+    def describe(self, run: Run) -> list[str]:
+        r, space = self.r, run.space
+        return [f"recording {space.name}: {r.configs} configs ({len(space.start[:r.configs])} starting points, the "
+                f"rest drawn at random, seed {self.o.seed}) x {r.seeds} seeds = {r.configs * r.seeds} runs of "
+                f"{self.max_epochs} epochs, no scheduler and no patience; data {run.data.describe()}; "
+                f"{run.place.describe(run.resources.get('CPU', 0), run.resources.get('GPU', 0))}"]
+
+    def trials(self, run: Run) -> Trials:
         from ray import tune
 
-        fit(confirm_trial, {"data": data, "settings": settings, "candidates": candidates,
-                            **({"base": base} if base is not None else {})}, place,
-            name=run_name, storage=storage, restore=o.resume,
-            callbacks=[tracker, ProgressPrinter(r.configs * r.seeds, space.metric, space.mode)],
-            param_space={"candidate": tune.grid_search(list(candidates)), "seed": tune.grid_search(seeds)},
-            tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=place.concurrency))
+        return Trials(confirm_trial, extra={"candidates": self.candidates},
+                      param_space={"candidate": tune.grid_search(list(self.candidates)),
+                                   "seed": tune.grid_search(self.seeds)},
+                      tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=run.place.concurrency))
 
-    frame, _, histories = collect_trials(storage / run_name, ["candidate", "seed"], space.metric, space.mode)
-    unfinished = int((~frame["status"].isin(["TERMINATED", "ERROR"])).sum()) + r.configs * r.seeds - len(frame)
-    if unfinished:
-        raise SearchInterrupted(f"recording {name} was interrupted with {unfinished} runs unfinished; continue it with "
-                          f"spectune record --space {space.name} --name {name} --resume.")
-    frame = frame.assign(config_id=frame["candidate"].astype(int), seed=frame["seed"].astype(int))
-    table = curves_table(frame, histories)
-    resolved = {i: settings.resolve(c).to_dict() for i, c in enumerate(configs)}
-    meta = {"space": space.name, "name": name, "metric": space.metric, "mode": space.mode,
-            "max_epochs": max_epochs, "seeds": seeds, "configs": r.configs, "sampler_seed": o.seed,
-            "device": place.device,
-            "data_options": replace(options, fingerprint=data.fingerprint, description=data.describe(),
-                                    threads=place.threads).to_json(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "versions": versions(), "git_commit": git_commit()}
-    sizes = config_sizes(pair, data.spec, settings, dict(enumerate(configs)), base)
-    out = write_curves(curves_dir(space.name, name, o.results_root), table,
-                       {i: {"searched": configs[i], "resolved": resolved[i], "sizes": sizes[i]}
-                        for i in range(len(configs))},
-                       meta, space.to_json())
-    tracker.finish(None, {"runs": len(frame), "failed_runs": int((frame["outcome"] == "failed").sum())}, [], [])
-    console.print(f"recorded {len(frame)} runs ({int((frame['outcome'] == 'failed').sum())} failed) -> {out}")
-    return out
+    def interrupted(self, run: Run, unfinished: int) -> str:
+        return (f"recording {self.name} was interrupted with {unfinished} runs unfinished; continue it with "
+                f"spectune record --space {run.space.name} --name {self.name} --resume.")
+
+    def collect(self, run: Run, collected: Collected) -> Path:
+        o, r, space, configs, settings = self.o, self.r, run.space, self.configs, run.settings
+        frame = collected.frame.assign(config_id=collected.frame["candidate"].astype(int),
+                                       seed=collected.frame["seed"].astype(int))
+        table = curves_table(frame, collected.histories)
+        resolved = {i: settings.resolve(c).to_dict() for i, c in enumerate(configs)}
+        meta = {"space": space.name, "name": self.name, "metric": space.metric, "mode": space.mode,
+                "max_epochs": self.max_epochs, "seeds": self.seeds, "configs": r.configs, "sampler_seed": o.seed,
+                "device": run.place.device,
+                "data_options": replace(self.options, fingerprint=run.data.fingerprint,
+                                        description=run.data.describe(), threads=run.place.threads).to_json(),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "versions": versions(), "git_commit": git_commit()}
+        sizes = config_sizes(space.pair, run.data.spec, settings, dict(enumerate(configs)), run.base)
+        out = write_curves(curves_dir(space.name, self.name, o.results_root), table,
+                           {i: {"searched": configs[i], "resolved": resolved[i], "sizes": sizes[i]}
+                            for i in range(len(configs))},
+                           meta, space.to_json())
+        failed = int((frame["outcome"] == "failed").sum())
+        run.tracker.finish(None, {"runs": len(frame), "failed_runs": failed}, [], [])
+        console.print(f"recorded {len(frame)} runs ({failed} failed) -> {out}")
+        return out

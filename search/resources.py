@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from trainables.errors import OptionError
+from results.errors import OptionError
 
 # GalSpecNet-sized trials leave most of a GPU idle; four per GPU was measured to give about
 # 1.6x one trial's throughput on an H100, and eight gave no more.

@@ -6,7 +6,6 @@ store are all checked before Ray starts, and results are written only after Tune
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,47 +15,25 @@ import numpy as np
 import pandas as pd
 from rich.markup import escape
 
+from results.best_file import best_record
+from results.errors import AllTrialsFailed, OptionError, SearchStopped
 from results.export import check_name, copy_checkpoint, read_confusion, read_predictions, results_dir, write_results
 from results.files import read_json, write_json
 from results.pareto import (Constraint, Objective, choose, columns, front, front_record, hypervolume, parse_choose,
                             parse_objective, reference_point)
 from results.plots import plot_confusion, plot_learning_curves, plot_predictions
 from results.provenance import git_commit, versions
-from results.records import best_record
 from results.report import study_report
-from search.collect import collect_trials
+from search.driver import Collected, Plan, Run, TrialCommand, Trials, user_path
 from search.failures import FailureGuard, stopped_search
 from search.options import SEARCH_OPTIONS, SearchOptions, check, check_configs
-from search.progress import ProgressPrinter, console, print_top
-from search.resources import gpu_share, plan_placement
+from search.progress import console, print_top
 from search.searcher import fail_lost_trials, make_scheduler, make_searcher, startup_trials
-from search.session import ray_session
-from search.tracking import MLflowTracker, default_tracking_uri, server_url
+from search.tracking import server_url
 from search.trial import run_trial
 from search.warm_start import load_earlier, plan_warm_start
-from search.tune_run import fit
-from spaces import Space, get_space
-from trainables.discovery import ENV
-from trainables.errors import OptionError
-from trainables.pair import dry_run, load_data
+from spaces import Space, get_space, saved_ranges
 from trainables.settings import TrialSettings
-
-
-class SearchError(RuntimeError):
-    """A search that ran but produced no result to write."""
-
-
-class SearchInterrupted(SearchError):
-    """Tune stopped before every trial ended (Ctrl+C); the experiment folder can be resumed."""
-
-
-class AllTrialsFailed(SearchError):
-    """Every trial raised: the search has no best config."""
-
-
-class SearchStopped(AllTrialsFailed):
-    """The first trials all failed on their configuration (``--stop-after-failures``): a pair or space that
-    fails every config is broken, so the search stopped instead of running the rest."""
 
 
 @dataclass(frozen=True)
@@ -129,203 +106,230 @@ def describe_patience(space: Space, o: SearchOptions, resolved_patience: int | N
 def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> SearchOutcome:
     """Run (or resume) a search and write ``results/<space>/<name>/{best.json, trials.csv}``.
     ``trial_fn`` is the Ray function trainable (tests wrap it to inject failures)."""
-    space = get_space(o.space)
-    _check_options(o, space)
-    storage = o.storage.resolve()
-    if o.resume:
-        _check_experiment_folder(storage / str(o.name), o)
-        o = _resumed_objectives(o, storage / f"{o.name}.objectives.json")
-    objectives = search_objectives(space, o)
-    constraints = _check_objectives(o, objectives)
-    several = len(objectives) > 1
-    earlier = load_earlier(o.warm_start, space, o.results_root, o.resume) if o.warm_start else []
-    o = o.with_budget(space)
-    # With several objectives, ASHA on the primary metric alone stops the small models the front is for
-    # (docs/multi_objective.md measures it); MO-ASHA ranks each rung by Pareto front instead.
-    o = replace(o, scheduler=o.scheduler or ("moasha" if several else "asha"))
-    pair = space.pair
-    max_epochs = o.max_epochs or space.max_epochs
-    grace = space.grace_for(max_epochs)
-    startup = space.startup_trials if space.startup_trials is not None else startup_trials(o.trials)
-    name = o.name or f"{space.name}-{o.sampler}-{o.scheduler}-s{o.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    experiment = storage / name
-    if not o.resume:
-        _check_experiment_folder(experiment, o)
-    study_file = storage / f"{name}.study.db"
+    return SearchCommand(o, trial_fn).run()
 
-    options = o.data_options(pair.data_module.default_dir)
-    data = load_data(pair, o.data, o.classes, test=False, seed=o.seed, **options.scaling())
-    warm = plan_warm_start(earlier, space, fingerprint=data.fingerprint, scaling=options.scaling(),
-                           max_epochs=max_epochs, clip=o.warm_start_clip,
-                           any_data=o.warm_start_any_data) if earlier else None
-    base = pair.load_base(o.base)
-    dry_run(pair, data, space.first_config(), f"spaces/{space.name}.py: first config", base)
-    settings = TrialSettings(model=pair.model, data=pair.data, max_epochs=max_epochs, seed=o.seed,
-                             fixed=dict(space.fixed), overrides=o.recipe_overrides(), metric=space.metric,
-                             mode=space.mode, user_path=os.environ.get(ENV, ""), searched=tuple(space.params))
-    patience = settings.resolve(space.start[0] if space.start else {}).recipe.patience
-    tracking_uri = o.tracking_uri or default_tracking_uri()
-    search_metric, params = space.search_metric, list(space.params)
-    tracker = MLflowTracker(
-        tracking_uri, experiment=f"spectune-{space.name}", search_id=name,
-        tags={"space": space.name, "model": pair.model, "data": pair.data, "sampler": o.sampler,
-              "scheduler": o.scheduler, "seed": str(o.seed), "git_commit": git_commit(),
-              "data_fingerprint": data.fingerprint, **({"base_sha256": base.sha256} if base else {})},
-        params={"trials": o.trials, "max_epochs": max_epochs, "grace_period": grace, "metric": space.metric,
-                "mode": space.mode, "train_examples": len(data.train), "patience": patience,
-                "inputs": data.spec.describe(), **({"base": base.path} if base else {}),
-                **({"objectives": ", ".join(map(str, objectives)),
-                    "choose": " and ".join(map(str, constraints)) or "best primary"} if several else {}),
-                **(warm.params() if warm else {})})
-    tracker.connect()
-    if not o.resume:
-        # A study file without its experiment folder belongs to no search: start the study afresh.
-        study_file.unlink(missing_ok=True)
-        (storage / f"{name}.asha.pkl").unlink(missing_ok=True)
-        # What --resume needs to finish the search as it began (Tune keeps the searcher, not these).
-        write_json(storage / f"{name}.objectives.json", {"objectives": list(o.objectives), "choose": list(o.choose)})
 
-    with ray_session(storage, name, o.address) as resources:
-        gpus_per_trial = gpu_share(o.gpus_per_trial, space.gpus_per_trial, resources.get("GPU", 0))
-        place = plan_placement(resources.get("CPU", 1), resources.get("GPU", 0), gpus_per_trial,
-                               o.cpus_per_trial, o.concurrency)
-        settings = replace(settings, device=place.device, threads=place.threads)
-        console.print(f"space {space.name}: {len(params)} hyperparameters, model {pair.model}, data {pair.data}; "
-                      f"optimising {space.metric} ({space.mode})")
-        if several:
-            console.print(f"objectives: {', '.join(map(str, objectives))} (a Pareto front, {objectives[0].name} the "
-                          f"primary); the front is taken over trials that ran their budget, and best.json's config "
-                          f"is the best {objectives[0].name} on it"
-                          + (f" with {' and '.join(map(str, constraints))}" if constraints else ""), soft_wrap=True)
-        console.print(f"data: {data.describe()}, fingerprint {data.fingerprint}")
+class SearchCommand(TrialCommand):
+    """``spectune search`` on the shared driver (:mod:`search.driver`): what it adds is the objectives,
+    the warm start, the searcher and scheduler, the failure guard, and best.json with its report."""
+
+    def __init__(self, o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> None:
+        self.o, self.trial_fn = o, trial_fn
+
+    def prepare(self) -> Plan:
+        o, space = self.o, get_space(self.o.space)
+        _check_options(o, space)
+        storage = o.storage.resolve()
+        if o.resume:
+            _check_experiment_folder(storage / str(o.name), o)
+            o = _resumed_objectives(o, storage / f"{o.name}.objectives.json")
+        self.objectives = search_objectives(space, o)
+        self.constraints = _check_objectives(o, self.objectives)
+        self.several = len(self.objectives) > 1
+        self.earlier = load_earlier(o.warm_start, space, o.results_root, o.resume) if o.warm_start else []
+        o = o.with_budget(space)
+        # With several objectives, ASHA on the primary metric alone stops the small models the front is for
+        # (docs/multi_objective.md measures it); MO-ASHA ranks each rung by Pareto front instead.
+        o = self.o = replace(o, scheduler=o.scheduler or ("moasha" if self.several else "asha"))
+        self.max_epochs = o.max_epochs or space.max_epochs
+        self.grace = space.grace_for(self.max_epochs)
+        self.startup = space.startup_trials if space.startup_trials is not None else startup_trials(o.trials)
+        name = o.name or f"{space.name}-{o.sampler}-{o.scheduler}-s{o.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if not o.resume:
+            _check_experiment_folder(storage / name, o)
+        self.study_file = storage / f"{name}.study.db"
+        self.options = o.data_options(space.pair.data_module.default_dir)
+        return Plan(space=space, name=name, storage=storage, data=self.options, seed=o.seed, total=o.trials,
+                    params=list(space.params), metric=space.metric, mode=space.mode,
+                    dry_config=space.first_config(), dry_source=f"spaces/{space.name}.py: first config",
+                    base=o.base, resume=o.resume, tracking_uri=o.tracking_uri, address=o.address,
+                    gpus_per_trial=o.gpus_per_trial, cpus_per_trial=o.cpus_per_trial, concurrency=o.concurrency)
+
+    def loaded(self, plan: Plan, data: Any, base: Any) -> None:
+        o = self.o
+        self.warm = plan_warm_start(self.earlier, plan.space, fingerprint=data.fingerprint,
+                                    scaling=self.options.scaling(), max_epochs=self.max_epochs,
+                                    clip=o.warm_start_clip, any_data=o.warm_start_any_data) if self.earlier else None
+
+    def settings(self, plan: Plan, data: Any, base: Any) -> TrialSettings:
+        space = plan.space
+        settings = TrialSettings(model=space.pair.model, data=space.pair.data, max_epochs=self.max_epochs,
+                                 seed=self.o.seed, fixed=dict(space.fixed), overrides=self.o.recipe_overrides(),
+                                 metric=space.metric, mode=space.mode, user_path=user_path(),
+                                 searched=tuple(space.params))
+        self.patience = settings.resolve(space.start[0] if space.start else {}).recipe.patience
+        return settings
+
+    def tracking(self, plan: Plan, data: Any, base: Any) -> tuple[dict[str, str], dict[str, Any]]:
+        o, space, warm = self.o, plan.space, self.warm
+        tags = {"sampler": o.sampler, "scheduler": o.scheduler, "seed": str(o.seed),
+                **({"base_sha256": base.sha256} if base else {})}
+        params = {"trials": o.trials, "max_epochs": self.max_epochs, "grace_period": self.grace,
+                  "metric": space.metric, "mode": space.mode, "train_examples": len(data.train),
+                  "patience": self.patience, "inputs": data.spec.describe(), **({"base": base.path} if base else {}),
+                  **({"objectives": ", ".join(map(str, self.objectives)),
+                      "choose": " and ".join(map(str, self.constraints)) or "best primary"} if self.several else {}),
+                  **(warm.params() if warm else {})}
+        return tags, params
+
+    def starting(self, run: Run) -> None:
+        storage, name = run.plan.storage, run.plan.name
+        if not self.o.resume:
+            # A study file without its experiment folder belongs to no search: start the study afresh.
+            self.study_file.unlink(missing_ok=True)
+            (storage / f"{name}.asha.pkl").unlink(missing_ok=True)
+            # What --resume needs to finish the search as it began (Tune keeps the searcher, not these).
+            write_json(storage / f"{name}.objectives.json",
+                       {"objectives": list(self.o.objectives), "choose": list(self.o.choose)})
+
+    def describe(self, run: Run) -> list[str]:
+        o, space, data, base, warm = self.o, run.space, run.data, run.base, self.warm
+        pair, place, objectives = space.pair, run.place, self.objectives
+        lines = [f"space {space.name}: {len(space.params)} hyperparameters, model {pair.model}, data {pair.data}; "
+                 f"optimising {space.metric} ({space.mode})"]
+        if self.several:
+            lines.append(f"objectives: {', '.join(map(str, objectives))} (a Pareto front, {objectives[0].name} the "
+                         f"primary); the front is taken over trials that ran their budget, and best.json's config "
+                         f"is the best {objectives[0].name} on it"
+                         + (f" with {' and '.join(map(str, self.constraints))}" if self.constraints else ""))
+        lines.append(f"data: {data.describe()}, fingerprint {data.fingerprint}")
         if base is not None:
-            console.print(f"base: {base.path} (sha256 {base.sha256[:12]}..., {base.record()['parameters']:,} "
-                          "parameters), sent to every trial once")
-        console.print(f"budget: {o.trials} trials x up to {max_epochs} epochs "
-                      f"({'--max-epochs or the budget' if o.max_epochs else 'the space'}), "
-                      f"{describe_patience(space, o, patience)}; sampler {o.sampler}"
-                      + (f" ({startup} random start-up trials, then TPE)" if o.sampler == "tpe" else "")
-                      + f", scheduler {o.scheduler}" + (f" (grace {grace}, reduction {space.reduction_factor})"
-                                                        if o.scheduler != "fifo" else "") + f", seed {o.seed}",
-                      soft_wrap=True)
-        for line in warm.describe(startup if o.sampler == "tpe" else None) if warm else []:
-            console.print(escape(line), soft_wrap=True)
-        console.print(f"placement: {place.describe(resources.get('CPU', 0), resources.get('GPU', 0))}")
-        console.print(f"failures: a trial whose worker, node, memory or disk failed is retried up to {o.infra_retries} "
-                      "times from its last checkpoint (outside the trial budget), a config that raises is not; "
-                      + (f"the search stops if its first {o.stop_after_failures} trials all fail on their "
-                         "configuration" if o.stop_after_failures else "the search never stops on failures"),
-                      soft_wrap=True)
-        console.print(f"tracking: MLflow at {tracking_uri}, experiment spectune-{space.name}, run {name}")
+            lines.append(f"base: {base.path} (sha256 {base.sha256[:12]}..., {base.record()['parameters']:,} "
+                         "parameters), sent to every trial once")
+        lines.append(f"budget: {o.trials} trials x up to {self.max_epochs} epochs "
+                     f"({'--max-epochs or the budget' if o.max_epochs else 'the space'}), "
+                     f"{describe_patience(space, o, self.patience)}; sampler {o.sampler}"
+                     + (f" ({self.startup} random start-up trials, then TPE)" if o.sampler == "tpe" else "")
+                     + f", scheduler {o.scheduler}" + (f" (grace {self.grace}, reduction {space.reduction_factor})"
+                                                       if o.scheduler != "fifo" else "") + f", seed {o.seed}")
+        if warm:
+            lines += [escape(line) for line in warm.describe(self.startup if o.sampler == "tpe" else None)]
+        lines.append(f"placement: {place.describe(run.resources.get('CPU', 0), run.resources.get('GPU', 0))}")
+        lines.append(f"failures: a trial whose worker, node, memory or disk failed is retried up to {o.infra_retries} "
+                     "times from its last checkpoint (outside the trial budget), a config that raises is not; "
+                     + (f"the search stops if its first {o.stop_after_failures} trials all fail on their "
+                        "configuration" if o.stop_after_failures else "the search never stops on failures"))
+        lines.append(f"tracking: MLflow at {run.tracker.tracking_uri}, experiment spectune-{space.name}, "
+                     f"run {run.plan.name}")
         if place.concurrency > 1 and o.sampler == "tpe":
-            console.print(f"note: {place.concurrency} trials run at once, so TPE's later suggestions depend on "
-                          "the order trials finish; only --concurrency 1 repeats a search exactly.")
+            lines.append(f"note: {place.concurrency} trials run at once, so TPE's later suggestions depend on "
+                         "the order trials finish; only --concurrency 1 repeats a search exactly.")
+        return lines
+
+    def trials(self, run: Run) -> Trials:
         from ray import tune
 
-        progress = ProgressPrinter(o.trials, space.metric, space.mode)
+        o, space, warm, objectives = self.o, run.space, self.warm, self.objectives
+        name, storage, search_metric = run.plan.name, run.plan.storage, space.search_metric
         # A starting point an earlier search already ran is carried, not run again.
         start = [*o.start, *(space.start if o.space_start else [])]
         # A resumed search keeps its pickled searcher and scheduler: building new ones would enqueue the
         # starting points into the kept study a second time.
         tune_config = None if o.resume else tune.TuneConfig(
             metric=search_metric, mode=space.mode, num_samples=o.trials, reuse_actors=True,
-            search_alg=make_searcher(o.sampler, o.seed, o.trials, place.concurrency,
-                                     [search_metric, *(x.name for x in objectives[1:])] if several else search_metric,
-                                     [x.mode for x in objectives] if several else space.mode,
+            search_alg=make_searcher(o.sampler, o.seed, o.trials, run.place.concurrency,
+                                     [search_metric, *(x.name for x in objectives[1:])] if self.several
+                                     else search_metric,
+                                     [x.mode for x in objectives] if self.several else space.mode,
                                      warm.not_run(start) if warm else start, space.params,
-                                     study=(name, study_file), startup=startup,
+                                     study=(name, self.study_file), startup=self.startup,
                                      carried=warm.frozen_trials(space.params) if warm else ()),
-            scheduler=make_scheduler(o.scheduler, max_epochs, grace, space.reduction_factor,
+            scheduler=make_scheduler(o.scheduler, self.max_epochs, self.grace, space.reduction_factor,
                                      state=storage / f"{name}.asha.pkl",
                                      objectives=[(x.name, x.mode) for x in objectives[1:]]))
-        fit(trial_fn, {"data": data, "settings": settings, **({"base": base} if base is not None else {})}, place,
-            name=name, storage=storage, callbacks=[tracker, progress], restore=o.resume, tune_config=tune_config,
-            infra_retries=o.infra_retries, guard=FailureGuard(o.stop_after_failures, experiment))
+        return Trials(self.trial_fn, tune_config=tune_config, infra_retries=o.infra_retries,
+                      guard=FailureGuard(o.stop_after_failures, run.plan.experiment))
 
-    frame, trials, histories = collect_trials(experiment, params, space.metric, space.mode)
-    stopped = stopped_search(experiment)
-    ok = winners(frame, space.metric, stopped)
-    if stopped:
-        tracker.close_lost(set(), outcome="stopped",
-                           note=f"the search stopped after {stopped['failed']} trials failed on their configuration")
-        fail_lost_trials(study_file, name)
-        try:
-            note = judge_stop(name, stopped, ok, o.trials, len(frame), experiment)
-        except SearchStopped:
-            tracker.client.set_terminated(tracker.parent_run_id, status="FAILED")
-            raise
-        console.print(escape(note), soft_wrap=True)
-    # A stopped search left trials unrun on purpose: it is over, not interrupted.
-    unfinished = 0 if stopped else (int((~frame["status"].isin(["TERMINATED", "ERROR"])).sum())
-                                    + max(0, o.trials - len(frame)))
-    if unfinished:
-        tracker.client.set_terminated(tracker.parent_run_id, status="KILLED")
-        raise SearchInterrupted(f"search {name} was interrupted with {unfinished} of {o.trials} trials unfinished; "
-                                f"nothing was written to results/. Continue it with: spectune search --space "
-                                f"{space.name} --name {name} --resume (same data options).")
-    lost = fail_lost_trials(study_file, name)
-    if lost:
-        console.print(f"{len(lost)} trial(s) that the killed driver had started but Tune had not saved were "
-                      f"replaced by new suggestions; the Optuna study marks them FAIL (numbers {lost}).")
-    out_dir = results_dir(space.name, name, o.results_root)
-    if ok.empty:
-        raise AllTrialsFailed(f"all {len(frame)} trials of search {name} failed; see the 'spectune.error' "
-                              f"tags in MLflow or the error files under {experiment}.")
-    best_col = f"best_{space.metric}"
-    chosen, pareto = ok.iloc[0], None
-    if several:
-        chosen, pareto = _choose_from_front(frame, ok, objectives, constraints, params)
-    best_trial = trials[chosen["trial_id"]]
-    best_run = tracker.run_id(best_trial.trial_id)
+    def ended(self, run: Run, collected: Collected) -> None:
+        frame, tracker, name = collected.frame, run.tracker, run.plan.name
+        self.stopped = stopped_search(run.plan.experiment)
+        self.ok = winners(frame, run.space.metric, self.stopped)
+        if self.stopped:
+            tracker.close_lost(set(), outcome="stopped", note="the search stopped after "
+                               f"{self.stopped['failed']} trials failed on their configuration")
+            fail_lost_trials(self.study_file, name)
+            try:
+                note = judge_stop(name, self.stopped, self.ok, self.o.trials, len(frame), run.plan.experiment)
+            except SearchStopped:
+                tracker.client.set_terminated(tracker.parent_run_id, status="FAILED")
+                raise
+            console.print(escape(note), soft_wrap=True)
+            # A stopped search left trials unrun on purpose: it is over, not interrupted.
+            return
+        super().ended(run, collected)
 
-    def resolved(trial: Any) -> dict[str, Any]:
-        return settings.resolve({p: v for p, v in trial.config.items() if p in params}).to_dict()
+    def interrupted(self, run: Run, unfinished: int) -> str:
+        return (f"search {run.plan.name} was interrupted with {unfinished} of {self.o.trials} trials unfinished; "
+                f"nothing was written to results/. Continue it with: spectune search --space {run.space.name} "
+                f"--name {run.plan.name} --resume (same data options).")
 
-    config = resolved(best_trial)
-    best = best_record(chosen, best_trial, trials=len(frame), space=space.name, name=name, config=config,
-                       searched=params, metric=space.metric, mode=space.mode,
-                       mlflow={"tracking_uri": tracking_uri, "experiment_id": tracker.experiment_id,
-                               "parent_run_id": tracker.parent_run_id, "run_id": best_run},
-                       data=replace(options, threads=place.threads, fingerprint=data.fingerprint,
-                                    description=data.describe()),
-                       versions=versions(), git_commit=git_commit())
-    if base is not None:
-        best["base"] = base.record()
-    if warm is not None:
-        best["warm_start"] = warm.record()
-    if pareto is not None:
-        for point in pareto["pareto"]:
-            # Each point's full config, so that `spectune train --config best.json --point ID` retrains it.
-            point["config"] = resolved(trials[point["trial_id"]])
-        best.update(pareto)
-    frame["mlflow_run_id"] = [tracker.run_id(t) for t in frame["trial_id"]]
-    history = histories.get(best_trial.trial_id)
-    artifacts = _best_artifacts(out_dir, best_trial, [] if history is None else history.to_dict("records"),
-                                data.classes, name)
-    best["checkpoint"] = str(artifacts[0]) if artifacts else best["checkpoint"]
-    space_path = write_json(out_dir / "space.json", space.to_json())
-    csv_path, best_path = write_results(out_dir, frame, best)
-    report = study_report(out_dir, best, frame, study_file)
-    tracker.finish(best_run, {best_col: best["best_value"], "trials": len(frame),
-                              "failed_trials": int((frame["outcome"] == "failed").sum()),
-                              **{f"importance.{k}": v for k, v in report.importances.items()}},
-                   [best_path, *artifacts], [space_path, report.html])
-    print_top(frame, params, space.metric)
-    if pareto is not None:
-        _print_front(pareto, objectives)
-    console.print(f"best: trial {best['trial_id']} {space.metric} {best['best_value']:.4f} at epoch "
-                  f"{best['best_epoch']}; {best_path} and {csv_path}")
-    console.print(f"report: {report.html.resolve().as_uri()}"
-                  + (f" (importances: {', '.join(f'{k} {v:.2f}' for k, v in report.importances.items())})"
-                     if report.importances else ""), soft_wrap=True)
-    top = [r for r in frame["mlflow_run_id"].head(5) if isinstance(r, str)]
-    if top:
-        # soft_wrap: a link cut over two lines cannot be clicked or copied.
-        where = ("" if server_url(tracking_uri) else
-                 f" (serve it first: spectune ui --tracking-uri {tracking_uri}, or make mlflow-ui)")
-        console.print(f"compare the top {len(top)} trials in the MLflow UI{where}: {tracker.compare_link(top)}",
-                      soft_wrap=True)
-    return SearchOutcome(name=name, results_dir=out_dir, best=best, trials=frame)
+    def collect(self, run: Run, collected: Collected) -> SearchOutcome:
+        o, space, tracker, name = self.o, run.space, run.tracker, run.plan.name
+        frame, trials, histories, ok = collected.frame, collected.trials, collected.histories, self.ok
+        params, objectives, settings = list(space.params), self.objectives, run.settings
+        lost = fail_lost_trials(self.study_file, name)
+        if lost:
+            console.print(f"{len(lost)} trial(s) that the killed driver had started but Tune had not saved were "
+                          f"replaced by new suggestions; the Optuna study marks them FAIL (numbers {lost}).")
+        out_dir = results_dir(space.name, name, o.results_root)
+        if ok.empty:
+            raise AllTrialsFailed(f"all {len(frame)} trials of search {name} failed; see the 'spectune.error' "
+                                  f"tags in MLflow or the error files under {run.plan.experiment}.")
+        best_col = f"best_{space.metric}"
+        chosen, pareto = ok.iloc[0], None
+        if self.several:
+            chosen, pareto = _choose_from_front(frame, ok, objectives, self.constraints, params)
+        best_trial = trials[chosen["trial_id"]]
+        best_run = tracker.run_id(best_trial.trial_id)
+
+        def resolved(trial: Any) -> dict[str, Any]:
+            return settings.resolve({p: v for p, v in trial.config.items() if p in params}).to_dict()
+
+        best = best_record(chosen, best_trial, trials=len(frame), space=space.name, name=name,
+                           config=resolved(best_trial), searched=params, metric=space.metric, mode=space.mode,
+                           mlflow={"tracking_uri": tracker.tracking_uri, "experiment_id": tracker.experiment_id,
+                                   "parent_run_id": tracker.parent_run_id, "run_id": best_run},
+                           data=replace(self.options, threads=run.place.threads, fingerprint=run.data.fingerprint,
+                                        description=run.data.describe()),
+                           versions=versions(), git_commit=git_commit())
+        if run.base is not None:
+            best["base"] = run.base.record()
+        if self.warm is not None:
+            best["warm_start"] = self.warm.record()
+        if pareto is not None:
+            for point in pareto["pareto"]:
+                # Each point's full config, so that `spectune train --config best.json --point ID` retrains it.
+                point["config"] = resolved(trials[point["trial_id"]])
+            best.update(pareto)
+        frame["mlflow_run_id"] = [tracker.run_id(t) for t in frame["trial_id"]]
+        history = histories.get(best_trial.trial_id)
+        artifacts = _best_artifacts(out_dir, best_trial, [] if history is None else history.to_dict("records"),
+                                    run.data.classes, name)
+        best["checkpoint"] = str(artifacts[0]) if artifacts else best["checkpoint"]
+        space_path = write_json(out_dir / "space.json", space.to_json())
+        csv_path, best_path = write_results(out_dir, frame, best)
+        report = study_report(out_dir, best, frame, self.study_file, saved_ranges(space_path))
+        tracker.finish(best_run, {best_col: best["best_value"], "trials": len(frame),
+                                  "failed_trials": int((frame["outcome"] == "failed").sum()),
+                                  **{f"importance.{k}": v for k, v in report.importances.items()}},
+                       [best_path, *artifacts], [space_path, report.html])
+        print_top(frame, params, space.metric)
+        if pareto is not None:
+            _print_front(pareto, objectives)
+        console.print(f"best: trial {best['trial_id']} {space.metric} {best['best_value']:.4f} at epoch "
+                      f"{best['best_epoch']}; {best_path} and {csv_path}")
+        console.print(f"report: {report.html.resolve().as_uri()}"
+                      + (f" (importances: {', '.join(f'{k} {v:.2f}' for k, v in report.importances.items())})"
+                         if report.importances else ""), soft_wrap=True)
+        top = [r for r in frame["mlflow_run_id"].head(5) if isinstance(r, str)]
+        if top:
+            # soft_wrap: a link cut over two lines cannot be clicked or copied.
+            uri = tracker.tracking_uri
+            where = ("" if server_url(uri) else
+                     f" (serve it first: spectune ui --tracking-uri {uri}, or make mlflow-ui)")
+            console.print(f"compare the top {len(top)} trials in the MLflow UI{where}: {tracker.compare_link(top)}",
+                          soft_wrap=True)
+        return SearchOutcome(name=name, results_dir=out_dir, best=best, trials=frame)
 
 
 def _choose_from_front(frame: pd.DataFrame, ok: pd.DataFrame, objectives: list[Objective],

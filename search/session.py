@@ -10,7 +10,7 @@ from typing import Iterator
 
 import optuna
 
-from search.local_ray import RAY_RECORD, SearchStillRunning, clean_dead_session, start_local_ray, stop_local_ray
+from search.local_ray import SESSION_FILE, SearchStillRunning, clean_dead_session, start_local_ray, stop_local_ray
 from search.progress import console
 from trainables.discovery import ENV
 
@@ -31,10 +31,10 @@ def quiet_ray() -> None:
 def clean_dead_searches(storage: Path, name: str) -> None:
     """Stop the Ray processes of searches in ``storage`` whose driver was killed; refuse to go on
     when the driver of search ``name`` itself is still alive."""
-    for record in sorted(storage.glob(f"*{RAY_RECORD}")):
-        other = record.name[:-len(RAY_RECORD)]
+    for session_file in sorted(storage.glob(f"*{SESSION_FILE}")):
+        other = session_file.name[:-len(SESSION_FILE)]
         try:
-            stopped = clean_dead_session(record, other)
+            stopped = clean_dead_session(session_file, other)
         except SearchStillRunning:
             if other == name:
                 raise
@@ -44,9 +44,9 @@ def clean_dead_searches(storage: Path, name: str) -> None:
                           + ", ".join(stopped), soft_wrap=True)
 
 
-def _start_ray(address: str | None, record: Path) -> bool:
+def _start_ray(address: str | None, session_file: Path) -> bool:
     """Join ``address`` (or ``RAY_ADDRESS``), reuse a running Ray, or start a local one (recorded in
-    ``record`` until it stops, see :mod:`search.local_ray`). Returns whether this call started Ray."""
+    ``session_file`` until it stops, see :mod:`search.local_ray`). Returns whether this call started Ray."""
     import ray
 
     if ray.is_initialized():
@@ -59,7 +59,7 @@ def _start_ray(address: str | None, record: Path) -> bool:
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR,
                  runtime_env={"env_vars": env} if env else None)
         return False
-    start_local_ray(record)
+    start_local_ray(session_file)
     return True
 
 
@@ -72,10 +72,10 @@ def ray_session(storage: Path, name: str, address: str | None) -> Iterator[dict[
 
     quiet_ray()
     clean_dead_searches(storage, name)
-    record = storage / f"{name}{RAY_RECORD}"
-    started = _start_ray(address, record)
+    session_file = storage / f"{name}{SESSION_FILE}"
+    started = _start_ray(address, session_file)
     try:
         yield ray.cluster_resources()
     finally:
         if started:
-            stop_local_ray(record)
+            stop_local_ray(session_file)

@@ -19,7 +19,7 @@ from ray import tune
 
 from results.export import trial_outcome
 from search.failures import failure_of, retries_of
-from trainables.errors import OptionError
+from results.errors import OptionError
 
 # What the recipe reports each epoch that is worth a curve in the UI (with the best_<metric> of the
 # space's metric); Ray's own keys are left out.

@@ -1,6 +1,7 @@
-"""The one way a search and a confirmation run trials through Tune: the trainable with its shipped
-objects and resources, quiet run settings, one checkpoint kept per trial, failures classified
-(:mod:`search.failures`): infrastructure retried from the last checkpoint, configuration recorded."""
+"""The one way the driver (:mod:`search.driver`: search, record, confirm) runs trials through Tune: the
+trainable with its shipped objects and resources, quiet run settings, one checkpoint kept per trial,
+failures classified (:mod:`search.failures`): infrastructure retried from the last checkpoint,
+configuration recorded."""
 
 from __future__ import annotations
 

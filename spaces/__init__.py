@@ -4,7 +4,9 @@ names start with ``_`` are not spaces."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 
 from spaces._domains import (Categorical, DomainError, FloatRange, IntRange, PowerOfTwoRange, When, choice,
                              domain_from_json, integers, loguniform, powers_of_two, uniform, when)
@@ -15,7 +17,7 @@ from trainables.recipe import METRICS
 
 __all__ = ["METRICS", "Budget", "Categorical", "Change", "DomainError", "FloatRange", "IntRange", "PowerOfTwoRange", "Space",
            "SpaceError", "When", "active_keys", "choice", "describe_domain", "diff_spaces", "domain_from_json", "get_space",
-           "integers", "list_spaces", "loguniform", "powers_of_two", "uniform", "when"]
+           "integers", "list_spaces", "loguniform", "powers_of_two", "saved_ranges", "uniform", "when"]
 
 
 def module_file(origin: str) -> str:
@@ -25,6 +27,14 @@ def module_file(origin: str) -> str:
     import importlib.util
 
     return importlib.util.find_spec(origin).origin
+
+
+def saved_ranges(space_json: Path) -> dict[str, str]:
+    """Each searched key's range, described, as a search saved its space (``space.json``); empty when
+    the file is missing (a search written before it was kept)."""
+    if not space_json.exists():
+        return {}
+    return {k: domain_from_json(d).describe() for k, d in json.loads(space_json.read_text())["params"].items()}
 
 
 def list_spaces() -> list[str]:

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from trainables.errors import UserError
+from results.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 from spaces._domains import Categorical, FloatRange, IntRange, When
 from trainables.data import DataError
-from trainables.errors import UserError
+from results.errors import UserError
 from trainables.hparams import ConfigError
 from trainables.pair import Pair
 from trainables.recipe import METRICS

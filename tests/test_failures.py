@@ -27,11 +27,12 @@ from ray.exceptions import (ActorDiedError, ActorPlacementGroupRemoved, ActorUns
                             RpcError, TaskUnschedulableError, UserCodeException, WorkerCrashedError)
 from ray.tune.callback import CallbackList
 
+from results.errors import SearchInterrupted, SearchStopped
 from search.cli import main
 from search.failures import CONFIGURATION, INFRASTRUCTURE, FailureGuard, failure_class, stopped_search
 from search.options import SearchOptions
 from search.progress import ProgressPrinter
-from search.search import SearchInterrupted, SearchStopped, judge_stop, run_search, winners
+from search.search import judge_stop, run_search, winners
 from search.trial import run_trial
 from spaces import get_space
 from trainables.recipe import NonFiniteLossError

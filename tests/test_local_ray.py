@@ -25,7 +25,7 @@ def _spawn(code: str, *args: str, env: dict[str, str] | None = None) -> subproce
                             start_new_session=True)
 
 
-def _record(path: Path, pid: int, started: float, session: Path, host: str | None = None) -> Path:
+def _session_file(path: Path, pid: int, started: float, session: Path, host: str | None = None) -> Path:
     path.write_text(json.dumps({"driver_pid": pid, "driver_started": started, "session_dir": str(session),
                                 "host": host or socket.gethostname()}))
     return path
@@ -62,39 +62,39 @@ def test_a_dead_searchs_processes_are_stopped_and_no_other(sessions, tmp_path):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     started = psutil.Process(gone.pid).create_time()
     gone.wait()
-    record = _record(tmp_path / "cut.ray.json", gone.pid, started, dead)
+    session_file = _session_file(tmp_path / "cut.ray.json", gone.pid, started, dead)
 
-    stopped = clean_dead_session(record, "cut")
+    stopped = clean_dead_session(session_file, "cut")
 
     assert sorted(int(s.split()[0]) for s in stopped) == sorted([procs["by_args"].pid, procs["by_log"].pid])
     _wait_for(lambda: procs["by_args"].poll() is not None and procs["by_log"].poll() is not None)
     assert procs["by_args"].poll() is not None and procs["by_log"].poll() is not None
     assert procs["other_args"].poll() is None and procs["other_log"].poll() is None
-    assert not record.exists() and session_processes(str(dead)) == []
+    assert not session_file.exists() and session_processes(str(dead)) == []
 
 
 def test_resuming_a_search_whose_driver_still_runs_is_refused(sessions, tmp_path):
     dead, other, procs = sessions
     me = psutil.Process()
-    record = _record(tmp_path / "live.ray.json", me.pid, me.create_time(), dead)
+    session_file = _session_file(tmp_path / "live.ray.json", me.pid, me.create_time(), dead)
 
     with pytest.raises(SearchStillRunning, match=rf"search live is still running \(driver pid {me.pid}\)"):
-        clean_dead_session(record, "live")
-    assert record.exists() and all(p.poll() is None for p in procs.values())
+        clean_dead_session(session_file, "live")
+    assert session_file.exists() and all(p.poll() is None for p in procs.values())
 
 
 def test_a_reused_pid_is_not_mistaken_for_the_driver(sessions, tmp_path):
-    """The record names the driver by pid and start time: a new process with the old pid is not it."""
+    """The session file names the driver by pid and start time: a new process with the old pid is not it."""
     dead, other, procs = sessions
     me = psutil.Process()
-    record = _record(tmp_path / "cut.ray.json", me.pid, me.create_time() - 3600, dead)
-    assert len(clean_dead_session(record, "cut")) == 2
+    session_file = _session_file(tmp_path / "cut.ray.json", me.pid, me.create_time() - 3600, dead)
+    assert len(clean_dead_session(session_file, "cut")) == 2
     assert procs["other_args"].poll() is None and procs["other_log"].poll() is None
 
 
-def test_a_record_from_another_machine_is_left_alone(sessions, tmp_path):
+def test_a_session_file_from_another_machine_is_left_alone(sessions, tmp_path):
     """ray_results on shared storage: a pid on another host says nothing about this one."""
     dead, other, procs = sessions
-    record = _record(tmp_path / "far.ray.json", 1, 0.0, dead, host="another-node")
-    assert clean_dead_session(record, "far") == [] and record.exists()
+    session_file = _session_file(tmp_path / "far.ray.json", 1, 0.0, dead, host="another-node")
+    assert clean_dead_session(session_file, "far") == [] and session_file.exists()
     assert all(p.poll() is None for p in procs.values())

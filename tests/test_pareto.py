@@ -17,7 +17,7 @@ from search.cli import main
 from search.options import SearchOptions
 from search.search import run_search
 from spaces import get_space
-from trainables.errors import OptionError, UserError
+from results.errors import OptionError, UserError
 
 F1, SIZE = Objective("val_macro_f1", "max"), Objective("trainable_params", "min")
 

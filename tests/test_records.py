@@ -1,9 +1,9 @@
-"""The records a run leaves (results/records.py): one schema for the data options, and best.json
+"""The records a run leaves (results/best_file.py): one schema for the data options, and best.json
 through repeated confirmations."""
 
 from __future__ import annotations
 
-from results.records import DataOptions, confirmed_record
+from results.best_file import DataOptions, confirmed_record
 
 SEARCH = {"space": "s", "search_name": "n", "trial_id": "A", "config": {"lr": 0.1, "seed": 0},
           "searched": {"lr": 0.1}, "best_value": 0.9, "best_epoch": 7, "checkpoint": "results/s/n/checkpoint",
@@ -34,3 +34,11 @@ def test_data_options_round_trip_and_tell_other_data_apart():
                                                     "train_fraction": None}
     assert again.mismatch("f1") is None and "fingerprint f1; this data has f2" in again.mismatch("f2")
     assert DataOptions.from_record({}) == DataOptions() and DataOptions().mismatch("any") is None
+
+
+def test_best_json_names_the_headline_scores_of_every_task():
+    from results.best_file import HEADLINE
+    from trainables.tasks import TASK_METRICS, TASKS
+
+    assert set(HEADLINE) == set(TASKS)
+    assert all(set(HEADLINE[t]) <= set(TASK_METRICS[t]) for t in TASKS)

@@ -193,12 +193,12 @@ def test_a_classification_loss_or_metric_is_refused_for_a_regression_pair(housin
 @pytest.fixture()
 def no_ray(monkeypatch):
     """Any search that gets as far as starting Ray fails this test."""
-    import search.search
+    import search.driver
 
     def started(*args, **kwargs):
         raise AssertionError("Ray was started")
 
-    monkeypatch.setattr(search.search, "ray_session", started)
+    monkeypatch.setattr(search.driver, "ray_session", started)
 
 
 def test_focal_loss_classes_and_per_class_scaling_are_one_line_errors(housing, tmp_path, capsys, no_ray,

@@ -19,7 +19,7 @@ from ray import cloudpickle
 
 from search.options import SearchOptions
 from search.search import run_search
-from search.local_ray import RAY_RECORD, session_processes
+from search.local_ray import SESSION_FILE, session_processes
 from results.export import export_best
 from search.cli import main as cli_main
 from trainables.data.ztf_synthetic import CLASS_ORDER, write_synthetic
@@ -264,7 +264,7 @@ def test_a_search_killed_with_its_process_group_resumes_losing_nothing(ray_sessi
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    record = tmp_path / "ray_results" / f"cut{RAY_RECORD}"
+    record = tmp_path / "ray_results" / f"cut{SESSION_FILE}"
     assert record.exists(), "a search that starts its own Ray records it"
     session = json.loads(record.read_text())["session_dir"]
     ended = [ln.split()[2] for ln in lines if ln.startswith("[") and "/8]" in ln]

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainables.errors import OptionError
+from results.errors import OptionError
 
 WEIGHTS_FILE = "model.pt"
 CONFIG_FILE = "config.json"

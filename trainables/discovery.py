@@ -22,7 +22,7 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
-from trainables.errors import OptionError
+from results.errors import OptionError
 
 ENV = "SPECTUNE_PATH"
 _BROKEN: dict[tuple[str, str], str] = {}

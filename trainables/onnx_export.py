@@ -27,9 +27,9 @@ import numpy as np
 import torch
 
 from results.files import write_json
-from results.records import DataOptions
+from results.best_file import DataOptions
 from trainables.checkpoint import load_trainable_state, read_checkpoint
-from trainables.errors import OptionError
+from results.errors import OptionError
 from trainables.pair import Pair, load_data
 from trainables.pretrained import check_same_base
 from trainables.tasks import REGRESSION

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import torch
 
-from trainables.errors import UserError
+from results.errors import UserError
 
 
 class BaseError(UserError):

@@ -33,7 +33,7 @@ from torch import nn
 from trainables.checkpoint import load_trainable_state, trainable_state
 from trainables.config import Recipe
 from trainables.data import Split, Splits
-from trainables.errors import OptionError
+from results.errors import OptionError
 from trainables.losses import FocalLoss, RegressionLoss, balanced_alpha
 from trainables.metrics import confusion_matrix, macro_f1
 from trainables.tasks import REGRESSION, TASK_METRICS

@@ -8,7 +8,7 @@ imports torch, so the CLI and the records can read it cheaply.
 
 from __future__ import annotations
 
-from trainables.errors import ConfigError
+from results.errors import ConfigError
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
@@ -22,8 +22,8 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
 # The direction in which each metric improves: a space that asks for the other one is a mistake.
 METRIC_MODES = {"val_macro_f1": "max", "val_acc": "max", "val_top3_acc": "max", "val_loss": "min",
                 "val_rmse": "min", "val_mae": "min", "val_r2": "max"}
-# What a record reports of the best epoch besides the selection metric.
-HEADLINE: dict[str, tuple[str, ...]] = {CLASSIFICATION: ("val_macro_f1",), REGRESSION: ("val_rmse", "val_mae", "val_r2")}
+# What a record reports of the best epoch besides the selection metric is best.json's schema:
+# results.best_file.HEADLINE, keyed by these tasks (tests/test_records.py checks it names each).
 TASK_LOSSES: dict[str, tuple[str, ...]] = {CLASSIFICATION: ("focal", "weighted_ce", "ce"),
                                            REGRESSION: ("mse", "huber", "l1")}
 # The recipe's loss when a config names none: the ZTF notebook's focal loss, or mean squared error.

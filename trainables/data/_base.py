@@ -24,7 +24,7 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from trainables.errors import DataError
+from results.errors import DataError
 from trainables.hparams import Table, check_table
 from trainables.tasks import CLASSIFICATION, REGRESSION, TASKS
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from results.records import DataOptions
+from results.best_file import DataOptions
 from trainables.checkpoint import read_checkpoint
 from trainables.data._base import InputSpec
 from trainables.hparams import ConfigError

@@ -1,4 +1,7 @@
-"""``spectune train``: one config through the shared recipe, without Ray; the test split once, on request."""
+"""``spectune train``: one config through the shared recipe, without Ray; the test split once, on request.
+
+A command, so on the top floor with the others: it reads a space. It imports nothing of Ray (nor any
+module here that does), so training a config never starts or loads Ray (tests/test_layout.py)."""
 
 from __future__ import annotations
 
@@ -12,15 +15,15 @@ import torch
 from results.files import write_json
 from results.plots import plot_confusion, plot_learning_curves, plot_predictions
 from results.provenance import git_commit, versions
-from results.records import DataOptions, checkpoint_record, read_config_record
+from results.best_file import HEADLINE, DataOptions, checkpoint_record, read_config_record
 from spaces import Space, get_space
 from trainables.checkpoint import save_checkpoint
-from trainables.errors import OptionError
+from results.errors import OptionError
 from trainables.models._finetune import parameter_counts
 from trainables.pair import Resolved, load_data
 from trainables.pretrained import check_same_base
 from trainables.recipe import EpochReport, Evaluation, evaluate_test, pick_device, train
-from trainables.tasks import CLASSIFICATION, HEADLINE, check_metric
+from trainables.tasks import CLASSIFICATION, check_metric
 
 
 @dataclass(frozen=True)
