@@ -157,8 +157,8 @@ def _check_front(front: Any, path: Path, point: str) -> None:
     for i, entry in enumerate(front):
         if isinstance(entry, dict) and isinstance(entry.get("trial_id"), str) and isinstance(entry.get("config"), dict):
             continue
-        which = f"entry {i} (trial {str(entry['trial_id'])[:40]})" if isinstance(entry, dict) and "trial_id" in entry else \
-            f"entry {i}"
+        named = isinstance(entry, dict) and "trial_id" in entry
+        which = f"entry {i} (trial {str(entry['trial_id'])[:40]})" if named else f"entry {i}"
         raise OptionError(f"--point {point}: config file {path}: 'pareto' {which} must be an object with 'trial_id' "
                           f"and 'config'; got {reprlib.repr(entry)}; {fix}")
 
