@@ -400,7 +400,9 @@ def _batches(release: Release, path: Path) -> dict[str, tuple[str, bytes]]:
 
 def _damaged(path: Path, release: Release, exc: Exception) -> DataError:
     # zlib.error and EOFError are not OSErrors: a damaged deflate stream or a cut one.
-    return DataError(f"{path}: not a readable .tar.gz, damaged or cut short ({type(exc).__name__}: "
+    module = type(exc).__module__
+    kind = type(exc).__name__ if module == "builtins" else f"{module}.{type(exc).__name__}"
+    return DataError(f"{path}: not a readable .tar.gz, damaged or cut short ({kind}: "
                      f"{str(exc)[:100] or 'no detail'}); download {release.url} again (md5 {release.md5}).")
 
 
