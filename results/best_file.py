@@ -10,6 +10,7 @@ transfer model's base) takes them through :class:`DataOptions`, so the schema li
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -129,6 +130,7 @@ def read_config_record(path: Path, point: str | None = None) -> dict[str, Any]:
         if front is None:
             raise OptionError(f"--point {point}: config file {path} holds no Pareto front (only a search with several "
                               "objectives writes one); drop --point.")
+        _check_front(front, path, point)
         if not front:
             raise OptionError(f"--point {point}: the Pareto front in {path} is empty (no trial ran its budget); "
                               "drop --point.")
@@ -147,6 +149,22 @@ def read_config_record(path: Path, point: str | None = None) -> dict[str, Any]:
     if not isinstance(obj["config"], dict):
         raise OptionError(f"config file {path}: 'config' must be an object of hyperparameters.")
     return obj
+
+
+def _check_front(front: Any, path: Path, point: str) -> None:
+    """``best.json``'s ``pareto`` as a search writes it: a list of objects, each with a ``trial_id`` and its
+    ``config``. The file may have been edited by hand, so it is checked before a point is looked up."""
+    fix = "restore it from the search's results (or drop --point and edit 'config' instead)."
+    if not isinstance(front, list):
+        raise OptionError(f"--point {point}: config file {path}: 'pareto' must be a list of points; got "
+                          f"{type(front).__name__}; {fix}")
+    for i, entry in enumerate(front):
+        if isinstance(entry, dict) and isinstance(entry.get("trial_id"), str) and isinstance(entry.get("config"), dict):
+            continue
+        named = isinstance(entry, dict) and "trial_id" in entry
+        which = f"entry {i} (trial {str(entry['trial_id'])[:40]})" if named else f"entry {i}"
+        raise OptionError(f"--point {point}: config file {path}: 'pareto' {which} must be an object with 'trial_id' "
+                          f"and 'config'; got {reprlib.repr(entry)}; {fix}")
 
 
 def checkpoint_record(*, model: str, data: str, space: str | None, config: dict[str, Any], spec: Any,

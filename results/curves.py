@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from results.files import read_json, write_csv, write_json
-from results.records import DataOptions
-from trainables.errors import OptionError
+from results.best_file import DataOptions
+from results.errors import OptionError
 
 TABLE = "curves.csv.gz"
 # Fixed values a recording does not depend on: runs are recorded without patience, which a replay

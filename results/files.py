@@ -4,31 +4,45 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
 from results.errors import OptionError
 
 
-def write_json(path: str | Path, obj: Any) -> Path:
+def _replace_whole(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """``write`` a temporary file of this call's own beside ``path``, then rename it onto ``path`` (atomic
+    within one folder). The name is unique per call, so that two writers of one file (a search and a
+    confirmation, two threads) never write, or rename away, each other's temporary file. Not
+    ``tempfile.mkstemp``: its file is private (0600), and a result file keeps the umask's mode."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    text = json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n"
+
+    def write(tmp: Path) -> None:
+        with tmp.open("x") as handle:      # "x": never another writer's file
+            handle.write(text)
+
+    return _replace_whole(path, write)
 
 
 def write_csv(path: str | Path, frame: pd.DataFrame) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     # The temporary name hides the suffix from pandas: say the compression (mtime 0: the same bytes each time).
-    frame.to_csv(tmp, index=False, compression={"method": "gzip", "mtime": 0} if path.suffix == ".gz" else None)
-    os.replace(tmp, path)
-    return path
+    compression = {"method": "gzip", "mtime": 0} if Path(path).suffix == ".gz" else None
+    return _replace_whole(path, lambda tmp: frame.to_csv(tmp, index=False, compression=compression))
 
 
 def read_json(path: str | Path, what: str) -> Any:

@@ -11,6 +11,7 @@ points that satisfy every constraint, such as ``trainable_params<=50000``.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -92,9 +93,14 @@ def parse_choose(texts: Sequence[str], objectives: Sequence[Objective]) -> tuple
             raise OptionError(f"--choose {text!r}: {name!r} is not an objective of this search; its objectives "
                               f"are {names} (add one with --objective {name}:min).")
         try:
-            out.append(Constraint(name, op, float(value)))
+            bound = float(value)
         except ValueError:
             raise OptionError(f"--choose {text!r}: {value!r} is not a number.") from None
+        # 1e999 parses as inf: no point could be ranked by how far it misses it, and that is found only
+        # after the whole budget.
+        if not math.isfinite(bound):
+            raise OptionError(f"--choose {text!r}: the bound must be a finite number; got {value!r} ({bound}).")
+        out.append(Constraint(name, op, bound))
     return tuple(out)
 
 
@@ -139,6 +145,10 @@ def reference_point(values: np.ndarray, modes: Sequence[str]) -> list[float]:
     objective still count."""
     out = []
     for col, mode in zip(np.asarray(values, dtype=float).reshape(-1, len(modes)).T, modes):
+        if np.isnan(col).all():
+            # An objective no trial reported: no corner (and no front, so a hypervolume of 0), and no warning.
+            out.append(float("nan"))
+            continue
         worst = float(np.nanmin(col) if mode == "max" else np.nanmax(col))
         span = float(np.nanmax(col) - np.nanmin(col))
         pad = 0.1 * span if span > 0 else 0.1 * max(abs(worst), 1.0)
@@ -175,7 +185,9 @@ def choose(points: pd.DataFrame, objectives: Sequence[Objective], constraints: S
            ) -> tuple[pd.Series, str]:
     """The chosen point of a front (``points``, best primary first): the best primary value among those that
     satisfy every constraint. When none does, the point nearest to satisfying them (the smallest largest
-    relative excess) and a sentence saying so."""
+    relative excess) and a sentence saying so; when no excess can be measured (an infinite bound made by
+    hand), the best primary value, saying so. Raises only on an empty front (see :func:`no_front`): it
+    runs after a search's whole budget, before anything is written."""
     if points.empty:
         raise ValueError("an empty front has no point to choose")
     column = dict(zip((o.name for o in objectives), columns(objectives)))
@@ -188,9 +200,26 @@ def choose(points: pd.DataFrame, objectives: Sequence[Objective], constraints: S
         return chosen, (f"best {objectives[0].name} on the front" + (f" with {rule}" if rule else ""))
     excess = pd.concat([((points[column[c.name]] - c.value) / max(abs(c.value), 1e-12)) * (1 if c.op == "<=" else -1)
                         for c in constraints], axis=1).max(axis=1)
+    if excess.isna().all():
+        return points.iloc[0], (f"no point of the front has {rule}, and none can be ranked by how far it misses it; "
+                                f"chose the best {objectives[0].name} on the front")
     chosen = points.loc[excess.idxmin()]
     return chosen, (f"no point of the front has {rule}; chose the one nearest to it "
                     f"({', '.join(f'{c.name} {chosen[column[c.name]]:g}' for c in constraints)})")
+
+
+def no_front(frame: pd.DataFrame, objectives: Sequence[Objective]) -> str:
+    """Why :func:`front` over ``frame`` (the scored trials) is empty, and what is chosen instead."""
+    done = frame[frame["outcome"] == "completed"]
+    if done.empty:
+        return "no trial ran its whole budget, so there is no front; chose the best primary value"
+    values = done[columns(objectives)]
+    unreported = [o.name for o, c in zip(objectives, values.columns) if values[c].isna().all()]
+    if unreported:
+        return (f"no trial that ran its whole budget reported {' or '.join(unreported)}, so there is no front; "
+                "chose the best primary value")
+    return ("no trial that ran its whole budget reported every objective, so there is no front; chose the best "
+            "primary value")
 
 
 def front_record(points: pd.DataFrame, objectives: Sequence[Objective], params: Sequence[str]) -> list[dict[str, Any]]:

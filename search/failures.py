@@ -23,6 +23,9 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 from ray.tune.stopper import Stopper
 
+from results.files import write_json
+from results.errors import OptionError
+
 INFRASTRUCTURE = "infrastructure"
 CONFIGURATION = "configuration"
 
@@ -145,8 +148,9 @@ class FailureGuard(Callback, Stopper):
             if self.experiment is not None:
                 # Trials still live are stopped with partial results: not to be taken for completed ones.
                 cut = [t.trial_id for t in trials if t is not trial and t.status not in (Trial.TERMINATED, Trial.ERROR)]
-                (self.experiment / STOPPED_FILE).write_text(json.dumps(
-                    {"failed": self.failed_at_start, "last_error": error_of(trial), "cut": cut}))
+                # Whole or not at all: the driver reads it the moment the run returns.
+                write_json(self.experiment / STOPPED_FILE,
+                           {"failed": self.failed_at_start, "last_error": error_of(trial), "cut": cut})
 
     def get_state(self) -> dict[str, Any]:
         """What Tune saves with its experiment state: the guard itself is pickled only once, at the start
@@ -172,4 +176,12 @@ def _classify(trial: Trial) -> None:
 def stopped_search(experiment: Path) -> dict[str, Any] | None:
     """What :class:`FailureGuard` wrote when it stopped the search in ``experiment``, else ``None``."""
     path = Path(experiment) / STOPPED_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        # The guard writes it whole, so something else cut it: which trials the stop cut short is lost.
+        raise OptionError(f"{path}: not valid JSON ({exc}); it records why the failure guard stopped this search. "
+                          "Delete it to read the search as not stopped (trials the stop cut short then count as "
+                          "they stand).") from None

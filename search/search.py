@@ -19,8 +19,8 @@ from results.best_file import best_record
 from results.errors import AllTrialsFailed, OptionError, SearchStopped
 from results.export import check_name, copy_checkpoint, read_confusion, read_predictions, results_dir, write_results
 from results.files import read_json, write_json
-from results.pareto import (Constraint, Objective, choose, columns, front, front_record, hypervolume, parse_choose,
-                            parse_objective, reference_point)
+from results.pareto import (Constraint, Objective, choose, columns, front, front_record, hypervolume, no_front,
+                            parse_choose, parse_objective, reference_point)
 from results.plots import plot_confusion, plot_learning_curves, plot_predictions
 from results.provenance import git_commit, versions
 from results.report import study_report
@@ -340,8 +340,8 @@ def _choose_from_front(frame: pd.DataFrame, ok: pd.DataFrame, objectives: list[O
     names = columns(objectives)
     frame["pareto"] = frame["trial_id"].isin(points["trial_id"])
     if points.empty:
-        # Only when no trial ran its budget (every one stopped by ASHA or its patience never came).
-        chosen, rule = ok.iloc[0], "no trial ran its whole budget, so there is no front; chose the best primary value"
+        # No trial ran its budget (ASHA stopped every one), or none that did reported every objective.
+        chosen, rule = ok.iloc[0], no_front(ok, objectives)
     else:
         chosen, rule = choose(points, objectives, constraints)
     reference = reference_point(ok[names].to_numpy(dtype=float), [o.mode for o in objectives])

@@ -36,7 +36,7 @@ from results.export import RESULTS_DIR
 from results.files import read_json
 from spaces import Categorical, FloatRange, IntRange, Space, When, domain_from_json
 from spaces._diff import diff_spaces, same_value
-from trainables.errors import UserError
+from results.errors import UserError
 
 # Run settings a command line may change between searches: reported by the diff, never a reason to
 # leave a trial out.

@@ -398,3 +398,131 @@ def test_a_two_trial_spectune_search(ray_session, tiny, tmp_path, monkeypatch, c
     assert best["metric"] == "val_acc" and best["mode"] == "max"
     assert {"hflip", "crop", "width_1", "dropout_conv"} <= set(best["config"])
     assert len(pd.read_csv(results / "trials.csv")) == 2
+
+
+# --- numpy's own state setters are not trusted, and arrays make no more bytes than the file holds ----------
+
+class _Built(_Call):
+    """Pickles as ``function(*args)`` then BUILD with ``state``: how numpy pickles a dtype or an array."""
+
+    def __init__(self, function, args, state):
+        super().__init__(function, *args)
+        self.state = state
+
+    def __reduce__(self):
+        return self.function, self.args, self.state
+
+
+def _dtype(code: str, state: tuple) -> _Built:
+    return _Built(np.dtype, (code, False, True), state)
+
+
+def _array(dtype: _Built, shape: tuple, raw: bytes) -> _Built:
+    return _Built(np.empty(0).__reduce__()[0], (np.ndarray, (0,), b"b"), (1, shape, dtype, False, raw))
+
+
+# numpy.dtype('u1') whose state claims a subarray of 2**24 bytes: numpy takes it, and an array of it reads
+# 2**24 bytes per one-byte item.
+SUBARRAY = (3, "|", (np.dtype("u1"), (1 << 24,)), None, None, -1, -1, 0)
+
+
+def test_a_dtype_state_other_than_a_plain_numeric_dtypes_is_refused_in_one_line():
+    raw = pickle.dumps({b"data": _array(_dtype("u1", SUBARRAY), (1,), b"\x00"), b"labels": [0]}, protocol=2)
+    with pytest.raises(DataError, match=r"^data_batch_1: refused to unpickle: it sets numpy\.dtype\('u1'\)'s state "
+                                        r"to \(3, '\|', \(.*a CIFAR-10 batch sets only a plain numeric dtype's") as err:
+        read_python_batch(raw, "data_batch_1")
+    assert "\n" not in str(err.value)
+
+
+def test_a_crafted_dtype_in_a_refused_call_cannot_crash_the_reader(tmp_path):
+    """Before: the refusal's text showed the array, whose subarray dtype read past its memory (SIGSEGV)."""
+    crafted = _Call(_codecs.encode, _array(_dtype("u1", SUBARRAY), (1,), b"\x00"), "latin1")
+    (tmp_path / "batch").write_bytes(pickle.dumps({b"data": crafted}, protocol=2))
+    import subprocess
+    import sys
+
+    code = ("import sys; from pathlib import Path; from trainables.data.cifar10 import read_python_batch\n"
+            "try: read_python_batch(Path(sys.argv[1]).read_bytes(), 'data_batch_1')\n"
+            "except Exception as exc: print(type(exc).__name__, exc)")
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "batch")], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr[-500:]
+    assert run.stdout.startswith("DataError data_batch_1: refused to unpickle: it sets numpy.dtype('u1')'s state")
+
+
+def test_arrays_hold_no_more_bytes_in_all_than_the_file_and_are_refused_before_they_are_made():
+    blob = bytes(1 << 20)       # one stored bytes object, read by every array (a memo reference each time)
+    swapped = _dtype("u2", (3, ">", None, None, None, -1, -1, 0))
+    raw = pickle.dumps({b"filenames": [_array(swapped, (1 << 19,), blob) for _ in range(40)]}, protocol=2)
+    assert len(raw) < 1.1 * len(blob)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"^data_batch_1: refused to unpickle: its arrays hold more bytes than the "
+                                            r"file \([0-9,]+ bytes\), which no CIFAR-10 batch's do"):
+            read_python_batch(raw, "data_batch_1")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20           # before: every array was made (40 MiB here, 243 MiB for 200 arrays)
+
+
+@pytest.mark.parametrize("label, shown", [(1 << 70, "an integer of 71 bits"), (-1, "-1"), (10, "10")],
+                         ids=["2**70", "-1", "10"])
+def test_a_python_batchs_label_out_of_range_is_one_line(pixels, label, shown):
+    images, labels = pixels["data_batch_1"]
+    raw = python_batch(images, np.array([label, *labels[1:]], dtype=object))
+    with pytest.raises(DataError, match=rf"^data_batch_1: labels must lie in \[0, 9\]; found {shown}\.$"):
+        read_python_batch(raw, "data_batch_1")
+
+
+# --- a tarball: members checked from their headers before they are read, and the archive's checksums ---------
+
+@pytest.mark.parametrize("missing", [None, "data_batch_2"], ids=["all-there", "one-missing"])
+def test_a_tarball_member_larger_than_the_releases_batches_is_refused_before_it_is_read(pixels, tmp_path, missing):
+    batches = {k: v for k, v in _batches(pixels, binary_batch).items() if k != missing}
+    tar = write_release(tmp_path, BINARY, {**batches, "data_batch_1": bytes(10_001 * 3073)}, tarball=True)
+    assert tar.stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"binary\.tar\.gz: (cifar-10-batches-bin/data_batch_1\.bin is 30,733,073 "
+                                            r"bytes, more than a batch of the release holds \(30,730,000\); it is not "
+                                            r"from cifar-10-binary\.tar\.gz|holds no file .*data_batch_2\.bin)"):
+            get_data("cifar10").load(tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20          # before: the 30 MB member was read whole (a 256 MiB one as easily)
+
+
+def test_a_flipped_bit_anywhere_in_a_tarball_is_one_line_or_changes_no_pixel(pixels, tmp_path):
+    good = write_release(tmp_path / "good", BINARY, _batches(pixels, binary_batch), tarball=True)
+    reference = get_data("cifar10").load(good.parent)
+    raw = good.read_bytes()
+    outcomes = []
+    for place in np.linspace(0, len(raw) - 1, 20).astype(int):
+        flipped = bytearray(raw)
+        flipped[place] ^= 0x10
+        folder = tmp_path / f"flip{place}"
+        folder.mkdir()
+        (folder / BINARY.tarball).write_bytes(bytes(flipped))
+        try:
+            data = get_data("cifar10").load(folder)
+        except DataError as exc:
+            assert "\n" not in str(exc) and str(exc).startswith(str(folder / BINARY.tarball)), str(exc)
+            outcomes.append("refused")
+            continue
+        assert data.fingerprint == reference.fingerprint, f"bit flipped at byte {place} of {len(raw)} changed pixels"
+        outcomes.append("same pixels")
+    assert outcomes.count("refused") >= 15, outcomes     # only the gzip header's name and time carry no checksum
+
+
+def test_a_tarball_says_whether_its_md5_is_the_releases(pixels, tmp_path, monkeypatch):
+    import hashlib
+
+    tar = write_release(tmp_path, BINARY, _batches(pixels, binary_batch), tarball=True)
+    md5 = hashlib.md5(tar.read_bytes()).hexdigest()
+    note = get_data("cifar10").load(tmp_path).note
+    assert f"md5 {md5} is not the release's {BINARY.md5}" in note and "pixels not checked" in note
+    monkeypatch.setattr(cifar10, "BINARY", cifar10.Release(BINARY.tarball, BINARY.folder, BINARY.suffix, BINARY.url,
+                                                           md5))
+    assert f"md5 {md5} checked: the release's" in get_data("cifar10").load(tmp_path).note

@@ -14,11 +14,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FLOORS = ("results", "trainables", "spaces", "search")   # bottom first
 
-# Imports against the floors in modules another change is moving (the replay modules); each entry must
-# still be there, so this list can only shrink. trainables.errors re-exports results.errors for them.
-PENDING = {"results/curves.py": {"trainables.errors"}}
-
-
 def _imports(path: Path) -> list[tuple[int, str]]:
     """Every absolute import in ``path`` (a function's too), as (line, module)."""
     out = []
@@ -44,14 +39,7 @@ def against_the_floors(root: Path = ROOT) -> dict[str, set[str]]:
 
 def test_no_import_runs_against_the_floors():
     found = against_the_floors()
-    new = {f: sorted(m - PENDING.get(f, set())) for f, m in found.items() if m - PENDING.get(f, set())}
-    assert not new, f"imports against the floors ({' above '.join(reversed(FLOORS))}): {new}"
-
-
-def test_the_pending_list_only_names_imports_still_there():
-    found = against_the_floors()
-    gone = {f: sorted(m - found.get(f, set())) for f, m in PENDING.items() if m - found.get(f, set())}
-    assert not gone, f"fixed: drop these from PENDING: {gone}"
+    assert not found, f"imports against the floors ({' above '.join(reversed(FLOORS))}): {found}"
 
 
 @pytest.mark.parametrize("floor,above", [("results", "trainables"), ("results", "spaces"), ("results", "search"),

@@ -57,6 +57,50 @@ def test_choose_takes_the_best_primary_within_the_constraint_or_says_none_meets_
     assert chosen["trial_id"] == "a" and rule.startswith("no point of the front has trainable_params<=10")
 
 
+def test_choose_never_raises_on_a_front_a_bound_cannot_rank_and_says_what_it_chose():
+    from results.pareto import Constraint
+
+    points = front(_trials([("a", "completed", 0.80, 50), ("c", "completed", 0.90, 500)]), [F1, SIZE])
+    for bound in (Constraint("trainable_params", ">=", float("inf")), Constraint("trainable_params", "<=", -np.inf)):
+        chosen, rule = choose(points, [F1, SIZE], (bound,))
+        assert chosen["trial_id"] == "c"
+        assert rule.startswith(f"no point of the front has {bound}, and none can be ranked by how far it misses it; "
+                               "chose the best val_macro_f1 on the front")
+
+
+def test_an_objective_no_trial_reported_gives_an_empty_front_and_says_so():
+    from search.search import _choose_from_front
+
+    # Best primary first, as the search hands them over.
+    frame = _trials([("c", "stopped early", 0.95, np.nan), ("b", "completed", 0.90, np.nan),
+                     ("a", "completed", 0.80, np.nan)])
+    chosen, record = _choose_from_front(frame, frame, [F1, SIZE], (), ["lr"])
+    assert chosen["trial_id"] == "c" and record["pareto"] == [] and not frame["pareto"].any()
+    assert record["hypervolume"]["value"] == 0.0
+    # Before: "no trial ran its whole budget", when two did.
+    assert record["chosen_by"] == ("no trial that ran its whole budget reported trainable_params, so there is no "
+                                   "front; chose the best primary value")
+    stopped = _trials([("a", "stopped early", 0.80, 10)])
+    assert _choose_from_front(stopped, stopped, [F1, SIZE], (), ["lr"])[1]["chosen_by"].startswith(
+        "no trial ran its whole budget, so there is no front")
+
+
+@pytest.mark.parametrize("front_, fragment", [
+    ({"t1": {}}, r"'pareto' must be a list of points; got dict"),
+    (["t1"], r"'pareto' entry 0 must be an object with 'trial_id' and 'config'; got 't1'"),
+    ([{"trial_id": "t0", "config": {}}, {"trial_id": "t1"}],
+     r"'pareto' entry 1 \(trial t1\) must be an object with 'trial_id' and 'config'"),
+], ids=["dict", "string", "no-config"])
+def test_a_hand_edited_front_is_one_line_naming_the_file_and_the_entry(tmp_path, front_, fragment):
+    from results.best_file import read_config_record
+
+    path = tmp_path / "best.json"
+    path.write_text(json.dumps({"config": {"lr": 0.1}, "pareto": front_}))
+    with pytest.raises(OptionError, match=rf"^--point t1: config file {path}: {fragment}.*; .*\.$") as err:
+        read_config_record(path, "t1")
+    assert "\n" not in str(err.value)
+
+
 def test_a_constraint_on_the_primary_reads_its_best_value():
     points = front(_trials([("a", "completed", 0.80, 50), ("c", "completed", 0.90, 500)]), [F1, SIZE])
     chosen, rule = choose(points, [F1, SIZE], parse_choose(["val_macro_f1<=0.85"], [F1, SIZE]))
@@ -97,6 +141,10 @@ def test_a_bad_objective_is_refused_naming_it(text, fragment):
 @pytest.mark.parametrize("texts, fragment", [
     (["trainable_params<50000"], "NAME<=VALUE or NAME>=VALUE"),
     (["total_params<=10"], "'total_params' is not an objective of this search"),
+    # Before: accepted, and after the whole budget choose() raised, so neither best.json nor trials.csv was written.
+    (["trainable_params>=1e999"], r"^--choose 'trainable_params>=1e999': the bound must be a finite number; got "
+                                  r"'1e999' \(inf\)\.$"),
+    (["trainable_params<=-1e999"], r"the bound must be a finite number; got '-1e999' \(-inf\)"),
 ])
 def test_a_bad_choice_rule_is_refused_naming_it(texts, fragment):
     with pytest.raises(OptionError, match=fragment):

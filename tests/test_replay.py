@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 from results.curves import Curves, read_curves, write_curves
-from results.records import DataOptions
+from results.best_file import DataOptions
 from search.cli import main
 from search.replay.simulate import Strategy, replay
 from spaces import get_space
-from trainables.errors import OptionError
+from results.errors import OptionError
 from trainables.settings import TrialSettings
 
 

@@ -37,13 +37,13 @@ import torch
 
 from results.curves import TABLE
 from results.files import read_json, write_json
-from results.records import DataOptions
+from results.best_file import DataOptions
 from results.provenance import git_commit, versions
 from search.bench.notebook_loop import notebook_train
 from search.options import SearchOptions
 from search.search import run_search
 from search.tracking import EPOCH_METRICS
-from trainables.errors import OptionError, UserError
+from results.errors import OptionError, UserError
 from spaces import get_space
 from trainables.data import Splits, get_data, scale_down
 from trainables.pair import Pair, Resolved

@@ -31,7 +31,7 @@ from search.record import config_sizes
 from search.replay.simulate import ReplayLog, Strategy, replay
 from search.search import search_objectives
 from search.tracking import default_tracking_uri, log_study
-from trainables.errors import OptionError
+from results.errors import OptionError
 
 
 def front_panel(base: Strategy) -> list[Strategy]:

@@ -30,7 +30,7 @@ from search.progress import console
 from search.replay.simulate import ReplayLog, Strategy, replay
 from search.tracking import default_tracking_uri, log_study
 from spaces import Space, get_space
-from trainables.errors import OptionError
+from results.errors import OptionError
 from trainables.pair import load_data
 from trainables.settings import TrialSettings
 

@@ -9,7 +9,12 @@ train, 10,000 test), read from the release as Alex Krizhevsky publishes it, in t
   ``data_batch_5`` and ``test_batch``, pickled dicts of ``data`` (N x 3,072 uint8, the same layout) and
   ``labels``. Unpickled by :class:`ArrayUnpickler`, which admits numpy arrays, lists, dicts and bytes and
   refuses every other global, so a crafted batch file cannot run code, and calls the admitted ones only with
-  the arguments the release's pickles pass, so it cannot make more bytes than it holds either.
+  the arguments the release's pickles pass, and sets only a plain numeric dtype's state, so it cannot make
+  more bytes than it holds either, nor an array that reads past its memory.
+
+A tarball is read member by member (never extracted); each batch's size is read from its header before the
+batch is, and the tarball's md5 is checked against the release's: where it differs (a copy made otherwise, or
+a damaged one) the gzip stream's own CRC-32 is checked instead, and the data's note says the pixels were not.
 
 A stratified 10 % of the training images (seeded) validates; pixels are scaled to [0, 1] and normalised
 per channel with the training split's mean and standard deviation. The searched augmentation runs per
@@ -25,15 +30,18 @@ offline.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.client
 import io
+import math
 import os
 import pickle
 import re
 import reprlib
 import tarfile
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Mapping, Sequence
@@ -53,6 +61,10 @@ SEED = 0
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 SOURCES = ("release", "synthetic")
 GENERATED = "GENERATED"
+# The largest batch file of each version (by its suffix), checked before a batch is read: the binary
+# version's 10,000 records, and the python version's pickle of them with their labels and file names
+# (31,035,704 bytes in the release), with room.
+LARGEST_BATCH = {".bin": 10_000 * RECORD, "": 32 << 20}
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,9 @@ def where_to_place(folder: Path) -> str:
 
 # The dtypes a numeric array pickles: bool, signed and unsigned int, float, complex (not object, str, void).
 TYPE_CODE = re.compile(r"[<>|=]?[biufc]\d{1,2}")
+# A plain numeric dtype's state as numpy pickles it, after its byte order: no subarray, names or fields,
+# sizes taken from the type code (-1), no flags.
+PLAIN_DTYPE_STATE = (None, None, None, -1, -1, 0)
 
 
 class Refused(pickle.UnpicklingError):
@@ -112,17 +127,86 @@ class _Admitted:
         raise Refused(f"it sets the state of {self.name}, which a CIFAR-10 batch never does")
 
 
+class _DtypeState:
+    """A dtype the pickle is building: ``numpy.dtype(code, 0, 1)``, then BUILD with its state. Kept out of
+    numpy until that state is checked, because numpy's own ``__setstate__`` takes any state, a subarray of
+    any size on a one-byte type included, and an array of such a dtype reads far past its memory."""
+
+    __slots__ = ("dtype", "built")
+
+    def __init__(self, dtype: np.dtype) -> None:
+        self.dtype, self.built = dtype, False
+
+    def __setstate__(self, state: Any) -> None:
+        if self.built:
+            raise Refused(f"it sets the state of {self!r} twice, which a CIFAR-10 batch never does")
+        whole = type(state) is tuple and len(state) == 8
+        order = state[1] if whole else None
+        order = order.decode("latin1") if type(order) is bytes else order   # Python 2's str, read as bytes
+        if not whole or type(state[0]) is not int or state[0] != 3 or order not in ("<", ">", "|", "=") \
+                or any(type(v) is not type(w) or v != w for v, w in zip(state[2:], PLAIN_DTYPE_STATE)):
+            raise Refused(f"it sets {self!r}'s state to {reprlib.repr(state)}, and a CIFAR-10 batch sets only a "
+                          "plain numeric dtype's: (3, byte order, None, None, None, -1, -1, 0)")
+        self.dtype = self.dtype if order == "|" else self.dtype.newbyteorder(order)
+        self.built = True
+
+    def __repr__(self) -> str:
+        return f"numpy.dtype({_code(self.dtype)!r})"
+
+
+class _ArrayState:
+    """An array the pickle is building: ``_reconstruct(numpy.ndarray, (0,), b'b')``, then BUILD with its
+    state. Made here, not by numpy's ``__setstate__``, from a state checked first: a plain dtype, a shape
+    its bytes fill exactly, and its bytes counted against the file's (:meth:`ArrayUnpickler.charge`)
+    before the array is made, since one stored bytes object can be referred to by any number of states."""
+
+    __slots__ = ("owner", "array")
+
+    def __init__(self, owner: "ArrayUnpickler") -> None:
+        self.owner, self.array = owner, None
+
+    def __setstate__(self, state: Any) -> None:
+        if self.array is not None:
+            raise Refused("it sets the state of one numpy.ndarray twice, which a CIFAR-10 batch never does")
+        if type(state) is not tuple or len(state) != 5:
+            raise Refused(f"it sets a numpy.ndarray's state to {reprlib.repr(state)}, and a CIFAR-10 batch sets "
+                          "only (1, shape, dtype, fortran order, bytes)")
+        version, shape, dtype, fortran, raw = state
+        if type(version) is not int or version != 1 or type(shape) is not tuple or len(shape) > 32 \
+                or not all(type(n) is int and 0 <= n < 1 << 40 for n in shape) or type(dtype) is not _DtypeState \
+                or type(fortran) not in (int, bool) or fortran not in (0, 1) or type(raw) is not bytes:
+            raise Refused(f"it sets a numpy.ndarray's state to {reprlib.repr(state)}, and a CIFAR-10 batch sets "
+                          "only (1, shape, plain numeric dtype, fortran order, bytes)")
+        if math.prod(shape) * dtype.dtype.itemsize != len(raw):
+            raise Refused(f"it sets a numpy.ndarray of shape {shape} and {dtype!r} from {len(raw):,} bytes, which "
+                          "do not fill it exactly as a CIFAR-10 batch's do")
+        self.owner.charge(len(raw))
+        self.array = np.frombuffer(raw, dtype.dtype).reshape(shape, order="F" if fortran else "C").copy()
+
+    def __repr__(self) -> str:
+        # Never the array's values: a message shows what was called, not the data.
+        return "numpy.ndarray" if self.array is None else f"numpy.ndarray({self.array.shape}, {self.array.dtype})"
+
+
+def _code(dtype: np.dtype) -> str:
+    """The type code numpy pickles a dtype by (``'u1'``, ``'f8'``): without its byte order."""
+    return dtype.str[1:]
+
+
 class ArrayUnpickler(pickle.Unpickler):
     """An unpickler for numpy arrays in dicts and lists: any other global (``os.system``,
     ``builtins.eval``, a class) is refused before it is imported, so nothing in the file runs, and the
     admitted ones take only the arguments a batch's pickle passes them, so no call allocates more than
     the file holds (``bytes(n)`` would allocate ``n`` bytes, a codec other than latin-1 could run any
-    registered encoder)."""
+    registered encoder). Arrays and dtypes are built by :class:`_ArrayState` and :class:`_DtypeState`, which
+    check the state numpy would take as given; :meth:`arrays` hands the arrays out."""
 
     def __init__(self, file: BinaryIO, limit: int, **kwargs: Any) -> None:
         super().__init__(file, **kwargs)
         # Bytes the calls may decode in all: a pickle could repeat one memoised str in many calls.
         self.left = limit
+        # Bytes the arrays may hold in all, for the same reason: one stored bytes object, many arrays.
+        self.limit, self.array_left = limit, limit
         self.ndarray = _Admitted("numpy.ndarray", "only passes it to _reconstruct", None)
         reconstruct = _Admitted("_reconstruct", "calls it only as _reconstruct(numpy.ndarray, (0,), b'b')",
                                 self._reconstruct)
@@ -145,12 +229,33 @@ class ArrayUnpickler(pickle.Unpickler):
             raise Refused(f"it asks for {module}.{name}, and a CIFAR-10 batch needs only numpy arrays, lists, "
                           "dicts and bytes") from None
 
-    def _reconstruct(self, *args: Any) -> np.ndarray | None:
-        # An empty array, which BUILD then fills from bytes the file holds.
+    def _reconstruct(self, *args: Any) -> _ArrayState | None:
+        # An array to be, which BUILD then fills from bytes the file holds.
         if len(args) == 3 and args[0] is self.ndarray and type(args[1]) is tuple and args[1] == (0,) \
                 and type(args[2]) is bytes and args[2] == b"b":
-            return _RECONSTRUCT(np.ndarray, (0,), b"b")
+            return _ArrayState(self)
         return None
+
+    def charge(self, size: int) -> None:
+        """Count ``size`` bytes of one more array against the file's, before the array is made."""
+        self.array_left -= size
+        if self.array_left < 0:
+            raise Refused(f"its arrays hold more bytes than the file ({self.limit:,} bytes), which no CIFAR-10 "
+                          "batch's do")
+
+    @staticmethod
+    def arrays(batch: Any) -> Any:
+        """``batch`` with each of its values that an array state built replaced by that array (a dict's
+        values: where a batch keeps its arrays)."""
+        if not isinstance(batch, dict):
+            return batch
+        for key, value in batch.items():
+            if type(value) is _ArrayState:
+                if value.array is None:
+                    raise Refused("it makes a numpy.ndarray and never sets its state, which a CIFAR-10 batch "
+                                  "never does")
+                batch[key] = value.array
+        return batch
 
     def _encode(self, *args: Any) -> bytes | None:
         if len(args) != 2 or type(args[0]) is not str or type(args[1]) is not str \
@@ -163,16 +268,13 @@ class ArrayUnpickler(pickle.Unpickler):
         return args[0].encode("latin1")
 
 
-_RECONSTRUCT = np.empty(0).__reduce__()[0]   # numpy.core's or numpy._core's, whichever this numpy has
-
-
-def _dtype(*args: Any) -> np.dtype | None:
-    """A numeric dtype as numpy pickles it: ``(type code, align=0, copy=1)`` (a copy, which BUILD may set)."""
+def _dtype(*args: Any) -> _DtypeState | None:
+    """A numeric dtype as numpy pickles it: ``(type code, align=0, copy=1)``, whose state BUILD then sets."""
     if len(args) != 3 or type(args[1]) not in (int, bool) or type(args[2]) not in (int, bool) \
             or (args[1], args[2]) != (0, 1):
         return None
     code = args[0].decode("latin1") if isinstance(args[0], bytes) else args[0]
-    return np.dtype(code, False, True) if isinstance(code, str) and TYPE_CODE.fullmatch(code) else None
+    return _DtypeState(np.dtype(code)) if isinstance(code, str) and TYPE_CODE.fullmatch(code) else None
 
 
 def _empty_bytes(*args: Any) -> bytes | None:
@@ -183,7 +285,7 @@ def read_python_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
     """Images ``(N, 3, 32, 32)`` uint8 and labels ``(N,)`` of one pickled batch of the python version."""
     try:
         # encoding="bytes": the release was pickled by Python 2, whose str keys arrive as bytes.
-        batch = ArrayUnpickler(io.BytesIO(raw), limit=len(raw), encoding="bytes").load()
+        batch = ArrayUnpickler.arrays(ArrayUnpickler(io.BytesIO(raw), limit=len(raw), encoding="bytes").load())
     except Refused as exc:
         raise DataError(f"{where}: refused to unpickle: {exc}; this file is not the release's (it could run code "
                         f"or exhaust memory); download the release again ({PYTHON.url}).") from None
@@ -201,6 +303,11 @@ def read_python_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{where}: 'data' must be a uint8 array of N >= 1 x {RECORD - 1} pixels; got {got}.")
     if not isinstance(labels, list) or len(labels) != len(data) or not all(type(v) is int for v in labels):
         raise DataError(f"{where}: 'labels' must be a list of {len(data)} ints, one per image.")
+    # Before the int64 array: a Python int of any size would not fit one.
+    bad = next((v for v in labels if not 0 <= v < len(CLASSES)), None)
+    if bad is not None:
+        shown = str(bad) if bad.bit_length() < 64 else f"an integer of {bad.bit_length()} bits"
+        raise DataError(f"{where}: labels must lie in [0, {len(CLASSES) - 1}]; found {shown}.")
     return data.reshape(-1, 3, SIDE, SIDE), np.array(labels, dtype=np.int64)
 
 
@@ -239,37 +346,81 @@ def _sources(folder: Path) -> list[tuple[Release, Path]]:
     return found
 
 
+def _too_large(where: str, size: int, release: Release) -> DataError | None:
+    largest = LARGEST_BATCH[release.suffix]
+    if size <= largest:
+        return None
+    return DataError(f"{where} is {size:,} bytes, more than a batch of the release holds ({largest:,}); it is not "
+                     f"from {release.tarball} ({release.url}).")
+
+
 def _batches(release: Release, path: Path) -> dict[str, tuple[str, bytes]]:
     """Each batch's bytes with the name an error gives it, from an extracted folder or a tarball
-    (read member by member, never extracted, so no path in the archive is written)."""
+    (read member by member, never extracted, so no path in the archive is written). Every batch's name
+    and size are checked before any is read: a small archive can hold a member of any size."""
     names = [*TRAIN_BATCHES, "test_batch"]
     if path.is_dir():
-        out = {}
+        files = {}
         for name in names:
             file = path / f"{name}{release.suffix}"
             if not file.is_file():
                 raise DataError(f"{file} is missing; {release.folder}/ must hold {names[0]}{release.suffix} ... "
                                 f"{names[-2]}{release.suffix} and test_batch{release.suffix}. "
                                 f"{where_to_place(path.parent)}.")
-            out[name] = (str(file), file.read_bytes())
-        return out
+            error = _too_large(str(file), file.stat().st_size, release)
+            if error:
+                raise error
+            files[name] = file
+        return {name: (str(file), file.read_bytes()) for name, file in files.items()}
     try:
         with tarfile.open(path, "r:gz") as archive:
-            out = {}
+            members = {}
             for name in names:
                 member = f"{release.folder}/{name}{release.suffix}"
                 try:
-                    handle = archive.extractfile(member)
+                    info = archive.getmember(member)
                 except KeyError:
-                    handle = None
-                if handle is None:
+                    info = None
+                if info is None or not info.isfile():
                     raise DataError(f"{path}: holds no file {member}; it must be the release's {release.tarball} "
                                     f"({release.url}).")
-                out[name] = (f"{path}:{member}", handle.read())
+                error = _too_large(f"{path}: {member}", info.size, release)
+                if error:
+                    raise error
+                members[name] = (member, info)
+            out = {}
+            for name, (member, info) in members.items():
+                handle = archive.extractfile(info)
+                assert handle is not None   # a regular file, checked above
+                out[name] = (f"{path}:{member}", handle.read(info.size))
             return out
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable .tar.gz ({type(exc).__name__}: {str(exc)[:100] or 'no detail'}); "
-                        f"download {release.url} again (md5 {release.md5}).") from None
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise _damaged(path, release, exc) from None
+
+
+def _damaged(path: Path, release: Release, exc: Exception) -> DataError:
+    # zlib.error and EOFError are not OSErrors: a damaged deflate stream or a cut one.
+    module = type(exc).__module__
+    kind = type(exc).__name__ if module == "builtins" else f"{module}.{type(exc).__name__}"
+    return DataError(f"{path}: not a readable .tar.gz, damaged or cut short ({kind}: "
+                     f"{str(exc)[:100] or 'no detail'}); download {release.url} again (md5 {release.md5}).")
+
+
+def _check_tarball(path: Path, release: Release) -> str:
+    """What was checked of the tarball ``path``, for the data's note: its md5 when it is the release's;
+    otherwise its gzip stream read to the end, where gzip checks the CRC-32 and length of what it
+    decompressed (a flipped bit would else load as other pixels), refused in one line when damaged."""
+    md5 = _file_md5(path)
+    if md5 == release.md5:
+        return f"md5 {md5} checked: the release's"
+    try:
+        with gzip.open(path) as stream:
+            while stream.read(1 << 20):
+                pass
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _damaged(path, release, exc) from None
+    return (f"md5 {md5} is not the release's {release.md5}, so its pixels not checked against the release (only "
+            "the gzip CRC-32)")
 
 
 def _file_md5(path: Path) -> str:
@@ -342,6 +493,8 @@ class CIFAR10(DataModule):
         release, path = found[0]
         read: Callable[[bytes, str], tuple[np.ndarray, np.ndarray]] = \
             read_binary_batch if release is BINARY else read_python_batch
+        # Before the batches are read: a damaged tarball is told as one, not as a batch's odd content.
+        checked = _check_tarball(path, release) if path.is_file() else "extracted: no md5 to check"
         parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for name, (where, raw) in _batches(release, path).items():
             images, labels = read(raw, where)
@@ -371,7 +524,8 @@ class CIFAR10(DataModule):
             return Split({"x": ((x.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)}, y)
 
         marker = path / GENERATED if path.is_dir() else None
-        note = marker.read_text() if marker is not None and marker.is_file() else f"the release's {release.folder}"
+        note = marker.read_text() if marker is not None and marker.is_file() else \
+            f"the release's {release.tarball if path.is_file() else release.folder}, {checked}"
         # The pixels and labels, not the files: both versions of the same images load alike.
         return Splits(train=split(x_all[train_idx], y_all[train_idx]), val=split(x_all[val_idx], y_all[val_idx]),
                       test=split(x_test, y_test),
