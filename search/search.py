@@ -25,7 +25,7 @@ from results.provenance import git_commit, versions
 from results.records import best_record
 from results.report import study_report
 from search.collect import collect_trials
-from search.failures import FailureGuard, stopped_search
+from search.failures import FailureGuard, stop_reason, stopped_search
 from search.options import SEARCH_OPTIONS, SearchOptions, check, check_configs
 from search.progress import ProgressPrinter, console, print_top
 from search.resources import gpu_share, plan_placement
@@ -55,8 +55,8 @@ class AllTrialsFailed(SearchError):
 
 
 class SearchStopped(AllTrialsFailed):
-    """The first trials all failed on their configuration (``--stop-after-failures``): a pair or space that
-    fails every config is broken, so the search stopped instead of running the rest."""
+    """The first trials all failed on their configuration, or trials in a row failed on the machine
+    (``--stop-after-failures``): the search stopped instead of running the rest."""
 
 
 @dataclass(frozen=True)
@@ -213,8 +213,9 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
         console.print(f"placement: {place.describe(resources.get('CPU', 0), resources.get('GPU', 0))}")
         console.print(f"failures: a trial whose worker, node, memory or disk failed is retried up to {o.infra_retries} "
                       "times from its last checkpoint (outside the trial budget), a config that raises is not; "
-                      + (f"the search stops if its first {o.stop_after_failures} trials all fail on their "
-                         "configuration" if o.stop_after_failures else "the search never stops on failures"),
+                      + (f"the search stops if its first {o.stop_after_failures} trials all fail on their configuration "
+                         f"or {o.stop_after_failures} in a row fail on the machine after their retries"
+                         if o.stop_after_failures else "the search never stops on failures"),
                       soft_wrap=True)
         console.print(f"tracking: MLflow at {tracking_uri}, experiment spectune-{space.name}, run {name}")
         if place.concurrency > 1 and o.sampler == "tpe":
@@ -247,7 +248,7 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
     ok = winners(frame, space.metric, stopped)
     if stopped:
         tracker.close_lost(set(), outcome="stopped",
-                           note=f"the search stopped after {stopped['failed']} trials failed on their configuration")
+                           note=f"the failure guard stopped the search: {stop_reason(stopped)}")
         fail_lost_trials(study_file, name)
         try:
             note = judge_stop(name, stopped, ok, o.trials, len(frame), experiment)
@@ -373,16 +374,13 @@ def judge_stop(name: str, stopped: dict[str, Any], completed: pd.DataFrame, tota
     ``completed`` trials are still worth writing; :class:`SearchStopped` when none completed."""
     not_run = max(0, total - ran)
     if completed.empty:
-        raise SearchStopped(f"search {name} stopped: its first {stopped['failed']} trials all failed on their "
-                            f"configuration (the last: {stopped['last_error']}), so the pair or its space is "
-                            f"broken, not unlucky; {not_run} of {total} trials were not run. See the "
-                            f"'spectune.error' tags in MLflow or the error files under {experiment}, fix it, and "
-                            "start a new search.")
-    # Only a guard that lost its count (a search started before the count was saved with Tune's
-    # state, then resumed) can stop after trials completed; those show the pair can train.
-    return (f"the failure guard stopped the search after {stopped['failed']} trials failed on their configuration "
-            f"(the last: {stopped['last_error']}); {not_run} of {total} trials were not run. The results are "
-            f"those of the {len(completed)} trial(s) that did not fail.")
+        raise SearchStopped(f"search {name} stopped: {stop_reason(stopped)}; {not_run} of {total} trials were not "
+                            f"run. See the 'spectune.error' tags in MLflow or the error files under {experiment}, "
+                            "fix it, and start a new search.")
+    # Trials completed before the machine failed, or before a guard that lost its count (a search
+    # started before the count was saved with Tune's state, then resumed) stopped the search.
+    return (f"the failure guard stopped the search: {stop_reason(stopped)}; {not_run} of {total} trials were not "
+            f"run. The results are those of the {len(completed)} trial(s) that did not fail.")
 
 
 def _check_experiment_folder(experiment: Path, o: SearchOptions) -> None:
