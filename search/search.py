@@ -213,8 +213,8 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
         console.print(f"placement: {place.describe(resources.get('CPU', 0), resources.get('GPU', 0))}")
         console.print(f"failures: a trial whose worker, node, memory or disk failed is retried up to {o.infra_retries} "
                       "times from its last checkpoint (outside the trial budget), a config that raises is not; "
-                      + (f"the search stops if its first {o.stop_after_failures} trials all fail on their configuration "
-                         f"or {o.stop_after_failures} in a row fail on the machine after their retries"
+                      + (f"the search stops if its first {o.stop_after_failures} trials all fail on their "
+                         f"configuration or {o.stop_after_failures} in a row fail on the machine after their retries"
                          if o.stop_after_failures else "the search never stops on failures"),
                       soft_wrap=True)
         console.print(f"tracking: MLflow at {tracking_uri}, experiment spectune-{space.name}, run {name}")

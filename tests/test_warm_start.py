@@ -402,9 +402,9 @@ def test_a_search_of_another_model_or_data_is_refused_without_a_fingerprint(tmp_
     (folder / "best.json").write_text(json.dumps(best))
     with pytest.raises(WarmStartError) as caught:
         load_earlier("first", wine, tmp_path)
-    assert str(caught.value) == ("--warm-start first: it searched model waveform_cnn on data waveforms and space wine_mlp "
-                                 "trains model mlp on data wine; warm-start only from a search of the same model "
-                                 "and data.")
+    assert str(caught.value) == ("--warm-start first: it searched model waveform_cnn on data waveforms and space "
+                                 "wine_mlp trains model mlp on data wine; warm-start only from a search of the same "
+                                 "model and data.")
 
 
 @pytest.mark.parametrize("damage, match", [
@@ -448,7 +448,8 @@ def test_a_text_cell_in_a_score_or_epoch_column_is_a_reason_not_a_traceback(tmp_
 @pytest.mark.parametrize("clip", [False, True])
 def test_non_finite_and_absurd_values_never_reach_tpe(tmp_path, wine, clip):
     rows = [_wine_row(wine, trial_id="ok"), _wine_row(wine, trial_id="inf-lr", lr=math.inf),
-            _wine_row(wine, trial_id="huge-lr", lr=1e9), _wine_row(wine, trial_id="inf-score", best_val_macro_f1=math.inf),
+            _wine_row(wine, trial_id="huge-lr", lr=1e9),
+            _wine_row(wine, trial_id="inf-score", best_val_macro_f1=math.inf),
             _wine_row(wine, trial_id="nan-epochs", epochs=math.inf)]
     _earlier(tmp_path, wine, "first", rows)
     plan = _plan(tmp_path, wine, clip=clip)
