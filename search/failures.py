@@ -61,7 +61,8 @@ def failure_class(error: BaseException | None) -> str:
     traceback, as ``torch.save`` gives)."""
     tracebacks = []
     while isinstance(error, RayTaskError):
-        tracebacks.append(error.traceback_str or "")
+        # str() holds the traceback Ray formatted in the worker (a dual RayTaskError(X) has no traceback_str).
+        tracebacks.append(str(error))
         error = error.cause
     if isinstance(error, RayActorError):
         # An actor whose constructor raised would raise again; one that died was killed.

@@ -445,6 +445,8 @@ def test_torch_save_to_a_full_disk_is_an_infrastructure_failure():
     wrapped = RayTaskError("ImplicitFunc.train", "".join(traceback.format_exception(error)),
                            pickle.loads(pickle.dumps(error)), proctitle="ray::ImplicitFunc", pid=1, ip="127.0.0.1")
     assert failure_class(wrapped) == INFRASTRUCTURE
+    # What Tune hands to handle_error is Ray's dual RayTaskError(RuntimeError), which has no traceback_str.
+    assert failure_class(wrapped.make_dual_exception_instance()) == INFRASTRUCTURE
     assert failure_class(pickle.loads(pickle.dumps(error))) == INFRASTRUCTURE
 
 
