@@ -536,3 +536,35 @@ def test_the_progress_line_of_a_config_that_failed_the_same_after_its_retries_sa
     for _ in range(3):
         _fail(trial, _task_error(MemoryError("injected")), 1)
     assert _failure_note(trial, errored=True) == "  configuration failure, the same after 2 retries"
+
+
+def test_a_trial_out_of_memory_at_the_same_epoch_on_every_retry_ends_as_a_configuration_failure(ray_session, tmp_path):
+    log = tmp_path / "calls.txt"
+    oom = {**GOOD, "lr": FAILING_LR}
+
+    def trial(config, data, settings):
+        with open(log, "a") as f:
+            f.write(f"{config['lr']}\n")
+        if config["lr"] != FAILING_LR:
+            return run_trial(config, data, settings)
+        report = tune.report
+
+        def report_or_fail(metrics, *args, **kwargs):
+            if metrics["epoch"] == 2:       # as an absurd batch size would, wherever it runs
+                raise MemoryError("injected: this config runs out of memory at epoch 2")
+            report(metrics, *args, **kwargs)
+
+        tune.report = report_or_fail
+        try:
+            run_trial(config, data, settings)
+        finally:
+            tune.report = report
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        outcome = run_search(_options(tmp_path, "oom-config", 2, (oom, GOOD)), trial_fn=trial)
+    assert _calls_by_lr(log).count(FAILING_LR) == 3                     # tried, then retried twice
+    (row,) = pd.read_csv(outcome.results_dir / "trials.csv").query(f"lr == {FAILING_LR}").to_dict("records")
+    assert (row["outcome"], row["failure"], row["retries"]) == ("failed", CONFIGURATION, 2)
+    assert any(row["trial_id"] in line and line.endswith("configuration failure, the same after 2 retries")
+               for line in out.getvalue().splitlines()), out.getvalue()
