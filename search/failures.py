@@ -1,5 +1,5 @@
 """Failed trials told apart: an infrastructure failure is retried from the trial's last checkpoint, a
-configuration failure never is, and a search whose first trials all fail on their configuration stops.
+configuration failure never is, and a search whose trials all fail stops (see :class:`FailureGuard`).
 
 Ray Tune 2.60 decides a retry in one place, ``Trial.should_recover()``, from a failure count to which
 every error adds one (a dead node, an OOM kill and a NaN loss alike; only a preempted node is spared,
