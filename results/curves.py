@@ -5,11 +5,15 @@ A curves folder ``results/<space>/curves/<name>/`` holds ``curves.csv.gz`` (one 
 and epoch: every reported metric, the epoch's wall time and the run's outcome), ``configs.json``
 (each config's searched values and its resolved recipe), ``space.json`` (the ranges it was drawn
 from) and ``meta.json`` (metric, mode, epoch budget, seeds, data options with the fingerprint,
-versions). A replay refuses curves of another space, ranges, data or scaling in one line.
+versions). A replay refuses curves of another space, ranges, data or scaling in one line, and so a
+damaged table (unreadable gzip, a missing column, text or a non-finite value where a number belongs,
+an epoch time below zero), before any replay.
 """
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -23,6 +27,10 @@ from results.best_file import DataOptions
 from results.errors import OptionError
 
 TABLE = "curves.csv.gz"
+# The columns every replay reads; the metric's column is required besides.
+REQUIRED = ("config_id", "seed", "epoch", "epoch_time_s", "outcome")
+# Columns that are not numbers a run reported.
+_NOT_VALUES = frozenset({"config_id", "seed", "epoch", "outcome"})
 # Fixed values a recording does not depend on: runs are recorded without patience, which a replay
 # applies from today's space.
 REPLAYED_FIXED = frozenset({"patience"})
@@ -116,7 +124,7 @@ def read_curves(space_json: dict[str, Any], name: str, root: Path = Path("result
         raise OptionError(f"curves {folder}: {recorded.mismatch(data.fingerprint or '')} (recorded with "
                           f"{_scaling(recorded)}; asked for {_scaling(data)}); replay with the recorded data "
                           "options or record again.")
-    table = pd.read_csv(folder / TABLE)
+    table = _read_table(folder, str(meta.get("metric")))
     configs = {int(k): v for k, v in read_json(folder / "configs.json", "curves configs.json").items()}
     curves = Curves(space=space, name=name, table=table, configs=configs, meta=meta, space_json=saved)
     expected = list(range(1, curves.max_epochs + 1))
@@ -127,6 +135,56 @@ def read_curves(space_json: dict[str, Any], name: str, root: Path = Path("result
     if set(configs) != set(table["config_id"]):
         raise OptionError(f"curves {folder}: configs.json and {TABLE} name different configs; record them again.")
     return curves
+
+
+def _read_table(folder: Path, metric: str) -> pd.DataFrame:
+    """``curves.csv.gz`` read and checked, or :class:`OptionError` in one line naming the file, what is
+    wrong and the fix: a replay on a damaged table would run, with wrong times or values."""
+    where = f"curves {folder}: {TABLE}"
+    try:
+        table = pd.read_csv(folder / TABLE)
+    except pd.errors.EmptyDataError:
+        raise OptionError(f"{where} cannot be read: it is empty; copy the folder again or record them again.") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        # A copy cut short ends early (EOFError); a changed byte fails the gzip checksum.
+        cause = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise OptionError(f"{where} cannot be read ({type(exc).__name__}: {cause[:200]}); copy the folder again or "
+                          "record them again.") from None
+    missing = [c for c in (*REQUIRED[:3], metric, *REQUIRED[3:]) if c not in table.columns]
+    if missing:
+        raise OptionError(f"{where} lacks the column(s) {missing} (a recording holds config_id, seed, epoch, "
+                          f"{metric}, epoch_time_s and outcome); record them again.")
+    ok = table["outcome"] != "failed"
+    for column in [c for c in table.columns if c not in ("outcome",)]:
+        values = pd.to_numeric(table[column], errors="coerce")
+        text = values.isna() & table[column].notna()
+        if text.any():
+            at = text.idxmax()
+            raise OptionError(f"{where}: {column} holds text ({table.at[at, column]!r}, {_at(table, at)}) where a "
+                              "number belongs; record them again.")
+        table[column] = values
+        if column in _NOT_VALUES:
+            if values.isna().any():
+                raise OptionError(f"{where}: {column} is empty in row {int(values.isna().idxmax()) + 2} of the file "
+                                  "(every row names its config, seed and epoch); record them again.")
+            continue
+        # A run that failed may stop with no values; one that did not reported every value it has.
+        bad = ok & ~np.isfinite(values)
+        if column == "epoch_time_s":
+            bad |= values < 0
+        if bad.any():
+            at = bad.idxmax()
+            rule = ("an epoch's wall time is a finite number of seconds >= 0" if column == "epoch_time_s"
+                    else "in a run that did not fail, which reports a finite value every epoch")
+            raise OptionError(f"{where}: {column} holds {float(values[at])!r} ({_at(table, at)})"
+                              + ("; " if column == "epoch_time_s" else " ") + f"{rule}; record them again.")
+    return table
+
+
+def _at(table: pd.DataFrame, row: Any) -> str:
+    """Which run and epoch a row is, in words."""
+    return ", ".join(f"{name} {table.at[row, key]}" for name, key in
+                     (("config", "config_id"), ("seed", "seed"), ("epoch", "epoch")))
 
 
 def _scaling(options: DataOptions) -> str:

@@ -35,5 +35,5 @@ class AllTrialsFailed(SearchError):
 
 
 class SearchStopped(AllTrialsFailed):
-    """The first trials all failed on their configuration (``--stop-after-failures``): a pair or space that
-    fails every config is broken, so the search stopped instead of running the rest."""
+    """The first trials all failed on their configuration, or trials in a row failed on the machine
+    (``--stop-after-failures``): the search stopped instead of running the rest."""

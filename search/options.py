@@ -48,8 +48,9 @@ SEARCH_OPTIONS: dict[str, HParam] = {
                             help="a stratified fraction of the training examples"),
     "infra_retries": Int(2, 0, help="retries of a trial whose worker died, whose node was lost or that ran out of "
                                     "memory, from its last checkpoint and outside --trials (default 2)"),
-    "stop_after_failures": Int(3, 0, help="stop the search when its first N trials all fail on their "
-                                          "configuration (default 3; 0: never)"),
+    "stop_after_failures": Int(3, 0, help="stop the search when its first N trials not failed by the machine "
+                                          "all fail on their configuration, or N in a row fail on the machine after "
+                                          "their retries (default 3; 0: never)"),
     "warm_start": HParam(str, None, nullable=True, help="start TPE from the trials of earlier searches "
                          "(NAME[,NAME...], or SPACE/NAME) that fit this space, even if it changed"),
     "warm_start_clip": Bool(False, help="with --warm-start: carry values outside a narrowed range at the "

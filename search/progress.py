@@ -214,8 +214,11 @@ def _failure_note(trial: Any, errored: bool) -> str:
     did not fail."""
     failure, retries = failure_of(trial), retries_of(trial)
     spent = f"{retries} {'retry' if retries == 1 else 'retries'}"
+    if errored and failure == CONFIGURATION:
+        # Retried, then found to fail the same way each time: the config's failure (search.failures).
+        return "  configuration failure, " + (f"the same after {spent}" if retries else "not retried")
     if errored and failure:
-        return f"  {failure} failure, " + ("not retried" if failure == CONFIGURATION else f"after {spent}")
+        return f"  {failure} failure, after {spent}"
     return f"  after {spent} (infrastructure)" if retries else ""
 
 

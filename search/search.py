@@ -25,7 +25,7 @@ from results.plots import plot_confusion, plot_learning_curves, plot_predictions
 from results.provenance import git_commit, versions
 from results.report import study_report
 from search.driver import Collected, Plan, Run, TrialCommand, Trials, user_path
-from search.failures import FailureGuard, stopped_search
+from search.failures import FailureGuard, stop_reason, stopped_search
 from search.options import SEARCH_OPTIONS, SearchOptions, check, check_configs
 from search.progress import console, print_top
 from search.searcher import fail_lost_trials, make_scheduler, make_searcher, startup_trials
@@ -208,7 +208,8 @@ class SearchCommand(TrialCommand):
         lines.append(f"failures: a trial whose worker, node, memory or disk failed is retried up to {o.infra_retries} "
                      "times from its last checkpoint (outside the trial budget), a config that raises is not; "
                      + (f"the search stops if its first {o.stop_after_failures} trials all fail on their "
-                        "configuration" if o.stop_after_failures else "the search never stops on failures"))
+                        f"configuration or {o.stop_after_failures} in a row fail on the machine after their retries"
+                        if o.stop_after_failures else "the search never stops on failures"))
         lines.append(f"tracking: MLflow at {run.tracker.tracking_uri}, experiment spectune-{space.name}, "
                      f"run {run.plan.name}")
         if place.concurrency > 1 and o.sampler == "tpe":
@@ -245,8 +246,8 @@ class SearchCommand(TrialCommand):
         self.stopped = stopped_search(run.plan.experiment)
         self.ok = winners(frame, run.space.metric, self.stopped)
         if self.stopped:
-            tracker.close_lost(set(), outcome="stopped", note="the search stopped after "
-                               f"{self.stopped['failed']} trials failed on their configuration")
+            tracker.close_lost(set(), outcome="stopped",
+                               note=f"the failure guard stopped the search: {stop_reason(self.stopped)}")
             fail_lost_trials(self.study_file, name)
             try:
                 note = judge_stop(name, self.stopped, self.ok, self.o.trials, len(frame), run.plan.experiment)
@@ -377,16 +378,13 @@ def judge_stop(name: str, stopped: dict[str, Any], completed: pd.DataFrame, tota
     ``completed`` trials are still worth writing; :class:`SearchStopped` when none completed."""
     not_run = max(0, total - ran)
     if completed.empty:
-        raise SearchStopped(f"search {name} stopped: its first {stopped['failed']} trials all failed on their "
-                            f"configuration (the last: {stopped['last_error']}), so the pair or its space is "
-                            f"broken, not unlucky; {not_run} of {total} trials were not run. See the "
-                            f"'spectune.error' tags in MLflow or the error files under {experiment}, fix it, and "
-                            "start a new search.")
-    # Only a guard that lost its count (a search started before the count was saved with Tune's
-    # state, then resumed) can stop after trials completed; those show the pair can train.
-    return (f"the failure guard stopped the search after {stopped['failed']} trials failed on their configuration "
-            f"(the last: {stopped['last_error']}); {not_run} of {total} trials were not run. The results are "
-            f"those of the {len(completed)} trial(s) that did not fail.")
+        raise SearchStopped(f"search {name} stopped: {stop_reason(stopped)}; {not_run} of {total} trials were not "
+                            f"run. See the 'spectune.error' tags in MLflow or the error files under {experiment}, "
+                            "fix it, and start a new search.")
+    # Trials completed before the machine failed, or before a guard that lost its count (a search
+    # started before the count was saved with Tune's state, then resumed) stopped the search.
+    return (f"the failure guard stopped the search: {stop_reason(stopped)}; {not_run} of {total} trials were not "
+            f"run. The results are those of the {len(completed)} trial(s) that did not fail.")
 
 
 def _check_experiment_folder(experiment: Path, o: SearchOptions) -> None:

@@ -15,14 +15,21 @@ first suggestion. A trial is carried only when it describes a config the new sea
 - a new key takes the value the earlier search ran with (its fixed value, else the default),
   when that value lies inside the new range;
 - a failed trial, or one that reported no epoch, is left out; a trial the scheduler stopped is
-  carried as PRUNED at the epoch it reached, as a live one is told.
+  carried as PRUNED at the epoch it reached, as a live one is told;
+- a damaged row is left out, saying why: the last row of a ``trials.csv`` cut mid-line, a searched
+  value missing where it applied (never replaced by a default the trial did not run), a text cell
+  where a number belongs (each cell read on its own, so one bad cell costs only its row), a value
+  or score that is not finite, and, with ``clip``, a value outside the earlier search's own range.
 
-Searches of another metric or mode are refused, and so are those of other data (another
-fingerprint) unless ``any_data``. Nothing here starts Ray; the functions on rows and spaces are pure.
+Searches of another model, data set, metric or mode are refused, and so are those of other data
+(another fingerprint) unless ``any_data``; a damaged ``best.json``, ``space.json`` or ``trials.csv``
+is one line. Nothing here starts Ray; the functions on rows and spaces are pure.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -33,7 +40,6 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from results.export import RESULTS_DIR
-from results.files import read_json
 from spaces import Categorical, FloatRange, IntRange, Space, When, domain_from_json
 from spaces._diff import diff_spaces, same_value
 from results.errors import UserError
@@ -66,6 +72,7 @@ class EarlierSearch:
     space: dict[str, Any]
     best: dict[str, Any]
     rows: list[dict[str, Any]]
+    cut_last: bool = False       # trials.csv ended mid-line: its last row lost the values after the cut
 
     @property
     def params(self) -> dict[str, Any]:
@@ -195,20 +202,64 @@ def find_search(ref: str, space: str, root: Path = RESULTS_DIR) -> Path:
 
 
 def read_search(folder: Path) -> EarlierSearch:
-    """A finished search's ``best.json``, ``space.json`` and ``trials.csv``."""
-    import pandas as pd
-
+    """A finished search's ``best.json``, ``space.json`` and ``trials.csv``, or a one-line error naming
+    the damaged file."""
     name = folder.name
     if not (folder / "space.json").is_file() or not (folder / "trials.csv").is_file():
         raise WarmStartError(f"--warm-start {name}: {folder} lacks space.json or trials.csv (a search from before "
                              "they were written); warm-start from a newer search.")
-    rows = pd.read_csv(folder / "trials.csv").to_dict("records")
-    return EarlierSearch(name, folder, read_json(folder / "space.json", "space.json"),
-                         read_json(folder / "best.json", "best.json"), rows)
+    space, best = _read_object(name, folder / "space.json"), _read_object(name, folder / "best.json")
+    for record, key in ((best, "config"), (best, "data_options"), (space, "params"), (space, "fixed")):
+        if record.get(key) is not None and not isinstance(record[key], dict):
+            path = folder / ("best.json" if record is best else "space.json")
+            raise _damaged(name, path, f": {key!r} is {type(record[key]).__name__}, not an object")
+    rows, cut = _read_rows(name, folder / "trials.csv")
+    return EarlierSearch(name, folder, space, best, rows, cut)
+
+
+def _damaged(name: str, path: Path, what: str) -> WarmStartError:
+    return WarmStartError(f"--warm-start {name}: {path.name} ({path}){what}; warm-start from another search, or "
+                          "start this one without --warm-start.")
+
+
+def _read_object(name: str, path: Path) -> dict[str, Any]:
+    """A JSON object written by a search (best.json, space.json)."""
+    try:
+        value = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise _damaged(name, path, " is not a text JSON file (binary content)") from None
+    except json.JSONDecodeError as exc:
+        raise _damaged(name, path, f" is not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise _damaged(name, path, f" holds a {type(value).__name__}, not the object a search writes")
+    return value
+
+
+def _read_rows(name: str, path: Path) -> tuple[list[dict[str, Any]], bool]:
+    """The rows of ``trials.csv`` and whether its last line was cut (a search writes a line end after
+    every row)."""
+    import pandas as pd
+
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise _damaged(name, path, " is empty (not even a header)")
+    try:
+        text = raw.decode("utf-8")
+        rows = pd.read_csv(io.StringIO(text)).to_dict("records")
+    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise _damaged(name, path, f" is not a CSV file a search writes ({str(exc).splitlines()[0]})") from None
+    return rows, bool(rows) and not text.endswith(("\n", "\r"))
 
 
 def check_earlier(earlier: EarlierSearch, space: Space) -> None:
-    """Refuse a search of another metric or mode, or one that shares no searched key with ``space``."""
+    """Refuse a search of another model, data set, metric or mode, or one that shares no searched key with
+    ``space``."""
+    ran = earlier.space.get("model"), earlier.space.get("data")
+    if None not in ran and ran != (space.model, space.data):
+        # Without a data fingerprint (an older best.json) nothing else would tell another pair's scores apart.
+        raise WarmStartError(f"--warm-start {earlier.name}: it searched model {ran[0]} on data {ran[1]} and space "
+                             f"{space.name} trains model {space.model} on data {space.data}; warm-start only from a "
+                             "search of the same model and data.")
     metric, mode = earlier.best.get("metric", earlier.space.get("metric")), earlier.best.get("mode")
     if (metric, mode) != (space.metric, space.mode):
         raise WarmStartError(f"--warm-start {earlier.name}: it optimised {metric} ({mode}) and space {space.name} "
@@ -263,7 +314,10 @@ def plan_warm_start(earlier: Sequence[EarlierSearch], space: Space, *, fingerpri
                                  "options, or --warm-start-any-data to carry its trials anyway.")
         old_json = {**e.space, "max_epochs": e.epochs or e.space.get("max_epochs")}
         changes[e.name] = [c.describe() for c in diff_spaces(old_json, new_json)] + ([data] if data else [])
-        mine, why = carry_trials(e.name, e.rows, e.side(defaults), new, space.metric, clip)
+        rows = e.rows[:-1] if e.cut_last else e.rows
+        mine, why = carry_trials(e.name, rows, e.side(defaults), new, space.metric, clip)
+        if e.cut_last:
+            why["the last row is cut short (trials.csv ends mid-line)"] += 1
         carried += mine
         left_out[e.name], offered[e.name] = why, len(e.rows)
     return WarmStartPlan(tuple(e.name for e in earlier), changes, tuple(carried), left_out, offered, clip)
@@ -275,16 +329,21 @@ def carry_trials(source: str, rows: Sequence[Mapping[str, Any]], old: Side, new:
     the others were left out."""
     carried, why = [], Counter()
     for row in rows:
-        point, reason, clipped = carry_trial(row, old, new, clip)
-        value, outcome = _clean(row.get(f"best_{metric}")), row.get("outcome")
+        outcome = row.get("outcome")
+        value, bad_value = _number(f"best_{metric}", row.get(f"best_{metric}"))
+        epochs, bad_epochs = _number("epochs", row.get("epochs"))
+        point, reason, clipped = {}, None, ()
         if outcome == "failed":
             reason = "failed"
+        elif bad_value or bad_epochs:
+            reason = bad_value or bad_epochs
         elif value is _MISSING:
             reason = "reported no epoch"
+        else:
+            point, reason, clipped = carry_trial(row, old, new, clip)
         if reason:
             why[reason] += 1
             continue
-        epochs = _clean(row.get("epochs"))
         carried.append(Carried(source, str(row.get("trial_id")), point, float(value), outcome == "stopped early",
                                1 if epochs is _MISSING else max(1, int(epochs)), clipped))
     return carried, why
@@ -296,6 +355,11 @@ def carry_trial(row: Mapping[str, Any], old: Side, new: Side, clip: bool = False
     (``None`` when it can), and the keys whose values were clipped."""
     point: dict[str, Any] = {}
     clipped: list[str] = []
+    missing = _missing_searched(row, old)
+    if missing:
+        # A value the row lacks where it applied (a row cut short) is not the constant: never carry a
+        # score under values the trial did not run.
+        return point, f"{missing} has no recorded value", ()
     for key, domain in new.params.items():
         if isinstance(domain, When):
             if point.get(domain.key, _MISSING) not in domain.values:
@@ -304,6 +368,9 @@ def carry_trial(row: Mapping[str, Any], old: Side, new: Side, clip: bool = False
         value = _coerce(domain, _old_value(row, old, key))
         if value is _MISSING:
             return point, f"{key} has no earlier value", ()
+        bad = _not_a_number(key, domain, value)
+        if bad:
+            return point, bad, ()
         if not _fits(key, domain, value):
             # Only a value beyond the bounds is clipped: one between them that is off the grid (a float
             # range's step, powers of two) earned its score away from every value the range offers.
@@ -314,6 +381,11 @@ def carry_trial(row: Mapping[str, Any], old: Side, new: Side, clip: bool = False
             if not clip:
                 what = "new key " if key not in old.params else ""
                 return point, f"{what}{key} outside the new range [{domain.low:g}, {domain.high:g}]", ()
+            was = _unwrap(old.params.get(key))
+            if isinstance(was, (FloatRange, IntRange)) and not was.low <= value <= was.high:
+                # The earlier search could not have run it: a damaged cell, not a narrowed range.
+                return point, (f"{key} = {value:g} lies outside the earlier search's own range "
+                               f"[{was.low:g}, {was.high:g}] too"), ()
             # A stepped float range ends at its last step below high, as Optuna adjusts it.
             top = domain.sampled(key, domain.low)[2].high if isinstance(domain, FloatRange) else domain.high
             value = domain.low if value < domain.low else top
@@ -373,6 +445,52 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _number(name: str, value: Any) -> tuple[Any, str | None]:
+    """A score or an epoch count read from ``trials.csv`` (``_MISSING`` if empty), or why it is not one."""
+    value = _clean(value)
+    if value is _MISSING:
+        return value, None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return _MISSING, f"{name} = {value!r} is not a number"
+        if math.isnan(value):
+            return _MISSING, None
+    if not _is_number(value):
+        return _MISSING, f"{name} = {value!r} is not a number"
+    if not math.isfinite(value):
+        return _MISSING, f"{name} = {value!r} is not a finite number"
+    return value, None
+
+
+def _not_a_number(key: str, domain: Any, value: Any) -> str | None:
+    """Why ``value`` cannot be one of a numeric ``domain``'s values (text, inf), else ``None``."""
+    numeric = isinstance(domain, (FloatRange, IntRange)) or (
+        isinstance(domain, Categorical) and all(_is_number(v) for v in domain.values))
+    if not numeric:
+        return None
+    if not _is_number(value):
+        return f"{key} = {value!r} is not a number"
+    return None if math.isfinite(value) else f"{key} = {value!r} is not a finite number"
+
+
+def _unwrap(domain: Any) -> Any:
+    return domain.domain if isinstance(domain, When) else domain
+
+
+def _missing_searched(row: Mapping[str, Any], old: Side) -> str | None:
+    """The first key the earlier search searched that applied to ``row`` but has no value in it."""
+    for key, domain in old.params.items():
+        if isinstance(domain, When):
+            parent = _coerce(_unwrap(old.params.get(domain.key)), _clean(row.get(domain.key, _MISSING)))
+            if parent is _MISSING or not any(same_value(parent, v) for v in domain.values):
+                continue
+        if _clean(row.get(key, _MISSING)) is _MISSING:
+            return key
+    return None
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -384,7 +502,13 @@ def _coerce(domain: Any, value: Any) -> Any:
         return value
     if isinstance(domain, Categorical):
         return next((v for v in domain.values if same_value(v, _coerce_like(v, value))), value)
-    if isinstance(domain, IntRange) and _is_number(value) and float(value).is_integer():
+    if isinstance(domain, (IntRange, FloatRange)) and isinstance(value, str):
+        # One text cell makes pandas read the whole column as text: read each cell on its own.
+        try:
+            value = float(value)
+        except ValueError:
+            return value
+    if isinstance(domain, IntRange) and _is_number(value) and math.isfinite(value) and float(value).is_integer():
         return int(value)
     if isinstance(domain, FloatRange) and _is_number(value):
         return float(value)

@@ -105,10 +105,11 @@ def test_a_search_stops_only_when_its_first_trials_all_fail_on_their_configurati
     assert stopped_search(tmp_path) is None
     assert ended(FailureGuard(3, tmp_path), CONFIGURATION, CONFIGURATION, CONFIGURATION) is True
     # The trial still running is cut short by the stop: its partial result is no completed trial's.
-    assert stopped_search(tmp_path) == {"failed": 3, "last_error": "configuration error", "cut": ["running"]}
-    # A trial that ended otherwise first (completed, or failed on the machine) means the pair can train.
+    assert stopped_search(tmp_path) == {"failure": CONFIGURATION, "failed": 3, "infrastructure": 0,
+                                        "last_error": "configuration error", "cut": ["running"]}
+    # A trial that completed first means the pair can train; one that failed on the machine says nothing of it.
     assert ended(FailureGuard(2), "", CONFIGURATION, CONFIGURATION, CONFIGURATION) is False
-    assert ended(FailureGuard(2), CONFIGURATION, INFRASTRUCTURE, CONFIGURATION, CONFIGURATION) is False
+    assert ended(FailureGuard(2), CONFIGURATION, INFRASTRUCTURE, CONFIGURATION) is True
     assert ended(FailureGuard(0), CONFIGURATION, CONFIGURATION, CONFIGURATION) is False
 
 
@@ -149,9 +150,9 @@ def test_a_stop_after_completed_trials_writes_their_results_instead_of_failing_t
     # Neither a failed trial nor one the stop cut short can be the best, whatever it scored.
     assert winners(frame, "val_macro_f1", stopped)["trial_id"].tolist() == ["good"]
     note = judge_stop("s", stopped, winners(frame, "val_macro_f1", stopped), 8, len(frame), tmp_path)
-    assert note == ("the failure guard stopped the search after 3 trials failed on their configuration (the last: "
-                    "ValueError: x); 3 of 8 trials were not run. The results are those of the 1 trial(s) that did "
-                    "not fail.")
+    assert note == ("the failure guard stopped the search: its first 3 trials all failed on their configuration (the "
+                    "last: ValueError: x), so the pair or its space is broken, not unlucky; 3 of 8 trials were not "
+                    "run. The results are those of the 1 trial(s) that did not fail.")
     # A file written before the guard listed the trials it cut reads as none cut.
     assert winners(frame, "val_macro_f1", {"failed": 3, "last_error": ""})["trial_id"].tolist() == ["cut", "good"]
     with pytest.raises(SearchStopped, match=r"^search s stopped: its first 3 trials all failed on their "
@@ -346,3 +347,225 @@ def test_a_resumed_search_counts_its_failures_on_from_where_it_was_cut(ray_sessi
     trials = pd.read_csv(outcome.results_dir / "trials.csv")
     assert trials["outcome"].tolist() == ["completed", "failed", "failed", "failed"]
     assert outcome.best["trials"] == 4 and outcome.best["config"]["lr"] == GOOD["lr"]
+
+
+# --- issue 28: the guard after any mix of failures, a full disk, an out-of-memory that follows its config ---
+
+def _end(guard: FailureGuard, outcomes: str, running: tuple = ()) -> bool:
+    """End one trial per letter (c: completed, C: configuration failure, I: infrastructure failure after its
+    retries) and say whether the guard stopped the search."""
+    for i, letter in enumerate(outcomes):
+        failure = {"C": CONFIGURATION, "I": INFRASTRUCTURE}.get(letter, "")
+        trial = SimpleNamespace(trial_id=f"t{i}", status="ERROR" if failure else "TERMINATED",
+                                spectune_failure=failure, spectune_error=f"{failure or 'no'} error {i}",
+                                spectune_retries=2 if letter == "I" else 0)
+        if failure:
+            guard.on_trial_error(0, [*running, trial], trial)
+        else:
+            guard.on_trial_complete(0, [*running, trial], trial)
+    return guard.stop_all()
+
+
+def test_an_infrastructure_failure_does_not_disarm_the_guard_for_good(tmp_path):
+    # 1 infrastructure + 4 configuration failures: the first 3 outcomes the machine did not decide all failed.
+    assert _end(FailureGuard(3, tmp_path), "ICCCC") is True
+    record = stopped_search(tmp_path)
+    assert (record["failure"], record["failed"], record["infrastructure"]) == (CONFIGURATION, 3, 1)
+    assert _end(FailureGuard(3), "CICIC") is True
+    assert _end(FailureGuard(3), "ICIC") is False
+    # A completed trial still shows that the pair can train: configuration failures after it are the configs'.
+    assert _end(FailureGuard(3), "ICcCCCC") is False
+
+
+def test_trials_that_keep_failing_on_the_machine_stop_the_search(tmp_path):
+    # 20 infrastructure failures (each after its retries): before, the guard never stopped.
+    assert _end(FailureGuard(3, tmp_path), "I" * 20) is True
+    record = stopped_search(tmp_path)
+    assert (record["failure"], record["failed"], record["last_error"]) == (INFRASTRUCTURE, 3, "infrastructure error 2")
+    # Also after a completed trial: the machine can break in the middle of a search. Only failures in a row count.
+    assert _end(FailureGuard(3), "cIIcIIcII") is False
+    assert _end(FailureGuard(3), "cIICIIcIII") is True
+    assert _end(FailureGuard(0), "I" * 20) is False
+
+
+def test_the_new_counts_survive_resume_and_an_old_state_still_restores():
+    guard = FailureGuard(3)
+    _end(guard, "cII")
+    resumed = FailureGuard(3)
+    resumed.set_state(guard.get_state())
+    assert _end(resumed, "I") is True
+    # The state saved by the guard before issue 28 had no infrastructure counts.
+    old = FailureGuard(3)
+    old.set_state({"armed": True, "failed_at_start": 2, "stopped": False})
+    assert _end(old, "C") is True
+
+
+def test_every_stop_is_one_line_that_names_the_class(tmp_path):
+    frame = pd.DataFrame({"trial_id": ["a", "b"], "outcome": ["failed", "failed"], "best_val_macro_f1": [None, None]})
+    guard = FailureGuard(3, tmp_path)
+    _end(guard, "I" * 3)
+    with pytest.raises(SearchStopped) as caught:
+        judge_stop("s", stopped_search(tmp_path), frame.iloc[:0], 8, 3, tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("search s stopped: 3 trials in a row failed on the machine after 2 retries each (the "
+                              "last: infrastructure error 2), so the machine, not the configs, is failing;")
+    assert "5 of 8 trials were not run" in message
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    _end(FailureGuard(3, mixed), "ICCC")
+    with pytest.raises(SearchStopped, match=r"^search s stopped: its first 3 trials that the machine did not fail all "
+                                            r"failed on their configuration \(and 1 failed on the machine; the last: "
+                                            r"configuration error 3\), so the pair or its space is broken"):
+        judge_stop("s", stopped_search(mixed), frame.iloc[:0], 8, 4, mixed)
+    # Trials that completed before the machine broke are still the search's results.
+    done = pd.DataFrame({"trial_id": ["ok"], "outcome": ["completed"], "best_val_macro_f1": [0.8]})
+    note = judge_stop("s", stopped_search(tmp_path), done, 8, 4, tmp_path)
+    assert note.startswith("the failure guard stopped the search: 3 trials in a row failed on the machine")
+    assert note.endswith("4 of 8 trials were not run. The results are those of the 1 trial(s) that did not fail.")
+
+
+def _disk_full_error() -> BaseException:
+    """What torch.save raises when the disk is full: /dev/full answers every write with ENOSPC."""
+    try:
+        torch.save({"w": torch.zeros(1000)}, "/dev/full")
+    except BaseException as error:       # noqa: BLE001 - the error is what is tested
+        return error
+    pytest.fail("torch.save to /dev/full did not fail")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_torch_save_to_a_full_disk_is_an_infrastructure_failure():
+    import traceback
+
+    from ray import cloudpickle as pickle
+
+    error = _disk_full_error()
+    assert isinstance(error, RuntimeError) and "No space" not in str(error)    # the message does not say why
+    # As Tune receives it: the traceback text keeps the chain, the pickled cause loses its __context__.
+    wrapped = RayTaskError("ImplicitFunc.train", "".join(traceback.format_exception(error)),
+                           pickle.loads(pickle.dumps(error)), proctitle="ray::ImplicitFunc", pid=1, ip="127.0.0.1")
+    assert failure_class(wrapped) == INFRASTRUCTURE
+    # What Tune hands to handle_error is Ray's dual RayTaskError(RuntimeError), which has no traceback_str.
+    assert failure_class(wrapped.make_dual_exception_instance()) == INFRASTRUCTURE
+    assert failure_class(pickle.loads(pickle.dumps(error))) == INFRASTRUCTURE
+
+
+@pytest.mark.parametrize("error", [
+    RuntimeError("[enforce fail at inline_container.cc:471] . PytorchStreamWriter failed writing file data/77: "
+                 "file write failed"),
+    RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 190007680 vs 190007572"),
+    RuntimeError("write(): fd 29 failed with No space left on device"),
+    OSError("[Errno 122] Disk quota exceeded"),
+])
+def test_the_messages_of_a_full_disk_are_infrastructure(error):
+    assert failure_class(_task_error(error)) == INFRASTRUCTURE
+
+
+def test_a_runtime_error_raised_from_a_full_disk_is_infrastructure():
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as disk:
+            raise RuntimeError("saving the checkpoint failed") from disk
+    except RuntimeError as error:
+        assert failure_class(error) == INFRASTRUCTURE
+    assert failure_class(RuntimeError("saving the checkpoint failed")) == CONFIGURATION
+
+
+def _fail(trial, error: BaseException, epoch: int) -> bool:
+    """Fail ``trial`` at ``epoch`` as Tune does: handle_error, then ask whether to retry (and count the retry)."""
+    trial.run_metadata.last_result = {"epoch": epoch}
+    trial.handle_error(error)
+    retry = trial.should_recover()
+    if retry:
+        FailureGuard(3).on_trial_recover(0, [], trial)
+    return retry
+
+
+@pytest.fixture()
+def classified_trial(monkeypatch):
+    from ray.tune.experiment import Trial
+
+    from search.failures import ClassifiedTrial
+
+    # A trial without a storage folder: Tune's handle_error then writes no error file.
+    monkeypatch.setattr(Trial, "local_path", property(lambda self: None))
+
+    def make(max_failures: int = 2) -> Trial:
+        trial = Trial("__fake", stub=True, config={"batch_size": 1 << 20}, max_failures=max_failures)
+        trial.__class__ = ClassifiedTrial
+        return trial
+    return make
+
+
+def test_an_out_of_memory_that_follows_its_config_is_the_configs_failure(classified_trial):
+    from search.failures import error_of, failure_of
+
+    oom = lambda: _task_error(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 512.00 GiB"))  # noqa: E731
+    trial = classified_trial()
+    # Retried while it may be the machine's doing ...
+    assert [_fail(trial, oom(), 0), _fail(trial, oom(), 0)] == [True, True]
+    assert failure_of(trial) == INFRASTRUCTURE
+    # ... and, failing the same way after its retries, reported as the config's failure.
+    assert _fail(trial, oom(), 0) is False
+    assert failure_of(trial) == CONFIGURATION
+    assert error_of(trial).startswith("OutOfMemoryError: CUDA out of memory") and "every retry" in error_of(trial)
+
+
+def test_a_failure_that_changes_or_moves_stays_the_machines(classified_trial):
+    from search.failures import failure_of
+
+    moved = classified_trial()
+    for epoch in (1, 2, 3):          # each retry got further: a flaky worker, not the config
+        _fail(moved, ActorDiedError(), epoch)
+    assert failure_of(moved) == INFRASTRUCTURE
+    changed = classified_trial()
+    for error in (ActorDiedError(), _task_error(MemoryError()), ActorDiedError()):
+        _fail(changed, error, 1)
+    assert failure_of(changed) == INFRASTRUCTURE
+    # With no retry there is nothing to compare with.
+    once = classified_trial(max_failures=0)
+    assert _fail(once, _task_error(torch.OutOfMemoryError("CUDA out of memory")), 0) is False
+    assert failure_of(once) == INFRASTRUCTURE
+
+
+def test_the_progress_line_of_a_config_that_failed_the_same_after_its_retries_says_so(classified_trial):
+    from search.progress import _failure_note
+
+    trial = classified_trial()
+    for _ in range(3):
+        _fail(trial, _task_error(MemoryError("injected")), 1)
+    assert _failure_note(trial, errored=True) == "  configuration failure, the same after 2 retries"
+
+
+def test_a_trial_out_of_memory_at_the_same_epoch_on_every_retry_ends_as_a_configuration_failure(ray_session, tmp_path):
+    log = tmp_path / "calls.txt"
+    oom = {**GOOD, "lr": FAILING_LR}
+
+    def trial(config, data, settings):
+        with open(log, "a") as f:
+            f.write(f"{config['lr']}\n")
+        if config["lr"] != FAILING_LR:
+            return run_trial(config, data, settings)
+        report = tune.report
+
+        def report_or_fail(metrics, *args, **kwargs):
+            if metrics["epoch"] == 2:       # as an absurd batch size would, wherever it runs
+                raise MemoryError("injected: this config runs out of memory at epoch 2")
+            report(metrics, *args, **kwargs)
+
+        tune.report = report_or_fail
+        try:
+            run_trial(config, data, settings)
+        finally:
+            tune.report = report
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        outcome = run_search(_options(tmp_path, "oom-config", 2, (oom, GOOD)), trial_fn=trial)
+    assert _calls_by_lr(log).count(FAILING_LR) == 3                     # tried, then retried twice
+    (row,) = pd.read_csv(outcome.results_dir / "trials.csv").query(f"lr == {FAILING_LR}").to_dict("records")
+    assert (row["outcome"], row["failure"], row["retries"]) == ("failed", CONFIGURATION, 2)
+    assert any(row["trial_id"] in line and line.endswith("configuration failure, the same after 2 retries")
+               for line in out.getvalue().splitlines()), out.getvalue()

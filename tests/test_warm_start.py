@@ -358,3 +358,114 @@ def test_a_changed_space_is_warm_started_from_a_finished_search(ray_session, ws_
     run = MlflowClient(common["tracking_uri"]).get_run(outcome.best["mlflow"]["parent_run_id"])
     assert run.data.params["warm_start"] == "first" and run.data.params["warm_start_carried"] == str(len(fits))
     assert os.environ["SPECTUNE_PATH"] == str(root / "pairs")
+
+
+# --- issue 28: damaged files and values ----------------------------------------------------------------------
+
+def _plan(root: Path, space: Space, clip: bool = False) -> WarmStartPlan:
+    return plan_warm_start(load_earlier("first", space, root), space, fingerprint="abc", scaling={}, max_epochs=60,
+                           clip=clip)
+
+
+def test_a_trials_csv_whose_last_row_was_cut_does_not_carry_default_values(tmp_path, wine):
+    rows = [_wine_row(wine, trial_id="t0", width=64, dropout=0.1, best_val_macro_f1=0.80),
+            _wine_row(wine, trial_id="t1", width=128, dropout=0.3, best_val_macro_f1=0.91)]
+    folder = _earlier(tmp_path, wine, "first", rows)
+    text = (folder / "trials.csv").read_text()
+    # The copy stopped after t1's score: width and dropout, which came later in the line, never arrived.
+    (folder / "trials.csv").write_text(text[:text.index(",0.91,") + len(",0.91,")])
+    plan = _plan(tmp_path, wine)
+    # Before: t1 carried with width 64 / dropout 0.1 (the defaults) and the 0.91 that 128 / 0.3 earned.
+    assert [c.trial_id for c in plan.carried] == ["t0"]
+    (reason,) = plan.left_out["first"]
+    assert reason.startswith("the last row is cut short")
+
+
+def test_a_row_missing_a_searched_value_is_left_out_saying_why(tmp_path, wine):
+    rows = [_wine_row(wine, trial_id="t0"), _wine_row(wine, trial_id="t1", width=NAN)]
+    _earlier(tmp_path, wine, "first", rows)
+    plan = _plan(tmp_path, wine)
+    assert [c.trial_id for c in plan.carried] == ["t0"]
+    assert plan.left_out["first"] == {"width has no recorded value": 1}
+    # A conditional key that did not apply is no missing value.
+    old = Side({"sched": choice(["cosine", "step"]), "step": when("sched", ["step"], integers(2, 8))}, {"step": 5})
+    assert carry_trial({"sched": "cosine", "step": NAN}, old, old)[1] is None
+    assert carry_trial({"sched": "step", "step": NAN}, old, old)[1] == "step has no recorded value"
+
+
+def test_a_search_of_another_model_or_data_is_refused_without_a_fingerprint(tmp_path, wine):
+    other = Space(model="waveform_cnn", data="waveforms", params={"lr": loguniform(1e-4, 3e-2)}, name="wine_mlp")
+    folder = _earlier(tmp_path, other, "first", [{"trial_id": "t", "outcome": "completed", "epochs": 5,
+                                                  "best_val_macro_f1": 0.9, "lr": 1e-3}])
+    best = json.loads((folder / "best.json").read_text())
+    del best["data_options"]
+    (folder / "best.json").write_text(json.dumps(best))
+    with pytest.raises(WarmStartError) as caught:
+        load_earlier("first", wine, tmp_path)
+    assert str(caught.value) == ("--warm-start first: it searched model waveform_cnn on data waveforms and space "
+                                 "wine_mlp trains model mlp on data wine; warm-start only from a search of the same "
+                                 "model and data.")
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda f: (f / "trials.csv").write_text(""), r"trials\.csv .* is empty"),
+    (lambda f: (f / "trials.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe"), r"trials\.csv .* is not a CSV"),
+    (lambda f: (f / "best.json").write_bytes(b"\x1f\x8b\x08\x00\xff\xfe\x00"), r"best\.json .* is not a text JSON"),
+    (lambda f: (f / "best.json").write_text("[1, 2]"), r"best\.json .* holds a list, not the object"),
+    (lambda f: (f / "best.json").write_text('{"metric": "val_macro_f1", "mode": "max", "config": "lr=0.1"}'),
+     r"best\.json .*: 'config' is str, not an object"),
+    (lambda f: (f / "space.json").write_text('"wine"'), r"space\.json .* holds a str, not the object"),
+])
+def test_a_damaged_earlier_search_is_one_line(tmp_path, wine, damage, match):
+    damage(_earlier(tmp_path, wine, "first", [_wine_row(wine)]))
+    with pytest.raises(WarmStartError, match=r"^--warm-start first: " + match) as caught:
+        load_earlier("first", wine, tmp_path)
+    assert "\n" not in str(caught.value) and "warm-start from another search" in str(caught.value)
+
+
+def test_one_text_cell_leaves_out_only_its_row(tmp_path, wine):
+    rows = [_wine_row(wine, trial_id=f"t{i}", lr=1e-3 * (i + 1)) for i in range(3)]
+    rows[1]["lr"] = "about 2e-3"
+    _earlier(tmp_path, wine, "first", rows)
+    plan = _plan(tmp_path, wine)
+    assert [c.trial_id for c in plan.carried] == ["t0", "t2"] and plan.carried[1].params["lr"] == 3e-3
+    assert plan.left_out["first"] == {"lr = 'about 2e-3' is not a number": 1}
+
+
+@pytest.mark.parametrize("column, text, reason", [
+    ("best_val_macro_f1", "oops", "best_val_macro_f1 = 'oops' is not a number"),
+    ("epochs", "oops", "epochs = 'oops' is not a number"),
+    ("depth", "two", "depth = 'two' is not a number"),
+])
+def test_a_text_cell_in_a_score_or_epoch_column_is_a_reason_not_a_traceback(tmp_path, wine, column, text, reason):
+    rows = [_wine_row(wine, trial_id=f"t{i}") for i in range(2)]
+    rows[1][column] = text
+    _earlier(tmp_path, wine, "first", rows)
+    plan = _plan(tmp_path, wine)
+    assert [c.trial_id for c in plan.carried] == ["t0"] and plan.left_out["first"] == {reason: 1}
+
+
+@pytest.mark.parametrize("clip", [False, True])
+def test_non_finite_and_absurd_values_never_reach_tpe(tmp_path, wine, clip):
+    rows = [_wine_row(wine, trial_id="ok"), _wine_row(wine, trial_id="inf-lr", lr=math.inf),
+            _wine_row(wine, trial_id="huge-lr", lr=1e9),
+            _wine_row(wine, trial_id="inf-score", best_val_macro_f1=math.inf),
+            _wine_row(wine, trial_id="nan-epochs", epochs=math.inf)]
+    _earlier(tmp_path, wine, "first", rows)
+    plan = _plan(tmp_path, wine, clip=clip)
+    assert [c.trial_id for c in plan.carried] == ["ok"]
+    why = plan.left_out["first"]
+    assert why["lr = inf is not a finite number"] == 1 and why["best_val_macro_f1 = inf is not a finite number"] == 1
+    assert why["epochs = inf is not a finite number"] == 1
+    huge = "lr = 1e+09 lies outside the earlier search's own range [0.0001, 0.03] too" if clip \
+        else "lr outside the new range [0.0001, 0.03]"
+    assert why[huge] == 1
+    assert all(math.isfinite(t.value) for t in plan.frozen_trials(wine.params))
+
+
+def test_clip_still_moves_a_value_the_earlier_range_offered(tmp_path, wine):
+    narrow = Space(model="mlp", data="wine", name="wine_mlp",
+                   params={**wine.params, "lr": loguniform(1e-3, 3e-2)}, fixed=wine.fixed)
+    _earlier(tmp_path, wine, "first", [_wine_row(wine, lr=2e-4)])
+    plan = _plan(tmp_path, narrow, clip=True)
+    assert [c.params["lr"] for c in plan.carried] == [1e-3]
