@@ -12,7 +12,7 @@ import pytest
 
 from results.curves import TABLE, read_curves, write_curves
 from spaces import get_space
-from trainables.errors import OptionError
+from results.errors import OptionError
 
 SPACE = get_space("wine_mlp")
 EPOCHS = 3
