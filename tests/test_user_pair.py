@@ -223,7 +223,8 @@ def test_the_example_pair_trains_and_searches_from_its_own_folder(tmp_path):
     def spectune(*args: str, timeout: int = 120) -> str:
         done = subprocess.run([sys.executable, "-m", "search.cli", *args], cwd=work, env=env, capture_output=True,
                               text=True, timeout=timeout)
-        assert done.returncode == 0, f"spectune {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        assert done.returncode == 0, \
+            f"spectune {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
     listed = spectune("spaces")
