@@ -226,13 +226,18 @@ def cmd_spaces(args: argparse.Namespace) -> None:
             print(f"{name}: BROKEN: {exc}")
             continue
         print(f"{name}: {space.description} (model {space.model}, data {space.data}; {space.metric} {space.mode}; "
-              f"{space.max_epochs} epochs, ASHA grace {space.grace_period} rf {space.reduction_factor}"
+              f"ASHA rf {space.reduction_factor}"
               + (f", TPE start-up {space.startup_trials}" if space.startup_trials else "") + ")")
         for key, domain in space.params.items():
             print(f"    {key:<16} {describe_domain(domain)}")
         for key, value in space.fixed.items():
             print(f"    {key:<16} fixed {value}")
-        print(f"    budgets: CPU {space.cpu.describe()}; GPU {space.gpu.describe()}")
+        # Each budget with the epochs and first rung it really runs: a CPU budget's cut-down epochs lower
+        # the grace (Space.grace_for), and that is what a user without a GPU gets.
+        for label, budget in (("CPU", space.cpu), ("GPU", space.gpu)):
+            epochs = budget.max_epochs or space.max_epochs
+            print(f"    {label} budget: {budget.trials} trials x up to {epochs} epochs, ASHA grace "
+                  f"{space.grace_for(epochs)}" + "".join(f", {part}" for part in budget.describe_data()))
         pretrained = space.pair.model_entry.pretrained
         if pretrained is not None:
             print(f"    starts from: {pretrained.about} (default {pretrained.default}; --base to change)")

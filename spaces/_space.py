@@ -36,6 +36,11 @@ class Budget:
         parts = [f"{self.trials} trials"]
         if self.max_epochs:
             parts.append(f"up to {self.max_epochs} epochs each")
+        return ", ".join(parts + self.describe_data())
+
+    def describe_data(self) -> list[str]:
+        """The data scaling, one phrase per option set (empty: the data as stored)."""
+        parts = []
         if self.points:
             parts.append(f"sequences block-averaged to {self.points} points")
         if self.tokens:
@@ -44,7 +49,7 @@ class Budget:
             parts.append(f"at most {self.train_per_class} training examples per class")
         if self.train_fraction:
             parts.append(f"{self.train_fraction:g} of the training examples (stratified)")
-        return ", ".join(parts)
+        return parts
 
 
 @dataclass(frozen=True)

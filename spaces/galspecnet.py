@@ -30,8 +30,9 @@ SPACE = Space(
     # epochs, grace 15) was not replayed.
     reduction_factor=2,
     startup_trials=4,
-    # 2 CPU cores: about 20 minutes (20 min 21 s on 2026-11-23 with reduction 3; the replay predicts 16 % more
-    # epochs with reduction 2). GalSpecNet takes ~77 s per full-size epoch there.
+    # 2 CPU cores, tried in 2026-12 with reduction 2: 18 min 40 s alone, 36 min from a fresh clone beside a recording
+    # (other jobs slow it; 20 min 21 s on 2026-11-23 with reduction 3). GalSpecNet takes ~45 s per full-size epoch
+    # there (4096 points, 2026-11-23, after the CPU evaluation batch went 256 -> 128), so the CPU budget cuts it down.
     cpu=Budget(trials=18, max_epochs=20, points=1024, train_per_class=280),
     gpu=Budget(trials=64),
 )

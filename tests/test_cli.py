@@ -98,7 +98,28 @@ def test_spaces_lists_parameters_and_ranges(capsys):
     assert "lr               log-uniform [2e-05, 0.003]" in out
     assert "batch_size       choice [64, 128, 256, 512]" in out
     assert "groups           choice [2, 4, 8] when norm = 'group'" in out
-    assert "budgets: CPU 18 trials, up to 20 epochs each, sequences block-averaged to 1024 points" in out
+    assert ("CPU budget: 18 trials x up to 20 epochs, ASHA grace 10, sequences block-averaged to 1024 points, "
+            "at most 280 training examples per class") in out
+
+
+def test_spaces_shows_each_budgets_epochs_and_first_rung(capsys):
+    """A CPU user gets the CPU budget's cut-down epochs and the lower grace that follows from them
+    (before, only the space's GPU-scale "60 epochs, ASHA grace 15" was listed for galspecnet)."""
+    from spaces import get_space
+
+    assert main(["spaces"]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("galspecnet: "))
+    assert header.endswith("ASHA rf 2, TPE start-up 4)") and "grace" not in header
+    assert "    CPU budget: 18 trials x up to 20 epochs, ASHA grace 10, sequences block-averaged" in out
+    assert "    GPU budget: 64 trials x up to 60 epochs, ASHA grace 15\n" in out
+    # Every listed grace is the one a search of that budget runs with.
+    for name in ("galspecnet", "galspecnet_lora", "wine_mlp", "minilm_lora_text"):
+        space = get_space(name)
+        for label, budget in (("CPU", space.cpu), ("GPU", space.gpu)):
+            epochs = budget.max_epochs or space.max_epochs
+            assert f"{label} budget: {budget.trials} trials x up to {epochs} epochs, ASHA grace " \
+                   f"{space.grace_for(epochs)}" in out
 
 
 def test_data_refuses_to_overwrite_without_force(tmp_path, capsys):

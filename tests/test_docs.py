@@ -19,6 +19,10 @@ DOCS = ROOT / "docs"
 README = ROOT / "README.md"
 README_MAX_LINES = 170
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
+IMAGE_MAX_BYTES = 200_000
+SNIPPET = re.compile(r'^--8<-- "([^"]+)"$', re.MULTILINE)
+EXAMPLE = ROOT / "examples" / "digits"
 
 
 def mkdocs_build(project: Path, site: Path) -> subprocess.CompletedProcess:
@@ -55,6 +59,7 @@ def test_site_builds_strict_with_a_page_for_every_doc(site):
 def _copy_project(tmp_path: Path) -> Path:
     project = tmp_path / "project"
     shutil.copytree(DOCS, project / "docs")
+    shutil.copytree(ROOT / "examples", project / "examples")   # docs/pairs.md includes files from it
     shutil.copy2(ROOT / "mkdocs.yml", project / "mkdocs.yml")
     return project
 
@@ -120,3 +125,69 @@ def test_readme_relative_links_point_at_files(site):
             if f'id="{anchor}"' not in html:
                 broken.append(link)
     assert not broken, f"README.md links to missing files or anchors: {broken}"
+
+
+def _nav_pages() -> list[str]:
+    import yaml
+
+    class Loader(yaml.SafeLoader):   # mkdocs.yml may hold !!python/name tags; nav needs none of them
+        pass
+
+    Loader.add_multi_constructor("", lambda loader, suffix, node: None)
+    nav = yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=Loader)["nav"]
+    return [page for entry in nav for page in entry.values()]
+
+
+def test_every_image_exists_and_is_small():
+    """Every image a page or the README shows is a file (strict mkdocs does not fail on a missing
+    image), small enough to keep the repository light; the extra CSS is where mkdocs.yml says."""
+    shown = []
+    for page in [README, *sorted(DOCS.rglob("*.md"))]:
+        for link in IMAGE.findall(page.read_text()):
+            if re.match(r"[a-z][a-z0-9+.-]*:", link):
+                continue
+            shown.append((page, (page.parent / link.partition("#")[0]).resolve()))
+    assert len({p for _, p in shown}) >= 3, "the docs should show the replay plot, a report and a Pareto front"
+    missing = [f"{page.relative_to(ROOT)}: {path}" for page, path in shown if not path.is_file()]
+    assert not missing, f"images referenced but missing: {missing}"
+    large = [f"{path.relative_to(ROOT)}: {path.stat().st_size} bytes" for _, path in shown
+             if path.stat().st_size >= IMAGE_MAX_BYTES]
+    assert not large, f"images of {IMAGE_MAX_BYTES} bytes or more: {large}"
+    css = re.findall(r"^extra_css:\n((?:  - .+\n)+)", (ROOT / "mkdocs.yml").read_text(), re.MULTILINE)
+    assert css, "mkdocs.yml names no extra_css"
+    for sheet in re.findall(r"  - (.+)", css[0]):
+        assert (DOCS / sheet.strip()).is_file(), f"extra_css {sheet} is not under docs/"
+
+
+def test_the_example_pair_is_shown_in_full_on_the_pairs_page(site):
+    """docs/pairs.md includes each file of examples/digits (pymdownx.snippets), and the built page
+    holds every line of each, so the page cannot drift from the files the tests run."""
+    import html
+
+    files = sorted(p for p in EXAMPLE.rglob("*.py") if "__pycache__" not in p.parts)
+    assert {p.parent.name for p in files} == {"models", "data", "spaces"}, files
+    included = SNIPPET.findall((DOCS / "pairs.md").read_text())
+    assert sorted(included) == sorted(str(p.relative_to(ROOT)) for p in files), included
+    text = html.unescape(re.sub(r"<[^>]+>", "", html_for(site, DOCS / "pairs.md").read_text()))
+    for path in files:
+        absent = [line for line in path.read_text().splitlines() if line.strip() and line not in text]
+        assert not absent, f"the built pairs page lacks lines of {path.relative_to(ROOT)}: {absent[:3]}"
+
+
+def test_the_home_page_lists_every_page_of_the_nav():
+    home = (DOCS / "index.md").read_text()
+    listed = set(LINK.findall(home.split("## Where to read next", 1)[1]))
+    missing = [page for page in _nav_pages() if page != "index.md" and page not in listed]
+    assert not missing, f"'Where to read next' on the home page misses {missing}"
+
+
+def test_the_quoted_interruption_message_is_what_the_code_prints():
+    """README and docs/resume.md quote the line a Ctrl+C'd search prints; it must be search.py's."""
+    source = (ROOT / "search" / "search.py").read_text()
+    for fragment in ("was interrupted with", "trials unfinished; \"", "nothing was written to results/. Continue it "
+                     "with: spectune search --space \"", "--resume (same data options)."):
+        assert fragment in source, f"search/search.py no longer prints {fragment!r}: update the docs' quotes"
+    quoted = ("trials unfinished; nothing was written to results/. Continue it with: spectune search --space "
+              "galspecnet --name NAME --resume (same data options).")
+    for page in (README, DOCS / "resume.md"):
+        assert quoted in " ".join(page.read_text().split()), f"{page.relative_to(ROOT)} does not quote {quoted!r}"

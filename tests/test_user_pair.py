@@ -6,8 +6,13 @@ and train is exercised too."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,6 +21,9 @@ from mlflow.tracking import MlflowClient
 from search.cli import main
 from search.options import SearchOptions
 from search.search import run_search
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "digits"   # the pair docs/pairs.md shows in full
 
 MODEL = '''
 import torch
@@ -200,3 +208,36 @@ def test_a_broken_file_in_a_users_folder_breaks_only_what_needs_it(tmp_path, mon
     assert "wine_mlp: " in out and re.search(r"needs_other: BROKEN: .*other\.py:3", out)
     assert re.search(r"BROKEN models file: .*other\.py:3: ModuleNotFoundError", out)
     assert re.search(r"BROKEN data file: .*typo\.py:1: SyntaxError: invalid syntax", out), out
+
+
+def test_the_example_pair_trains_and_searches_from_its_own_folder(tmp_path):
+    """examples/digits, copied where a user would keep it, through SPECTUNE_PATH and the command line
+    in processes of their own (as a user runs them): listed, trained, searched, macro-F1 reported."""
+    pairs = tmp_path / "my_pairs"
+    shutil.copytree(EXAMPLE, pairs, ignore=shutil.ignore_patterns("__pycache__"))
+    work = tmp_path / "work"
+    work.mkdir()
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "SPECTUNE_PATH": str(pairs), "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
+
+    def spectune(*args: str, timeout: int = 120) -> str:
+        done = subprocess.run([sys.executable, "-m", "search.cli", *args], cwd=work, env=env, capture_output=True,
+                              text=True, timeout=timeout)
+        assert done.returncode == 0, \
+            f"spectune {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    listed = spectune("spaces")
+    assert "digits_cnn: a small CNN on scikit-learn's 8x8 digits" in listed and "BROKEN" not in listed
+    trained = spectune("train", "--space", "digits_cnn", "--epochs", "3", "--device", "cpu", "--json-out", "t.json")
+    assert re.search(r"^best epoch \d+ of 3: val_macro_f1 0\.\d{4}", trained, re.MULTILINE), trained
+    summary = json.loads((work / "t.json").read_text())
+    assert summary["metric"] == "val_macro_f1" and summary["config"]["channels"] == 16
+    assert summary["best_value"] > 0.5, summary["best_value"]   # 10 classes: chance is 0.1
+    searched = spectune("search", "--space", "digits_cnn", "--budget", "cpu", "--trials", "2", "--max-epochs", "2",
+                        "--concurrency", "1", "--name", "example", "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}",
+                        timeout=400)
+    assert re.search(r"^best: trial \w+ val_macro_f1 0\.\d{4} at epoch \d", searched, re.MULTILINE), searched
+    best = json.loads((work / "results" / "digits_cnn" / "example" / "best.json").read_text())
+    assert best["metric"] == "val_macro_f1" and 0 <= best["best_value"] <= 1
+    assert len(pd.read_csv(work / "results" / "digits_cnn" / "example" / "trials.csv")) == 2
