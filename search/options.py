@@ -19,7 +19,7 @@ from trainables.hparams import Bool, Choice, Float, HParam, Int
 if TYPE_CHECKING:   # the CLI imports this module for its tables; spaces pull in torch
     from spaces import Space
 
-SAMPLERS = ("tpe", "random", "nsga2")
+SAMPLERS = ("tpe", "random", "nsga2", "prior", "qmc-tpe")
 # Trial schedulers (which trials stop early), not the recipe's learning-rate schedules.
 TRIAL_SCHEDULERS = ("asha", "fifo", "moasha")
 BUDGETS = ("cpu", "gpu")
@@ -29,8 +29,11 @@ SEARCH_OPTIONS: dict[str, HParam] = {
     "trials": Int(None, 1, nullable=True, help="number of trials (default: the budget's, else 20)"),
     "max_epochs": Int(None, 1, nullable=True, help="epoch budget per trial (default: the budget's, else the space's)"),
     "sampler": Choice("tpe", SAMPLERS, help="Optuna's TPE (multi-objective TPE with several objectives), random "
-                                            "search, or NSGA-II (its generations fill only with trials that ran "
-                                            "their budget: mostly random under early stopping in short searches)"),
+                                            "search, NSGA-II (its generations fill only with trials that ran "
+                                            "their budget: mostly random under early stopping in short searches), "
+                                            "prior (draws around the space's starting config, the best trial so "
+                                            "far, or uniform; one objective) or qmc-tpe (TPE after Sobol start-up "
+                                            "trials); docs/replay.md says what each was measured to do"),
     "scheduler": Choice(None, TRIAL_SCHEDULERS, nullable=True,
                         help="ASHA early stopping (on the primary metric), FIFO (every trial runs its budget), or "
                              "MO-ASHA (rungs ranked by Pareto front; several objectives). Default: asha, and "

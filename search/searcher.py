@@ -17,7 +17,9 @@ from ray.tune.search.optuna import OptunaSearch
 
 from results.pareto import pareto_ranks
 from results.report import study_storage
+from results.errors import OptionError
 from search.options import SAMPLERS, TRIAL_SCHEDULERS
+from search.samplers import PriorSampler, sobol_then
 from spaces import PowerOfTwoRange, When
 
 class PrunedAwareOptunaSearch(OptunaSearch):
@@ -94,26 +96,34 @@ def fail_lost_trials(study_file: Path, name: str) -> list[int]:
 
 
 def make_sampler(sampler: str, seed: int, trials: int, params: dict[str, Any],
-                 startup: int | None = None) -> optuna.samplers.BaseSampler:
+                 startup: int | None = None, prior: dict[str, Any] | None = None) -> optuna.samplers.BaseSampler:
     """The Optuna sampler of a search, seeded: multivariate TPE (with ``group`` for conditional
     spaces, which models each set of keys that appear together) after ``startup`` random trials
-    (default :func:`startup_trials`; with several objectives, Optuna's multi-objective TPE), random
-    search, or NSGA-II (generations of ``startup`` trials, the first random; only trials that ran their
-    budget fill a generation, so under early stopping a short search stays mostly random)."""
+    (default :func:`startup_trials`; with several objectives, Optuna's multi-objective TPE), the same
+    TPE after Sobol start-up trials (``qmc-tpe``), draws around the space's starting config ``prior``
+    (in Optuna's names), the incumbent or uniform (``prior``: :class:`search.samplers.PriorSampler`),
+    random search, or NSGA-II (generations of ``startup`` trials, the first random; only trials that
+    ran their budget fill a generation, so under early stopping a short search stays mostly random)."""
+    startup = startup if startup is not None else startup_trials(trials)
     if sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if sampler == "nsga2":
         # Optuna's population of 50 would leave a CPU budget of 16 trials in its random first generation.
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(
-            2, startup if startup is not None else startup_trials(trials)))
-    if sampler != "tpe":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(2, startup))
+    if sampler == "prior":
+        if not prior:
+            raise OptionError("--sampler prior draws around the space's first starting config, and this search has "
+                              "none; add start=[{...}] to the space, or choose another --sampler.")
+        return PriorSampler(prior, seed=seed)
+    if sampler not in ("tpe", "qmc-tpe"):
         raise AssertionError(f"sampler {sampler!r} is not one of {SAMPLERS}; search.options checks it first")
     with warnings.catch_warnings():
         # group (TPE over the sets of keys that appear together) is marked experimental in Optuna.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True,
-                                          group=any(isinstance(d, When) for d in params.values()),
-                                          n_startup_trials=startup if startup is not None else startup_trials(trials))
+        tpe = optuna.samplers.TPESampler(seed=seed, multivariate=True,
+                                         group=any(isinstance(d, When) for d in params.values()),
+                                         n_startup_trials=startup)
+    return sobol_then(tpe, startup, seed) if sampler == "qmc-tpe" else tpe
 
 
 def make_searcher(sampler: str, seed: int, trials: int, concurrency: int, metric: str | list[str],
@@ -125,8 +135,8 @@ def make_searcher(sampler: str, seed: int, trials: int, concurrency: int, metric
     SQLite file) keeps the Optuna study on disk, one study per search, for the report. ``carried``:
     finished trials of earlier searches (:mod:`search.warm_start`), in the study before the first
     suggestion. Lists of metrics and modes make a multi-objective study (the first is the primary)."""
-    ot_sampler = make_sampler(sampler, seed, trials, params, startup)
     space = DefineByRun(params)
+    ot_sampler = make_sampler(sampler, seed, trials, params, startup, prior=space.encode(start[0]) if start else None)
     storage = None
     if study is not None:
         Path(study[1]).parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ simulated time and in-trial patience."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -319,3 +320,49 @@ def test_a_replay_of_tpe_meets_configs_the_table_does_not_hold():
     rand = replay(curves, params, [], Strategy("r", trials=12, sampler="random", scheduler="fifo"), seed=0,
                   table=table, model=model)
     assert not any(t.modelled for t in rand.trials)
+
+
+def test_live_searches_land_where_the_replay_of_their_own_recording_says():
+    """A CI-sized live-vs-replay check on wine: a table recorded in-process (20 random configs x 2 seeds x
+    6 epochs), 40 replays of random search and of random + ASHA on it, and 4 live searches of each, every
+    proposal trained and its pick confirmed over 2 new seeds. The live median pick lies inside the
+    replay's 10-90 % range, and FIFO's epochs are the same count live and replayed."""
+    from dataclasses import replace
+
+    from search.record import draw_configs
+    from search.replay import stats
+    from search.replay.live import Trainer, live_panel
+    from trainables.pair import load_data
+    from trainables.recipe import train
+
+    space = get_space("wine_mlp")
+    pair, epochs = space.pair, 6
+    data = load_data(pair, None, None, test=False, seed=0)
+    settings = TrialSettings(model=pair.model, data=pair.data, max_epochs=epochs, seed=0, fixed=dict(space.fixed),
+                             searched=tuple(space.params), metric=space.metric, mode=space.mode)
+    Trainer(data, settings)   # one thread, as trials run
+    configs, rows = {}, []
+    for i, config in enumerate(draw_configs(space, 20, seed=0)):
+        for seed in (2000, 2001):
+            resolved = replace(settings, seed=seed, overrides={"patience": None}).resolve(config)
+            history = train(pair.model_fn(data.spec, resolved), data, resolved.recipe, "cpu").history
+            rows += [{"config_id": i, "seed": seed, "epoch": h["epoch"], "val_macro_f1": h["val_macro_f1"],
+                      "epoch_time_s": h["epoch_time_s"], "outcome": "completed"} for h in history]
+        configs[i] = {"searched": config, "resolved": settings.resolve(config).to_dict()}
+    curves = Curves("wine_mlp", "ci", pd.DataFrame(rows), configs,
+                    {"metric": "val_macro_f1", "mode": "max", "max_epochs": epochs, "seeds": [2000, 2001]},
+                    space.to_json())
+    strategies = [Strategy("random (FIFO)", trials=4, sampler="random", scheduler="fifo"),
+                  Strategy("random + ASHA", trials=4, sampler="random", grace=2, reduction=2)]
+    live = live_panel(Trainer(data, settings), space.params, list(space.start), strategies, repeats=4,
+                      baseline="random (FIFO)", confirm_seeds=2)
+    for strategy in strategies:
+        logs = [replay(curves, space.params, list(space.start), strategy, seed=r) for r in range(40)]
+        picks = np.array([stats.at_budget(stats.pick_path(log, "max"), math.inf) for log in logs])
+        part = live[live["strategy"] == strategy.name]
+        low, high = np.quantile(picks, [0.1, 0.9])
+        assert low <= part["final_quality"].median() <= high, (strategy.name, low, high, part["final_quality"])
+        if strategy.scheduler == "fifo":
+            assert set(part["epochs"]) == {log.epochs for log in logs} == {4 * epochs}
+        else:
+            assert part["stopped"].sum() > 0 and part["epochs"].median() < 4 * epochs

@@ -70,3 +70,56 @@ def test_non_inferiority_within_the_margin_and_outside_it():
 def test_holm_adjusts_step_down_and_keeps_the_order():
     assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert stats.holm([0.5]) == [0.5]
+
+
+def _study(areas: dict[str, list[float]], p_win: dict[str, float], stopped: dict[str, float]):
+    """A replay study whose strategies' pick paths give the regret areas asked for (best 1.0, median 0.0:
+    a path of constant quality 1 - a has area a)."""
+    import pandas as pd
+
+    from search.replay.report import ReplayStudy
+
+    paths = {name: [np.full(10, 1.0 - a) for a in values] for name, values in areas.items()}
+    table = pd.DataFrame([{"strategy": n, "p_win_0.25": p_win[n], "top3_stopped_share": stopped[n]} for n in areas])
+    return ReplayStudy(table, pd.DataFrame(), paths, 1.0, 0.0, 0.01, "random", 10.0, "max")
+
+
+def test_the_advice_names_a_setting_that_clearly_wins_and_how_to_apply_it():
+    from search.replay.advice import advise
+
+    rng = np.random.default_rng(0)
+    default = Strategy("TPE + ASHA (default)", trials=8, grace=10, reduction=2, startup=4)
+    better = Strategy("TPE + ASHA g5 rf3 startup 4", trials=8, grace=5, reduction=3, startup=4)
+    worse = Strategy("random + ASHA", trials=8, sampler="random", grace=10, reduction=2)
+    peer = Strategy("Optuna TPE + HyperbandPruner", trials=8, runner="optuna", pruner="hyperband")
+    base = rng.uniform(0.3, 0.5, 30)
+    study = _study({default.name: base, better.name: base - 0.1, worse.name: base + 0.1, peer.name: base - 0.2},
+                   {default.name: 0.5, better.name: 0.6, worse.name: 0.4, peer.name: 0.9},
+                   {default.name: 0.0, better.name: 0.02, worse.name: 0.0, peer.name: 0.0})
+    advice = advise(study, [worse, default, better, peer], default)
+    # Optuna alone is not a setting of spectune search: never recommended, however good.
+    assert advice.strategy == better and peer.name not in advice.p
+    lines = advice.lines("wine_mlp")
+    assert lines[0].startswith("recommendation: TPE + ASHA g5 rf3 startup 4 instead of the default")
+    assert "spectune search --space wine_mlp --sampler tpe --scheduler asha" in lines[1]
+    assert "grace_period=5, reduction_factor=3, startup_trials=4" in lines[2]
+    # Better regret but a lower P(win) at 25 %: not recommended.
+    study = _study({default.name: base, better.name: base - 0.1}, {default.name: 0.5, better.name: 0.4},
+                   {default.name: 0.0, better.name: 0.0})
+    assert advise(study, [default, better], default).strategy is None
+
+
+def test_the_advice_keeps_the_default_when_nothing_is_told_apart():
+    from search.replay.advice import advise
+
+    rng = np.random.default_rng(1)
+    default = Strategy("TPE + ASHA (default)", trials=8)
+    other = Strategy("TPE (FIFO)", trials=8, scheduler="fifo")
+    study = _study({default.name: rng.uniform(0.3, 0.5, 30), other.name: rng.uniform(0.3, 0.5, 30)},
+                   {default.name: 0.5, other.name: 0.5}, {default.name: 0.0, other.name: 0.0})
+    advice = advise(study, [default, other], default)
+    assert advice.strategy is None and advice.p[other.name] > 0.05
+    assert advice.lines("wine_mlp") == [f"recommendation: keep the default ({default.name}): nothing was told apart "
+                                        "from it: no other setting had a lower regret area in paired repeats "
+                                        "(Holm p < 0.05)"]
+    assert advice.to_json()["recommended"] is None

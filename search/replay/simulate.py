@@ -231,7 +231,10 @@ class _OptunaDriver:
 
     def __init__(self, curves: Curves, params: dict[str, Any], start: list[dict[str, Any]], s: Strategy,
                  seed: int) -> None:
-        sampler = make_sampler(s.sampler, seed, s.trials, params, s.startup)
+        space = DefineByRun(params)
+        starts = start if s.space_start else []
+        sampler = make_sampler(s.sampler, seed, s.trials, params, s.startup,
+                               prior=space.encode(starts[0]) if starts else None)
         pruner = {"hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=s.grace,
                                                                       max_resource=curves.max_epochs,
                                                                       reduction_factor=s.reduction),
@@ -241,8 +244,7 @@ class _OptunaDriver:
         # study gets a random one, which made replays of the same seed differ.
         self.study = optuna.create_study(study_name=f"spectune-replay-{seed}", sampler=sampler, pruner=pruner,
                                          direction="maximize" if curves.mode == "max" else "minimize")
-        space = DefineByRun(params)
-        for point in (start if s.space_start else []):
+        for point in starts:
             self.study.enqueue_trial(space.encode(point))
         self.space = space
         self.live: dict[str, Any] = {}

@@ -1,8 +1,10 @@
 """``spectune replay``: many replayed searches of several strategies on one space's recorded curves.
 
 The panel: random search (the baseline every share is measured against), TPE alone, random + ASHA,
-the space's default (TPE + ASHA with its grace and reduction factor), and Optuna alone as a user
-without Ray would run it (TPE + ``HyperbandPruner``, random + ``MedianPruner``, Optuna's defaults).
+the space's default (TPE + ASHA with its grace and reduction factor), Optuna alone as a user
+without Ray would run it (TPE + ``HyperbandPruner``, random + ``MedianPruner``, Optuna's defaults),
+and two candidates to beat random search at small budgets: draws around the space's starting config
+(``--sampler prior``) and TPE after Sobol start-up trials (``--sampler qmc-tpe``), both with ASHA.
 ``--sweep`` adds TPE + ASHA variants over grace, reduction factor and start-up count, to choose a
 space's defaults by measurement. Each strategy is replayed ``repeats`` times with seeds 0, 1, ...;
 no Ray is started: the simulator calls the searcher and scheduler objects directly.
@@ -23,6 +25,7 @@ import pandas as pd
 from results.curves import curves_dir, kendall_by_rung, read_curves
 from results.export import check_name
 from results.files import write_csv, write_json
+from search.replay.advice import advise
 from search.replay.report import plot_study, record, summarise, to_markdown
 from search.replay.serve import CurveModel, Table, check_model
 from search.options import SEARCH_OPTIONS, SearchOptions, check
@@ -69,6 +72,10 @@ def panel(space: Space, trials: int, concurrency: int, patience: int | None, max
                         grace=1, reduction=3),
                 replace(base, name="Optuna random + MedianPruner", runner="optuna", sampler="random",
                         pruner="median", grace=0)]
+    # The candidates to beat random search at small budgets (issue "then win"): the space's starting config
+    # as a prior, and TPE after Sobol start-up trials, each with the default's ASHA.
+    out += [replace(base, name="prior + ASHA", sampler="prior"),
+            replace(base, name="QMC-TPE + ASHA", sampler="qmc-tpe")]
     if sweep:
         graces = sorted({1, max(1, max_epochs // 9), max(1, max_epochs // 6), max(1, max_epochs // 3), grace})
         for g, rf, startup in itertools.product(graces, (2, 3, 4), (4, 10)):
@@ -177,6 +184,7 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
               for name, runs in logs.items() for repeat, log in enumerate(runs) for clock, index, best in log.events]
     study = summarise(logs, table, BASELINE, REFERENCE if r.optuna else None)
     default = strategies[3]
+    advice = advise(study, strategies, default)
     rungs = sorted({min(max_epochs, default.grace * default.reduction ** k) for k in range(6)})
     tau = kendall_by_rung(curves, rungs)
     tag = time.strftime("%Y%m%d-%H%M%S")
@@ -193,7 +201,8 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
                              "concurrency": o.concurrency or 1, "patience": patience, "max_epochs": max_epochs,
                              "serve": r.serve, "model_check": asdict(check) if check else None,
                              "model": check.chosen if check else None,
-                             "kendall_tau_by_rung": tau, "seconds": time.perf_counter() - started,
+                             "kendall_tau_by_rung": tau, "recommendation": advice.to_json(),
+                             "seconds": time.perf_counter() - started,
                              "strategies_described": {s.name: s.describe() for s in strategies}})
     write_json(out / "study.json", summary)
     tracking_uri = o.tracking_uri or default_tracking_uri()
@@ -208,11 +217,13 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
                   f"one seed noise (pooled) {study.seed_noise:.4f}; random search's median epochs "
                   f"{study.baseline_epochs:.0f}; Kendall's tau of rung vs final value: "
                   + ", ".join(f"epoch {k} {v:.2f}" for k, v in tau.items()), soft_wrap=True)
+    for line in advice.lines(space.name):
+        console.print(line, soft_wrap=True)
     console.print(f"replay study -> {out} ({figure.name}, table.md, study.json, trials.csv.gz, events.csv.gz); "
                   f"MLflow run {run_id} in experiment spectune-{space.name}-replay at {tracking_uri}; "
                   f"{time.perf_counter() - started:.0f} s in all", soft_wrap=True)
     result = {"out": out, "study": study, "summary": summary, "mlflow_run_id": run_id, "curves": curves,
-              "default": default, "table": table, "model": model, "check": check, "logs": logs}
+              "default": default, "table": table, "model": model, "check": check, "logs": logs, "advice": advice}
     if r.live:
         result["live"] = live_check(p, [s for s in strategies if s.name in LIVE_PANEL or s is default], r.live,
                                     study, out)
