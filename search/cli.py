@@ -111,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add TPE + ASHA variants over grace, reduction factor and start-up trials")
     p.add_argument("--no-optuna", action="store_true", help="leave out the Optuna-alone peers")
     p.add_argument("--live", type=int, default=0, metavar="N",
-                   help="after the replay, N live searches of the default, random search, random + ASHA and Optuna "
-                        "TPE + HyperbandPruner (every proposal trained, picks confirmed over 3 new seeds), set "
+                   help="after the replay, N live searches of the default, random search, random + ASHA, Optuna "
+                        "TPE + HyperbandPruner, prior + ASHA and QMC-TPE + ASHA (every proposal trained, picks "
+                        "confirmed over 3 new seeds), set "
                         "beside the replay's prediction (minutes to hours: a check of the replay, not a search)")
     p.add_argument("--serve", choices=["model", "nearest"], default="model",
                    help="how a model-based sampler's unrecorded proposals are served: a model of the curves fitted "

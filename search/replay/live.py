@@ -19,6 +19,7 @@ import json
 import math
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from results.files import write_csv
 from search.progress import console
 from search.replay.serve import ServedRun
 from search.replay.simulate import ReplayLog, Strategy, replay
@@ -179,9 +181,10 @@ def confirm_picks(trainer: Trainer, log: ReplayLog, configs: list[dict[str, Any]
 
 
 def live_panel(trainer: Trainer, params: dict[str, Any], start: list[dict[str, Any]], strategies: list[Strategy],
-               repeats: int, baseline: str, confirm_seeds: int = 3) -> pd.DataFrame:
+               repeats: int, baseline: str, confirm_seeds: int = 3, save: Path | None = None) -> pd.DataFrame:
     """``repeats`` live searches of each strategy (the baseline first: its median epochs set the budgets);
-    one row per search: its epochs, trials stopped, and the confirmed quality of its picks."""
+    one row per search: its epochs, trials stopped, and the confirmed quality of its picks. ``save``: a CSV
+    rewritten after each strategy, so that hours of live searches survive an interruption."""
     ordered = sorted(strategies, key=lambda s: s.name != baseline)
     rows, cache, base_epochs = [], {}, math.nan
     for strategy in ordered:
@@ -206,4 +209,6 @@ def live_panel(trainer: Trainer, params: dict[str, Any], start: list[dict[str, A
                          "baseline_epochs": base_epochs, "final_quality": picks[math.inf][0],
                          f"quality_at_{LIVE_BUDGET:g}": picks[budgets[0]][0],
                          "final_config": json.dumps(configs[picks[math.inf][1]], sort_keys=True, default=str)})
+        if save is not None:
+            write_csv(save, pd.DataFrame(rows))
     return pd.DataFrame(rows)

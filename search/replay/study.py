@@ -230,8 +230,9 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
     return result
 
 
-# The strategies checked live (besides the space's default): random search, random + ASHA, Optuna's peer.
-LIVE_PANEL = (BASELINE, "random + ASHA", REFERENCE)
+# The strategies checked live besides the space's default: random search, random + ASHA, Optuna's peer and the
+# two candidates to beat random search.
+LIVE_PANEL = (BASELINE, "random + ASHA", REFERENCE, "prior + ASHA", "QMC-TPE + ASHA")
 
 
 def live_check(p: Prepared, strategies: list[Strategy], repeats: int, study: Any, out: Any) -> pd.DataFrame:
@@ -246,8 +247,7 @@ def live_check(p: Prepared, strategies: list[Strategy], repeats: int, study: Any
                   f"(data {p.data.describe()}), picks confirmed over 3 new seeds", soft_wrap=True)
     started = time.perf_counter()
     live = live_panel(Trainer(p.data, settings, space.pair.load_base(p.options.base)), space.params,
-                      list(space.start), strategies, repeats, BASELINE)
-    write_csv(out / "live.csv", live)
+                      list(space.start), strategies, repeats, BASELINE, save=out / "live.csv")
     rows = []
     for name, part in live.groupby("strategy", sort=False):
         predicted = study.table.set_index("strategy").loc[name]
