@@ -24,9 +24,8 @@ from results.best_file import DataOptions, confirmed_record, search_pick
 from results.errors import OptionError, SearchError
 from results.export import latest_search, results_dir
 from results.files import read_json, write_csv, write_json
-from search.driver import Collected, Plan, Run, TrialCommand, Trials, user_path
+from search.driver import Collected, Plan, Run, TrialCommand, Trials, candidate_grid, user_path
 from search.options import CONFIRM_OPTIONS, ConfirmOptions, check
-from search.trial import confirm_trial
 from spaces import get_space
 from trainables.pretrained import check_same_base
 from trainables.settings import TrialSettings
@@ -138,12 +137,7 @@ class ConfirmCommand(TrialCommand):
                 f"{run.place.describe(run.resources.get('CPU', 0), run.resources.get('GPU', 0))}"]
 
     def trials(self, run: Run) -> Trials:
-        from ray import tune
-
-        return Trials(confirm_trial, extra={"candidates": self.candidates},
-                      param_space={"candidate": tune.grid_search(list(self.candidates)),
-                                   "seed": tune.grid_search(self.seeds)},
-                      tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=run.place.concurrency))
+        return candidate_grid(self.candidates, self.seeds, run)
 
     def interrupted(self, run: Run, unfinished: int) -> str:
         return (f"the confirmation of search {self.search} was interrupted with {unfinished} of {run.plan.total} "

@@ -229,6 +229,17 @@ class TrialCommand(ABC):
                 param_space=trials.param_space, infra_retries=trials.infra_retries, guard=trials.guard)
 
 
+def candidate_grid(candidates: dict[str, dict[str, Any]], seeds: list[int], run: Run) -> Trials:
+    """Every candidate config with every seed, each to its budget (``spectune record`` and ``confirm``)."""
+    from ray import tune
+
+    from search.trial import confirm_trial
+
+    return Trials(confirm_trial, extra={"candidates": candidates},
+                  param_space={"candidate": tune.grid_search(list(candidates)), "seed": tune.grid_search(seeds)},
+                  tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=run.place.concurrency))
+
+
 def user_path() -> str:
     """The driver's ``SPECTUNE_PATH``, so that trials find the same user pairs."""
     return os.environ.get(ENV, "")

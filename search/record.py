@@ -24,11 +24,10 @@ from results.errors import OptionError
 from results.export import check_name
 from results.files import read_json, write_json
 from results.provenance import git_commit, versions
-from search.driver import Collected, Plan, Run, TrialCommand, Trials, user_path
+from search.driver import Collected, Plan, Run, TrialCommand, Trials, candidate_grid, user_path
 from search.options import SEARCH_OPTIONS, SearchOptions, check
 from search.progress import console
 from search.searcher import DefineByRun
-from search.trial import confirm_trial
 from spaces import Space, get_space
 from trainables.settings import TrialSettings
 
@@ -161,12 +160,7 @@ class RecordCommand(TrialCommand):
                 f"{run.place.describe(run.resources.get('CPU', 0), run.resources.get('GPU', 0))}"]
 
     def trials(self, run: Run) -> Trials:
-        from ray import tune
-
-        return Trials(confirm_trial, extra={"candidates": self.candidates},
-                      param_space={"candidate": tune.grid_search(list(self.candidates)),
-                                   "seed": tune.grid_search(self.seeds)},
-                      tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=run.place.concurrency))
+        return candidate_grid(self.candidates, self.seeds, run)
 
     def interrupted(self, run: Run, unfinished: int) -> str:
         return (f"recording {self.name} was interrupted with {unfinished} runs unfinished; continue it with "
