@@ -90,15 +90,15 @@ class Trainer:
         # a 60-epoch wine run took 94 s at the default and 2.4 s on one thread beside other jobs).
         torch.set_num_threads(self.settings.threads)
 
-    def _resolved(self, config: dict[str, Any], seed: int, patience: bool) -> Any:
-        settings = replace(self.settings, seed=seed,
-                           overrides={**self.settings.overrides, **({} if patience else {"patience": None})})
-        return settings.resolve(config)
+    def resolved(self, config: dict[str, Any], seed: int) -> Any:
+        """``config``'s recipe with ``seed`` and no patience: a live run's patience is the simulator's, and a
+        confirmation runs its whole budget, as a recorded run did."""
+        return replace(self.settings, seed=seed, overrides={**self.settings.overrides, "patience": None}).resolve(config)
 
     def one_epoch(self, config: dict[str, Any], seed: int) -> Callable[..., tuple[dict[str, float], dict[str, Any]]]:
         """A function that trains the epoch after ``state`` (the first when ``None``) and returns its metrics
         and the state after it. Patience is the simulator's, so the run itself has none."""
-        resolved = self._resolved(config, seed, patience=False)
+        resolved = self.resolved(config, seed)
         pair = self.settings.pair
         model_fn = pair.model_fn(self.data.spec, resolved, self.base)
 
@@ -121,7 +121,7 @@ class Trainer:
 
     def best(self, config: dict[str, Any], seed: int) -> float:
         """The best value of a full-budget run without patience (how a recorded config is judged)."""
-        resolved = self._resolved(config, seed, patience=False)
+        resolved = self.resolved(config, seed)
         pair = self.settings.pair
         result = train(pair.model_fn(self.data.spec, resolved, self.base), self.data, resolved.recipe, "cpu",
                        metric=self.settings.metric, mode=self.settings.mode, augment=pair.augment(resolved))
@@ -139,9 +139,9 @@ class Trained:
     def serve(self, config: dict[str, Any], rng: np.random.Generator) -> ServedRun:
         self.configs.append(dict(config))
         run = _LiveRun(self.trainer.one_epoch(config, self.seed), self.trainer.settings.max_epochs)
+        warmup = self.trainer.resolved(config, self.seed).recipe.warmup_epochs
         return ServedRun(-1, False, self.seed, math.nan, _LazyCurve(run, self.trainer.settings.metric),
-                         _LazyCurve(run, "epoch_time_s"), False, int(config.get("warmup_epochs", 0)),
-                         math.nan, math.nan)
+                         _LazyCurve(run, "epoch_time_s"), False, int(warmup), math.nan, math.nan)
 
 
 def live_search(trainer: Trainer, params: dict[str, Any], start: list[dict[str, Any]], strategy: Strategy,

@@ -233,7 +233,6 @@ class Modelled:
 
     def __init__(self, table: Table, model: CurveModel, exact: float = 1e-9) -> None:
         self.table, self.model, self.exact = table, model, exact
-        self.fitted = table.points[[table.ids.index(i) for i in model.ids]]
 
     def serve(self, config: dict[str, Any], rng: np.random.Generator) -> ServedRun:
         t = self.table
@@ -268,7 +267,10 @@ class ModelCheck:
     seed_noise: float
     configs: int
     folds: int
-    top_bias: dict[str, float]    # mean (predicted - recorded) over the best quarter, in the metric's direction
+    # Mean (predicted - recorded) over the best quarter of configs by their recorded quality, in the metric's
+    # direction: negative, a model that understates good configs. Selecting by the recorded (noisy) value
+    # itself pulls it below zero by part of a seed noise.
+    top_bias: dict[str, float]
     nearest_top_bias: float
 
     @property
