@@ -192,7 +192,7 @@ class CurveModel:
             raise ValueError(f"model must be one of {MODELS}; got {kind!r}.")
         x = table.points[[table.ids.index(i) for i in ids]]
         y = np.array([table.mean_curve[i] for i in ids])
-        self.kind, self.ids, self.anchored = kind, list(ids), anchored
+        self.kind, self.anchored = kind, anchored
         self.model = _regressor(kind, x.shape[1], seed).fit(x, y)
 
     @property
