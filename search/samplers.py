@@ -49,7 +49,8 @@ class PriorSampler(BaseSampler):
         if not prior:
             raise ValueError("PriorSampler needs a prior: the space's first starting config")
         self.prior, self.seed = dict(prior), seed
-        self.uniform, self.prior_sd, self.incumbent_sd, self.keep, self.decay = uniform, prior_sd, incumbent_sd, keep, decay
+        self.uniform, self.prior_sd, self.incumbent_sd = uniform, prior_sd, incumbent_sd
+        self.keep, self.decay = keep, decay
         self._random = RandomSampler(seed=seed)
         self._chosen: dict[tuple[int, int], tuple[str, dict[str, Any]]] = {}
 

@@ -24,6 +24,8 @@ SETTINGS = dict(
     # p 0.001), for 334 instead of 302 median epochs (random search: 62 %, 436 epochs). Larger ranks
     # start slower, hence the later first rung. Measured on LoRA only; the baselines share the
     # settings so that the four methods are tuned alike.
+    # Those replays served TPE by the nearest recorded config on a 16-32-config table: withdrawn
+    # (docs/replay.md#earlier-figures-withdrawn); the settings stay until measured again.
     grace_period=10, reduction_factor=3, startup_trials=10,
     cpu=Budget(trials=16, max_epochs=30, points=1024), gpu=Budget(trials=64, points=1024),
 )

@@ -28,6 +28,8 @@ SPACE = Space(
     # trials: none stopped, 0.8255 (0.8054-0.8282), 308 epochs; random search 0.8141 for 324. Seed
     # noise 0.020: the picks are not told apart, the stopped good trials are. The GPU budget (60
     # epochs, grace 15) was not replayed.
+    # Those replays served TPE by the nearest recorded config on a 16-32-config table: withdrawn
+    # (docs/replay.md#earlier-figures-withdrawn); the settings stay until measured again.
     reduction_factor=2,
     startup_trials=4,
     # 2 CPU cores, tried in 2026-12 with reduction 2: 18 min 40 s alone, 36 min from a fresh clone beside a recording

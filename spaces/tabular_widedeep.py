@@ -24,6 +24,8 @@ SPACE = Space(
     # above the rest; with 5 start-up trials (the default for 16 trials) the search found it in 19 % of
     # replays and stopped 17 % of top-3 trials, with 10 in 28 % and 12.5 % (Mann-Whitney p 0.002), for
     # 120 instead of 128 median epochs. Random search still found it more often (40 %, 187 epochs).
+    # Those replays served TPE by the nearest recorded config on a 16-32-config table: withdrawn
+    # (docs/replay.md#earlier-figures-withdrawn); the settings stay until measured again.
     startup_trials=10,
     cpu=Budget(trials=16, max_epochs=12),
     gpu=Budget(trials=64),

@@ -185,7 +185,7 @@ def test_the_quoted_interruption_message_is_what_the_code_prints():
     """README and docs/resume.md quote the line a Ctrl+C'd search prints; it must be search.py's."""
     source = (ROOT / "search" / "search.py").read_text()
     for fragment in ("was interrupted with", "trials unfinished; \"", "nothing was written to results/. Continue it "
-                     "with: spectune search --space \"", "--resume (same data options)."):
+                     "with: spectune search --space {run.space.name} \"", "--resume (same data options)."):
         assert fragment in source, f"search/search.py no longer prints {fragment!r}: update the docs' quotes"
     quoted = ("trials unfinished; nothing was written to results/. Continue it with: spectune search --space "
               "galspecnet --name NAME --resume (same data options).")

@@ -260,7 +260,7 @@ def _live_figures(path: Path, summary: dict[str, Any]) -> dict[str, Any]:
     of random search's epochs against random search's final pick (paired as the replay pairs)."""
     import pandas as pd
 
-    from search.replay.stats import paired_win
+    from search.replay.stats import inside, paired_win, within
 
     live = pd.read_csv(path)
     predicted = {r["strategy"]: r for r in summary["strategies"]}
@@ -273,8 +273,8 @@ def _live_figures(path: Path, summary: dict[str, Any]) -> dict[str, Any]:
         out[name] = {"searches": len(part), "quality_median": float(q.median()), "quality_q25": float(q.quantile(0.25)),
                      "quality_q75": float(q.quantile(0.75)), "epochs_median": float(e.median()),
                      "p_win_0.25": win,
-                     "inside_replay_iqr": bool(r and r["quality_q25"] - 1e-9 <= q.median() <= r["quality_q75"] + 1e-9),
-                     "epochs_within_15pc": bool(r and abs(e.median() - r["epochs_median"]) <= 0.15 * r["epochs_median"])}
+                     "inside_replay_iqr": bool(r and inside(q.median(), r["quality_q25"], r["quality_q75"])),
+                     "epochs_within_15pc": bool(r and within(e.median(), r["epochs_median"]))}
     return out
 
 

@@ -93,7 +93,8 @@ class Trainer:
     def resolved(self, config: dict[str, Any], seed: int) -> Any:
         """``config``'s recipe with ``seed`` and no patience: a live run's patience is the simulator's, and a
         confirmation runs its whole budget, as a recorded run did."""
-        return replace(self.settings, seed=seed, overrides={**self.settings.overrides, "patience": None}).resolve(config)
+        overrides = {**self.settings.overrides, "patience": None}
+        return replace(self.settings, seed=seed, overrides=overrides).resolve(config)
 
     def one_epoch(self, config: dict[str, Any], seed: int) -> Callable[..., tuple[dict[str, float], dict[str, Any]]]:
         """A function that trains the epoch after ``state`` (the first when ``None``) and returns its metrics

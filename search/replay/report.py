@@ -57,7 +57,8 @@ def summarise(logs: dict[str, list[ReplayLog]], table: Table, baseline: str, ref
         for i, log in enumerate(runs):
             searched = [t for t in log.trials]
             in_top3 = [t for t in searched if not t.modelled and t.config_id in top3]
-            per_repeat.append({"strategy": name, "repeat": i, "final_quality": stats.at_budget(paths[name][i], math.inf),
+            per_repeat.append({"strategy": name, "repeat": i,
+                               "final_quality": stats.at_budget(paths[name][i], math.inf),
                                "final_quality_all_seeds": stats.at_budget(full[name][i], math.inf),
                                "epochs": log.epochs, "trials": len(searched),
                                "stopped": sum(t.outcome == "stopped early" for t in searched),
@@ -135,8 +136,8 @@ def to_markdown(study: ReplayStudy) -> str:
             "strategy": r["strategy"],
             "pick quality, median (IQR)": f"{r['quality_median']:.4f} ({r['quality_q25']:.4f}-{r['quality_q75']:.4f})",
             "epochs, median": f"{r['epochs_median']:.0f}",
-            **{f"P(win) at {f:g}x": f"{r[f'p_win_{f:g}']:.2f} [{r[f'p_win_{f:g}_low']:.2f}, {r[f'p_win_{f:g}_high']:.2f}]"
-               for f in (0.25, 1.0)},
+            **{f"P(win) at {f:g}x": (f"{r[f'p_win_{f:g}']:.2f} [{r[f'p_win_{f:g}_low']:.2f}, "
+                                     f"{r[f'p_win_{f:g}_high']:.2f}]") for f in (0.25, 1.0)},
             "regret area": f"{r['regret_area']:.3f}",
             "P(top-1)": f"{r['p_top1']:.2f}",
             "top-3 stopped": "-" if math.isnan(r["top3_stopped_share"]) else f"{r['top3_stopped_share']:.3f}",

@@ -102,6 +102,16 @@ def non_inferiority(x: np.ndarray, y: np.ndarray, margin: float, mode: str) -> f
     return float(wilcoxon(d, alternative="greater", zero_method="zsplit").pvalue)
 
 
+def inside(value: float, low: float, high: float) -> bool:
+    """The live check's test of a pick: ``value`` within [low, high] (the replay's interquartile range)."""
+    return low - 1e-9 <= value <= high + 1e-9
+
+
+def within(value: float, reference: float, share: float = 0.15) -> bool:
+    """The live check's test of epochs: ``value`` within ``share`` of ``reference`` (the replay's median)."""
+    return abs(value - reference) <= share * reference
+
+
 def holm(pvalues: list[float]) -> list[float]:
     """Holm's step-down adjustment: the adjusted p values, in the order given."""
     order = np.argsort(pvalues)

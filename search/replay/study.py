@@ -31,6 +31,7 @@ from search.replay.serve import CurveModel, Table, check_model
 from search.options import SEARCH_OPTIONS, SearchOptions, check
 from search.progress import console
 from search.replay.simulate import ReplayLog, Strategy, replay
+from search.replay.stats import inside, within
 from search.tracking import default_tracking_uri, log_study
 from spaces import Space, get_space
 from results.errors import OptionError
@@ -258,9 +259,9 @@ def live_check(p: Prepared, strategies: list[Strategy], repeats: int, study: Any
                                                 f"{part['final_quality'].quantile(0.75):.4f})",
                      "replay pick, median (IQR)": f"{predicted['quality_median']:.4f} "
                                                   f"({predicted['quality_q25']:.4f}-{predicted['quality_q75']:.4f})",
-                     "pick inside replay IQR": bool(predicted["quality_q25"] - 1e-9 <= q <= predicted["quality_q75"] + 1e-9),
+                     "pick inside replay IQR": inside(q, predicted["quality_q25"], predicted["quality_q75"]),
                      "live epochs, median": e, "replay epochs, median": float(predicted["epochs_median"]),
-                     "epochs within 15 %": bool(abs(e - predicted["epochs_median"]) <= 0.15 * predicted["epochs_median"])})
+                     "epochs within 15 %": within(e, predicted["epochs_median"])})
     table = pd.DataFrame(rows)
     text = table.to_markdown(index=False)
     (out / "live.md").write_text(text + "\n")
