@@ -55,7 +55,7 @@ def summarise(logs: dict[str, list[ReplayLog]], table: Table, baseline: str, ref
     per_repeat, rows = [], []
     for name, runs in logs.items():
         for i, log in enumerate(runs):
-            searched = [t for t in log.trials]
+            searched = log.trials
             in_top3 = [t for t in searched if not t.modelled and t.config_id in top3]
             per_repeat.append({"strategy": name, "repeat": i,
                                "final_quality": stats.at_budget(paths[name][i], math.inf),
