@@ -4,6 +4,8 @@ traceback."""
 
 from __future__ import annotations
 
+import json
+
 import math
 from pathlib import Path
 
@@ -11,8 +13,8 @@ import pandas as pd
 import pytest
 
 from results.curves import TABLE, read_curves, write_curves
-from spaces import get_space
 from results.errors import OptionError
+from spaces import get_space
 
 SPACE = get_space("wine_mlp")
 EPOCHS = 3
@@ -135,4 +137,5 @@ def test_every_committed_recording_passes_the_checks():
     found = sorted(root.glob(f"*/curves/*/{TABLE}"))
     assert found
     for path in found:
-        assert len(_read_table(path.parent, "val_macro_f1")) > 0
+        metric = json.loads((path.parent / "meta.json").read_text())["metric"]
+        assert len(_read_table(path.parent, metric)) > 0

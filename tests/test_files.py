@@ -70,7 +70,8 @@ def test_the_guards_stop_record_reaches_its_name_only_whole(tmp_path, monkeypatc
     # Before: written in place, so a reader (or a kill) could meet half of it.
     assert [dst for _, dst in renamed] == [tmp_path / STOPPED_FILE]
     assert renamed[0][0].parent == tmp_path and renamed[0][0] != tmp_path / STOPPED_FILE
-    assert stopped_search(tmp_path) == {"failed": 1, "last_error": "ValueError: x", "cut": []}
+    assert stopped_search(tmp_path) == {"failure": CONFIGURATION, "failed": 1, "infrastructure": 0,
+                                        "last_error": "ValueError: x", "cut": []}
 
 
 def test_a_damaged_stop_record_is_one_line_naming_it(tmp_path):
