@@ -15,8 +15,8 @@ MLFLOW_HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
 TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
 # Budgets live in each space (spectune spaces lists them): on a GPU the space's GPU budget, on CPU its
-# CPU budget (shorter spectra, fewer training spectra, fewer trials and epochs; galspecnet on 2 cores in 2026-12:
-# 18 min 40 s with the machine to itself, 36 min from a fresh clone beside a recording: other jobs slow it). TRIALS=, EPOCHS=, POINTS=, TOKENS=, TRAIN_PER_CLASS= override; all is printed first.
+# CPU budget (shorter spectra, fewer training spectra, fewer trials and epochs; galspecnet on 2 cores, 2026-12-06:
+# 18 min 57 s for data and search with the machine to itself, 36 min beside a recording: other jobs slow it). TRIALS=, EPOCHS=, POINTS=, TOKENS=, TRAIN_PER_CLASS= override; all is printed first.
 TRIALS ?=
 EPOCHS ?=
 POINTS ?=

@@ -32,7 +32,7 @@ SPACE = Space(
     # (docs/replay.md#earlier-figures-withdrawn); the settings stay until measured again.
     reduction_factor=2,
     startup_trials=4,
-    # 2 CPU cores, tried in 2026-12 with reduction 2: 18 min 40 s alone, 36 min from a fresh clone beside a recording
+    # 2 CPU cores, 2026-12-06 with reduction 2: 18 min 57 s alone (make search), 36 min beside a recording
     # (other jobs slow it; 20 min 21 s on 2026-11-23 with reduction 3). GalSpecNet takes ~45 s per full-size epoch
     # there (4096 points, 2026-11-23, after the CPU evaluation batch went 256 -> 128), so the CPU budget cuts it down.
     cpu=Budget(trials=18, max_epochs=20, points=1024, train_per_class=280),

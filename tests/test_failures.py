@@ -189,6 +189,11 @@ def _fail_once(marker: Path, at_epoch: int, fail: Callable[[], None], config: di
     if tune.get_checkpoint() is not None or marker.exists():
         return run_trial(config, data, settings)
     marker.touch()
+    _run_failing_at(at_epoch, fail, config, data, settings)
+
+
+def _run_failing_at(at_epoch: int, fail: Callable[[], None], config: dict, data, settings) -> None:
+    """Run the trial, calling ``fail`` instead of reporting epoch ``at_epoch``."""
     report = tune.report
 
     def report_or_fail(metrics, *args, **kwargs):
@@ -548,18 +553,12 @@ def test_a_trial_out_of_memory_at_the_same_epoch_on_every_retry_ends_as_a_config
             f.write(f"{config['lr']}\n")
         if config["lr"] != FAILING_LR:
             return run_trial(config, data, settings)
-        report = tune.report
 
-        def report_or_fail(metrics, *args, **kwargs):
-            if metrics["epoch"] == 2:       # as an absurd batch size would, wherever it runs
-                raise MemoryError("injected: this config runs out of memory at epoch 2")
-            report(metrics, *args, **kwargs)
+        def out_of_memory():
+            # As an absurd batch size would, wherever it runs.
+            raise MemoryError("injected: this config runs out of memory at epoch 2")
 
-        tune.report = report_or_fail
-        try:
-            run_trial(config, data, settings)
-        finally:
-            tune.report = report
+        _run_failing_at(2, out_of_memory, config, data, settings)
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
