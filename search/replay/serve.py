@@ -76,11 +76,15 @@ class Table:
         self.runs = curves.runs(failed=True)
         self.ids = sorted(curves.configs)
         self.seeds = {c: sorted(s for (cc, s) in self.runs if cc == c) for c in self.ids}
-        self.failed = {c for (c, s), run in self.runs.items() if (run["outcome"] == "failed").any()}
+        self.failed_runs = frozenset(k for k, run in self.runs.items() if (run["outcome"] == "failed").any())
+        self.failed = {c for c, _ in self.failed_runs}
         self.points = np.array([self.encode(curves.configs[i]["searched"]) for i in self.ids])
         metric = curves.metric
         self.values = {k: run[metric].to_numpy(dtype=float) for k, run in self.runs.items()}
         self.times = {k: run["epoch_time_s"].to_numpy(dtype=float) for k, run in self.runs.items()}
+        # Read by every served run: the best value of each run that did not fail, and the metric's range.
+        self.best = {k: _best(v, self.sign) for k, v in self.values.items() if k not in self.failed_runs}
+        self.low, self.high = float(np.nanmin(curves.table[metric])), float(np.nanmax(curves.table[metric]))
         self.warmup = {c: int(curves.configs[c]["resolved"].get("warmup_epochs", 0)) for c in self.ids}
         # Configs every seed of which ran its budget: the ones a model can learn a mean curve from.
         self.complete = [c for c in self.ids if c not in self.failed
@@ -123,15 +127,13 @@ class Table:
     def recorded(self, config_id: int, distance: float, rng: np.random.Generator) -> ServedRun:
         """One recorded run of ``config_id``, its seed drawn at random, as a live trial sees one seed."""
         seed = int(rng.choice(self.seeds[config_id]))
-        bests = {s: _best(self.values[config_id, s], self.sign) for s in self.seeds[config_id]
-                 if (config_id, s) not in self._failed_runs}
         return ServedRun(config_id, False, seed, distance, self.values[config_id, seed], self.times[config_id, seed],
-                         (config_id, seed) in self._failed_runs, self.warmup[config_id],
-                         *self._qualities(bests, seed))
+                         (config_id, seed) in self.failed_runs, self.warmup[config_id],
+                         *self._qualities(self._bests(config_id), seed))
 
-    @property
-    def _failed_runs(self) -> frozenset[tuple[int, int]]:
-        return self.curves._grouped[1]
+    def _bests(self, config_id: int) -> dict[int, float]:
+        """Per seed that did not fail, the best value of ``config_id``'s run."""
+        return {s: self.best[config_id, s] for s in self.seeds[config_id] if (config_id, s) in self.best}
 
     @staticmethod
     def _qualities(bests: dict[int, float], seen: int) -> tuple[float, float]:
@@ -142,13 +144,12 @@ class Table:
 
     def quality(self, config_id: int) -> float:
         """A recorded config's true quality: the mean over its seeds of the best value in the budget."""
-        bests = [_best(self.values[config_id, s], self.sign) for s in self.seeds[config_id]
-                 if (config_id, s) not in self._failed_runs]
+        bests = list(self._bests(config_id).values())
         return float(np.mean(bests)) if bests else math.nan
 
     def seed_noise(self) -> float:
         """One seed noise: the pooled standard deviation over seeds of a config's best value."""
-        variances = [np.var([_best(self.values[c, s], self.sign) for s in self.seeds[c]], ddof=1)
+        variances = [np.var(list(self._bests(c).values()), ddof=1)
                      for c in self.complete if len(self.seeds[c]) > 1]
         return float(math.sqrt(np.mean(variances))) if variances else math.nan
 
@@ -251,9 +252,8 @@ class Modelled:
 def modelled_curves(table: Table, near: int, mean: np.ndarray) -> dict[int, np.ndarray]:
     """Per seed of the recorded config ``near``: ``mean`` plus that seed's residual, kept inside the
     values the table holds (a macro-F1 stays within [0, 1])."""
-    low = float(np.nanmin(table.curves.table[table.curves.metric]))
-    high = float(np.nanmax(table.curves.table[table.curves.metric]))
-    return {s: np.clip(mean + table.values[near, s] - table.mean_curve[near], low, high) for s in table.seeds[near]}
+    return {s: np.clip(mean + table.values[near, s] - table.mean_curve[near], table.low, table.high)
+            for s in table.seeds[near]}
 
 
 @dataclass(frozen=True)
