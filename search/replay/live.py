@@ -31,6 +31,7 @@ from results.files import write_csv
 from search.progress import console
 from search.replay.serve import ServedRun
 from search.replay.simulate import ReplayLog, Strategy, replay
+from search.replay.stats import picks
 from trainables.recipe import NonFiniteLossError, train
 from trainables.settings import TrialSettings
 
@@ -161,19 +162,14 @@ def confirm_picks(trainer: Trainer, log: ReplayLog, configs: list[dict[str, Any]
     """Per budget in epochs (``math.inf``: the final pick): the confirmed quality (mean best over ``seeds``
     new seeds) of the search's pick then, and the pick's trial index; ``cache`` keeps confirmations by
     config across searches."""
-    mode = trainer.settings.mode
-    sign = 1.0 if mode == "max" else -1.0
+    chosen = picks(log, trainer.settings.mode)
     out = {}
     for budget in budgets:
-        key, pick = None, None
-        for k, (_, index, best) in enumerate(log.events):
-            if k + 1 > budget:
-                break
-            if key is None or (sign * best, -index) > key:
-                key, pick = (sign * best, -index), index
-        if pick is None:
+        if budget < 1 or not len(chosen):
             out[budget] = (math.nan, -1)
             continue
+        spent = len(chosen) if budget >= len(chosen) else int(math.floor(budget + 1e-9))
+        pick = int(chosen[spent - 1])
         text = json.dumps(configs[pick], sort_keys=True, default=str)
         if text not in cache:
             cache[text] = float(np.mean([trainer.best(configs[pick], CONFIRM_SEED + j) for j in range(seeds)]))

@@ -36,18 +36,24 @@ BUDGETS = (0.1, 0.25, 0.5, 1.0)
 AREA_POINTS = 50
 
 
-def pick_path(log: ReplayLog, mode: str, unseen: bool = True) -> np.ndarray:
-    """After each epoch of the search (in simulated time): the quality of its pick so far (the trial with
-    the best value seen; of tied trials, the one launched first, as a live search chooses)."""
+def picks(log: ReplayLog, mode: str) -> np.ndarray:
+    """After each epoch of the search (in simulated time): the index of its pick so far in ``log.trials``
+    (the trial with the best value seen; of tied trials, the one launched first, as a live search chooses)."""
     sign = 1.0 if mode == "max" else -1.0
-    best_key, pick, out = None, -1, np.empty(len(log.events))
-    trials = log.trials
+    best_key, pick, out = None, -1, np.empty(len(log.events), dtype=int)
     for k, (_, index, best) in enumerate(log.events):
         key = (sign * best, -index)
         if best_key is None or key > best_key:
             best_key, pick = key, index
-        out[k] = trials[pick].quality_unseen if unseen else trials[pick].quality
+        out[k] = pick
     return out
+
+
+def pick_path(log: ReplayLog, mode: str, unseen: bool = True) -> np.ndarray:
+    """After each epoch of the search: the quality of its pick so far (:func:`picks`)."""
+    trials = log.trials
+    return np.array([trials[i].quality_unseen if unseen else trials[i].quality for i in picks(log, mode)],
+                    dtype=float)
 
 
 def at_budget(path: np.ndarray, epochs: float) -> float:
