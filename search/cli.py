@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "seed"))
     p.add_argument("--name", help="name of the recording (default <space>-c<configs>x<seeds>-e<epochs>)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted recording of this name")
+    p.add_argument("--extend", metavar="OLD", help="record only the configs after those of recording OLD (same seed, "
+                                                 "seeds, epochs and data) and keep OLD's runs beside them")
     p.add_argument("--address", help="join this Ray cluster (or set RAY_ADDRESS)")
     p.add_argument("--tracking-uri", help="MLflow store (default MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     p.add_argument("--base", help="pretrained weights to start from, for models that take them")
@@ -282,7 +284,8 @@ def _search_options(args: argparse.Namespace, **fixed: Any) -> Any:
 def cmd_record(args: argparse.Namespace) -> None:
     from search.record import RecordOptions, run_record
 
-    run_record(RecordOptions(search=_search_options(args), configs=args.configs, seeds=args.seeds))
+    run_record(RecordOptions(search=_search_options(args), configs=args.configs, seeds=args.seeds,
+                               extend=args.extend))
 
 
 def cmd_replay(args: argparse.Namespace) -> None:

@@ -19,9 +19,9 @@ from trainables.hparams import Bool, Choice, Float, HParam, Int
 if TYPE_CHECKING:   # the CLI imports this module for its tables; spaces pull in torch
     from spaces import Space
 
-SAMPLERS = ("tpe", "random", "nsga2", "prior", "qmc-tpe")
+SAMPLERS = ("tpe", "random", "nsga2", "prior", "qmc-tpe", "gp")
 # Trial schedulers (which trials stop early), not the recipe's learning-rate schedules.
-TRIAL_SCHEDULERS = ("asha", "fifo", "moasha")
+TRIAL_SCHEDULERS = ("asha", "fifo", "moasha", "asha-curve")
 BUDGETS = ("cpu", "gpu")
 DEFAULT_TRIALS = 20
 
@@ -32,12 +32,14 @@ SEARCH_OPTIONS: dict[str, HParam] = {
                                             "search, NSGA-II (its generations fill only with trials that ran "
                                             "their budget: mostly random under early stopping in short searches), "
                                             "prior (draws around the space's starting config, the best trial so "
-                                            "far, or uniform; one objective) or qmc-tpe (TPE after Sobol start-up "
-                                            "trials); docs/replay.md says what each was measured to do"),
+                                            "far, or uniform; one objective), qmc-tpe (TPE after Sobol start-up "
+                                            "trials) or gp (Optuna's GPSampler after the same start-up trials; "
+                                            "one objective); docs/replay.md says what each was measured to do"),
     "scheduler": Choice(None, TRIAL_SCHEDULERS, nullable=True,
                         help="ASHA early stopping (on the primary metric), FIFO (every trial runs its budget), or "
-                             "MO-ASHA (rungs ranked by Pareto front; several objectives). Default: asha, and "
-                             "moasha with several objectives"),
+                             "MO-ASHA (rungs ranked by Pareto front; several objectives), or asha-curve (ASHA "
+                             "ranking each trial by its curve extrapolated to the budget; one objective). "
+                             "Default: asha, and moasha with several objectives"),
     "budget": Choice("cpu", BUDGETS, nullable=True, help="the space's CPU or GPU budget for options left unset"),
     "gpus_per_trial": Float(None, 0.0, 8.0, nullable=True, help="GPU share per trial (default 0.25 with GPUs)"),
     "cpus_per_trial": Float(None, 0.0, None, closed="neither", nullable=True, help="CPUs per trial"),

@@ -6,6 +6,11 @@ each trained with ``seeds`` seeds for the full epoch budget: no scheduler, no in
 Trials run through Ray with the usual placement and are tracked in MLflow (a ``record`` run); the
 table, the configs, the ranges and the data options go to ``results/<space>/curves/<name>/``. An
 interrupted recording continues with ``--resume``; a run that fails is kept, marked failed.
+
+``--extend OLD`` records a bigger table without training the old one again: the sampler's draws with
+the same seed start with the same configs, so only the configs after OLD's are trained, and the new
+recording holds OLD's runs beside them (its meta names OLD). OLD must agree on the draws, the seeds,
+the epochs and the data.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from results.curves import curves_dir, write_curves
+from results.curves import Curves, curves_dir, read_curves, write_curves
+from results.best_file import DataOptions
 from results.errors import OptionError
 from results.export import check_name
 from results.files import read_json, write_json
@@ -42,6 +48,7 @@ class RecordOptions:
     search: SearchOptions
     configs: int = 24
     seeds: int = 3
+    extend: str | None = None
 
 
 def draw_configs(space: Space, n: int, seed: int) -> list[dict[str, Any]]:
@@ -59,6 +66,31 @@ def draw_configs(space: Space, n: int, seed: int) -> list[dict[str, Any]]:
             configs.append({k: {**params, **derived}[k] for k in space.params if k in {**params, **derived}})
             study.tell(trial, 0.0)
     return configs
+
+
+def extension(old: Curves, configs: list[dict[str, Any]], seeds: list[int], max_epochs: int,
+                sampler_seed: int) -> list[int]:
+    """The config ids a recording of ``configs`` adds to the recording ``old``; :class:`OptionError` in
+    one line when ``old`` is not the start of the same recording (other draws, seeds or epochs)."""
+    meta, n = old.meta, len(old.configs)
+    if n >= len(configs):
+        raise OptionError(f"--extend {old.name}: it holds {n} configs already; pass --configs above {n}.")
+    for key, mine in (("seeds", seeds), ("max_epochs", max_epochs), ("sampler_seed", sampler_seed)):
+        if meta.get(key) != mine:
+            raise OptionError(f"--extend {old.name}: it was recorded with {key} {meta.get(key)}, not {mine}; extend "
+                              f"it with the same {key.replace('_', '-')} (seeds: --seeds {len(meta.get('seeds') or [])}).")
+    drawn = [json_round_trip(c) for c in configs[:n]]
+    if [old.configs[i]["searched"] for i in range(n)] != drawn:
+        raise OptionError(f"--extend {old.name}: its configs are not the first {n} draws of today's space with seed "
+                          f"{sampler_seed} (the space's starting points changed?); record a new table instead.")
+    return list(range(n, len(configs)))
+
+
+def json_round_trip(config: dict[str, Any]) -> dict[str, Any]:
+    """A config as a recording's configs.json gives it back."""
+    import json
+
+    return json.loads(json.dumps(config))
 
 
 def config_sizes(pair: Any, spec: Any, settings: TrialSettings, configs: dict[int, dict[str, Any]],
@@ -129,13 +161,27 @@ class RecordCommand(TrialCommand):
                 raise OptionError(f"--resume: recording {self.name} was started with other {', '.join(changed)} "
                                   f"({', '.join(f'{k}={first.get(k)}' for k in changed)}); resume it with those.")
         self.configs = draw_configs(space, r.configs, o.seed)
-        self.candidates = {str(i): c for i, c in enumerate(self.configs)}
         self.seeds = [SEED_OFFSET + i for i in range(r.seeds)]
+        self.old: Curves | None = None
+        ids = list(range(r.configs))
+        if r.extend:
+            self.old = read_curves(space.to_json(), check_name(r.extend), o.results_root)
+            ids = extension(self.old, self.configs, self.seeds, self.max_epochs, o.seed)
+            self.record_plan["extend"] = r.extend
+        self.candidates = {str(i): self.configs[i] for i in ids}
         return Plan(space=space, name=run_name, storage=storage, data=self.options, seed=o.seed,
-                    total=r.configs * r.seeds, params=["candidate", "seed"], metric=space.metric, mode=space.mode,
+                    total=len(ids) * r.seeds, params=["candidate", "seed"], metric=space.metric, mode=space.mode,
                     dry_config=space.first_config(), dry_source=f"spaces/{space.name}.py: first config",
                     role="record", base=o.base, resume=o.resume, tracking_uri=o.tracking_uri, address=o.address,
                     gpus_per_trial=o.gpus_per_trial, cpus_per_trial=o.cpus_per_trial, concurrency=o.concurrency)
+
+    def loaded(self, plan: Plan, data: Any, base: Any) -> None:
+        if self.old is not None:
+            recorded = DataOptions.from_record(self.old.meta)
+            problem = recorded.mismatch(data.fingerprint)   # the fingerprint is taken after scaling
+            if problem:
+                raise OptionError(f"--extend {self.old.name}: {problem}; extend it with its own data options "
+                                  f"({recorded.to_json()}).")
 
     def settings(self, plan: Plan, data: Any, base: Any) -> TrialSettings:
         space = plan.space
@@ -154,7 +200,9 @@ class RecordCommand(TrialCommand):
 
     def describe(self, run: Run) -> list[str]:
         r, space = self.r, run.space
-        return [f"recording {space.name}: {r.configs} configs ({len(space.start[:r.configs])} starting points, the "
+        extending = ([f"extending {self.old.name} ({len(self.old.configs)} configs recorded): training configs "
+                      f"{len(self.old.configs)}-{r.configs - 1} only"] if self.old is not None else [])
+        return extending + [f"recording {space.name}: {r.configs} configs ({len(space.start[:r.configs])} starting points, the "
                 f"rest drawn at random, seed {self.o.seed}) x {r.seeds} seeds = {r.configs * r.seeds} runs of "
                 f"{self.max_epochs} epochs, no scheduler and no patience; data {run.data.describe()}; "
                 f"{run.place.describe(run.resources.get('CPU', 0), run.resources.get('GPU', 0))}"]
@@ -171,13 +219,19 @@ class RecordCommand(TrialCommand):
         frame = collected.frame.assign(config_id=collected.frame["candidate"].astype(int),
                                        seed=collected.frame["seed"].astype(int))
         table = curves_table(frame, collected.histories)
+        if self.old is not None:
+            table = pd.concat([self.old.table[table.columns.intersection(self.old.table.columns)], table],
+                              ignore_index=True).sort_values(["config_id", "seed", "epoch"]).reset_index(drop=True)
         resolved = {i: settings.resolve(c).to_dict() for i, c in enumerate(configs)}
         meta = {"space": space.name, "name": self.name, "metric": space.metric, "mode": space.mode,
                 "max_epochs": self.max_epochs, "seeds": self.seeds, "configs": r.configs, "sampler_seed": o.seed,
                 "device": run.place.device,
                 "data_options": replace(self.options, fingerprint=run.data.fingerprint,
                                         description=run.data.describe(), threads=run.place.threads).to_json(),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "versions": versions(), "git_commit": git_commit()}
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "versions": versions(), "git_commit": git_commit(),
+                **({"extends": {"name": self.old.name, "configs": len(self.old.configs),
+                                "created": self.old.meta.get("created"), "versions": self.old.meta.get("versions")}}
+                   if self.old is not None else {})}
         sizes = config_sizes(space.pair, run.data.spec, settings, dict(enumerate(configs)), run.base)
         out = write_curves(curves_dir(space.name, self.name, o.results_root), table,
                            {i: {"searched": configs[i], "resolved": resolved[i], "sizes": sizes[i]}
@@ -185,5 +239,7 @@ class RecordCommand(TrialCommand):
                            meta, space.to_json())
         failed = int((frame["outcome"] == "failed").sum())
         run.tracker.finish(None, {"runs": len(frame), "failed_runs": failed}, [], [])
-        console.print(f"recorded {len(frame)} runs ({failed} failed) -> {out}")
+        kept = f", beside the {self.old.table.groupby(['config_id', 'seed']).ngroups} of {self.old.name}" \
+            if self.old is not None else ""
+        console.print(f"recorded {len(frame)} runs ({failed} failed){kept} -> {out}")
         return out

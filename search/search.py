@@ -63,9 +63,12 @@ def _check_objectives(o: SearchOptions, objectives: list[Objective]) -> tuple[Co
     if len(objectives) > 1 and o.warm_start:
         raise OptionError("--warm-start carries single-objective trials; a search with several objectives "
                           f"({', '.join(map(str, objectives))}) starts cold. Drop --warm-start or the extra objectives.")
-    if o.sampler == "prior" and len(objectives) > 1:
-        raise OptionError("--sampler prior ranks trials by one metric; a search with several objectives "
+    if o.sampler in ("prior", "gp") and len(objectives) > 1:
+        raise OptionError(f"--sampler {o.sampler} ranks trials by one metric; a search with several objectives "
                           f"({', '.join(map(str, objectives))}) needs --sampler tpe, nsga2 or random.")
+    if o.scheduler == "asha-curve" and len(objectives) > 1:
+        raise OptionError("--scheduler asha-curve extrapolates one metric's curve; a search with several objectives "
+                          f"({', '.join(map(str, objectives))}) needs --scheduler moasha.")
     if o.scheduler == "moasha" and len(objectives) == 1:
         raise OptionError("--scheduler moasha ranks trials by Pareto front over several objectives; this search has "
                           "one. Add one with --objective trainable_params:min, or use --scheduler asha.")

@@ -102,8 +102,10 @@ def make_sampler(sampler: str, seed: int, trials: int, params: dict[str, Any],
     (default :func:`startup_trials`; with several objectives, Optuna's multi-objective TPE), the same
     TPE after Sobol start-up trials (``qmc-tpe``), draws around the space's starting config ``prior``
     (in Optuna's names), the incumbent or uniform (``prior``: :class:`search.samplers.PriorSampler`),
-    random search, or NSGA-II (generations of ``startup`` trials, the first random; only trials that
-    ran their budget fill a generation, so under early stopping a short search stays mostly random)."""
+    random search, NSGA-II (generations of ``startup`` trials, the first random; only trials that
+    ran their budget fill a generation, so under early stopping a short search stays mostly random), or
+    Optuna's ``GPSampler`` (a Gaussian process with log expected improvement, after ``startup`` random
+    trials; a trial stopped early is told its last value, as TPE is)."""
     startup = startup if startup is not None else startup_trials(trials)
     if sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
@@ -115,6 +117,11 @@ def make_sampler(sampler: str, seed: int, trials: int, params: dict[str, Any],
             raise OptionError("--sampler prior draws around the space's first starting config, and this search has "
                               "none; add start=[{...}] to the space, or choose another --sampler.")
         return PriorSampler(prior, seed=seed)
+    if sampler == "gp":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # Conditional keys outside the GP's joint space are drawn at random; Optuna warns on each one.
+            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup, warn_independent_sampling=False)
     if sampler not in ("tpe", "qmc-tpe"):
         raise AssertionError(f"sampler {sampler!r} is not one of {SAMPLERS}; search.options checks it first")
     with warnings.catch_warnings():
@@ -256,14 +263,19 @@ class ParetoASHA(PersistentASHA):
 
 def make_scheduler(name: str, max_epochs: int, grace_period: int, reduction_factor: int,
                    state: Path | None = None, objectives: Sequence[tuple[str, str]] = ()) -> TrialScheduler:
-    """ASHA on the primary metric (its rungs kept in ``state`` when given, for ``--resume``), MO-ASHA
-    over the primary and ``objectives`` (the further objectives), or FIFO."""
+    """ASHA on the primary metric (its rungs kept in ``state`` when given, for ``--resume``), the same
+    ranking extrapolated curves (:mod:`search.curve_asha`), MO-ASHA over the primary and ``objectives``
+    (the further objectives), or FIFO."""
     settings = dict(time_attr="training_iteration", max_t=max_epochs, grace_period=grace_period,
                     reduction_factor=reduction_factor)
     if name == "moasha":
         if not objectives:
             raise AssertionError("moasha needs further objectives; search.search checks it first")
         return ParetoASHA(state, objectives, **settings)
+    if name == "asha-curve":
+        from search.curve_asha import CurveASHA   # it subclasses PersistentASHA, defined here
+
+        return CurveASHA(state, **settings)
     if name == "asha":
         return PersistentASHA(state, **settings) if state is not None else ASHAScheduler(**settings)
     if name == "fifo":

@@ -154,6 +154,8 @@ def test_a_bad_choice_rule_is_refused_naming_it(texts, fragment):
 @pytest.mark.parametrize("extra, fragment", [
     (dict(choose=("trainable_params<=10",)), "--choose picks a point of a Pareto front"),
     (dict(scheduler="moasha"), "--scheduler moasha ranks trials by Pareto front"),
+    (dict(objectives=("trainable_params:min",), sampler="gp"), "--sampler gp ranks trials by one metric"),
+    (dict(objectives=("trainable_params:min",), scheduler="asha-curve"), "asha-curve extrapolates one metric"),
     (dict(objectives=("trainable_params:min",), warm_start="earlier"), "starts cold"),
     (dict(objectives=("trainable_params:min", "trainable_params:max")), "already an objective"),
 ])

@@ -366,3 +366,32 @@ def test_live_searches_land_where_the_replay_of_their_own_recording_says():
             assert set(part["epochs"]) == {log.epochs for log in logs} == {4 * epochs}
         else:
             assert part["stopped"].sum() > 0 and part["epochs"].median() < 4 * epochs
+
+
+def test_a_recording_is_extended_only_where_it_is_the_start_of_the_same_draws():
+    """``spectune record --extend OLD`` trains only the configs after OLD's, and only when OLD holds the
+    first draws of the same seed with the same seeds and epochs."""
+    from search.record import draw_configs, extension, json_round_trip
+
+    space = get_space("wine_mlp")
+    drawn = [json_round_trip(c) for c in draw_configs(space, 4, 0)]
+    meta = {"metric": "val_macro_f1", "mode": "max", "max_epochs": 6, "seeds": [2000, 2001], "sampler_seed": 0}
+    old = Curves("wine_mlp", "old", pd.DataFrame(), dict(enumerate({"searched": c} for c in drawn)), meta,
+                 space.to_json())
+    bigger = draw_configs(space, 7, 0)
+    assert [json_round_trip(c) for c in bigger[:4]] == drawn   # the same seed draws the same configs first
+    assert extension(old, bigger, [2000, 2001], 6, 0) == [4, 5, 6]
+    with pytest.raises(OptionError, match="holds 4 configs already; pass --configs above 4"):
+        extension(old, draw_configs(space, 4, 0), [2000, 2001], 6, 0)
+    with pytest.raises(OptionError, match="recorded with max_epochs 6, not 9"):
+        extension(old, bigger, [2000, 2001], 9, 0)
+    with pytest.raises(OptionError, match="recorded with seeds"):
+        extension(old, bigger, [2000, 2001, 2002], 6, 0)
+    with pytest.raises(OptionError, match="are not the first 4 draws of today's space with seed 1"):
+        extension(_with_meta(old, sampler_seed=1), draw_configs(space, 7, 1), [2000, 2001], 6, 1)
+
+
+def _with_meta(curves: Curves, **changes) -> Curves:
+    from dataclasses import replace
+
+    return replace(curves, meta={**curves.meta, **changes})

@@ -44,10 +44,10 @@ class Advice:
         flags = f"--sampler {s.sampler} --scheduler {s.scheduler}"
         out = [f"recommendation: {s.name} instead of the default ({self.reason})",
                f"  apply it to one search: spectune search --space {space} {flags}"]
-        if s.scheduler == "asha":
+        if s.scheduler in ("asha", "asha-curve"):
             out.append(f"  or make it the space's default: in spaces/{space}.py set grace_period={s.grace}, "
                        f"reduction_factor={s.reduction}, startup_trials={s.startup}"
-                       + ("" if s.sampler == "tpe" else f" (and pass {flags})"))
+                       + ("" if (s.sampler, s.scheduler) == ("tpe", "asha") else f" (and pass {flags})"))
         return out
 
     def to_json(self) -> dict[str, Any]:

@@ -3,8 +3,11 @@
 The panel: random search (the baseline every share is measured against), TPE alone, random + ASHA,
 the space's default (TPE + ASHA with its grace and reduction factor), Optuna alone as a user
 without Ray would run it (TPE + ``HyperbandPruner``, random + ``MedianPruner``, Optuna's defaults),
-and two candidates to beat random search at small budgets: draws around the space's starting config
-(``--sampler prior``) and TPE after Sobol start-up trials (``--sampler qmc-tpe``), both with ASHA.
+and the candidates to beat random search at small budgets: draws around the space's starting config
+(``--sampler prior``), TPE after Sobol start-up trials (``--sampler qmc-tpe``) and Optuna's Gaussian
+process (``--sampler gp``), each with ASHA; TPE with ASHA promoting by extrapolated curves
+(``--scheduler asha-curve``), beside the plain rule it must beat, one rung (every config the grace
+epochs, the best of them to the budget).
 ``--sweep`` adds TPE + ASHA variants over grace, reduction factor and start-up count, to choose a
 space's defaults by measurement. Each strategy is replayed ``repeats`` times with seeds 0, 1, ...;
 no Ray is started: the simulator calls the searcher and scheduler objects directly.
@@ -13,6 +16,7 @@ no Ray is started: the simulator calls the searcher and scheduler objects direct
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import time
 import warnings
@@ -74,9 +78,16 @@ def panel(space: Space, trials: int, concurrency: int, patience: int | None, max
                 replace(base, name="Optuna random + MedianPruner", runner="optuna", sampler="random",
                         pruner="median", grace=0)]
     # The candidates to beat random search at small budgets (issue "then win"): the space's starting config
-    # as a prior, and TPE after Sobol start-up trials, each with the default's ASHA.
+    # as a prior, TPE after Sobol start-up trials, and a Gaussian process, each with the default's ASHA;
+    # then the default's TPE with promotion by extrapolated curves, against the plain rule it must beat:
+    # every config the grace epochs, the best 1/rf of them to the budget (one rung).
+    one_rung = max(2, math.ceil(max_epochs / grace))
     out += [replace(base, name="prior + ASHA", sampler="prior"),
-            replace(base, name="QMC-TPE + ASHA", sampler="qmc-tpe")]
+            replace(base, name="QMC-TPE + ASHA", sampler="qmc-tpe"),
+            replace(base, name="GP + ASHA", sampler="gp"),
+            replace(base, name="TPE + curve ASHA", scheduler="asha-curve"),
+            replace(base, name=f"TPE + one rung (grace {grace}, best 1/{one_rung} to the budget)",
+                    reduction=one_rung)]
     if sweep:
         graces = sorted({1, max(1, max_epochs // 9), max(1, max_epochs // 6), max(1, max_epochs // 3), grace})
         for g, rf, startup in itertools.product(graces, (2, 3, 4), (4, 10)):
