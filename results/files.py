@@ -54,3 +54,18 @@ def read_json(path: str | Path, what: str) -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise OptionError(f"{what} {path} is not valid JSON: {exc}.") from None
+
+
+def read_csv(path: str | Path, what: str, columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Read a CSV file holding ``columns``, or raise :class:`OptionError` naming the file and what it should be."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise OptionError(f"{what} {path} does not exist.") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise OptionError(f"{what} {path} is not a readable CSV file ({exc}); restore it or delete it.") from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise OptionError(f"{what} {path} lacks the columns {missing}; restore it or delete it.")
+    return frame

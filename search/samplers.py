@@ -181,4 +181,5 @@ def sobol_then(then: BaseSampler, startup: int, seed: int) -> StartupSampler:
     """Scrambled Sobol start-up trials, then ``then``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return StartupSampler(optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed), then, startup)
+        return StartupSampler(optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed,
+                                                           warn_independent_sampling=False), then, startup)

@@ -395,3 +395,33 @@ def _with_meta(curves: Curves, **changes) -> Curves:
     from dataclasses import replace
 
     return replace(curves, meta={**curves.meta, **changes})
+
+
+class _NoTraining:
+    """A trainer that refuses to train: a live panel that reaches it searched again."""
+
+    @property
+    def settings(self):
+        raise RuntimeError("searched again")
+
+    trained_epochs = 0
+
+
+def test_a_live_check_keeps_the_searches_already_beside_the_recording():
+    from search.replay.live import live_panel
+
+    def rows(name: str, epochs: int, base: float) -> list[dict]:
+        return [{"strategy": name, "repeat": k, "epochs": epochs + k, "baseline_epochs": base, "final_quality": 0.5,
+                 "quality_at_0.25": 0.4} for k in range(3)]
+
+    base = Strategy("random (FIFO)", trials=4, sampler="random", scheduler="fifo")
+    asha = Strategy("random + ASHA", trials=4, sampler="random")
+    kept = pd.DataFrame(rows("random (FIFO)", 40, 41.0) + rows("random + ASHA", 20, 41.0))
+    out = live_panel(_NoTraining(), {}, [], [asha, base], 3, "random (FIFO)", kept=kept)
+    assert out.equals(kept)
+    # Two searches kept where three are asked for, or measured against other baseline epochs: searched again.
+    with pytest.raises(RuntimeError, match="searched again"):
+        live_panel(_NoTraining(), {}, [], [base], 4, "random (FIFO)", kept=kept)
+    with pytest.raises(RuntimeError, match="searched again"):
+        live_panel(_NoTraining(), {}, [], [asha, base], 3, "random (FIFO)",
+                   kept=pd.DataFrame(rows("random (FIFO)", 40, 41.0) + rows("random + ASHA", 20, 99.0)))

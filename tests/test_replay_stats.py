@@ -96,6 +96,9 @@ def test_the_advice_names_a_setting_that_clearly_wins_and_how_to_apply_it():
     study = _study({default.name: base, better.name: base - 0.1, worse.name: base + 0.1, peer.name: base - 0.2},
                    {default.name: 0.5, better.name: 0.6, worse.name: 0.4, peer.name: 0.9},
                    {default.name: 0.0, better.name: 0.02, worse.name: 0.0, peer.name: 0.0})
+    # Where the curve model serving TPE's proposals is not faithful, the same study gives no advice.
+    held_back = advise(study, [worse, default, better, peer], default, unfaithful="the model is off")
+    assert held_back.strategy is None and "this replay cannot judge it, because the model is off" in held_back.reason
     advice = advise(study, [worse, default, better, peer], default)
     # Optuna alone is not a setting of spectune search: never recommended, however good.
     assert advice.strategy == better and peer.name not in advice.p

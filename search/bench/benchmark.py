@@ -187,7 +187,6 @@ def _options(work: Path, data_dir: Path, size: Size, **kw: Any) -> SearchOptions
 
 # The targets of the replay instrument (issue "know whether the search beats random search"), per space.
 REPLAY_TARGETS = {"configs_per_trial": 4, "repeats": 100, "replay_64_trials_s": 1.0, "study_s": 300.0}
-LIVE_FILE = "live.csv"
 
 
 def bench_efficiency(curves_root: Path, work: Path, plots: Path, repeats: int) -> dict[str, Any]:
@@ -198,7 +197,7 @@ def bench_efficiency(curves_root: Path, work: Path, plots: Path, repeats: int) -
     curves). Smaller recordings are listed as not judged; a recording whose data is not here is listed
     as skipped with the reason, so the other spaces still report."""
     from search.replay.simulate import replay
-    from search.replay.study import BASELINE, REFERENCE, ReplayOptions, run_replay
+    from search.replay.study import BASELINE, LIVE_FILE, REFERENCE, ReplayOptions, run_replay
 
     spaces: dict[str, Any] = {}
     for table in sorted(Path(curves_root).glob(f"*/curves/*/{TABLE}")):

@@ -9,7 +9,11 @@ searcher and scheduler, not Optuna alone) is recommended over the space's defaul
 3. it stops a top-3 config's trial no more often than the default, or than 5 %, whichever is higher.
 
 Of the settings that pass, the one with the lowest mean regret area is recommended; when none passes,
-the advice is to keep the default, because nothing was told apart from it.
+the advice is to keep the default, because nothing was told apart from it. When the curve model that
+serves a model-based sampler's proposals is not faithful on the recording (its held-out error is not
+below one seed noise, :func:`search.replay.serve.check_model`), only strategies served exactly (random
+search, with or without early stopping) are compared; the default's TPE is not, so the replay gives no
+advice and says that the live panel (``--live``) decides.
 """
 
 from __future__ import annotations
@@ -41,13 +45,15 @@ class Advice:
         if self.strategy is None:
             return [f"recommendation: keep the default ({self.default.name}): {self.reason}"]
         s = self.strategy
-        flags = f"--sampler {s.sampler} --scheduler {s.scheduler}"
+        flags = f"--sampler {s.sampler} --scheduler {s.scheduler}" + (
+            f" --trials {s.trials}" if s.trials != self.default.trials else "")
         out = [f"recommendation: {s.name} instead of the default ({self.reason})",
                f"  apply it to one search: spectune search --space {space} {flags}"]
         if s.scheduler in ("asha", "asha-curve"):
             out.append(f"  or make it the space's default: in spaces/{space}.py set grace_period={s.grace}, "
                        f"reduction_factor={s.reduction}, startup_trials={s.startup}"
-                       + ("" if (s.sampler, s.scheduler) == ("tpe", "asha") else f" (and pass {flags})"))
+                       + ("" if (s.sampler, s.scheduler, s.trials) == ("tpe", "asha", self.default.trials)
+                          else f" (and pass {flags})"))
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -57,9 +63,14 @@ class Advice:
                                       "reduction_factor": s.reduction, "startup_trials": s.startup} if s else {})}
 
 
-def advise(study: Any, strategies: list[Strategy], default: Strategy) -> Advice:
-    """The recommendation of :mod:`this rule <search.replay.advice>` from a replay study."""
+def advise(study: Any, strategies: list[Strategy], default: Strategy, unfaithful: str | None = None) -> Advice:
+    """The recommendation of :mod:`this rule <search.replay.advice>` from a replay study; ``unfaithful``:
+    why the curve model cannot serve model-based samplers here (``None`` where it can, or none is used)."""
     from scipy.stats import wilcoxon
+
+    if unfaithful and default.sampler != "random":
+        return Advice(default, None, {}, f"this replay cannot judge it, because {unfaithful}; compare the "
+                                         "settings in live searches (spectune replay ... --live 10)")
 
     table = study.table.set_index("strategy")
     areas = {name: np.array([stats.regret_area(p, study.baseline_epochs, study.best_true, study.median_true,

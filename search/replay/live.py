@@ -178,13 +178,24 @@ def confirm_picks(trainer: Trainer, log: ReplayLog, configs: list[dict[str, Any]
 
 
 def live_panel(trainer: Trainer, params: dict[str, Any], start: list[dict[str, Any]], strategies: list[Strategy],
-               repeats: int, baseline: str, confirm_seeds: int = 3, save: Path | None = None) -> pd.DataFrame:
+               repeats: int, baseline: str, confirm_seeds: int = 3, save: Path | None = None,
+               kept: pd.DataFrame | None = None) -> pd.DataFrame:
     """``repeats`` live searches of each strategy (the baseline first: its median epochs set the budgets);
     one row per search: its epochs, trials stopped, and the confirmed quality of its picks. ``save``: a CSV
-    rewritten after each strategy, so that hours of live searches survive an interruption."""
+    rewritten after each strategy, so that hours of live searches survive an interruption. ``kept``: rows
+    of earlier live searches of the same recording; a strategy (by name) with ``repeats`` of them, measured
+    against the same baseline epochs, is not searched again."""
     ordered = sorted(strategies, key=lambda s: s.name != baseline)
     rows, cache, base_epochs = [], {}, math.nan
     for strategy in ordered:
+        earlier = _kept(kept, strategy.name, repeats, base_epochs, strategy.name == baseline)
+        if earlier is not None:
+            console.print(f"  live {strategy.name}: {repeats} searches kept from the recording's live.csv",
+                          soft_wrap=True)
+            rows += earlier.to_dict("records")
+            if strategy.name == baseline:
+                base_epochs = float(earlier["epochs"].median())
+            continue
         logs = []
         for repeat in range(repeats):
             t0, before = time.perf_counter(), trainer.trained_epochs
@@ -209,3 +220,17 @@ def live_panel(trainer: Trainer, params: dict[str, Any], start: list[dict[str, A
         if save is not None:
             write_csv(save, pd.DataFrame(rows))
     return pd.DataFrame(rows)
+
+
+def _kept(kept: pd.DataFrame | None, name: str, repeats: int, base_epochs: float, is_baseline: bool
+          ) -> pd.DataFrame | None:
+    """The first ``repeats`` kept searches of strategy ``name``, or ``None`` when there are fewer or they
+    were measured against other baseline epochs (their pick at a quarter of the budget would differ)."""
+    if kept is None or kept.empty:
+        return None
+    part = kept[(kept["strategy"] == name) & (kept["repeat"] < repeats)].sort_values("repeat")
+    if len(part) < repeats:
+        return None
+    if not is_baseline and not np.allclose(part["baseline_epochs"].to_numpy(dtype=float), base_epochs):
+        return None
+    return part

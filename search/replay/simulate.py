@@ -199,7 +199,10 @@ class _TuneDriver:
         self.trials: dict[str, SimpleNamespace] = {}
 
     def ask(self, trial_id: str) -> dict[str, Any] | None:
-        config = self.searcher.suggest(trial_id)
+        with warnings.catch_warnings():
+            # Ray warns when the define-by-run function is slow; a Gaussian process's suggestion is (~1 s).
+            warnings.simplefilter("ignore", UserWarning)
+            config = self.searcher.suggest(trial_id)
         if config is None:
             return None
         self.trials[trial_id] = SimpleNamespace(trial_id=trial_id)

@@ -7,7 +7,8 @@ and the candidates to beat random search at small budgets: draws around the spac
 (``--sampler prior``), TPE after Sobol start-up trials (``--sampler qmc-tpe``) and Optuna's Gaussian
 process (``--sampler gp``), each with ASHA; TPE with ASHA promoting by extrapolated curves
 (``--scheduler asha-curve``), beside the plain rule it must beat, one rung (every config the grace
-epochs, the best of them to the budget).
+epochs, the best of them to the budget); and many cheap trials (four times the trials, ASHA from one
+epoch), with random search (where the recording holds that many configs) and with TPE.
 ``--sweep`` adds TPE + ASHA variants over grace, reduction factor and start-up count, to choose a
 space's defaults by measurement. Each strategy is replayed ``repeats`` times with seeds 0, 1, ...;
 no Ray is started: the simulator calls the searcher and scheduler objects directly.
@@ -28,7 +29,7 @@ import pandas as pd
 
 from results.curves import curves_dir, kendall_by_rung, read_curves
 from results.export import check_name
-from results.files import write_csv, write_json
+from results.files import read_csv, write_csv, write_json
 from search.replay.advice import advise
 from search.replay.report import plot_study, record, summarise, to_markdown
 from search.replay.serve import CurveModel, Table, check_model
@@ -43,6 +44,7 @@ from trainables.pair import load_data
 from trainables.settings import TrialSettings
 
 BASELINE = "random (FIFO)"
+MANY = 4   # the many-cheap-trials strategies run this many times the trials of the others
 REFERENCE = "Optuna TPE + HyperbandPruner"
 SERVE = ("model", "nearest")
 
@@ -62,8 +64,9 @@ class ReplayOptions:
 
 
 def panel(space: Space, trials: int, concurrency: int, patience: int | None, max_epochs: int,
-          sweep: bool, optuna: bool) -> list[Strategy]:
-    """The strategies a study replays (see the module docstring)."""
+          sweep: bool, optuna: bool, configs: int | None = None) -> list[Strategy]:
+    """The strategies a study replays (see the module docstring); ``configs``: how many the recording
+    holds (random search with more trials than that is left out: it would meet a config twice)."""
     grace = space.grace_for(max_epochs)
     base = Strategy(name="", trials=trials, concurrency=concurrency, patience=patience, grace=grace,
                     reduction=space.reduction_factor, startup=space.startup_trials)
@@ -88,6 +91,12 @@ def panel(space: Space, trials: int, concurrency: int, patience: int | None, max
             replace(base, name="TPE + curve ASHA", scheduler="asha-curve"),
             replace(base, name=f"TPE + one rung (grace {grace}, best 1/{one_rung} to the budget)",
                     reduction=one_rung)]
+    # Many cheap trials: four times the trials, each first judged after one epoch (ASHA grace 1, rf 3), in
+    # about the epochs random search spends on its own trials.
+    many = replace(base, trials=MANY * trials, grace=1, reduction=3)
+    if configs is None or configs >= many.trials:
+        out.append(replace(many, name=f"random + ASHA, {many.trials} trials, grace 1", sampler="random"))
+    out.append(replace(many, name=f"TPE + ASHA, {many.trials} trials, grace 1"))
     if sweep:
         graces = sorted({1, max(1, max_epochs // 9), max(1, max_epochs // 6), max(1, max_epochs // 3), grace})
         for g, rf, startup in itertools.product(graces, (2, 3, 4), (4, 10)):
@@ -165,7 +174,8 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
         return run_front_replay(r, prepare(r))
     p = prepare(r)
     o, space, curves, max_epochs, patience = p.options, p.space, p.curves, p.max_epochs, p.patience
-    strategies = panel(space, o.trials, o.concurrency or 1, patience, max_epochs, r.sweep, r.optuna)
+    strategies = panel(space, o.trials, o.concurrency or 1, patience, max_epochs, r.sweep, r.optuna,
+                       len(curves.configs))
     if len(curves.configs) < o.trials:
         raise OptionError(f"curves {r.curves} hold {len(curves.configs)} configs, fewer than the {o.trials} trials "
                           "a replayed random search draws from them without replacement; replay with --trials "
@@ -196,7 +206,11 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
               for name, runs in logs.items() for repeat, log in enumerate(runs) for clock, index, best in log.events]
     study = summarise(logs, table, BASELINE, REFERENCE if r.optuna else None)
     default = strategies[3]
-    advice = advise(study, strategies, default)
+    unfaithful = ("model-based samplers were served the nearest recorded config (--serve nearest), which is not "
+                  "shown to be faithful" if check is None else None if check.faithful else
+                  f"the curve model's held-out error ({check.errors[check.chosen]:.4f}) is not below one seed noise "
+                  f"({check.seed_noise:.4f})")
+    advice = advise(study, strategies, default, unfaithful)
     rungs = sorted({min(max_epochs, default.grace * default.reduction ** k) for k in range(6)})
     tau = kendall_by_rung(curves, rungs)
     tag = time.strftime("%Y%m%d-%H%M%S")
@@ -237,29 +251,38 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
     result = {"out": out, "study": study, "summary": summary, "mlflow_run_id": run_id, "curves": curves,
               "default": default, "table": table, "model": model, "check": check, "logs": logs, "advice": advice}
     if r.live:
-        result["live"] = live_check(p, [s for s in strategies if s.name in LIVE_PANEL or s is default], r.live,
-                                    study, out)
+        result["live"] = live_check(p, [s for s in strategies if s.name in LIVE_PANEL or s is default
+                                        or (s.sampler == "random" and s.trials > default.trials)], r.live, study, out)
     return result
 
 
-# The strategies checked live besides the space's default: random search, random + ASHA, Optuna's peer and the
-# two candidates to beat random search.
-LIVE_PANEL = (BASELINE, "random + ASHA", REFERENCE, "prior + ASHA", "QMC-TPE + ASHA")
+LIVE_FILE = "live.csv"
+# The strategies checked live besides the space's default and random search with many cheap trials: random
+# search, random + ASHA, Optuna's peer and the candidates to beat random search.
+LIVE_PANEL = (BASELINE, "random + ASHA", REFERENCE, "prior + ASHA", "QMC-TPE + ASHA", "GP + ASHA",
+              "TPE + curve ASHA")
 
 
 def live_check(p: Prepared, strategies: list[Strategy], repeats: int, study: Any, out: Any) -> pd.DataFrame:
     """``repeats`` live searches of each strategy (:mod:`search.replay.live`), their picks confirmed over 3
     new seeds, set beside the replay's prediction: the live median pick inside the replay's
-    interquartile range, and the live median epochs within 15 % of the replay's, or not."""
+    interquartile range, and the live median epochs within 15 % of the replay's, or not. The searches are
+    kept beside the recording (its ``live.csv``, with those of strategies not in this panel); a later
+    check runs only the strategies that have fewer than ``repeats`` there."""
     from search.replay.live import Trainer, live_panel
 
     space = p.space
+    beside = curves_dir(space.name, p.curves.name, p.options.results_root) / LIVE_FILE
+    kept = read_csv(beside, "the recording's live searches", ("strategy", "repeat", "epochs", "baseline_epochs")) \
+        if beside.is_file() else None
     settings = replace(p.settings, metric=space.metric, mode=space.mode)
     console.print(f"live check: {repeats} live searches of {len(strategies)} strategies, every proposal trained "
                   f"(data {p.data.describe()}), picks confirmed over 3 new seeds", soft_wrap=True)
     started = time.perf_counter()
     live = live_panel(Trainer(p.data, settings, space.pair.load_base(p.options.base)), space.params,
-                      list(space.start), strategies, repeats, BASELINE, save=out / "live.csv")
+                      list(space.start), strategies, repeats, BASELINE, save=out / LIVE_FILE, kept=kept)
+    others = kept[~kept["strategy"].isin(live["strategy"])] if kept is not None else live.iloc[:0]
+    write_csv(beside, pd.concat([live, others], ignore_index=True))
     rows = []
     for name, part in live.groupby("strategy", sort=False):
         predicted = study.table.set_index("strategy").loc[name]
