@@ -126,3 +126,21 @@ def test_the_advice_keeps_the_default_when_nothing_is_told_apart():
                                         "from it: no other setting had a lower regret area in paired repeats "
                                         "(Holm p < 0.05)"]
     assert advice.to_json()["recommended"] is None
+
+
+def test_the_panel_holds_the_candidates_and_many_cheap_trials_only_where_the_table_has_room():
+    from search.replay.study import BASELINE, REFERENCE, panel
+    from spaces import get_space
+
+    space = get_space("california_mlp")
+    names = {s.name: s for s in panel(space, 12, 1, None, 20, False, True, configs=48)}
+    assert {BASELINE, REFERENCE, "GP + ASHA", "TPE + curve ASHA", "random + ASHA, 48 trials, grace 1",
+            "TPE + ASHA, 48 trials, grace 1"} <= set(names)
+    many = names["random + ASHA, 48 trials, grace 1"]
+    assert (many.trials, many.grace, many.reduction, many.sampler) == (48, 1, 3, "random")
+    # One rung: the grace epochs, then the best quarter straight to the 20-epoch budget.
+    rung = names["TPE + one rung (grace 5, best 1/4 to the budget)"]
+    assert rung.grace * rung.reduction >= 20 and rung.grace < 20
+    # 47 recorded configs cannot serve 48 random trials without meeting one twice.
+    fewer = {s.name for s in panel(space, 12, 1, None, 20, False, True, configs=47)}
+    assert "random + ASHA, 48 trials, grace 1" not in fewer and "TPE + ASHA, 48 trials, grace 1" in fewer
