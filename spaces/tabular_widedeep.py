@@ -20,7 +20,8 @@ SPACE = Space(
     grace_period=5,
     reduction_factor=3,
     # Chosen by replay (docs/replay.md; spectune replay --space tabular_widedeep --curves cpu-c24x3
-    # --budget cpu --sweep --repeats 100, Shuttle, 2026-11-30): one config stands 2 seed-noise SDs
+    # --budget cpu --sweep --repeats 100, Shuttle, 2026-11-30; that table is now the first 24 configs of
+    # cpu-c64x3): one config stands 2 seed-noise SDs
     # above the rest; with 5 start-up trials (the default for 16 trials) the search found it in 19 % of
     # replays and stopped 17 % of top-3 trials, with 10 in 28 % and 12.5 % (Mann-Whitney p 0.002), for
     # 120 instead of 128 median epochs. Random search still found it more often (40 %, 187 epochs).
