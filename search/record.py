@@ -152,7 +152,8 @@ class RecordCommand(TrialCommand):
         self.options = o.data_options(space.pair.data_module.default_dir)
         # A resumed recording must draw and train what the first run did.
         self.record_plan = {"configs": r.configs, "seeds": r.seeds, "max_epochs": self.max_epochs,
-                            "sampler_seed": o.seed, "data_options": self.options.to_json()}
+                            "sampler_seed": o.seed, "data_options": self.options.to_json(),
+                            **({"extend": r.extend} if r.extend else {})}
         self.plan_file = storage / f"{run_name}.record.json"
         if o.resume and self.plan_file.exists():
             first = read_json(self.plan_file, "the recording's plan")
@@ -167,7 +168,6 @@ class RecordCommand(TrialCommand):
         if r.extend:
             self.old = read_curves(space.to_json(), check_name(r.extend), o.results_root)
             ids = extension(self.old, self.configs, self.seeds, self.max_epochs, o.seed)
-            self.record_plan["extend"] = r.extend
         self.candidates = {str(i): self.configs[i] for i in ids}
         return Plan(space=space, name=run_name, storage=storage, data=self.options, seed=o.seed,
                     total=len(ids) * r.seeds, params=["candidate", "seed"], metric=space.metric, mode=space.mode,

@@ -425,3 +425,19 @@ def test_a_live_check_keeps_the_searches_already_beside_the_recording():
     with pytest.raises(RuntimeError, match="searched again"):
         live_panel(_NoTraining(), {}, [], [asha, base], 3, "random (FIFO)",
                    kept=pd.DataFrame(rows("random (FIFO)", 40, 41.0) + rows("random + ASHA", 20, 99.0)))
+
+
+def test_a_resumed_recording_keeps_the_recording_it_extends(tmp_path):
+    """A recording started with ``--extend OLD`` resumes only with the same OLD: the plan file records it."""
+    from search.options import SearchOptions
+    from search.record import RecordCommand, RecordOptions
+
+    storage = tmp_path / "ray"
+    (storage / "wine_mlp-record-big").mkdir(parents=True)
+    (storage / "wine_mlp-record-big.record.json").write_text(json.dumps(
+        {"configs": 8, "seeds": 2, "max_epochs": 6, "sampler_seed": 0,
+         "data_options": DataOptions(path="").to_json(), "extend": "small"}))
+    options = SearchOptions(space="wine_mlp", max_epochs=6, seed=0, name="big", resume=True, storage=storage,
+                            results_root=tmp_path / "results")
+    with pytest.raises(OptionError, match="started with other extend"):
+        RecordCommand(RecordOptions(search=options, configs=8, seeds=2, extend="other")).prepare()

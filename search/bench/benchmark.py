@@ -257,11 +257,10 @@ def _live_figures(path: Path, summary: dict[str, Any]) -> dict[str, Any]:
     """Per strategy of a committed live check: the live pick's median and quartiles, the epochs, whether
     they fall inside the replay's interquartile range and within 15 % of its epochs, and P(win) at 25 %
     of random search's epochs against random search's final pick (paired as the replay pairs)."""
-    import pandas as pd
-
+    from results.files import read_csv
     from search.replay.stats import inside, paired_win, within
 
-    live = pd.read_csv(path)
+    live = read_csv(path, "the recording's live searches", ("strategy", "epochs", "final_quality", "quality_at_0.25"))
     predicted = {r["strategy"]: r for r in summary["strategies"]}
     mode = "max" if summary["best_true"] >= summary["median_true"] else "min"
     base = live[live["strategy"] == summary["strategies"][0]["strategy"]]["final_quality"].to_numpy()
