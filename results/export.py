@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +75,8 @@ def copy_checkpoint(checkpoint_dir: str | None, out_dir: Path) -> Path | None:
     if not checkpoint_dir or not Path(checkpoint_dir).is_dir():
         return None
     dest = out_dir / "checkpoint"
-    tmp = out_dir / ".checkpoint.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    # A name of this call's own: two exports of one search never copy into, or rename away, each other's.
+    tmp = out_dir / f".checkpoint.{uuid.uuid4().hex}.tmp"
     # The training state (state.pt) is for resuming the trial; the results keep the model only.
     shutil.copytree(checkpoint_dir, tmp, ignore=shutil.ignore_patterns("state.pt"))
     shutil.rmtree(dest, ignore_errors=True)

@@ -13,7 +13,7 @@ import pandas as pd
 from results.errors import OptionError
 
 
-def _replace_whole(path: str | Path, write: Callable[[Path], None]) -> Path:
+def replace_whole(path: str | Path, write: Callable[[Path], None]) -> Path:
     """``write`` a temporary file of this call's own beside ``path``, then rename it onto ``path`` (atomic
     within one folder). The name is unique per call, so that two writers of one file (a search and a
     confirmation, two threads) never write, or rename away, each other's temporary file. Not
@@ -36,13 +36,13 @@ def write_json(path: str | Path, obj: Any) -> Path:
         with tmp.open("x") as handle:      # "x": never another writer's file
             handle.write(text)
 
-    return _replace_whole(path, write)
+    return replace_whole(path, write)
 
 
 def write_csv(path: str | Path, frame: pd.DataFrame) -> Path:
     # The temporary name hides the suffix from pandas: say the compression (mtime 0: the same bytes each time).
     compression = {"method": "gzip", "mtime": 0} if Path(path).suffix == ".gz" else None
-    return _replace_whole(path, lambda tmp: frame.to_csv(tmp, index=False, compression=compression))
+    return replace_whole(path, lambda tmp: frame.to_csv(tmp, index=False, compression=compression))
 
 
 def read_json(path: str | Path, what: str) -> Any:

@@ -3,7 +3,6 @@ residuals, and learning curves."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -13,6 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from results.files import replace_whole  # noqa: E402
 
 
 def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: str | Path, title: str) -> Path:
@@ -94,14 +95,11 @@ def plot_learning_curves(history: Sequence[dict[str, float]], path: str | Path, 
 
 def save_figure(fig: plt.Figure, path: str | Path) -> Path:
     # Write beside, then rename: a reader never sees half a PNG.
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     fig.tight_layout()
-    fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    try:
+        return replace_whole(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def plot_confirmation(table: pd.DataFrame, metric: str, path: str | Path, title: str) -> Path:

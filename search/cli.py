@@ -114,9 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-optuna", action="store_true", help="leave out the Optuna-alone peers")
     p.add_argument("--live", type=int, default=0, metavar="N",
                    help="after the replay, N live searches of the default, random search, random + ASHA, Optuna "
-                        "TPE + HyperbandPruner, prior + ASHA and QMC-TPE + ASHA (every proposal trained, picks "
-                        "confirmed over 3 new seeds), set "
+                        "TPE + HyperbandPruner, the candidates (prior, QMC-TPE, GP, curve ASHA, 4x trials) and "
+                        "with --neps NePS PriorBand (every proposal trained, picks confirmed over 3 new seeds), set "
                         "beside the replay's prediction (minutes to hours: a check of the replay, not a search)")
+    p.add_argument("--jobs", type=_positive_int, help="processes replaying at once (default: the CPUs this process "
+                                                     "may use; the figures do not depend on it)")
+    p.add_argument("--neps", action="store_true",
+                   help="add NePS's PriorBand, the peer to beat (runs in NePS's own Python: make neps-env)")
     p.add_argument("--serve", choices=["model", "nearest"], default="model",
                    help="how a model-based sampler's unrecorded proposals are served: a model of the curves fitted "
                         "on the recording, checked on configs it was not fitted on (default), or the nearest recorded "
@@ -293,7 +297,7 @@ def cmd_replay(args: argparse.Namespace) -> None:
 
     run_replay(ReplayOptions(search=_search_options(args), curves=args.curves, repeats=args.repeats,
                              sweep=args.sweep, optuna=not args.no_optuna, serve=args.serve,
-                             live=args.live))
+                             live=args.live, neps=args.neps, jobs=args.jobs))
 
 
 def cmd_export(args: argparse.Namespace) -> None:

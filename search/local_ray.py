@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 
 from results.errors import OptionError
+from results.files import replace_whole
 
 # ray_results/<name> + this suffix: the session file of a search's own local Ray.
 SESSION_FILE = ".ray.json"
@@ -57,10 +58,7 @@ def start_local_ray(session_file: Path) -> None:
     me = psutil.Process()
     entry = SessionFile(driver_pid=me.pid, driver_started=me.create_time(),
                           session_dir=context.address_info["session_dir"], host=socket.gethostname())
-    session_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = session_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(entry.__dict__))
-    os.replace(tmp, session_file)
+    replace_whole(session_file, lambda tmp: tmp.write_text(json.dumps(entry.__dict__)))
 
 
 def stop_local_ray(session_file: Path) -> None:

@@ -15,6 +15,7 @@ from ray.tune.schedulers.async_hyperband import _Bracket
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from results.files import replace_whole
 from results.pareto import pareto_ranks
 from results.report import study_storage
 from results.errors import OptionError
@@ -173,9 +174,7 @@ class PersistentASHA(ASHAScheduler):
     def _persist(self) -> None:
         if self._path is None:
             return
-        tmp = f"{self._path}.tmp"
-        self.save(tmp)
-        os.replace(tmp, self._path)
+        replace_whole(self._path, lambda tmp: self.save(str(tmp)))
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         if not self._loaded:

@@ -410,15 +410,23 @@ class _NoTraining:
 def test_a_live_check_keeps_the_searches_already_beside_the_recording():
     from search.replay.live import live_panel
 
-    def rows(name: str, epochs: int, base: float) -> list[dict]:
+    def rows(name: str, epochs: int, base: float, at_1: float | None = 0.45) -> list[dict]:
         return [{"strategy": name, "repeat": k, "epochs": epochs + k, "baseline_epochs": base, "final_quality": 0.5,
-                 "quality_at_0.25": 0.4} for k in range(3)]
+                 "quality_at_0.25": 0.4, **({"quality_at_1": at_1} if at_1 is not None else {})} for k in range(3)]
 
     base = Strategy("random (FIFO)", trials=4, sampler="random", scheduler="fifo")
     asha = Strategy("random + ASHA", trials=4, sampler="random")
     kept = pd.DataFrame(rows("random (FIFO)", 40, 41.0) + rows("random + ASHA", 20, 41.0))
     out = live_panel(_NoTraining(), {}, [], [asha, base], 3, "random (FIFO)", kept=kept)
     assert out.equals(kept)
+    # Searches kept from before the pick at random search's epochs was confirmed: where a search spent no
+    # more than those epochs, that pick is its final pick; a search that spent more is searched again.
+    older = pd.DataFrame(rows("random (FIFO)", 40, 41.0) + rows("random + ASHA", 20, 41.0, at_1=None))
+    out = live_panel(_NoTraining(), {}, [], [asha, base], 3, "random (FIFO)", kept=older)
+    assert out[out["strategy"] == "random + ASHA"]["quality_at_1"].tolist() == [0.5] * 3
+    with pytest.raises(RuntimeError, match="searched again"):
+        live_panel(_NoTraining(), {}, [], [asha, base], 3, "random (FIFO)",
+                   kept=pd.DataFrame(rows("random (FIFO)", 40, 41.0) + rows("random + ASHA", 41, 41.0, at_1=None)))
     # Two searches kept where three are asked for, or measured against other baseline epochs: searched again.
     with pytest.raises(RuntimeError, match="searched again"):
         live_panel(_NoTraining(), {}, [], [base], 4, "random (FIFO)", kept=kept)
@@ -441,3 +449,21 @@ def test_a_resumed_recording_keeps_the_recording_it_extends(tmp_path):
                             results_root=tmp_path / "results")
     with pytest.raises(OptionError, match="started with other extend"):
         RecordCommand(RecordOptions(search=options, configs=8, seeds=2, extend="other")).prepare()
+
+
+def test_replays_in_several_processes_are_the_replays_of_one():
+    """A replay depends on its seed only: the study's pool of processes gives the logs one process gives."""
+    from search.replay.serve import Table
+    from search.replay.study import replay_panel
+
+    space = get_space("wine_mlp")
+    curves = read_curves(space.to_json(), "cpu-c32x3", Path(__file__).resolve().parents[1] / "results")
+    shared = (curves, space.params, list(space.start), Table(curves, space.params), None)
+    strategies = [Strategy("random (FIFO)", trials=8, sampler="random", scheduler="fifo"),
+                  Strategy("TPE + ASHA", trials=8, grace=10, reduction=2, startup=4, patience=10)]
+    one, two = (replay_panel(strategies, shared, 5, jobs) for jobs in (1, 2))
+    assert list(one) == list(two) == [s.name for s in strategies]
+    for name in one:
+        assert [log.seed for log in two[name]] == list(range(5))
+        assert [[(t.config_id, t.seed, t.epochs, t.outcome) for t in log.trials] for log in one[name]] == \
+               [[(t.config_id, t.seed, t.epochs, t.outcome) for t in log.trials] for log in two[name]]

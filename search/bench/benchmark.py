@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import optuna
 import torch
 
@@ -237,7 +238,12 @@ def bench_efficiency(curves_root: Path, work: Path, plots: Path, repeats: int) -
         png.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out["out"] / "replay.png", png)
         live = folder / LIVE_FILE
-        spaces[key] = {"command": f"spectune replay --space {space_name} --curves {name} --budget cpu "
+        # The flags that reproduce the study: the recording's scaling and epochs where the budget's differ.
+        flags = "".join(f" --{k.replace('_', '-')} {v:g}" if isinstance(v, float) else f" --{k.replace('_', '-')} {v}"
+                        for k, v in data.scaling().items() if v is not None)
+        if int(meta["max_epochs"]) != (space.cpu.max_epochs or space.max_epochs):
+            flags += f" --max-epochs {meta['max_epochs']}"
+        spaces[key] = {"command": f"spectune replay --space {space_name} --curves {name} --budget cpu{flags} "
                                   f"--repeats {repeats}",
                        "recorded": recorded, "trials": summary["trials"], "patience": summary["patience"],
                        "best_true": summary["best_true"], "median_true": summary["median_true"],
@@ -256,7 +262,9 @@ def bench_efficiency(curves_root: Path, work: Path, plots: Path, repeats: int) -
 def _live_figures(path: Path, summary: dict[str, Any]) -> dict[str, Any]:
     """Per strategy of a committed live check: the live pick's median and quartiles, the epochs, whether
     they fall inside the replay's interquartile range and within 15 % of its epochs, and P(win) at 25 %
-    of random search's epochs against random search's final pick (paired as the replay pairs)."""
+    of random search's epochs, at its epochs and at the end against random search's final pick (paired as
+    the replay pairs). Searches kept from before the pick at random search's epochs was confirmed have it
+    where they spent no more than those epochs (it is their final pick), and none otherwise."""
     from results.files import read_csv
     from search.replay.stats import inside, paired_win, within
 
@@ -269,9 +277,12 @@ def _live_figures(path: Path, summary: dict[str, Any]) -> dict[str, Any]:
         q, e, r = part["final_quality"], part["epochs"], predicted.get(name)
         win = paired_win(part["quality_at_0.25"].to_numpy(), np.roll(base, -1)[:len(part)], mode)
         final = paired_win(part["final_quality"].to_numpy(), np.roll(base, -1)[:len(part)], mode)
+        at_1 = part["quality_at_1"] if "quality_at_1" in part else pd.Series(np.nan, index=part.index)
+        at_1 = at_1.where(at_1.notna() | (e > part["baseline_epochs"]), q)
+        equal = paired_win(at_1.to_numpy(), np.roll(base, -1)[:len(part)], mode) if at_1.notna().all() else None
         out[name] = {"searches": len(part), "quality_median": float(q.median()), "quality_q25": float(q.quantile(0.25)),
                      "quality_q75": float(q.quantile(0.75)), "epochs_median": float(e.median()),
-                     "p_win_0.25": win, "p_win_1": final,
+                     "p_win_0.25": win, "p_win_1": equal, "p_win_final": final,
                      "inside_replay_iqr": bool(r and inside(q.median(), r["quality_q25"], r["quality_q75"])),
                      "epochs_within_15pc": bool(r and within(e.median(), r["epochs_median"]))}
     return out
@@ -519,14 +530,17 @@ def render_efficiency(e: dict[str, Any]) -> list[str]:
         if study.get("live"):
             lines += ["Live check (committed live.csv: every proposal trained, picks confirmed over 3 new seeds):", "",
                       "| strategy | live searches | live pick, median (IQR) | inside replay IQR | live epochs | "
-                      "within 15 % | live P(win) at 0.25x | live P(win) at 1x |", "|---|---|---|---|---|---|---|---|"]
+                      "within 15 % | live P(win) at 0.25x | at 1x | at its end |", "|---|---|---|---|---|---|---|---|---|"]
+
+            def cell(p: Any) -> str:
+                return "not confirmed" if p is None else f"{p[0]:.2f} [{p[1]:.2f}, {p[2]:.2f}]"
+
             for name, v in study["live"].items():
-                p, lo, hi = v["p_win_0.25"]
-                p1, lo1, hi1 = v["p_win_1"]
                 lines.append(f"| {name} | {v['searches']} | {v['quality_median']:.4f} ({v['quality_q25']:.4f}-"
                              f"{v['quality_q75']:.4f}) | {'yes' if v['inside_replay_iqr'] else 'no'} | "
                              f"{v['epochs_median']:.0f} | {'yes' if v['epochs_within_15pc'] else 'no'} | "
-                             f"{p:.2f} [{lo:.2f}, {hi:.2f}] | {p1:.2f} [{lo1:.2f}, {hi1:.2f}] |")
+                             f"{cell(v['p_win_0.25'])} | {cell(v.get('p_win_1'))} | "
+                             f"{cell(v.get('p_win_final', v.get('p_win_1')))} |")
             lines.append("")
     return lines
 

@@ -8,8 +8,8 @@ The searcher and scheduler are the objects a ``spectune search`` builds; what is
 process machinery, which decides nothing. Every trial of live search ``i`` uses the recipe seed
 ``LIVE_SEED + i``, as a ``spectune search --seed`` gives one seed to all its trials.
 
-After a search, its pick at a quarter of random search's median epochs and its final pick are each
-confirmed over ``confirm_seeds`` new seeds, trained for the full budget without patience, as the
+After a search, its picks at a quarter of random search's median epochs and at those epochs, and its
+final pick, are each confirmed over ``confirm_seeds`` new seeds, trained for the full budget without patience, as the
 recorded table's configs were: the pick is judged on seeds the search did not see.
 """
 
@@ -136,10 +136,8 @@ class Trained:
 
     def __init__(self, trainer: Trainer, seed: int) -> None:
         self.trainer, self.seed = trainer, seed
-        self.configs: list[dict[str, Any]] = []
 
     def serve(self, config: dict[str, Any], rng: np.random.Generator) -> ServedRun:
-        self.configs.append(dict(config))
         run = _LiveRun(self.trainer.one_epoch(config, self.seed), self.trainer.settings.max_epochs)
         warmup = self.trainer.resolved(config, self.seed).recipe.warmup_epochs
         return ServedRun(-1, False, self.seed, math.nan, _LazyCurve(run, self.trainer.settings.metric),
@@ -152,9 +150,8 @@ def live_search(trainer: Trainer, params: dict[str, Any], start: list[dict[str, 
     log and the config of each trial."""
     s = trainer.settings
     info = SimpleNamespace(name=f"live {s.model}/{s.data}", metric=s.metric, mode=s.mode, max_epochs=s.max_epochs)
-    server = Trained(trainer, LIVE_SEED + repeat)
-    log = replay(info, params, start, strategy, seed=repeat, server=server)
-    return log, server.configs
+    log = replay(info, params, start, strategy, seed=repeat, server=Trained(trainer, LIVE_SEED + repeat))
+    return log, [dict(t.config or {}) for t in log.trials]
 
 
 def confirm_picks(trainer: Trainer, log: ReplayLog, configs: list[dict[str, Any]], budgets: list[float],
@@ -206,16 +203,17 @@ def live_panel(trainer: Trainer, params: dict[str, Any], start: list[dict[str, A
                           soft_wrap=True)
         if strategy.name == baseline:
             base_epochs = float(np.median([log.epochs for log, _ in logs]))
-        # The picks the live figures need (P(win) at a quarter of random search's epochs, and the final
-        # pick); the other budgets would cost three more confirmations per search.
-        budgets = [LIVE_BUDGET * base_epochs, math.inf]
+        # The picks the live figures need: at a quarter of random search's epochs, at its epochs (for a search
+        # that spends more, the comparison at equal epochs) and the final pick; a pick already confirmed is
+        # not trained again (the cache), so a search that ends sooner costs nothing for the second.
+        budgets = [LIVE_BUDGET * base_epochs, base_epochs, math.inf]
         for repeat, (log, configs) in enumerate(logs):
             picks = confirm_picks(trainer, log, configs, budgets, confirm_seeds, cache)
             rows.append({"strategy": strategy.name, "repeat": repeat, "epochs": log.epochs,
-                         "trials": len(log.trials), "stopped": sum(t.outcome == "stopped early" for t in log.trials),
+                         "trials": sum(t.outcome != "promoted" for t in log.trials), "stopped": sum(t.outcome == "stopped early" for t in log.trials),
                          "failed": sum(t.outcome == "failed" for t in log.trials),
                          "baseline_epochs": base_epochs, "final_quality": picks[math.inf][0],
-                         f"quality_at_{LIVE_BUDGET:g}": picks[budgets[0]][0],
+                         f"quality_at_{LIVE_BUDGET:g}": picks[budgets[0]][0], "quality_at_1": picks[budgets[1]][0],
                          "final_config": json.dumps(configs[picks[math.inf][1]], sort_keys=True, default=str)})
         if save is not None:
             write_csv(save, pd.DataFrame(rows))
@@ -233,4 +231,10 @@ def _kept(kept: pd.DataFrame | None, name: str, repeats: int, base_epochs: float
         return None
     if not is_baseline and not np.allclose(part["baseline_epochs"].to_numpy(dtype=float), base_epochs):
         return None
-    return part
+    # Searches kept from before the pick at random search's epochs was confirmed: where a search spent no more
+    # than those epochs, that pick is its final pick; otherwise it is searched again.
+    at_1 = part["quality_at_1"] if "quality_at_1" in part else pd.Series(math.nan, index=part.index)
+    at_1 = at_1.where(at_1.notna() | (part["epochs"] > part["baseline_epochs"]), part["final_quality"])
+    if at_1.isna().any():
+        return None
+    return part.assign(quality_at_1=at_1)

@@ -10,8 +10,9 @@ the scheduler stops the trial or it ends (its budget, or the recipe's own patien
 :class:`trainables.recipe.EarlyStop`). Epochs take their recorded wall time, and ``concurrency``
 trials run at once, so asynchronous decisions happen in the order they would live. The peer runner
 replays Optuna alone (ask and tell, TPE with ``HyperbandPruner`` or random search with
-``MedianPruner``) on the same served runs and clock. :mod:`search.replay.live` drives the same
-objects with every proposal trained for real.
+``MedianPruner``) on the same served runs and clock, and NePS's PriorBand
+(:mod:`search.replay.neps_peer`), whose promotions continue the runs they promote.
+:mod:`search.replay.live` drives the same objects with every proposal trained for real.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import heapq
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -32,13 +33,14 @@ from search.replay.serve import CurveModel, ExactRandom, Modelled, Nearest, Serv
 from search.searcher import DefineByRun, make_sampler, make_scheduler, make_searcher
 from trainables.recipe import EarlyStop
 
-RUNNERS = ("tune", "optuna")
+RUNNERS = ("tune", "optuna", "neps")
 
 
 @dataclass(frozen=True)
 class Strategy:
-    """One way to search: ``runner`` ``tune`` (spectune's searcher and scheduler) or ``optuna`` (Optuna
-    alone with ``pruner``). ``startup`` random trials before TPE (``None``: the live default)."""
+    """One way to search: ``runner`` ``tune`` (spectune's searcher and scheduler), ``optuna`` (Optuna
+    alone with ``pruner``) or ``neps`` (NePS's PriorBand from ``grace`` epochs, eta ``reduction``, for
+    ``trials`` times the epoch budget). ``startup`` random trials before TPE (``None``: the live default)."""
 
     name: str
     trials: int
@@ -63,6 +65,9 @@ class Strategy:
             raise AssertionError("Optuna alone cannot prune a multi-objective study (optuna#3450): no peer runner")
 
     def describe(self) -> str:
+        if self.runner == "neps":
+            return (f"NePS PriorBand, Hyperband from {self.grace} epoch(s), eta {self.reduction}, "
+                    f"{self.trials} x the epoch budget x {self.concurrency} at once")
         stop = (f"{self.scheduler}" + (f" grace {self.grace} rf {self.reduction}" if self.scheduler != "fifo" else "")
                 if self.runner == "tune" else f"optuna {self.pruner} pruner")
         start = f", {self.startup} start-up" if self.sampler == "tpe" and self.startup is not None else ""
@@ -77,12 +82,16 @@ class ReplayedTrial:
     distance: float
     epochs: int = 0
     best: float = math.nan
-    outcome: str = "running"   # completed (budget or patience) / stopped early (by the scheduler) / failed
+    # completed (budget or patience) / stopped early (by the scheduler) / failed / promoted (continued by a
+    # later trial, PriorBand's promotion)
+    outcome: str = "running"
     ended_at: float = math.nan
     started_at: float = math.nan
     modelled: bool = False          # served from the curve model, not a recorded run
     quality: float = math.nan       # what the config is worth: mean best value over its seeds
     quality_unseen: float = math.nan  # the same over the seeds this trial did not see
+    first_epoch: int = 0            # epochs of the run before this trial (a PriorBand promotion continues one)
+    config: dict[str, Any] | None = None   # what the searcher proposed (a served run may hold another)
 
 
 @dataclass
@@ -126,34 +135,53 @@ def replay(curves: Curves, params: dict[str, Any], start: list[dict[str, Any]], 
         else:
             server = Modelled(table, model) if model is not None else Nearest(table)
     sign = 1.0 if curves.mode == "max" else -1.0
-    driver = (_TuneDriver if strategy.runner == "tune" else _OptunaDriver)(curves, params, start, strategy, seed)
+    if strategy.runner == "neps":
+        from search.replay.neps_peer import NepsDriver
+
+        driver: Any = NepsDriver(curves, params, start, strategy, seed)
+    else:
+        driver = (_TuneDriver if strategy.runner == "tune" else _OptunaDriver)(curves, params, start, strategy, seed)
     log = ReplayLog(strategy, seed, [])
     runs: dict[str, tuple[ReplayedTrial, ServedRun, EarlyStop]] = {}
+    ended: dict[str, tuple[ReplayedTrial, ServedRun, EarlyStop]] = {}   # what a promotion may continue
     clock: list[tuple[float, int, str]] = []
+    # A trial count bounds Tune's and Optuna's searches; PriorBand's ends when it has asked for its epochs.
+    limit = strategy.trials if strategy.runner != "neps" else math.inf
 
     def launch(now: float) -> None:
-        while len(runs) < strategy.concurrency and len(log.trials) < strategy.trials:
+        while len(runs) < strategy.concurrency and len(log.trials) < limit:
             trial_id = f"r{len(log.trials):05d}"
             config = driver.ask(trial_id)
             if config is None:
                 return
-            run = server.serve(config, rng)
-            record = ReplayedTrial(trial_id, run.config_id, run.seed, run.distance, started_at=now,
-                                   modelled=run.modelled, quality=run.quality, quality_unseen=run.quality_unseen)
+            previous = getattr(driver, "previous", lambda _: None)(trial_id)
+            if previous is not None:
+                # A promotion: the same run, continued from where its earlier trial left it.
+                before, run, stop = ended.pop(previous)
+                before.outcome = "promoted"
+                record = replace(before, trial_id=trial_id, epochs=0, outcome="running", started_at=now,
+                                 ended_at=math.nan, first_epoch=before.first_epoch + before.epochs, config=config)
+            else:
+                run = server.serve(config, rng)
+                record = ReplayedTrial(trial_id, run.config_id, run.seed, run.distance, started_at=now,
+                                       modelled=run.modelled, quality=run.quality, quality_unseen=run.quality_unseen,
+                                       config=config)
+                stop = EarlyStop(patience=strategy.patience, warmup_epochs=run.warmup, sign=sign)
             log.trials.append(record)
             if run.failed:
                 # A run that failed when it was recorded (a diverging loss, say) fails here too, at once.
                 record.outcome, record.ended_at = "failed", now
                 driver.fail(trial_id)
                 continue
-            runs[trial_id] = (record, run, EarlyStop(patience=strategy.patience, warmup_epochs=run.warmup, sign=sign))
-            heapq.heappush(clock, (now + float(run.times[0]), len(log.trials), trial_id))
+            runs[trial_id] = (record, run, stop)
+            heapq.heappush(clock, (now + float(run.times[record.first_epoch]), len(log.trials), trial_id))
 
     launch(0.0)
     while clock:
         now, _, trial_id = heapq.heappop(clock)
         record, run, stop = runs[trial_id]
-        value = float(run.values[record.epochs])
+        at = record.first_epoch + record.epochs
+        value = float(run.values[at])
         if math.isnan(value):
             # A live run whose loss diverged: the trial fails, as a live trial that raised does.
             record.outcome, record.ended_at = "failed", now
@@ -162,22 +190,23 @@ def replay(curves: Curves, params: dict[str, Any], start: list[dict[str, Any]], 
             launch(now)
             continue
         record.epochs += 1
-        stop.update(record.epochs, value)
-        finished = stop.stopped or record.epochs == curves.max_epochs
-        decision = driver.tell_epoch(trial_id, record.epochs, value, stop.best, finished,
+        at += 1
+        stop.update(at, value)
+        finished = stop.stopped or at == curves.max_epochs
+        decision = driver.tell_epoch(trial_id, at, value, stop.best, finished,
                                      (sizes or {}).get(record.config_id, {}))
         record.best = stop.best
         log.events.append((now, int(trial_id[1:]), stop.best))
         if decision == TrialScheduler.STOP or finished:
             record.outcome = "completed" if finished else "stopped early"
             record.ended_at = now
-            del runs[trial_id]
+            ended[trial_id] = runs.pop(trial_id)
             launch(now)
-        elif record.epochs >= len(run.values):
+        elif at >= len(run.values):
             raise ValueError(f"curves {curves.name}: run (config {record.config_id}, seed {record.seed}) holds "
                              f"{len(run.values)} of {curves.max_epochs} epochs, and the replayed search continues it")
         else:
-            heapq.heappush(clock, (now + float(run.times[record.epochs]), len(log.trials) + 1, trial_id))
+            heapq.heappush(clock, (now + float(run.times[at]), len(log.trials) + 1, trial_id))
     return log
 
 

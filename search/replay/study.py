@@ -8,7 +8,8 @@ and the candidates to beat random search at small budgets: draws around the spac
 process (``--sampler gp``), each with ASHA; TPE with ASHA promoting by extrapolated curves
 (``--scheduler asha-curve``), beside the plain rule it must beat, one rung (every config the grace
 epochs, the best of them to the budget); and many cheap trials (four times the trials, ASHA from one
-epoch), with random search (where the recording holds that many configs) and with TPE.
+epoch), with random search (where the recording holds that many configs) and with TPE; and the peer to
+beat, NePS's PriorBand (:mod:`search.replay.neps_peer`), with ``--neps``.
 ``--sweep`` adds TPE + ASHA variants over grace, reduction factor and start-up count, to choose a
 space's defaults by measurement. Each strategy is replayed ``repeats`` times with seeds 0, 1, ...;
 no Ray is started: the simulator calls the searcher and scheduler objects directly.
@@ -18,8 +19,11 @@ from __future__ import annotations
 
 import itertools
 import math
+import multiprocessing
+import os
 import re
 import time
+from concurrent.futures import ProcessPoolExecutor
 import warnings
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -46,6 +50,7 @@ from trainables.settings import TrialSettings
 BASELINE = "random (FIFO)"
 MANY = 4   # the many-cheap-trials strategies run this many times the trials of the others
 REFERENCE = "Optuna TPE + HyperbandPruner"
+NEPS_PEER = "NePS PriorBand"
 SERVE = ("model", "nearest")
 
 
@@ -61,12 +66,15 @@ class ReplayOptions:
     optuna: bool = True
     serve: str = "model"
     live: int = 0
+    neps: bool = False
+    jobs: int | None = None   # processes replaying at once (default: the CPUs this process may use)
 
 
 def panel(space: Space, trials: int, concurrency: int, patience: int | None, max_epochs: int,
-          sweep: bool, optuna: bool, configs: int | None = None) -> list[Strategy]:
+          sweep: bool, optuna: bool, configs: int | None = None, neps: bool = False) -> list[Strategy]:
     """The strategies a study replays (see the module docstring); ``configs``: how many the recording
-    holds (random search with more trials than that is left out: it would meet a config twice)."""
+    holds (random search with more trials than that is left out: it would meet a config twice); ``neps``:
+    with NePS's PriorBand (Hyperband from one epoch, eta 3, random search's epoch budget)."""
     grace = space.grace_for(max_epochs)
     base = Strategy(name="", trials=trials, concurrency=concurrency, patience=patience, grace=grace,
                     reduction=space.reduction_factor, startup=space.startup_trials)
@@ -97,6 +105,8 @@ def panel(space: Space, trials: int, concurrency: int, patience: int | None, max
     if configs is None or configs >= many.trials:
         out.append(replace(many, name=f"random + ASHA, {many.trials} trials, grace 1", sampler="random"))
     out.append(replace(many, name=f"TPE + ASHA, {many.trials} trials, grace 1"))
+    if neps:
+        out.append(replace(base, name=NEPS_PEER, runner="neps", sampler="priorband", grace=1, reduction=3))
     if sweep:
         graces = sorted({1, max(1, max_epochs // 9), max(1, max_epochs // 6), max(1, max_epochs // 3), grace})
         for g, rf, startup in itertools.product(graces, (2, 3, 4), (4, 10)):
@@ -104,6 +114,56 @@ def panel(space: Space, trials: int, concurrency: int, patience: int | None, max
                 out.append(replace(base, name=f"TPE + ASHA g{g} rf{rf} startup {startup}", grace=g, reduction=rf,
                                    startup=startup))
     return out
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (a container's or ``taskset``'s share, not the machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+_SHARED: tuple[Any, ...] = ()   # a replay process's curves, params, start, table and model
+
+
+def _share(shared: tuple[Any, ...]) -> None:
+    global _SHARED
+    _SHARED = shared
+
+
+def _replay_chunk(strategy: Strategy, seeds: range) -> tuple[list[ReplayLog], float]:
+    curves, params, start, table, model = _SHARED
+    t0 = time.process_time()
+    logs = [replay(curves, params, start, strategy, seed=seed, table=table, model=model) for seed in seeds]
+    return logs, time.process_time() - t0
+
+
+def replay_panel(strategies: list[Strategy], shared: tuple[Any, ...], repeats: int, jobs: int
+                 ) -> dict[str, list[ReplayLog]]:
+    """``repeats`` replays of each strategy (seeds 0, 1, ...; ``shared``: curves, params, start, table and
+    model), in ``jobs`` processes when more than one: a replay depends on its seed only, so the logs are
+    the same whatever ``jobs`` is. Prints each strategy's CPU seconds per replayed search as it ends."""
+    chunk = max(1, math.ceil(repeats / max(1, 2 * jobs)))
+    tasks = [(s, range(a, min(a + chunk, repeats))) for s in strategies for a in range(0, repeats, chunk)]
+    logs: dict[str, list[ReplayLog]] = {s.name: [] for s in strategies}
+    seconds: dict[str, float] = {s.name: 0.0 for s in strategies}
+    if jobs <= 1:
+        _share(shared)
+        done: Any = (_replay_chunk(s, seeds) for s, seeds in tasks)
+    else:
+        # spawn, not fork: a forked child of a process that has run PyTorch's thread pool (the GP) can hang.
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_share, initargs=(shared,))
+        done = pool.map(_replay_chunk, *zip(*tasks))
+    try:
+        for (strategy, seeds), (part, cpu) in zip(tasks, done):
+            logs[strategy.name] += part
+            seconds[strategy.name] += cpu
+            if seeds.stop == repeats:
+                console.print(f"  {strategy.name}: {strategy.describe()}; {seconds[strategy.name] / repeats:.2f} CPU s "
+                              "per replayed search", soft_wrap=True)
+    finally:
+        if jobs > 1:
+            pool.shutdown(cancel_futures=True)
+    return logs
 
 
 @dataclass(frozen=True)
@@ -174,8 +234,14 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
         return run_front_replay(r, prepare(r))
     p = prepare(r)
     o, space, curves, max_epochs, patience = p.options, p.space, p.curves, p.max_epochs, p.patience
+    if r.neps:
+        from search.replay.neps_peer import NEPS_ENV, neps_python
+
+        if neps_python() is None:
+            raise OptionError(f"--neps replays NePS PriorBand in NePS's own Python, and there is none ({NEPS_ENV}): "
+                              "make neps-env, or set SPECTUNE_NEPS_PYTHON.")
     strategies = panel(space, o.trials, o.concurrency or 1, patience, max_epochs, r.sweep, r.optuna,
-                       len(curves.configs))
+                       len(curves.configs), neps=r.neps)
     if len(curves.configs) < o.trials:
         raise OptionError(f"curves {r.curves} hold {len(curves.configs)} configs, fewer than the {o.trials} trials "
                           "a replayed random search draws from them without replacement; replay with --trials "
@@ -190,13 +256,8 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
                       f"{4 * o.trials} (4 per trial) are needed before a comparison is judged", soft_wrap=True)
     started = time.perf_counter()
     table, model, check = serving(curves, space, r.serve)
-    logs: dict[str, list[ReplayLog]] = {}
-    for strategy in strategies:
-        t0 = time.perf_counter()
-        logs[strategy.name] = [replay(curves, space.params, list(space.start), strategy, seed=repeat, table=table,
-                                      model=model) for repeat in range(r.repeats)]
-        console.print(f"  {strategy.name}: {strategy.describe()}; {(time.perf_counter() - t0) / r.repeats:.2f} s "
-                      "per replayed search", soft_wrap=True)
+    logs = replay_panel(strategies, (curves, space.params, list(space.start), table, model), r.repeats,
+                        r.jobs or available_cpus())
     rows = [{"strategy": name, "repeat": repeat, "trial_id": t.trial_id, "config_id": t.config_id,
              "modelled": t.modelled, "seed": t.seed, "distance": t.distance, "epochs": t.epochs, "best": t.best,
              "quality": t.quality, "quality_unseen": t.quality_unseen, "outcome": t.outcome,
@@ -260,7 +321,7 @@ LIVE_FILE = "live.csv"
 # The strategies checked live besides the space's default and those with many cheap trials: random search,
 # random + ASHA, Optuna's peer and the candidates to beat random search.
 LIVE_PANEL = (BASELINE, "random + ASHA", REFERENCE, "prior + ASHA", "QMC-TPE + ASHA", "GP + ASHA",
-              "TPE + curve ASHA")
+              "TPE + curve ASHA", NEPS_PEER)
 
 
 def live_check(p: Prepared, strategies: list[Strategy], repeats: int, study: Any, out: Any) -> pd.DataFrame:
