@@ -121,7 +121,7 @@ RECORDED_SPACES = $(sort $(foreach f,$(wildcard results/*/curves/*/curves.csv.gz
 # The table pair was recorded on Statlog Shuttle (Covertype needs the network).
 DATA_ARGS_tabular_widedeep := --source shuttle
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed $(NEPS_VENV)/.installed
 	$(SPECTUNE) data --space galspecnet --seed 0 --if-missing
 	-$(foreach s,$(filter-out galspecnet,$(RECORDED_SPACES)),$(SPECTUNE) data --space $(s) --seed 0 --if-missing $(DATA_ARGS_$(s));)
 	$(PY) -m search.bench.benchmark --data data/ztf-synthetic $(BENCH_ARGS)

@@ -87,3 +87,13 @@ def test_a_live_priorband_search_trains_only_the_epochs_a_promotion_adds():
     # A promotion resumes the run it continues: every epoch trained was an epoch of the search.
     assert trainer.trained_epochs == log.epochs and len(configs) == len(log.trials)
     assert not math.isnan(log.pick(space.mode).best)
+
+
+def test_replay_with_neps_but_no_neps_environment_is_refused_before_any_data_is_read(tmp_path, monkeypatch, capsys):
+    from search.cli import main
+
+    monkeypatch.chdir(tmp_path)   # no .venv-neps here
+    monkeypatch.delenv("SPECTUNE_NEPS_PYTHON", raising=False)
+    assert main(["replay", "--space", "wine_mlp", "--curves", "nothing", "--neps"]) == 2
+    err = capsys.readouterr().err
+    assert "--neps" in err and "make neps-env" in err and "curves" not in err

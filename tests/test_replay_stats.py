@@ -144,3 +144,9 @@ def test_the_panel_holds_the_candidates_and_many_cheap_trials_only_where_the_tab
     # 47 recorded configs cannot serve 48 random trials without meeting one twice.
     fewer = {s.name for s in panel(space, 12, 1, None, 20, False, True, configs=47)}
     assert "random + ASHA, 48 trials, grace 1" not in fewer and "TPE + ASHA, 48 trials, grace 1" in fewer
+    # NePS PriorBand only when asked for (--neps): it runs in NePS's own environment.
+    from search.replay.study import NEPS_PEER
+
+    assert NEPS_PEER not in names
+    peer = {s.name: s for s in panel(space, 12, 1, None, 20, False, True, configs=48, neps=True)}[NEPS_PEER]
+    assert (peer.runner, peer.trials, peer.grace, peer.reduction) == ("neps", 12, 1, 3)

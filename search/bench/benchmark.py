@@ -200,6 +200,11 @@ def bench_efficiency(curves_root: Path, work: Path, plots: Path, repeats: int) -
     from search.replay.simulate import replay
     from search.replay.study import BASELINE, LIVE_FILE, REFERENCE, ReplayOptions, run_replay
 
+    from search.replay.neps_peer import NEPS_ENV, neps_python
+
+    neps = neps_python() is not None
+    if not neps:
+        print(f"efficiency: NePS PriorBand left out: no NePS environment ({NEPS_ENV}; make neps-env)")
     spaces: dict[str, Any] = {}
     for table in sorted(Path(curves_root).glob(f"*/curves/*/{TABLE}")):
         folder = table.parent
@@ -224,7 +229,7 @@ def bench_efficiency(curves_root: Path, work: Path, plots: Path, repeats: int) -
                                 data=Path(data.path) if data.path else None, classes=data.classes,
                                 **data.scaling())
         try:
-            out = run_replay(ReplayOptions(options, curves=name, repeats=repeats))
+            out = run_replay(ReplayOptions(options, curves=name, repeats=repeats, neps=neps))
         except UserError as exc:
             spaces[key] = {"skipped": str(exc)}
             print(f"efficiency: {key} skipped: {exc}")
@@ -243,6 +248,7 @@ def bench_efficiency(curves_root: Path, work: Path, plots: Path, repeats: int) -
                         for k, v in data.scaling().items() if v is not None)
         if int(meta["max_epochs"]) != (space.cpu.max_epochs or space.max_epochs):
             flags += f" --max-epochs {meta['max_epochs']}"
+        flags += " --neps" if neps else ""
         spaces[key] = {"command": f"spectune replay --space {space_name} --curves {name} --budget cpu{flags} "
                                   f"--repeats {repeats}",
                        "recorded": recorded, "trials": summary["trials"], "patience": summary["patience"],
@@ -283,8 +289,9 @@ def _live_figures(path: Path, summary: dict[str, Any]) -> dict[str, Any]:
         out[name] = {"searches": len(part), "quality_median": float(q.median()), "quality_q25": float(q.quantile(0.25)),
                      "quality_q75": float(q.quantile(0.75)), "epochs_median": float(e.median()),
                      "p_win_0.25": win, "p_win_1": equal, "p_win_final": final,
-                     "inside_replay_iqr": bool(r and inside(q.median(), r["quality_q25"], r["quality_q75"])),
-                     "epochs_within_15pc": bool(r and within(e.median(), r["epochs_median"]))}
+                     # None: the strategy was not replayed (NePS without its environment)
+                     "inside_replay_iqr": inside(q.median(), r["quality_q25"], r["quality_q75"]) if r else None,
+                     "epochs_within_15pc": within(e.median(), r["epochs_median"]) if r else None}
     return out
 
 
@@ -537,12 +544,16 @@ def render_efficiency(e: dict[str, Any]) -> list[str]:
 
             for name, v in study["live"].items():
                 lines.append(f"| {name} | {v['searches']} | {v['quality_median']:.4f} ({v['quality_q25']:.4f}-"
-                             f"{v['quality_q75']:.4f}) | {'yes' if v['inside_replay_iqr'] else 'no'} | "
-                             f"{v['epochs_median']:.0f} | {'yes' if v['epochs_within_15pc'] else 'no'} | "
+                             f"{v['quality_q75']:.4f}) | {_yes(v['inside_replay_iqr'])} | "
+                             f"{v['epochs_median']:.0f} | {_yes(v['epochs_within_15pc'])} | "
                              f"{cell(v['p_win_0.25'])} | {cell(v.get('p_win_1'))} | "
                              f"{cell(v.get('p_win_final', v.get('p_win_1')))} |")
             lines.append("")
     return lines
+
+
+def _yes(flag: bool | None) -> str:
+    return "-" if flag is None else "yes" if flag else "no"
 
 
 def _device_name(device: torch.device) -> str:

@@ -232,14 +232,14 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
         from search.replay.front import run_front_replay
 
         return run_front_replay(r, prepare(r))
-    p = prepare(r)
-    o, space, curves, max_epochs, patience = p.options, p.space, p.curves, p.max_epochs, p.patience
     if r.neps:
         from search.replay.neps_peer import NEPS_ENV, neps_python
 
         if neps_python() is None:
             raise OptionError(f"--neps replays NePS PriorBand in NePS's own Python, and there is none ({NEPS_ENV}): "
                               "make neps-env, or set SPECTUNE_NEPS_PYTHON.")
+    p = prepare(r)
+    o, space, curves, max_epochs, patience = p.options, p.space, p.curves, p.max_epochs, p.patience
     strategies = panel(space, o.trials, o.concurrency or 1, patience, max_epochs, r.sweep, r.optuna,
                        len(curves.configs), neps=r.neps)
     if len(curves.configs) < o.trials:
