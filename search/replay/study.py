@@ -124,23 +124,29 @@ def available_cpus() -> int:
 _SHARED: tuple[Any, ...] = ()   # a replay process's curves, params, start, table and model
 
 
-def _share(shared: tuple[Any, ...]) -> None:
+def _share(shared: tuple[Any, ...], threads: int | None = None) -> None:
     global _SHARED
     _SHARED = shared
+    if threads:
+        import torch
+
+        # One thread per replaying process (Optuna's GP runs on PyTorch): more would oversubscribe the CPUs.
+        torch.set_num_threads(threads)
 
 
 def _replay_chunk(strategy: Strategy, seeds: range) -> tuple[list[ReplayLog], float]:
     curves, params, start, table, model = _SHARED
-    t0 = time.process_time()
+    t0 = time.perf_counter()
     logs = [replay(curves, params, start, strategy, seed=seed, table=table, model=model) for seed in seeds]
-    return logs, time.process_time() - t0
+    return logs, time.perf_counter() - t0
 
 
 def replay_panel(strategies: list[Strategy], shared: tuple[Any, ...], repeats: int, jobs: int
                  ) -> dict[str, list[ReplayLog]]:
     """``repeats`` replays of each strategy (seeds 0, 1, ...; ``shared``: curves, params, start, table and
     model), in ``jobs`` processes when more than one: a replay depends on its seed only, so the logs are
-    the same whatever ``jobs`` is. Prints each strategy's CPU seconds per replayed search as it ends."""
+    the same whatever ``jobs`` is. Prints each strategy's seconds per replayed search (in one process) as
+    it ends."""
     chunk = max(1, math.ceil(repeats / max(1, 2 * jobs)))
     tasks = [(s, range(a, min(a + chunk, repeats))) for s in strategies for a in range(0, repeats, chunk)]
     logs: dict[str, list[ReplayLog]] = {s.name: [] for s in strategies}
@@ -151,15 +157,16 @@ def replay_panel(strategies: list[Strategy], shared: tuple[Any, ...], repeats: i
     else:
         # spawn, not fork: a forked child of a process that has run PyTorch's thread pool (the GP) can hang.
         pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_share, initargs=(shared,))
+                                   initializer=_share, initargs=(shared, 1))
         done = pool.map(_replay_chunk, *zip(*tasks))
     try:
         for (strategy, seeds), (part, cpu) in zip(tasks, done):
             logs[strategy.name] += part
             seconds[strategy.name] += cpu
             if seeds.stop == repeats:
-                console.print(f"  {strategy.name}: {strategy.describe()}; {seconds[strategy.name] / repeats:.2f} CPU s "
-                              "per replayed search", soft_wrap=True)
+                console.print(f"  {strategy.name}: {strategy.describe()}; {seconds[strategy.name] / repeats:.2f} s "
+                              f"per replayed search{' (one of ' + str(jobs) + ' processes)' if jobs > 1 else ''}",
+                              soft_wrap=True)
     finally:
         if jobs > 1:
             pool.shutdown(cancel_futures=True)
