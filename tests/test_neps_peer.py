@@ -72,6 +72,19 @@ def test_priorband_starts_at_the_prior_and_its_promotions_continue_their_runs():
 
 
 @needs_neps
+def test_a_promotion_of_a_run_its_patience_ended_trains_nothing():
+    from dataclasses import replace
+
+    space = get_space("wine_mlp")
+    curves = read_curves(space.to_json(), "cpu-c32x3", Path(__file__).resolve().parents[1] / "results")
+    log = replay(curves, space.params, list(space.start), replace(PEER, trials=6, patience=2), seed=0)
+    empty = [t for t in log.trials if t.first_epoch > 0 and t.epochs == 0]
+    assert empty and all(t.outcome in ("completed", "promoted") and not math.isnan(t.best) for t in empty)
+    # Each epoch trained is one event, and no run goes past its budget.
+    assert len(log.events) == log.epochs and all(t.first_epoch + t.epochs <= curves.max_epochs for t in log.trials)
+
+
+@needs_neps
 def test_a_live_priorband_search_trains_only_the_epochs_a_promotion_adds():
     from search.replay.live import Trainer, live_search
     from trainables.pair import load_data

@@ -168,6 +168,14 @@ def replay(curves: Curves, params: dict[str, Any], start: list[dict[str, Any]], 
                                        config=config)
                 stop = EarlyStop(patience=strategy.patience, warmup_epochs=run.warmup, sign=sign)
             log.trials.append(record)
+            if previous is not None and stop.stopped:
+                # The recipe's patience already ended this run: the promotion trains nothing, and the searcher is
+                # told the run's best at once.
+                record.outcome, record.ended_at, record.best = "completed", now, stop.best
+                driver.tell_epoch(trial_id, record.first_epoch, stop.best, stop.best, True,
+                                  (sizes or {}).get(record.config_id, {}))
+                ended[trial_id] = (record, run, stop)
+                continue
             if run.failed:
                 # A run that failed when it was recorded (a diverging loss, say) fails here too, at once.
                 record.outcome, record.ended_at = "failed", now
