@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import optuna
 import torch
 
@@ -272,6 +271,7 @@ def _live_figures(path: Path, summary: dict[str, Any]) -> dict[str, Any]:
     the replay pairs). Searches kept from before the pick at random search's epochs was confirmed have it
     where they spent no more than those epochs (it is their final pick), and none otherwise."""
     from results.files import read_csv
+    from search.replay.live import quality_at_baseline
     from search.replay.stats import inside, paired_win, within
 
     live = read_csv(path, "the recording's live searches", ("strategy", "epochs", "final_quality", "quality_at_0.25"))
@@ -283,15 +283,14 @@ def _live_figures(path: Path, summary: dict[str, Any]) -> dict[str, Any]:
         q, e, r = part["final_quality"], part["epochs"], predicted.get(name)
         win = paired_win(part["quality_at_0.25"].to_numpy(), np.roll(base, -1)[:len(part)], mode)
         final = paired_win(part["final_quality"].to_numpy(), np.roll(base, -1)[:len(part)], mode)
-        at_1 = part["quality_at_1"] if "quality_at_1" in part else pd.Series(np.nan, index=part.index)
-        at_1 = at_1.where(at_1.notna() | (e > part["baseline_epochs"]), q)
+        at_1 = quality_at_baseline(part)
         equal = paired_win(at_1.to_numpy(), np.roll(base, -1)[:len(part)], mode) if at_1.notna().all() else None
         out[name] = {"searches": len(part), "quality_median": float(q.median()), "quality_q25": float(q.quantile(0.25)),
                      "quality_q75": float(q.quantile(0.75)), "epochs_median": float(e.median()),
                      "p_win_0.25": win, "p_win_1": equal, "p_win_final": final,
                      # None: the strategy was not replayed (NePS without its environment)
-                     "inside_replay_iqr": inside(q.median(), r["quality_q25"], r["quality_q75"]) if r else None,
-                     "epochs_within_15pc": within(e.median(), r["epochs_median"]) if r else None}
+                     "inside_replay_iqr": bool(inside(q.median(), r["quality_q25"], r["quality_q75"])) if r else None,
+                     "epochs_within_15pc": bool(within(e.median(), r["epochs_median"])) if r else None}
     return out
 
 

@@ -210,7 +210,8 @@ def live_panel(trainer: Trainer, params: dict[str, Any], start: list[dict[str, A
         for repeat, (log, configs) in enumerate(logs):
             picks = confirm_picks(trainer, log, configs, budgets, confirm_seeds, cache)
             rows.append({"strategy": strategy.name, "repeat": repeat, "epochs": log.epochs,
-                         "trials": sum(t.outcome != "promoted" for t in log.trials), "stopped": sum(t.outcome == "stopped early" for t in log.trials),
+                         "trials": sum(t.outcome != "promoted" for t in log.trials),
+                         "stopped": sum(t.outcome == "stopped early" for t in log.trials),
                          "failed": sum(t.outcome == "failed" for t in log.trials),
                          "baseline_epochs": base_epochs, "final_quality": picks[math.inf][0],
                          f"quality_at_{LIVE_BUDGET:g}": picks[budgets[0]][0], "quality_at_1": picks[budgets[1]][0],
@@ -231,10 +232,15 @@ def _kept(kept: pd.DataFrame | None, name: str, repeats: int, base_epochs: float
         return None
     if not is_baseline and not np.allclose(part["baseline_epochs"].to_numpy(dtype=float), base_epochs):
         return None
-    # Searches kept from before the pick at random search's epochs was confirmed: where a search spent no more
-    # than those epochs, that pick is its final pick; otherwise it is searched again.
-    at_1 = part["quality_at_1"] if "quality_at_1" in part else pd.Series(math.nan, index=part.index)
-    at_1 = at_1.where(at_1.notna() | (part["epochs"] > part["baseline_epochs"]), part["final_quality"])
+    at_1 = quality_at_baseline(part)
     if at_1.isna().any():
         return None
     return part.assign(quality_at_1=at_1)
+
+
+def quality_at_baseline(rows: pd.DataFrame) -> pd.Series:
+    """Per live search, the confirmed quality of its pick at random search's epochs. Searches kept from before
+    that pick was confirmed have it where they spent no more than those epochs (it is their final pick), and
+    NaN otherwise."""
+    at_1 = rows["quality_at_1"] if "quality_at_1" in rows else pd.Series(math.nan, index=rows.index)
+    return at_1.where(at_1.notna() | (rows["epochs"] > rows["baseline_epochs"]), rows["final_quality"])

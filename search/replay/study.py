@@ -23,8 +23,8 @@ import multiprocessing
 import os
 import re
 import time
-from concurrent.futures import ProcessPoolExecutor
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -160,9 +160,9 @@ def replay_panel(strategies: list[Strategy], shared: tuple[Any, ...], repeats: i
                                    initializer=_share, initargs=(shared, 1))
         done = pool.map(_replay_chunk, *zip(*tasks))
     try:
-        for (strategy, seeds), (part, cpu) in zip(tasks, done):
+        for (strategy, seeds), (part, spent) in zip(tasks, done):
             logs[strategy.name] += part
-            seconds[strategy.name] += cpu
+            seconds[strategy.name] += spent
             if seeds.stop == repeats:
                 console.print(f"  {strategy.name}: {strategy.describe()}; {seconds[strategy.name] / repeats:.2f} s "
                               f"per replayed search{' (one of ' + str(jobs) + ' processes)' if jobs > 1 else ''}",
