@@ -243,8 +243,11 @@ def cmd_spaces(args: argparse.Namespace) -> None:
         # the grace (Space.grace_for), and that is what a user without a GPU gets.
         for label, budget in (("CPU", space.cpu), ("GPU", space.gpu)):
             epochs = budget.max_epochs or space.max_epochs
-            print(f"    {label} budget: {budget.trials} trials x up to {epochs} epochs, ASHA grace "
-                  f"{space.grace_for(epochs)}" + "".join(f", {part}" for part in budget.describe_data()))
+            print(f"    {label} budget: {space.search_trials(budget)} trials"
+                  + (f" ({space.trials_factor} x random search's {budget.trials}, in about its epochs)"
+                     if space.trials_factor > 1 else "")
+                  + f" x up to {epochs} epochs, ASHA grace {space.grace_for(epochs)}"
+                  + "".join(f", {part}" for part in budget.describe_data()))
         pretrained = space.pair.model_entry.pretrained
         if pretrained is not None:
             print(f"    starts from: {pretrained.about} (default {pretrained.default}; --base to change)")

@@ -26,7 +26,8 @@ BUDGETS = ("cpu", "gpu")
 DEFAULT_TRIALS = 20
 
 SEARCH_OPTIONS: dict[str, HParam] = {
-    "trials": Int(None, 1, nullable=True, help="number of trials (default: the budget's, else 20)"),
+    "trials": Int(None, 1, nullable=True,
+                  help="number of trials (default: the budget's times the space's trials_factor, else 20)"),
     "max_epochs": Int(None, 1, nullable=True, help="epoch budget per trial (default: the budget's, else the space's)"),
     "sampler": Choice("tpe", SAMPLERS, help="Optuna's TPE (multi-objective TPE with several objectives), random "
                                             "search, NSGA-II (its generations fill only with trials that ran "
@@ -146,15 +147,18 @@ class SearchOptions:
                            points=self.points, tokens=self.tokens, train_per_class=self.train_per_class,
                            train_fraction=self.train_fraction)
 
-    def with_budget(self, space: Space) -> "SearchOptions":
+    def with_budget(self, space: Space, baseline: bool = False) -> "SearchOptions":
         """Options left unset take the space's ``cpu`` or ``gpu`` budget (``budget``), else the defaults;
-        the seed left unset takes the space's fixed seed, else 0."""
-        budget = getattr(space, self.budget) if self.budget else None
+        the seed left unset takes the space's fixed seed, else 0. Trials left unset are the default
+        search's (:meth:`Space.search_trials`), or with ``baseline`` the budget's own, random search's (what a
+        replay compares against)."""
+        from spaces import Budget
+
+        budget = getattr(space, self.budget) if self.budget else Budget(trials=DEFAULT_TRIALS)
         pick = (lambda mine, theirs: mine if mine is not None else theirs)
         seed = pick(self.seed, space.fixed.get("seed", 0))
-        if budget is None:
-            return replace(self, trials=pick(self.trials, DEFAULT_TRIALS), seed=seed)
-        return replace(self, trials=pick(self.trials, budget.trials), seed=seed,
+        trials = pick(self.trials, budget.trials if baseline else space.search_trials(budget))
+        return replace(self, trials=trials, seed=seed,
                        max_epochs=pick(self.max_epochs, budget.max_epochs),
                        **{k: pick(getattr(self, k), getattr(budget, k))
                           for k in ("points", "tokens", "train_per_class", "train_fraction")})

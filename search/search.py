@@ -133,6 +133,8 @@ class SearchCommand(TrialCommand):
         self.constraints = _check_objectives(o, self.objectives)
         self.several = len(self.objectives) > 1
         self.earlier = load_earlier(o.warm_start, space, o.results_root, o.resume) if o.warm_start else []
+        # A space's trials_factor multiplies the budget's trials unless the user gave --trials: said in the plan.
+        self.factored = o.trials is None and space.trials_factor > 1
         o = o.with_budget(space)
         # With several objectives, ASHA on the primary metric alone stops the small models the front is for
         # (docs/multi_objective.md measures it); MO-ASHA ranks each rung by Pareto front instead.
@@ -202,7 +204,10 @@ class SearchCommand(TrialCommand):
         if base is not None:
             lines.append(f"base: {base.path} (sha256 {base.sha256[:12]}..., {base.record()['parameters']:,} "
                          "parameters), sent to every trial once")
-        lines.append(f"budget: {o.trials} trials x up to {self.max_epochs} epochs "
+        lines.append(f"budget: {o.trials} trials"
+                     + (f" ({space.trials_factor} x random search's {o.trials // space.trials_factor}: ASHA from "
+                        f"epoch {self.grace} fits them in about its epochs)" if self.factored else "")
+                     + f" x up to {self.max_epochs} epochs "
                      f"({'--max-epochs or the budget' if o.max_epochs else 'the space'}), "
                      f"{describe_patience(space, o, self.patience)}; sampler {o.sampler}"
                      + (f" ({self.startup} random start-up trials, then TPE)" if o.sampler == "tpe" else "")

@@ -66,7 +66,10 @@ class Space:
     search then returns a Pareto front (:mod:`results.pareto`), stopping trials with MO-ASHA. ``grace_period`` is ASHA's first rung: put it after warm-up
     plus the first cosine cycle, or trials are judged while their learning rate is still climbing.
     ``startup_trials`` is how many random trials TPE runs before it models the space (``None``:
-    ``min(10, trials // 3)``, at least 2). Choose these three from a replay (``spectune replay``).
+    ``min(10, trials // 3)``, at least 2). ``trials_factor``: the default search runs this many times a
+    budget's trials, which are random search's; with ASHA from an early first rung, the extra trials fit in
+    about the epochs random search spends on its own. Choose these four from a replay (``spectune replay``),
+    checked live (``--live``) where the replay cannot judge the sampler.
     ``cpu`` and ``gpu`` are the budgets ``make search`` uses on each kind of machine.
     ``gpus_per_trial`` is the share of a GPU one trial needs (``None``: a quarter, so four small
     trials share a GPU; a transformer may ask for 1.0); ``--gpus-per-trial`` overrides it.
@@ -85,6 +88,7 @@ class Space:
     grace_period: int = 15
     reduction_factor: int = 3
     startup_trials: int | None = None
+    trials_factor: int = 1
     cpu: Budget = Budget(trials=18)
     gpu: Budget = Budget(trials=64)
     gpus_per_trial: float | None = None
@@ -105,6 +109,10 @@ class Space:
         budget would leave no room for later rungs."""
         return min(self.grace_period, max(1, max_epochs // self.reduction_factor))
 
+    def search_trials(self, budget: Budget) -> int:
+        """The default search's trials on ``budget``: its trials (random search's) times ``trials_factor``."""
+        return budget.trials * self.trials_factor
+
     def first_config(self) -> dict[str, Any]:
         """The space's fixed values and its first starting point: what ``train --space`` starts from."""
         return {**self.fixed, **(self.start[0] if self.start else {})}
@@ -116,7 +124,8 @@ class Space:
                 "start": self.start, "metric": self.metric, "mode": self.mode,
                 "objectives": [list(o) for o in self.objectives], "max_epochs": self.max_epochs,
                 "grace_period": self.grace_period, "reduction_factor": self.reduction_factor,
-                "startup_trials": self.startup_trials, "gpus_per_trial": self.gpus_per_trial}
+                "startup_trials": self.startup_trials, "trials_factor": self.trials_factor,
+                "gpus_per_trial": self.gpus_per_trial}
 
 
 def describe_domain(domain: Any) -> str:
@@ -181,7 +190,7 @@ def validate_space(space: Space, module: str) -> None:
     except ConfigError as exc:
         raise SpaceError(str(exc)) from None
     _check_objectives(space, where)
-    for key in ("max_epochs", "grace_period", "reduction_factor"):
+    for key in ("max_epochs", "grace_period", "reduction_factor", "trials_factor"):
         value, low = getattr(space, key), 2 if key == "reduction_factor" else 1
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise SpaceError(f"{where}: {key}: must be an int >= {low}; got {value!r}.")

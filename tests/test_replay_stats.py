@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -105,7 +106,12 @@ def test_the_advice_names_a_setting_that_clearly_wins_and_how_to_apply_it():
     lines = advice.lines("wine_mlp")
     assert lines[0].startswith("recommendation: TPE + ASHA g5 rf3 startup 4 instead of the default")
     assert "spectune search --space wine_mlp --sampler tpe --scheduler asha" in lines[1]
-    assert "grace_period=5, reduction_factor=3, startup_trials=4" in lines[2]
+    assert "grace_period=5, reduction_factor=3, startup_trials=4, trials_factor=1" in lines[2]
+    assert "(and pass" not in lines[2]
+    # Four times random search's trials: the space's trials_factor carries them, no flag to pass.
+    many = Strategy("TPE + ASHA, 32 trials, grace 1", trials=32, grace=1, reduction=3)
+    assert replace(advice, strategy=many).lines("wine_mlp")[2].endswith(
+        "grace_period=1, reduction_factor=3, startup_trials=None, trials_factor=4")
     # Better regret but a lower P(win) at 25 %: not recommended.
     study = _study({default.name: base, better.name: base - 0.1}, {default.name: 0.5, better.name: 0.4},
                    {default.name: 0.0, better.name: 0.0})
@@ -132,21 +138,41 @@ def test_the_panel_holds_the_candidates_and_many_cheap_trials_only_where_the_tab
     from search.replay.study import BASELINE, REFERENCE, panel
     from spaces import get_space
 
-    space = get_space("california_mlp")
-    names = {s.name: s for s in panel(space, 12, 1, None, 20, False, True, configs=48)}
-    assert {BASELINE, REFERENCE, "GP + ASHA", "TPE + curve ASHA", "random + ASHA, 48 trials, grace 1",
-            "TPE + ASHA, 48 trials, grace 1"} <= set(names)
-    many = names["random + ASHA, 48 trials, grace 1"]
-    assert (many.trials, many.grace, many.reduction, many.sampler) == (48, 1, 3, "random")
-    # One rung: the grace epochs, then the best quarter straight to the 20-epoch budget.
-    rung = names["TPE + one rung (grace 5, best 1/4 to the budget)"]
-    assert rung.grace * rung.reduction >= 20 and rung.grace < 20
-    # 47 recorded configs cannot serve 48 random trials without meeting one twice.
-    fewer = {s.name for s in panel(space, 12, 1, None, 20, False, True, configs=47)}
-    assert "random + ASHA, 48 trials, grace 1" not in fewer and "TPE + ASHA, 48 trials, grace 1" in fewer
+    space = get_space("wine_mlp")
+    names = {s.name: s for s in panel(space, 24, 1, None, 60, False, True, configs=96)}
+    assert {BASELINE, REFERENCE, "GP + ASHA", "TPE + curve ASHA", "random + ASHA, 96 trials, grace 1",
+            "TPE + ASHA, 96 trials, grace 1"} <= set(names)
+    many = names["random + ASHA, 96 trials, grace 1"]
+    assert (many.trials, many.grace, many.reduction, many.sampler) == (96, 1, 3, "random")
+    # One rung: the grace epochs, then the best sixth straight to the 60-epoch budget.
+    rung = names["TPE + one rung (grace 10, best 1/6 to the budget)"]
+    assert rung.grace * rung.reduction >= 60 and rung.grace < 60
+    # 95 recorded configs cannot serve 96 random trials without meeting one twice.
+    fewer = {s.name for s in panel(space, 24, 1, None, 60, False, True, configs=95)}
+    assert "random + ASHA, 96 trials, grace 1" not in fewer and "TPE + ASHA, 96 trials, grace 1" in fewer
     # NePS PriorBand only when asked for (--neps): it runs in NePS's own environment.
     from search.replay.study import NEPS_PEER
 
     assert NEPS_PEER not in names
-    peer = {s.name: s for s in panel(space, 12, 1, None, 20, False, True, configs=48, neps=True)}[NEPS_PEER]
-    assert (peer.runner, peer.trials, peer.grace, peer.reduction) == ("neps", 12, 1, 3)
+    peer = {s.name: s for s in panel(space, 24, 1, None, 60, False, True, configs=96, neps=True)}[NEPS_PEER]
+    assert (peer.runner, peer.trials, peer.grace, peer.reduction) == ("neps", 24, 1, 3)
+
+
+def test_a_spaces_trials_factor_gives_its_default_more_trials_than_random_search():
+    """California's default is many cheap trials (trials_factor 4, grace 1): the panel holds it once, as
+    the default, against random search with the budget's own trials; a search takes the factored trials
+    unless told otherwise."""
+    from search.options import SearchOptions
+    from search.replay.study import BASELINE, panel
+    from spaces import get_space
+
+    space = get_space("california_mlp")
+    strategies = panel(space, 12, 1, None, 20, False, True, configs=48)
+    default = strategies[3]
+    assert (strategies[0].name, strategies[0].trials) == (BASELINE, 12)
+    assert (default.trials, default.grace, default.reduction, default.sampler, default.scheduler) == \
+        (48, 1, 3, "tpe", "asha") and default.name.endswith(", 48 trials)")
+    assert "TPE + ASHA, 48 trials, grace 1" not in {s.name for s in strategies}
+    assert SearchOptions(space="california_mlp", budget="cpu").with_budget(space).trials == 48
+    assert SearchOptions(space="california_mlp", budget="cpu").with_budget(space, baseline=True).trials == 12
+    assert SearchOptions(space="california_mlp", budget="cpu", trials=5).with_budget(space).trials == 5

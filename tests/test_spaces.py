@@ -70,6 +70,7 @@ def test_unknown_space_names_the_available_ones():
     ({"fixed": {"loss": "ce", "gamma": 1.0}}, None),
     ({"metric": "f1"}, r"metric: must be one of"),
     ({"grace_period": 30}, r"grace_period: must not exceed max_epochs \(20\)"),
+    ({"trials_factor": 0}, r"trials_factor: must be an int >= 1; got 0"),
     ({"params": {"lr": [1e-3, 1e-2]}, "start": []}, r"params\['lr'\]: must be a spectune domain"),
 ])
 def test_malformed_spaces_name_the_module_and_the_key(change, match):

@@ -33,12 +33,14 @@ TOP3_FLOOR = 0.05
 
 @dataclass(frozen=True)
 class Advice:
-    """``strategy`` is ``None`` when the default is kept; ``p`` the Holm-adjusted p value of each candidate."""
+    """``strategy`` is ``None`` when the default is kept; ``p`` the Holm-adjusted p value of each candidate;
+    ``baseline_trials`` random search's trials (a space's ``trials_factor`` multiplies them)."""
 
     default: Strategy
     strategy: Strategy | None
     p: dict[str, float]
     reason: str
+    baseline_trials: int
 
     def lines(self, space: str) -> list[str]:
         """What to print: the advice, and how to apply it."""
@@ -50,27 +52,34 @@ class Advice:
         out = [f"recommendation: {s.name} instead of the default ({self.reason})",
                f"  apply it to one search: spectune search --space {space} {flags}"]
         if s.scheduler in ("asha", "asha-curve"):
+            factor, rest = divmod(s.trials, self.baseline_trials)
+            left = (f"--sampler {s.sampler} --scheduler {s.scheduler}" if (s.sampler, s.scheduler) != ("tpe", "asha")
+                    else "") + (f" --trials {s.trials}" if rest else "")
             out.append(f"  or make it the space's default: in spaces/{space}.py set grace_period={s.grace}, "
                        f"reduction_factor={s.reduction}, startup_trials={s.startup}"
-                       + ("" if (s.sampler, s.scheduler, s.trials) == ("tpe", "asha", self.default.trials)
-                          else f" (and pass {flags})"))
+                       + ("" if rest else f", trials_factor={factor}")
+                       + (f" (and pass {left.strip()})" if left else ""))
         return out
 
     def to_json(self) -> dict[str, Any]:
         s = self.strategy
         return {"default": self.default.name, "recommended": s.name if s else None, "reason": self.reason,
                 "p_holm": self.p, **({"sampler": s.sampler, "scheduler": s.scheduler, "grace_period": s.grace,
-                                      "reduction_factor": s.reduction, "startup_trials": s.startup} if s else {})}
+                                      "reduction_factor": s.reduction, "startup_trials": s.startup,
+                                      "trials": s.trials} if s else {})}
 
 
-def advise(study: Any, strategies: list[Strategy], default: Strategy, unfaithful: str | None = None) -> Advice:
+def advise(study: Any, strategies: list[Strategy], default: Strategy, unfaithful: str | None = None,
+           baseline_trials: int | None = None) -> Advice:
     """The recommendation of :mod:`this rule <search.replay.advice>` from a replay study; ``unfaithful``:
-    why the curve model cannot serve model-based samplers here (``None`` where it can, or none is used)."""
+    why the curve model cannot serve model-based samplers here (``None`` where it can, or none is used);
+    ``baseline_trials``: random search's trials (default: the default's)."""
     from scipy.stats import wilcoxon
 
+    baseline_trials = baseline_trials or default.trials
     if unfaithful and default.sampler != "random":
         return Advice(default, None, {}, f"this replay cannot judge it, because {unfaithful}; compare the "
-                                         "settings in live searches (spectune replay ... --live 10)")
+                                         "settings in live searches (spectune replay ... --live 10)", baseline_trials)
 
     table = study.table.set_index("strategy")
     areas = {name: np.array([stats.regret_area(p, study.baseline_epochs, study.best_true, study.median_true,
@@ -93,9 +102,9 @@ def advise(study: Any, strategies: list[Strategy], default: Strategy, unfaithful
                   f"(Holm p < {ALPHA})" if not better else
                   f"{better} setting(s) had a lower regret area (Holm p < {ALPHA}) but a lower P(win) at 25 % of "
                   "random search's epochs or more top-3 configs stopped")
-        return Advice(default, None, adjusted, reason)
+        return Advice(default, None, adjusted, reason, baseline_trials)
     best = min(passing, key=lambda s: areas[s.name].mean())
     reason = (f"regret area {areas[best.name].mean():.3f} against {areas[default.name].mean():.3f}, Holm p "
               f"{adjusted[best.name]:.2g}; P(win) at 25 % {table.loc[best.name, 'p_win_0.25']:.2f} against "
               f"{base['p_win_0.25']:.2f}")
-    return Advice(default, best, adjusted, reason)
+    return Advice(default, best, adjusted, reason, baseline_trials)

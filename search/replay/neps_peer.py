@@ -55,8 +55,11 @@ class _Worker:
             if python is None:
                 raise OptionError("NePS PriorBand runs in NePS's own Python, and there is none: make neps-env "
                                   f"(makes {NEPS_ENV}), or set SPECTUNE_NEPS_PYTHON.")
+            # One thread in each pool: the worker runs while its replaying process waits, and a study runs one
+            # replaying process per CPU.
+            one = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
             cls.process = subprocess.Popen([str(python), str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                           text=True, bufsize=1)
+                                           text=True, bufsize=1, env={**os.environ, **one})
             atexit.register(cls.close)
         assert cls.process.stdin is not None and cls.process.stdout is not None
         cls.process.stdin.write(json.dumps(message) + "\n")

@@ -1,7 +1,7 @@
 """``spectune replay``: many replayed searches of several strategies on one space's recorded curves.
 
 The panel: random search (the baseline every share is measured against), TPE alone, random + ASHA,
-the space's default (TPE + ASHA with its grace and reduction factor), Optuna alone as a user
+the space's default (TPE + ASHA with its grace, reduction factor and trials factor), Optuna alone as a user
 without Ray would run it (TPE + ``HyperbandPruner``, random + ``MedianPruner``, Optuna's defaults),
 and the candidates to beat random search at small budgets: draws around the space's starting config
 (``--sampler prior``), TPE after Sobol start-up trials (``--sampler qmc-tpe``) and Optuna's Gaussian
@@ -82,7 +82,9 @@ def panel(space: Space, trials: int, concurrency: int, patience: int | None, max
            replace(base, name="TPE (FIFO)", scheduler="fifo"),
            replace(base, name="random + ASHA", sampler="random"),
            replace(base, name=f"TPE + ASHA (default: grace {grace}, rf {space.reduction_factor}"
-                              + (f", {space.startup_trials} start-up" if space.startup_trials else "") + ")")]
+                              + (f", {space.startup_trials} start-up" if space.startup_trials else "")
+                              + (f", {trials * space.trials_factor} trials" if space.trials_factor > 1 else "") + ")",
+                   trials=trials * space.trials_factor)]
     if optuna:
         out += [replace(base, name=REFERENCE, runner="optuna", pruner="hyperband",
                         grace=1, reduction=3),
@@ -104,7 +106,8 @@ def panel(space: Space, trials: int, concurrency: int, patience: int | None, max
     many = replace(base, trials=MANY * trials, grace=1, reduction=3)
     if configs is None or configs >= many.trials:
         out.append(replace(many, name=f"random + ASHA, {many.trials} trials, grace 1", sampler="random"))
-    out.append(replace(many, name=f"TPE + ASHA, {many.trials} trials, grace 1"))
+    if replace(out[3], name="") != replace(many, name=""):   # a space whose default it is has it already
+        out.append(replace(many, name=f"TPE + ASHA, {many.trials} trials, grace 1"))
     if neps:
         out.append(replace(base, name=NEPS_PEER, runner="neps", sampler="priorband", grace=1, reduction=3))
     if sweep:
@@ -129,9 +132,13 @@ def _share(shared: tuple[Any, ...], threads: int | None = None) -> None:
     _SHARED = shared
     if threads:
         import torch
+        from threadpoolctl import threadpool_limits
 
-        # One thread per replaying process (Optuna's GP runs on PyTorch): more would oversubscribe the CPUs.
+        # One thread per replaying process, in PyTorch (Optuna's GP) and in the BLAS and OpenMP pools (NumPy,
+        # SciPy): more oversubscribe the CPUs (measured on 2 cores: wine's GP replays took 3.1 s a search in
+        # each of 2 processes with the BLAS pools at their default, 1.4 s with one thread each).
         torch.set_num_threads(threads)
+        threadpool_limits(threads)
 
 
 def _replay_chunk(strategy: Strategy, seeds: range) -> tuple[list[ReplayLog], float]:
@@ -199,7 +206,7 @@ def prepare(r: ReplayOptions) -> Prepared:
     check_name(r.curves)
     if o.no_patience and o.patience is not None:
         raise OptionError(f"--no-patience and --patience {o.patience} contradict each other; pass one of them.")
-    o = o.with_budget(space)
+    o = o.with_budget(space, baseline=True)
     pair = space.pair
     options = o.data_options(pair.data_module.default_dir)
     data = load_data(pair, o.data, o.classes, test=False, seed=o.seed, **options.scaling())
@@ -278,7 +285,7 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
                   "shown to be faithful" if check is None else None if check.faithful else
                   f"the curve model's held-out error ({check.errors[check.chosen]:.4f}) is not below one seed noise "
                   f"({check.seed_noise:.4f})")
-    advice = advise(study, strategies, default, unfaithful)
+    advice = advise(study, strategies, default, unfaithful, baseline_trials=o.trials)
     rungs = sorted({min(max_epochs, default.grace * default.reduction ** k) for k in range(6)})
     tau = kendall_by_rung(curves, rungs)
     tag = time.strftime("%Y%m%d-%H%M%S")
@@ -320,7 +327,7 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
               "default": default, "table": table, "model": model, "check": check, "logs": logs, "advice": advice}
     if r.live:
         result["live"] = live_check(p, [s for s in strategies if s.name in LIVE_PANEL or s is default
-                                        or s.trials > default.trials], r.live, study, out)
+                                        or s.trials > o.trials], r.live, study, out)
     return result
 
 
