@@ -408,14 +408,18 @@ class _NoTraining:
 
 
 def test_a_live_check_keeps_the_searches_already_beside_the_recording():
-    from search.replay.live import live_panel
+    from dataclasses import replace
 
-    def rows(name: str, epochs: int, base: float, at_1: float | None = 0.45) -> list[dict]:
-        return [{"strategy": name, "repeat": k, "epochs": epochs + k, "baseline_epochs": base, "final_quality": 0.5,
-                 "quality_at_0.25": 0.4, **({"quality_at_1": at_1} if at_1 is not None else {})} for k in range(3)]
+    from search.replay.live import live_panel
 
     base = Strategy("random (FIFO)", trials=4, sampler="random", scheduler="fifo")
     asha = Strategy("random + ASHA", trials=4, sampler="random")
+
+    def rows(name: str, epochs: int, base_epochs: float, at_1: float | None = 0.45, grace: int = 1) -> list[dict]:
+        settings = {"random (FIFO)": replace(base, grace=grace), "random + ASHA": replace(asha, grace=grace)}[name]
+        return [{"strategy": name, "settings": settings.settings(), "repeat": k, "epochs": epochs + k,
+                 "baseline_epochs": base_epochs, "final_quality": 0.5, "quality_at_0.25": 0.4,
+                 **({"quality_at_1": at_1} if at_1 is not None else {})} for k in range(3)]
     kept = pd.DataFrame(rows("random (FIFO)", 40, 41.0) + rows("random + ASHA", 20, 41.0))
     out = live_panel(_NoTraining(), {}, [], [asha, base], 3, "random (FIFO)", kept=kept)
     assert out.equals(kept)
@@ -433,6 +437,13 @@ def test_a_live_check_keeps_the_searches_already_beside_the_recording():
     with pytest.raises(RuntimeError, match="searched again"):
         live_panel(_NoTraining(), {}, [], [asha, base], 3, "random (FIFO)",
                    kept=pd.DataFrame(rows("random (FIFO)", 40, 41.0) + rows("random + ASHA", 20, 99.0)))
+    # The same name under other settings (a space's grace period changed): searched again; so are rows
+    # written before the settings were kept.
+    with pytest.raises(RuntimeError, match="searched again"):
+        live_panel(_NoTraining(), {}, [], [asha, base], 3, "random (FIFO)",
+                   kept=pd.DataFrame(rows("random (FIFO)", 40, 41.0) + rows("random + ASHA", 20, 41.0, grace=5)))
+    with pytest.raises(RuntimeError, match="searched again"):
+        live_panel(_NoTraining(), {}, [], [asha, base], 3, "random (FIFO)", kept=kept.drop(columns="settings"))
 
 
 def test_a_resumed_recording_keeps_the_recording_it_extends(tmp_path):

@@ -180,12 +180,12 @@ def live_panel(trainer: Trainer, params: dict[str, Any], start: list[dict[str, A
     """``repeats`` live searches of each strategy (the baseline first: its median epochs set the budgets);
     one row per search: its epochs, trials stopped, and the confirmed quality of its picks. ``save``: a CSV
     rewritten after each strategy, so that hours of live searches survive an interruption. ``kept``: rows
-    of earlier live searches of the same recording; a strategy (by name) with ``repeats`` of them, measured
-    against the same baseline epochs, is not searched again."""
+    of earlier live searches of the same recording; a strategy with ``repeats`` of them under its name and
+    settings (:meth:`Strategy.settings`), measured against the same baseline epochs, is not searched again."""
     ordered = sorted(strategies, key=lambda s: s.name != baseline)
     rows, cache, base_epochs = [], {}, math.nan
     for strategy in ordered:
-        earlier = _kept(kept, strategy.name, repeats, base_epochs, strategy.name == baseline)
+        earlier = _kept(kept, strategy, repeats, base_epochs, strategy.name == baseline)
         if earlier is not None:
             console.print(f"  live {strategy.name}: {repeats} searches kept from the recording's live.csv",
                           soft_wrap=True)
@@ -209,7 +209,8 @@ def live_panel(trainer: Trainer, params: dict[str, Any], start: list[dict[str, A
         budgets = [LIVE_BUDGET * base_epochs, base_epochs, math.inf]
         for repeat, (log, configs) in enumerate(logs):
             picks = confirm_picks(trainer, log, configs, budgets, confirm_seeds, cache)
-            rows.append({"strategy": strategy.name, "repeat": repeat, "epochs": log.epochs,
+            rows.append({"strategy": strategy.name, "settings": strategy.settings(), "repeat": repeat,
+                         "epochs": log.epochs,
                          "trials": sum(t.outcome != "promoted" for t in log.trials),
                          "stopped": sum(t.outcome == "stopped early" for t in log.trials),
                          "failed": sum(t.outcome == "failed" for t in log.trials),
@@ -221,13 +222,15 @@ def live_panel(trainer: Trainer, params: dict[str, Any], start: list[dict[str, A
     return pd.DataFrame(rows)
 
 
-def _kept(kept: pd.DataFrame | None, name: str, repeats: int, base_epochs: float, is_baseline: bool
+def _kept(kept: pd.DataFrame | None, strategy: Strategy, repeats: int, base_epochs: float, is_baseline: bool
           ) -> pd.DataFrame | None:
-    """The first ``repeats`` kept searches of strategy ``name``, or ``None`` when there are fewer or they
-    were measured against other baseline epochs (their pick at a quarter of the budget would differ)."""
-    if kept is None or kept.empty:
+    """The first ``repeats`` kept searches of ``strategy`` (its name and settings), or ``None`` when there are
+    fewer or they were measured against other baseline epochs (their pick at a quarter of the budget would
+    differ)."""
+    if kept is None or kept.empty or "settings" not in kept:
         return None
-    part = kept[(kept["strategy"] == name) & (kept["repeat"] < repeats)].sort_values("repeat")
+    part = kept[(kept["strategy"] == strategy.name) & (kept["settings"] == strategy.settings())
+                & (kept["repeat"] < repeats)].sort_values("repeat")
     if len(part) < repeats:
         return None
     if not is_baseline and not np.allclose(part["baseline_epochs"].to_numpy(dtype=float), base_epochs):

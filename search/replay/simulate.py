@@ -18,9 +18,10 @@ replays Optuna alone (ask and tell, TPE with ``HyperbandPruner`` or random searc
 from __future__ import annotations
 
 import heapq
+import json
 import math
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -63,6 +64,11 @@ class Strategy:
             raise AssertionError(f"runner {self.runner!r} is not one of {RUNNERS}")
         if self.objectives and self.runner != "tune":
             raise AssertionError("Optuna alone cannot prune a multi-objective study (optuna#3450): no peer runner")
+
+    def settings(self) -> str:
+        """Every field but the name, as JSON: what a kept live search must match to stand for this strategy
+        (a space's changed grace period keeps the name "random + ASHA" but not the search)."""
+        return json.dumps({k: v for k, v in asdict(self).items() if k != "name"}, sort_keys=True)
 
     def describe(self) -> str:
         if self.runner == "neps":
