@@ -244,7 +244,7 @@ def cmd_spaces(args: argparse.Namespace) -> None:
         for label, budget in (("CPU", space.cpu), ("GPU", space.gpu)):
             epochs = budget.max_epochs or space.max_epochs
             print(f"    {label} budget: {space.search_trials(budget)} trials"
-                  + (f" ({space.trials_factor} x random search's {budget.trials}, in about its epochs)"
+                  + (f" ({space.trials_factor} x the budget's {budget.trials}, most stopped early)"
                      if space.trials_factor > 1 else "")
                   + f" x up to {epochs} epochs, ASHA grace {space.grace_for(epochs)}"
                   + "".join(f", {part}" for part in budget.describe_data()))

@@ -205,8 +205,8 @@ class SearchCommand(TrialCommand):
             lines.append(f"base: {base.path} (sha256 {base.sha256[:12]}..., {base.record()['parameters']:,} "
                          "parameters), sent to every trial once")
         lines.append(f"budget: {o.trials} trials"
-                     + (f" ({space.trials_factor} x random search's {o.trials // space.trials_factor}: ASHA from "
-                        f"epoch {self.grace} fits them in about its epochs)" if self.factored else "")
+                     + (f" ({space.trials_factor} x the budget's {o.trials // space.trials_factor}, the space's "
+                        "trials_factor: cheap trials, most stopped by ASHA)" if self.factored else "")
                      + f" x up to {self.max_epochs} epochs "
                      f"({'--max-epochs or the budget' if o.max_epochs else 'the space'}), "
                      f"{describe_patience(space, o, self.patience)}; sampler {o.sampler}"

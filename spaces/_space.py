@@ -67,9 +67,9 @@ class Space:
     plus the first cosine cycle, or trials are judged while their learning rate is still climbing.
     ``startup_trials`` is how many random trials TPE runs before it models the space (``None``:
     ``min(10, trials // 3)``, at least 2). ``trials_factor``: the default search runs this many times a
-    budget's trials, which are random search's; with ASHA from an early first rung, the extra trials fit in
-    about the epochs random search spends on its own. Choose these four from a replay (``spectune replay``),
-    checked live (``--live``) where the replay cannot judge the sampler.
+    budget's trials, which stay random search's (the replay's baseline); with ASHA from an early first rung
+    most of the extra trials stop after an epoch or three. Choose these four from a replay (``spectune
+    replay``), checked live (``--live``) where the replay cannot judge the sampler.
     ``cpu`` and ``gpu`` are the budgets ``make search`` uses on each kind of machine.
     ``gpus_per_trial`` is the share of a GPU one trial needs (``None``: a quarter, so four small
     trials share a GPU; a transformer may ask for 1.0); ``--gpus-per-trial`` overrides it.
