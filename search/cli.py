@@ -105,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", required=True)
     p.add_argument("--curves", required=True, help="the recording's name (spectune record --name)")
     p.add_argument("--repeats", type=_positive_int, default=20, help="replays per strategy (default 20)")
-    _table_args(p, SEARCH_OPTIONS, ("trials", "budget", "max_epochs", "patience"))
+    _table_args(p, SEARCH_OPTIONS, ("budget", "max_epochs", "patience"))
+    p.add_argument("--trials", type=int, help="random search's trials, the baseline (default: the budget's); the "
+                                              "space's default runs them times its trials_factor")
     p.add_argument("--concurrency", type=int, help="trials at once on the simulated clock (default 1: exact "
                                                    "epoch counts, the order a seeded live search repeats)")
     p.add_argument("--no-patience", action="store_true", help="replay trials without in-trial early stopping")
