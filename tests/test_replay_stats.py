@@ -158,11 +158,12 @@ def test_the_panel_holds_the_candidates_and_many_cheap_trials_only_where_the_tab
     assert (peer.runner, peer.trials, peer.grace, peer.reduction) == ("neps", 24, 1, 3)
 
 
-def test_a_spaces_trials_factor_gives_its_default_more_trials_than_random_search():
+def test_a_spaces_trials_factor_gives_its_default_more_trials_than_random_search(tmp_path):
     """California's default is many cheap trials (trials_factor 4, grace 1): the panel holds it once, as
     the default, against random search with the budget's own trials; a search takes the factored trials
     unless told otherwise."""
     from search.options import SearchOptions
+    from search.search import SearchCommand
     from search.replay.study import BASELINE, panel
     from spaces import get_space
 
@@ -176,3 +177,7 @@ def test_a_spaces_trials_factor_gives_its_default_more_trials_than_random_search
     assert SearchOptions(space="california_mlp", budget="cpu").with_budget(space).trials == 48
     assert SearchOptions(space="california_mlp", budget="cpu").with_budget(space, baseline=True).trials == 12
     assert SearchOptions(space="california_mlp", budget="cpu", trials=5).with_budget(space).trials == 5
+    command = SearchCommand(SearchOptions(space="california_mlp", budget="cpu", storage=tmp_path))
+    assert command.prepare().total == 48 and command.factored and command.grace == 1
+    command = SearchCommand(SearchOptions(space="california_mlp", budget="cpu", trials=5, storage=tmp_path))
+    assert command.prepare().total == 5 and not command.factored
