@@ -287,6 +287,11 @@ def test_the_front_replay_of_the_wine_recording_scores_each_strategy_against_the
                                    curves="cpu-c32x3", repeats=3))
     repeats, table = out["repeats"], out["table"]
     assert len(table) == 9 and (repeats.groupby("strategy").size() == 3).all()
+    # Random search's fronts are replayed exactly; MO-TPE's and NSGA-II's, served by the nearest recorded
+    # config, are labelled as not judged.
+    served = dict(zip(table["strategy"], table["served"]))
+    assert served["random + MO-ASHA"] == "exact" and served["MO-TPE (FIFO)"] == served["NSGA-II + ASHA"] \
+        == "nearest config, not judged"
     assert repeats["hv_share"].between(0.0, 1.0 + 1e-9).all() and (repeats["hv_share"] > 0).any()
     # FIFO never stops a trial.
     fifo = repeats[repeats["strategy"].str.endswith("(FIFO)")]
