@@ -119,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "TPE + HyperbandPruner, the candidates (prior, QMC-TPE, GP, curve ASHA, 4x trials) and "
                         "with --neps NePS PriorBand (every proposal trained, picks confirmed over 3 new seeds), set "
                         "beside the replay's prediction (minutes to hours: a check of the replay, not a search)")
+    p.add_argument("--live-only", action="append", metavar="STRATEGY",
+                   help="with --live, check only this strategy of the panel (its name as the table prints it; "
+                        "repeat the flag for several); random search is always checked, the others are measured "
+                        "against its epochs")
     p.add_argument("--jobs", type=_positive_int, help="processes replaying at once (default: the CPUs this process "
                                                      "may use; the figures do not depend on it)")
     p.add_argument("--neps", action="store_true",
@@ -302,7 +306,7 @@ def cmd_replay(args: argparse.Namespace) -> None:
 
     run_replay(ReplayOptions(search=_search_options(args), curves=args.curves, repeats=args.repeats,
                              sweep=args.sweep, optuna=not args.no_optuna, serve=args.serve,
-                             live=args.live, neps=args.neps, jobs=args.jobs))
+                             live=args.live, live_only=tuple(args.live_only or ()), neps=args.neps, jobs=args.jobs))
 
 
 def cmd_export(args: argparse.Namespace) -> None:

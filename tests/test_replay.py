@@ -478,3 +478,23 @@ def test_replays_in_several_processes_are_the_replays_of_one():
         assert [log.seed for log in two[name]] == list(range(5))
         assert [[(t.config_id, t.seed, t.epochs, t.outcome) for t in log.trials] for log in one[name]] == \
                [[(t.config_id, t.seed, t.epochs, t.outcome) for t in log.trials] for log in two[name]]
+
+
+def test_live_only_names_strategies_of_the_panel_before_anything_is_replayed(tmp_path, monkeypatch, capsys):
+    """``--live-only`` picks strategies for ``--live`` by the names the table prints: a name the panel
+    lacks, or the flag without ``--live``, is refused in one line before any replay."""
+    import shutil
+
+    recorded = Path(__file__).resolve().parents[1] / "results" / "wine_mlp" / "curves" / "cpu-c32x3"
+    shutil.copytree(recorded, tmp_path / "results" / "wine_mlp" / "curves" / "cpu-c32x3",
+                    ignore=shutil.ignore_patterns("replays"))
+    monkeypatch.chdir(tmp_path)
+    base = ["replay", "--space", "wine_mlp", "--curves", "cpu-c32x3", "--trials", "8", "--repeats", "2"]
+    assert main(base + ["--live", "2", "--live-only", "random + ASHA", "--live-only", "TPE + ASHA (default)"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and ("--live-only 'TPE + ASHA (default)' is not a strategy of this replay's panel; its "
+                              "strategies: random (FIFO); TPE (FIFO); random + ASHA; TPE + ASHA (default: grace 10"
+                              in err[0])
+    assert main(base + ["--live-only", "random + ASHA"]) == 2
+    assert "pass --live N too" in capsys.readouterr().err
+    assert not (tmp_path / "results" / "wine_mlp" / "curves" / "cpu-c32x3" / "replays").exists()

@@ -19,7 +19,6 @@ import json
 import math
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
@@ -27,7 +26,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from results.files import write_csv
 from search.progress import console
 from search.replay.serve import ServedRun
 from search.replay.simulate import ReplayLog, Strategy, replay
@@ -175,11 +173,11 @@ def confirm_picks(trainer: Trainer, log: ReplayLog, configs: list[dict[str, Any]
 
 
 def live_panel(trainer: Trainer, params: dict[str, Any], start: list[dict[str, Any]], strategies: list[Strategy],
-               repeats: int, baseline: str, confirm_seeds: int = 3, save: Path | None = None,
-               kept: pd.DataFrame | None = None) -> pd.DataFrame:
+               repeats: int, baseline: str, confirm_seeds: int = 3,
+               save: Callable[[pd.DataFrame], None] | None = None, kept: pd.DataFrame | None = None) -> pd.DataFrame:
     """``repeats`` live searches of each strategy (the baseline first: its median epochs set the budgets);
-    one row per search: its epochs, trials stopped, and the confirmed quality of its picks. ``save``: a CSV
-    rewritten after each strategy, so that hours of live searches survive an interruption. ``kept``: rows
+    one row per search: its epochs, trials stopped, and the confirmed quality of its picks. ``save``: called
+    with the rows so far after each strategy, so that hours of live searches survive an interruption. ``kept``: rows
     of earlier live searches of the same recording; a strategy with ``repeats`` of them under its name and
     settings (:meth:`Strategy.settings`), measured against the same baseline epochs, is not searched again."""
     ordered = sorted(strategies, key=lambda s: s.name != baseline)
@@ -218,7 +216,7 @@ def live_panel(trainer: Trainer, params: dict[str, Any], start: list[dict[str, A
                          f"quality_at_{LIVE_BUDGET:g}": picks[budgets[0]][0], "quality_at_1": picks[budgets[1]][0],
                          "final_config": json.dumps(configs[picks[math.inf][1]], sort_keys=True, default=str)})
         if save is not None:
-            write_csv(save, pd.DataFrame(rows))
+            save(pd.DataFrame(rows))
     return pd.DataFrame(rows)
 
 

@@ -66,6 +66,7 @@ class ReplayOptions:
     optuna: bool = True
     serve: str = "model"
     live: int = 0
+    live_only: tuple[str, ...] = ()   # with live: only these strategies (and random search) are searched live
     neps: bool = False
     jobs: int | None = None   # processes replaying at once (default: the CPUs this process may use)
 
@@ -256,6 +257,12 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
     o, space, curves, max_epochs, patience = p.options, p.space, p.curves, p.max_epochs, p.patience
     strategies = panel(space, o.trials, o.concurrency or 1, patience, max_epochs, r.sweep, r.optuna,
                        len(curves.configs), neps=r.neps)
+    unknown = sorted(set(r.live_only) - {s.name for s in strategies})
+    if unknown:
+        raise OptionError(f"--live-only {unknown[0]!r} is not a strategy of this replay's panel; its strategies: "
+                          + "; ".join(s.name for s in strategies) + ".")
+    if r.live_only and not r.live:
+        raise OptionError("--live-only chooses strategies for --live N; pass --live N too (10 searches each, say).")
     if len(curves.configs) < o.trials:
         raise OptionError(f"curves {r.curves} hold {len(curves.configs)} configs, fewer than the {o.trials} trials "
                           "a replayed random search draws from them without replacement; replay with --trials "
@@ -326,8 +333,9 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
     result = {"out": out, "study": study, "summary": summary, "mlflow_run_id": run_id, "curves": curves,
               "default": default, "table": table, "model": model, "check": check, "logs": logs, "advice": advice}
     if r.live:
-        result["live"] = live_check(p, [s for s in strategies if s.name in LIVE_PANEL or s is default
-                                        or s.trials > o.trials], r.live, study, out)
+        chosen = ([s for s in strategies if s.name in r.live_only or s.name == BASELINE] if r.live_only else
+                  [s for s in strategies if s.name in LIVE_PANEL or s is default or s.trials > o.trials])
+        result["live"] = live_check(p, chosen, r.live, study, out)
     return result
 
 
@@ -354,10 +362,17 @@ def live_check(p: Prepared, strategies: list[Strategy], repeats: int, study: Any
     console.print(f"live check: {repeats} live searches of {len(strategies)} strategies, every proposal trained "
                   f"(data {p.data.describe()}), picks confirmed over 3 new seeds", soft_wrap=True)
     started = time.perf_counter()
+
+    def keep(rows: pd.DataFrame) -> None:
+        # After each strategy, beside the study and beside the recording (with the kept searches of the
+        # strategies not searched yet): an interrupted check loses no finished strategy.
+        write_csv(out / LIVE_FILE, rows)
+        others = kept[~kept["strategy"].isin(rows["strategy"])] if kept is not None else rows.iloc[:0]
+        write_csv(beside, pd.concat([rows, others], ignore_index=True))
+
     live = live_panel(Trainer(p.data, settings, space.pair.load_base(p.options.base)), space.params,
-                      list(space.start), strategies, repeats, BASELINE, save=out / LIVE_FILE, kept=kept)
-    others = kept[~kept["strategy"].isin(live["strategy"])] if kept is not None else live.iloc[:0]
-    write_csv(beside, pd.concat([live, others], ignore_index=True))
+                      list(space.start), strategies, repeats, BASELINE, save=keep, kept=kept)
+    keep(live)
     rows = []
     for name, part in live.groupby("strategy", sort=False):
         predicted = study.table.set_index("strategy").loc[name]
