@@ -42,7 +42,7 @@ from search.progress import console
 from search.replay.simulate import ReplayLog, Strategy, replay
 from search.replay.stats import inside, within
 from search.tracking import default_tracking_uri, log_study
-from spaces import Space, get_space
+from spaces import Budget, Space, get_space
 from results.errors import OptionError
 from trainables.pair import load_data
 from trainables.settings import TrialSettings
@@ -77,6 +77,7 @@ def panel(space: Space, trials: int, concurrency: int, patience: int | None, max
     holds (random search with more trials than that is left out: it would meet a config twice); ``neps``:
     with NePS's PriorBand (Hyperband from one epoch, eta 3, random search's epoch budget)."""
     grace = space.grace_for(max_epochs)
+    default_trials = space.search_trials(Budget(trials=trials))
     base = Strategy(name="", trials=trials, concurrency=concurrency, patience=patience, grace=grace,
                     reduction=space.reduction_factor, startup=space.startup_trials)
     out = [replace(base, name=BASELINE, sampler="random", scheduler="fifo"),
@@ -84,8 +85,8 @@ def panel(space: Space, trials: int, concurrency: int, patience: int | None, max
            replace(base, name="random + ASHA", sampler="random"),
            replace(base, name=f"TPE + ASHA (default: grace {grace}, rf {space.reduction_factor}"
                               + (f", {space.startup_trials} start-up" if space.startup_trials else "")
-                              + (f", {trials * space.trials_factor} trials" if space.trials_factor > 1 else "") + ")",
-                   trials=trials * space.trials_factor)]
+                              + (f", {default_trials} trials" if default_trials != trials else "") + ")",
+                   trials=default_trials)]
     if optuna:
         out += [replace(base, name=REFERENCE, runner="optuna", pruner="hyperband",
                         grace=1, reduction=3),
@@ -107,7 +108,7 @@ def panel(space: Space, trials: int, concurrency: int, patience: int | None, max
     many = replace(base, trials=MANY * trials, grace=1, reduction=3)
     if configs is None or configs >= many.trials:
         out.append(replace(many, name=f"random + ASHA, {many.trials} trials, grace 1", sampler="random"))
-    if replace(out[3], name="") != replace(many, name=""):   # a space whose default it is has it already
+    if out[3].settings() != many.settings():   # a space whose default it is has it already
         out.append(replace(many, name=f"TPE + ASHA, {many.trials} trials, grace 1"))
     if neps:
         out.append(replace(base, name=NEPS_PEER, runner="neps", sampler="priorband", grace=1, reduction=3))
