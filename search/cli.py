@@ -63,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="run a hyperparameter search (Ray Tune + Optuna + ASHA, tracked in MLflow)")
     p.add_argument("--space", required=True)
     # Values are checked once, against search.options.SEARCH_OPTIONS, before anything is read.
-    _table_args(p, SEARCH_OPTIONS, ("trials", "budget", "max_epochs", "sampler", "scheduler", "gpus_per_trial",
-                                    "cpus_per_trial", "concurrency", "seed"))
+    _table_args(p, SEARCH_OPTIONS, ("trials", "budget", "max_epochs", "max_total_epochs", "sampler", "scheduler",
+                                    "gpus_per_trial", "cpus_per_trial", "concurrency", "seed"))
     p.add_argument("--name", help="search name (default <space>-<sampler>-<scheduler>-s<seed>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted search of this name")
     p.add_argument("--address", help="join this Ray cluster (or set RAY_ADDRESS)")
@@ -252,7 +252,9 @@ def cmd_spaces(args: argparse.Namespace) -> None:
             print(f"    {label} budget: {space.search_trials(budget)} trials"
                   + (f" ({space.trials_factor} x the budget's {budget.trials}, most stopped early)"
                      if space.trials_factor > 1 else "")
-                  + f" x up to {epochs} epochs, ASHA grace {space.grace_for(epochs)}"
+                  + f" x up to {epochs} epochs"
+                  + (f", at most {budget.trials * epochs} in all" if space.trials_factor > 1 else "")
+                  + f", ASHA grace {space.grace_for(epochs)}"
                   + "".join(f", {part}" for part in budget.describe_data()))
         pretrained = space.pair.model_entry.pretrained
         if pretrained is not None:
@@ -285,7 +287,7 @@ def _search_options(args: argparse.Namespace, **fixed: Any) -> Any:
     from search.options import SearchOptions
 
     classes = _classes(args.classes)
-    keys = ("trials", "max_epochs", "sampler", "scheduler", "gpus_per_trial", "cpus_per_trial", "concurrency",
+    keys = ("trials", "max_epochs", "max_total_epochs", "sampler", "scheduler", "gpus_per_trial", "cpus_per_trial", "concurrency",
             "seed", "name", "resume", "address", "tracking_uri", "data", "points", "tokens", "train_per_class",
             "train_fraction", "budget", "patience", "no_patience", "base", "infra_retries", "stop_after_failures",
             "warm_start", "warm_start_clip", "warm_start_any_data")

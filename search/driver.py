@@ -39,6 +39,7 @@ from results.best_file import DataOptions
 from results.errors import SearchInterrupted
 from results.provenance import git_commit
 from search.collect import collect_trials
+from search.epoch_cap import EpochCap
 from search.failures import FailureGuard
 from search.options import SEARCH_OPTIONS
 from search.progress import ProgressPrinter, console
@@ -114,8 +115,8 @@ class Run:
 @dataclass(frozen=True)
 class Trials:
     """What Tune runs: ``trial_fn`` with the shipped objects and ``extra`` ones, under ``tune_config``
-    (a searcher and scheduler, or a concurrency limit) or over ``param_space`` (a grid); ``guard`` and
-    ``infra_retries`` as :func:`search.tune_run.fit` takes them."""
+    (a searcher and scheduler, or a concurrency limit) or over ``param_space`` (a grid); ``guard``,
+    ``infra_retries`` and ``cap`` as :func:`search.tune_run.fit` takes them."""
 
     trial_fn: Callable[..., None]
     tune_config: Any = None
@@ -123,6 +124,7 @@ class Trials:
     extra: dict[str, Any] = field(default_factory=dict)
     guard: FailureGuard | None = None
     infra_retries: int = SEARCH_OPTIONS["infra_retries"].default
+    cap: EpochCap | None = None
 
 
 @dataclass(frozen=True)
@@ -226,7 +228,7 @@ class TrialCommand(ABC):
             progress = ProgressPrinter(plan.total, plan.metric, plan.mode, max_epochs=run.settings.max_epochs)
             fit(trials.trial_fn, {**run.shipped, **trials.extra}, run.place, name=plan.name, storage=plan.storage,
                 callbacks=[run.tracker, progress], restore=plan.resume, tune_config=trials.tune_config,
-                param_space=trials.param_space, infra_retries=trials.infra_retries, guard=trials.guard)
+                param_space=trials.param_space, infra_retries=trials.infra_retries, guard=trials.guard, cap=trials.cap)
 
 
 def candidate_grid(candidates: dict[str, dict[str, Any]], seeds: list[int], run: Run) -> Trials:

@@ -29,6 +29,11 @@ SEARCH_OPTIONS: dict[str, HParam] = {
     "trials": Int(None, 1, nullable=True,
                   help="number of trials (default: the budget's times the space's trials_factor, else 20)"),
     "max_epochs": Int(None, 1, nullable=True, help="epoch budget per trial (default: the budget's, else the space's)"),
+    "max_total_epochs": Int(None, 1, nullable=True,
+                            help="end the search once its trials have trained this many epochs in all (the running "
+                                 "ones stop where they are). Default: where the space's trials_factor runs more "
+                                 "trials than the budget's, the budget's trials x the epoch budget, what random "
+                                 "search spends at most; else none (--trials N: none)"),
     "sampler": Choice("tpe", SAMPLERS, help="Optuna's TPE (multi-objective TPE with several objectives), random "
                                             "search, NSGA-II (its generations fill only with trials that ran "
                                             "their budget: mostly random under early stopping in short searches), "
@@ -100,6 +105,7 @@ class SearchOptions:
     space: str
     trials: int | None = None
     max_epochs: int | None = None
+    max_total_epochs: int | None = None
     sampler: str = "tpe"
     scheduler: str | None = None
     gpus_per_trial: float | None = None
@@ -158,8 +164,10 @@ class SearchOptions:
         pick = (lambda mine, theirs: mine if mine is not None else theirs)
         seed = pick(self.seed, space.fixed.get("seed", 0))
         trials = pick(self.trials, budget.trials if baseline else space.search_trials(budget))
-        return replace(self, trials=trials, seed=seed,
-                       max_epochs=pick(self.max_epochs, budget.max_epochs),
+        max_epochs = pick(self.max_epochs, budget.max_epochs)
+        factored = self.trials is None and not baseline and space.trials_factor > 1
+        cap = pick(self.max_total_epochs, budget.trials * (max_epochs or space.max_epochs) if factored else None)
+        return replace(self, trials=trials, seed=seed, max_epochs=max_epochs, max_total_epochs=cap,
                        **{k: pick(getattr(self, k), getattr(budget, k))
                           for k in ("points", "tokens", "train_per_class", "train_fraction")})
 

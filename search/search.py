@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+from optuna.trial import TrialState
 from rich.markup import escape
 
 from results.best_file import best_record
@@ -25,6 +26,7 @@ from results.plots import plot_confusion, plot_learning_curves, plot_predictions
 from results.provenance import git_commit, versions
 from results.report import study_report
 from search.driver import Collected, Plan, Run, TrialCommand, Trials, user_path
+from search.epoch_cap import EpochCap
 from search.failures import FailureGuard, stop_reason, stopped_search
 from search.options import SEARCH_OPTIONS, SearchOptions, check, check_configs
 from search.progress import console, print_top
@@ -135,6 +137,7 @@ class SearchCommand(TrialCommand):
         self.earlier = load_earlier(o.warm_start, space, o.results_root, o.resume) if o.warm_start else []
         # A space's trials_factor multiplies the budget's trials unless the user gave --trials: said in the plan.
         self.factored = o.trials is None and space.trials_factor > 1
+        self.capped_by_default = o.max_total_epochs is None
         o = o.with_budget(space)
         # With several objectives, ASHA on the primary metric alone stops the small models the front is for
         # (docs/multi_objective.md measures it); MO-ASHA ranks each rung by Pareto front instead.
@@ -172,7 +175,8 @@ class SearchCommand(TrialCommand):
         o, space, warm = self.o, plan.space, self.warm
         tags = {"sampler": o.sampler, "scheduler": o.scheduler, "seed": str(o.seed),
                 **({"base_sha256": base.sha256} if base else {})}
-        params = {"trials": o.trials, "max_epochs": self.max_epochs, "grace_period": self.grace,
+        params = {"trials": o.trials, "max_epochs": self.max_epochs, "max_total_epochs": o.max_total_epochs,
+                  "grace_period": self.grace,
                   "metric": space.metric, "mode": space.mode, "train_examples": len(data.train),
                   "patience": self.patience, "inputs": data.spec.describe(), **({"base": base.path} if base else {}),
                   **({"objectives": ", ".join(map(str, self.objectives)),
@@ -209,7 +213,11 @@ class SearchCommand(TrialCommand):
                         "trials_factor: cheap trials, most stopped by ASHA)" if self.factored else "")
                      + f" x up to {self.max_epochs} epochs "
                      f"({'--max-epochs or the budget' if o.max_epochs else 'the space'}), "
-                     f"{describe_patience(space, o, self.patience)}; sampler {o.sampler}"
+                     + (f"at most {o.max_total_epochs} epochs in all ("
+                        + (f"random search's most, the budget's {o.trials // space.trials_factor} trials x "
+                           f"{self.max_epochs}" if self.factored and self.capped_by_default else "--max-total-epochs")
+                        + "), " if o.max_total_epochs else "")
+                     + f"{describe_patience(space, o, self.patience)}; sampler {o.sampler}"
                      + (f" ({self.startup} random start-up trials, then TPE)" if o.sampler == "tpe" else "")
                      + f", scheduler {o.scheduler}" + (f" (grace {self.grace}, reduction {space.reduction_factor})"
                                                        if o.scheduler != "fifo" else "") + f", seed {o.seed}")
@@ -250,7 +258,8 @@ class SearchCommand(TrialCommand):
                                      state=storage / f"{name}.asha.pkl",
                                      objectives=[(x.name, x.mode) for x in objectives[1:]]))
         return Trials(self.trial_fn, tune_config=tune_config, infra_retries=o.infra_retries,
-                      guard=FailureGuard(o.stop_after_failures, run.plan.experiment))
+                      guard=FailureGuard(o.stop_after_failures, run.plan.experiment),
+                      cap=EpochCap(o.max_total_epochs) if o.max_total_epochs else None)
 
     def ended(self, run: Run, collected: Collected) -> None:
         frame, tracker, name = collected.frame, run.tracker, run.plan.name
@@ -268,6 +277,17 @@ class SearchCommand(TrialCommand):
             console.print(escape(note), soft_wrap=True)
             # A stopped search left trials unrun on purpose: it is over, not interrupted.
             return
+        cap = self.o.max_total_epochs
+        if cap and int(frame["epochs"].sum()) >= cap:
+            # The epoch cap ended it: the trials it did not start are not missing (those it cut short ended as
+            # ASHA's stopped trials do, TERMINATED with their best epoch so far).
+            console.print(f"the search reached its cap of {cap} epochs in all after {len(frame)} of {self.o.trials} "
+                          "trials; the trials still running were stopped there.", soft_wrap=True)
+            tracker.close_lost(set(), outcome="stopped", status="FINISHED",
+                               note=f"running when the search reached its cap of {cap} epochs in all: stopped there, "
+                                    "as ASHA stops a trial")
+            fail_lost_trials(self.study_file, name, state=TrialState.PRUNED)
+            run = replace(run, plan=replace(run.plan, total=len(frame)))
         super().ended(run, collected)
 
     def interrupted(self, run: Run, unfinished: int) -> str:

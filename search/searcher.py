@@ -81,10 +81,11 @@ class DefineByRun:
         return out
 
 
-def fail_lost_trials(study_file: Path, name: str) -> list[int]:
+def fail_lost_trials(study_file: Path, name: str, state: TrialState = TrialState.FAIL) -> list[int]:
     """Mark FAIL the study's trials still RUNNING once the search is over: those a killed driver
-    asked for after Tune last saved its state, which the resumed search never ran. Returns their
-    numbers."""
+    asked for after Tune last saved its state, which the resumed search never ran; or mark them
+    ``state`` (PRUNED: trials the search's epoch cap cut short, their reported epochs standing).
+    Returns their numbers."""
     if not Path(study_file).exists():
         return []
     with warnings.catch_warnings():
@@ -92,7 +93,7 @@ def fail_lost_trials(study_file: Path, name: str) -> list[int]:
         study = optuna.load_study(study_name=name, storage=study_storage(study_file))
     lost = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
     for number in lost:
-        study.tell(number, state=TrialState.FAIL)
+        study.tell(number, state=state)
     return lost
 
 

@@ -205,10 +205,10 @@ class MLflowTracker(tune.Callback):
 
     def close_lost(self, known: set[str], outcome: str = "lost",
                    note: str = "started by a driver that was killed before Tune saved this trial; the resumed "
-                               "search ran another trial in its place") -> list[str]:
-        """Mark KILLED the child runs still RUNNING whose trial is not in ``known``: by default trials a
+                               "search ran another trial in its place", status: str = "KILLED") -> list[str]:
+        """Mark ``status`` the child runs still RUNNING whose trial is not in ``known``: by default trials a
         killed driver started after Tune last saved its experiment state (Tune resumes without them
-        and the searcher suggests again). Returns their trial ids."""
+        and the searcher suggests again), KILLED. Returns their trial ids."""
         lost = []
         for run in self.client.search_runs(
                 [self.experiment_id], f"tags.`{TAG_SEARCH}` = '{self.search_id}' and tags.`{TAG_ROLE}` = 'trial' "
@@ -217,7 +217,7 @@ class MLflowTracker(tune.Callback):
             if trial_id in known:
                 continue
             self.client.log_batch(run.info.run_id, tags=[RunTag(TAG_OUTCOME, outcome), RunTag("spectune.note", note)])
-            self.client.set_terminated(run.info.run_id, status="KILLED")
+            self.client.set_terminated(run.info.run_id, status=status)
             lost.append(trial_id)
         return lost
 

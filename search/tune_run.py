@@ -9,35 +9,40 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ray import tune
+from ray.tune.stopper import CombinedStopper
 
+from search.epoch_cap import EpochCap
 from search.failures import FailureGuard
 from search.options import SEARCH_OPTIONS
 from search.resources import Placement
 
 
 def run_config(name: str, storage: Path, callbacks: list[Any], guard: FailureGuard,
-               infra_retries: int) -> tune.RunConfig:
+               infra_retries: int, cap: EpochCap | None = None) -> tune.RunConfig:
     """Quiet; one checkpoint kept per trial (the latest, which carries the best weights and the state
-    to resume from); ``guard`` first among the callbacks and as the stopper; a trial retried at most
-    ``infra_retries`` times, and only after an infrastructure failure."""
-    return tune.RunConfig(name=name, storage_path=str(storage), verbose=0, callbacks=[guard, *callbacks],
-                          stop=guard, checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+    to resume from); ``guard`` first among the callbacks and as the stopper, with ``cap`` where the
+    search has one; a trial retried at most ``infra_retries`` times, and only after an infrastructure
+    failure."""
+    stoppers = [guard, *([cap] if cap else [])]
+    return tune.RunConfig(name=name, storage_path=str(storage), verbose=0, callbacks=[*stoppers, *callbacks],
+                          stop=CombinedStopper(*stoppers) if cap else guard,
+                          checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                           failure_config=tune.FailureConfig(max_failures=infra_retries))
 
 
 def fit(trial_fn: Callable[..., None], shipped: dict[str, Any], place: Placement, *, name: str, storage: Path,
         callbacks: list[Any], tune_config: tune.TuneConfig | None = None, param_space: dict[str, Any] | None = None,
         restore: bool = False, infra_retries: int = SEARCH_OPTIONS["infra_retries"].default,
-        guard: FailureGuard | None = None) -> None:
+        guard: FailureGuard | None = None, cap: EpochCap | None = None) -> None:
     """Run ``trial_fn`` with ``shipped`` (the data, settings and base, put in the object store once)
     on ``place``'s resources: a new run, or the interrupted run ``name`` continued (``restore``, which
     keeps the run's own callbacks, guard and retry limit). ``guard`` (default: one that never stops
-    the run) decides which failures are retried."""
+    the run) decides which failures are retried; ``cap`` (default: none) ends the run at an epoch total."""
     trainable = tune.with_resources(tune.with_parameters(trial_fn, **shipped),
                                     {"cpu": place.cpus_per_trial, "gpu": place.gpus_per_trial})
     if restore:
         tuner = tune.Tuner.restore(str(storage / name), trainable, resume_unfinished=True, resume_errored=False)
     else:
         tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
-                           run_config=run_config(name, storage, callbacks, guard or FailureGuard(), infra_retries))
+                           run_config=run_config(name, storage, callbacks, guard or FailureGuard(), infra_retries, cap))
     tuner.fit()

@@ -114,7 +114,8 @@ def test_spaces_shows_each_budgets_epochs_and_first_rung(capsys):
     assert "    CPU budget: 18 trials x up to 20 epochs, ASHA grace 10, sequences block-averaged" in out
     assert "    GPU budget: 64 trials x up to 60 epochs, ASHA grace 15\n" in out
     # Every listed grace is the one a search of that budget runs with.
-    assert "    CPU budget: 48 trials (4 x the budget's 12, most stopped early) x up to 20 epochs, ASHA grace 1" in out
+    assert ("    CPU budget: 48 trials (4 x the budget's 12, most stopped early) x up to 20 epochs, at most 240 in "
+            "all, ASHA grace 1") in out
     for name in ("galspecnet", "galspecnet_lora", "wine_mlp", "minilm_lora_text", "california_mlp"):
         space = get_space(name)
         for label, budget in (("CPU", space.cpu), ("GPU", space.gpu)):

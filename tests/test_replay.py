@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -206,6 +207,42 @@ def test_epochs_of_trials_still_running_count_when_another_trial_ends():
     clock = [c for c, _, _ in log.events]
     assert clock == sorted(clock) and len(log.events) == 8
     assert sum(1 for c, _, _ in log.events if c <= 2.0) == 6
+
+
+def test_an_epoch_cap_ends_a_replayed_search_with_the_running_trials_cut_where_they_are():
+    """Two trials at once (1 s and 0.5 s an epoch), capped at 5 epochs in all: by 1.5 s they have trained
+    1 + 3; the 5th epoch (the slow one's 2nd, at 2 s, before the fast one's 4th) ends the search, both trials
+    cut there, the third config never started."""
+    curves = _synthetic([1.0, 0.5, 0.5], [[0.5, 0.6, 0.7, 0.8], [0.4, 0.4, 0.4, 0.4], [0.9, 0.9, 0.9, 0.9]])
+    start = [curves.configs[i]["searched"] for i in range(3)]
+    capped = Strategy("s", trials=3, concurrency=2, sampler="random", scheduler="fifo", max_total_epochs=5)
+    log = replay(curves, get_space("wine_mlp").params, start, capped, seed=0)
+    assert [(t.config_id, t.epochs, t.outcome, t.ended_at) for t in log.trials] == [(0, 2, "cut", 2.0),
+                                                                                   (1, 3, "cut", 2.0)]
+    assert log.epochs == 5 and log.pick("max").config_id == 0
+    # Uncapped, the same search runs the third config, the best one, to its end.
+    full = replay(curves, get_space("wine_mlp").params, start, replace(capped, max_total_epochs=None), seed=0)
+    assert full.epochs == 12 and full.pick("max").config_id == 2
+    assert "at most 5 epochs in all" in capped.describe() and "max_total_epochs" in capped.settings()
+
+
+def test_the_epoch_cap_counts_the_epochs_tune_reports_and_those_of_a_restored_run():
+    from types import SimpleNamespace
+
+    from search.epoch_cap import EpochCap
+
+    cap = EpochCap(5)
+    assert not cap("a", {"training_iteration": 3}) and not cap.stop_all()
+    cap("a", {"training_iteration": 1})   # a retry from an earlier checkpoint trains nothing new in the count
+    cap("b", {"training_iteration": 1})
+    assert cap.spent == 4 and not cap.stop_all()
+    cap("b", {"training_iteration": 2})
+    assert cap.spent == 5 and cap.stop_all()
+    # A resumed run starts a fresh cap (the pickled one at the start): the restored trials' epochs count.
+    resumed = EpochCap(5)
+    resumed.on_step_begin(0, [SimpleNamespace(trial_id="a", last_result={"training_iteration": 3}),
+                              SimpleNamespace(trial_id="c", last_result={})])
+    assert resumed.spent == 3 and not resumed.stop_all()
 
 
 def test_random_search_on_a_table_is_exact_each_config_once_start_first():

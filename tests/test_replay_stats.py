@@ -159,9 +159,9 @@ def test_the_panel_holds_the_candidates_and_many_cheap_trials_only_where_the_tab
 
 
 def test_a_spaces_trials_factor_gives_its_default_more_trials_than_random_search(tmp_path):
-    """California's default is many cheap trials (trials_factor 4, grace 1): the panel holds it once, as
-    the default, against random search with the budget's own trials; a search takes the factored trials
-    unless told otherwise."""
+    """California's default is many cheap trials (trials_factor 4, grace 1) capped at random search's most
+    epochs: the panel holds it as the default, against random search with the budget's own trials (and the
+    same trials uncapped); a search takes the factored trials and the cap unless told otherwise."""
     from search.options import SearchOptions
     from search.search import SearchCommand
     from search.replay.study import BASELINE, panel
@@ -172,11 +172,23 @@ def test_a_spaces_trials_factor_gives_its_default_more_trials_than_random_search
     default = strategies[3]
     assert (strategies[0].name, strategies[0].trials) == (BASELINE, 12)
     assert (default.trials, default.grace, default.reduction, default.sampler, default.scheduler) == \
-        (48, 1, 3, "tpe", "asha") and default.name.endswith(", 48 trials)")
-    assert "TPE + ASHA, 48 trials, grace 1" not in {s.name for s in strategies}
-    assert SearchOptions(space="california_mlp", budget="cpu").with_budget(space).trials == 48
-    assert SearchOptions(space="california_mlp", budget="cpu").with_budget(space, baseline=True).trials == 12
-    assert SearchOptions(space="california_mlp", budget="cpu", trials=5).with_budget(space).trials == 5
+        (48, 1, 3, "tpe", "asha") and default.name.endswith(", 48 trials, at most 240 epochs)")
+    assert default.max_total_epochs == 12 * 20 and '"max_total_epochs": 240' in default.settings()
+    uncapped = next(s for s in strategies if s.name == "TPE + ASHA, 48 trials, grace 1")
+    # A strategy without a cap keeps the settings its earlier live searches were kept under.
+    assert uncapped.max_total_epochs is None and "max_total_epochs" not in uncapped.settings()
+    assert all(s.max_total_epochs is None for s in strategies if s is not default)
+
+    def options(**given):
+        return SearchOptions(space="california_mlp", budget="cpu", **given).with_budget(space)
+
+    assert (options().trials, options().max_total_epochs) == (48, 240)
+    assert (options(max_epochs=10).max_total_epochs, options(max_total_epochs=100).max_total_epochs) == (120, 100)
+    baseline = SearchOptions(space="california_mlp", budget="cpu").with_budget(space, baseline=True)
+    assert (baseline.trials, baseline.max_total_epochs) == (12, None)
+    assert (options(trials=5).trials, options(trials=5).max_total_epochs) == (5, None)
+    wine = get_space("wine_mlp")
+    assert SearchOptions(space="wine_mlp", budget="cpu").with_budget(wine).max_total_epochs is None
     command = SearchCommand(SearchOptions(space="california_mlp", budget="cpu", storage=tmp_path))
     assert command.prepare().total == 48 and command.factored and command.grace == 1
     command = SearchCommand(SearchOptions(space="california_mlp", budget="cpu", trials=5, storage=tmp_path))

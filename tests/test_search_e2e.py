@@ -12,6 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import optuna
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -169,6 +170,30 @@ def test_existing_search_name_is_refused_without_resume(searched):
     outcome, options, root = searched
     with pytest.raises(ValueError, match=r"a search named 'e2e' already exists.*--resume"):
         run_search(options)
+
+
+def test_an_epoch_cap_ends_the_search_and_its_cut_trial_counts_as_a_stopped_one(ray_session, e2e_space, tmp_path,
+                                                                                capsys):
+    data = tmp_path / "data"
+    write_synthetic(data, seed=3, n_train=8, n_val=4, n_test=4, n_points=128)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    outcome = run_search(SearchOptions(space="e2e_tiny", trials=8, concurrency=1, scheduler="fifo", name="capped",
+                                       max_total_epochs=2 * EPOCHS + 1, data=data, tracking_uri=uri, no_patience=True,
+                                       storage=tmp_path / "ray", results_root=tmp_path / "results"))
+    out = capsys.readouterr().out
+    assert f"at most {2 * EPOCHS + 1} epochs in all (--max-total-epochs)" in out
+    assert "reached its cap of 7 epochs in all after 3 of 8 trials" in out
+    trials = outcome.trials.set_index("trial_id")
+    # Two trials ran their budget; the third was cut after its first epoch (a result in flight may add one).
+    assert len(trials) == 3 and 2 * EPOCHS + 1 <= trials["epochs"].sum() <= 2 * EPOCHS + 2
+    assert sorted(trials["epochs"])[:1] != [EPOCHS] and (outcome.results_dir / "best.json").is_file()
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("spectune-e2e_tiny").experiment_id])
+    assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+    assert sorted(r.data.tags.get("spectune.outcome", "") for r in runs) == ["", "completed", "completed", "stopped"]
+    # The study tells TPE the cut trial was pruned, not failed: its reported epochs stand.
+    study = optuna.load_study(study_name="capped", storage=f"sqlite:///{tmp_path / 'ray' / 'capped.study.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "PRUNED"]
 
 
 def _search_until(tmp_path: Path, finished: int, env: dict[str, str] | None = None, epochs: int = EPOCHS

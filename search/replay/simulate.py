@@ -58,6 +58,9 @@ class Strategy:
     # Further objectives beside the curves' metric, as (name, mode): a multi-objective search, the
     # searcher told each trial's values at its end (read from the served config's ``sizes``).
     objectives: tuple[tuple[str, str], ...] = ()
+    # The search ends once its trials have trained this many epochs in all (``spectune search
+    # --max-total-epochs``): the running trials stop where they are.
+    max_total_epochs: int | None = None
 
     def __post_init__(self) -> None:
         if self.runner not in RUNNERS:
@@ -68,7 +71,9 @@ class Strategy:
     def settings(self) -> str:
         """Every field but the name, as JSON: what a kept live search must match to stand for this strategy
         (a space's changed grace period keeps the name "random + ASHA" but not the search)."""
-        return json.dumps({k: v for k, v in asdict(self).items() if k != "name"}, sort_keys=True)
+        # A field added since the first live checks is left out while it is off, so their searches stay kept.
+        return json.dumps({k: v for k, v in asdict(self).items()
+                           if k != "name" and not (k == "max_total_epochs" and v is None)}, sort_keys=True)
 
     def describe(self) -> str:
         if self.runner == "neps":
@@ -77,7 +82,8 @@ class Strategy:
         stop = (f"{self.scheduler}" + (f" grace {self.grace} rf {self.reduction}" if self.scheduler != "fifo" else "")
                 if self.runner == "tune" else f"optuna {self.pruner} pruner")
         start = f", {self.startup} start-up" if self.sampler == "tpe" and self.startup is not None else ""
-        return f"{self.sampler}{start} + {stop}, {self.trials} trials x {self.concurrency} at once"
+        cap = f", at most {self.max_total_epochs} epochs in all" if self.max_total_epochs else ""
+        return f"{self.sampler}{start} + {stop}, {self.trials} trials x {self.concurrency} at once{cap}"
 
 
 @dataclass
@@ -89,7 +95,7 @@ class ReplayedTrial:
     epochs: int = 0
     best: float = math.nan
     # completed (budget or patience) / stopped early (by the scheduler) / failed / promoted (continued by a
-    # later trial, PriorBand's promotion)
+    # later trial, PriorBand's promotion) / cut (running when the search reached its epoch cap)
     outcome: str = "running"
     ended_at: float = math.nan
     started_at: float = math.nan
@@ -211,6 +217,12 @@ def replay(curves: Curves, params: dict[str, Any], start: list[dict[str, Any]], 
                                      (sizes or {}).get(record.config_id, {}))
         record.best = stop.best
         log.events.append((now, int(trial_id[1:]), stop.best))
+        if strategy.max_total_epochs and log.epochs >= strategy.max_total_epochs:
+            # The epoch cap ends the search: every running trial stops where it is, none starts.
+            for record, _, _ in runs.values():
+                record.outcome = "completed" if record.trial_id == trial_id and finished else "cut"
+                record.ended_at = now
+            break
         if decision == TrialScheduler.STOP or finished:
             record.outcome = "completed" if finished else "stopped early"
             record.ended_at = now

@@ -83,10 +83,14 @@ def panel(space: Space, trials: int, concurrency: int, patience: int | None, max
     out = [replace(base, name=BASELINE, sampler="random", scheduler="fifo"),
            replace(base, name="TPE (FIFO)", scheduler="fifo"),
            replace(base, name="random + ASHA", sampler="random"),
+           # A default with more trials than random search's is capped at random search's most epochs, as
+           # spectune search caps it (SearchOptions.with_budget).
            replace(base, name=f"TPE + ASHA (default: grace {grace}, rf {space.reduction_factor}"
                               + (f", {space.startup_trials} start-up" if space.startup_trials else "")
-                              + (f", {default_trials} trials" if default_trials != trials else "") + ")",
-                   trials=default_trials)]
+                              + (f", {default_trials} trials, at most {trials * max_epochs} epochs"
+                                 if default_trials != trials else "") + ")",
+                   trials=default_trials,
+                   max_total_epochs=trials * max_epochs if default_trials != trials else None)]
     if optuna:
         out += [replace(base, name=REFERENCE, runner="optuna", pruner="hyperband",
                         grace=1, reduction=3),
