@@ -279,6 +279,7 @@ class ModelCheck:
     # itself pulls it below zero by part of a seed noise.
     top_bias: dict[str, float]
     nearest_top_bias: float
+    by_size: SizeCurve | None = None   # the chosen model's error on smaller tables (:func:`size_curve`)
 
     @property
     def chosen(self) -> str:
@@ -294,7 +295,8 @@ class ModelCheck:
         verdict = "below" if self.faithful else "NOT below"
         return (f"curve model, {self.folds}-fold over {self.configs} recorded configs: held-out RMSE of true quality "
                 f"{models}; nearest recorded config {self.nearest:.4f} (bias {self.nearest_top_bias:+.4f}); one seed "
-                f"noise {self.seed_noise:.4f}: {self.chosen} is {verdict} it")
+                f"noise {self.seed_noise:.4f}: {self.chosen} is {verdict} it"
+                + (f"\n{self.by_size.describe()}" if self.by_size else ""))
 
     def fit(self, table: Table, seed: int = 0) -> CurveModel:
         """The chosen model, fitted on every complete recorded config."""
@@ -334,3 +336,58 @@ def check_model(table: Table, folds: int = 5, models: tuple[str, ...] = MODELS, 
     bias = {m: float(table.sign * np.mean(p[top] - truth[top])) for m, p in predicted.items()}
     return ModelCheck(rmse, float(np.sqrt(np.mean((nearest - truth) ** 2))), table.seed_noise(), len(ids), folds,
                       bias, float(table.sign * np.mean(nearest[top] - truth[top])))
+
+
+@dataclass(frozen=True)
+class SizeCurve:
+    """How the chosen curve model's held-out error falls as the table grows: its error on random subsets of
+    the recorded configs (``sizes``; the last, all of them, is the study's own check), and the configs at
+    which a straight line through them on log-log axes reaches one seed noise (``needed``: an extrapolation,
+    ``None`` where the error does not fall)."""
+
+    model: str
+    sizes: tuple[int, ...]
+    errors: tuple[float, ...]
+    seed_noise: float
+    needed: float | None
+
+    def describe(self) -> str:
+        steps = ", ".join(f"{n} configs {e:.4f}" for n, e in zip(self.sizes, self.errors))
+        # One significant figure: a line through four noisy points, extrapolated, gives an order of magnitude.
+        verdict = (f"at that rate one seed noise ({self.seed_noise:.4f}) needs of the order of "
+                   f"{float(f'{self.needed:.1g}'):,.0f} recorded configs (a log-log extrapolation)" if self.needed else
+                   "it does not fall with more configs here, so a larger table is not known to help")
+        return f"curve model by table size ({self.model}, held-out RMSE): {steps}; {verdict}"
+
+
+def configs_needed(sizes: list[int], errors: list[float], target: float) -> float | None:
+    """Where ``log(error) = a + b log(size)``, fitted by least squares, reaches ``target``; ``None`` unless the
+    error falls (b < 0)."""
+    slope, intercept = np.polyfit(np.log(sizes), np.log(errors), 1)
+    if slope >= 0:
+        return None
+    return float(np.exp((math.log(target) - intercept) / slope))
+
+
+def size_curve(table: Table, check: ModelCheck, fractions: tuple[float, ...] = (0.25, 0.5, 0.75),
+               repeats: int = 3, seed: int = 0) -> SizeCurve:
+    """The chosen model's held-out error (as :func:`check_model` measures it) on ``repeats`` random subsets
+    of each fraction of the complete recorded configs, beside ``check``'s on all of them."""
+    from dataclasses import replace
+
+    kind = check.chosen.partition(" ")[0]
+    ids, folds = table.complete, check.folds
+    sizes = sorted({n for f in fractions if (n := round(f * len(ids))) >= 2 * folds and n < len(ids)})
+    errors = []
+    for n in sizes:
+        runs = []
+        for r in range(repeats):
+            keep = set(np.random.default_rng([seed, n, r]).choice(ids, n, replace=False).tolist())
+            curves = table.curves
+            sub = replace(curves, table=curves.table[curves.table["config_id"].isin(keep)],
+                          configs={i: c for i, c in curves.configs.items() if i in keep})
+            runs.append(check_model(Table(sub, table.params), folds, (kind,), seed).errors[check.chosen])
+        errors.append(float(np.mean(runs)))
+    sizes, errors = [*sizes, len(ids)], [*errors, check.errors[check.chosen]]
+    return SizeCurve(check.chosen, tuple(sizes), tuple(errors), check.seed_noise,
+                     configs_needed(sizes, errors, check.seed_noise) if len(sizes) > 1 else None)

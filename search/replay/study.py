@@ -36,7 +36,7 @@ from results.export import check_name
 from results.files import read_csv, write_csv, write_json
 from search.replay.advice import advise
 from search.replay.report import plot_study, record, summarise, to_markdown
-from search.replay.serve import CurveModel, Table, check_model
+from search.replay.serve import CurveModel, Table, check_model, size_curve
 from search.options import SEARCH_OPTIONS, SearchOptions, check
 from search.progress import console
 from search.replay.simulate import ReplayLog, Strategy, replay
@@ -240,6 +240,9 @@ def serving(curves: Any, space: Space, serve: str, announce: bool = True) -> tup
         warnings.simplefilter("ignore")
         check = check_model(table)
         model = check.fit(table)
+        if not check.faithful:
+            # How its error falls with the table's size says what a larger recording would buy.
+            check = replace(check, by_size=size_curve(table, check))
     if announce:
         console.print(check.describe(), soft_wrap=True)
     return table, model, check
