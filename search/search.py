@@ -208,19 +208,7 @@ class SearchCommand(TrialCommand):
         if base is not None:
             lines.append(f"base: {base.path} (sha256 {base.sha256[:12]}..., {base.record()['parameters']:,} "
                          "parameters), sent to every trial once")
-        lines.append(f"budget: {o.trials} trials"
-                     + (f" ({space.trials_factor} x the budget's {o.trials // space.trials_factor}, the space's "
-                        "trials_factor: cheap trials, most stopped by ASHA)" if self.factored else "")
-                     + f" x up to {self.max_epochs} epochs "
-                     f"({'--max-epochs or the budget' if o.max_epochs else 'the space'}), "
-                     + (f"at most {o.max_total_epochs} epochs in all ("
-                        + (f"random search's most, the budget's {o.trials // space.trials_factor} trials x "
-                           f"{self.max_epochs}" if self.factored and self.capped_by_default else "--max-total-epochs")
-                        + "), " if o.max_total_epochs else "")
-                     + f"{describe_patience(space, o, self.patience)}; sampler {o.sampler}"
-                     + (f" ({self.startup} random start-up trials, then TPE)" if o.sampler == "tpe" else "")
-                     + f", scheduler {o.scheduler}" + (f" (grace {self.grace}, reduction {space.reduction_factor})"
-                                                       if o.scheduler != "fifo" else "") + f", seed {o.seed}")
+        lines.append(self.budget_line(space, self.patience))
         if warm:
             lines += [escape(line) for line in warm.describe(self.startup if o.sampler == "tpe" else None)]
         lines.append(f"placement: {place.describe(run.resources.get('CPU', 0), run.resources.get('GPU', 0))}")
@@ -235,6 +223,23 @@ class SearchCommand(TrialCommand):
             lines.append(f"note: {place.concurrency} trials run at once, so TPE's later suggestions depend on "
                          "the order trials finish; only --concurrency 1 repeats a search exactly.")
         return lines
+
+    def budget_line(self, space: Space, patience: int | None) -> str:
+        """The plan's line on trials, epochs (and their cap), ``patience``, sampler and scheduler, once prepared."""
+        o = self.o
+        factored = f"{space.trials_factor} x the budget's {o.trials // space.trials_factor}"
+        cap = (f"random search's most, the budget's {o.trials // space.trials_factor} trials x {self.max_epochs}"
+               if self.factored and self.capped_by_default else "--max-total-epochs")
+        return (f"budget: {o.trials} trials"
+                + (f" ({factored}, the space's trials_factor: cheap trials, most stopped by ASHA)" if self.factored
+                   else "")
+                + f" x up to {self.max_epochs} epochs ({'--max-epochs or the budget' if o.max_epochs else 'the space'}), "
+                + (f"at most {o.max_total_epochs} epochs in all ({cap}), " if o.max_total_epochs else "")
+                + f"{describe_patience(space, o, patience)}; sampler {o.sampler}"
+                + (f" ({self.startup} random start-up trials, then TPE)" if o.sampler == "tpe" else "")
+                + f", scheduler {o.scheduler}"
+                + (f" (grace {self.grace}, reduction {space.reduction_factor})" if o.scheduler != "fifo" else "")
+                + f", seed {o.seed}")
 
     def trials(self, run: Run) -> Trials:
         from ray import tune

@@ -191,5 +191,8 @@ def test_a_spaces_trials_factor_gives_its_default_more_trials_than_random_search
     assert SearchOptions(space="wine_mlp", budget="cpu").with_budget(wine).max_total_epochs is None
     command = SearchCommand(SearchOptions(space="california_mlp", budget="cpu", storage=tmp_path))
     assert command.prepare().total == 48 and command.factored and command.grace == 1
+    assert ("budget: 48 trials (4 x the budget's 12, the space's trials_factor: cheap trials, most stopped by ASHA) "
+            "x up to 20 epochs (--max-epochs or the budget), at most 240 epochs in all (random search's most, the "
+            "budget's 12 trials x 20), in-trial patience 8") in command.budget_line(space, 8)
     command = SearchCommand(SearchOptions(space="california_mlp", budget="cpu", trials=5, storage=tmp_path))
     assert command.prepare().total == 5 and not command.factored
