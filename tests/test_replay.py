@@ -226,25 +226,6 @@ def test_an_epoch_cap_ends_a_replayed_search_with_the_running_trials_cut_where_t
     assert "at most 5 epochs in all" in capped.describe() and "max_total_epochs" in capped.settings()
 
 
-def test_the_epoch_cap_counts_the_epochs_tune_reports_and_those_of_a_restored_run():
-    from types import SimpleNamespace
-
-    from search.epoch_cap import EpochCap
-
-    cap = EpochCap(5)
-    assert not cap("a", {"training_iteration": 3}) and not cap.stop_all()
-    cap("a", {"training_iteration": 1})   # a retry from an earlier checkpoint trains nothing new in the count
-    cap("b", {"training_iteration": 1})
-    assert cap.spent == 4 and not cap.stop_all()
-    cap("b", {"training_iteration": 2})
-    assert cap.spent == 5 and cap.stop_all()
-    # A resumed run starts a fresh cap (the pickled one at the start): the restored trials' epochs count.
-    resumed = EpochCap(5)
-    resumed.on_step_begin(0, [SimpleNamespace(trial_id="a", last_result={"training_iteration": 3}),
-                              SimpleNamespace(trial_id="c", last_result={})])
-    assert resumed.spent == 3 and not resumed.stop_all()
-
-
 def test_random_search_on_a_table_is_exact_each_config_once_start_first():
     """Random search meets the recorded configs without replacement, the space's start first, each served
     its recorded run (distance 0); asking for more trials than configs is refused in one line."""
