@@ -108,10 +108,12 @@ def test_the_advice_names_a_setting_that_clearly_wins_and_how_to_apply_it():
     assert "spectune search --space wine_mlp --sampler tpe --scheduler asha" in lines[1]
     assert "grace_period=5, reduction_factor=3, startup_trials=4, trials_factor=1" in lines[2]
     assert "(and pass" not in lines[2]
-    # Four times random search's trials: the space's trials_factor carries them, no flag to pass.
+    # Four times random search's trials: the space's trials_factor carries them (and the cap at random search's
+    # most epochs, where the setting was judged), no flag to pass; one search of it passes the cap.
     many = Strategy("TPE + ASHA, 32 trials, grace 1", trials=32, grace=1, reduction=3)
-    assert replace(advice, strategy=many).lines("wine_mlp")[2].endswith(
-        "grace_period=1, reduction_factor=3, startup_trials=None, trials_factor=4")
+    lines = replace(advice, strategy=many, max_epochs=60).lines("wine_mlp")
+    assert lines[1].endswith("--sampler tpe --scheduler asha --trials 32 --max-total-epochs 480")
+    assert lines[2].endswith("grace_period=1, reduction_factor=3, startup_trials=None, trials_factor=4")
     # Better regret but a lower P(win) at 25 %: not recommended.
     study = _study({default.name: base, better.name: base - 0.1}, {default.name: 0.5, better.name: 0.4},
                    {default.name: 0.0, better.name: 0.0})

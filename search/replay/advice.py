@@ -34,13 +34,16 @@ TOP3_FLOOR = 0.05
 @dataclass(frozen=True)
 class Advice:
     """``strategy`` is ``None`` when the default is kept; ``p`` the Holm-adjusted p value of each candidate;
-    ``baseline_trials`` random search's trials (a space's ``trials_factor`` multiplies them)."""
+    ``baseline_trials`` random search's trials (a space's ``trials_factor`` multiplies them) and ``max_epochs``
+    a trial's epoch budget: a setting with more trials was judged at random search's epochs at most, so one
+    search of it is capped there."""
 
     default: Strategy
     strategy: Strategy | None
     p: dict[str, float]
     reason: str
     baseline_trials: int
+    max_epochs: int | None = None
 
     def lines(self, space: str) -> list[str]:
         """What to print: the advice, and how to apply it."""
@@ -48,7 +51,9 @@ class Advice:
             return [f"recommendation: keep the default ({self.default.name}): {self.reason}"]
         s = self.strategy
         flags = f"--sampler {s.sampler} --scheduler {s.scheduler}" + (
-            f" --trials {s.trials}" if s.trials != self.default.trials else "")
+            f" --trials {s.trials}" if s.trials != self.default.trials else "") + (
+            f" --max-total-epochs {self.baseline_trials * self.max_epochs}"
+            if s.trials > self.baseline_trials and self.max_epochs else "")
         out = [f"recommendation: {s.name} instead of the default ({self.reason})",
                f"  apply it to one search: spectune search --space {space} {flags}"]
         if s.scheduler in ("asha", "asha-curve"):
@@ -70,16 +75,17 @@ class Advice:
 
 
 def advise(study: Any, strategies: list[Strategy], default: Strategy, unfaithful: str | None = None,
-           baseline_trials: int | None = None) -> Advice:
+           baseline_trials: int | None = None, max_epochs: int | None = None) -> Advice:
     """The recommendation of :mod:`this rule <search.replay.advice>` from a replay study; ``unfaithful``:
     why the curve model cannot serve model-based samplers here (``None`` where it can, or none is used);
-    ``baseline_trials``: random search's trials (default: the default's)."""
+    ``baseline_trials``: random search's trials (default: the default's); ``max_epochs``: a trial's budget."""
     from scipy.stats import wilcoxon
 
     baseline_trials = baseline_trials or default.trials
     if unfaithful and default.sampler != "random":
         return Advice(default, None, {}, f"this replay cannot judge it, because {unfaithful}; compare the "
-                                         "settings in live searches (spectune replay ... --live 10)", baseline_trials)
+                                         "settings in live searches (spectune replay ... --live 10)", baseline_trials,
+                      max_epochs)
 
     table = study.table.set_index("strategy")
     areas = {name: np.array([stats.regret_area(p, study.baseline_epochs, study.best_true, study.median_true,
@@ -102,9 +108,9 @@ def advise(study: Any, strategies: list[Strategy], default: Strategy, unfaithful
                   f"(Holm p < {ALPHA})" if not better else
                   f"{better} setting(s) had a lower regret area (Holm p < {ALPHA}) but a lower P(win) at 25 % of "
                   "random search's epochs or more top-3 configs stopped")
-        return Advice(default, None, adjusted, reason, baseline_trials)
+        return Advice(default, None, adjusted, reason, baseline_trials, max_epochs)
     best = min(passing, key=lambda s: areas[s.name].mean())
     reason = (f"regret area {areas[best.name].mean():.3f} against {areas[default.name].mean():.3f}, Holm p "
               f"{adjusted[best.name]:.2g}; P(win) at 25 % {table.loc[best.name, 'p_win_0.25']:.2f} against "
               f"{base['p_win_0.25']:.2f}")
-    return Advice(default, best, adjusted, reason, baseline_trials)
+    return Advice(default, best, adjusted, reason, baseline_trials, max_epochs)

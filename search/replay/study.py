@@ -300,7 +300,7 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
                   "shown to be faithful" if check is None else None if check.faithful else
                   f"the curve model's held-out error ({check.errors[check.chosen]:.4f}) is not below one seed noise "
                   f"({check.seed_noise:.4f})")
-    advice = advise(study, strategies, default, unfaithful, baseline_trials=o.trials)
+    advice = advise(study, strategies, default, unfaithful, baseline_trials=o.trials, max_epochs=max_epochs)
     rungs = sorted({min(max_epochs, default.grace * default.reduction ** k) for k in range(6)})
     tau = kendall_by_rung(curves, rungs)
     tag = time.strftime("%Y%m%d-%H%M%S")
