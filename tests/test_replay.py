@@ -244,6 +244,20 @@ def test_random_search_on_a_table_is_exact_each_config_once_start_first():
         replay(curves, params, start, Strategy("r", trials=7, sampler="random", scheduler="fifo"), seed=0)
 
 
+def test_every_trial_of_a_replayed_search_sees_one_recorded_seed_the_repeats_each_in_turn():
+    """As a live search gives all its trials one seed: a recording's seed shifts all its configs alike, so
+    mixing seeds in one search would pick trials for their seed's luck."""
+    curves = _smooth_table(n=20, seeds=3)
+    params = get_space("wine_mlp").params
+    for sampler in ("random", "tpe"):
+        seen = []
+        for repeat in range(4):
+            log = replay(curves, params, [], Strategy("s", trials=8, sampler=sampler, scheduler="fifo"), seed=repeat)
+            assert len({t.seed for t in log.trials}) == 1
+            seen.append(log.trials[0].seed)
+        assert seen == [0, 1, 2, 0]
+
+
 def test_quality_is_judged_on_the_seeds_the_trial_did_not_see():
     from search.replay.serve import Table
 
@@ -253,8 +267,10 @@ def test_quality_is_judged_on_the_seeds_the_trial_did_not_see():
     curves = Curves(curves.space, curves.name, pd.concat([curves.table, extra]), curves.configs, curves.meta,
                     curves.space_json)
     table = Table(curves, get_space("wine_mlp").params)
-    runs = {table.recorded(0, 0.0, np.random.default_rng(s)).seed: table.recorded(0, 0.0, np.random.default_rng(s))
-            for s in range(10)}
+    runs = {s: table.recorded(0, 0.0, s) for s in (0, 1)}
+    assert runs[0].seed == 0 and runs[1].seed == 1
+    # Config 1 was recorded with seed 0 only: a search that sees seed 1 is served its seed 0 run.
+    assert table.recorded(1, 0.0, 1).seed == 0 and table.recording_seeds == [0, 1]
     assert runs[0].quality == pytest.approx(0.8) and runs[0].quality_unseen == pytest.approx(0.7)
     assert runs[1].quality_unseen == pytest.approx(0.9)
     assert table.seed_noise() == pytest.approx(np.std([0.9, 0.7], ddof=1) / np.sqrt(1))
@@ -326,12 +342,12 @@ def test_a_modelled_server_serves_recorded_configs_exactly_and_others_from_the_m
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = check_model(table, models=("forest",)).fit(table)
-    server, rng = Modelled(table, model), np.random.default_rng(0)
-    recorded = server.serve(curves.configs[3]["searched"], rng)
-    assert not recorded.modelled and recorded.config_id == 3 and recorded.distance == 0.0
+    server = Modelled(table, model, seen=1)
+    recorded = server.serve(curves.configs[3]["searched"])
+    assert not recorded.modelled and recorded.config_id == 3 and recorded.distance == 0.0 and recorded.seed == 1
     near_best = {**curves.configs[3]["searched"], "lr": 3.1e-3}
-    served = server.serve(near_best, rng)
-    assert served.modelled and served.distance > 0 and len(served.values) == curves.max_epochs
+    served = server.serve(near_best)
+    assert served.modelled and served.distance > 0 and len(served.values) == curves.max_epochs and served.seed == 1
     # A config near the optimum is served a quality near it, not the average of the table.
     assert served.quality == pytest.approx(0.9, abs=0.03)
     low, high = curves.table["val_macro_f1"].min(), curves.table["val_macro_f1"].max()

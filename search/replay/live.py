@@ -135,7 +135,7 @@ class Trained:
     def __init__(self, trainer: Trainer, seed: int) -> None:
         self.trainer, self.seed = trainer, seed
 
-    def serve(self, config: dict[str, Any], rng: np.random.Generator) -> ServedRun:
+    def serve(self, config: dict[str, Any]) -> ServedRun:
         run = _LiveRun(self.trainer.one_epoch(config, self.seed), self.trainer.settings.max_epochs)
         warmup = self.trainer.resolved(config, self.seed).recipe.warmup_epochs
         return ServedRun(-1, False, self.seed, math.nan, _LazyCurve(run, self.trainer.settings.metric),

@@ -139,13 +139,16 @@ def replay(curves: Curves, params: dict[str, Any], start: list[dict[str, Any]], 
     if strategy.objectives and sizes is None:
         raise AssertionError("a multi-objective replay needs each recorded config's sizes")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    rng = np.random.default_rng(seed)
     if server is None:
         table = table or Table(curves, params)
+        # One recorded seed for every trial of the search, as a live search has (serve.py says why); the
+        # repeats take the recording's seeds in turn.
+        seen = table.recording_seeds[seed % len(table.recording_seeds)]
         if strategy.sampler == "random":
-            server = ExactRandom(table, len(start) if strategy.space_start else 0, np.random.default_rng([seed, 7]))
+            server = ExactRandom(table, len(start) if strategy.space_start else 0, np.random.default_rng([seed, 7]),
+                                 seen)
         else:
-            server = Modelled(table, model) if model is not None else Nearest(table)
+            server = Modelled(table, model, seen) if model is not None else Nearest(table, seen)
     sign = 1.0 if curves.mode == "max" else -1.0
     if strategy.runner == "neps":
         from search.replay.neps_peer import NepsDriver
@@ -174,7 +177,7 @@ def replay(curves: Curves, params: dict[str, Any], start: list[dict[str, Any]], 
                 record = replace(before, trial_id=trial_id, epochs=0, outcome="running", started_at=now,
                                  ended_at=math.nan, first_epoch=before.first_epoch + before.epochs, config=config)
             else:
-                run = server.serve(config, rng)
+                run = server.serve(config)
                 record = ReplayedTrial(trial_id, run.config_id, run.seed, run.distance, started_at=now,
                                        modelled=run.modelled, quality=run.quality, quality_unseen=run.quality_unseen,
                                        config=config)
