@@ -29,7 +29,11 @@ SPACE = Space(
     # noise 0.020: the picks are not told apart, the stopped good trials are. The GPU budget (60
     # epochs, grace 15) was not replayed.
     # Those replays served TPE by the nearest recorded config on a 16-32-config table: withdrawn
-    # (docs/replay.md#earlier-figures-withdrawn); the settings stay until measured again.
+    # (docs/replay.md#earlier-figures-withdrawn). Measured live since, at a reduced scale (256 points, 100
+    # training spectra per class, 12 epochs, 18 trials; 10 searches each, picks over 3 new seeds,
+    # 2026-12-06): this default picked 0.505 macro-F1 (median) against random search's 0.588, worse in 7 of
+    # 10 paired searches (p 0.084: not told apart), Optuna TPE + Hyperband 0.529 (6 of 10 worse, p 0.11).
+    # No setting has been measured to beat random search here; the settings stay until one is.
     reduction_factor=2,
     startup_trials=4,
     # 2 CPU cores, 2026-12-06 with reduction 2: 18 min 57 s alone (make search), 36 min beside a recording
