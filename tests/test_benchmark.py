@@ -102,3 +102,31 @@ def test_cpu_epoch_ratio_runs_interleaved_pairs(tmp_path):
     assert len(figures["runs"]) == 2 and figures["train_spectra"] == 54 and figures["points"] == 128
     ratios = [r["toolkit_epoch_s"] / r["notebook_epoch_s"] for r in figures["runs"]]
     assert figures["median_ratio"] == np.median(ratios)
+
+
+def test_part_3_says_where_the_live_check_disagrees_and_how_the_models_error_falls_with_the_table():
+    from search.bench.benchmark import render_efficiency
+
+    row = {"strategy": "random (FIFO)", "quality_median": 0.46, "quality_q25": 0.40, "quality_q75": 0.50,
+           "epochs_median": 190, "regret_area": 0.5, "p_top1": 0.04, "top3_stopped_share": 0.0, "modelled_share": 0.0,
+           **{f"p_win_{f:g}{end}": 0.5 for f in (0.1, 0.25, 0.5, 1) for end in ("", "_low", "_high")}}
+    live = {"searches": 10, "quality_median": 0.59, "quality_q25": 0.57, "quality_q75": 0.61, "epochs_median": 201,
+            "p_win_0.25": [0.2, 0.0, 0.5], "p_win_1": [0.5, 0.2, 0.8], "inside_replay_iqr": False,
+            "epochs_within_15pc": True}
+    study = {"command": "spectune replay ...", "recorded": "216 configs", "trials": 18, "patience": 5, "best_true": 0.62,
+             "median_true": 0.06, "seed_noise": 0.044, "baseline_epochs": 191, "model": "forest", "png": "x.png",
+             "model_check": {"errors": {"forest": 0.06}, "seed_noise": 0.044, "nearest": 0.1, "configs": 216, "folds": 5,
+                             "by_size": {"sizes": [32, 64, 128], "errors": [0.16, 0.15, 0.11], "needed": 14844.7}},
+             "strategies": [row], "study_s": 100.0, "replay_64_trials_s": 0.2, "live": {"random (FIFO)": live}}
+    text = "\n".join(render_efficiency({"repeats": 100, "spaces": {"galspecnet/x": study},
+                                        "targets": {"configs_per_trial": 4, "repeats": 100, "replay_64_trials_s": 1.0,
+                                                    "study_s": 300.0}}))
+    assert "Its error by table size: 32 configs 0.1600, 64 configs 0.1500, 128 configs 0.1100; one seed noise at the " \
+           "order of 10,000 configs" in text
+    assert "The live check disagrees with this replay for 1 of 1 strategies" in text
+    study["live"]["random (FIFO)"]["inside_replay_iqr"] = True
+    study["model_check"]["by_size"] = None
+    text = "\n".join(render_efficiency({"repeats": 100, "spaces": {"galspecnet/x": study},
+                                        "targets": {"configs_per_trial": 4, "repeats": 100, "replay_64_trials_s": 1.0,
+                                                    "study_s": 300.0}}))
+    assert "disagrees" not in text and "by table size" not in text

@@ -509,7 +509,8 @@ def render_efficiency(e: dict[str, Any]) -> list[str]:
                   f"median epochs {study['baseline_epochs']:.0f}.", "",
                   f"Curve model ({check['folds']}-fold over {check['configs']} configs): {chosen}, held-out RMSE "
                   f"{check['errors'][chosen]:.4f} ({'below' if check['errors'][chosen] < check['seed_noise'] else 'NOT below'}"
-                  f" one seed noise); nearest recorded config {check['nearest']:.4f}.", "",
+                  f" one seed noise); nearest recorded config {check['nearest']:.4f}."
+                  + _by_size(check.get("by_size")), "",
                   f"![replay {key}]({study['png']})", "",
                   "| strategy | served | pick, median (IQR) | epochs | "
                   + " | ".join(f"P(win) at {f:g}x" for f in BUDGETS)
@@ -547,8 +548,24 @@ def render_efficiency(e: dict[str, Any]) -> list[str]:
                              f"{v['epochs_median']:.0f} | {_yes(v['epochs_within_15pc'])} | "
                              f"{cell(v['p_win_0.25'])} | {cell(v.get('p_win_1'))} | "
                              f"{cell(v.get('p_win_final', v.get('p_win_1')))} |")
+            off = [name for name, v in study["live"].items() if v["inside_replay_iqr"] is False]
+            if off:
+                lines += ["", f"The live check disagrees with this replay for {len(off)} of {len(study['live'])} "
+                          "strategies (live median pick outside the replay's interquartile range): for those the live "
+                          "figures decide, and the replayed ones are shown, not judged."]
             lines.append("")
     return lines
+
+
+def _by_size(curve: dict[str, Any] | None) -> str:
+    """The curve model's held-out error on smaller tables, where the replay measured it (an unfaithful model)."""
+    if not curve:
+        return ""
+    steps = ", ".join(f"{n} configs {e:.4f}" for n, e in zip(curve["sizes"], curve["errors"]))
+    rounded = float(f"{curve['needed']:.1g}") if curve["needed"] else None
+    needed = (f"one seed noise at the order of {rounded:,.0f} configs (a log-log extrapolation)" if rounded
+              else "no fall with more configs")
+    return f" Its error by table size: {steps}; {needed}."
 
 
 def _yes(flag: bool | None) -> str:
