@@ -287,8 +287,8 @@ def _search_options(args: argparse.Namespace, **fixed: Any) -> Any:
     from search.options import SearchOptions
 
     classes = _classes(args.classes)
-    keys = ("trials", "max_epochs", "max_total_epochs", "sampler", "scheduler", "gpus_per_trial", "cpus_per_trial", "concurrency",
-            "seed", "name", "resume", "address", "tracking_uri", "data", "points", "tokens", "train_per_class",
+    keys = ("trials", "max_epochs", "max_total_epochs", "sampler", "scheduler", "gpus_per_trial", "cpus_per_trial",
+            "concurrency", "seed", "name", "resume", "address", "tracking_uri", "data", "points", "tokens", "train_per_class",
             "train_fraction", "budget", "patience", "no_patience", "base", "infra_retries", "stop_after_failures",
             "warm_start", "warm_start_clip", "warm_start_any_data")
     given = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}

@@ -116,7 +116,8 @@ def test_part_3_says_where_the_live_check_disagrees_and_how_the_models_error_fal
     study = {"command": "spectune replay ...", "recorded": "216 configs", "trials": 18, "patience": 5, "best_true": 0.62,
              "median_true": 0.06, "seed_noise": 0.044, "baseline_epochs": 191, "model": "forest", "png": "x.png",
              "model_check": {"errors": {"forest": 0.06}, "seed_noise": 0.044, "nearest": 0.1, "configs": 216, "folds": 5,
-                             "by_size": {"sizes": [32, 64, 128], "errors": [0.16, 0.15, 0.11], "needed": 14844.7}},
+                             "by_size": {"model": "forest", "sizes": [32, 64, 128], "errors": [0.16, 0.15, 0.11],
+                                         "seed_noise": 0.044, "needed": 14844.7}},
              "strategies": [row], "study_s": 100.0, "replay_64_trials_s": 0.2, "live": {"random (FIFO)": live}}
     text = "\n".join(render_efficiency({"repeats": 100, "spaces": {"galspecnet/x": study},
                                         "targets": {"configs_per_trial": 4, "repeats": 100, "replay_64_trials_s": 1.0,

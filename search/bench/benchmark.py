@@ -559,13 +559,14 @@ def render_efficiency(e: dict[str, Any]) -> list[str]:
 
 def _by_size(curve: dict[str, Any] | None) -> str:
     """The curve model's held-out error on smaller tables, where the replay measured it (an unfaithful model)."""
+    from search.replay.serve import SizeCurve
+
     if not curve:
         return ""
-    steps = ", ".join(f"{n} configs {e:.4f}" for n, e in zip(curve["sizes"], curve["errors"]))
-    rounded = float(f"{curve['needed']:.1g}") if curve["needed"] else None
-    needed = (f"one seed noise at the order of {rounded:,.0f} configs (a log-log extrapolation)" if rounded
+    c = SizeCurve(**curve)
+    needed = (f"one seed noise at the order of {c.order()} configs (a log-log extrapolation)" if c.needed
               else "no fall with more configs")
-    return f" Its error by table size: {steps}; {needed}."
+    return f" Its error by table size: {c.steps()}; {needed}."
 
 
 def _yes(flag: bool | None) -> str:

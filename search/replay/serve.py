@@ -35,7 +35,7 @@ value).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -131,10 +131,13 @@ class Table:
         best = int(np.argmin(dist))
         return ids[best], float(dist[best])
 
+    def seed_for(self, config_id: int, seen: int) -> int:
+        """The search's seed ``seen`` where ``config_id`` was recorded with it, else the config's first seed."""
+        return seen if seen in self.seeds[config_id] else self.seeds[config_id][0]
+
     def recorded(self, config_id: int, distance: float, seen: int) -> ServedRun:
-        """The recorded run of ``config_id`` with the search's seed ``seen`` (where the config lacks that
-        seed's run, its first seed's)."""
-        seed = seen if seen in self.seeds[config_id] else self.seeds[config_id][0]
+        """The recorded run of ``config_id`` with the search's seed (:meth:`seed_for`)."""
+        seed = self.seed_for(config_id, seen)
         return ServedRun(config_id, False, seed, distance, self.values[config_id, seed], self.times[config_id, seed],
                          (config_id, seed) in self.failed_runs, self.warmup[config_id],
                          *self._qualities(self._bests(config_id), seed))
@@ -258,7 +261,7 @@ class Modelled:
             return t.recorded(config_id, distance, self.seen)
         mean = self.model.mean(np.array(t.encode(config)), t, config_id)
         curves = modelled_curves(t, config_id, mean)
-        seed = self.seen if self.seen in curves else next(iter(curves))
+        seed = t.seed_for(config_id, self.seen)
         bests = {s: _best(v, t.sign) for s, v in curves.items()}
         return ServedRun(config_id, True, seed, distance, curves[seed], t.times[config_id, seed], False,
                          int(config.get("warmup_epochs", t.warmup[config_id])), *Table._qualities(bests, seed))
@@ -359,13 +362,20 @@ class SizeCurve:
     seed_noise: float
     needed: float | None
 
+    def steps(self) -> str:
+        """Each table size with its error, e.g. ``32 configs 0.1561, 64 configs 0.1503``."""
+        return ", ".join(f"{n} configs {e:.4f}" for n, e in zip(self.sizes, self.errors))
+
+    def order(self) -> str:
+        """``needed`` to one significant figure: a line through four noisy points, extrapolated, gives an order
+        of magnitude (``needed`` must be set)."""
+        return f"{float(f'{self.needed:.1g}'):,.0f}"
+
     def describe(self) -> str:
-        steps = ", ".join(f"{n} configs {e:.4f}" for n, e in zip(self.sizes, self.errors))
-        # One significant figure: a line through four noisy points, extrapolated, gives an order of magnitude.
-        verdict = (f"at that rate one seed noise ({self.seed_noise:.4f}) needs of the order of "
-                   f"{float(f'{self.needed:.1g}'):,.0f} recorded configs (a log-log extrapolation)" if self.needed else
+        verdict = (f"at that rate one seed noise ({self.seed_noise:.4f}) needs of the order of {self.order()} "
+                   "recorded configs (a log-log extrapolation)" if self.needed else
                    "it does not fall with more configs here, so a larger table is not known to help")
-        return f"curve model by table size ({self.model}, held-out RMSE): {steps}; {verdict}"
+        return f"curve model by table size ({self.model}, held-out RMSE): {self.steps()}; {verdict}"
 
 
 def configs_needed(sizes: list[int], errors: list[float], target: float) -> float | None:
@@ -381,8 +391,6 @@ def size_curve(table: Table, check: ModelCheck, fractions: tuple[float, ...] = (
                repeats: int = 3, seed: int = 0) -> SizeCurve:
     """The chosen model's held-out error (as :func:`check_model` measures it) on ``repeats`` random subsets
     of each fraction of the complete recorded configs, beside ``check``'s on all of them."""
-    from dataclasses import replace
-
     kind = check.chosen.partition(" ")[0]
     ids, folds = table.complete, check.folds
     sizes = sorted({n for f in fractions if (n := round(f * len(ids))) >= 2 * folds and n < len(ids)})

@@ -222,9 +222,9 @@ def replay(curves: Curves, params: dict[str, Any], start: list[dict[str, Any]], 
         log.events.append((now, int(trial_id[1:]), stop.best))
         if strategy.max_total_epochs and log.epochs >= strategy.max_total_epochs:
             # The epoch cap ends the search: every running trial stops where it is, none starts.
-            for record, _, _ in runs.values():
-                record.outcome = "completed" if record.trial_id == trial_id and finished else "cut"
-                record.ended_at = now
+            for running, _, _ in runs.values():
+                running.outcome = "completed" if running is record and finished else "cut"
+                running.ended_at = now
             break
         if decision == TrialScheduler.STOP or finished:
             record.outcome = "completed" if finished else "stopped early"
