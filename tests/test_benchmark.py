@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from search.bench.benchmark import fixed_configs, main
 from spaces import get_space
@@ -125,9 +126,38 @@ def test_part_3_says_where_the_live_check_disagrees_and_how_the_models_error_fal
     assert "Its error by table size: 32 configs 0.1600, 64 configs 0.1500, 128 configs 0.1100; one seed noise at the " \
            "order of 10,000 configs" in text
     assert "The live check disagrees with this replay for 1 of 1 strategies" in text
+    assert "| random (FIFO) | 10 | 0.5900 (0.5700-0.6100) | not judged | no |" in text
+    study["live"]["random (FIFO)"]["recorded_seeds"] = [0.48, 0.45, 0.5]
     study["live"]["random (FIFO)"]["inside_replay_iqr"] = True
+    assert "| random (FIFO) | 10 | 0.5900 (0.5700-0.6100) | 0.4800 (0.4500-0.5000) | yes |" in "\n".join(
+        render_efficiency({"repeats": 100, "spaces": {"galspecnet/x": study},
+                           "targets": {"configs_per_trial": 4, "repeats": 100, "replay_64_trials_s": 1.0,
+                                       "study_s": 300.0}}))
     study["model_check"]["by_size"] = None
     text = "\n".join(render_efficiency({"repeats": 100, "spaces": {"galspecnet/x": study},
                                         "targets": {"configs_per_trial": 4, "repeats": 100, "replay_64_trials_s": 1.0,
                                                     "study_s": 300.0}}))
     assert "disagrees" not in text and "by table size" not in text
+
+
+def test_the_live_figures_set_the_replay_beside_the_picks_judged_on_the_recordings_seeds(tmp_path):
+    """A recording's seeds are shared by its configs, so the replay's range is compared with the live picks
+    judged on those seeds where the live check judged them so, and with the new seeds' figure otherwise."""
+    import pandas as pd
+
+    from search.bench.benchmark import _live_figures
+
+    rows = [{"strategy": "random (FIFO)", "epochs": 200, "baseline_epochs": 200.0, "final_quality": 0.6 + k / 100,
+             "quality_at_0.25": 0.4, "quality_at_1": 0.6 + k / 100, "final_quality_recorded_seeds": 0.47 + k / 100}
+            for k in range(5)]
+    path = tmp_path / "live.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    summary = {"best_true": 0.62, "median_true": 0.06,
+               "strategies": [{"strategy": "random (FIFO)", "quality_q25": 0.40, "quality_q75": 0.50,
+                               "epochs_median": 190}]}
+    figures = _live_figures(path, summary)["random (FIFO)"]
+    assert figures["quality_median"] == pytest.approx(0.62) and figures["recorded_seeds"][0] == pytest.approx(0.49)
+    assert figures["inside_replay_iqr"] is True
+    pd.DataFrame(rows).drop(columns="final_quality_recorded_seeds").to_csv(path, index=False)
+    figures = _live_figures(path, summary)["random (FIFO)"]
+    assert figures["recorded_seeds"] is None and figures["inside_replay_iqr"] is False

@@ -384,7 +384,7 @@ def test_live_searches_land_where_the_replay_of_their_own_recording_says():
 
     from search.record import draw_configs
     from search.replay import stats
-    from search.replay.live import Trainer, live_panel
+    from search.replay.live import RECORDED_SEEDS, Trainer, live_panel
     from trainables.pair import load_data
     from trainables.recipe import train
 
@@ -408,7 +408,15 @@ def test_live_searches_land_where_the_replay_of_their_own_recording_says():
     strategies = [Strategy("random (FIFO)", trials=4, sampler="random", scheduler="fifo"),
                   Strategy("random + ASHA", trials=4, sampler="random", grace=2, reduction=2)]
     live = live_panel(Trainer(data, settings), space.params, list(space.start), strategies, repeats=4,
-                      baseline="random (FIFO)", confirm_seeds=2)
+                      baseline="random (FIFO)", confirm_seeds=2, recorded_seeds=(2000, 2001))
+    # Live search 0's sampler seed is the recording's: it meets the recorded configs, and its pick judged on
+    # the recording's seeds is that config's recorded quality, run for run.
+    first = live[live["strategy"] == "random (FIFO)"].iloc[0]
+    picked = json.loads(first["final_config"])
+    recorded = [i for i, c in configs.items() if json.loads(json.dumps(c["searched"])) == picked]
+    assert len(recorded) == 1
+    assert first[RECORDED_SEEDS] == pytest.approx(curves.true_quality().loc[recorded[0], "mean"], abs=1e-9)
+    assert live[RECORDED_SEEDS].notna().all()
     for strategy in strategies:
         logs = [replay(curves, space.params, list(space.start), strategy, seed=r) for r in range(40)]
         picks = np.array([stats.at_budget(stats.pick_path(log, "max"), math.inf) for log in logs])
@@ -497,6 +505,40 @@ def test_a_live_check_keeps_the_searches_already_beside_the_recording():
                    kept=pd.DataFrame(rows("random (FIFO)", 40, 41.0) + rows("random + ASHA", 20, 41.0, grace=5)))
     with pytest.raises(RuntimeError, match="searched again"):
         live_panel(_NoTraining(), {}, [], [asha, base], 3, "random (FIFO)", kept=kept.drop(columns="settings"))
+
+
+class _Judge:
+    """A trainer that only judges: a config's best value is its ``x`` plus its seed's share."""
+
+    settings = None
+    trained_epochs = 0
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[float, int]] = []
+
+    def best(self, config: dict, seed: int) -> float:
+        self.runs.append((config["x"], seed))
+        return config["x"] + (seed - 2000) / 100
+
+
+def test_kept_live_searches_are_judged_on_the_recordings_seeds_without_being_searched_again():
+    """A live check judges each final pick on the recording's seeds too; kept searches without that figure
+    get it (one run per config and seed, shared picks trained once), and keep every other figure."""
+    from search.replay.live import RECORDED_SEEDS, live_panel
+
+    base = Strategy("random (FIFO)", trials=4, sampler="random", scheduler="fifo")
+    kept = pd.DataFrame([{"strategy": base.name, "settings": base.settings(), "repeat": k, "epochs": 40,
+                          "baseline_epochs": 40.0, "final_quality": 0.9, "quality_at_0.25": 0.4, "quality_at_1": 0.9,
+                          "final_config": json.dumps({"x": [0.5, 0.5, 0.7][k]})} for k in range(3)])
+    judge = _Judge()
+    out = live_panel(judge, {}, [], [base], 3, base.name, kept=kept, recorded_seeds=(2000, 2001))
+    assert out[RECORDED_SEEDS].tolist() == pytest.approx([0.505, 0.505, 0.705])
+    assert sorted(judge.runs) == [(0.5, 2000), (0.5, 2001), (0.7, 2000), (0.7, 2001)]
+    assert out.drop(columns=RECORDED_SEEDS).equals(kept)
+    # Judged already: not trained again.
+    again = _Judge()
+    live_panel(again, {}, [], [base], 3, base.name, kept=out, recorded_seeds=(2000, 2001))
+    assert again.runs == []
 
 
 def test_a_resumed_recording_keeps_the_recording_it_extends(tmp_path):

@@ -356,11 +356,12 @@ LIVE_PANEL = (BASELINE, "random + ASHA", REFERENCE, "prior + ASHA", "QMC-TPE + A
 
 def live_check(p: Prepared, strategies: list[Strategy], repeats: int, study: Any, out: Any) -> pd.DataFrame:
     """``repeats`` live searches of each strategy (:mod:`search.replay.live`), their picks confirmed over 3
-    new seeds, set beside the replay's prediction: the live median pick inside the replay's
-    interquartile range, and the live median epochs within 15 % of the replay's, or not. The searches are
-    kept beside the recording (its ``live.csv``, with those of strategies not in this panel); a later
-    check runs only the strategies that have fewer than ``repeats`` there."""
-    from search.replay.live import Trainer, live_panel
+    new seeds and judged on the recording's seeds, set beside the replay's prediction: the live median pick
+    (on the recording's seeds, as the replay judges) inside the replay's interquartile range, and the live
+    median epochs within 15 % of the replay's, or not. The searches are kept beside the recording (its
+    ``live.csv``, with those of strategies not in this panel); a later check runs only the strategies that
+    have fewer than ``repeats`` there."""
+    from search.replay.live import RECORDED_SEEDS, Trainer, live_panel
 
     space = p.space
     beside = curves_dir(space.name, p.curves.name, p.options.results_root) / LIVE_FILE
@@ -378,17 +379,18 @@ def live_check(p: Prepared, strategies: list[Strategy], repeats: int, study: Any
         others = kept[~kept["strategy"].isin(rows["strategy"])] if kept is not None else rows.iloc[:0]
         write_csv(beside, pd.concat([rows, others], ignore_index=True))
 
+    seeds = tuple(int(s) for s in sorted(p.curves.table["seed"].unique()))
     live = live_panel(Trainer(p.data, settings, space.pair.load_base(p.options.base)), space.params,
-                      list(space.start), strategies, repeats, BASELINE, save=keep, kept=kept)
+                      list(space.start), strategies, repeats, BASELINE, save=keep, kept=kept, recorded_seeds=seeds)
     keep(live)
     rows = []
     for name, part in live.groupby("strategy", sort=False):
         predicted = study.table.set_index("strategy").loc[name]
-        q = float(part["final_quality"].median())
+        q = float(part[RECORDED_SEEDS].median())
         e = float(part["epochs"].median())
         rows.append({"strategy": name, "live searches": len(part),
-                     "live pick, median (IQR)": f"{q:.4f} ({part['final_quality'].quantile(0.25):.4f}-"
-                                                f"{part['final_quality'].quantile(0.75):.4f})",
+                     "live pick on new seeds, median (IQR)": _quartiles(part["final_quality"]),
+                     f"on the recording's seeds {', '.join(map(str, seeds))}": _quartiles(part[RECORDED_SEEDS]),
                      "replay pick, median (IQR)": f"{predicted['quality_median']:.4f} "
                                                   f"({predicted['quality_q25']:.4f}-{predicted['quality_q75']:.4f})",
                      "pick inside replay IQR": inside(q, predicted["quality_q25"], predicted["quality_q75"]),
@@ -401,6 +403,10 @@ def live_check(p: Prepared, strategies: list[Strategy], repeats: int, study: Any
     console.print(f"live check -> {out / 'live.csv'}, {out / 'live.md'}; {time.perf_counter() - started:.0f} s",
                   soft_wrap=True)
     return live
+
+
+def _quartiles(values: pd.Series) -> str:
+    return f"{values.median():.4f} ({values.quantile(0.25):.4f}-{values.quantile(0.75):.4f})"
 
 
 # Per strategy, the figures worth a chart in the MLflow UI (metric names allow no parentheses or commas).
