@@ -273,7 +273,7 @@ def _live_figures(path: Path, summary: dict[str, Any]) -> dict[str, Any]:
     interquartile range is set beside the live picks judged on the recording's seeds, as the replay judges
     its picks, where the live check judged them so (``None`` otherwise: then beside the new seeds' figure)."""
     from results.files import read_csv
-    from search.replay.live import RECORDED_SEEDS, quality_at_baseline
+    from search.replay.live import judged_picks, quality_at_baseline
     from search.replay.stats import inside, paired_win, within
 
     live = read_csv(path, "the recording's live searches", ("strategy", "epochs", "final_quality", "quality_at_0.25"))
@@ -287,8 +287,8 @@ def _live_figures(path: Path, summary: dict[str, Any]) -> dict[str, Any]:
         final = paired_win(part["final_quality"].to_numpy(), np.roll(base, -1)[:len(part)], mode)
         at_1 = quality_at_baseline(part)
         equal = paired_win(at_1.to_numpy(), np.roll(base, -1)[:len(part)], mode) if at_1.notna().all() else None
-        on_recorded = part[RECORDED_SEEDS] if RECORDED_SEEDS in part and part[RECORDED_SEEDS].notna().all() else None
-        judged = q if on_recorded is None else on_recorded
+        judged = judged_picks(part)
+        on_recorded = judged if judged.name != "final_quality" else None
         out[name] = {"searches": len(part), "quality_median": float(q.median()), "quality_q25": float(q.quantile(0.25)),
                      "quality_q75": float(q.quantile(0.75)), "epochs_median": float(e.median()),
                      "recorded_seeds": None if on_recorded is None else [float(on_recorded.median()),

@@ -13,7 +13,9 @@ the advice is to keep the default, because nothing was told apart from it. When 
 serves a model-based sampler's proposals is not faithful on the recording (its held-out error is not
 below one seed noise, :func:`search.replay.serve.check_model`), only strategies served exactly (random
 search, with or without early stopping) are compared; the default's TPE is not, so the replay gives no
-advice and says that the live panel (``--live``) decides.
+advice and says that the live panel (``--live``) decides. So it does where live searches of the recording
+(its ``live.csv``) disagree with the replay for random search or the default: the replay is not used for a
+question the live panel has answered otherwise.
 """
 
 from __future__ import annotations

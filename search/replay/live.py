@@ -188,6 +188,14 @@ def judged_on(trainer: Trainer, config: dict[str, Any], seeds: tuple[int, ...], 
 RECORDED_SEEDS = "final_quality_recorded_seeds"
 
 
+def judged_picks(part: pd.DataFrame) -> pd.Series:
+    """Live searches' final picks as the replay judges its own: on the recording's seeds where every search
+    of ``part`` was judged there, else (searches kept from before) on the new seeds."""
+    if RECORDED_SEEDS in part and part[RECORDED_SEEDS].notna().all():
+        return part[RECORDED_SEEDS]
+    return part["final_quality"]
+
+
 def live_panel(trainer: Trainer, params: dict[str, Any], start: list[dict[str, Any]], strategies: list[Strategy],
                repeats: int, baseline: str, confirm_seeds: int = 3,
                save: Callable[[pd.DataFrame], None] | None = None, kept: pd.DataFrame | None = None,

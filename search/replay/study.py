@@ -26,6 +26,7 @@ import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -300,6 +301,10 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
                   "shown to be faithful" if check is None else None if check.faithful else
                   f"the curve model's held-out error ({check.errors[check.chosen]:.4f}) is not below one seed noise "
                   f"({check.seed_noise:.4f})")
+    # Where live searches of this recording disagree with its replay, the live panel decides (and gives no
+    # advice this rule could compute): the replay is not used for that question.
+    unfaithful = unfaithful or live_disagreement(curves_dir(space.name, r.curves, o.results_root) / LIVE_FILE,
+                                                 study.table, [strategies[0], default])
     advice = advise(study, strategies, default, unfaithful, baseline_trials=o.trials, max_epochs=max_epochs)
     rungs = sorted({min(max_epochs, default.grace * default.reduction ** k) for k in range(6)})
     tau = kendall_by_rung(curves, rungs)
@@ -352,6 +357,29 @@ LIVE_FILE = "live.csv"
 # random + ASHA, Optuna's peer and the candidates to beat random search.
 LIVE_PANEL = (BASELINE, "random + ASHA", REFERENCE, "prior + ASHA", "QMC-TPE + ASHA", "GP + ASHA",
               "TPE + curve ASHA", NEPS_PEER)
+
+
+def live_disagreement(path: Path, table: pd.DataFrame, strategies: list[Strategy]) -> str | None:
+    """Why a replay cannot judge: the live searches kept at ``path`` (a recording's ``live.csv``) put the
+    median pick of one of ``strategies`` (under its settings) outside the replay's interquartile range
+    (``table``, the study's), judged as the replay judges; ``None`` where they agree or there are none."""
+    from search.replay.live import judged_picks
+
+    if not path.is_file():
+        return None
+    live = read_csv(path, "the recording's live searches", ("strategy", "final_quality"))
+    predicted = table.set_index("strategy")
+    off = []
+    for s in strategies:
+        part = live[(live["strategy"] == s.name)
+                    & (live["settings"] == s.settings() if "settings" in live else True)]
+        if part.empty or s.name not in predicted.index:
+            continue
+        q, low, high = float(judged_picks(part).median()), *predicted.loc[s.name, ["quality_q25", "quality_q75"]]
+        if not inside(q, low, high):
+            off.append(f"{s.name}'s {len(part)} live searches picked {q:.4f} (median), outside its replay's "
+                       f"{low:.4f}-{high:.4f}")
+    return f"the live searches beside this recording disagree with its replay ({'; '.join(off)})" if off else None
 
 
 def live_check(p: Prepared, strategies: list[Strategy], repeats: int, study: Any, out: Any) -> pd.DataFrame:
