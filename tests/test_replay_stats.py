@@ -77,7 +77,6 @@ def test_holm_adjusts_step_down_and_keeps_the_order():
 def _study(areas: dict[str, list[float]], p_win: dict[str, float], stopped: dict[str, float]):
     """A replay study whose strategies' pick paths give the regret areas asked for (best 1.0, median 0.0:
     a path of constant quality 1 - a has area a)."""
-
     from search.replay.report import ReplayStudy
 
     paths = {name: [np.full(10, 1.0 - a) for a in values] for name, values in areas.items()}
