@@ -32,8 +32,9 @@ SPACE = Space(
     # (docs/replay.md#earlier-figures-withdrawn). Measured live since, at a reduced scale (256 points, 100
     # training spectra per class, 12 epochs, 18 trials; 10 searches each, picks over 3 new seeds,
     # 2026-12-06): this default picked 0.505 macro-F1 (median) against random search's 0.588, worse in 7 of
-    # 10 paired searches (p 0.084: not told apart), Optuna TPE + Hyperband 0.529 (6 of 10 worse, p 0.11).
-    # No setting has been measured to beat random search here; the settings stay until one is.
+    # 10 paired searches (p 0.084: not told apart), Optuna TPE + Hyperband 0.529 (6 of 10 worse, p 0.11),
+    # and California's winning setting (4x the trials from epoch 1, rf 3) tied it at its epochs (0.547, 5 of
+    # 10 better, p 0.43). No setting has been measured to beat random search here; the settings stay until one is.
     reduction_factor=2,
     startup_trials=4,
     # 2 CPU cores, 2026-12-06 with reduction 2: 18 min 57 s alone (make search), 36 min beside a recording
