@@ -156,6 +156,15 @@ def live_search(trainer: Trainer, params: dict[str, Any], start: list[dict[str, 
     return log, [dict(t.config or {}) for t in log.trials]
 
 
+def mean_best(trainer: Trainer, config: dict[str, Any], seeds: tuple[int, ...], cache: dict[str, float]) -> float:
+    """``config``'s mean best value over ``seeds``, each a full-budget run without patience; ``cache`` (one per
+    set of seeds) keeps them by config, so a pick met again is not trained again."""
+    text = json.dumps(config, sort_keys=True, default=str)
+    if text not in cache:
+        cache[text] = float(np.mean([trainer.best(config, s) for s in seeds]))
+    return cache[text]
+
+
 def confirm_picks(trainer: Trainer, log: ReplayLog, configs: list[dict[str, Any]], budgets: list[float],
                   seeds: int, cache: dict[str, float]) -> dict[float, tuple[float, int]]:
     """Per budget in epochs (``math.inf``: the final pick): the confirmed quality (mean best over ``seeds``
@@ -169,20 +178,8 @@ def confirm_picks(trainer: Trainer, log: ReplayLog, configs: list[dict[str, Any]
             continue
         spent = len(chosen) if budget >= len(chosen) else int(math.floor(budget + 1e-9))
         pick = int(chosen[spent - 1])
-        text = json.dumps(configs[pick], sort_keys=True, default=str)
-        if text not in cache:
-            cache[text] = float(np.mean([trainer.best(configs[pick], CONFIRM_SEED + j) for j in range(seeds)]))
-        out[budget] = (cache[text], pick)
+        out[budget] = (mean_best(trainer, configs[pick], tuple(CONFIRM_SEED + j for j in range(seeds)), cache), pick)
     return out
-
-
-def judged_on(trainer: Trainer, config: dict[str, Any], seeds: tuple[int, ...], cache: dict[str, float]) -> float:
-    """``config``'s mean best value over ``seeds`` (the recording's), each a full-budget run without patience;
-    ``cache`` keeps them by config."""
-    text = json.dumps(config, sort_keys=True, default=str)
-    if text not in cache:
-        cache[text] = float(np.mean([trainer.best(config, s) for s in seeds]))
-    return cache[text]
 
 
 RECORDED_SEEDS = "final_quality_recorded_seeds"
@@ -215,7 +212,7 @@ def live_panel(trainer: Trainer, params: dict[str, Any], start: list[dict[str, A
             return part
         have = part[RECORDED_SEEDS] if RECORDED_SEEDS in part else pd.Series(math.nan, index=part.index)
         return part.assign(**{RECORDED_SEEDS: [
-            v if not math.isnan(v) else judged_on(trainer, json.loads(c), recorded_seeds, on_recorded)
+            v if not math.isnan(v) else mean_best(trainer, json.loads(c), recorded_seeds, on_recorded)
             for v, c in zip(have.astype(float), part["final_config"])]})
 
     for strategy in ordered:
@@ -252,7 +249,7 @@ def live_panel(trainer: Trainer, params: dict[str, Any], start: list[dict[str, A
                          f"quality_at_{LIVE_BUDGET:g}": picks[budgets[0]][0], "quality_at_1": picks[budgets[1]][0],
                          "final_config": json.dumps(configs[picks[math.inf][1]], sort_keys=True, default=str)})
             if recorded_seeds:
-                rows[-1][RECORDED_SEEDS] = judged_on(trainer, configs[picks[math.inf][1]], recorded_seeds, on_recorded)
+                rows[-1][RECORDED_SEEDS] = mean_best(trainer, configs[picks[math.inf][1]], recorded_seeds, on_recorded)
         if save is not None:
             save(pd.DataFrame(rows))
     return pd.DataFrame(rows)

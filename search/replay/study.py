@@ -348,7 +348,7 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
     if r.live:
         chosen = ([s for s in strategies if s.name in r.live_only or s.name == BASELINE] if r.live_only else
                   [s for s in strategies if s.name in LIVE_PANEL or s is default or s.trials > o.trials])
-        result["live"] = live_check(p, chosen, r.live, study, out)
+        result["live"] = live_check(p, chosen, r.live, study, out, tuple(int(s) for s in table.recording_seeds))
     return result
 
 
@@ -382,13 +382,14 @@ def live_disagreement(path: Path, table: pd.DataFrame, strategies: list[Strategy
     return f"the live searches beside this recording disagree with its replay ({'; '.join(off)})" if off else None
 
 
-def live_check(p: Prepared, strategies: list[Strategy], repeats: int, study: Any, out: Any) -> pd.DataFrame:
+def live_check(p: Prepared, strategies: list[Strategy], repeats: int, study: Any, out: Any,
+               seeds: tuple[int, ...]) -> pd.DataFrame:
     """``repeats`` live searches of each strategy (:mod:`search.replay.live`), their picks confirmed over 3
     new seeds and judged on the recording's seeds, set beside the replay's prediction: the live median pick
     (on the recording's seeds, as the replay judges) inside the replay's interquartile range, and the live
     median epochs within 15 % of the replay's, or not. The searches are kept beside the recording (its
     ``live.csv``, with those of strategies not in this panel); a later check runs only the strategies that
-    have fewer than ``repeats`` there."""
+    have fewer than ``repeats`` there. ``seeds``: the recording's (:attr:`Table.recording_seeds`)."""
     from search.replay.live import RECORDED_SEEDS, Trainer, live_panel
 
     space = p.space
@@ -407,7 +408,6 @@ def live_check(p: Prepared, strategies: list[Strategy], repeats: int, study: Any
         others = kept[~kept["strategy"].isin(rows["strategy"])] if kept is not None else rows.iloc[:0]
         write_csv(beside, pd.concat([rows, others], ignore_index=True))
 
-    seeds = tuple(int(s) for s in sorted(p.curves.table["seed"].unique()))
     live = live_panel(Trainer(p.data, settings, space.pair.load_base(p.options.base)), space.params,
                       list(space.start), strategies, repeats, BASELINE, save=keep, kept=kept, recorded_seeds=seeds)
     keep(live)
