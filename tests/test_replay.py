@@ -244,6 +244,35 @@ def test_random_search_on_a_table_is_exact_each_config_once_start_first():
         replay(curves, params, start, Strategy("r", trials=7, sampler="random", scheduler="fifo"), seed=0)
 
 
+def test_p_top1_and_the_share_of_top3_trials_stopped_on_hand_made_searches():
+    """P(top-1) is the share of searches whose final pick is the best recorded config; the top-3 stopped
+    share counts the trials of the three best configs that the scheduler stopped, over all such trials."""
+    from search.replay.report import summarise
+    from search.replay.serve import Table
+    from search.replay.simulate import ReplayedTrial, ReplayLog
+
+    curves = _synthetic([1.0] * 6, [[0.1 * i, 0.1 * i + 0.05] for i in range(6)])   # config i is worth 0.1 i + 0.05
+    table = Table(curves, get_space("wine_mlp").params)
+
+    def search(trials: list[tuple[int, str, list[float]]]) -> ReplayLog:
+        # (config, outcome, its values by epoch), one trial after another
+        log = ReplayLog(Strategy("s", trials=len(trials)), 0, [])
+        for k, (config, outcome, values) in enumerate(trials):
+            q = table.quality(config)
+            log.trials.append(ReplayedTrial(f"r{k:05d}", config, 0, 0.0, epochs=len(values), best=max(values),
+                                            outcome=outcome, quality=q, quality_unseen=q))
+            log.events += [(float(len(log.events) + 1), k, float(b)) for b in np.maximum.accumulate(values)]
+        return log
+
+    first = search([(3, "stopped early", [0.3]), (5, "completed", [0.5, 0.55]), (1, "completed", [0.1, 0.15])])
+    second = search([(4, "completed", [0.4, 0.45]), (3, "completed", [0.3, 0.35]), (2, "completed", [0.2, 0.25])])
+    logs = {"s": [first, second]}
+    row = summarise(logs, table, "s", None).table.set_index("strategy").loc["s"]
+    assert row["p_top1"] == 0.5                    # the first search picked config 5, the second config 4
+    assert row["top3_stopped_share"] == 1 / 4      # configs 3, 4, 5: four trials, one stopped
+    assert row["quality_median"] == pytest.approx((0.55 + 0.45) / 2)
+
+
 def test_every_trial_of_a_replayed_search_sees_one_recorded_seed_the_repeats_each_in_turn():
     """As a live search gives all its trials one seed: a recording's seed shifts all its configs alike, so
     mixing seeds in one search would pick trials for their seed's luck."""
