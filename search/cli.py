@@ -123,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --live, check only this strategy of the panel (its name as the table prints it; "
                         "repeat the flag for several); random search is always checked, the others are measured "
                         "against its epochs")
-    p.add_argument("--jobs", type=_positive_int, help="processes replaying at once (default: the CPUs this process "
-                                                     "may use; the figures do not depend on it)")
+    p.add_argument("--jobs", type=_positive_int, help="processes replaying, or with --live training, at once (default: "
+                                                     "the CPUs this process may use; the figures do not depend on it)")
     p.add_argument("--neps", action="store_true",
                    help="add NePS's PriorBand, the peer to beat (runs in NePS's own Python: make neps-env)")
     p.add_argument("--serve", choices=["model", "nearest"], default="model",

@@ -438,6 +438,10 @@ def test_live_searches_land_where_the_replay_of_their_own_recording_says():
                   Strategy("random + ASHA", trials=4, sampler="random", grace=2, reduction=2)]
     live = live_panel(Trainer(data, settings), space.params, list(space.start), strategies, repeats=4,
                       baseline="random (FIFO)", confirm_seeds=2, recorded_seeds=(2000, 2001))
+    # In two processes (searches, then confirmation runs, spread over them), the same rows to the last digit.
+    pd.testing.assert_frame_equal(live_panel(Trainer(data, settings), space.params, list(space.start), strategies,
+                                             repeats=4, baseline="random (FIFO)", confirm_seeds=2,
+                                             recorded_seeds=(2000, 2001), jobs=2), live, check_exact=True)
     # Live search 0's sampler seed is the recording's: it meets the recorded configs, and its pick judged on
     # the recording's seeds is that config's recorded quality, run for run.
     first = live[live["strategy"] == "random (FIFO)"].iloc[0]

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import time
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Any, Callable
@@ -156,30 +158,43 @@ def live_search(trainer: Trainer, params: dict[str, Any], start: list[dict[str, 
     return log, [dict(t.config or {}) for t in log.trials]
 
 
-def mean_best(trainer: Trainer, config: dict[str, Any], seeds: tuple[int, ...], cache: dict[str, float]) -> float:
-    """``config``'s mean best value over ``seeds``, each a full-budget run without patience; ``cache`` (one per
-    set of seeds) keeps them by config, so a pick met again is not trained again."""
-    text = json.dumps(config, sort_keys=True, default=str)
-    if text not in cache:
-        cache[text] = float(np.mean([trainer.best(config, s) for s in seeds]))
-    return cache[text]
+def mean_best(trainer: Trainer, config: dict[str, Any], seeds: tuple[int, ...], cache: dict[tuple[str, int], float]
+              ) -> float:
+    """``config``'s mean best value over ``seeds``, each a full-budget run without patience; ``cache`` keeps
+    the runs by config and seed, so a pick met again is not trained again."""
+    text = _key(config)
+    for seed in seeds:
+        if (text, seed) not in cache:
+            cache[text, seed] = trainer.best(config, seed)
+    return float(np.mean([cache[text, seed] for seed in seeds]))
 
 
-def confirm_picks(trainer: Trainer, log: ReplayLog, configs: list[dict[str, Any]], budgets: list[float],
-                  seeds: int, cache: dict[str, float]) -> dict[float, tuple[float, int]]:
-    """Per budget in epochs (``math.inf``: the final pick): the confirmed quality (mean best over ``seeds``
-    new seeds) of the search's pick then, and the pick's trial index; ``cache`` keeps confirmations by
-    config across searches."""
-    chosen = picks(log, trainer.settings.mode)
+def _key(config: dict[str, Any]) -> str:
+    return json.dumps(config, sort_keys=True, default=str)
+
+
+def pick_indices(log: ReplayLog, mode: str, budgets: list[float]) -> dict[float, int]:
+    """Per budget in epochs (``math.inf``: the final pick): the index of the search's pick then, or -1 (no
+    trial had ended one epoch by then)."""
+    chosen = picks(log, mode)
     out = {}
     for budget in budgets:
         if budget < 1 or not len(chosen):
-            out[budget] = (math.nan, -1)
+            out[budget] = -1
             continue
         spent = len(chosen) if budget >= len(chosen) else int(math.floor(budget + 1e-9))
-        pick = int(chosen[spent - 1])
-        out[budget] = (mean_best(trainer, configs[pick], tuple(CONFIRM_SEED + j for j in range(seeds)), cache), pick)
+        out[budget] = int(chosen[spent - 1])
     return out
+
+
+def confirm_picks(trainer: Trainer, log: ReplayLog, configs: list[dict[str, Any]], budgets: list[float],
+                  seeds: int, cache: dict[tuple[str, int], float]) -> dict[float, tuple[float, int]]:
+    """Per budget in epochs (``math.inf``: the final pick): the confirmed quality (mean best over ``seeds``
+    new seeds) of the search's pick then, and the pick's trial index; ``cache`` keeps the runs by config and
+    seed across searches."""
+    new_seeds = tuple(CONFIRM_SEED + j for j in range(seeds))
+    return {budget: (math.nan if pick < 0 else mean_best(trainer, configs[pick], new_seeds, cache), pick)
+            for budget, pick in pick_indices(log, trainer.settings.mode, budgets).items()}
 
 
 RECORDED_SEEDS = "final_quality_recorded_seeds"
@@ -196,63 +211,121 @@ def judged_picks(part: pd.DataFrame) -> pd.Series:
 def live_panel(trainer: Trainer, params: dict[str, Any], start: list[dict[str, Any]], strategies: list[Strategy],
                repeats: int, baseline: str, confirm_seeds: int = 3,
                save: Callable[[pd.DataFrame], None] | None = None, kept: pd.DataFrame | None = None,
-               recorded_seeds: tuple[int, ...] = ()) -> pd.DataFrame:
+               recorded_seeds: tuple[int, ...] = (), jobs: int = 1) -> pd.DataFrame:
     """``repeats`` live searches of each strategy (the baseline first: its median epochs set the budgets);
     one row per search: its epochs, trials stopped, and the confirmed quality of its picks, the final one also
     on ``recorded_seeds`` (the recording's; a kept search without that figure gets it, its search not run
     again). ``save``: called with the rows so far after each strategy, so that hours of live searches survive
     an interruption. ``kept``: rows of earlier live searches of the same recording; a strategy with ``repeats``
     of them under its name and settings (:meth:`Strategy.settings`), measured against the same baseline
-    epochs, is not searched again."""
+    epochs, is not searched again. ``jobs``: processes training at once (searches, then confirmation runs);
+    each run depends on its config and seed only, so the rows are the same whatever ``jobs`` is."""
     ordered = sorted(strategies, key=lambda s: s.name != baseline)
-    rows, cache, on_recorded, base_epochs = [], {}, {}, math.nan
+    rows: list[dict[str, Any]] = []
+    runs: dict[tuple[str, int], float] = {}   # best value by config and seed, shared by every figure
+    base_epochs = math.nan
+    new_seeds = tuple(CONFIRM_SEED + j for j in range(confirm_seeds))
+    # spawn, not fork: a forked child of a process that has run PyTorch's thread pool can hang.
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_share_trainer, initargs=(trainer,)) if jobs > 1 else None
 
     def judged(part: pd.DataFrame) -> pd.DataFrame:
         if not recorded_seeds:
             return part
         have = part[RECORDED_SEEDS] if RECORDED_SEEDS in part else pd.Series(math.nan, index=part.index)
+        _train_runs(pool, [(json.loads(c), recorded_seeds) for v, c in zip(have.astype(float), part["final_config"])
+                           if math.isnan(v)], runs)
         return part.assign(**{RECORDED_SEEDS: [
-            v if not math.isnan(v) else mean_best(trainer, json.loads(c), recorded_seeds, on_recorded)
+            v if not math.isnan(v) else mean_best(trainer, json.loads(c), recorded_seeds, runs)
             for v, c in zip(have.astype(float), part["final_config"])]})
 
-    for strategy in ordered:
-        earlier = _kept(kept, strategy, repeats, base_epochs, strategy.name == baseline)
-        if earlier is not None:
-            console.print(f"  live {strategy.name}: {repeats} searches kept from the recording's live.csv",
-                          soft_wrap=True)
-            rows += judged(earlier).to_dict("records")
+    try:
+        for strategy in ordered:
+            earlier = _kept(kept, strategy, repeats, base_epochs, strategy.name == baseline)
+            if earlier is not None:
+                console.print(f"  live {strategy.name}: {repeats} searches kept from the recording's live.csv",
+                              soft_wrap=True)
+                rows += judged(earlier).to_dict("records")
+                if strategy.name == baseline:
+                    base_epochs = float(earlier["epochs"].median())
+                continue
+            logs = []
+            searched: Any = (_search_timed(trainer, params, start, strategy, r) for r in range(repeats)) \
+                if pool is None else pool.map(_search_in_worker, *zip(*[(params, start, strategy, r)
+                                                                          for r in range(repeats)]))
+            for repeat, (log, configs, trained, seconds) in enumerate(searched):
+                logs.append((log, configs))
+                console.print(f"  live {strategy.name} #{repeat}: {log.epochs} epochs, {seconds:.0f} s ({trained} "
+                              f"epochs trained{'' if pool is None else ', one of ' + str(jobs) + ' processes'})",
+                              soft_wrap=True)
             if strategy.name == baseline:
-                base_epochs = float(earlier["epochs"].median())
-            continue
-        logs = []
-        for repeat in range(repeats):
-            t0, before = time.perf_counter(), trainer.trained_epochs
-            log, configs = live_search(trainer, params, start, strategy, repeat)
-            logs.append((log, configs))
-            console.print(f"  live {strategy.name} #{repeat}: {log.epochs} epochs, "
-                          f"{time.perf_counter() - t0:.0f} s ({trainer.trained_epochs - before} epochs trained)",
-                          soft_wrap=True)
-        if strategy.name == baseline:
-            base_epochs = float(np.median([log.epochs for log, _ in logs]))
-        # The picks the live figures need: at a quarter of random search's epochs, at its epochs (for a search
-        # that spends more, the comparison at equal epochs) and the final pick; a pick already confirmed is
-        # not trained again (the cache), so a search that ends sooner costs nothing for the second.
-        budgets = [LIVE_BUDGET * base_epochs, base_epochs, math.inf]
-        for repeat, (log, configs) in enumerate(logs):
-            picks = confirm_picks(trainer, log, configs, budgets, confirm_seeds, cache)
-            rows.append({"strategy": strategy.name, "settings": strategy.settings(), "repeat": repeat,
-                         "epochs": log.epochs,
-                         "trials": sum(t.outcome != "promoted" for t in log.trials),
-                         "stopped": sum(t.outcome == "stopped early" for t in log.trials),
-                         "failed": sum(t.outcome == "failed" for t in log.trials),
-                         "baseline_epochs": base_epochs, "final_quality": picks[math.inf][0],
-                         f"quality_at_{LIVE_BUDGET:g}": picks[budgets[0]][0], "quality_at_1": picks[budgets[1]][0],
-                         "final_config": json.dumps(configs[picks[math.inf][1]], sort_keys=True, default=str)})
-            if recorded_seeds:
-                rows[-1][RECORDED_SEEDS] = mean_best(trainer, configs[picks[math.inf][1]], recorded_seeds, on_recorded)
-        if save is not None:
-            save(pd.DataFrame(rows))
+                base_epochs = float(np.median([log.epochs for log, _ in logs]))
+            # The picks the live figures need: at a quarter of random search's epochs, at its epochs (for a
+            # search that spends more, the comparison at equal epochs) and the final pick; a pick already
+            # confirmed is not trained again (``runs``), so a search that ends sooner costs nothing for the second.
+            budgets = [LIVE_BUDGET * base_epochs, base_epochs, math.inf]
+            chosen = [pick_indices(log, trainer.settings.mode, budgets) for log, _ in logs]
+            _train_runs(pool, [(configs[i], new_seeds) for (_, configs), at in zip(logs, chosen)
+                               for i in at.values() if i >= 0]
+                        + [(configs[at[math.inf]], recorded_seeds) for (_, configs), at in zip(logs, chosen)
+                           if at[math.inf] >= 0], runs)
+            for repeat, (log, configs) in enumerate(logs):
+                found = confirm_picks(trainer, log, configs, budgets, confirm_seeds, runs)
+                rows.append({"strategy": strategy.name, "settings": strategy.settings(), "repeat": repeat,
+                             "epochs": log.epochs,
+                             "trials": sum(t.outcome != "promoted" for t in log.trials),
+                             "stopped": sum(t.outcome == "stopped early" for t in log.trials),
+                             "failed": sum(t.outcome == "failed" for t in log.trials),
+                             "baseline_epochs": base_epochs, "final_quality": found[math.inf][0],
+                             f"quality_at_{LIVE_BUDGET:g}": found[budgets[0]][0], "quality_at_1": found[budgets[1]][0],
+                             "final_config": _key(configs[found[math.inf][1]])})
+                if recorded_seeds:
+                    rows[-1][RECORDED_SEEDS] = mean_best(trainer, configs[found[math.inf][1]], recorded_seeds, runs)
+            if save is not None:
+                save(pd.DataFrame(rows))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     return pd.DataFrame(rows)
+
+
+_TRAINER: Trainer | None = None   # a live-check worker process's trainer
+
+
+def _share_trainer(trainer: Trainer) -> None:
+    global _TRAINER
+    _TRAINER = trainer
+    torch.set_num_threads(trainer.settings.threads)
+
+
+def _search_timed(trainer: Trainer, params: dict[str, Any], start: list[dict[str, Any]], strategy: Strategy,
+                  repeat: int) -> tuple[ReplayLog, list[dict[str, Any]], int, float]:
+    t0, before = time.perf_counter(), trainer.trained_epochs
+    log, configs = live_search(trainer, params, start, strategy, repeat)
+    return log, configs, trainer.trained_epochs - before, time.perf_counter() - t0
+
+
+def _search_in_worker(params: dict[str, Any], start: list[dict[str, Any]], strategy: Strategy, repeat: int
+                      ) -> tuple[ReplayLog, list[dict[str, Any]], int, float]:
+    assert _TRAINER is not None
+    return _search_timed(_TRAINER, params, start, strategy, repeat)
+
+
+def _best_in_worker(config: dict[str, Any], seed: int) -> float:
+    assert _TRAINER is not None
+    return _TRAINER.best(config, seed)
+
+
+def _train_runs(pool: Executor | None, wanted: list[tuple[dict[str, Any], tuple[int, ...]]],
+                runs: dict[tuple[str, int], float]) -> None:
+    """Trains in ``pool`` the runs of ``wanted`` (configs, each over its seeds) that ``runs`` lacks, and adds
+    them to it; without a pool, nothing (:func:`mean_best` trains them as it meets them, in the same order)."""
+    if pool is None:
+        return
+    todo = {(_key(config), seed): config for config, seeds in wanted for seed in seeds}
+    todo = {k: c for k, c in todo.items() if k not in runs}
+    for key, best in zip(todo, pool.map(_best_in_worker, todo.values(), [seed for _, seed in todo])):
+        runs[key] = best
 
 
 def _kept(kept: pd.DataFrame | None, strategy: Strategy, repeats: int, base_epochs: float, is_baseline: bool

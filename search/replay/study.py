@@ -348,7 +348,8 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
     if r.live:
         chosen = ([s for s in strategies if s.name in r.live_only or s.name == BASELINE] if r.live_only else
                   [s for s in strategies if s.name in LIVE_PANEL or s is default or s.trials > o.trials])
-        result["live"] = live_check(p, chosen, r.live, study, out, tuple(int(s) for s in table.recording_seeds))
+        result["live"] = live_check(p, chosen, r.live, study, out, tuple(int(s) for s in table.recording_seeds),
+                                    r.jobs or available_cpus())
     return result
 
 
@@ -383,13 +384,14 @@ def live_disagreement(path: Path, table: pd.DataFrame, strategies: list[Strategy
 
 
 def live_check(p: Prepared, strategies: list[Strategy], repeats: int, study: Any, out: Any,
-               seeds: tuple[int, ...]) -> pd.DataFrame:
+               seeds: tuple[int, ...], jobs: int = 1) -> pd.DataFrame:
     """``repeats`` live searches of each strategy (:mod:`search.replay.live`), their picks confirmed over 3
     new seeds and judged on the recording's seeds, set beside the replay's prediction: the live median pick
     (on the recording's seeds, as the replay judges) inside the replay's interquartile range, and the live
     median epochs within 15 % of the replay's, or not. The searches are kept beside the recording (its
     ``live.csv``, with those of strategies not in this panel); a later check runs only the strategies that
-    have fewer than ``repeats`` there. ``seeds``: the recording's (:attr:`Table.recording_seeds`)."""
+    have fewer than ``repeats`` there. ``seeds``: the recording's (:attr:`Table.recording_seeds`); ``jobs``:
+    processes training at once."""
     from search.replay.live import RECORDED_SEEDS, Trainer, live_panel
 
     space = p.space
@@ -398,7 +400,8 @@ def live_check(p: Prepared, strategies: list[Strategy], repeats: int, study: Any
         if beside.is_file() else None
     settings = replace(p.settings, metric=space.metric, mode=space.mode)
     console.print(f"live check: {repeats} live searches of {len(strategies)} strategies, every proposal trained "
-                  f"(data {p.data.describe()}), picks confirmed over 3 new seeds", soft_wrap=True)
+                  f"(data {p.data.describe()}), picks confirmed over 3 new seeds; {jobs} process"
+                  f"{'es' if jobs > 1 else ''} training at once", soft_wrap=True)
     started = time.perf_counter()
 
     def keep(rows: pd.DataFrame) -> None:
@@ -409,7 +412,8 @@ def live_check(p: Prepared, strategies: list[Strategy], repeats: int, study: Any
         write_csv(beside, pd.concat([rows, others], ignore_index=True))
 
     live = live_panel(Trainer(p.data, settings, space.pair.load_base(p.options.base)), space.params,
-                      list(space.start), strategies, repeats, BASELINE, save=keep, kept=kept, recorded_seeds=seeds)
+                      list(space.start), strategies, repeats, BASELINE, save=keep, kept=kept, recorded_seeds=seeds,
+                      jobs=jobs)
     keep(live)
     rows = []
     for name, part in live.groupby("strategy", sort=False):
