@@ -225,6 +225,10 @@ def cmd_data(args: argparse.Namespace) -> None:
     print(message)
 
 
+NOT_MEASURED = ("not measured on this pair; spectune record, then spectune replay --live 10, "
+                "measures them (docs/replay.md)")
+
+
 def cmd_spaces(args: argparse.Namespace) -> None:
     from spaces import SpaceError, describe_domain, get_space, list_spaces
     from trainables.data import list_data
@@ -256,6 +260,7 @@ def cmd_spaces(args: argparse.Namespace) -> None:
                   + (f", at most {budget.trials * epochs} in all" if space.trials_factor > 1 else "")
                   + f", ASHA grace {space.grace_for(epochs)}"
                   + "".join(f", {part}" for part in budget.describe_data()))
+        print(f"    search settings: {space.measured or NOT_MEASURED}")
         pretrained = space.pair.model_entry.pretrained
         if pretrained is not None:
             print(f"    starts from: {pretrained.about} (default {pretrained.default}; --base to change)")

@@ -69,7 +69,9 @@ class Space:
     ``min(10, trials // 3)``, at least 2). ``trials_factor``: the default search runs this many times a
     budget's trials, which stay random search's (the replay's baseline); with ASHA from an early first rung
     most of the extra trials stop after an epoch or three. Choose these four from a replay (``spectune
-    replay``), checked live (``--live``) where the replay cannot judge the sampler.
+    replay``), checked live (``--live``) where the replay cannot judge the sampler, and say in ``measured``
+    what they were measured to do on this pair (one line, the figure that chose them; its command is in
+    docs/replay.md); empty: not measured here, the generic rule (``spectune spaces`` says which).
     ``cpu`` and ``gpu`` are the budgets ``make search`` uses on each kind of machine.
     ``gpus_per_trial`` is the share of a GPU one trial needs (``None``: a quarter, so four small
     trials share a GPU; a transformer may ask for 1.0); ``--gpus-per-trial`` overrides it.
@@ -89,6 +91,7 @@ class Space:
     reduction_factor: int = 3
     startup_trials: int | None = None
     trials_factor: int = 1
+    measured: str = ""
     cpu: Budget = Budget(trials=18)
     gpu: Budget = Budget(trials=64)
     gpus_per_trial: float | None = None

@@ -9,6 +9,7 @@ import torch
 
 from conftest import write_split
 from search.cli import main
+from spaces import get_space, list_spaces
 from trainables.data.ztf_synthetic import CLASS_ORDER
 
 
@@ -100,12 +101,15 @@ def test_spaces_lists_parameters_and_ranges(capsys):
     assert "groups           choice [2, 4, 8] when norm = 'group'" in out
     assert ("CPU budget: 18 trials x up to 20 epochs, ASHA grace 10, sequences block-averaged to 1024 points, "
             "at most 280 training examples per class") in out
+    # What each space's search settings were measured to do, or that they were not.
+    assert "    search settings: live, 10 searches paired with random search at its epochs" in out
+    assert out.count("    search settings: not measured on this pair; spectune record") \
+        == sum(not get_space(n).measured for n in list_spaces()) > 0
 
 
 def test_spaces_shows_each_budgets_epochs_and_first_rung(capsys):
     """A CPU user gets the CPU budget's cut-down epochs and the lower grace that follows from them
     (before, only the space's GPU-scale "60 epochs, ASHA grace 15" was listed for galspecnet)."""
-    from spaces import get_space
 
     assert main(["spaces"]) == 0
     out = capsys.readouterr().out

@@ -1,4 +1,6 @@
+import re
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +23,20 @@ def test_every_registered_space_loads_and_starts_inside_its_ranges(name):
     resolved = space.pair.resolve(space.first_config())
     assert set(resolved.to_dict()) >= set(space.start[0])
     assert space.to_json()["params"].keys() == space.params.keys()
+
+
+@pytest.mark.parametrize("name", list_spaces())
+def test_a_space_carries_the_figure_that_chose_its_search_settings(name):
+    """Where a space's search settings were checked live (live searches beside one of its recordings) or
+    replayed, ``measured`` says so with its date; it claims a live check only where those searches are."""
+    space = get_space(name)
+    curves = Path(__file__).resolve().parents[1] / "results" / name / "curves"
+    live = list(curves.glob("*/live.csv"))
+    if live or list(curves.glob("*/replays")):
+        assert space.measured
+    if space.measured:
+        assert re.search(r"\b20\d\d-\d\d-\d\d\b", space.measured), space.measured
+        assert space.measured.startswith("live") == bool(live), (space.measured, live)
 
 
 def test_the_shipped_spaces_are_listed():
