@@ -158,15 +158,10 @@ def live_search(trainer: Trainer, params: dict[str, Any], start: list[dict[str, 
     return log, [dict(t.config or {}) for t in log.trials]
 
 
-def mean_best(trainer: Trainer, config: dict[str, Any], seeds: tuple[int, ...], cache: dict[tuple[str, int], float]
-              ) -> float:
-    """``config``'s mean best value over ``seeds``, each a full-budget run without patience; ``cache`` keeps
-    the runs by config and seed, so a pick met again is not trained again."""
-    text = _key(config)
-    for seed in seeds:
-        if (text, seed) not in cache:
-            cache[text, seed] = trainer.best(config, seed)
-    return float(np.mean([cache[text, seed] for seed in seeds]))
+def mean_best(config: dict[str, Any], seeds: tuple[int, ...], runs: dict[tuple[str, int], float]) -> float:
+    """``config``'s mean best value over ``seeds``, from ``runs`` (best values by config and seed, each a
+    full-budget run without patience: :func:`_train_runs`)."""
+    return float(np.mean([runs[_key(config), seed] for seed in seeds]))
 
 
 def _key(config: dict[str, Any]) -> str:
@@ -187,14 +182,12 @@ def pick_indices(log: ReplayLog, mode: str, budgets: list[float]) -> dict[float,
     return out
 
 
-def confirm_picks(trainer: Trainer, log: ReplayLog, configs: list[dict[str, Any]], budgets: list[float],
-                  seeds: int, cache: dict[tuple[str, int], float]) -> dict[float, tuple[float, int]]:
-    """Per budget in epochs (``math.inf``: the final pick): the confirmed quality (mean best over ``seeds``
-    new seeds) of the search's pick then, and the pick's trial index; ``cache`` keeps the runs by config and
-    seed across searches."""
-    new_seeds = tuple(CONFIRM_SEED + j for j in range(seeds))
-    return {budget: (math.nan if pick < 0 else mean_best(trainer, configs[pick], new_seeds, cache), pick)
-            for budget, pick in pick_indices(log, trainer.settings.mode, budgets).items()}
+def confirm_picks(configs: list[dict[str, Any]], chosen: dict[float, int], seeds: tuple[int, ...],
+                  runs: dict[tuple[str, int], float]) -> dict[float, tuple[float, int]]:
+    """Per budget of ``chosen`` (:func:`pick_indices`): the confirmed quality (mean best over the new
+    ``seeds``, from ``runs``) of the search's pick then, and the pick's trial index."""
+    return {budget: (math.nan if pick < 0 else mean_best(configs[pick], seeds, runs), pick)
+            for budget, pick in chosen.items()}
 
 
 RECORDED_SEEDS = "final_quality_recorded_seeds"
@@ -233,10 +226,10 @@ def live_panel(trainer: Trainer, params: dict[str, Any], start: list[dict[str, A
         if not recorded_seeds:
             return part
         have = part[RECORDED_SEEDS] if RECORDED_SEEDS in part else pd.Series(math.nan, index=part.index)
-        _train_runs(pool, [(json.loads(c), recorded_seeds) for v, c in zip(have.astype(float), part["final_config"])
-                           if math.isnan(v)], runs)
+        _train_runs(trainer, pool, [(json.loads(c), recorded_seeds)
+                                    for v, c in zip(have.astype(float), part["final_config"]) if math.isnan(v)], runs)
         return part.assign(**{RECORDED_SEEDS: [
-            v if not math.isnan(v) else mean_best(trainer, json.loads(c), recorded_seeds, runs)
+            v if not math.isnan(v) else mean_best(json.loads(c), recorded_seeds, runs)
             for v, c in zip(have.astype(float), part["final_config"])]})
 
     try:
@@ -265,12 +258,12 @@ def live_panel(trainer: Trainer, params: dict[str, Any], start: list[dict[str, A
             # confirmed is not trained again (``runs``), so a search that ends sooner costs nothing for the second.
             budgets = [LIVE_BUDGET * base_epochs, base_epochs, math.inf]
             chosen = [pick_indices(log, trainer.settings.mode, budgets) for log, _ in logs]
-            _train_runs(pool, [(configs[i], new_seeds) for (_, configs), at in zip(logs, chosen)
-                               for i in at.values() if i >= 0]
+            _train_runs(trainer, pool, [(configs[i], new_seeds) for (_, configs), at in zip(logs, chosen)
+                                        for i in at.values() if i >= 0]
                         + [(configs[at[math.inf]], recorded_seeds) for (_, configs), at in zip(logs, chosen)
                            if at[math.inf] >= 0], runs)
-            for repeat, (log, configs) in enumerate(logs):
-                found = confirm_picks(trainer, log, configs, budgets, confirm_seeds, runs)
+            for repeat, ((log, configs), at) in enumerate(zip(logs, chosen)):
+                found = confirm_picks(configs, at, new_seeds, runs)
                 rows.append({"strategy": strategy.name, "settings": strategy.settings(), "repeat": repeat,
                              "epochs": log.epochs,
                              "trials": sum(t.outcome != "promoted" for t in log.trials),
@@ -280,7 +273,7 @@ def live_panel(trainer: Trainer, params: dict[str, Any], start: list[dict[str, A
                              f"quality_at_{LIVE_BUDGET:g}": found[budgets[0]][0], "quality_at_1": found[budgets[1]][0],
                              "final_config": _key(configs[found[math.inf][1]])})
                 if recorded_seeds:
-                    rows[-1][RECORDED_SEEDS] = mean_best(trainer, configs[found[math.inf][1]], recorded_seeds, runs)
+                    rows[-1][RECORDED_SEEDS] = mean_best(configs[found[math.inf][1]], recorded_seeds, runs)
             if save is not None:
                 save(pd.DataFrame(rows))
     finally:
@@ -316,15 +309,16 @@ def _best_in_worker(config: dict[str, Any], seed: int) -> float:
     return _TRAINER.best(config, seed)
 
 
-def _train_runs(pool: Executor | None, wanted: list[tuple[dict[str, Any], tuple[int, ...]]],
+def _train_runs(trainer: Trainer, pool: Executor | None, wanted: list[tuple[dict[str, Any], tuple[int, ...]]],
                 runs: dict[tuple[str, int], float]) -> None:
-    """Trains in ``pool`` the runs of ``wanted`` (configs, each over its seeds) that ``runs`` lacks, and adds
-    them to it; without a pool, nothing (:func:`mean_best` trains them as it meets them, in the same order)."""
-    if pool is None:
-        return
+    """Trains the runs of ``wanted`` (configs, each over its seeds) that ``runs`` lacks, in ``pool`` or here
+    without one, and adds them to it."""
     todo = {(_key(config), seed): config for config, seeds in wanted for seed in seeds}
     todo = {k: c for k, c in todo.items() if k not in runs}
-    for key, best in zip(todo, pool.map(_best_in_worker, todo.values(), [seed for _, seed in todo])):
+    seeds = [seed for _, seed in todo]
+    bests = map(trainer.best, todo.values(), seeds) if pool is None else \
+        pool.map(_best_in_worker, todo.values(), seeds)
+    for key, best in zip(todo, bests):
         runs[key] = best
 
 
