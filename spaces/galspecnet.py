@@ -37,7 +37,7 @@ SPACE = Space(
     # 10 better, p 0.43). No setting has been measured to beat random search here; the settings stay until one is.
     reduction_factor=2,
     startup_trials=4,
-    measured="live at a reduced scale (10 searches each, 2026-12-06): no setting beat random search; this "
+    measured="live at a reduced scale (10 searches each, 2026-12-06; exploratory): no setting beat random search; this "
              "default worse in 7 of 10 (p 0.084), 4x cheap trials better in 5 of 10 (p 0.43)",
     # 2 CPU cores, 2026-12-06 with reduction 2: 18 min 57 s alone (make search), 36 min beside a recording
     # (other jobs slow it; 20 min 21 s on 2026-11-23 with reduction 3). GalSpecNet takes ~45 s per full-size epoch

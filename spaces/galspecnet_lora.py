@@ -22,6 +22,6 @@ SPACE = Space(
     fixed={**FIXED, "finetune": "lora"},
     start=[{"lora_rank": 8, "lora_alpha_ratio": 2.0, "lora_dropout": 0.0, "lora_targets": "conv+linear", **START}],
     **SETTINGS,
-    measured="replayed exactly at 15 epochs, not live (2026-12-06): random + ASHA picks as random search does "
+    measured="replayed exactly at 15 epochs, not live (2026-12-06; exploratory): random + ASHA picks as random search does "
              "(0.6027 macro-F1) for 134 instead of 231 epochs; TPE not judged",
 )

@@ -22,15 +22,15 @@ SPACE = Space(
     # confirmed over 3 new seeds): 64 trials from epoch 1, capped at random search's most epochs (192),
     # picked macro-F1 0.0131 above random search at its epochs on average (7 better, 0 tied, 3 worse;
     # Wilcoxon p 0.084: not told apart at 0.05) and 0.0170 above the former default (16 trials, grace 4,
-    # rf 3, 10 start-up: 8 / 0 / 2, p 0.084), which picked 0.0039 below random search (3 / 2 / 5, p 0.55)
-    # for 120 epochs. Chosen by a rule fixed before the former default's searches were run: keep the 4x
+    # rf 3, 10 start-up: 8 / 0 / 2, p 0.084, for 192 epochs against its 104-144: not at equal cost), which picked
+    # 0.0039 below random search (3 / 2 / 5, p 0.55) for a median 120 epochs. Chosen by a rule fixed before the former default's searches were run: keep the 4x
     # setting unless its mean paired difference to the former default is negative. The GPU budget's 256
     # trials of 30 epochs follow the same rule unmeasured.
     grace_period=1,
     reduction_factor=3,
     trials_factor=4,
-    measured="live, 10 searches paired with random search at its epochs (CPU budget, 2026-12-06): macro-F1 0.0131 "
-             "higher, 7 better / 0 tied / 3 worse, Wilcoxon p 0.084 (not told apart); the former default 0.0039 lower",
+    measured="live, 10 searches paired with random search at its epochs (CPU budget, 2026-12-06; exploratory): "
+             "macro-F1 0.0131 higher, 7 better / 0 tied / 3 worse, Wilcoxon p 0.084 (not told apart); the former default 0.0039 lower",
     cpu=Budget(trials=16, max_epochs=12),
     gpu=Budget(trials=64),
 )

@@ -30,7 +30,7 @@ SPACE = Space(
     # TPE is not judged (curve model not faithful) and waveforms were not checked live.
     grace_period=6,
     reduction_factor=3,
-    measured="replayed exactly, not live (2026-12-06): random + ASHA picks as random search does (0.7376 "
+    measured="replayed exactly, not live (2026-12-06; exploratory): random + ASHA picks as random search does (0.7376 "
              "against 0.7372 macro-F1) for 199 instead of 380 epochs; TPE not judged",
     cpu=Budget(trials=20),
     gpu=Budget(trials=64),

@@ -191,3 +191,44 @@ def test_the_quoted_interruption_message_is_what_the_code_prints():
               "galspecnet --name NAME --resume (same data options).")
     for page in (README, DOCS / "resume.md"):
         assert quoted in " ".join(page.read_text().split()), f"{page.relative_to(ROOT)} does not quote {quoted!r}"
+
+
+README_OPENING_MAX_WORDS = 90
+CODE_BLOCK = re.compile(r"```(?:bash|sh|console)?\n(.*?)```", re.DOTALL)
+
+
+def test_readme_opens_in_under_90_words():
+    """What it is, the two commands and what the default measurably does, before the first section."""
+    opening = README.read_text().split("\n## ", 1)[0].split("\n", 1)[1]   # after the title line
+    words = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", opening).split()
+    assert len(words) < README_OPENING_MAX_WORDS, f"README's opening has {len(words)} words"
+    assert "make search SPACE=galspecnet" in opening and "make test" in opening, opening
+
+
+def _documented_commands() -> list[tuple[str, str]]:
+    """Every ``spectune ...`` line of a code block in the README and docs (continuations joined)."""
+    found = []
+    for page in [README, *sorted(DOCS.rglob("*.md"))]:
+        for block in CODE_BLOCK.findall(page.read_text()):
+            for line in block.replace("\\\n", " ").splitlines():
+                line = line.strip().removeprefix("$ ")
+                if line.startswith("spectune "):
+                    found.append((str(page.relative_to(ROOT)), line))
+    return found
+
+
+def test_every_documented_command_parses(capsys):
+    """A flag renamed or dropped breaks the docs' commands: each must still parse with the CLI's parser."""
+    import shlex
+
+    from search.cli import build_parser
+
+    commands = _documented_commands()
+    assert len(commands) >= 20, commands
+    refused = []
+    for page, line in commands:
+        try:
+            build_parser().parse_args(shlex.split(line, comments=True)[1:])
+        except SystemExit:
+            refused.append(f"{page}: {line}: {capsys.readouterr().err.strip().splitlines()[-1]}")
+    assert not refused, refused

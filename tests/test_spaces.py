@@ -37,6 +37,8 @@ def test_a_space_carries_the_figure_that_chose_its_search_settings(name):
     if space.measured:
         assert re.search(r"\b20\d\d-\d\d-\d\d\b", space.measured), space.measured
         assert space.measured.startswith("live") == bool(live), (space.measured, live)
+        # Only a panel whose design was committed before its runs is confirmatory (docs/replay.md).
+        assert re.search(r"\b(confirmatory|exploratory)\b", space.measured), space.measured
 
 
 def test_the_shipped_spaces_are_listed():
