@@ -119,7 +119,7 @@ onnx: $(VENV)/.installed
 RECORDED_SPACES = $(sort $(foreach f,$(wildcard results/*/curves/*/curves.csv.gz),$(word 2,$(subst /, ,$(f)))))
 
 # The table pair was recorded on Statlog Shuttle (Covertype needs the network).
-DATA_ARGS_tabular_widedeep := --source shuttle
+DATA_ARGS_tabular_widedeep := --source shuttle --out data/shuttle
 
 bench: $(VENV)/.installed $(NEPS_VENV)/.installed
 	$(SPECTUNE) data --space galspecnet --seed 0 --if-missing

@@ -112,7 +112,9 @@ def deciles(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
 class Table(DataModule):
     name = "tables"
     kind = "tabular"
-    default_dir = Path("data/covertype")
+    # A name for the kind, not one table: every --source writes here unless --out names the table (the
+    # recorded Shuttle table lives in data/shuttle).
+    default_dir = Path("data/tables")
 
     def load(self, folder: Path | None, classes: Sequence[str] | None = None) -> Splits:
         folder = self.folder(folder)
