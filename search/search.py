@@ -57,6 +57,10 @@ def _check_options(o: SearchOptions, space: Space) -> None:
         raise OptionError(f"--no-patience and --patience {o.patience} contradict each other; pass one of them.")
     if (o.warm_start_clip or o.warm_start_any_data) and not o.warm_start:
         raise OptionError("--warm-start-clip and --warm-start-any-data need --warm-start NAME; add it or drop them.")
+    if o.sampler == "prior" and not (o.start or (o.space_start and space.start)):
+        # The sampler would refuse it too, but only once Ray has started.
+        raise OptionError(f"--sampler prior draws around the first starting config, and space {space.name!r} has "
+                          "none; add start=[{...}] to the space, pass --start JSON, or choose another --sampler.")
 
 
 def _check_objectives(o: SearchOptions, objectives: list[Objective]) -> tuple[Constraint, ...]:

@@ -164,3 +164,17 @@ def test_the_resume_hint_follows_only_an_interrupted_search(command, hint, monke
     monkeypatch.setitem(cli.COMMANDS, command, interrupted)
     assert main([command] + (["--space", "wine_mlp"] if command == "search" else [])) == 130
     assert ("--resume" in capsys.readouterr().err) is hint
+
+
+def test_the_prior_sampler_without_a_starting_config_is_refused_before_ray(tmp_path, monkeypatch, capsys):
+    (tmp_path / "spaces").mkdir()
+    (tmp_path / "spaces" / "no_start.py").write_text(
+        "from spaces import Space, loguniform\n"
+        "SPACE = Space(model='mlp', data='wine', params={'lr': loguniform(1e-4, 1e-2)}, max_epochs=2, grace_period=1)\n")
+    monkeypatch.setenv("SPECTUNE_PATH", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", "--space", "no_start", "--sampler", "prior"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --sampler prior draws around the first starting config, and space 'no_start' has "
+                          "none") and "\n" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spaces"]
