@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from rich.markup import escape
 
 from results.best_file import best_record
-from results.errors import AllTrialsFailed, OptionError, SearchStopped
+from results.errors import AllTrialsFailed, OptionError, SearchError, SearchStopped
 from results.export import check_name, copy_checkpoint, read_confusion, read_predictions, results_dir, write_results
 from results.files import read_json, write_json
 from results.pareto import (Constraint, Objective, choose, columns, front, front_record, hypervolume, no_front,
@@ -303,6 +303,10 @@ class SearchCommand(TrialCommand):
             console.print(f"the search reached {limit} after {len(frame)} of {self.o.trials} trials; the trials "
                           "still running were stopped there.", soft_wrap=True)
             fail_lost_trials(self.study_file, name, state=TrialState.PRUNED)
+            if self.ok.empty and (frame["outcome"] != "failed").any():
+                tracker.client.set_terminated(tracker.parent_run_id, status="FAILED")
+                raise SearchError(f"search {name} reached {limit} before any trial finished an epoch; nothing was "
+                                  "written to results/. Give it more time (--time-budget) and start a new search.")
             run = replace(run, plan=replace(run.plan, total=len(frame)))
         super().ended(run, collected)
 
