@@ -103,7 +103,8 @@ class SearchOptions:
     every option left unset. ``patience``: ``None`` keeps the space's value; ``no_patience`` switches
     in-trial early stopping off. ``start`` lists configs to evaluate first, then the space's own
     starting points unless ``space_start`` is off (a pure random-search baseline, say).
-    ``infra_retries`` and ``stop_after_failures``: see :mod:`search.failures`; ``warm_start`` and its
+    ``time_budget``: minutes of trials, Tune's time budget. ``infra_retries`` and ``stop_after_failures``: see
+    :mod:`search.failures`; ``warm_start`` and its
     two switches: see :mod:`search.warm_start`. ``objectives`` (``NAME:MODE``) adds objectives to the
     space's and ``choose`` (``NAME<=VALUE``) is the rule that picks a point of the front: see
     :mod:`results.pareto`."""

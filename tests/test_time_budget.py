@@ -1,16 +1,57 @@
-"""ASHA judged by training seconds (search/time_asha.py, ``--scheduler asha-time``) on hand-made results,
-without Ray; a search with it through Tune is in tests/test_search_e2e.py."""
+"""Spending by time, without Ray: when ``--time-budget`` is said to have ended a search and what ``--resume``
+does with it, and ASHA judged by training seconds (search/time_asha.py, ``--scheduler asha-time``) on hand-made
+results. A search with both through Tune is in tests/test_search_e2e.py."""
 
 from __future__ import annotations
 
+import json
 import pickle
+import time
 from types import SimpleNamespace
 
+import pandas as pd
+import pytest
 from ray.tune.schedulers import TrialScheduler
 
+from results.errors import OptionError
+from search.options import SearchOptions
+from search.search import SearchCommand, _resumed_objectives
 from search.searcher import make_scheduler
 from search.time_asha import TimeASHA
 from search.trial import SECONDS
+
+
+def test_the_budget_ended_a_search_only_when_it_cut_a_trial_or_left_some_unstarted():
+    command = SearchCommand(SearchOptions(space="wine_mlp", trials=3, time_budget=0.01))   # 0.6 s
+    command.began = time.monotonic() - 1.0
+    ran = pd.DataFrame({"status": ["TERMINATED"] * 3, "epochs": [2, 2, 2]})
+    nothing_cut = SimpleNamespace(close_lost=lambda *args, **kwargs: [])
+    one_cut = SimpleNamespace(close_lost=lambda *args, **kwargs: ["c"])
+    said = "its time budget of 0.01 min"
+    # Every trial ran to its end just as the time ran out: the budget ended nothing.
+    assert command._limit_reached(ran, nothing_cut) is None
+    assert command._limit_reached(ran, one_cut) == said
+    assert command._limit_reached(ran.iloc[:2], nothing_cut) == said
+    # A trial left unended is an interruption (Ctrl+C), whatever the clock says; within the budget, no limit.
+    assert command._limit_reached(ran.assign(status=["TERMINATED", "TERMINATED", "RUNNING"]), one_cut) is None
+    command.began = time.monotonic()
+    assert command._limit_reached(ran.iloc[:2], one_cut) is None
+
+
+def test_a_resumed_search_keeps_its_time_budget_and_refuses_another(tmp_path):
+    saved = tmp_path / "s.objectives.json"
+    saved.write_text(json.dumps({"objectives": [], "choose": [], "time_budget": 30.0}))
+    resume = SearchOptions(space="wine_mlp", name="s", resume=True)
+    assert _resumed_objectives(resume, saved).time_budget == 30.0
+    assert _resumed_objectives(SearchOptions(space="wine_mlp", name="s", resume=True, time_budget=30.0),
+                               saved).time_budget == 30.0
+    with pytest.raises(OptionError, match=r"began with --time-budget 30; a resumed search keeps it"):
+        _resumed_objectives(SearchOptions(space="wine_mlp", name="s", resume=True, time_budget=60.0), saved)
+    # A search begun without a budget (or before budgets were recorded) resumes without one.
+    saved.write_text(json.dumps({"objectives": [], "choose": []}))
+    assert _resumed_objectives(resume, saved).time_budget is None
+    with pytest.raises(OptionError, match=r"began with no --time-budget"):
+        _resumed_objectives(SearchOptions(space="wine_mlp", name="s", resume=True, time_budget=5.0), saved)
 
 
 def _scheduler(name: str, path=None):
