@@ -36,8 +36,8 @@ SEARCH_OPTIONS: dict[str, HParam] = {
                                  "search spends at most; else none (--trials N: none)"),
     "time_budget": Float(None, 0.0, None, closed="neither", nullable=True,
                          help="end the search after this many minutes of trials (Tune's time budget; the running "
-                              "ones stop where they are, the finished results are kept); a resumed search gets "
-                              "its whole budget again. Default: none"),
+                              "ones stop where they are, the finished results are kept); a resumed search keeps "
+                              "the budget it began with, whole again. Default: none"),
     "sampler": Choice("tpe", SAMPLERS, help="Optuna's TPE (multi-objective TPE with several objectives), random "
                                             "search, NSGA-II (its generations fill only with trials that ran "
                                             "their budget: mostly random under early stopping in short searches), "
