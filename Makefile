@@ -19,6 +19,8 @@ TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
 # 18 min 57 s for data and search with the machine to itself, 36 min beside a recording: other jobs slow it). TRIALS=, EPOCHS=, POINTS=, TOKENS=, TRAIN_PER_CLASS= override; all is printed first.
 TRIALS ?=
 EPOCHS ?=
+# MINUTES=30 ends the search after 30 minutes of trials, keeping what ran (--time-budget).
+MINUTES ?=
 POINTS ?=
 TOKENS ?=
 TRAIN_PER_CLASS ?=
@@ -46,6 +48,7 @@ NAME_ARG = $(if $(NAME),--name $(NAME))
 RESUME_ARG = $(if $(RESUME),--resume)
 DATA_ARG = $(if $(DATA),--data $(DATA))
 OVERRIDES = $(if $(TRIALS),--trials $(TRIALS)) $(if $(EPOCHS),--max-epochs $(EPOCHS)) \
+	$(if $(MINUTES),--time-budget $(MINUTES)) \
 	$(if $(POINTS),--points $(POINTS)) $(if $(TOKENS),--tokens $(TOKENS)) \
 	$(if $(TRAIN_PER_CLASS),--train-per-class $(TRAIN_PER_CLASS)) $(if $(GPUS_PER_TRIAL),--gpus-per-trial $(GPUS_PER_TRIAL))
 .PHONY: install neps-env data source search test mlflow-ui export train onnx bench docs clean

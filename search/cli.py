@@ -63,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="run a hyperparameter search (Ray Tune + Optuna + ASHA, tracked in MLflow)")
     p.add_argument("--space", required=True)
     # Values are checked once, against search.options.SEARCH_OPTIONS, before anything is read.
-    _table_args(p, SEARCH_OPTIONS, ("trials", "budget", "max_epochs", "max_total_epochs", "sampler", "scheduler",
-                                    "gpus_per_trial", "cpus_per_trial", "concurrency", "seed"))
+    _table_args(p, SEARCH_OPTIONS, ("trials", "budget", "max_epochs", "max_total_epochs", "time_budget", "sampler",
+                                    "scheduler", "gpus_per_trial", "cpus_per_trial", "concurrency", "seed"))
     p.add_argument("--name", help="search name (default <space>-<sampler>-<scheduler>-s<seed>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted search of this name")
     p.add_argument("--address", help="join this Ray cluster (or set RAY_ADDRESS)")
@@ -292,10 +292,10 @@ def _search_options(args: argparse.Namespace, **fixed: Any) -> Any:
     from search.options import SearchOptions
 
     classes = _classes(args.classes)
-    keys = ("trials", "max_epochs", "max_total_epochs", "sampler", "scheduler", "gpus_per_trial", "cpus_per_trial",
-            "concurrency", "seed", "name", "resume", "address", "tracking_uri", "data", "points", "tokens", "train_per_class",
-            "train_fraction", "budget", "patience", "no_patience", "base", "infra_retries", "stop_after_failures",
-            "warm_start", "warm_start_clip", "warm_start_any_data")
+    keys = ("trials", "max_epochs", "max_total_epochs", "time_budget", "sampler", "scheduler", "gpus_per_trial",
+            "cpus_per_trial", "concurrency", "seed", "name", "resume", "address", "tracking_uri", "data", "points",
+            "tokens", "train_per_class", "train_fraction", "budget", "patience", "no_patience", "base", "infra_retries",
+            "stop_after_failures", "warm_start", "warm_start_clip", "warm_start_any_data")
     given = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     given.update({k: tuple(getattr(args, k)) for k in ("objectives", "choose") if getattr(args, k, None)})
     return SearchOptions(space=args.space, classes=tuple(classes) if classes else None, **{**given, **fixed})

@@ -21,7 +21,7 @@ if TYPE_CHECKING:   # the CLI imports this module for its tables; spaces pull in
 
 SAMPLERS = ("tpe", "random", "nsga2", "prior", "qmc-tpe", "gp")
 # Trial schedulers (which trials stop early), not the recipe's learning-rate schedules.
-TRIAL_SCHEDULERS = ("asha", "fifo", "moasha", "asha-curve")
+TRIAL_SCHEDULERS = ("asha", "fifo", "moasha", "asha-curve", "asha-time")
 BUDGETS = ("cpu", "gpu")
 DEFAULT_TRIALS = 20
 
@@ -34,6 +34,10 @@ SEARCH_OPTIONS: dict[str, HParam] = {
                                  "ones stop where they are). Default: where the space's trials_factor runs more "
                                  "trials than the budget's, the budget's trials x the epoch budget, what random "
                                  "search spends at most; else none (--trials N: none)"),
+    "time_budget": Float(None, 0.0, None, closed="neither", nullable=True,
+                         help="end the search after this many minutes of trials (Tune's time budget; the running "
+                              "ones stop where they are, the finished results are kept); a resumed search keeps "
+                              "the budget it began with, whole again. Default: none"),
     "sampler": Choice("tpe", SAMPLERS, help="Optuna's TPE (multi-objective TPE with several objectives), random "
                                             "search, NSGA-II (its generations fill only with trials that ran "
                                             "their budget: mostly random under early stopping in short searches), "
@@ -44,7 +48,9 @@ SEARCH_OPTIONS: dict[str, HParam] = {
     "scheduler": Choice(None, TRIAL_SCHEDULERS, nullable=True,
                         help="ASHA early stopping (on the primary metric), FIFO (every trial runs its budget), or "
                              "MO-ASHA (rungs ranked by Pareto front; several objectives), or asha-curve (ASHA "
-                             "ranking each trial by its curve extrapolated to the budget; one objective). "
+                             "ranking each trial by its curve extrapolated to the budget; one objective), or "
+                             "asha-time (ASHA whose rungs are a trial's training seconds, not its epochs: a slow "
+                             "config is judged by what it gives per second). "
                              "Default: asha, and moasha with several objectives"),
     "budget": Choice("cpu", BUDGETS, nullable=True, help="the space's CPU or GPU budget for options left unset"),
     "gpus_per_trial": Float(None, 0.0, 8.0, nullable=True, help="GPU share per trial (default 0.25 with GPUs)"),
@@ -97,7 +103,8 @@ class SearchOptions:
     every option left unset. ``patience``: ``None`` keeps the space's value; ``no_patience`` switches
     in-trial early stopping off. ``start`` lists configs to evaluate first, then the space's own
     starting points unless ``space_start`` is off (a pure random-search baseline, say).
-    ``infra_retries`` and ``stop_after_failures``: see :mod:`search.failures`; ``warm_start`` and its
+    ``time_budget``: minutes of trials, Tune's time budget. ``infra_retries`` and ``stop_after_failures``: see
+    :mod:`search.failures`; ``warm_start`` and its
     two switches: see :mod:`search.warm_start`. ``objectives`` (``NAME:MODE``) adds objectives to the
     space's and ``choose`` (``NAME<=VALUE``) is the rule that picks a point of the front: see
     :mod:`results.pareto`."""
@@ -106,6 +113,7 @@ class SearchOptions:
     trials: int | None = None
     max_epochs: int | None = None
     max_total_epochs: int | None = None
+    time_budget: float | None = None
     sampler: str = "tpe"
     scheduler: str | None = None
     gpus_per_trial: float | None = None

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from rich.markup import escape
 
 from results.best_file import best_record
-from results.errors import AllTrialsFailed, OptionError, SearchStopped
+from results.errors import AllTrialsFailed, OptionError, SearchError, SearchStopped
 from results.export import check_name, copy_checkpoint, read_confusion, read_predictions, results_dir, write_results
 from results.files import read_json, write_json
 from results.pareto import (Constraint, Objective, choose, columns, front, front_record, hypervolume, no_front,
@@ -85,7 +85,8 @@ def _check_objectives(o: SearchOptions, objectives: list[Objective]) -> tuple[Co
 
 
 def _resumed_objectives(o: SearchOptions, saved: Path) -> SearchOptions:
-    """A resumed search keeps the ``--objective`` and ``--choose`` it started with; other ones are refused."""
+    """A resumed search keeps the ``--objective``, ``--choose`` and ``--time-budget`` it started with (Tune
+    restores its time budget with it); other ones are refused."""
     if not saved.exists():
         return o
     first = read_json(saved, "the search's objectives")
@@ -93,7 +94,12 @@ def _resumed_objectives(o: SearchOptions, saved: Path) -> SearchOptions:
     if (o.objectives or o.choose) and (o.objectives, o.choose) != began:
         raise OptionError(f"--resume: search {o.name} began with --objective {list(began[0])} and --choose "
                           f"{list(began[1])}; resume it with those (or with neither: they are kept).")
-    return replace(o, objectives=began[0], choose=began[1])
+    budget = first.get("time_budget")
+    if o.time_budget is not None and o.time_budget != budget:
+        raise OptionError(f"--resume: search {o.name} began with "
+                          + (f"--time-budget {budget:g}" if budget else "no --time-budget")
+                          + "; a resumed search keeps it (and gets it whole again), so drop --time-budget.")
+    return replace(o, objectives=began[0], choose=began[1], time_budget=budget)
 
 
 def search_objectives(space: Space, o: SearchOptions) -> list[Objective]:
@@ -180,7 +186,7 @@ class SearchCommand(TrialCommand):
         tags = {"sampler": o.sampler, "scheduler": o.scheduler, "seed": str(o.seed),
                 **({"base_sha256": base.sha256} if base else {})}
         params = {"trials": o.trials, "max_epochs": self.max_epochs, "max_total_epochs": o.max_total_epochs,
-                  "grace_period": self.grace,
+                  "time_budget_min": o.time_budget, "grace_period": self.grace,
                   "metric": space.metric, "mode": space.mode, "train_examples": len(data.train),
                   "patience": self.patience, "inputs": data.spec.describe(), **({"base": base.path} if base else {}),
                   **({"objectives": ", ".join(map(str, self.objectives)),
@@ -196,7 +202,8 @@ class SearchCommand(TrialCommand):
             (storage / f"{name}.asha.pkl").unlink(missing_ok=True)
             # What --resume needs to finish the search as it began (Tune keeps the searcher, not these).
             write_json(storage / f"{name}.objectives.json",
-                       {"objectives": list(self.o.objectives), "choose": list(self.o.choose)})
+                       {"objectives": list(self.o.objectives), "choose": list(self.o.choose),
+                        "time_budget": self.o.time_budget})
 
     def describe(self, run: Run) -> list[str]:
         o, space, data, base, warm = self.o, run.space, run.data, run.base, self.warm
@@ -239,10 +246,14 @@ class SearchCommand(TrialCommand):
                    else "")
                 + f" x up to {self.max_epochs} epochs ({'--max-epochs or the budget' if o.max_epochs else 'the space'}), "
                 + (f"at most {o.max_total_epochs} epochs in all ({cap}), " if o.max_total_epochs else "")
+                + (f"ending after {o.time_budget:g} min of trials (--time-budget; a resumed search gets it whole "
+                   "again), " if o.time_budget else "")
                 + f"{describe_patience(space, o, patience)}; sampler {o.sampler}"
                 + (f" ({self.startup} random start-up trials, then TPE)" if o.sampler == "tpe" else "")
                 + f", scheduler {o.scheduler}"
-                + (f" (grace {self.grace}, reduction {space.reduction_factor})" if o.scheduler != "fifo" else "")
+                + (f" (grace {self.grace}, reduction {space.reduction_factor}"
+                   + ("; rungs in training seconds, an epoch counting the seconds of the first epoch reported"
+                      if o.scheduler == "asha-time" else "") + ")" if o.scheduler != "fifo" else "")
                 + f", seed {o.seed}")
 
     def trials(self, run: Run) -> Trials:
@@ -256,6 +267,7 @@ class SearchCommand(TrialCommand):
         # starting points into the kept study a second time.
         tune_config = None if o.resume else tune.TuneConfig(
             metric=search_metric, mode=space.mode, num_samples=o.trials, reuse_actors=True,
+            time_budget_s=60 * o.time_budget if o.time_budget else None,
             search_alg=make_searcher(o.sampler, o.seed, o.trials, run.place.concurrency,
                                      [search_metric, *(x.name for x in objectives[1:])] if self.several
                                      else search_metric,
@@ -266,6 +278,8 @@ class SearchCommand(TrialCommand):
             scheduler=make_scheduler(o.scheduler, self.max_epochs, self.grace, space.reduction_factor,
                                      state=storage / f"{name}.asha.pkl",
                                      objectives=[(x.name, x.mode) for x in objectives[1:]]))
+        # Tune's time budget counts from its first step, a moment after this: ended() judges by this clock.
+        self.began = time.monotonic()
         return Trials(self.trial_fn, tune_config=tune_config, infra_retries=o.infra_retries,
                       guard=FailureGuard(o.stop_after_failures, run.plan.experiment),
                       cap=EpochCap(o.max_total_epochs) if o.max_total_epochs else None)
@@ -286,18 +300,35 @@ class SearchCommand(TrialCommand):
             console.print(escape(note), soft_wrap=True)
             # A stopped search left trials unrun on purpose: it is over, not interrupted.
             return
-        cap = self.o.max_total_epochs
-        if cap and int(frame["epochs"].sum()) >= cap:
-            # The epoch cap ended it: the trials it did not start are not missing (those it cut short ended as
-            # ASHA's stopped trials do, TERMINATED with their best epoch so far).
-            console.print(f"the search reached its cap of {cap} epochs in all after {len(frame)} of {self.o.trials} "
-                          "trials; the trials still running were stopped there.", soft_wrap=True)
-            tracker.close_lost(set(), outcome="stopped", status="FINISHED",
-                               note=f"running when the search reached its cap of {cap} epochs in all: stopped there, "
-                                    "as ASHA stops a trial")
+        limit = self._limit_reached(frame, tracker)
+        if limit:
+            # The epoch cap or the time budget ended it: the trials it did not start are not missing (those it cut
+            # short ended as ASHA's stopped trials do, TERMINATED with their best epoch so far).
+            console.print(f"the search reached {limit} after {len(frame)} of {self.o.trials} trials; the trials "
+                          "still running were stopped there.", soft_wrap=True)
             fail_lost_trials(self.study_file, name, state=TrialState.PRUNED)
+            if self.ok.empty and (frame["outcome"] != "failed").any():
+                tracker.client.set_terminated(tracker.parent_run_id, status="FAILED")
+                raise SearchError(f"search {name} reached {limit} before any trial finished an epoch; nothing was "
+                                  "written to results/. Give it more time (--time-budget) and start a new search.")
             run = replace(run, plan=replace(run.plan, total=len(frame)))
         super().ended(run, collected)
+
+    def _limit_reached(self, frame: pd.DataFrame, tracker: Any) -> str | None:
+        """The limit that ended the search before its trials had all run (its epoch cap or its time budget),
+        with the trials it cut closed in MLflow as stopped ones; ``None`` if none did."""
+        cap, budget = self.o.max_total_epochs, self.o.time_budget
+        capped = bool(cap) and int(frame["epochs"].sum()) >= cap
+        # Tune stopped every trial once its budget ran out; trials left unended mean an interruption instead.
+        timed_out = (bool(budget) and time.monotonic() - self.began >= 60 * budget
+                     and bool(frame["status"].isin(["TERMINATED", "ERROR"]).all()))
+        if not (capped or timed_out):
+            return None
+        limit = f"its cap of {cap} epochs in all" if capped else f"its time budget of {budget:g} min"
+        cut = tracker.close_lost(set(), outcome="stopped", status="FINISHED",
+                                 note=f"running when the search reached {limit}: stopped there, as ASHA stops a trial")
+        # A search that ran all its trials to their end just as its time ran out was not ended by it.
+        return limit if capped or cut or len(frame) < self.o.trials else None
 
     def interrupted(self, run: Run, unfinished: int) -> str:
         return (f"search {run.plan.name} was interrupted with {unfinished} of {self.o.trials} trials unfinished; "

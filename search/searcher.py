@@ -264,8 +264,8 @@ class ParetoASHA(PersistentASHA):
 def make_scheduler(name: str, max_epochs: int, grace_period: int, reduction_factor: int,
                    state: Path | None = None, objectives: Sequence[tuple[str, str]] = ()) -> TrialScheduler:
     """ASHA on the primary metric (its rungs kept in ``state`` when given, for ``--resume``), the same
-    ranking extrapolated curves (:mod:`search.curve_asha`), MO-ASHA over the primary and ``objectives``
-    (the further objectives), or FIFO."""
+    ranking extrapolated curves (:mod:`search.curve_asha`) or on training seconds instead of epochs
+    (:mod:`search.time_asha`), MO-ASHA over the primary and ``objectives`` (the further objectives), or FIFO."""
     settings = dict(time_attr="training_iteration", max_t=max_epochs, grace_period=grace_period,
                     reduction_factor=reduction_factor)
     if name == "moasha":
@@ -276,6 +276,10 @@ def make_scheduler(name: str, max_epochs: int, grace_period: int, reduction_fact
         from search.curve_asha import CurveASHA   # it subclasses PersistentASHA, defined here
 
         return CurveASHA(state, **settings)
+    if name == "asha-time":
+        from search.time_asha import TimeASHA   # it subclasses PersistentASHA, defined here
+
+        return TimeASHA(state, **settings)
     if name == "asha":
         return PersistentASHA(state, **settings) if state is not None else ASHAScheduler(**settings)
     if name == "fifo":

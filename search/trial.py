@@ -29,6 +29,7 @@ from trainables.settings import TrialSettings
 
 CONFUSION_FILE = "val_confusion.json"
 STATE_FILE = "state.pt"
+SECONDS = "train_seconds"   # reported each epoch: the trial's training seconds so far (asha-time's clock)
 
 
 def run_trial(config: dict[str, Any], data: Splits, settings: TrialSettings, base: Base | None = None) -> None:
@@ -48,9 +49,11 @@ def run_trial(config: dict[str, Any], data: Splits, settings: TrialSettings, bas
         return model
 
     def report(r: EpochReport) -> None:
-        # reported_at orders epochs across concurrent trials (Ray's own timestamp has 1 s resolution).
-        metrics = {**r.metrics, **sizes, "finished": r.last, "reported_at": time.time()}
         state = r.state()
+        # reported_at orders epochs across concurrent trials (Ray's own timestamp has 1 s resolution);
+        # train_seconds, the trial's epochs so far (also those before a resume), is asha-time's clock.
+        metrics = {**r.metrics, **sizes, "finished": r.last, "reported_at": time.time(),
+                   SECONDS: sum(epoch["epoch_time_s"] for epoch in state["history"])}
         with tempfile.TemporaryDirectory() as tmp:
             # Every epoch: the best epoch's weights (model.pt; only what trains for a fine-tuned model,
             # whose base is named by its sha256) and the whole training state (state.pt), so that a

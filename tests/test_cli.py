@@ -57,6 +57,10 @@ from trainables.data.ztf_synthetic import CLASS_ORDER
     (["search", "--space", "wine_mlp", "--train-fraction", "1.5"],
      r"--train-fraction must be a float in the range \(0.0, 1.0\]; got 1.5"),
     (["search", "--space", "wine_mlp", "--patience", "3", "--no-patience"], r"--no-patience and --patience 3 contradict"),
+    (["search", "--space", "wine_mlp", "--time-budget", "0"],
+     r"^error: --time-budget must be a float in the range \(0.0, inf\); got 0.0\.$"),
+    (["search", "--space", "wine_mlp", "--time-budget", "-5"], r"--time-budget must be a float .*; got -5.0"),
+    (["search", "--space", "wine_mlp", "--time-budget", "nan"], r"--time-budget must be a float .*; got nan"),
     (["confirm", "--space", "wine_mlp", "--top", "1"], r"--top must be an int in the range \[2, inf\); got 1"),
 ])
 def test_bad_input_gives_one_clear_error(argv, match, tmp_path, monkeypatch, capsys):

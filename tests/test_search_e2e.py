@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -22,7 +23,7 @@ from search.options import SearchOptions
 from search.search import run_search
 from search.local_ray import SESSION_FILE, session_processes
 from results.export import export_best
-from search.cli import main as cli_main
+from search.cli import _search_options, build_parser, main as cli_main
 from trainables.data.ztf_synthetic import CLASS_ORDER, write_synthetic
 from search.trial import run_trial
 
@@ -194,6 +195,48 @@ def test_an_epoch_cap_ends_the_search_and_its_cut_trial_counts_as_a_stopped_one(
     # The study tells TPE the cut trial was pruned, not failed: its reported epochs stand.
     study = optuna.load_study(study_name="capped", storage=f"sqlite:///{tmp_path / 'ray' / 'capped.study.db'}")
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "PRUNED"]
+
+
+def slow_to_start(config, data, settings):
+    """The shared trainable after a 2 s wait: 16 trials one at a time outlast a 30 s budget on any machine."""
+    time.sleep(2.0)
+    run_trial(config, data, settings)
+
+
+def test_a_time_budget_ends_the_search_keeping_every_result(ray_session, e2e_space, tmp_path, capsys):
+    """--time-budget (through the CLI's flag) ends the search before its trials have all run, keeps what ran
+    (trials.csv has one row per trial Tune started, as MLflow and the Optuna study have), and says so first and
+    last. The search runs --scheduler asha-time, whose clock is each epoch's reported train_seconds."""
+    data = tmp_path / "data"
+    write_synthetic(data, seed=3, n_train=8, n_val=4, n_test=4, n_points=128)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = build_parser().parse_args(["search", "--space", "e2e_tiny", "--trials", "16", "--concurrency", "1",
+                                      "--scheduler", "asha-time", "--time-budget", "0.5", "--name", "timed",
+                                      "--data", str(data), "--tracking-uri", uri, "--no-patience"])
+    options = replace(_search_options(args), storage=tmp_path / "ray", results_root=tmp_path / "results")
+    outcome = run_search(options, trial_fn=slow_to_start)
+    out = capsys.readouterr().out
+    assert "ending after 0.5 min of trials (--time-budget" in out and "scheduler asha-time (grace 1, reduction 3; " \
+                                                                    "rungs in training seconds" in out
+    ran = len(outcome.trials)
+    assert 1 <= ran < 16 and f"the search reached its time budget of 0.5 min after {ran} of 16 trials" in out
+    trials = pd.read_csv(outcome.results_dir / "trials.csv").set_index("trial_id")
+    assert len(trials) == ran and (outcome.results_dir / "best.json").is_file()
+    # No result lost: each trial's epochs in trials.csv are those it logged in MLflow, and every trial is in the
+    # study, the ones cut or stopped early PRUNED.
+    client = MlflowClient(uri)
+    runs = [r for r in client.search_runs([client.get_experiment_by_name("spectune-e2e_tiny").experiment_id])
+            if r.info.run_name in trials.index]
+    assert len(runs) == ran and all(r.info.status == "FINISHED" for r in runs)
+    for r in runs:
+        assert len(client.get_metric_history(r.info.run_id, "val_macro_f1")) == trials.loc[r.info.run_name, "epochs"]
+    study = optuna.load_study(study_name="timed", storage=f"sqlite:///{tmp_path / 'ray' / 'timed.study.db'}")
+    assert sorted(t.state.name for t in study.trials) == sorted(
+        "COMPLETE" if o == "completed" else "PRUNED" for o in trials["outcome"])
+    # asha-time's clock: the training seconds so far, growing with each epoch.
+    for results in (tmp_path / "ray" / "timed").glob("*/result.json"):
+        seconds = [json.loads(line)["train_seconds"] for line in results.read_text().splitlines()]
+        assert seconds == sorted(set(seconds)) and all(s > 0 for s in seconds)
 
 
 def _search_until(tmp_path: Path, finished: int, env: dict[str, str] | None = None, epochs: int = EPOCHS
