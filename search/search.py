@@ -14,7 +14,6 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 from optuna.trial import TrialState
-from rich.markup import escape
 
 from results.best_file import best_record
 from results.errors import AllTrialsFailed, OptionError, SearchStopped
@@ -210,7 +209,7 @@ class SearchCommand(TrialCommand):
                          "parameters), sent to every trial once")
         lines.append(self.budget_line(space, self.patience))
         if warm:
-            lines += [escape(line) for line in warm.describe(self.startup if o.sampler == "tpe" else None)]
+            lines += warm.describe(self.startup if o.sampler == "tpe" else None)
         lines.append(f"placement: {place.describe(run.resources.get('CPU', 0), run.resources.get('GPU', 0))}")
         lines.append(f"failures: a trial whose worker, node, memory or disk failed is retried up to {o.infra_retries} "
                      "times from its last checkpoint (outside the trial budget), a config that raises is not; "
@@ -279,7 +278,7 @@ class SearchCommand(TrialCommand):
             except SearchStopped:
                 tracker.client.set_terminated(tracker.parent_run_id, status="FAILED")
                 raise
-            console.print(escape(note), soft_wrap=True)
+            console.print(note, soft_wrap=True)
             # A stopped search left trials unrun on purpose: it is over, not interrupted.
             return
         cap = self.o.max_total_epochs
