@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import uuid
 from pathlib import Path
@@ -53,10 +54,11 @@ def latest_search(space: str, root: Path = RESULTS_DIR) -> str:
     """The most recently written search of ``space``."""
     folder = root / check_name(space, "--space")
     # A folder whose name no --name could give is nobody's search (nor a safe path to pass on).
-    found = sorted((p.stat().st_mtime, p.parent.name) for p in folder.glob("*/best.json") if _NAME.fullmatch(p.parent.name))
+    found = sorted((p.stat().st_mtime, p.parent.name) for p in folder.glob("*/best.json")
+                   if _NAME.fullmatch(p.parent.name))
     if not found:
         raise OptionError(f"no finished search of space {space!r} under {folder}; run "
-                         f"`spectune search --space {space}` first (or `--resume` an interrupted one).")
+                         f"`spectune search --space {shlex.quote(space)}` first (or `--resume` an interrupted one).")
     return found[-1][1]
 
 
@@ -67,7 +69,8 @@ def export_best(space: str, name: str | None, out: Path, root: Path = RESULTS_DI
     best = read_json(src, "best config") if src.exists() else None
     if best is None:
         raise OptionError(f"search {name!r} of space {space!r} has no {src}; was it interrupted? "
-                         f"Continue it with `spectune search --space {space} --name {name} --resume`.")
+                         f"Continue it with `{shlex.join(['spectune', 'search', '--space', space, '--name', name])} "
+                         "--resume`.")
     if Path(out).resolve() != src.resolve():
         write_json(out, best)
     return best

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import shlex
 import sys
 import traceback
 import warnings
@@ -336,7 +337,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     value = best["best_value"] if "best_value" in best else best["best_val_macro_f1"]
     print(f"exported {best['search_name']}: trial {best['trial_id']}, {best.get('metric', 'val_macro_f1')} "
           f"{value:.4f} -> {args.out}")
-    print(f"retrain and evaluate on test once: spectune train --config {args.out} --test")
+    print(f"retrain and evaluate on test once: spectune train --config {shlex.quote(str(args.out))} --test")
 
 
 def cmd_confirm(args: argparse.Namespace) -> None:

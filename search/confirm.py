@@ -13,6 +13,7 @@ under ``results/<space>/<name>/``. The test split is not read.
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import replace
 from typing import Any
@@ -144,8 +145,8 @@ class ConfirmCommand(TrialCommand):
 
     def interrupted(self, run: Run, unfinished: int) -> str:
         return (f"the confirmation of search {self.search} was interrupted with {unfinished} of {run.plan.total} "
-                f"runs unfinished; best.json is unchanged. Run spectune confirm --space {run.space.name} --name "
-                f"{self.search} again.")
+                f"runs unfinished; best.json is unchanged. Run "
+                f"{shlex.join(['spectune', 'confirm', '--space', run.space.name, '--name', self.search])} again.")
 
     def collect(self, run: Run, collected: Collected) -> dict[str, Any]:
         from results.plots import plot_confirmation

@@ -15,6 +15,7 @@ the epochs and the data.
 
 from __future__ import annotations
 
+import shlex
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -171,7 +172,7 @@ class RecordCommand(TrialCommand):
         self.candidates = {str(i): self.configs[i] for i in ids}
         return Plan(space=space, name=run_name, storage=storage, data=self.options, seed=o.seed,
                     total=len(ids) * r.seeds, params=["candidate", "seed"], metric=space.metric, mode=space.mode,
-                    dry_config=space.first_config(), dry_source=f"spaces/{space.name}.py: first config",
+                    dry_config=space.first_config(), dry_source=f"{space.where}: first config",
                     role="record", base=o.base, resume=o.resume, tracking_uri=o.tracking_uri, address=o.address,
                     gpus_per_trial=o.gpus_per_trial, cpus_per_trial=o.cpus_per_trial, concurrency=o.concurrency)
 
@@ -212,7 +213,7 @@ class RecordCommand(TrialCommand):
 
     def interrupted(self, run: Run, unfinished: int) -> str:
         return (f"recording {self.name} was interrupted with {unfinished} runs unfinished; continue it with "
-                f"spectune record --space {run.space.name} --name {self.name} --resume.")
+                f"{shlex.join(['spectune', 'record', '--space', run.space.name, '--name', self.name, '--resume'])}.")
 
     def collect(self, run: Run, collected: Collected) -> Path:
         o, r, space, configs, settings = self.o, self.r, run.space, self.configs, run.settings

@@ -6,6 +6,7 @@ store are all checked before Ray starts, and results are written only after Tune
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -151,7 +152,7 @@ class SearchCommand(TrialCommand):
         self.options = o.data_options(space.pair.data_module.default_dir)
         return Plan(space=space, name=name, storage=storage, data=self.options, seed=o.seed, total=o.trials,
                     params=list(space.params), metric=space.metric, mode=space.mode,
-                    dry_config=space.first_config(), dry_source=f"spaces/{space.name}.py: first config",
+                    dry_config=space.first_config(), dry_source=f"{space.where}: first config",
                     base=o.base, resume=o.resume, tracking_uri=o.tracking_uri, address=o.address,
                     gpus_per_trial=o.gpus_per_trial, cpus_per_trial=o.cpus_per_trial, concurrency=o.concurrency)
 
@@ -296,8 +297,9 @@ class SearchCommand(TrialCommand):
 
     def interrupted(self, run: Run, unfinished: int) -> str:
         return (f"search {run.plan.name} was interrupted with {unfinished} of {self.o.trials} trials unfinished; "
-                f"nothing was written to results/. Continue it with: spectune search --space {run.space.name} "
-                f"--name {run.plan.name} --resume (same data options).")
+                "nothing was written to results/. Continue it with: "
+                f"{shlex.join(['spectune', 'search', '--space', run.space.name, '--name', run.plan.name, '--resume'])} "
+                "(same data options).")
 
     def collect(self, run: Run, collected: Collected) -> SearchOutcome:
         o, space, tracker, name = self.o, run.space, run.tracker, run.plan.name
@@ -362,7 +364,7 @@ class SearchCommand(TrialCommand):
             # soft_wrap: a link cut over two lines cannot be clicked or copied.
             uri = tracker.tracking_uri
             where = ("" if server_url(uri) else
-                     f" (serve it first: spectune ui --tracking-uri {uri}, or make mlflow-ui)")
+                     f" (serve it first: spectune ui --tracking-uri {shlex.quote(uri)}, or make mlflow-ui)")
             console.print(f"compare the top {len(top)} trials in the MLflow UI{where}: {tracker.compare_link(top)}",
                           soft_wrap=True)
         return SearchOutcome(name=name, results_dir=out_dir, best=best, trials=frame)

@@ -297,7 +297,7 @@ def data_change(recorded: Mapping[str, Any], fingerprint: str, scaling: Mapping[
 def space_defaults(space: Space) -> dict[str, Any]:
     """Every knob of ``space``'s pair at the value a trial gets when the space does not search it."""
     table = space.pair.table()
-    resolved = space.pair.resolve(space.fixed, source=f"spaces/{space.name}.py: fixed", soft=tuple(space.fixed))
+    resolved = space.pair.resolve(space.fixed, source=f"{space.where}: fixed", soft=tuple(space.fixed))
     return {**{k: p.default for k, p in table.items()}, **resolved.to_dict(), **space.fixed}
 
 

@@ -164,3 +164,38 @@ def test_the_resume_hint_follows_only_an_interrupted_search(command, hint, monke
     monkeypatch.setitem(cli.COMMANDS, command, interrupted)
     assert main([command] + (["--space", "wine_mlp"] if command == "search" else [])) == 130
     assert ("--resume" in capsys.readouterr().err) is hint
+
+
+def test_a_printed_command_runs_as_printed_whatever_the_names_hold(tmp_path, monkeypatch, capsys):
+    """Each command the toolkit prints for the user to copy is shell-quoted: a path or name holding a
+    space or ';' is one argument when pasted, never a second command."""
+    import shlex
+    from types import SimpleNamespace
+
+    from search.confirm import ConfirmCommand
+    from search.options import ConfirmOptions, SearchOptions
+    from search.record import RecordCommand, RecordOptions
+    from search.search import SearchCommand
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "results" / "wine_mlp" / "s"
+    out.mkdir(parents=True)
+    (out / "best.json").write_text(json.dumps({"search_name": "s", "trial_id": "a", "best_value": 0.9}))
+    hostile = "a b;touch PWNED.json"
+    assert main(["export", "--space", "wine_mlp", "--name", "s", "--out", hostile]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert shlex.split(line.split(": ", 1)[1]) == ["spectune", "train", "--config", hostile, "--test"]
+
+    odd = "x y;touch PWNED"
+    run = SimpleNamespace(plan=SimpleNamespace(name="n", total=4), space=SimpleNamespace(name=odd))
+    search = SearchCommand(SearchOptions(space="wine_mlp", trials=4)).interrupted(run, 2)
+    assert f"spectune search --space {shlex.quote(odd)} --name n --resume (same" in search
+    record = RecordCommand(RecordOptions(search=SearchOptions(space="wine_mlp")))
+    record.name = "n"
+    assert f"spectune record --space {shlex.quote(odd)} --name n --resume." in record.interrupted(run, 2)
+    confirm = ConfirmCommand(ConfirmOptions(space="wine_mlp"))
+    confirm.search = "n"
+    assert f"spectune confirm --space {shlex.quote(odd)} --name n again." in confirm.interrupted(run, 2)
+    # A data folder's fix names the folder as one argument.
+    assert main(["search", "--space", "tabular_dcn", "--data", str(tmp_path / "no table")]) == 2
+    assert f"--out {shlex.quote(str(tmp_path / 'no table'))}`" in capsys.readouterr().err
