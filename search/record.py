@@ -33,6 +33,7 @@ from results.files import read_json, write_json
 from results.provenance import git_commit, versions
 from search.driver import Collected, Plan, Run, TrialCommand, Trials, candidate_grid, user_path
 from search.options import SEARCH_OPTIONS, SearchOptions, check
+from search.own_state import check_resumable
 from search.progress import console
 from search.searcher import DefineByRun
 from spaces import Space, get_space
@@ -147,6 +148,8 @@ class RecordCommand(TrialCommand):
         run_name = f"{space.name}-record-{self.name}"
         if o.resume and not (storage / run_name).exists():
             raise OptionError(f"--resume: no interrupted recording at {storage / run_name}; check --name.")
+        if o.resume:
+            check_resumable(storage, run_name)
         if not o.resume and (storage / run_name).exists():
             raise OptionError(f"a recording named {self.name!r} already exists at {storage / run_name}; pass "
                               "--resume to continue it, or --name NEW.")

@@ -29,6 +29,7 @@ from search.driver import Collected, Plan, Run, TrialCommand, Trials, user_path
 from search.epoch_cap import EpochCap
 from search.failures import FailureGuard, stop_reason, stopped_search
 from search.options import SEARCH_OPTIONS, SearchOptions, check, check_configs
+from search.own_state import check_resumable
 from search.progress import console, print_top
 from search.searcher import fail_lost_trials, make_scheduler, make_searcher, startup_trials
 from search.tracking import server_url
@@ -131,6 +132,7 @@ class SearchCommand(TrialCommand):
         if o.resume:
             _check_experiment_folder(storage / str(o.name), o)
             o = _resumed_objectives(o, storage / f"{o.name}.objectives.json")
+            check_resumable(storage, str(o.name))
         self.objectives = search_objectives(space, o)
         self.constraints = _check_objectives(o, self.objectives)
         self.several = len(self.objectives) > 1

@@ -1,19 +1,27 @@
 """A results folder may come from someone else: its files are data only. The store a best.json names is
-never contacted (report, confirm), and a name never leads outside results/ (report, confirm)."""
+never contacted (report, confirm), and a name never leads outside results/ (report, confirm). The pickles
+--resume loads (Tune's state, the scheduler's) are loaded only when they are the user's own."""
 
 from __future__ import annotations
 
 import json
+import os
+import pickle
+import re
 import socket
 import threading
+from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from results.errors import OptionError
 from search.cli import main
 from search.confirm import ConfirmCommand
 from search.options import ConfirmOptions
+from search.own_state import check_own_file
 from spaces import get_space
 
 
@@ -133,3 +141,61 @@ def test_a_name_never_leads_outside_the_results_folder(argv, tmp_path, monkeypat
     err = capsys.readouterr().err
     assert err.startswith("error: --") and "must be letters, digits" in err and len(err.splitlines()) == 1
     assert not (found / "report.html").exists()
+
+
+class Planted:
+    """Touches ``marker`` when unpickled: what any pickle may do when loaded."""
+
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="handing a file to another user needs root")
+
+
+def test_a_scheduler_state_others_may_write_is_refused_before_it_is_unpickled(tmp_path):
+    from search.searcher import make_scheduler
+
+    state, marker = tmp_path / "s.asha.pkl", tmp_path / "ran"
+    state.write_bytes(pickle.dumps(Planted(marker)))
+    state.chmod(0o666)
+    scheduler = make_scheduler("asha", max_epochs=4, grace_period=1, reduction_factor=2, state=state)
+    with pytest.raises(OptionError, match=r"s\.asha\.pkl may be written by other users \(mode -rw-rw-rw-\); pickles "
+                                          r"run code when loaded.*chmod go-w"):
+        scheduler.on_trial_add(None, SimpleNamespace(trial_id="t"))
+    assert not marker.exists()
+
+
+@ROOT_ONLY
+def test_a_state_file_of_another_user_is_refused(tmp_path):
+    state = tmp_path / "s.asha.pkl"
+    state.write_bytes(pickle.dumps({}))
+    os.chown(state, 65534, 65534)
+    with pytest.raises(OptionError, match=r"belongs to (user \w+|uid 65534), not to you"):
+        check_own_file(state)
+
+
+@ROOT_ONLY
+def test_group_write_is_refused_unless_the_group_is_the_users_own(tmp_path):
+    state = tmp_path / "s.asha.pkl"
+    state.write_bytes(pickle.dumps({}))
+    state.chmod(0o664)
+    check_own_file(state)                      # root's own group: a umask of 002 leaves it so
+    os.chown(state, 0, 65534)
+    with pytest.raises(OptionError, match=r"may be written by other users \(mode -rw-rw-r--\)"):
+        check_own_file(state)
+
+
+def test_resume_refuses_a_planted_experiment_state_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    experiment = tmp_path / "ray_results" / "x"
+    experiment.mkdir(parents=True)
+    (experiment / "tuner.pkl").write_bytes(pickle.dumps(Planted(tmp_path / "ran")))
+    (experiment / "tuner.pkl").chmod(0o646)
+    assert main(["search", "--space", "wine_mlp", "--name", "x", "--resume"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and re.match(r"error: .*ray_results/x/tuner\.pkl may be written by other users", err[0])
+    assert not (tmp_path / "ran").exists() and not (tmp_path / "mlflow.db").exists()
