@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import uuid
 from pathlib import Path
@@ -22,9 +23,9 @@ RESULTS_DIR = Path("results")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-def check_name(name: str) -> str:
-    if not _NAME.match(name):
-        raise OptionError(f"--name must be letters, digits, '.', '_' or '-' (at most 100, not starting "
+def check_name(name: str, flag: str = "--name") -> str:
+    if not _NAME.fullmatch(name):
+        raise OptionError(f"{flag} must be letters, digits, '.', '_' or '-' (at most 100, not starting "
                          f"with a symbol); got {name!r}.")
     return name
 
@@ -40,7 +41,8 @@ def trial_outcome(last_result: dict[str, Any] | None, errored: bool) -> str:
 
 
 def results_dir(space: str, name: str, root: Path = RESULTS_DIR) -> Path:
-    return root / space / name
+    """``root/space/name``; a space or name that would lead outside ``root`` is refused."""
+    return root / check_name(space, "--space") / check_name(name)
 
 
 def write_results(out_dir: Path, frame: pd.DataFrame, best: dict[str, Any]) -> tuple[Path, Path]:
@@ -50,10 +52,13 @@ def write_results(out_dir: Path, frame: pd.DataFrame, best: dict[str, Any]) -> t
 
 def latest_search(space: str, root: Path = RESULTS_DIR) -> str:
     """The most recently written search of ``space``."""
-    found = sorted((p.stat().st_mtime, p.parent.name) for p in (root / space).glob("*/best.json"))
+    folder = root / check_name(space, "--space")
+    # A folder whose name no --name could give is nobody's search (nor a safe path to pass on).
+    found = sorted((p.stat().st_mtime, p.parent.name) for p in folder.glob("*/best.json")
+                   if _NAME.fullmatch(p.parent.name))
     if not found:
-        raise OptionError(f"no finished search of space {space!r} under {root / space}; run "
-                         f"`spectune search --space {space}` first (or `--resume` an interrupted one).")
+        raise OptionError(f"no finished search of space {space!r} under {folder}; run "
+                         f"`spectune search --space {shlex.quote(space)}` first (or `--resume` an interrupted one).")
     return found[-1][1]
 
 
@@ -64,7 +69,8 @@ def export_best(space: str, name: str | None, out: Path, root: Path = RESULTS_DI
     best = read_json(src, "best config") if src.exists() else None
     if best is None:
         raise OptionError(f"search {name!r} of space {space!r} has no {src}; was it interrupted? "
-                         f"Continue it with `spectune search --space {space} --name {name} --resume`.")
+                         f"Continue it with `{shlex.join(['spectune', 'search', '--space', space, '--name', name])} "
+                         "--resume`.")
     if Path(out).resolve() != src.resolve():
         write_json(out, best)
     return best

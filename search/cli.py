@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import shlex
 import sys
 import traceback
 import warnings
@@ -149,13 +150,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="search name (default: the latest search of the space)")
     _table_args(p, CONFIRM_OPTIONS, ("top", "seeds"))
     p.add_argument("--data", type=Path, help="the data folder (default: the one the search recorded)")
-    p.add_argument("--tracking-uri", help="MLflow store (default: the search's)")
+    p.add_argument("--tracking-uri", help="MLflow store (default MLFLOW_TRACKING_URI or sqlite:///mlflow.db; never "
+                                          "the store a best.json names)")
     _table_args(p, CONFIRM_OPTIONS, ("concurrency", "gpus_per_trial"))
     p.add_argument("--address", help="join this Ray cluster (or set RAY_ADDRESS)")
 
     p = sub.add_parser("report", help="(re)write report.html of a finished search and log it to its MLflow run")
     p.add_argument("--space", required=True)
     p.add_argument("--name", help="search name (default: the latest search of the space)")
+    p.add_argument("--tracking-uri", help="MLflow store holding the search's run (default MLFLOW_TRACKING_URI or "
+                                          "sqlite:///mlflow.db; never the store a best.json names)")
 
     p = sub.add_parser("export", help="write the best config of a finished search to a JSON file, or a saved "
                                       "model as ONNX (--onnx DIR)")
@@ -333,7 +337,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     value = best["best_value"] if "best_value" in best else best["best_val_macro_f1"]
     print(f"exported {best['search_name']}: trial {best['trial_id']}, {best.get('metric', 'val_macro_f1')} "
           f"{value:.4f} -> {args.out}")
-    print(f"retrain and evaluate on test once: spectune train --config {args.out} --test")
+    print(f"retrain and evaluate on test once: spectune train --config {shlex.quote(str(args.out))} --test")
 
 
 def cmd_confirm(args: argparse.Namespace) -> None:
@@ -363,6 +367,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     from results.export import latest_search, results_dir
     from results.files import read_json
     from results.report import study_report
+    from search.tracking import own_store_run
     from spaces import saved_ranges
 
     # From what the search saved (best.json, space.json, trials.csv, study.db), not today's space file.
@@ -375,12 +380,14 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(report.note)
     for key, value in report.importances.items():
         print(f"    importance {key:<20} {value:.3f}")
-    run = (best.get("mlflow") or {}).get("parent_run_id")
+    uri, run, why = own_store_run(best.get("mlflow") or {}, args.tracking_uri)
+    if why:
+        print(f"not logged to MLflow: {why}")
     if run:
-        client = MlflowClient(best["mlflow"]["tracking_uri"])
+        client = MlflowClient(uri)
         client.log_batch(run, metrics=[Metric(f"importance.{k}", v, 0, 0) for k, v in report.importances.items()])
         client.log_artifact(run, str(report.html))
-        print(f"logged to MLflow run {run}")
+        print(f"logged to MLflow run {run} in {uri}")
 
 
 def cmd_ui(args: argparse.Namespace) -> None:

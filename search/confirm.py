@@ -13,6 +13,7 @@ under ``results/<space>/<name>/``. The test split is not read.
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import replace
 from typing import Any
@@ -26,6 +27,7 @@ from results.export import latest_search, results_dir
 from results.files import read_json, write_csv, write_json
 from search.driver import Collected, Plan, Run, TrialCommand, Trials, candidate_grid, user_path
 from search.options import CONFIRM_OPTIONS, ConfirmOptions, check
+from search.tracking import own_store_run
 from spaces import get_space
 from trainables.pretrained import check_same_base
 from trainables.settings import TrialSettings
@@ -101,13 +103,14 @@ class ConfirmCommand(TrialCommand):
         self.seeds = [SEED_OFFSET + i for i in range(o.seeds)]
         self.epochs = int(pick["config"].get("epochs", space.max_epochs))
         data = replace(self.recorded, path=str(o.data)) if o.data else self.recorded
-        mlflow = best.get("mlflow") or {}
+        # The user's store, never the one a received best.json names (search.tracking.own_store_run).
+        uri, self.parent, self.unnested = own_store_run(best.get("mlflow") or {}, o.tracking_uri)
         return Plan(space=space, name=f"{name}-confirm-{time.strftime('%Y%m%d-%H%M%S')}", storage=o.storage.resolve(),
                     data=data, seed=pick["config"]["seed"], total=len(self.candidates) * o.seeds,
                     params=["candidate", "seed"], metric=self.metric, mode=self.mode,
                     dry_config=pick["config"], dry_source=f"search {name}'s pick in best.json", role="confirm",
                     base=(best.get("base") or {}).get("path"),
-                    tracking_uri=o.tracking_uri or mlflow.get("tracking_uri"),
+                    tracking_uri=uri,
                     address=o.address, gpus_per_trial=o.gpus_per_trial, concurrency=o.concurrency)
 
     def loaded(self, plan: Plan, data: Any, base: Any) -> None:
@@ -126,23 +129,24 @@ class ConfirmCommand(TrialCommand):
                              mode=self.mode, user_path=user_path(), searched=tuple(self.searched))
 
     def tracking(self, plan: Plan, data: Any, base: Any) -> tuple[dict[str, str], dict[str, Any]]:
-        parent = (self.best.get("mlflow") or {}).get("parent_run_id")
-        return ({"mlflow.parentRunId": parent} if parent else {},
+        return ({"mlflow.parentRunId": self.parent} if self.parent else {},
                 {"top": self.o.top, "seeds": self.o.seeds, "of_search": self.search, "metric": self.metric})
 
     def describe(self, run: Run) -> list[str]:
         n = len(self.candidates)
         return [f"confirming search {self.search}: top {n} configs x {self.o.seeds} seeds {self.seeds} = "
                 f"{n * self.o.seeds} runs of up to {self.epochs} epochs, no early stopping by ASHA; "
-                f"{run.place.describe(run.resources.get('CPU', 0), run.resources.get('GPU', 0))}"]
+                f"{run.place.describe(run.resources.get('CPU', 0), run.resources.get('GPU', 0))}"] + (
+            [f"MLflow: the confirm run is not nested under the search's run: {self.unnested}"] if self.unnested
+            else [])
 
     def trials(self, run: Run) -> Trials:
         return candidate_grid(self.candidates, self.seeds, run)
 
     def interrupted(self, run: Run, unfinished: int) -> str:
         return (f"the confirmation of search {self.search} was interrupted with {unfinished} of {run.plan.total} "
-                f"runs unfinished; best.json is unchanged. Run spectune confirm --space {run.space.name} --name "
-                f"{self.search} again.")
+                f"runs unfinished; best.json is unchanged. Run "
+                f"{shlex.join(['spectune', 'confirm', '--space', run.space.name, '--name', self.search])} again.")
 
     def collect(self, run: Run, collected: Collected) -> dict[str, Any]:
         from results.plots import plot_confirmation

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from results.errors import ConfigError, OptionError
 from trainables.hparams import Bool, Choice, Float, HParam, Int
+from trainables.scaling import SCALING_OPTIONS
 
 if TYPE_CHECKING:   # the CLI imports this module for its tables; spaces pull in torch
     from spaces import Space
@@ -58,11 +59,7 @@ SEARCH_OPTIONS: dict[str, HParam] = {
     "concurrency": Int(None, 1, nullable=True, help="trials at once (default: as many as fit)"),
     "seed": Int(None, 0, nullable=True, help="sampler and recipe seed (default: the space's fixed seed, else 0)"),
     "patience": Int(None, 1, nullable=True, help="in-trial early stopping (default: the space's fixed value, else 5)"),
-    "points": Int(None, 2, nullable=True, help="block-average sequences to this many points"),
-    "tokens": Int(None, 2, nullable=True, help="cut token sequences to this many tokens"),
-    "train_per_class": Int(None, 1, nullable=True, help="at most this many training examples per class"),
-    "train_fraction": Float(None, 0.0, 1.0, closed="right", nullable=True,
-                            help="a stratified fraction of the training examples"),
+    **SCALING_OPTIONS,
     "infra_retries": Int(2, 0, help="retries of a trial whose worker died, whose node was lost or that ran out of "
                                     "memory, from its last checkpoint and outside --trials (default 2)"),
     "stop_after_failures": Int(3, 0, help="stop the search when its first N trials not failed by the machine "

@@ -5,6 +5,7 @@ of the best trials."""
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from typing import Any, Callable
@@ -17,8 +18,10 @@ from rich.table import Table
 from results.export import trial_outcome
 from search.failures import CONFIGURATION, error_of, failure_of, retries_of
 
-# Wide enough for a trial line and the final table when output goes to a file or CI log.
-console = Console(highlight=False, width=160)
+# Wide enough for a trial line and the final table when output goes to a file or CI log. No markup: what
+# is printed holds text the toolkit does not choose (trial ids, errors, names, paths, a table's values), and
+# with markup on, "[/x]" raises inside Tune's callback and "[errno 28]" vanishes from the line.
+console = Console(highlight=False, markup=False, width=160)
 
 # Seconds between status lines: a terminal redraws one line; a file or pipe (nohup, CI) gets plain lines,
 # fewer of them, so that a log still shows the run is alive without drowning the trial lines.
@@ -99,7 +102,7 @@ class ProgressPrinter(tune.Callback):
         epoch = int(result.get("epoch", 0))
         self.running[trial.trial_id] = (epoch, result.get(self.metric))
         best = result.get(f"best_{self.metric}")
-        if best is not None and (self.best_seen is None or self.sign * best > self.sign * self.best_seen[0]):
+        if self._better(best, self.best_seen[0] if self.best_seen else None):
             self.best_seen = (float(best), trial.trial_id)
         self.epochs_seen += 1
         self._fresh = True
@@ -180,8 +183,15 @@ class ProgressPrinter(tune.Callback):
         self._clear()
         console.print(line, soft_wrap=True)
 
+    def _better(self, value: float | None, best: float | None) -> bool:
+        """Whether ``value`` beats ``best`` (``None``: nothing yet). A NaN score is no score: were it the
+        best so far, no later value would compare above it."""
+        if value is None or math.isnan(value):
+            return False
+        return best is None or self.sign * value > self.sign * best
+
     def _track_best(self, value: float | None) -> None:
-        if value is not None and (self.best is None or self.sign * value > self.sign * self.best):
+        if self._better(value, self.best):
             self.best = value
 
     def _line(self, trial: Any, errored: bool) -> None:

@@ -15,6 +15,7 @@ the epochs and the data.
 
 from __future__ import annotations
 
+import shlex
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -32,6 +33,7 @@ from results.files import read_json, write_json
 from results.provenance import git_commit, versions
 from search.driver import Collected, Plan, Run, TrialCommand, Trials, candidate_grid, user_path
 from search.options import SEARCH_OPTIONS, SearchOptions, check
+from search.own_state import check_resumable
 from search.progress import console
 from search.searcher import DefineByRun
 from spaces import Space, get_space
@@ -146,6 +148,8 @@ class RecordCommand(TrialCommand):
         run_name = f"{space.name}-record-{self.name}"
         if o.resume and not (storage / run_name).exists():
             raise OptionError(f"--resume: no interrupted recording at {storage / run_name}; check --name.")
+        if o.resume:
+            check_resumable(storage, run_name)
         if not o.resume and (storage / run_name).exists():
             raise OptionError(f"a recording named {self.name!r} already exists at {storage / run_name}; pass "
                               "--resume to continue it, or --name NEW.")
@@ -171,7 +175,7 @@ class RecordCommand(TrialCommand):
         self.candidates = {str(i): self.configs[i] for i in ids}
         return Plan(space=space, name=run_name, storage=storage, data=self.options, seed=o.seed,
                     total=len(ids) * r.seeds, params=["candidate", "seed"], metric=space.metric, mode=space.mode,
-                    dry_config=space.first_config(), dry_source=f"spaces/{space.name}.py: first config",
+                    dry_config=space.first_config(), dry_source=f"{space.where}: first config",
                     role="record", base=o.base, resume=o.resume, tracking_uri=o.tracking_uri, address=o.address,
                     gpus_per_trial=o.gpus_per_trial, cpus_per_trial=o.cpus_per_trial, concurrency=o.concurrency)
 
@@ -212,7 +216,7 @@ class RecordCommand(TrialCommand):
 
     def interrupted(self, run: Run, unfinished: int) -> str:
         return (f"recording {self.name} was interrupted with {unfinished} runs unfinished; continue it with "
-                f"spectune record --space {run.space.name} --name {self.name} --resume.")
+                f"{shlex.join(['spectune', 'record', '--space', run.space.name, '--name', self.name, '--resume'])}.")
 
     def collect(self, run: Run, collected: Collected) -> Path:
         o, r, space, configs, settings = self.o, self.r, run.space, self.configs, run.settings

@@ -6,6 +6,7 @@ store are all checked before Ray starts, and results are written only after Tune
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -14,7 +15,6 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 from optuna.trial import TrialState
-from rich.markup import escape
 
 from results.best_file import best_record
 from results.errors import AllTrialsFailed, OptionError, SearchError, SearchStopped
@@ -29,6 +29,7 @@ from search.driver import Collected, Plan, Run, TrialCommand, Trials, user_path
 from search.epoch_cap import EpochCap
 from search.failures import FailureGuard, stop_reason, stopped_search
 from search.options import SEARCH_OPTIONS, SearchOptions, check, check_configs
+from search.own_state import check_resumable
 from search.progress import console, print_top
 from search.searcher import fail_lost_trials, make_scheduler, make_searcher, startup_trials
 from search.tracking import server_url
@@ -141,6 +142,7 @@ class SearchCommand(TrialCommand):
         if o.resume:
             _check_experiment_folder(storage / str(o.name), o)
             o = _resumed_objectives(o, storage / f"{o.name}.objectives.json")
+            check_resumable(storage, str(o.name))
         self.objectives = search_objectives(space, o)
         self.constraints = _check_objectives(o, self.objectives)
         self.several = len(self.objectives) > 1
@@ -162,7 +164,7 @@ class SearchCommand(TrialCommand):
         self.options = o.data_options(space.pair.data_module.default_dir)
         return Plan(space=space, name=name, storage=storage, data=self.options, seed=o.seed, total=o.trials,
                     params=list(space.params), metric=space.metric, mode=space.mode,
-                    dry_config=space.first_config(), dry_source=f"spaces/{space.name}.py: first config",
+                    dry_config=space.first_config(), dry_source=f"{space.where}: first config",
                     base=o.base, resume=o.resume, tracking_uri=o.tracking_uri, address=o.address,
                     gpus_per_trial=o.gpus_per_trial, cpus_per_trial=o.cpus_per_trial, concurrency=o.concurrency)
 
@@ -221,7 +223,7 @@ class SearchCommand(TrialCommand):
                          "parameters), sent to every trial once")
         lines.append(self.budget_line(space, self.patience))
         if warm:
-            lines += [escape(line) for line in warm.describe(self.startup if o.sampler == "tpe" else None)]
+            lines += warm.describe(self.startup if o.sampler == "tpe" else None)
         lines.append(f"placement: {place.describe(run.resources.get('CPU', 0), run.resources.get('GPU', 0))}")
         lines.append(f"failures: a trial whose worker, node, memory or disk failed is retried up to {o.infra_retries} "
                      "times from its last checkpoint (outside the trial budget), a config that raises is not; "
@@ -297,7 +299,7 @@ class SearchCommand(TrialCommand):
             except SearchStopped:
                 tracker.client.set_terminated(tracker.parent_run_id, status="FAILED")
                 raise
-            console.print(escape(note), soft_wrap=True)
+            console.print(note, soft_wrap=True)
             # A stopped search left trials unrun on purpose: it is over, not interrupted.
             return
         limit = self._limit_reached(frame, tracker)
@@ -332,8 +334,9 @@ class SearchCommand(TrialCommand):
 
     def interrupted(self, run: Run, unfinished: int) -> str:
         return (f"search {run.plan.name} was interrupted with {unfinished} of {self.o.trials} trials unfinished; "
-                f"nothing was written to results/. Continue it with: spectune search --space {run.space.name} "
-                f"--name {run.plan.name} --resume (same data options).")
+                "nothing was written to results/. Continue it with: "
+                f"{shlex.join(['spectune', 'search', '--space', run.space.name, '--name', run.plan.name, '--resume'])} "
+                "(same data options).")
 
     def collect(self, run: Run, collected: Collected) -> SearchOutcome:
         o, space, tracker, name = self.o, run.space, run.tracker, run.plan.name
@@ -398,7 +401,7 @@ class SearchCommand(TrialCommand):
             # soft_wrap: a link cut over two lines cannot be clicked or copied.
             uri = tracker.tracking_uri
             where = ("" if server_url(uri) else
-                     f" (serve it first: spectune ui --tracking-uri {uri}, or make mlflow-ui)")
+                     f" (serve it first: spectune ui --tracking-uri {shlex.quote(uri)}, or make mlflow-ui)")
             console.print(f"compare the top {len(top)} trials in the MLflow UI{where}: {tracker.compare_link(top)}",
                           soft_wrap=True)
         return SearchOutcome(name=name, results_dir=out_dir, best=best, trials=frame)

@@ -20,6 +20,7 @@ from results.pareto import pareto_ranks
 from results.report import study_storage
 from results.errors import OptionError
 from search.options import SAMPLERS, TRIAL_SCHEDULERS
+from search.own_state import check_own_file
 from search.samplers import PriorSampler, sobol_then
 from spaces import PowerOfTwoRange, When
 
@@ -181,6 +182,7 @@ class PersistentASHA(ASHAScheduler):
         if not self._loaded:
             self._loaded = True
             if self._path is not None and os.path.exists(self._path):
+                check_own_file(self._path)   # a pickle: search.own_state
                 self.restore(self._path)
         super().on_trial_add(tune_controller, trial)
 

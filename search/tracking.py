@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -242,3 +243,29 @@ class MLflowTracker(tune.Callback):
             self.client.set_tag(best_run_id, "spectune.best", "true")
             for path in artifacts:
                 self.client.log_artifact(best_run_id, str(path), artifact_path=artifact_path)
+
+
+def own_store_run(recorded: dict[str, Any], tracking_uri: str | None) -> tuple[str, str | None, str]:
+    """Where to log about a finished search whose ``best.json`` holds ``recorded`` (its ``mlflow`` record):
+    the user's store (``tracking_uri``, else :func:`default_tracking_uri`), the search's parent run if that
+    store holds it (else ``None``), and why not, in words (empty when it does or none was recorded).
+
+    A results folder may come from someone else: the store its ``best.json`` names is only named in those
+    words, never contacted, so a received file cannot choose where data is sent."""
+    from mlflow.exceptions import MlflowException
+
+    uri = tracking_uri or default_tracking_uri()
+    run, named = recorded.get("parent_run_id"), recorded.get("tracking_uri")
+    if not run:
+        return uri, None, ""
+    elsewhere = (f"; best.json names store {named}: pass --tracking-uri {shlex.quote(str(named))} to log there"
+                 if named and named != uri else "")
+    db = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else None
+    if db is not None and not Path(db).is_file():
+        # Not created just to find it empty.
+        return uri, None, f"your MLflow store {uri} does not exist{elsewhere}"
+    try:
+        MlflowClient(uri).get_run(str(run))
+    except MlflowException:
+        return uri, None, f"MLflow run {run} of best.json is not in your store {uri}{elsewhere}"
+    return uri, str(run), ""

@@ -55,7 +55,7 @@ def resolve_config(req: TrainRequest) -> tuple[Space, Resolved, DataOptions, str
         raise OptionError(f"--space {req.space} does not match the space {file_space!r} recorded in "
                          f"{req.config}; drop --space or pass the matching one.")
     space = get_space(req.space or file_space or "galspecnet")
-    source = str(req.config) if req.config else f"spaces/{space.name}.py: first config"
+    source = str(req.config) if req.config else f"{space.where}: first config"
     base = space.first_config()
     overrides = {"epochs": req.epochs} if req.epochs is not None else {}
     # The space's values give way to the file's: a file that picks another scheduler drops T_0.

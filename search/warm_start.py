@@ -39,7 +39,7 @@ from typing import Any, Mapping, Sequence
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from results.export import RESULTS_DIR
+from results.export import RESULTS_DIR, check_name
 from spaces import Categorical, FloatRange, IntRange, Space, When, domain_from_json
 from spaces._diff import diff_spaces, same_value
 from results.errors import UserError
@@ -180,9 +180,11 @@ def parse_names(text: str) -> tuple[str, ...]:
 
 def find_search(ref: str, space: str, root: Path = RESULTS_DIR) -> Path:
     """The folder of the finished search ``ref`` (``NAME``: this space's first, else any space's;
-    ``SPACE/NAME``), or a one-line error listing the searches found."""
-    if "/" in ref:
-        candidates = [root / ref]
+    ``SPACE/NAME``), or a one-line error listing the searches found. Each part must be a name a search
+    could have (:func:`check_name`): ``..`` or a deeper path would read outside ``root``."""
+    parts = [check_name(part, "--warm-start") for part in ref.split("/", 1)]
+    if len(parts) == 2:
+        candidates = [root / parts[0] / parts[1]]
     else:
         own = root / space / ref
         candidates = [own] if (own / "best.json").is_file() else sorted(root.glob(f"*/{ref}"))
@@ -295,7 +297,7 @@ def data_change(recorded: Mapping[str, Any], fingerprint: str, scaling: Mapping[
 def space_defaults(space: Space) -> dict[str, Any]:
     """Every knob of ``space``'s pair at the value a trial gets when the space does not search it."""
     table = space.pair.table()
-    resolved = space.pair.resolve(space.fixed, source=f"spaces/{space.name}.py: fixed", soft=tuple(space.fixed))
+    resolved = space.pair.resolve(space.fixed, source=f"{space.where}: fixed", soft=tuple(space.fixed))
     return {**{k: p.default for k, p in table.items()}, **resolved.to_dict(), **space.fixed}
 
 

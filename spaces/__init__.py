@@ -12,6 +12,8 @@ from spaces._domains import (Categorical, DomainError, FloatRange, IntRange, Pow
                              domain_from_json, integers, loguniform, powers_of_two, uniform, when)
 from spaces._diff import Change, diff_spaces
 from spaces._space import Budget, Space, SpaceError, active_keys, describe_domain, validate_space
+from results.errors import OptionError
+from results.export import check_name
 from trainables.discovery import describe_failure, entries, import_entry
 from trainables.recipe import METRICS
 
@@ -52,6 +54,11 @@ def get_space(name: str) -> Space:
     user_file = found[name].endswith(".py")
     where = found[name] if user_file else f"spaces/{name}.py"
     try:
+        check_name(name, "a space's file name")
+    except OptionError as exc:
+        # The name becomes a folder (results/<space>/) and a word of printed commands.
+        raise SpaceError(f"{where}: {exc.args[0]} Rename the file.") from None
+    try:
         module = import_entry("spaces", found[name])
     except Exception as exc:  # noqa: BLE001 - a space file that fails is one line naming it, the line and the error
         if not user_file and not isinstance(exc, (ImportError, ValueError)):
@@ -61,5 +68,5 @@ def get_space(name: str) -> Space:
     space = getattr(module, "SPACE", None)
     if not isinstance(space, Space):
         raise SpaceError(f"{where}: SPACE: the module must define SPACE = Space(...); got {type(space).__name__}.")
-    validate_space(space, name)
-    return replace(space, name=name)
+    validate_space(space, name, where)
+    return replace(space, name=name, file=where)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
 from spaces._domains import Categorical, FloatRange, IntRange, When
 from trainables.data import DataError
 from results.errors import UserError
-from trainables.hparams import ConfigError
+from trainables.hparams import ConfigError, Int
 from trainables.pair import Pair
 from trainables.recipe import METRICS
+from trainables.scaling import SCALING_OPTIONS
 from trainables.tasks import check_metric
 
 
@@ -72,9 +74,12 @@ class Space:
     replay``), checked live (``--live``) where the replay cannot judge the sampler, and say in ``measured``
     what they were measured to do on this pair (one line, the figure that chose them; its command is in
     docs/replay.md); empty: not measured here, the generic rule (``spectune spaces`` says which).
-    ``cpu`` and ``gpu`` are the budgets ``make search`` uses on each kind of machine.
+    ``cpu`` and ``gpu`` are the budgets ``make search`` uses on each kind of machine (their epochs at
+    most ``max_epochs``, their data scaling by the rules of the search's flags).
     ``gpus_per_trial`` is the share of a GPU one trial needs (``None``: a quarter, so four small
     trials share a GPU; a transformer may ask for 1.0); ``--gpus-per-trial`` overrides it.
+    ``description`` and ``measured`` are printed by ``spectune spaces``: one line each, no control
+    characters. ``name`` and ``file`` are set by ``get_space``.
     """
 
     model: str
@@ -96,6 +101,13 @@ class Space:
     gpu: Budget = Budget(trials=64)
     gpus_per_trial: float | None = None
     name: str = ""
+    file: str = ""
+
+    @property
+    def where(self) -> str:
+        """The space's file as messages name it: a user's path as it is (set by ``get_space``), else
+        ``spaces/<name>.py``."""
+        return self.file or f"spaces/{self.name}.py"
 
     @property
     def pair(self) -> Pair:
@@ -141,9 +153,10 @@ def active_keys(params: dict[str, Any], point: dict[str, Any]) -> set[str]:
     return {k for k, d in params.items() if not isinstance(d, When) or point.get(d.key) in d.values}
 
 
-def validate_space(space: Space, module: str) -> None:
-    """Raise :class:`SpaceError` naming ``module`` and the offending key for any broken rule."""
-    where = f"spaces/{module}.py"
+def validate_space(space: Space, module: str, where: str | None = None) -> None:
+    """Raise :class:`SpaceError` naming the space's file (``where``: a user's path as it is, default
+    ``spaces/<module>.py``) and the offending key for any broken rule."""
+    where = where or f"spaces/{module}.py"
     pair = space.pair
     try:
         table = pair.table()
@@ -211,9 +224,36 @@ def validate_space(space: Space, module: str) -> None:
         raise SpaceError(f"{where}: grace_period: must not exceed max_epochs ({space.max_epochs}); "
                          f"got {space.grace_period}.")
     for kind in ("cpu", "gpu"):
-        budget = getattr(space, kind)
-        if not isinstance(budget, Budget) or budget.trials < 1:
-            raise SpaceError(f"{where}: {kind}: must be a Budget(trials >= 1, ...); got {budget!r}.")
+        _check_budget(space, kind, where)
+    for key in ("description", "measured"):
+        _check_line(getattr(space, key), f"{where}: {key}")
+
+
+def _check_budget(space: Space, kind: str, where: str) -> None:
+    """Each field of the ``cpu`` or ``gpu`` budget by its rule (the data scaling by the rules the search's
+    flags obey), so that a search never refuses it later in the words of a flag the user did not give."""
+    budget = getattr(space, kind)
+    if not isinstance(budget, Budget):
+        raise SpaceError(f"{where}: {kind}: must be a Budget(trials=N, ...); got {budget!r}.")
+    # A budget cuts the space's epochs for a smaller machine; it never trains longer than the space's own.
+    rules = {"trials": Int(None, 1), "max_epochs": Int(None, 1, space.max_epochs, nullable=True), **SCALING_OPTIONS}
+    for key, rule in rules.items():
+        value = getattr(budget, key)
+        try:
+            rule.check(key, value, where)
+        except ConfigError:
+            bound = " (at most the space's max_epochs)" if key == "max_epochs" else ""
+            raise SpaceError(f"{where}: {kind}.{key}: must be {rule.describe()}{bound}; got {value!r}.") from None
+
+
+def _check_line(text: Any, label: str) -> None:
+    """Text that ``spectune spaces`` prints: one line, without control characters (a newline, an ANSI escape)."""
+    if not isinstance(text, str):
+        raise SpaceError(f"{label}: must be a string; got {type(text).__name__}.")
+    bad = next((c for c in text if not c.isprintable() and unicodedata.category(c) != "Zs"), None)
+    if bad is not None:
+        raise SpaceError(f"{label}: must be one line of printable text; it holds {bad!r} at character "
+                         f"{text.index(bad)}.")
 
 
 def _check_objectives(space: Space, where: str) -> None:

@@ -182,3 +182,38 @@ def test_the_prior_sampler_without_a_starting_config_is_refused_before_ray(tmp_p
     assert err.startswith("error: --sampler prior draws around the first starting config, and space 'no_start' has "
                           "none") and "\n" not in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spaces"]
+
+
+def test_a_printed_command_runs_as_printed_whatever_the_names_hold(tmp_path, monkeypatch, capsys):
+    """Each command the toolkit prints for the user to copy is shell-quoted: a path or name holding a
+    space or ';' is one argument when pasted, never a second command."""
+    import shlex
+    from types import SimpleNamespace
+
+    from search.confirm import ConfirmCommand
+    from search.options import ConfirmOptions, SearchOptions
+    from search.record import RecordCommand, RecordOptions
+    from search.search import SearchCommand
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "results" / "wine_mlp" / "s"
+    out.mkdir(parents=True)
+    (out / "best.json").write_text(json.dumps({"search_name": "s", "trial_id": "a", "best_value": 0.9}))
+    hostile = "a b;touch PWNED.json"
+    assert main(["export", "--space", "wine_mlp", "--name", "s", "--out", hostile]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert shlex.split(line.split(": ", 1)[1]) == ["spectune", "train", "--config", hostile, "--test"]
+
+    odd = "x y;touch PWNED"
+    run = SimpleNamespace(plan=SimpleNamespace(name="n", total=4), space=SimpleNamespace(name=odd))
+    search = SearchCommand(SearchOptions(space="wine_mlp", trials=4)).interrupted(run, 2)
+    assert f"spectune search --space {shlex.quote(odd)} --name n --resume (same" in search
+    record = RecordCommand(RecordOptions(search=SearchOptions(space="wine_mlp")))
+    record.name = "n"
+    assert f"spectune record --space {shlex.quote(odd)} --name n --resume." in record.interrupted(run, 2)
+    confirm = ConfirmCommand(ConfirmOptions(space="wine_mlp"))
+    confirm.search = "n"
+    assert f"spectune confirm --space {shlex.quote(odd)} --name n again." in confirm.interrupted(run, 2)
+    # A data folder's fix names the folder as one argument.
+    assert main(["search", "--space", "tabular_dcn", "--data", str(tmp_path / "no table")]) == 2
+    assert f"--out {shlex.quote(str(tmp_path / 'no table'))}`" in capsys.readouterr().err

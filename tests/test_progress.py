@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pandas as pd
+
 from search.progress import ProgressPrinter
 
 
@@ -157,3 +159,39 @@ def test_a_resumed_searchs_status_line_keeps_the_best_of_the_trials_that_had_end
     printer.on_trial_result(0, [], *_result("b", 1, 0.4))
     line = _status_lines(capsys.readouterr().out)[-1]
     assert "running 1 (b epoch 1/5 val_macro_f1 0.4000); finished 1/4; best so far 0.7000;" in line
+
+
+def test_text_the_toolkit_does_not_choose_is_printed_as_it_is(capsys):
+    # With rich markup on, "[/x]" raised a MarkupError inside Tune's callback and "[errno 28]" vanished.
+    printer = ProgressPrinter(2, "val_macro_f1")
+    retried = SimpleNamespace(trial_id="[/x]", last_result={"epoch": 2}, max_failures=2,
+                              spectune_failure="infrastructure", spectune_retries=1,
+                              spectune_error="OSError: [errno 28] No space left on device [bold]")
+    printer.on_trial_recover(0, [], retried)
+    printer.on_trial_complete(0, [], _trial("[/x]", "TERMINATED", 0.5))
+    out = capsys.readouterr().out
+    assert "infrastructure failure (OSError: [errno 28] No space left on device [bold]); retry 1" in out
+    assert "[  1/2] [/x]" in out
+
+
+def test_the_top_table_prints_values_as_they_are(capsys):
+    from search.progress import print_top
+
+    trials = pd.DataFrame([{"trial_id": "[red]t[/red]", "outcome": "completed", "epochs": 3,
+                            "best_val_macro_f1": 0.5, "best_epoch": 2, "act": "[/x]"}])
+    print_top(trials, ["act"])
+    out = capsys.readouterr().out
+    assert "[red]t[/red]" in out and "[/x]" in out
+
+
+def test_a_nan_score_never_becomes_the_best_so_far(capsys):
+    clock = Clock()
+    printer = ProgressPrinter(3, "val_macro_f1", max_epochs=5, every=30, tty=False, clock=clock)
+    printer.on_step_begin(0, [])
+    printer.on_trial_result(0, [], *_result("a", 1, float("nan")))
+    assert "no score yet" in printer.status_line(clock.now)
+    printer.on_trial_complete(0, [], _trial("a", "TERMINATED", float("nan")))
+    printer.on_trial_result(0, [], *_result("b", 1, 0.4))
+    printer.on_trial_complete(0, [], _trial("b", "TERMINATED", 0.4))
+    assert "best so far 0.4000" in capsys.readouterr().out.splitlines()[-1]
+    assert "best so far 0.4000 (trial b)" in printer.status_line(clock.now)

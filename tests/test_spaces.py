@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from spaces import DomainError, Space, SpaceError, choice, describe_domain, domain_from_json, get_space, integers, \
+from spaces import Budget, DomainError, Space, SpaceError, choice, describe_domain, domain_from_json, get_space, integers, \
     list_spaces, loguniform, powers_of_two, uniform, when
 from spaces._space import validate_space
 
@@ -175,3 +175,56 @@ def test_a_space_file_with_a_bad_range_is_one_line_naming_its_line(tmp_path, mon
     with pytest.raises(SpaceError, match=r"space 'backwards' could not be loaded: .*backwards\.py:4: DomainError: "
                                          r"loguniform: low < high must hold"):
         get_space("backwards")
+
+
+@pytest.mark.parametrize("budget, match", [
+    (Budget(trials=4, max_epochs=-5), r"cpu\.max_epochs: must be an int in the range \[1, 20\] or null \(at most the "
+                                      r"space's max_epochs\); got -5\."),
+    (Budget(trials=4, max_epochs=10**9), r"cpu\.max_epochs: .*got 1000000000\."),
+    (Budget(trials=4, train_fraction=7), r"cpu\.train_fraction: must be a float in the range \(0\.0, 1\.0\] or null; "
+                                         r"got 7\."),
+    (Budget(trials=True), r"cpu\.trials: must be an int in the range \[1, inf\); got True\."),
+    (Budget(trials=0), r"cpu\.trials: must be an int in the range \[1, inf\); got 0\."),
+    (Budget(trials=4, points=1), r"cpu\.points: must be an int in the range \[2, inf\) or null; got 1\."),
+    (Budget(trials=4, tokens="64"), r"cpu\.tokens: .*got '64'\."),
+    (Budget(trials=4, train_per_class=0.5), r"cpu\.train_per_class: .*got 0\.5\."),
+])
+def test_a_budget_is_checked_field_by_field_when_the_space_loads(budget, match):
+    # Before: these loaded, and a search refused some later in the words of flags never given
+    # (--train-fraction, "trial config 'epochs'").
+    with pytest.raises(SpaceError, match=r"^spaces/bad\.py: " + match):
+        validate_space(Space(**{**GOOD, "cpu": budget}), "bad")
+    validate_space(Space(**{**GOOD, "gpu": Budget(trials=4, max_epochs=20, train_fraction=1.0)}), "bad")
+
+
+@pytest.mark.parametrize("key, text, shown", [("measured", "live 2026-12-01\n\x1b[31mfake line", r"'\\n' at character 15"),
+                                              ("measured", "ok \x1b[2J", r"'\\x1b' at character 3"),
+                                              ("description", "two\rlines", r"'\\r' at character 3")])
+def test_printed_texts_of_a_space_are_one_printable_line(key, text, shown):
+    with pytest.raises(SpaceError, match=rf"^spaces/bad\.py: {key}: must be one line of printable text; it holds "
+                                         rf"{shown}"):
+        validate_space(Space(**{**GOOD, key: text}), "bad")
+    validate_space(Space(**{**GOOD, key: "ASHA rf 3, 12 % better (2026-12-01)\u202f"}), "bad")
+
+
+USER_SPACE = '''
+from spaces import Budget, Space, choice, loguniform
+
+SPACE = Space(model="mlp", data="wine", params={"lr": loguniform(1e-4, 1e-2)}, start=[{"lr": 1e-3}], max_epochs=10,
+              grace_period=2, cpu=Budget(trials=4, max_epochs=CPU_EPOCHS))
+'''
+
+
+def test_a_users_space_is_named_by_its_real_file_and_a_name_it_cannot_have_is_refused(tmp_path, monkeypatch):
+    folder = tmp_path / "my pairs" / "spaces"
+    folder.mkdir(parents=True)
+    monkeypatch.setenv("SPECTUNE_PATH", str(folder.parent))
+    (folder / "mine.py").write_text(USER_SPACE.replace("CPU_EPOCHS", "4"))
+    assert get_space("mine").where == str(folder / "mine.py")
+    (folder / "wrong.py").write_text(USER_SPACE.replace("CPU_EPOCHS", "-5"))
+    with pytest.raises(SpaceError, match=rf"^{re.escape(str(folder / 'wrong.py'))}: cpu\.max_epochs: must be"):
+        get_space("wrong")
+    (folder / "wine --trials 999;touch PWNED.py").write_text(USER_SPACE.replace("CPU_EPOCHS", "4"))
+    with pytest.raises(SpaceError, match=rf"^{re.escape(str(folder))}/wine --trials 999;touch PWNED\.py: a space's "
+                                         r"file name must be letters, digits, .* Rename the file\.$"):
+        get_space("wine --trials 999;touch PWNED")

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from results.errors import OptionError
 from search.cli import main
 from search.options import SearchOptions
 from search.searcher import DefineByRun, make_searcher
@@ -243,6 +244,15 @@ def test_an_unknown_name_lists_the_searches_found(tmp_path, wine):
     assert find_search("first", "wine_mlp", tmp_path) == find_search("wine_mlp/first", "other", tmp_path)
     with pytest.raises(WarmStartError, match="names a search twice"):
         parse_names("a,b,a")
+
+
+@pytest.mark.parametrize("ref", ["../wine_mlp/outside", "wine_mlp/../../wine_mlp/outside"])
+def test_a_name_that_leads_outside_the_results_folder_is_refused(tmp_path, wine, ref):
+    # A finished search beside the results folder: reachable by "..", never to be read.
+    _earlier(tmp_path, wine, "outside", [_wine_row(wine)])
+    (tmp_path / "results").mkdir()
+    with pytest.raises(OptionError, match=r"--warm-start must be letters, digits"):
+        load_earlier(ref, wine, tmp_path / "results")
 
 
 def test_another_metric_or_mode_is_refused(tmp_path, wine):

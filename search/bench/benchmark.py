@@ -248,7 +248,8 @@ def bench_efficiency(curves_root: Path, work: Path, plots: Path, repeats: int) -
         if int(meta["max_epochs"]) != (space.cpu.max_epochs or space.max_epochs):
             flags += f" --max-epochs {meta['max_epochs']}"
         flags += " --neps" if neps else ""
-        spaces[key] = {"command": f"spectune replay --space {space_name} --curves {name} --budget cpu{flags} "
+        spaces[key] = {"command": f"{shlex.join(['spectune', 'replay', '--space', space_name, '--curves', name])} "
+                                  f"--budget cpu{flags} "
                                   f"--repeats {repeats}",
                        "recorded": recorded, "trials": summary["trials"], "patience": summary["patience"],
                        "best_true": summary["best_true"], "median_true": summary["median_true"],

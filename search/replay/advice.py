@@ -21,6 +21,7 @@ question the live panel has answered otherwise.
 from __future__ import annotations
 
 import math
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +58,7 @@ class Advice:
             f" --max-total-epochs {self.baseline_trials * self.max_epochs}"
             if s.trials > self.baseline_trials and self.max_epochs else "")
         out = [f"recommendation: {s.name} instead of the default ({self.reason})",
-               f"  apply it to one search: spectune search --space {space} {flags}"]
+               f"  apply it to one search: spectune search --space {shlex.quote(space)} {flags}"]
         if s.scheduler in ("asha", "asha-curve"):
             factor, rest = divmod(s.trials, self.baseline_trials)
             left = (f"--sampler {s.sampler} --scheduler {s.scheduler}" if (s.sampler, s.scheduler) != ("tpe", "asha")

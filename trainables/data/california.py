@@ -22,6 +22,7 @@ split's mean and standard deviation only, and metrics are reported in the target
 from __future__ import annotations
 
 import io
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -87,7 +88,8 @@ class CaliforniaHousing(DataModule):
         folder = self.folder(folder)
         path = folder / FILE
         if not path.is_file():
-            raise DataError(f"{path} is missing. Write it with `spectune data --space california_mlp --out {folder}` "
+            raise DataError(f"{path} is missing. Write it with "
+                            f"`spectune data --space california_mlp --out {shlex.quote(str(folder))}` "
                             f"(--source one of {list(SOURCES)}; see trainables/data/california.py).")
         if classes is not None:
             raise DataError(f"{path}: California housing is a regression task with no classes; drop --classes.")

@@ -39,6 +39,7 @@ import os
 import pickle
 import re
 import reprlib
+import shlex
 import tarfile
 import urllib.request
 import zlib
@@ -487,8 +488,9 @@ class CIFAR10(DataModule):
             raise DataError("data 'cifar10' has fixed classes (CIFAR-10's ten labels); drop --classes.")
         found = _sources(folder) if folder.is_dir() else []
         if not found:
-            raise DataError(f"no CIFAR-10 release in {folder}. Run `spectune data --space cifar10_convnet"
-                            f"{'' if folder == self.default_dir else f' --out {folder}'}` where the network allows, "
+            out = "" if folder == self.default_dir else f" --out {shlex.quote(str(folder))}"
+            raise DataError(f"no CIFAR-10 release in {folder}. Run `spectune data --space cifar10_convnet{out}` "
+                            "where the network allows, "
                             f"or: {where_to_place(folder)}; or write a generated stand-in with --source synthetic.")
         release, path = found[0]
         read: Callable[[bytes, str], tuple[np.ndarray, np.ndarray]] = \

@@ -22,6 +22,7 @@ seen in training.
 from __future__ import annotations
 
 import gzip
+import shlex
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -120,7 +121,8 @@ class Table(DataModule):
         folder = self.folder(folder)
         path = folder / FILE
         if not path.is_file():
-            raise DataError(f"{path} is missing. Write it with `spectune data --space tabular_widedeep --out {folder}` "
+            raise DataError(f"{path} is missing. Write it with "
+                            f"`spectune data --space tabular_widedeep --out {shlex.quote(str(folder))}` "
                             f"(--source one of {list(SOURCES)}; see trainables/data/tables.py).")
         if classes is not None:
             raise DataError(f"{path} names its own classes; drop --classes.")
