@@ -31,7 +31,8 @@ from search.failures import FailureGuard, stop_reason, stopped_search
 from search.options import SEARCH_OPTIONS, SearchOptions, check, check_configs
 from search.own_state import check_resumable
 from search.progress import console, print_top
-from search.searcher import fail_lost_trials, make_scheduler, make_searcher, startup_trials
+from search.schedulers import make_scheduler
+from search.searcher import fail_lost_trials, make_searcher, startup_trials
 from search.tracking import server_url
 from search.trial import run_trial
 from search.warm_start import load_earlier, plan_warm_start

@@ -16,7 +16,7 @@ carries a process's warm-up, which makes the rungs a little later, not earlier).
 whole budget, and a fast config still stops at its own epoch budget. Measuring a reference instead of
 guessing one keeps the rungs right on any machine; fixing it at the first result (rather than updating it)
 keeps every rung's records comparable. It is kept with the rungs for ``--resume``
-(:class:`~search.searcher.PersistentASHA` pickles the scheduler's state). A result without
+(:class:`~search.asha.PersistentASHA` pickles the scheduler's state). A result without
 ``train_seconds`` is judged by its epochs, as ``asha`` would.
 """
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from search.searcher import PersistentASHA
+from search.asha import PersistentASHA
 from search.trial import SECONDS
 
 

@@ -11,7 +11,8 @@ import pytest
 from results.curves import Curves
 from search.curve_asha import CurveASHA, extrapolate
 from search.replay.simulate import Strategy, replay
-from search.searcher import DefineByRun, make_sampler, make_scheduler
+from search.schedulers import make_scheduler
+from search.searcher import DefineByRun, make_sampler
 from spaces import get_space
 from trainables.settings import TrialSettings
 

@@ -63,3 +63,59 @@ def test_training_and_exporting_load_no_ray():
             "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def import_circles(root: Path = ROOT) -> list[list[str]]:
+    """Groups of project modules that import each other, directly or round a loop (a function's imports
+    count: a lazy import hides a circle, it does not remove it)."""
+    modules = {}
+    for floor in FLOORS:
+        for path in (root / floor).rglob("*.py"):
+            parts = path.relative_to(root).with_suffix("").parts
+            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+
+    def owner(name: str) -> str:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name
+
+    graph = {name: {owner(m) for _, m in _imports(path)} - {"", name} for name, path in modules.items()}
+    # Tarjan's strongly connected components, iteratively deep enough for any tree.
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while not group or group[-1] != v:
+                group.append(stack.pop())
+            if len(group) > 1:
+                circles.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return circles
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    assert import_circles() == []
+
+
+def test_the_check_finds_an_import_circle(tmp_path):
+    for f in FLOORS:
+        (tmp_path / f).mkdir()
+    (tmp_path / "search" / "a.py").write_text("from search.b import x\n")
+    (tmp_path / "search" / "b.py").write_text("def f():\n    from search.a import y\n")
+    (tmp_path / "search" / "c.py").write_text("import search.a\n")
+    assert import_circles(tmp_path) == [["search.a", "search.b"]]

@@ -316,7 +316,7 @@ def test_moasha_keeps_a_small_model_that_asha_on_the_primary_metric_stops():
 
     from ray.tune.schedulers import TrialScheduler
 
-    from search.searcher import make_scheduler
+    from search.schedulers import make_scheduler
 
     def run(name, objectives=()):
         scheduler = make_scheduler(name, max_epochs=8, grace_period=2, reduction_factor=2, objectives=objectives)
@@ -341,7 +341,7 @@ def test_moasha_rungs_survive_a_restart_through_its_state_file(tmp_path):
     """The scheduler a resumed search builds reads the rungs the first one wrote, and decides as it would have."""
     from types import SimpleNamespace
 
-    from search.searcher import make_scheduler
+    from search.schedulers import make_scheduler
 
     def fresh():
         s = make_scheduler("moasha", max_epochs=8, grace_period=2, reduction_factor=2, state=tmp_path / "a.pkl",

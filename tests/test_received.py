@@ -157,7 +157,7 @@ ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="handing a file to anot
 
 
 def test_a_scheduler_state_others_may_write_is_refused_before_it_is_unpickled(tmp_path):
-    from search.searcher import make_scheduler
+    from search.schedulers import make_scheduler
 
     state, marker = tmp_path / "s.asha.pkl", tmp_path / "ran"
     state.write_bytes(pickle.dumps(Planted(marker)))

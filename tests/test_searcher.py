@@ -109,7 +109,7 @@ def test_asha_rungs_survive_a_resume(tmp_path):
 
     from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-    from search.searcher import make_scheduler
+    from search.schedulers import make_scheduler
 
     def fresh(path):
         scheduler = make_scheduler("asha", max_epochs=8, grace_period=1, reduction_factor=2, state=path)

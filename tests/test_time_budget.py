@@ -16,7 +16,7 @@ from ray.tune.schedulers import TrialScheduler
 from results.errors import OptionError
 from search.options import SearchOptions
 from search.search import SearchCommand, _resumed_objectives
-from search.searcher import make_scheduler
+from search.schedulers import make_scheduler
 from search.time_asha import TimeASHA
 from search.trial import SECONDS
 
