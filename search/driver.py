@@ -5,7 +5,8 @@ As scikit-learn's ``BaseSearchCV.fit`` does what every search shares and ``GridS
 ``_run_search``, :meth:`TrialCommand.run` does what the three commands share, in this order:
 
 1. prepare: the command checks its options and returns a :class:`Plan` (nothing read yet); the driver
-   reads the data once, loads the base, and passes one config through the model (the dry run), so that
+   checks that a cluster to join answers and takes this machine's token (:mod:`search.cluster`), reads
+   the data once, loads the base, and passes one config through the model (the dry run), so that
    a pair that fails every trial fails here, in one line, before Ray starts; the command builds its
    trial settings; the driver opens the MLflow parent run.
 2. run trials: the driver starts (or joins) Ray, places the trials, puts device and threads in the
@@ -38,6 +39,7 @@ import pandas as pd
 from results.best_file import DataOptions
 from results.errors import SearchInterrupted
 from results.provenance import git_commit
+from search.cluster import check_cluster
 from search.collect import collect_trials
 from search.epoch_cap import EpochCap
 from search.failures import FailureGuard
@@ -196,6 +198,8 @@ class TrialCommand(ABC):
 
     def _prepare(self) -> Run:
         plan = self.prepare()
+        # A cluster that cannot be joined is known in a second: before the data is read.
+        check_cluster(plan.address)
         pair = plan.space.pair
         data = load_data(pair, plan.data.folder(), plan.data.classes, test=False, seed=plan.seed,
                          **plan.data.scaling())

@@ -113,7 +113,13 @@ def clean_dead_session(session_file: Path, name: str, grace_s: float = 5.0) -> l
         raise SearchStillRunning(
             f"search {name} is still running (driver pid {entry.driver_pid}); stop it (Ctrl+C, or kill "
             f"{entry.driver_pid}) before --resume, or wait for it to finish.")
-    procs = session_processes(entry.session_dir)
+    stopped = stop_processes(session_processes(entry.session_dir), grace_s)
+    session_file.unlink(missing_ok=True)
+    return stopped
+
+
+def stop_processes(procs: list[psutil.Process], grace_s: float = 5.0) -> list[str]:
+    """Terminate ``procs`` and kill those still alive after ``grace_s``; returns ``"pid name"`` per process."""
     stopped = []
     for proc in procs:
         try:
@@ -128,5 +134,4 @@ def clean_dead_session(session_file: Path, name: str, grace_s: float = 5.0) -> l
         except psutil.NoSuchProcess:
             continue
     psutil.wait_procs(alive, timeout=grace_s)
-    session_file.unlink(missing_ok=True)
     return stopped

@@ -10,6 +10,7 @@ from typing import Iterator
 
 import optuna
 
+from search.cluster import cluster_address
 from search.local_ray import SESSION_FILE, SearchStillRunning, clean_dead_session, start_local_ray, stop_local_ray
 from search.progress import console
 from trainables.discovery import ENV
@@ -51,7 +52,7 @@ def _start_ray(address: str | None, session_file: Path) -> bool:
 
     if ray.is_initialized():
         return False
-    address = address or os.environ.get("RAY_ADDRESS")
+    address = cluster_address(address)
     if address:
         console.print(f"joining the Ray cluster at {address}")
         # Workers on other nodes see the driver's environment only through the runtime env.
