@@ -22,9 +22,9 @@ RESULTS_DIR = Path("results")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-def check_name(name: str) -> str:
-    if not _NAME.match(name):
-        raise OptionError(f"--name must be letters, digits, '.', '_' or '-' (at most 100, not starting "
+def check_name(name: str, flag: str = "--name") -> str:
+    if not _NAME.fullmatch(name):
+        raise OptionError(f"{flag} must be letters, digits, '.', '_' or '-' (at most 100, not starting "
                          f"with a symbol); got {name!r}.")
     return name
 

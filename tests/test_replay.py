@@ -626,3 +626,13 @@ def test_live_only_names_strategies_of_the_panel_before_anything_is_replayed(tmp
     assert main(base + ["--live-only", "random + ASHA"]) == 2
     assert "pass --live N too" in capsys.readouterr().err
     assert not (tmp_path / "results" / "wine_mlp" / "curves" / "cpu-c32x3" / "replays").exists()
+
+
+@pytest.mark.parametrize("name", ["c\n", "../c"])
+def test_a_curves_name_ending_in_a_newline_or_leaving_results_is_refused_naming_curves(tmp_path, monkeypatch,
+                                                                                     capsys, name):
+    # Before: "c\n" passed the check (re.match with "$" allows a final newline); "../c" was refused about --name.
+    monkeypatch.chdir(tmp_path)
+    assert main(["replay", "--space", "wine_mlp", "--curves", name]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "--curves must be letters, digits" in err[0] and repr(name) in err[0], err

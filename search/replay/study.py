@@ -210,7 +210,7 @@ def prepare(r: ReplayOptions) -> Prepared:
     if r.serve not in SERVE:
         raise OptionError(f"--serve must be one of {', '.join(SERVE)}; got {r.serve!r}.")
     space = get_space(o.space)
-    check_name(r.curves)
+    check_name(r.curves, "--curves")
     if o.no_patience and o.patience is not None:
         raise OptionError(f"--no-patience and --patience {o.patience} contradict each other; pass one of them.")
     o = o.with_budget(space, baseline=True)
