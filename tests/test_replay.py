@@ -636,3 +636,52 @@ def test_a_curves_name_ending_in_a_newline_or_leaving_results_is_refused_naming_
     assert main(["replay", "--space", "wine_mlp", "--curves", name]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "--curves must be letters, digits" in err[0] and repr(name) in err[0], err
+
+
+def _copy_wine(tmp_path: Path, name: str = "cpu-c32x3") -> Path:
+    """A copy of a committed wine recording (its replays left out) under ``tmp_path/results``."""
+    import shutil
+
+    recorded = Path(__file__).resolve().parents[1] / "results" / "wine_mlp" / "curves" / name
+    folder = tmp_path / "results" / "wine_mlp" / "curves" / name
+    shutil.copytree(recorded, folder, ignore=shutil.ignore_patterns("replays"))
+    return folder
+
+
+def test_a_negative_live_count_is_refused_before_the_replay(tmp_path, monkeypatch, capsys):
+    # Before: --live -1 replayed the whole panel, then ended in KeyError: 'strategy'.
+    folder = _copy_wine(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["replay", "--space", "wine_mlp", "--curves", "cpu-c32x3", "--trials", "8", "--live", "-1"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert err == ["error: --live must be >= 0 (live searches per strategy; 0: none); got -1."]
+    assert not (folder / "replays").exists()
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_jobs_are_capped_at_the_cpus_this_process_may_use(tmp_path, monkeypatch, capsys):
+    # Before: --jobs 1000000 started one process per strategy x repeat chunk, whatever the CPUs.
+    from search.replay import study
+    from search.options import SearchOptions
+
+    _copy_wine(tmp_path)
+    got = []
+
+    def panel(strategies, shared, repeats, jobs):
+        got.append(jobs)
+        raise _Stop
+
+    monkeypatch.setattr(study, "available_cpus", lambda: 2)
+    monkeypatch.setattr(study, "replay_panel", panel)
+    options = study.ReplayOptions(SearchOptions(space="wine_mlp", trials=8, results_root=tmp_path / "results"),
+                                  curves="cpu-c32x3", repeats=2, serve="nearest", jobs=1_000_000)
+    with pytest.raises(_Stop):
+        study.run_replay(options)
+    assert got == [2]
+    assert "--jobs 1000000: this process may use 2 CPU(s), so 2 process(es) run at once" in capsys.readouterr().out
+    with pytest.raises(_Stop):
+        study.run_replay(replace(options, jobs=None))
+    assert got == [2, 2]

@@ -131,6 +131,16 @@ def available_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def worker_count(jobs: int | None) -> int:
+    """``--jobs``, at most the CPUs this process may use (their number without it): more processes than CPUs
+    only share them, each holding its own copy of the recording (said in one line when capped)."""
+    cpus = available_cpus()
+    if jobs is not None and jobs > cpus:
+        console.print(f"--jobs {jobs}: this process may use {cpus} CPU(s), so {cpus} process(es) run at once",
+                      soft_wrap=True)
+    return min(jobs or cpus, cpus)
+
+
 _SHARED: tuple[Any, ...] = ()   # a replay process's curves, params, start, table and model
 
 
@@ -207,6 +217,10 @@ def prepare(r: ReplayOptions) -> Prepared:
     check(SEARCH_OPTIONS, o)
     if r.repeats < 2:
         raise OptionError(f"--repeats must be >= 2 to give a spread; got {r.repeats}.")
+    if r.live < 0:
+        raise OptionError(f"--live must be >= 0 (live searches per strategy; 0: none); got {r.live}.")
+    if r.jobs is not None and r.jobs < 1:
+        raise OptionError(f"--jobs must be >= 1; got {r.jobs}.")
     if r.serve not in SERVE:
         raise OptionError(f"--serve must be one of {', '.join(SERVE)}; got {r.serve!r}.")
     space = get_space(o.space)
@@ -284,10 +298,10 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
     if len(curves.configs) < 4 * o.trials:
         console.print(f"note: {len(curves.configs)} recorded configs for {o.trials} trials; at least "
                       f"{4 * o.trials} (4 per trial) are needed before a comparison is judged", soft_wrap=True)
+    jobs = worker_count(r.jobs)
     started = time.perf_counter()
     table, model, check = serving(curves, space, r.serve)
-    logs = replay_panel(strategies, (curves, space.params, list(space.start), table, model), r.repeats,
-                        r.jobs or available_cpus())
+    logs = replay_panel(strategies, (curves, space.params, list(space.start), table, model), r.repeats, jobs)
     rows = [{"strategy": name, "repeat": repeat, "trial_id": t.trial_id, "config_id": t.config_id,
              "modelled": t.modelled, "seed": t.seed, "distance": t.distance, "epochs": t.epochs, "best": t.best,
              "quality": t.quality, "quality_unseen": t.quality_unseen, "outcome": t.outcome,
@@ -349,7 +363,7 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
         chosen = ([s for s in strategies if s.name in r.live_only or s.name == BASELINE] if r.live_only else
                   [s for s in strategies if s.name in LIVE_PANEL or s is default or s.trials > o.trials])
         result["live"] = live_check(p, chosen, r.live, study, out, tuple(int(s) for s in table.recording_seeds),
-                                    r.jobs or available_cpus())
+                                    jobs)
     return result
 
 
