@@ -685,3 +685,46 @@ def test_jobs_are_capped_at_the_cpus_this_process_may_use(tmp_path, monkeypatch,
     with pytest.raises(_Stop):
         study.run_replay(replace(options, jobs=None))
     assert got == [2, 2]
+
+
+def test_a_live_check_keeps_every_kept_search_it_does_not_replace(tmp_path):
+    """`--live 1 --live-only "random (FIFO)"` on a copy of the wine recording with 10 kept searches per strategy:
+    the check takes random search's first kept search (nothing trained) and saves live.csv with all 110 rows.
+    Before, the save dropped every kept row of a strategy checked now: random search's 10 became 1."""
+    from types import SimpleNamespace
+
+    from search.options import SearchOptions
+    from search.replay import study
+
+    folder = _copy_wine(tmp_path, "cpu-c128x3")
+    before = pd.read_csv(folder / study.LIVE_FILE)
+    # 24 trials, as the kept searches were run (docs/replay.md: --budget cpu).
+    r = study.ReplayOptions(SearchOptions(space="wine_mlp", trials=24, results_root=tmp_path / "results"),
+                            curves="cpu-c128x3", live=1, live_only=(study.BASELINE,))
+    p = study.prepare(r)
+    baseline = study.panel(p.space, p.options.trials, 1, p.patience, p.max_epochs, False, True)[0]
+    predicted = pd.DataFrame([{"strategy": baseline.name, "quality_median": 1.0, "quality_q25": 1.0,
+                               "quality_q75": 1.0, "epochs_median": 500.0}])
+    out = tmp_path / "out"
+    live = study.live_check(p, [baseline], 1, SimpleNamespace(table=predicted), out, (2000, 2001, 2002))
+    assert len(live) == 1 and len(pd.read_csv(out / study.LIVE_FILE)) == 1
+    after = pd.read_csv(folder / study.LIVE_FILE)
+    assert len(after) == len(before) == 110
+    assert (after["strategy"] == baseline.name).sum() == 10
+    key = ["strategy", "settings", "repeat"]
+    pd.testing.assert_frame_equal(after.sort_values(key).reset_index(drop=True),
+                                  before.sort_values(key).reset_index(drop=True))
+
+
+def test_a_save_keeps_kept_searches_at_other_settings_and_replaces_only_its_own():
+    from search.replay.live import with_kept
+
+    def row(settings: str, repeat: int, quality: float) -> dict:
+        return {"strategy": "random (FIFO)", "settings": settings, "repeat": repeat, "final_quality": quality}
+
+    kept = pd.DataFrame([row("a", 0, 0.1), row("a", 1, 0.2), row("b", 0, 0.3)])
+    saved = with_kept(pd.DataFrame([row("a", 0, 0.9)]), kept)
+    assert saved.to_dict("records") == [row("a", 0, 0.9), row("a", 1, 0.2), row("b", 0, 0.3)]
+    # Rows kept from before settings were written are kept too.
+    older = kept.drop(columns="settings")
+    assert len(with_kept(pd.DataFrame([row("a", 0, 0.9)]), older)) == 4

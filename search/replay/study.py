@@ -403,10 +403,10 @@ def live_check(p: Prepared, strategies: list[Strategy], repeats: int, study: Any
     new seeds and judged on the recording's seeds, set beside the replay's prediction: the live median pick
     (on the recording's seeds, as the replay judges) inside the replay's interquartile range, and the live
     median epochs within 15 % of the replay's, or not. The searches are kept beside the recording (its
-    ``live.csv``, with those of strategies not in this panel); a later check runs only the strategies that
+    ``live.csv``, with every kept search they do not replace); a later check runs only the strategies that
     have fewer than ``repeats`` there. ``seeds``: the recording's (:attr:`Table.recording_seeds`); ``jobs``:
     processes training at once."""
-    from search.replay.live import RECORDED_SEEDS, Trainer, live_panel
+    from search.replay.live import RECORDED_SEEDS, Trainer, live_panel, with_kept
 
     space = p.space
     beside = curves_dir(space.name, p.curves.name, p.options.results_root) / LIVE_FILE
@@ -419,11 +419,10 @@ def live_check(p: Prepared, strategies: list[Strategy], repeats: int, study: Any
     started = time.perf_counter()
 
     def keep(rows: pd.DataFrame) -> None:
-        # After each strategy, beside the study and beside the recording (with the kept searches of the
-        # strategies not searched yet): an interrupted check loses no finished strategy.
+        # After each strategy, beside the study and beside the recording (with every kept search these rows do
+        # not replace): an interrupted check loses no finished strategy, and no check loses a kept search.
         write_csv(out / LIVE_FILE, rows)
-        others = kept[~kept["strategy"].isin(rows["strategy"])] if kept is not None else rows.iloc[:0]
-        write_csv(beside, pd.concat([rows, others], ignore_index=True))
+        write_csv(beside, with_kept(rows, kept))
 
     live = live_panel(Trainer(p.data, settings, space.pair.load_base(p.options.base)), space.params,
                       list(space.start), strategies, repeats, BASELINE, save=keep, kept=kept, recorded_seeds=seeds,
