@@ -706,7 +706,8 @@ def test_a_live_check_keeps_every_kept_search_it_does_not_replace(tmp_path):
     predicted = pd.DataFrame([{"strategy": baseline.name, "quality_median": 1.0, "quality_q25": 1.0,
                                "quality_q75": 1.0, "epochs_median": 500.0}])
     out = tmp_path / "out"
-    live = study.live_check(p, [baseline], 1, SimpleNamespace(table=predicted), out, (2000, 2001, 2002))
+    kept = study.read_live(folder / study.LIVE_FILE, p.space)
+    live = study.live_check(p, [baseline], 1, SimpleNamespace(table=predicted), out, (2000, 2001, 2002), kept)
     assert len(live) == 1 and len(pd.read_csv(out / study.LIVE_FILE)) == 1
     after = pd.read_csv(folder / study.LIVE_FILE)
     assert len(after) == len(before) == 110
@@ -728,3 +729,97 @@ def test_a_save_keeps_kept_searches_at_other_settings_and_replaces_only_its_own(
     # Rows kept from before settings were written are kept too.
     older = kept.drop(columns="settings")
     assert len(with_kept(pd.DataFrame([row("a", 0, 0.9)]), older)) == 4
+
+
+def _edit_json(file: str, change) -> object:
+    """A tampering of a recording's JSON file: ``change`` takes its content and returns the new one."""
+    def tamper(folder: Path) -> None:
+        path = folder / file
+        path.write_text(json.dumps(change(json.loads(path.read_text()))))
+    return tamper
+
+
+def _without(key: str):
+    return lambda d: {k: v for k, v in d.items() if k != key}
+
+
+def _config0(change):
+    def edit(configs: dict) -> dict:
+        configs["0"] = change(configs["0"])
+        return configs
+    return edit
+
+
+def _edit_table(folder: Path) -> None:
+    path = folder / "curves.csv.gz"
+    pd.read_csv(path).assign(outcome="failed").to_csv(path, index=False, compression="gzip")
+
+
+def _edit_live(column: str, value: object):
+    def tamper(folder: Path) -> None:
+        source = Path(__file__).resolve().parents[1] / "results" / "wine_mlp" / "curves" / "cpu-c128x3" / "live.csv"
+        live = pd.read_csv(source)
+        live[column] = live[column].astype(object)
+        live.loc[3, column] = value
+        live.to_csv(folder / "live.csv", index=False)
+    return tamper
+
+
+_OUTSIDE = {"lr": 0.5, "weight_decay": 1e-4, "batch_size": 16, "depth": 2, "width": 100, "dropout": 0.1,
+            "batch_norm": False, "activation": "relu"}
+TAMPERED = {
+    "meta.json binary": (lambda f: (f / "meta.json").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe"),
+                         "meta.json is not valid JSON: it is not UTF-8 text"),
+    "meta.json a list": (_edit_json("meta.json", lambda m: [m]), "meta.json must hold an object"),
+    "max_epochs text": (_edit_json("meta.json", lambda m: {**m, "max_epochs": "60"}),
+                        "meta.json: max_epochs must be a whole number >= 1"),
+    "no seeds": (_edit_json("meta.json", _without("seeds")), "meta.json: seeds must be a list"),
+    "mode sideways": (_edit_json("meta.json", lambda m: {**m, "mode": "sideways"}),
+                      "meta.json gives mode 'sideways', but space 'wine_mlp' has mode 'max'"),
+    "mode min": (_edit_json("meta.json", lambda m: {**m, "mode": "min"}),
+                 "meta.json gives mode 'min', but space 'wine_mlp' has mode 'max'"),
+    "another metric": (_edit_json("meta.json", lambda m: {**m, "metric": "val_loss"}),
+                       "meta.json gives metric 'val_loss', but space 'wine_mlp' has metric 'val_macro_f1'"),
+    "data_options text": (_edit_json("meta.json", lambda m: {**m, "data_options": "wine"}),
+                          "meta.json: data_options must be an object"),
+    "space.json without params": (_edit_json("space.json", _without("params")),
+                                  "space.json must hold the recorded space"),
+    "space.json a list": (_edit_json("space.json", lambda s: [s]), "space.json must hold the recorded space"),
+    "configs.json a list": (_edit_json("configs.json", lambda c: list(c.values())),
+                            "configs.json must hold an object mapping each config id"),
+    "configs.json text id": (_edit_json("configs.json", lambda c: {("x" if k == "0" else k): v for k, v in c.items()}),
+                             "configs.json: config 'x' must be a config id"),
+    "configs.json no searched": (_edit_json("configs.json", _config0(_without("searched"))),
+                                 "configs.json: config '0' must be a config id"),
+    "configs.json text warm-up": (_edit_json("configs.json", _config0(
+                                      lambda c: {**c, "resolved": {**c["resolved"], "warmup_epochs": "two"}})),
+                                  "configs.json: config 0's resolved warmup_epochs must be a whole number"),
+    "configs.json outside the space": (_edit_json("configs.json", _config0(lambda c: {**c, "searched": _OUTSIDE})),
+                                       "configs.json config 0: lr=0.5 lies outside the space's log-uniform"),
+    "configs.json a key missing": (_edit_json("configs.json", _config0(lambda c: {**c, "searched": {"lr": 1e-3}})),
+                                   "configs.json config 0 must give exactly the searched keys"),
+    "all runs failed": (_edit_table, "every recorded run failed"),
+    "live.csv text score": (_edit_live("final_quality", "high"), "live.csv: final_quality holds text ('high', line 5)"),
+    "live.csv text repeat": (_edit_live("repeat", "third"), "live.csv: repeat holds text"),
+    "live.csv config outside the space": (_edit_live("final_config", json.dumps(_OUTSIDE)),
+                                          "live.csv: final_config in line 5: lr=0.5 lies outside the space's"),
+    "live.csv config not JSON": (_edit_live("final_config", "{width: 100"),
+                                 "live.csv: final_config in line 5 is not a JSON object"),
+}
+
+
+@pytest.mark.parametrize("tampering", list(TAMPERED))
+def test_a_tampered_recording_is_refused_in_one_line_before_the_replay(tmp_path, monkeypatch, capsys, tampering):
+    """Before, each ended in a traceback (or, for mode min or another metric, replayed silently in the file's
+    direction; for a live.csv config outside the space, trained it): now one line, exit 2, naming the file
+    and the fix, before any replay or training."""
+    tamper, expected = TAMPERED[tampering]
+    folder = _copy_wine(tmp_path)
+    tamper(folder)
+    monkeypatch.chdir(tmp_path)
+    assert main(["replay", "--space", "wine_mlp", "--curves", "cpu-c32x3", "--trials", "8", "--repeats", "2",
+                 "--serve", "nearest", "--no-optuna", "--live", "1", "--live-only", "random (FIFO)"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
+    assert "results/wine_mlp/curves/cpu-c32x3" in err[0] and ("again" in err[0] or "restore" in err[0]), err[0]
+    assert not (folder / "replays").exists()
