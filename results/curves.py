@@ -273,8 +273,8 @@ def _read_table(folder: Path, metric: str, rows: int) -> pd.DataFrame:
         text = values.isna() & table[column].notna()
         if text.any():
             at = text.idxmax()
-            raise OptionError(f"{where}: {column} holds text ({_shown(table.at[at, column])}, {_at(table, at)}) where a "
-                              "number belongs; record them again.")
+            raise OptionError(f"{where}: {column} holds text ({_shown(table.at[at, column])}, {_at(table, at)}) "
+                              "where a number belongs; record them again.")
         table[column] = values
         if column in _NOT_VALUES:
             if values.isna().any():

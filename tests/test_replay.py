@@ -823,3 +823,42 @@ def test_a_tampered_recording_is_refused_in_one_line_before_the_replay(tmp_path,
     assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
     assert "results/wine_mlp/curves/cpu-c32x3" in err[0] and ("again" in err[0] or "restore" in err[0]), err[0]
     assert not (folder / "replays").exists()
+
+
+def _small_wine(tmp_path: Path, configs: int = 8, seeds: tuple[int, ...] = (2000, 2001)) -> Path:
+    """The first ``configs`` configs and ``seeds`` of the committed wine recording, as a smaller recording
+    (what `spectune record --configs 8 --seeds 2` writes, on the same data)."""
+    folder = _copy_wine(tmp_path)
+    table = pd.read_csv(folder / "curves.csv.gz")
+    table = table[(table["config_id"] < configs) & table["seed"].isin(seeds)]
+    table.to_csv(folder / "curves.csv.gz", index=False, compression="gzip")
+    kept = {k: v for k, v in json.loads((folder / "configs.json").read_text()).items() if int(k) < configs}
+    (folder / "configs.json").write_text(json.dumps(kept))
+    meta = json.loads((folder / "meta.json").read_text())
+    (folder / "meta.json").write_text(json.dumps({**meta, "seeds": list(seeds), "configs": configs}))
+    return folder
+
+
+def test_a_recording_too_small_for_the_curve_models_check_replays_random_search_only(tmp_path, monkeypatch, capsys):
+    """8 configs x 2 seeds: too few for the curve model's 5-fold check. Before: "ValueError: ... too few for a
+    5-fold check ... this is a bug". Now random search's strategies (served exactly) are replayed, one line says
+    why the others are left out, and the replay gives no advice on the default it could not replay."""
+    folder = _small_wine(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    base = ["replay", "--space", "wine_mlp", "--curves", "cpu-c32x3", "--repeats", "5", "--trials", "6"]
+    # A strategy left out cannot be checked live: refused before the replay.
+    assert main(base + ["--live", "1", "--live-only", "TPE (FIFO)"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "--live-only 'TPE (FIFO)' is left out of this replay: curves cpu-c32x3 hold 8 " \
+                            "complete configs, too few for a 5-fold check" in err[0], err
+    assert not (folder / "replays").exists()
+    assert main(base) == 0
+    out = capsys.readouterr().out
+    note = [line for line in out.splitlines() if line.startswith("note: curves cpu-c32x3 hold 8 complete configs")]
+    assert len(note) == 1 and "replaying only random search, served exactly (random (FIFO); random + ASHA; Optuna " \
+                              "random + MedianPruner), and leaving out" in note[0] and "TPE (FIFO)" in note[0]
+    study = json.loads(next((folder / "replays").glob("*/study.json")).read_text())
+    assert set(study["strategies_described"]) == {"random (FIFO)", "random + ASHA", "Optuna random + MedianPruner"}
+    assert study["model_check"] is None and study["recommendation"]["recommended"] is None
+    assert "this replay cannot judge it, because curves cpu-c32x3 hold 8 complete configs" in \
+        study["recommendation"]["reason"]

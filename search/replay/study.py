@@ -39,7 +39,7 @@ from results.export import check_name
 from results.files import read_csv, write_csv, write_json
 from search.replay.advice import advise
 from search.replay.report import plot_study, record, summarise, to_markdown
-from search.replay.serve import CurveModel, Table, check_model, size_curve
+from search.replay.serve import FOLDS, CurveModel, Table, check_model, checkable, size_curve
 from search.options import SEARCH_OPTIONS, SearchOptions, check, check_configs
 from search.progress import console
 from search.replay.simulate import ReplayLog, Strategy, replay
@@ -258,12 +258,11 @@ def _received(check: Any, fix: str) -> None:
         raise OptionError(f"{str(exc).rstrip('.')}; {fix}.") from None
 
 
-def serving(curves: Any, space: Space, serve: str, announce: bool = True) -> tuple[Table, CurveModel | None, Any]:
-    """The recording read for serving, and the curve model that serves a model-based sampler's proposals
+def serving(table: Table, serve: str, announce: bool = True) -> tuple[CurveModel | None, Any]:
+    """The curve model that serves a model-based sampler's proposals from the recording read for serving
     (``serve`` ``model``; ``None`` for ``nearest``), with its held-out check."""
-    table = Table(curves, space.params)
     if serve == "nearest":
-        return table, None, None
+        return None, None
     with warnings.catch_warnings():
         # The GP's optimiser warns at its bounds on small tables; the check reports how well it did.
         warnings.simplefilter("ignore")
@@ -274,7 +273,7 @@ def serving(curves: Any, space: Space, serve: str, announce: bool = True) -> tup
             check = replace(check, by_size=size_curve(table, check))
     if announce:
         console.print(check.describe(), soft_wrap=True)
-    return table, model, check
+    return model, check
 
 
 def run_replay(r: ReplayOptions) -> dict[str, Any]:
@@ -305,6 +304,23 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
                           "a replayed random search draws from them without replacement; replay with --trials "
                           f"{len(curves.configs)} or fewer, or record at least {4 * o.trials} configs.")
     kept = read_live(curves_dir(space.name, r.curves, o.results_root) / LIVE_FILE, space)
+    table = Table(curves, space.params)
+    default = strategies[3]
+    too_few = None
+    if r.serve == "model" and not checkable(table):
+        # Random search is served exactly (the recorded configs); the others need the curve model, unchecked here.
+        too_few = (f"curves {r.curves} hold {len(table.complete)} complete configs, too few for a {FOLDS}-fold check "
+                   f"of the curve model that serves model-based samplers (at least {2 * FOLDS})")
+        left_out = [s.name for s in strategies if s.sampler != "random"]
+        asked = [name for name in r.live_only if name in left_out]
+        if asked:
+            raise OptionError(f"--live-only {asked[0]!r} is left out of this replay: {too_few}; record more configs, "
+                              "or check random search's strategies only.")
+        strategies = [s for s in strategies if s.sampler == "random"]
+        console.print(f"note: {too_few}: replaying only random search, served exactly ("
+                      f"{'; '.join(s.name for s in strategies)}), and leaving out {len(left_out)} model-served "
+                      f"strategies ({'; '.join(left_out)}); record at least {2 * FOLDS} configs to replay them",
+                      soft_wrap=True)
     console.print(f"replaying {len(strategies)} strategies x {r.repeats} repeats on curves {r.curves} "
                   f"({len(curves.configs)} configs x {len(curves.meta['seeds'])} seeds x {max_epochs} epochs; "
                   f"{o.trials} trials, {o.concurrency or 1} at once, patience {patience}; random search served "
@@ -315,7 +331,7 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
                       f"{4 * o.trials} (4 per trial) are needed before a comparison is judged", soft_wrap=True)
     jobs = worker_count(r.jobs)
     started = time.perf_counter()
-    table, model, check = serving(curves, space, r.serve)
+    model, check = (None, None) if too_few else serving(table, r.serve)
     logs = replay_panel(strategies, (curves, space.params, list(space.start), table, model), r.repeats, jobs)
     rows = [{"strategy": name, "repeat": repeat, "trial_id": t.trial_id, "config_id": t.config_id,
              "modelled": t.modelled, "seed": t.seed, "distance": t.distance, "epochs": t.epochs, "best": t.best,
@@ -325,9 +341,8 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
     events = [{"strategy": name, "repeat": repeat, "clock": clock, "trial": index, "best": best}
               for name, runs in logs.items() for repeat, log in enumerate(runs) for clock, index, best in log.events]
     study = summarise(logs, table, BASELINE, REFERENCE if r.optuna else None)
-    default = strategies[3]
-    unfaithful = ("model-based samplers were served the nearest recorded config (--serve nearest), which is not "
-                  "shown to be faithful" if check is None else None if check.faithful else
+    unfaithful = too_few or ("model-based samplers were served the nearest recorded config (--serve nearest), which "
+                             "is not shown to be faithful" if check is None else None if check.faithful else
                   f"the curve model's held-out error ({check.errors[check.chosen]:.4f}) is not below one seed noise "
                   f"({check.seed_noise:.4f})")
     # Where live searches of this recording disagree with its replay, the live panel decides (and gives no
