@@ -862,3 +862,22 @@ def test_a_recording_too_small_for_the_curve_models_check_replays_random_search_
     assert study["model_check"] is None and study["recommendation"]["recommended"] is None
     assert "this replay cannot judge it, because curves cpu-c32x3 hold 8 complete configs" in \
         study["recommendation"]["reason"]
+
+
+def test_every_committed_recordings_configs_and_live_searches_pass_the_replays_checks():
+    """What a replay refuses in a received recording (configs outside the space, a damaged live.csv) is not
+    in the committed ones: each of their configs and kept live picks lies inside today's space."""
+    from search.options import check_configs
+    from search.replay.study import LIVE_FILE, read_live
+
+    root = Path(__file__).resolve().parents[1] / "results"
+    found = sorted(root.glob("*/curves/*/curves.csv.gz"))
+    assert found
+    lives = 0
+    for path in found:
+        space = get_space(path.parents[2].name)
+        curves = read_curves(space.to_json(), path.parent.name, root)
+        check_configs(space, {i: c["searched"] for i, c in curves.configs.items()}, "config", in_ranges=True)
+        live = read_live(path.parent / LIVE_FILE, space)
+        lives += live is not None and len(live) > 0
+    assert lives >= 4
