@@ -209,8 +209,8 @@ def _read_configs(folder: Path) -> dict[int, dict[str, Any]]:
                           f"values; got {'an empty object' if raw == {} else type(raw).__name__}{_AGAIN}")
     configs = {}
     for key, config in raw.items():
-        if not key.isdigit() or not isinstance(config, dict) or not isinstance(config.get("searched"), dict) \
-                or not isinstance(config.get("resolved"), dict):
+        parts = (config.get("searched"), config.get("resolved")) if isinstance(config, dict) else (None,)
+        if not (key.isascii() and key.isdigit()) or not all(isinstance(part, dict) for part in parts):
             raise OptionError(f"{where}: config {_shown(key)} must be a config id (a whole number) mapping to "
                               f"{{\"searched\": {{...}}, \"resolved\": {{...}}}}{_AGAIN}")
         warmup = config["resolved"].get("warmup_epochs", 0)

@@ -343,8 +343,8 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
     study = summarise(logs, table, BASELINE, REFERENCE if r.optuna else None)
     unfaithful = too_few or ("model-based samplers were served the nearest recorded config (--serve nearest), which "
                              "is not shown to be faithful" if check is None else None if check.faithful else
-                  f"the curve model's held-out error ({check.errors[check.chosen]:.4f}) is not below one seed noise "
-                  f"({check.seed_noise:.4f})")
+                             f"the curve model's held-out error ({check.errors[check.chosen]:.4f}) is not below one "
+                             f"seed noise ({check.seed_noise:.4f})")
     # Where live searches of this recording disagree with its replay, the live panel decides (and gives no
     # advice this rule could compute): the replay is not used for that question.
     unfaithful = unfaithful or live_disagreement(kept, study.table, [strategies[0], default])
