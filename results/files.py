@@ -54,6 +54,8 @@ def read_json(path: str | Path, what: str) -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise OptionError(f"{what} {path} is not valid JSON: {exc}.") from None
+    except UnicodeDecodeError:
+        raise OptionError(f"{what} {path} is not valid JSON: it is not UTF-8 text (a binary file?).") from None
 
 
 def read_csv(path: str | Path, what: str, columns: tuple[str, ...] = ()) -> pd.DataFrame:

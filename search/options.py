@@ -9,6 +9,7 @@ one place that refuses a bad value, before any data is read or Ray starts::
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -207,13 +208,21 @@ def read_start_configs(path: Path) -> tuple[dict[str, Any], ...]:
     return tuple(configs)
 
 
-def check_configs(space: Space, configs: tuple[dict[str, Any], ...] | list[dict[str, Any]], what: str) -> None:
-    """Each config gives exactly the searched keys that apply to it, with valid values."""
-    from spaces import active_keys
+def check_configs(space: Space, configs: tuple[dict[str, Any], ...] | list[dict[str, Any]] | Mapping[Any, Any],
+                  what: str, in_ranges: bool = False) -> None:
+    """Each config gives exactly the searched keys that apply to it, with valid values; with ``in_ranges``, each
+    value inside the space's range too (a config read from a received file: the space, not the file, bounds
+    what is trained). ``configs``: a list (named ``what`` and its index) or a mapping (``what`` and its key)."""
+    from spaces import When, active_keys
 
-    for i, point in enumerate(configs):
+    for i, point in configs.items() if isinstance(configs, Mapping) else enumerate(configs):
         need = active_keys(space.params, point)
         if set(point) != need:
             raise OptionError(f"{what} {i} must give exactly the searched keys {sorted(need)}; got {sorted(point)}.")
         space.pair.resolve({**space.fixed, **point}, source=f"{what} {i}", soft=tuple(space.fixed))
+        for key, value in point.items() if in_ranges else ():
+            domain = space.params[key].domain if isinstance(space.params[key], When) else space.params[key]
+            if not domain.contains(value):
+                raise ConfigError(f"{what} {i}: {key}={reprlib.repr(value)} lies outside the space's "
+                                  f"{domain.describe()}.")
 

@@ -170,7 +170,7 @@ class RecordCommand(TrialCommand):
         self.old: Curves | None = None
         ids = list(range(r.configs))
         if r.extend:
-            self.old = read_curves(space.to_json(), check_name(r.extend), o.results_root)
+            self.old = read_curves(space.to_json(), check_name(r.extend, "--extend"), o.results_root)
             ids = extension(self.old, self.configs, self.seeds, self.max_epochs, o.seed)
         self.candidates = {str(i): self.configs[i] for i in ids}
         return Plan(space=space, name=run_name, storage=storage, data=self.options, seed=o.seed,

@@ -4,8 +4,6 @@ traceback."""
 
 from __future__ import annotations
 
-import json
-
 import math
 from pathlib import Path
 
@@ -131,11 +129,36 @@ def test_an_empty_config_id_is_refused(tmp_path):
 
 
 def test_every_committed_recording_passes_the_checks():
-    from results.curves import _read_table
-
     root = Path(__file__).resolve().parents[1] / "results"
     found = sorted(root.glob(f"*/curves/*/{TABLE}"))
     assert found
     for path in found:
-        metric = json.loads((path.parent / "meta.json").read_text())["metric"]
-        assert len(_read_table(path.parent, metric)) > 0
+        curves = read_curves(get_space(path.parents[2].name).to_json(), path.parent.name, root)
+        assert len(curves.table) > 0
+
+
+def test_a_table_that_inflates_past_its_rows_is_refused_while_it_is_read(tmp_path):
+    """A gzip bomb: a small curves.csv.gz that inflates to far more than its configs x seeds x epochs rows can
+    take. It is refused once the bound is passed: the bomb here is cut short after 40 MiB, and a reader that
+    read on to its end would fail there instead (before: all of it read, then EOFError; a real bomb of 400 MiB
+    cost 800 MiB)."""
+    import gzip
+    import zlib
+
+    path = _record(tmp_path)
+    head = gzip.decompress(path.read_bytes())
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)   # 31: a gzip stream
+    junk = b"0,0,1,0.5,1.0,1.0,completed\n" * (1 << 16)
+    body = packer.compress(head) + b"".join(packer.compress(junk) for _ in range(24)) + packer.flush()
+    path.write_bytes(body[:len(body) * 9 // 10])
+    assert len(path.read_bytes()) < 1 << 20
+    message = _refused(tmp_path)
+    assert f"{TABLE} inflates to more than 1.0 MiB, more than 6 rows (its configs x seeds x epochs) can take" in message
+    assert len(message) < 300
+
+
+def test_a_long_text_cell_is_shown_cut_short(tmp_path):
+    # Before: the whole cell went into the message (72,968 characters from a crafted table).
+    _record(tmp_path, {("epoch_time_s", 2): "9s" * 5000})
+    message = _refused(tmp_path)
+    assert "epoch_time_s holds text ('9s9s9s" in message and len(message) < 300

@@ -626,3 +626,258 @@ def test_live_only_names_strategies_of_the_panel_before_anything_is_replayed(tmp
     assert main(base + ["--live-only", "random + ASHA"]) == 2
     assert "pass --live N too" in capsys.readouterr().err
     assert not (tmp_path / "results" / "wine_mlp" / "curves" / "cpu-c32x3" / "replays").exists()
+
+
+@pytest.mark.parametrize("name", ["c\n", "../c"])
+def test_a_curves_name_ending_in_a_newline_or_leaving_results_is_refused_naming_curves(tmp_path, monkeypatch,
+                                                                                     capsys, name):
+    # Before: "c\n" passed the check (re.match with "$" allows a final newline); "../c" was refused about --name.
+    monkeypatch.chdir(tmp_path)
+    assert main(["replay", "--space", "wine_mlp", "--curves", name]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "--curves must be letters, digits" in err[0] and repr(name) in err[0], err
+
+
+def _copy_wine(tmp_path: Path, name: str = "cpu-c32x3") -> Path:
+    """A copy of a committed wine recording (its replays left out) under ``tmp_path/results``."""
+    import shutil
+
+    recorded = Path(__file__).resolve().parents[1] / "results" / "wine_mlp" / "curves" / name
+    folder = tmp_path / "results" / "wine_mlp" / "curves" / name
+    shutil.copytree(recorded, folder, ignore=shutil.ignore_patterns("replays"))
+    return folder
+
+
+def test_a_negative_live_count_is_refused_before_the_replay(tmp_path, monkeypatch, capsys):
+    # Before: --live -1 replayed the whole panel, then ended in KeyError: 'strategy'.
+    folder = _copy_wine(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["replay", "--space", "wine_mlp", "--curves", "cpu-c32x3", "--trials", "8", "--live", "-1"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert err == ["error: --live must be >= 0 (live searches per strategy; 0: none); got -1."]
+    assert not (folder / "replays").exists()
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_jobs_are_capped_at_the_cpus_this_process_may_use(tmp_path, monkeypatch, capsys):
+    # Before: --jobs 1000000 started one process per strategy x repeat chunk, whatever the CPUs.
+    from search.replay import study
+    from search.options import SearchOptions
+
+    _copy_wine(tmp_path)
+    got = []
+
+    def panel(strategies, shared, repeats, jobs):
+        got.append(jobs)
+        raise _Stop
+
+    monkeypatch.setattr(study, "available_cpus", lambda: 2)
+    monkeypatch.setattr(study, "replay_panel", panel)
+    options = study.ReplayOptions(SearchOptions(space="wine_mlp", trials=8, results_root=tmp_path / "results"),
+                                  curves="cpu-c32x3", repeats=2, serve="nearest", jobs=1_000_000)
+    with pytest.raises(_Stop):
+        study.run_replay(options)
+    assert got == [2]
+    assert "--jobs 1000000: this process may use 2 CPU(s), so 2 process(es) run at once" in capsys.readouterr().out
+    with pytest.raises(_Stop):
+        study.run_replay(replace(options, jobs=None))
+    assert got == [2, 2]
+
+
+def test_a_live_check_keeps_every_kept_search_it_does_not_replace(tmp_path):
+    """`--live 1 --live-only "random (FIFO)"` on a copy of the wine recording with 10 kept searches per strategy:
+    the check takes random search's first kept search (nothing trained) and saves live.csv with all 110 rows.
+    Before, the save dropped every kept row of a strategy checked now: random search's 10 became 1."""
+    from types import SimpleNamespace
+
+    from search.options import SearchOptions
+    from search.replay import study
+
+    folder = _copy_wine(tmp_path, "cpu-c128x3")
+    before = pd.read_csv(folder / study.LIVE_FILE)
+    # 24 trials, as the kept searches were run (docs/replay.md: --budget cpu).
+    r = study.ReplayOptions(SearchOptions(space="wine_mlp", trials=24, results_root=tmp_path / "results"),
+                            curves="cpu-c128x3", live=1, live_only=(study.BASELINE,))
+    p = study.prepare(r)
+    baseline = study.panel(p.space, p.options.trials, 1, p.patience, p.max_epochs, False, True)[0]
+    predicted = pd.DataFrame([{"strategy": baseline.name, "quality_median": 1.0, "quality_q25": 1.0,
+                               "quality_q75": 1.0, "epochs_median": 500.0}])
+    out = tmp_path / "out"
+    kept = study.read_live(folder / study.LIVE_FILE, p.space)
+    live = study.live_check(p, [baseline], 1, SimpleNamespace(table=predicted), out, (2000, 2001, 2002), kept)
+    assert len(live) == 1 and len(pd.read_csv(out / study.LIVE_FILE)) == 1
+    after = pd.read_csv(folder / study.LIVE_FILE)
+    assert len(after) == len(before) == 110
+    assert (after["strategy"] == baseline.name).sum() == 10
+    key = ["strategy", "settings", "repeat"]
+    pd.testing.assert_frame_equal(after.sort_values(key).reset_index(drop=True),
+                                  before.sort_values(key).reset_index(drop=True))
+
+
+def test_a_save_keeps_kept_searches_at_other_settings_and_replaces_only_its_own():
+    from search.replay.live import with_kept
+
+    def row(settings: str, repeat: int, quality: float) -> dict:
+        return {"strategy": "random (FIFO)", "settings": settings, "repeat": repeat, "final_quality": quality}
+
+    kept = pd.DataFrame([row("a", 0, 0.1), row("a", 1, 0.2), row("b", 0, 0.3)])
+    saved = with_kept(pd.DataFrame([row("a", 0, 0.9)]), kept)
+    assert saved.to_dict("records") == [row("a", 0, 0.9), row("a", 1, 0.2), row("b", 0, 0.3)]
+    # Rows kept from before settings were written are kept too.
+    older = kept.drop(columns="settings")
+    assert len(with_kept(pd.DataFrame([row("a", 0, 0.9)]), older)) == 4
+
+
+def _edit_json(file: str, change) -> object:
+    """A tampering of a recording's JSON file: ``change`` takes its content and returns the new one."""
+    def tamper(folder: Path) -> None:
+        path = folder / file
+        path.write_text(json.dumps(change(json.loads(path.read_text()))))
+    return tamper
+
+
+def _without(key: str):
+    return lambda d: {k: v for k, v in d.items() if k != key}
+
+
+def _config0(change):
+    def edit(configs: dict) -> dict:
+        configs["0"] = change(configs["0"])
+        return configs
+    return edit
+
+
+def _edit_table(folder: Path) -> None:
+    path = folder / "curves.csv.gz"
+    pd.read_csv(path).assign(outcome="failed").to_csv(path, index=False, compression="gzip")
+
+
+def _edit_live(column: str, value: object):
+    def tamper(folder: Path) -> None:
+        source = Path(__file__).resolve().parents[1] / "results" / "wine_mlp" / "curves" / "cpu-c128x3" / "live.csv"
+        live = pd.read_csv(source)
+        live[column] = live[column].astype(object)
+        live.loc[3, column] = value
+        live.to_csv(folder / "live.csv", index=False)
+    return tamper
+
+
+_OUTSIDE = {"lr": 0.5, "weight_decay": 1e-4, "batch_size": 16, "depth": 2, "width": 100, "dropout": 0.1,
+            "batch_norm": False, "activation": "relu"}
+TAMPERED = {
+    "meta.json binary": (lambda f: (f / "meta.json").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe"),
+                         "meta.json is not valid JSON: it is not UTF-8 text"),
+    "meta.json a list": (_edit_json("meta.json", lambda m: [m]), "meta.json must hold an object"),
+    "max_epochs text": (_edit_json("meta.json", lambda m: {**m, "max_epochs": "60"}),
+                        "meta.json: max_epochs must be a whole number >= 1"),
+    "no seeds": (_edit_json("meta.json", _without("seeds")), "meta.json: seeds must be a list"),
+    "mode sideways": (_edit_json("meta.json", lambda m: {**m, "mode": "sideways"}),
+                      "meta.json gives mode 'sideways', but space 'wine_mlp' has mode 'max'"),
+    "mode min": (_edit_json("meta.json", lambda m: {**m, "mode": "min"}),
+                 "meta.json gives mode 'min', but space 'wine_mlp' has mode 'max'"),
+    "another metric": (_edit_json("meta.json", lambda m: {**m, "metric": "val_loss"}),
+                       "meta.json gives metric 'val_loss', but space 'wine_mlp' has metric 'val_macro_f1'"),
+    "data_options text": (_edit_json("meta.json", lambda m: {**m, "data_options": "wine"}),
+                          "meta.json: data_options must be an object"),
+    "space.json without params": (_edit_json("space.json", _without("params")),
+                                  "space.json must hold the recorded space"),
+    "space.json a list": (_edit_json("space.json", lambda s: [s]), "space.json must hold the recorded space"),
+    "configs.json a list": (_edit_json("configs.json", lambda c: list(c.values())),
+                            "configs.json must hold an object mapping each config id"),
+    "configs.json text id": (_edit_json("configs.json", lambda c: {("x" if k == "0" else k): v for k, v in c.items()}),
+                             "configs.json: config 'x' must be a config id"),
+    "configs.json no searched": (_edit_json("configs.json", _config0(_without("searched"))),
+                                 "configs.json: config '0' must be a config id"),
+    "configs.json text warm-up": (_edit_json("configs.json", _config0(
+                                      lambda c: {**c, "resolved": {**c["resolved"], "warmup_epochs": "two"}})),
+                                  "configs.json: config 0's resolved warmup_epochs must be a whole number"),
+    "configs.json outside the space": (_edit_json("configs.json", _config0(lambda c: {**c, "searched": _OUTSIDE})),
+                                       "configs.json config 0: lr=0.5 lies outside the space's log-uniform"),
+    "configs.json a key missing": (_edit_json("configs.json", _config0(lambda c: {**c, "searched": {"lr": 1e-3}})),
+                                   "configs.json config 0 must give exactly the searched keys"),
+    "all runs failed": (_edit_table, "every recorded run failed"),
+    "live.csv text score": (_edit_live("final_quality", "high"), "live.csv: final_quality holds text ('high', line 5)"),
+    "live.csv text repeat": (_edit_live("repeat", "third"), "live.csv: repeat holds text"),
+    "live.csv config outside the space": (_edit_live("final_config", json.dumps(_OUTSIDE)),
+                                          "live.csv: final_config in line 5: lr=0.5 lies outside the space's"),
+    "live.csv config not JSON": (_edit_live("final_config", "{width: 100"),
+                                 "live.csv: final_config in line 5 is not a JSON object"),
+}
+
+
+@pytest.mark.parametrize("tampering", list(TAMPERED))
+def test_a_tampered_recording_is_refused_in_one_line_before_the_replay(tmp_path, monkeypatch, capsys, tampering):
+    """Before, each ended in a traceback (or, for mode min or another metric, replayed silently in the file's
+    direction; for a live.csv config outside the space, trained it): now one line, exit 2, naming the file
+    and the fix, before any replay or training."""
+    tamper, expected = TAMPERED[tampering]
+    folder = _copy_wine(tmp_path)
+    tamper(folder)
+    monkeypatch.chdir(tmp_path)
+    assert main(["replay", "--space", "wine_mlp", "--curves", "cpu-c32x3", "--trials", "8", "--repeats", "2",
+                 "--serve", "nearest", "--no-optuna", "--live", "1", "--live-only", "random (FIFO)"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
+    assert "results/wine_mlp/curves/cpu-c32x3" in err[0] and ("again" in err[0] or "restore" in err[0]), err[0]
+    assert not (folder / "replays").exists()
+
+
+def _small_wine(tmp_path: Path, configs: int = 8, seeds: tuple[int, ...] = (2000, 2001)) -> Path:
+    """The first ``configs`` configs and ``seeds`` of the committed wine recording, as a smaller recording
+    (what `spectune record --configs 8 --seeds 2` writes, on the same data)."""
+    folder = _copy_wine(tmp_path)
+    table = pd.read_csv(folder / "curves.csv.gz")
+    table = table[(table["config_id"] < configs) & table["seed"].isin(seeds)]
+    table.to_csv(folder / "curves.csv.gz", index=False, compression="gzip")
+    kept = {k: v for k, v in json.loads((folder / "configs.json").read_text()).items() if int(k) < configs}
+    (folder / "configs.json").write_text(json.dumps(kept))
+    meta = json.loads((folder / "meta.json").read_text())
+    (folder / "meta.json").write_text(json.dumps({**meta, "seeds": list(seeds), "configs": configs}))
+    return folder
+
+
+def test_a_recording_too_small_for_the_curve_models_check_replays_random_search_only(tmp_path, monkeypatch, capsys):
+    """8 configs x 2 seeds: too few for the curve model's 5-fold check. Before: "ValueError: ... too few for a
+    5-fold check ... this is a bug". Now random search's strategies (served exactly) are replayed, one line says
+    why the others are left out, and the replay gives no advice on the default it could not replay."""
+    folder = _small_wine(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    base = ["replay", "--space", "wine_mlp", "--curves", "cpu-c32x3", "--repeats", "5", "--trials", "6"]
+    # A strategy left out cannot be checked live: refused before the replay.
+    assert main(base + ["--live", "1", "--live-only", "TPE (FIFO)"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "--live-only 'TPE (FIFO)' is left out of this replay: curves cpu-c32x3 hold 8 " \
+                            "complete configs, too few for a 5-fold check" in err[0], err
+    assert not (folder / "replays").exists()
+    assert main(base) == 0
+    out = capsys.readouterr().out
+    note = [line for line in out.splitlines() if line.startswith("note: curves cpu-c32x3 hold 8 complete configs")]
+    assert len(note) == 1 and "replaying only random search, served exactly (random (FIFO); random + ASHA; Optuna " \
+                              "random + MedianPruner), and leaving out" in note[0] and "TPE (FIFO)" in note[0]
+    study = json.loads(next((folder / "replays").glob("*/study.json")).read_text())
+    assert set(study["strategies_described"]) == {"random (FIFO)", "random + ASHA", "Optuna random + MedianPruner"}
+    assert study["model_check"] is None and study["recommendation"]["recommended"] is None
+    assert "this replay cannot judge it, because curves cpu-c32x3 hold 8 complete configs" in \
+        study["recommendation"]["reason"]
+
+
+def test_every_committed_recordings_configs_and_live_searches_pass_the_replays_checks():
+    """What a replay refuses in a received recording (configs outside the space, a damaged live.csv) is not
+    in the committed ones: each of their configs and kept live picks lies inside today's space."""
+    from search.options import check_configs
+    from search.replay.study import LIVE_FILE, read_live
+
+    root = Path(__file__).resolve().parents[1] / "results"
+    found = sorted(root.glob("*/curves/*/curves.csv.gz"))
+    assert found
+    lives = 0
+    for path in found:
+        space = get_space(path.parents[2].name)
+        curves = read_curves(space.to_json(), path.parent.name, root)
+        check_configs(space, {i: c["searched"] for i, c in curves.configs.items()}, "config", in_ranges=True)
+        live = read_live(path.parent / LIVE_FILE, space)
+        lives += live is not None and len(live) > 0
+    assert lives >= 4

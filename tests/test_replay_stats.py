@@ -199,7 +199,7 @@ def test_a_spaces_trials_factor_gives_its_default_more_trials_than_random_search
     assert command.prepare().total == 5 and not command.factored
 
 
-def test_the_advice_is_withheld_where_the_recordings_live_searches_disagree_with_its_replay(tmp_path):
+def test_the_advice_is_withheld_where_the_recordings_live_searches_disagree_with_its_replay():
     """Live searches kept beside a recording whose median pick (judged on the recording's seeds where it was)
     lies outside the replay's interquartile range for random search or the default: the replay cannot judge,
     and says which; inside, or under other settings, or with no live searches: nothing to say."""
@@ -213,19 +213,18 @@ def test_the_advice_is_withheld_where_the_recordings_live_searches_disagree_with
              "final_quality_recorded_seeds": [0.45, 0.47, 0.49][k]} for k in range(3)]
     rows += [{"strategy": default.name, "settings": default.settings(), "repeat": k, "final_quality": 0.55,
               "final_quality_recorded_seeds": 0.52} for k in range(3)]
-    path = tmp_path / "live.csv"
-    assert live_disagreement(path, table, [base, default]) is None
-    pd.DataFrame(rows).to_csv(path, index=False)
-    reason = live_disagreement(path, table, [base, default])
+    assert live_disagreement(None, table, [base, default]) is None
+    live = pd.DataFrame(rows)
+    reason = live_disagreement(live, table, [base, default])
     assert reason == ("the live searches beside this recording disagree with its replay (TPE + ASHA (default)'s 3 "
                       "live searches picked 0.5200 (median), outside its replay's 0.3500-0.4600)")
     # Random search judged on the recording's seeds agrees (0.47 inside 0.40-0.50), though its new seeds' 0.60 not.
-    assert live_disagreement(path, table, [base]) is None
+    assert live_disagreement(live, table, [base]) is None
     # Searches of another setting under the default's name do not speak for it.
-    assert live_disagreement(path, table, [base, replace(default, grace=5)]) is None
+    assert live_disagreement(live, table, [base, replace(default, grace=5)]) is None
     # Searches kept from before the recording's seeds judged them: their new seeds' figure is used.
-    pd.DataFrame(rows).drop(columns="final_quality_recorded_seeds").to_csv(path, index=False)
-    assert "random (FIFO)'s 3 live searches picked 0.6000" in live_disagreement(path, table, [base])
+    older = live.drop(columns="final_quality_recorded_seeds")
+    assert "random (FIFO)'s 3 live searches picked 0.6000" in live_disagreement(older, table, [base])
     from search.replay.advice import advise
 
     assert "this replay cannot judge it, because the live searches beside this recording disagree" in \

@@ -341,6 +341,18 @@ def _kept(kept: pd.DataFrame | None, strategy: Strategy, repeats: int, base_epoc
     return part.assign(quality_at_1=at_1)
 
 
+def with_kept(rows: pd.DataFrame, kept: pd.DataFrame | None) -> pd.DataFrame:
+    """``rows``, then every row of ``kept`` that none of them replaces (a search of the same strategy, settings
+    and repeat): a save of a live check loses no kept search, of a strategy checked now at other settings or
+    repeats included."""
+    if kept is None or kept.empty:
+        return rows
+    done = set(zip(rows["strategy"], rows["settings"], rows["repeat"].astype(int)))
+    settings = kept["settings"] if "settings" in kept else pd.Series(None, index=kept.index, dtype=object)
+    replaced = [(name, s, int(r)) in done for name, s, r in zip(kept["strategy"], settings, kept["repeat"])]
+    return pd.concat([rows, kept[~np.array(replaced, dtype=bool)]], ignore_index=True)
+
+
 def quality_at_baseline(rows: pd.DataFrame) -> pd.Series:
     """Per live search, the confirmed quality of its pick at random search's epochs. Searches kept from before
     that pick was confirmed have it where they spent no more than those epochs (it is their final pick), and

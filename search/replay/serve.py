@@ -315,13 +315,21 @@ class ModelCheck:
         return CurveModel(kind, table, table.complete, seed, anchored=bool(anchored))
 
 
-def check_model(table: Table, folds: int = 5, models: tuple[str, ...] = MODELS, seed: int = 0) -> ModelCheck:
+FOLDS = 5
+
+
+def checkable(table: Table, folds: int = FOLDS) -> bool:
+    """Whether ``table`` holds enough complete configs (two per fold) for :func:`check_model`."""
+    return len(table.complete) >= 2 * folds
+
+
+def check_model(table: Table, folds: int = FOLDS, models: tuple[str, ...] = MODELS, seed: int = 0) -> ModelCheck:
     """Fit each model on all folds but one and score it on the held-out configs (see :class:`ModelCheck`).
     A held-out config's prediction carries its own residuals, so only the mean model is judged."""
     from sklearn.model_selection import KFold
 
     ids = list(table.complete)
-    if len(ids) < 2 * folds:
+    if not checkable(table, folds):
         raise ValueError(f"curves {table.curves.name}: {len(ids)} complete configs are too few for a {folds}-fold "
                          "check of the curve model; record more configs.")
     truth = np.array([table.quality(i) for i in ids])

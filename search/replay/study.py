@@ -18,10 +18,12 @@ no Ray is started: the simulator calls the searcher and scheduler objects direct
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import multiprocessing
 import os
 import re
+import reprlib
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -37,14 +39,14 @@ from results.export import check_name
 from results.files import read_csv, write_csv, write_json
 from search.replay.advice import advise
 from search.replay.report import plot_study, record, summarise, to_markdown
-from search.replay.serve import CurveModel, Table, check_model, size_curve
-from search.options import SEARCH_OPTIONS, SearchOptions, check
+from search.replay.serve import FOLDS, CurveModel, Table, check_model, checkable, size_curve
+from search.options import SEARCH_OPTIONS, SearchOptions, check, check_configs
 from search.progress import console
 from search.replay.simulate import ReplayLog, Strategy, replay
 from search.replay.stats import inside, within
 from search.tracking import default_tracking_uri, log_study
 from spaces import Budget, Space, get_space
-from results.errors import OptionError
+from results.errors import OptionError, UserError
 from trainables.pair import load_data
 from trainables.settings import TrialSettings
 
@@ -131,6 +133,16 @@ def available_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def worker_count(jobs: int | None) -> int:
+    """``--jobs``, at most the CPUs this process may use (their number without it): more processes than CPUs
+    only share them, each holding its own copy of the recording (said in one line when capped)."""
+    cpus = available_cpus()
+    if jobs is not None and jobs > cpus:
+        console.print(f"--jobs {jobs}: this process may use {cpus} CPU(s), so {cpus} process(es) run at once",
+                      soft_wrap=True)
+    return min(jobs or cpus, cpus)
+
+
 _SHARED: tuple[Any, ...] = ()   # a replay process's curves, params, start, table and model
 
 
@@ -207,10 +219,14 @@ def prepare(r: ReplayOptions) -> Prepared:
     check(SEARCH_OPTIONS, o)
     if r.repeats < 2:
         raise OptionError(f"--repeats must be >= 2 to give a spread; got {r.repeats}.")
+    if r.live < 0:
+        raise OptionError(f"--live must be >= 0 (live searches per strategy; 0: none); got {r.live}.")
+    if r.jobs is not None and r.jobs < 1:
+        raise OptionError(f"--jobs must be >= 1; got {r.jobs}.")
     if r.serve not in SERVE:
         raise OptionError(f"--serve must be one of {', '.join(SERVE)}; got {r.serve!r}.")
     space = get_space(o.space)
-    check_name(r.curves)
+    check_name(r.curves, "--curves")
     if o.no_patience and o.patience is not None:
         raise OptionError(f"--no-patience and --patience {o.patience} contradict each other; pass one of them.")
     o = o.with_budget(space, baseline=True)
@@ -219,6 +235,10 @@ def prepare(r: ReplayOptions) -> Prepared:
     data = load_data(pair, o.data, o.classes, test=False, seed=o.seed, **options.scaling())
     curves = read_curves(space.to_json(), r.curves, o.results_root,
                          data=replace(options, fingerprint=data.fingerprint))
+    folder = curves_dir(space.name, r.curves, o.results_root)
+    _received(lambda: check_configs(space, {i: c["searched"] for i, c in curves.configs.items()},
+                                    f"curves {folder}: configs.json config", in_ranges=True),
+              "record them again for today's space")
     max_epochs = o.max_epochs or space.max_epochs
     if max_epochs != curves.max_epochs:
         raise OptionError(f"curves {r.curves} hold {curves.max_epochs} epochs per run; a replay of {max_epochs} "
@@ -230,12 +250,19 @@ def prepare(r: ReplayOptions) -> Prepared:
     return Prepared(o, space, data, curves, max_epochs, patience, settings)
 
 
-def serving(curves: Any, space: Space, serve: str, announce: bool = True) -> tuple[Table, CurveModel | None, Any]:
-    """The recording read for serving, and the curve model that serves a model-based sampler's proposals
+def _received(check: Any, fix: str) -> None:
+    """Run ``check`` on a received file's configs; its refusal, in one line, with ``fix`` added."""
+    try:
+        check()
+    except UserError as exc:
+        raise OptionError(f"{str(exc).rstrip('.')}; {fix}.") from None
+
+
+def serving(table: Table, serve: str, announce: bool = True) -> tuple[CurveModel | None, Any]:
+    """The curve model that serves a model-based sampler's proposals from the recording read for serving
     (``serve`` ``model``; ``None`` for ``nearest``), with its held-out check."""
-    table = Table(curves, space.params)
     if serve == "nearest":
-        return table, None, None
+        return None, None
     with warnings.catch_warnings():
         # The GP's optimiser warns at its bounds on small tables; the check reports how well it did.
         warnings.simplefilter("ignore")
@@ -246,7 +273,7 @@ def serving(curves: Any, space: Space, serve: str, announce: bool = True) -> tup
             check = replace(check, by_size=size_curve(table, check))
     if announce:
         console.print(check.describe(), soft_wrap=True)
-    return table, model, check
+    return model, check
 
 
 def run_replay(r: ReplayOptions) -> dict[str, Any]:
@@ -276,6 +303,24 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
         raise OptionError(f"curves {r.curves} hold {len(curves.configs)} configs, fewer than the {o.trials} trials "
                           "a replayed random search draws from them without replacement; replay with --trials "
                           f"{len(curves.configs)} or fewer, or record at least {4 * o.trials} configs.")
+    kept = read_live(curves_dir(space.name, r.curves, o.results_root) / LIVE_FILE, space)
+    table = Table(curves, space.params)
+    default = strategies[3]
+    too_few = None
+    if r.serve == "model" and not checkable(table):
+        # Random search is served exactly (the recorded configs); the others need the curve model, unchecked here.
+        too_few = (f"curves {r.curves} hold {len(table.complete)} complete configs, too few for a {FOLDS}-fold check "
+                   f"of the curve model that serves model-based samplers (at least {2 * FOLDS})")
+        left_out = [s.name for s in strategies if s.sampler != "random"]
+        asked = [name for name in r.live_only if name in left_out]
+        if asked:
+            raise OptionError(f"--live-only {asked[0]!r} is left out of this replay: {too_few}; record more configs, "
+                              "or check random search's strategies only.")
+        strategies = [s for s in strategies if s.sampler == "random"]
+        console.print(f"note: {too_few}: replaying only random search, served exactly ("
+                      f"{'; '.join(s.name for s in strategies)}), and leaving out {len(left_out)} model-served "
+                      f"strategies ({'; '.join(left_out)}); record at least {2 * FOLDS} configs to replay them",
+                      soft_wrap=True)
     console.print(f"replaying {len(strategies)} strategies x {r.repeats} repeats on curves {r.curves} "
                   f"({len(curves.configs)} configs x {len(curves.meta['seeds'])} seeds x {max_epochs} epochs; "
                   f"{o.trials} trials, {o.concurrency or 1} at once, patience {patience}; random search served "
@@ -284,10 +329,10 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
     if len(curves.configs) < 4 * o.trials:
         console.print(f"note: {len(curves.configs)} recorded configs for {o.trials} trials; at least "
                       f"{4 * o.trials} (4 per trial) are needed before a comparison is judged", soft_wrap=True)
+    jobs = worker_count(r.jobs)
     started = time.perf_counter()
-    table, model, check = serving(curves, space, r.serve)
-    logs = replay_panel(strategies, (curves, space.params, list(space.start), table, model), r.repeats,
-                        r.jobs or available_cpus())
+    model, check = (None, None) if too_few else serving(table, r.serve)
+    logs = replay_panel(strategies, (curves, space.params, list(space.start), table, model), r.repeats, jobs)
     rows = [{"strategy": name, "repeat": repeat, "trial_id": t.trial_id, "config_id": t.config_id,
              "modelled": t.modelled, "seed": t.seed, "distance": t.distance, "epochs": t.epochs, "best": t.best,
              "quality": t.quality, "quality_unseen": t.quality_unseen, "outcome": t.outcome,
@@ -296,15 +341,13 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
     events = [{"strategy": name, "repeat": repeat, "clock": clock, "trial": index, "best": best}
               for name, runs in logs.items() for repeat, log in enumerate(runs) for clock, index, best in log.events]
     study = summarise(logs, table, BASELINE, REFERENCE if r.optuna else None)
-    default = strategies[3]
-    unfaithful = ("model-based samplers were served the nearest recorded config (--serve nearest), which is not "
-                  "shown to be faithful" if check is None else None if check.faithful else
-                  f"the curve model's held-out error ({check.errors[check.chosen]:.4f}) is not below one seed noise "
-                  f"({check.seed_noise:.4f})")
+    unfaithful = too_few or ("model-based samplers were served the nearest recorded config (--serve nearest), which "
+                             "is not shown to be faithful" if check is None else None if check.faithful else
+                             f"the curve model's held-out error ({check.errors[check.chosen]:.4f}) is not below one "
+                             f"seed noise ({check.seed_noise:.4f})")
     # Where live searches of this recording disagree with its replay, the live panel decides (and gives no
     # advice this rule could compute): the replay is not used for that question.
-    unfaithful = unfaithful or live_disagreement(curves_dir(space.name, r.curves, o.results_root) / LIVE_FILE,
-                                                 study.table, [strategies[0], default])
+    unfaithful = unfaithful or live_disagreement(kept, study.table, [strategies[0], default])
     advice = advise(study, strategies, default, unfaithful, baseline_trials=o.trials, max_epochs=max_epochs)
     rungs = sorted({min(max_epochs, default.grace * default.reduction ** k) for k in range(6)})
     tau = kendall_by_rung(curves, rungs)
@@ -349,26 +392,68 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
         chosen = ([s for s in strategies if s.name in r.live_only or s.name == BASELINE] if r.live_only else
                   [s for s in strategies if s.name in LIVE_PANEL or s is default or s.trials > o.trials])
         result["live"] = live_check(p, chosen, r.live, study, out, tuple(int(s) for s in table.recording_seeds),
-                                    r.jobs or available_cpus())
+                                    kept, jobs)
     return result
 
 
 LIVE_FILE = "live.csv"
+# What a kept live search must give, and its columns that hold numbers.
+LIVE_COLUMNS = ("strategy", "repeat", "epochs", "baseline_epochs", "final_quality", "final_config")
+LIVE_NUMBERS = ("repeat", "epochs", "trials", "stopped", "failed", "baseline_epochs", "final_quality",
+                "quality_at_0.25", "quality_at_1")
 # The strategies checked live besides the space's default and those with many cheap trials: random search,
 # random + ASHA, Optuna's peer and the candidates to beat random search.
 LIVE_PANEL = (BASELINE, "random + ASHA", REFERENCE, "prior + ASHA", "QMC-TPE + ASHA", "GP + ASHA",
               "TPE + curve ASHA", NEPS_PEER)
 
 
-def live_disagreement(path: Path, table: pd.DataFrame, strategies: list[Strategy]) -> str | None:
-    """Why a replay cannot judge: the live searches kept at ``path`` (a recording's ``live.csv``) put the
-    median pick of one of ``strategies`` (under its settings) outside the replay's interquartile range
-    (``table``, the study's), judged as the replay judges; ``None`` where they agree or there are none."""
-    from search.replay.live import judged_picks
+def read_live(path: Path, space: Space) -> pd.DataFrame | None:
+    """A recording's kept live searches (its ``live.csv``), or ``None`` where it has none. A received file: a
+    number column holding text, a repeat that is not a whole number >= 0, or a final config that is not a config
+    of the space (a kept pick is trained on the recording's seeds) is refused in one line naming the file and
+    the fix, before any replay."""
+    from search.replay.live import RECORDED_SEEDS
 
     if not path.is_file():
         return None
-    live = read_csv(path, "the recording's live searches", ("strategy", "final_quality"))
+    live = read_csv(path, "the recording's live searches", LIVE_COLUMNS)
+    fix = "restore it or delete it (a live check searches again)"
+    for column in [c for c in (*LIVE_NUMBERS, RECORDED_SEEDS) if c in live]:
+        values = pd.to_numeric(live[column], errors="coerce")
+        text = values.isna() & live[column].notna()
+        if text.any():
+            at = int(text.idxmax())
+            raise OptionError(f"{path}: {column} holds text ({reprlib.repr(live.at[at, column])}, line {at + 2}) "
+                              f"where a number belongs; {fix}.")
+        live[column] = values
+    bad = ~((live["repeat"] >= 0) & (live["repeat"] % 1 == 0))
+    if bad.any():
+        at = int(bad.idxmax())
+        raise OptionError(f"{path}: repeat in line {at + 2} must be a whole number >= 0; got {live.at[at, 'repeat']}; "
+                          f"{fix}.")
+    live["repeat"] = live["repeat"].astype(int)
+    configs = {}
+    for at, text in live["final_config"].items():
+        try:
+            config = json.loads(text)
+        except (TypeError, ValueError):
+            config = None
+        if not isinstance(config, dict):
+            raise OptionError(f"{path}: final_config in line {at + 2} is not a JSON object of searched values "
+                              f"({reprlib.repr(text)}); {fix}.")
+        configs[f"line {at + 2}"] = config
+    _received(lambda: check_configs(space, configs, f"{path}: final_config in", in_ranges=True), fix)
+    return live
+
+
+def live_disagreement(live: pd.DataFrame | None, table: pd.DataFrame, strategies: list[Strategy]) -> str | None:
+    """Why a replay cannot judge: the kept live searches ``live`` (a recording's ``live.csv``, :func:`read_live`)
+    put the median pick of one of ``strategies`` (under its settings) outside the replay's interquartile range
+    (``table``, the study's), judged as the replay judges; ``None`` where they agree or there are none."""
+    from search.replay.live import judged_picks
+
+    if live is None:
+        return None
     predicted = table.set_index("strategy")
     off = []
     for s in strategies:
@@ -384,20 +469,18 @@ def live_disagreement(path: Path, table: pd.DataFrame, strategies: list[Strategy
 
 
 def live_check(p: Prepared, strategies: list[Strategy], repeats: int, study: Any, out: Any,
-               seeds: tuple[int, ...], jobs: int = 1) -> pd.DataFrame:
+               seeds: tuple[int, ...], kept: pd.DataFrame | None, jobs: int = 1) -> pd.DataFrame:
     """``repeats`` live searches of each strategy (:mod:`search.replay.live`), their picks confirmed over 3
     new seeds and judged on the recording's seeds, set beside the replay's prediction: the live median pick
     (on the recording's seeds, as the replay judges) inside the replay's interquartile range, and the live
     median epochs within 15 % of the replay's, or not. The searches are kept beside the recording (its
-    ``live.csv``, with those of strategies not in this panel); a later check runs only the strategies that
-    have fewer than ``repeats`` there. ``seeds``: the recording's (:attr:`Table.recording_seeds`); ``jobs``:
-    processes training at once."""
-    from search.replay.live import RECORDED_SEEDS, Trainer, live_panel
+    ``live.csv``, with every kept search they do not replace); a later check runs only the strategies that
+    have fewer than ``repeats`` there. ``seeds``: the recording's (:attr:`Table.recording_seeds`); ``kept``: its
+    kept live searches (:func:`read_live`); ``jobs``: processes training at once."""
+    from search.replay.live import RECORDED_SEEDS, Trainer, live_panel, with_kept
 
     space = p.space
     beside = curves_dir(space.name, p.curves.name, p.options.results_root) / LIVE_FILE
-    kept = read_csv(beside, "the recording's live searches", ("strategy", "repeat", "epochs", "baseline_epochs")) \
-        if beside.is_file() else None
     settings = replace(p.settings, metric=space.metric, mode=space.mode)
     console.print(f"live check: {repeats} live searches of {len(strategies)} strategies, every proposal trained "
                   f"(data {p.data.describe()}), picks confirmed over 3 new seeds; {jobs} process"
@@ -405,11 +488,10 @@ def live_check(p: Prepared, strategies: list[Strategy], repeats: int, study: Any
     started = time.perf_counter()
 
     def keep(rows: pd.DataFrame) -> None:
-        # After each strategy, beside the study and beside the recording (with the kept searches of the
-        # strategies not searched yet): an interrupted check loses no finished strategy.
+        # After each strategy, beside the study and beside the recording (with every kept search these rows do
+        # not replace): an interrupted check loses no finished strategy, and no check loses a kept search.
         write_csv(out / LIVE_FILE, rows)
-        others = kept[~kept["strategy"].isin(rows["strategy"])] if kept is not None else rows.iloc[:0]
-        write_csv(beside, pd.concat([rows, others], ignore_index=True))
+        write_csv(beside, with_kept(rows, kept))
 
     live = live_panel(Trainer(p.data, settings, space.pair.load_base(p.options.base)), space.params,
                       list(space.start), strategies, repeats, BASELINE, save=keep, kept=kept, recorded_seeds=seeds,
