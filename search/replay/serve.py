@@ -390,7 +390,8 @@ def configs_needed(sizes: list[int], errors: list[float], target: float) -> floa
     """Where ``log(error) = a + b log(size)``, fitted by least squares, reaches ``target``; ``None`` unless the
     error falls (b < 0)."""
     slope, intercept = np.polyfit(np.log(sizes), np.log(errors), 1)
-    if slope >= 0:
+    # Flat errors fit a slope of about -1e-17 (float noise), which would "reach" any target at infinity.
+    if slope > -1e-9:
         return None
     return float(np.exp((math.log(target) - intercept) / slope))
 
