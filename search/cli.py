@@ -292,14 +292,15 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 
 def _search_options(args: argparse.Namespace, **fixed: Any) -> Any:
-    """The search options a command's flags give (flags a command lacks are left unset)."""
+    """The search options a command's flags give (flags a command lacks are left unset): every field of
+    :class:`SearchOptions` a flag of the same name sets, but those a flag gives in another form."""
+    from dataclasses import fields
+
     from search.options import SearchOptions
 
     classes = _classes(args.classes)
-    keys = ("trials", "max_epochs", "max_total_epochs", "time_budget", "sampler", "scheduler", "gpus_per_trial",
-            "cpus_per_trial", "concurrency", "seed", "name", "resume", "address", "tracking_uri", "data", "points",
-            "tokens", "train_per_class", "train_fraction", "budget", "patience", "no_patience", "base", "infra_retries",
-            "stop_after_failures", "warm_start", "warm_start_clip", "warm_start_any_data")
+    converted = {"space", "classes", "start", "objectives", "choose"}
+    keys = [f.name for f in fields(SearchOptions) if f.name not in converted]
     given = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     given.update({k: tuple(getattr(args, k)) for k in ("objectives", "choose") if getattr(args, k, None)})
     return SearchOptions(space=args.space, classes=tuple(classes) if classes else None, **{**given, **fixed})

@@ -31,12 +31,13 @@ from results.errors import OptionError
 from results.export import check_name
 from results.files import read_json, write_json
 from results.provenance import git_commit, versions
-from search.driver import Collected, Plan, Run, TrialCommand, Trials, candidate_grid, user_path
-from search.options import SEARCH_OPTIONS, SearchOptions, check
+from search.driver import Collected, Plan, Run, TrialCommand, Trials, candidate_grid
+from search.options import SearchOptions
 from search.own_state import check_resumable
 from search.progress import console
+from search.resolve import resolve
 from search.searcher import DefineByRun
-from spaces import Space, get_space
+from spaces import Space
 from trainables.settings import TrialSettings
 
 SEED_OFFSET = 2000   # recording seeds, apart from the search's (0...) and confirmation's (1000...)
@@ -136,13 +137,13 @@ class RecordCommand(TrialCommand):
         self.r = r
 
     def prepare(self) -> Plan:
-        r, o = self.r, self.r.search
-        space = get_space(o.space)
-        check(SEARCH_OPTIONS, o)
+        r = self.r
+        self.resolved = resolve(r.search)
+        o = self.o = self.resolved.options
+        space = self.resolved.space
         if r.configs < 2 or r.seeds < 1:
             raise OptionError(f"--configs must be >= 2 and --seeds >= 1; got {r.configs} and {r.seeds}.")
-        o = self.o = o.with_budget(space)
-        self.max_epochs = o.max_epochs or space.max_epochs
+        self.max_epochs = self.resolved.max_epochs
         self.name = check_name(o.name) if o.name else f"{space.name}-c{r.configs}x{r.seeds}-e{self.max_epochs}"
         storage = o.storage.resolve()
         run_name = f"{space.name}-record-{self.name}"
@@ -153,7 +154,7 @@ class RecordCommand(TrialCommand):
         if not o.resume and (storage / run_name).exists():
             raise OptionError(f"a recording named {self.name!r} already exists at {storage / run_name}; pass "
                               "--resume to continue it, or --name NEW.")
-        self.options = o.data_options(space.pair.data_module.default_dir)
+        self.options = self.resolved.data
         # A resumed recording must draw and train what the first run did.
         self.record_plan = {"configs": r.configs, "seeds": r.seeds, "max_epochs": self.max_epochs,
                             "sampler_seed": o.seed, "data_options": self.options.to_json(),
@@ -188,11 +189,8 @@ class RecordCommand(TrialCommand):
                                   f"({recorded.to_json()}).")
 
     def settings(self, plan: Plan, data: Any, base: Any) -> TrialSettings:
-        space = plan.space
-        return TrialSettings(model=space.pair.model, data=space.pair.data, max_epochs=self.max_epochs,
-                             seed=self.seeds[0], fixed=dict(space.fixed), overrides={"patience": None},
-                             metric=space.metric, mode=space.mode, user_path=user_path(),
-                             searched=tuple(space.params))
+        # Every run to its budget: a recording holds whole curves.
+        return self.resolved.with_trials(seed=self.seeds[0], overrides={"patience": None}).settings
 
     def tracking(self, plan: Plan, data: Any, base: Any) -> tuple[dict[str, str], dict[str, Any]]:
         return {}, {"configs": self.r.configs, "seeds": self.r.seeds, "max_epochs": self.max_epochs,

@@ -25,18 +25,19 @@ from results.pareto import (Constraint, Objective, choose, columns, front, front
 from results.plots import plot_confusion, plot_learning_curves, plot_predictions
 from results.provenance import git_commit, versions
 from results.report import study_report
-from search.driver import Collected, Plan, Run, TrialCommand, Trials, user_path
+from search.driver import Collected, Plan, Run, TrialCommand, Trials
 from search.epoch_cap import EpochCap
 from search.failures import FailureGuard, stop_reason, stopped_search
-from search.options import SEARCH_OPTIONS, SearchOptions, check, check_configs
+from search.options import SearchOptions, check_configs
 from search.own_state import check_resumable
 from search.progress import console, print_top
+from search.resolve import resolve
 from search.schedulers import make_scheduler
 from search.searcher import fail_lost_trials, make_searcher, startup_trials
 from search.tracking import server_url
 from search.trial import run_trial
 from search.warm_start import load_earlier, plan_warm_start
-from spaces import Space, get_space, saved_ranges
+from spaces import Space, saved_ranges
 from trainables.settings import TrialSettings
 
 
@@ -49,14 +50,12 @@ class SearchOutcome:
 
 
 def _check_options(o: SearchOptions, space: Space) -> None:
-    check(SEARCH_OPTIONS, o)
+    """What only a search checks, beside :func:`search.resolve.resolve`'s checks of every command's options."""
     check_configs(space, o.start, "start config")
     if o.name:
         check_name(o.name)
     elif o.resume:
         raise OptionError("--resume needs --name: the name of the search to continue (see ray_results/).")
-    if o.no_patience and o.patience is not None:
-        raise OptionError(f"--no-patience and --patience {o.patience} contradict each other; pass one of them.")
     if (o.warm_start_clip or o.warm_start_any_data) and not o.warm_start:
         raise OptionError("--warm-start-clip and --warm-start-any-data need --warm-start NAME; add it or drop them.")
     if o.sampler == "prior" and not (o.start or (o.space_start and space.start)):
@@ -137,7 +136,9 @@ class SearchCommand(TrialCommand):
         self.o, self.trial_fn = o, trial_fn
 
     def prepare(self) -> Plan:
-        o, space = self.o, get_space(self.o.space)
+        given = self.o
+        self.resolved = resolve(given)
+        o, space = self.resolved.options, self.resolved.space
         _check_options(o, space)
         storage = o.storage.resolve()
         if o.resume:
@@ -149,20 +150,19 @@ class SearchCommand(TrialCommand):
         self.several = len(self.objectives) > 1
         self.earlier = load_earlier(o.warm_start, space, o.results_root, o.resume) if o.warm_start else []
         # A space's trials_factor multiplies the budget's trials unless the user gave --trials: said in the plan.
-        self.factored = o.trials is None and space.trials_factor > 1
-        self.capped_by_default = o.max_total_epochs is None
-        o = o.with_budget(space)
+        self.factored = given.trials is None and space.trials_factor > 1
+        self.capped_by_default = given.max_total_epochs is None
         # With several objectives, ASHA on the primary metric alone stops the small models the front is for
         # (docs/multi_objective.md measures it); MO-ASHA ranks each rung by Pareto front instead.
         o = self.o = replace(o, scheduler=o.scheduler or ("moasha" if self.several else "asha"))
-        self.max_epochs = o.max_epochs or space.max_epochs
+        self.max_epochs = self.resolved.max_epochs
         self.grace = space.grace_for(self.max_epochs)
         self.startup = space.startup_trials if space.startup_trials is not None else startup_trials(o.trials)
         name = o.name or f"{space.name}-{o.sampler}-{o.scheduler}-s{o.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         if not o.resume:
             _check_experiment_folder(storage / name, o)
         self.study_file = storage / f"{name}.study.db"
-        self.options = o.data_options(space.pair.data_module.default_dir)
+        self.options = self.resolved.data
         return Plan(space=space, name=name, storage=storage, data=self.options, seed=o.seed, total=o.trials,
                     params=list(space.params), metric=space.metric, mode=space.mode,
                     dry_config=space.first_config(), dry_source=f"{space.where}: first config",
@@ -176,13 +176,8 @@ class SearchCommand(TrialCommand):
                                     clip=o.warm_start_clip, any_data=o.warm_start_any_data) if self.earlier else None
 
     def settings(self, plan: Plan, data: Any, base: Any) -> TrialSettings:
-        space = plan.space
-        settings = TrialSettings(model=space.pair.model, data=space.pair.data, max_epochs=self.max_epochs,
-                                 seed=self.o.seed, fixed=dict(space.fixed), overrides=self.o.recipe_overrides(),
-                                 metric=space.metric, mode=space.mode, user_path=user_path(),
-                                 searched=tuple(space.params))
-        self.patience = settings.resolve(space.start[0] if space.start else {}).recipe.patience
-        return settings
+        self.patience = self.resolved.patience
+        return self.resolved.settings
 
     def tracking(self, plan: Plan, data: Any, base: Any) -> tuple[dict[str, str], dict[str, Any]]:
         o, space, warm = self.o, plan.space, self.warm

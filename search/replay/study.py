@@ -40,12 +40,13 @@ from results.files import read_csv, write_csv, write_json
 from search.replay.advice import advise
 from search.replay.report import plot_study, record, summarise, to_markdown
 from search.replay.serve import FOLDS, CurveModel, Table, check_model, checkable, size_curve
-from search.options import SEARCH_OPTIONS, SearchOptions, check, check_configs
+from search.options import SearchOptions, check_configs
 from search.progress import console
+from search.resolve import resolve
 from search.replay.simulate import ReplayLog, Strategy, replay
 from search.replay.stats import inside, within
 from search.tracking import default_tracking_uri, log_study
-from spaces import Budget, Space, get_space
+from spaces import Budget, Space
 from results.errors import OptionError, UserError
 from trainables.pair import load_data
 from trainables.settings import TrialSettings
@@ -215,8 +216,8 @@ class Prepared:
 
 def prepare(r: ReplayOptions) -> Prepared:
     """Check the options and read the curves, refusing in one line what a replay cannot serve."""
-    o = r.search
-    check(SEARCH_OPTIONS, o)
+    resolved = resolve(r.search, baseline=True)
+    o, space = resolved.options, resolved.space
     if r.repeats < 2:
         raise OptionError(f"--repeats must be >= 2 to give a spread; got {r.repeats}.")
     if r.live < 0:
@@ -225,29 +226,21 @@ def prepare(r: ReplayOptions) -> Prepared:
         raise OptionError(f"--jobs must be >= 1; got {r.jobs}.")
     if r.serve not in SERVE:
         raise OptionError(f"--serve must be one of {', '.join(SERVE)}; got {r.serve!r}.")
-    space = get_space(o.space)
     check_name(r.curves, "--curves")
-    if o.no_patience and o.patience is not None:
-        raise OptionError(f"--no-patience and --patience {o.patience} contradict each other; pass one of them.")
-    o = o.with_budget(space, baseline=True)
-    pair = space.pair
-    options = o.data_options(pair.data_module.default_dir)
-    data = load_data(pair, o.data, o.classes, test=False, seed=o.seed, **options.scaling())
+    options = resolved.data
+    data = load_data(space.pair, o.data, o.classes, test=False, seed=o.seed, **options.scaling())
     curves = read_curves(space.to_json(), r.curves, o.results_root,
                          data=replace(options, fingerprint=data.fingerprint))
     folder = curves_dir(space.name, r.curves, o.results_root)
     _received(lambda: check_configs(space, {i: c["searched"] for i, c in curves.configs.items()},
                                     f"curves {folder}: configs.json config", in_ranges=True),
               "record them again for today's space")
-    max_epochs = o.max_epochs or space.max_epochs
+    max_epochs = resolved.max_epochs
     if max_epochs != curves.max_epochs:
         raise OptionError(f"curves {r.curves} hold {curves.max_epochs} epochs per run; a replay of {max_epochs} "
                           "epochs would meet another schedule (cosine and warm-up depend on the budget). Replay "
                           f"with --max-epochs {curves.max_epochs}, or record at {max_epochs}.")
-    settings = TrialSettings(model=pair.model, data=pair.data, max_epochs=max_epochs, seed=o.seed,
-                             fixed=dict(space.fixed), overrides=o.recipe_overrides(), searched=tuple(space.params))
-    patience = settings.resolve(space.start[0] if space.start else {}).recipe.patience
-    return Prepared(o, space, data, curves, max_epochs, patience, settings)
+    return Prepared(o, space, data, curves, max_epochs, resolved.patience, resolved.settings)
 
 
 def _received(check: Any, fix: str) -> None:
@@ -481,7 +474,6 @@ def live_check(p: Prepared, strategies: list[Strategy], repeats: int, study: Any
 
     space = p.space
     beside = curves_dir(space.name, p.curves.name, p.options.results_root) / LIVE_FILE
-    settings = replace(p.settings, metric=space.metric, mode=space.mode)
     console.print(f"live check: {repeats} live searches of {len(strategies)} strategies, every proposal trained "
                   f"(data {p.data.describe()}), picks confirmed over 3 new seeds; {jobs} process"
                   f"{'es' if jobs > 1 else ''} training at once", soft_wrap=True)
@@ -493,7 +485,7 @@ def live_check(p: Prepared, strategies: list[Strategy], repeats: int, study: Any
         write_csv(out / LIVE_FILE, rows)
         write_csv(beside, with_kept(rows, kept))
 
-    live = live_panel(Trainer(p.data, settings, space.pair.load_base(p.options.base)), space.params,
+    live = live_panel(Trainer(p.data, p.settings, space.pair.load_base(p.options.base)), space.params,
                       list(space.start), strategies, repeats, BASELINE, save=keep, kept=kept, recorded_seeds=seeds,
                       jobs=jobs)
     keep(live)
