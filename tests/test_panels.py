@@ -133,6 +133,11 @@ def test_run_refuses_before_any_search_when_the_design_is_uncommitted(tmp_path):
     root, path = _repo(tmp_path, commit=False)
     with pytest.raises(DesignError, match="not committed"):
         panel.run_panel(path, root, search=lambda o: pytest.fail("a search ran"))
+    d = _design()
+    d["pairs"]["a"]["options"]["data"] = "data/missing"
+    root, path = _repo(tmp_path / "other", d)
+    with pytest.raises(DesignError, match=r"pairs\.a\.options\.data: no folder"):
+        panel.run_panel(path, root, search=lambda o: pytest.fail("a search ran"))
 
 
 # --- fresh seeds ---------------------------------------------------------------------------------------------

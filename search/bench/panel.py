@@ -129,6 +129,27 @@ def _spectune_path(design: Design, root: Path) -> None:
         os.environ["SPECTUNE_PATH"] = os.pathsep.join(dict.fromkeys(have + folders))
 
 
+def _preflight(design: Design, root: Path) -> None:
+    """Every pair's space and data folder found before the first search, not hours into the panel."""
+    from spaces import get_space
+
+    for pair in design.pairs.values():
+        get_space(pair.space)
+        data = pair.options.get("data")
+        if data and not (root / data).is_dir():
+            raise DesignError(f"design {design.path}: pairs.{pair.key}.options.data: no folder {root / data}; write it "
+                              f"first (spectune data --space {pair.space} --out {data}, with the source it needs).")
+
+
+def _machine() -> dict[str, Any]:
+    import platform
+
+    import torch
+
+    return {"platform": platform.platform(), "cpus": os.cpu_count(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
 def run_panel(path: Path, root: Path = ROOT, search: Callable[[Any], dict[str, Any]] = run_one,
               confirm: Confirmation | None = None) -> Path:
     """Run the design at ``path`` (see the module docstring); returns its results folder."""
@@ -143,9 +164,10 @@ def run_panel(path: Path, root: Path = ROOT, search: Callable[[Any], dict[str, A
         raise DesignError(f"design {path}: results/panels/{design.name} holds runs of design commit {others[0][:12]}, "
                           f"not of {commit[:12]}; a changed design is a new panel (a new name).")
     _spectune_path(design, root)
+    _preflight(design, root)
     rel = Path(path).resolve().relative_to(root.resolve()).as_posix()
     write_json(out / META, {"panel": design.name, "design": rel, "design_commit": commit,
-                            "design_committed_at": committed_at})
+                            "design_committed_at": committed_at, "machine": _machine()})
     confirm = confirm or Confirmation(design.confirm_seeds)
     done = {(p, int(s), st) for p, s, st in zip(rows["pair"], rows["seed"], rows["strategy"])}
     strategies = list(design.strategies)
