@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", help="pretrained weights to start from, for models that take them (default: the model's)")
     p.add_argument("--start", type=Path, metavar="JSON",
                    help="configs to evaluate first: a JSON list of objects over the searched keys")
+    p.add_argument("--no-space-start", action="store_true",
+                   help="leave out the space's starting configs (a baseline as plain Ray Tune runs it)")
     _table_args(p, SEARCH_OPTIONS, ("infra_retries", "stop_after_failures", "warm_start"))
     for key in ("warm_start_clip", "warm_start_any_data"):
         p.add_argument(f"--{key.replace('_', '-')}", action="store_true", help=SEARCH_OPTIONS[key].help)
@@ -303,6 +305,8 @@ def _search_options(args: argparse.Namespace, **fixed: Any) -> Any:
             "stop_after_failures", "warm_start", "warm_start_clip", "warm_start_any_data")
     given = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     given.update({k: tuple(getattr(args, k)) for k in ("objectives", "choose") if getattr(args, k, None)})
+    if getattr(args, "no_space_start", False):
+        given["space_start"] = False
     return SearchOptions(space=args.space, classes=tuple(classes) if classes else None, **{**given, **fixed})
 
 

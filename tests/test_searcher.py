@@ -171,3 +171,15 @@ def test_grace_reduction_and_startup_options_override_the_space(tmp_path):
     assert (default.grace, default.reduction, default.startup) == (10, 2, 4)   # the space's, for 20 epochs
     with pytest.raises(OptionError, match="--grace-period 30 is beyond the 20-epoch budget"):
         SearchCommand(SearchOptions(space="galspecnet", budget="cpu", grace_period=30, storage=tmp_path)).prepare()
+
+
+def test_the_peer_is_one_spectune_search_command_line():
+    from search.cli import _search_options, build_parser
+
+    args = build_parser().parse_args(["search", "--space", "wine_mlp", "--sampler", "tune-tpe", "--scheduler", "asha",
+                                      "--grace-period", "1", "--reduction-factor", "4", "--startup-trials", "10",
+                                      "--no-space-start"])
+    o = _search_options(args)
+    assert (o.sampler, o.grace_period, o.reduction_factor, o.startup_trials, o.space_start) == \
+        ("tune-tpe", 1, 4, 10, False)
+    assert _search_options(build_parser().parse_args(["search", "--space", "wine_mlp"])).space_start
