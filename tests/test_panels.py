@@ -302,8 +302,8 @@ def test_the_runner_interleaves_strategies_alternating_per_seed_and_writes_rows_
 
     def fake(o):
         ran.append((o.seed, o.sampler, o.time_budget, o.max_total_epochs, o.grace_period, o.space_start))
-        return {"wall_s": 1.0, "epochs": 10, "trials": 3, "search_score": 0.5 + 0.01 * len(ran),
-                "metric": "val_macro_f1", "mode": "max", "pick": {"lr": 0.001}, "epochs_per_run": 60}
+        return {"epochs": 10, "trials": 3, "search_score": 0.5 + 0.01 * len(ran), "pick": {"lr": 0.001},
+                "epochs_per_run": 60}
 
     out = panel.run_panel(path, root, search=fake)
     assert [s for s, *_ in ran[:6]] == [101, 101, 101, 102, 102, 102]
@@ -315,6 +315,31 @@ def test_the_runner_interleaves_strategies_alternating_per_seed_and_writes_rows_
     assert rows["score"].tolist() == rows["search_score"].tolist()   # no confirmation seeds: the search's score
     assert json.loads((out / "meta.json").read_text())["design_commit"] == commit
     assert panel.run_panel(path, root, search=lambda o: pytest.fail("ran again")) == out
+    assert set(rows["metric"]) == {"val_macro_f1"} and (rows["wall_s"] >= 0).all()
+
+
+def test_a_search_without_a_pick_is_a_row_that_loses_and_the_panel_goes_on(tmp_path):
+    from results.errors import SearchError
+
+    d = _design(confirm_seeds=[])
+    d["pairs"] = {"a": d["pairs"]["a"]}
+    root, path = _repo(tmp_path, d)
+
+    def search(o):
+        if o.sampler == "tpe" and o.seed == 102:
+            raise SearchError("search x reached its time budget of 0.2 min before any trial finished an epoch\nmore")
+        score = {"tpe": 0.9, "random": 0.8 if o.seed == 101 else 0.85}.get(o.sampler, 0.8)
+        return {"epochs": 10, "trials": 3, "search_score": score, "pick": {}, "epochs_per_run": 60}
+
+    out = panel.run_panel(path, root, search=search)
+    rows = pd.read_csv(out / "rows.csv")
+    failed = rows[rows["failed"].notna()]
+    assert len(rows) == 6 and failed[["strategy", "seed", "trials"]].values.tolist() == [["default", 102, 0]]
+    assert failed["failed"].iloc[0].startswith("search x reached its time budget") and failed["score"].isna().all()
+    table = compare(rows, json.loads(path.read_text())).set_index("baseline")
+    # It takes the pair's worst score (0.8), as search.replay.stats does: below random's 0.85, equal to the peer's.
+    assert table.loc["random", ["better", "tied", "worse"]].tolist() == [1, 0, 1]
+    assert table.loc["peer", ["better", "tied", "worse"]].tolist() == [1, 1, 0]
 
 
 def test_a_panel_search_runs_through_spectune_search_and_its_pick_is_confirmed_on_a_new_seed(tmp_path):
@@ -329,8 +354,8 @@ def test_a_panel_search_runs_through_spectune_search_and_its_pick_is_confirmed_o
     options = replace(options, trials=1)
     assert (options.sampler, options.scheduler, options.time_budget, options.seed) == ("random", "fifo", 0.2, 101)
     found = panel.run_one(options)
-    assert (found["trials"], found["epochs"], found["epochs_per_run"], found["mode"]) == (1, 2, 2, "max")
-    assert 0 <= found["search_score"] <= 1 and found["wall_s"] > 0 and set(found["pick"]) >= {"lr", "depth"}
+    assert (found["trials"], found["epochs"], found["epochs_per_run"]) == (1, 2, 2)
+    assert 0 <= found["search_score"] <= 1 and set(found["pick"]) >= {"lr", "depth"}
     confirm = panel.Confirmation((901,))
     score = confirm.score(options, found["pick"], found["epochs_per_run"])
     assert 0 <= score <= 1 and confirm.score(options, found["pick"], 2) == score and len(confirm.runs) == 1

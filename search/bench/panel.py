@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from results.errors import UserError
+from results.errors import SearchError, UserError
 from results.files import read_json, write_csv, write_json
 from results.provenance import git_commit
 from search.bench.panel_design import (RESULTS, WORK, Design, DesignError, PanelPair, check_fresh_seeds,
@@ -40,10 +40,10 @@ from search.bench.panel_stats import compare, pooled, verdict
 ROOT = Path(__file__).resolve().parents[2]
 ROWS, META, SUMMARY = "rows.csv", "meta.json", "summary.md"
 # Commits and picks stay text (a commit of digits alone would read as a number).
-TEXT = {"design_commit": str, "code_commit": str, "pick": str, "started_at": str}
+TEXT = {"design_commit": str, "code_commit": str, "pick": str, "started_at": str, "failed": str}
 ROW_COLUMNS = ("panel", "design_commit", "code_commit", "started_at", "pair", "space", "metric", "mode", "seed",
                "strategy", "position", "wall_s", "epochs", "trials", "search_score", "confirmed_score", "score",
-               "pick")
+               "pick", "failed")
 
 
 def _now() -> str:
@@ -68,15 +68,14 @@ def search_options(design: Design, pair: PanelPair, strategy: str, seed: int, wo
 
 
 def run_one(options: Any) -> dict[str, Any]:
-    """One search through ``spectune search``'s path: its wall seconds, epochs, trials and pick."""
+    """One search through ``spectune search``'s path: its epochs, trials and pick."""
     from search.search import run_search
 
-    began = time.perf_counter()
     outcome = run_search(options)
     best = outcome.best
-    return {"wall_s": time.perf_counter() - began, "epochs": int(outcome.trials["epochs"].sum()),
-            "trials": len(outcome.trials), "search_score": float(best["best_value"]), "metric": best["metric"],
-            "mode": best["mode"], "pick": dict(best["searched"]), "epochs_per_run": int(best["config"]["epochs"])}
+    return {"epochs": int(outcome.trials["epochs"].sum()), "trials": len(outcome.trials),
+            "search_score": float(best["best_value"]), "pick": dict(best["searched"]),
+            "epochs_per_run": int(best["config"]["epochs"])}
 
 
 class Confirmation:
@@ -129,16 +128,19 @@ def _spectune_path(design: Design, root: Path) -> None:
         os.environ["SPECTUNE_PATH"] = os.pathsep.join(dict.fromkeys(have + folders))
 
 
-def _preflight(design: Design, root: Path) -> None:
-    """Every pair's space and data folder found before the first search, not hours into the panel."""
+def _preflight(design: Design, root: Path) -> dict[str, Any]:
+    """Every pair's space (returned by pair key) and data folder found before the first search, not hours into
+    the panel."""
     from spaces import get_space
 
+    found = {}
     for pair in design.pairs.values():
-        get_space(pair.space)
+        found[pair.key] = get_space(pair.space)
         data = pair.options.get("data")
         if data and not (root / data).is_dir():
             raise DesignError(f"design {design.path}: pairs.{pair.key}.options.data: no folder {root / data}; write it "
                               f"first (spectune data --space {pair.space} --out {data}, with the source it needs).")
+    return found
 
 
 def _machine() -> dict[str, Any]:
@@ -164,7 +166,7 @@ def run_panel(path: Path, root: Path = ROOT, search: Callable[[Any], dict[str, A
         raise DesignError(f"design {path}: results/panels/{design.name} holds runs of design commit {others[0][:12]}, "
                           f"not of {commit[:12]}; a changed design is a new panel (a new name).")
     _spectune_path(design, root)
-    _preflight(design, root)
+    spaces = _preflight(design, root)
     rel = Path(path).resolve().relative_to(root.resolve()).as_posix()
     write_json(out / META, {"panel": design.name, "design": rel, "design_commit": commit,
                             "design_committed_at": committed_at, "machine": _machine()})
@@ -178,16 +180,25 @@ def run_panel(path: Path, root: Path = ROOT, search: Callable[[Any], dict[str, A
                 if (pair.key, seed, strategy) in done:
                     continue
                 options = search_options(design, pair, strategy, seed, work, root)
-                started, code = _now(), git_commit(root)
-                found = search(options)
-                confirmed = confirm.score(options, found["pick"], found["epochs_per_run"])
-                row = {"panel": design.name, "design_commit": commit, "code_commit": code, "started_at": started,
-                       "pair": pair.key, "space": pair.space, "metric": found["metric"], "mode": found["mode"],
-                       "seed": seed, "strategy": strategy, "position": position, "wall_s": round(found["wall_s"], 2),
-                       "epochs": found["epochs"], "trials": found["trials"], "search_score": found["search_score"],
-                       "confirmed_score": confirmed,
-                       "score": found["search_score"] if math.isnan(confirmed) else confirmed,
-                       "pick": json.dumps(found["pick"], sort_keys=True, default=str)}
+                row = {"panel": design.name, "design_commit": commit, "code_commit": git_commit(root),
+                       "started_at": _now(), "pair": pair.key, "space": pair.space, "metric": spaces[pair.key].metric,
+                       "mode": spaces[pair.key].mode, "seed": seed, "strategy": strategy, "position": position}
+                began = time.perf_counter()
+                try:
+                    found = search(options)
+                except SearchError as exc:
+                    # A search with no pick (its time ran out before any epoch ended, every trial failed) loses
+                    # its comparisons (panel_stats); the panel goes on.
+                    row.update(wall_s=round(time.perf_counter() - began, 2), epochs=0, trials=0,
+                               search_score=math.nan, confirmed_score=math.nan, score=math.nan, pick="",
+                               failed=str(exc).splitlines()[0])
+                else:
+                    row["wall_s"] = round(time.perf_counter() - began, 2)   # the search's, not its confirmation's
+                    confirmed = confirm.score(options, found["pick"], found["epochs_per_run"])
+                    row.update(epochs=found["epochs"],
+                               trials=found["trials"], search_score=found["search_score"], confirmed_score=confirmed,
+                               score=found["search_score"] if math.isnan(confirmed) else confirmed,
+                               pick=json.dumps(found["pick"], sort_keys=True, default=str), failed="")
                 rows = pd.concat([rows, pd.DataFrame([row])], ignore_index=True) if len(rows) else pd.DataFrame([row])
                 write_csv(rows_path, rows)
     summarise(out, root)

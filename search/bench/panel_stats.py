@@ -2,7 +2,8 @@
 summarise`` run them; nothing here reads a run's logs).
 
 - **Paired differences.** On each pair, each candidate's score minus each baseline's over the same seeds,
-  signed so that positive is better (the space's ``mode``). The score is the pick's mean over the
+  signed so that positive is better (the space's ``mode``); a search without a pick takes the pair's
+  worst score. The score is the pick's mean over the
   design's confirmation seeds where it has them, else the pick's validation score in its search.
 - **Counts.** Better / tied / worse, tied meaning within the pair's stated tolerance.
 - **Tests.** One-sided paired Wilcoxon signed-rank, for better and (separately) for worse, zeros split
@@ -55,12 +56,17 @@ def interval(successes: int, n: int, method: str) -> tuple[float, float]:
 
 
 def paired(rows: pd.DataFrame, pair: str, candidate: str, baseline: str, mode: str) -> pd.DataFrame:
-    """The seeds both strategies ran on ``pair``, with each one's score."""
+    """The seeds both strategies ran on ``pair``, with each one's score; a search with no pick (NaN) takes the
+    worst score of any search on the pair (as :func:`search.replay.stats.non_inferiority` treats one), so it
+    loses to every search above that worst one."""
     part = rows[rows["pair"] == pair]
-    table = part.pivot_table(index="seed", columns="strategy", values="score", aggfunc="first")
+    scores = part["score"].astype(float)
+    worst = float(scores.min() if mode == "max" else scores.max()) if scores.notna().any() else 0.0
+    table = part.assign(score=scores.fillna(worst)).pivot_table(index="seed", columns="strategy", values="score",
+                                                                aggfunc="first")
     if candidate not in table or baseline not in table:
         return pd.DataFrame(columns=["candidate", "baseline", "diff"])
-    table = table[[candidate, baseline]].dropna()
+    table = table[[candidate, baseline]].dropna()   # seeds one of them has not run yet
     return pd.DataFrame({"candidate": table[candidate], "baseline": table[baseline],
                          "diff": signed(table[candidate], mode) - signed(table[baseline], mode)})
 
