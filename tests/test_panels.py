@@ -319,7 +319,7 @@ def test_the_runner_interleaves_strategies_alternating_per_seed_and_writes_rows_
 
 
 def test_a_search_without_a_pick_is_a_row_that_loses_and_the_panel_goes_on(tmp_path):
-    from results.errors import SearchError
+    from results.errors import SearchError, SearchInterrupted
 
     d = _design(confirm_seeds=[])
     d["pairs"] = {"a": d["pairs"]["a"]}
@@ -337,6 +337,16 @@ def test_a_search_without_a_pick_is_a_row_that_loses_and_the_panel_goes_on(tmp_p
     assert len(rows) == 6 and failed[["strategy", "seed", "trials"]].values.tolist() == [["default", 102, 0]]
     assert failed["failed"].iloc[0].startswith("search x reached its time budget") and failed["score"].isna().all()
     table = compare(rows, json.loads(path.read_text())).set_index("baseline")
+    def interrupted(o):
+        raise SearchInterrupted("search x was interrupted")
+
+    d = _design(name="p2")
+    (path.parent / "p2.json").write_text(json.dumps({**d, "pairs": {"z": {**d["pairs"]["a"], "seeds": [7, 8]}}}))
+    _git(root, "add", "-A")
+    _git(root, "commit", "-qm", "p2")
+    with pytest.raises(SearchInterrupted):   # Ctrl+C stops the panel, leaving no row for the search it cut
+        panel.run_panel(path.parent / "p2.json", root, search=interrupted)
+    assert not (root / "results" / "panels" / "p2" / "rows.csv").exists()
     # It takes the pair's worst score (0.8), as search.replay.stats does: below random's 0.85, equal to the peer's.
     assert table.loc["random", ["better", "tied", "worse"]].tolist() == [1, 0, 1]
     assert table.loc["peer", ["better", "tied", "worse"]].tolist() == [1, 1, 0]

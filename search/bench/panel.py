@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from results.errors import SearchError, UserError
+from results.errors import SearchError, SearchInterrupted, UserError
 from results.files import read_json, write_csv, write_json
 from results.provenance import git_commit
 from search.bench.panel_design import (RESULTS, WORK, Design, DesignError, PanelPair, check_fresh_seeds,
@@ -186,6 +186,8 @@ def run_panel(path: Path, root: Path = ROOT, search: Callable[[Any], dict[str, A
                 began = time.perf_counter()
                 try:
                     found = search(options)
+                except SearchInterrupted:
+                    raise   # Ctrl+C stops the panel; run it again to continue
                 except SearchError as exc:
                     # A search with no pick (its time ran out before any epoch ended, every trial failed) loses
                     # its comparisons (panel_stats); the panel goes on.
