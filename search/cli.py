@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", required=True)
     # Values are checked once, against search.options.SEARCH_OPTIONS, before anything is read.
     _table_args(p, SEARCH_OPTIONS, ("trials", "budget", "max_epochs", "max_total_epochs", "time_budget", "sampler",
-                                    "scheduler", "grace_period", "reduction_factor", "startup_trials", "gpus_per_trial", "cpus_per_trial", "concurrency", "seed"))
+                                    "scheduler", "grace_period", "reduction_factor", "startup_trials",
+                                    "gpus_per_trial", "cpus_per_trial", "concurrency", "seed"))
     p.add_argument("--name", help="search name (default <space>-<sampler>-<scheduler>-s<seed>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted search of this name")
     p.add_argument("--address", help="join this Ray cluster (or set RAY_ADDRESS)")

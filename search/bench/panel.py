@@ -277,7 +277,8 @@ def to_markdown(summary: dict[str, Any], design: dict[str, Any]) -> str:
              f"{summary['design_commit'][:12]}; {summary['searches']} of {summary['searches_planned']} searches run. "
              f"Score: {summary['score']}. Paired one-sided Wilcoxon signed-rank (zeros split), Holm over every "
              f"candidate and pair per baseline, alpha {design['alpha']}.", "",
-             "| baseline | candidate | pair | n | better / tied / worse | mean diff | p better (Holm) | p worse (Holm) |",
+             "| baseline | candidate | pair | n | better / tied / worse | mean diff | p better (Holm) "
+             "| p worse (Holm) |",
              "|---|---|---|---|---|---|---|---|"]
     for c in summary["comparisons"]:
         lines.append(f"| {c['baseline']} | {c['candidate']} | {c['pair']} | {c['n']} | {c['better']} / {c['tied']} / "

@@ -98,7 +98,8 @@ class _Reader:
             raise self.fail(where, f"must be an object; got {type(obj).__name__}")
         for key in obj:
             if key not in required + optional:
-                raise self.fail(f"{where}.{key}".lstrip("."), f"unknown key; the keys are {', '.join(required + optional)}")
+                raise self.fail(f"{where}.{key}".lstrip("."),
+                                f"unknown key; the keys are {', '.join(required + optional)}")
         for key in required:
             if key not in obj:
                 raise self.fail(f"{where}.{key}".lstrip("."), "missing")
