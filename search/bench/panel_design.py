@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,6 @@ class Design:
     correction: str
     better_pairs_at_least: int
     pooled: dict[str, Any] | None = None
-    raw: dict[str, Any] = field(default_factory=dict)
 
 
 class _Reader:
@@ -176,7 +175,7 @@ def read_design(path: Path) -> Design:
     return Design(path=path, name=name, description=description, strategies=strategies,
                   candidates=roles["candidates"], baselines=roles["baselines"], pairs=pairs, confirm_seeds=confirm,
                   statistic=statistic, alpha=alpha, correction=correction, better_pairs_at_least=at_least,
-                  pooled=pooled, raw=raw)
+                  pooled=pooled)
 
 
 def _option(r: _Reader, key: str, name: str, value: Any) -> None:
