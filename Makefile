@@ -124,7 +124,9 @@ RECORDED_SPACES = $(sort $(foreach f,$(wildcard results/*/curves/*/curves.csv.gz
 # The table pair was recorded on Statlog Shuttle (Covertype needs the network).
 DATA_ARGS_tabular_widedeep := --source shuttle --out data/shuttle
 
+# Registered panels (docs/panels.md): every summary under results/panels/ recomputed from its committed rows.
 bench: $(VENV)/.installed $(NEPS_VENV)/.installed
+	$(PY) -m search.bench.panel summarise
 	$(SPECTUNE) data --space galspecnet --seed 0 --if-missing
 	-$(foreach s,$(filter-out galspecnet,$(RECORDED_SPACES)),$(SPECTUNE) data --space $(s) --seed 0 --if-missing $(DATA_ARGS_$(s));)
 	$(PY) -m search.bench.benchmark --data data/ztf-synthetic $(BENCH_ARGS)

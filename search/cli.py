@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", required=True)
     # Values are checked once, against search.options.SEARCH_OPTIONS, before anything is read.
     _table_args(p, SEARCH_OPTIONS, ("trials", "budget", "max_epochs", "max_total_epochs", "time_budget", "sampler",
-                                    "scheduler", "gpus_per_trial", "cpus_per_trial", "concurrency", "seed"))
+                                    "scheduler", "grace_period", "reduction_factor", "startup_trials",
+                                    "gpus_per_trial", "cpus_per_trial", "concurrency", "seed"))
     p.add_argument("--name", help="search name (default <space>-<sampler>-<scheduler>-s<seed>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted search of this name")
     p.add_argument("--address", help="join this Ray cluster (or set RAY_ADDRESS)")
@@ -75,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", help="pretrained weights to start from, for models that take them (default: the model's)")
     p.add_argument("--start", type=Path, metavar="JSON",
                    help="configs to evaluate first: a JSON list of objects over the searched keys")
+    p.add_argument("--no-space-start", action="store_true",
+                   help="leave out the space's starting configs (a baseline as plain Ray Tune runs it)")
     _table_args(p, SEARCH_OPTIONS, ("infra_retries", "stop_after_failures", "warm_start"))
     for key in ("warm_start_clip", "warm_start_any_data"):
         p.add_argument(f"--{key.replace('_', '-')}", action="store_true", help=SEARCH_OPTIONS[key].help)
@@ -299,10 +302,20 @@ def _search_options(args: argparse.Namespace, **fixed: Any) -> Any:
     from search.options import SearchOptions
 
     classes = _classes(args.classes)
+<<<<<<< HEAD
     converted = {"space", "classes", "start", "objectives", "choose"}
     keys = [f.name for f in fields(SearchOptions) if f.name not in converted]
+=======
+    keys = ("trials", "max_epochs", "max_total_epochs", "time_budget", "sampler", "scheduler", "grace_period",
+            "reduction_factor", "startup_trials", "gpus_per_trial",
+            "cpus_per_trial", "concurrency", "seed", "name", "resume", "address", "tracking_uri", "data", "points",
+            "tokens", "train_per_class", "train_fraction", "budget", "patience", "no_patience", "base", "infra_retries",
+            "stop_after_failures", "warm_start", "warm_start_clip", "warm_start_any_data")
+>>>>>>> i38-panels
     given = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     given.update({k: tuple(getattr(args, k)) for k in ("objectives", "choose") if getattr(args, k, None)})
+    if getattr(args, "no_space_start", False):
+        given["space_start"] = False
     return SearchOptions(space=args.space, classes=tuple(classes) if classes else None, **{**given, **fixed})
 
 

@@ -21,7 +21,7 @@ from trainables.scaling import SCALING_OPTIONS
 if TYPE_CHECKING:   # the CLI imports this module for its tables; spaces pull in torch
     from spaces import Space
 
-SAMPLERS = ("tpe", "random", "nsga2", "prior", "qmc-tpe", "gp")
+SAMPLERS = ("tpe", "random", "nsga2", "prior", "qmc-tpe", "gp", "tune-tpe")
 # Trial schedulers (which trials stop early), not the recipe's learning-rate schedules.
 TRIAL_SCHEDULERS = ("asha", "fifo", "moasha", "asha-curve", "asha-time")
 BUDGETS = ("cpu", "gpu")
@@ -54,6 +54,11 @@ SEARCH_OPTIONS: dict[str, HParam] = {
                              "asha-time (ASHA whose rungs are a trial's training seconds, not its epochs: a slow "
                              "config is judged by what it gives per second). "
                              "Default: asha, and moasha with several objectives"),
+    "grace_period": Int(None, 1, nullable=True, help="ASHA's first rung in epochs (default: the space's, lowered "
+                                                      "for short budgets)"),
+    "reduction_factor": Int(None, 2, nullable=True, help="ASHA's reduction factor (default: the space's)"),
+    "startup_trials": Int(None, 1, nullable=True, help="random trials before TPE, qmc-tpe, gp or nsga2 model the "
+                                                      "space (default: the space's, else min(10, trials // 3))"),
     "budget": Choice("cpu", BUDGETS, nullable=True, help="the space's CPU or GPU budget for options left unset"),
     "gpus_per_trial": Float(None, 0.0, 8.0, nullable=True, help="GPU share per trial (default 0.25 with GPUs)"),
     "cpus_per_trial": Float(None, 0.0, None, closed="neither", nullable=True, help="CPUs per trial"),
@@ -101,7 +106,8 @@ class SearchOptions:
     every option left unset. ``patience``: ``None`` keeps the space's value; ``no_patience`` switches
     in-trial early stopping off. ``start`` lists configs to evaluate first, then the space's own
     starting points unless ``space_start`` is off (a pure random-search baseline, say).
-    ``time_budget``: minutes of trials, Tune's time budget. ``infra_retries`` and ``stop_after_failures``: see
+    ``time_budget``: minutes of trials, Tune's time budget. ``grace_period``, ``reduction_factor`` and
+    ``startup_trials`` override the space's. ``infra_retries`` and ``stop_after_failures``: see
     :mod:`search.failures`; ``warm_start`` and its
     two switches: see :mod:`search.warm_start`. ``objectives`` (``NAME:MODE``) adds objectives to the
     space's and ``choose`` (``NAME<=VALUE``) is the rule that picks a point of the front: see
@@ -114,6 +120,9 @@ class SearchOptions:
     time_budget: float | None = None
     sampler: str = "tpe"
     scheduler: str | None = None
+    grace_period: int | None = None
+    reduction_factor: int | None = None
+    startup_trials: int | None = None
     gpus_per_trial: float | None = None
     cpus_per_trial: float | None = None
     concurrency: int | None = None

@@ -156,8 +156,13 @@ class SearchCommand(TrialCommand):
         # (docs/multi_objective.md measures it); MO-ASHA ranks each rung by Pareto front instead.
         o = self.o = replace(o, scheduler=o.scheduler or ("moasha" if self.several else "asha"))
         self.max_epochs = self.resolved.max_epochs
-        self.grace = space.grace_for(self.max_epochs)
-        self.startup = space.startup_trials if space.startup_trials is not None else startup_trials(o.trials)
+        self.grace = o.grace_period or space.grace_for(self.max_epochs)
+        if self.grace > self.max_epochs:
+            raise OptionError(f"--grace-period {self.grace} is beyond the {self.max_epochs}-epoch budget; pass at most "
+                              f"{self.max_epochs}.")
+        self.reduction = o.reduction_factor or space.reduction_factor
+        self.startup = o.startup_trials or (space.startup_trials if space.startup_trials is not None
+                                            else startup_trials(o.trials))
         name = o.name or f"{space.name}-{o.sampler}-{o.scheduler}-s{o.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         if not o.resume:
             _check_experiment_folder(storage / name, o)
@@ -247,9 +252,11 @@ class SearchCommand(TrialCommand):
                 + (f"ending after {o.time_budget:g} min of trials (--time-budget; a resumed search gets it whole "
                    "again), " if o.time_budget else "")
                 + f"{describe_patience(space, o, patience)}; sampler {o.sampler}"
-                + (f" ({self.startup} random start-up trials, then TPE)" if o.sampler == "tpe" else "")
+                + (f" ({self.startup} random start-up trials, then TPE)" if o.sampler == "tpe" else
+                   " (Ray Tune's OptunaSearch with Optuna's default TPE: 10 random start-up trials)"
+                   if o.sampler == "tune-tpe" else "")
                 + f", scheduler {o.scheduler}"
-                + (f" (grace {self.grace}, reduction {space.reduction_factor}"
+                + (f" (grace {self.grace}, reduction {self.reduction}"
                    + ("; rungs in training seconds, an epoch counting the seconds of the first epoch reported"
                       if o.scheduler == "asha-time" else "") + ")" if o.scheduler != "fifo" else "")
                 + f", seed {o.seed}")
@@ -273,7 +280,7 @@ class SearchCommand(TrialCommand):
                                      warm.not_run(start) if warm else start, space.params,
                                      study=(name, self.study_file), startup=self.startup,
                                      carried=warm.frozen_trials(space.params) if warm else ()),
-            scheduler=make_scheduler(o.scheduler, self.max_epochs, self.grace, space.reduction_factor,
+            scheduler=make_scheduler(o.scheduler, self.max_epochs, self.grace, self.reduction,
                                      state=storage / f"{name}.asha.pkl",
                                      objectives=[(x.name, x.mode) for x in objectives[1:]]))
         # Tune's time budget counts from its first step, a moment after this: ended() judges by this clock.

@@ -98,11 +98,16 @@ def make_sampler(sampler: str, seed: int, trials: int, params: dict[str, Any],
     (default :func:`startup_trials`; with several objectives, Optuna's multi-objective TPE), the same
     TPE after Sobol start-up trials (``qmc-tpe``), draws around the space's starting config ``prior``
     (in Optuna's names), the incumbent or uniform (``prior``: :class:`search.samplers.PriorSampler`),
-    random search, NSGA-II (generations of ``startup`` trials, the first random; only trials that
+    random search, Ray Tune's default (``tune-tpe``: Optuna's ``TPESampler`` with its defaults, ``startup``
+    unused), NSGA-II (generations of ``startup`` trials, the first random; only trials that
     ran their budget fill a generation, so under early stopping a short search stays mostly random), or
     Optuna's ``GPSampler`` (a Gaussian process with log expected improvement, after ``startup`` random
     trials; a trial stopped early is told its last value, as TPE is)."""
     startup = startup if startup is not None else startup_trials(trials)
+    if sampler == "tune-tpe":
+        # What Ray's OptunaSearch builds when given no sampler: Optuna's defaults (10 start-up trials, each key
+        # drawn alone), as a user writing Tune + Optuna by hand gets.
+        return optuna.samplers.TPESampler(seed=seed)
     if sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if sampler == "nsga2":
@@ -144,9 +149,11 @@ def make_searcher(sampler: str, seed: int, trials: int, concurrency: int, metric
     if study is not None:
         Path(study[1]).parent.mkdir(parents=True, exist_ok=True)
         storage = optuna.storages.RDBStorage(study_storage(study[1]))
-    search = PrunedAwareOptunaSearch(space=space, metric=metric, mode=mode, sampler=ot_sampler,
-                                     points_to_evaluate=[space.encode(p) for p in start] or None,
-                                     study_name=study[0] if study else None, storage=storage)
+    # tune-tpe is Tune's own OptunaSearch, which tells Optuna a trial ASHA stopped was complete.
+    searcher_class = OptunaSearch if sampler == "tune-tpe" else PrunedAwareOptunaSearch
+    search = searcher_class(space=space, metric=metric, mode=mode, sampler=ot_sampler,
+                            points_to_evaluate=[space.encode(p) for p in start] or None,
+                            study_name=study[0] if study else None, storage=storage)
     # The study exists once the searcher does (its space is given): TPE sees these from its first ask.
     search._ot_study.add_trials(carried)
     return ConcurrencyLimiter(search, max_concurrent=concurrency)

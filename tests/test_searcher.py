@@ -138,3 +138,48 @@ def test_asha_rungs_survive_a_resume(tmp_path):
     plain = ASHAScheduler(time_attr="training_iteration", max_t=8, grace_period=1, reduction_factor=2)
     plain.set_search_properties("m", "max")
     assert judge(plain, "d", 0.1) == TrialScheduler.CONTINUE
+
+
+def test_tune_tpe_is_tunes_own_optuna_search_with_optunas_default_tpe():
+    """The by-hand peer (issue 38): Ray's OptunaSearch, not the pruned-aware one, over a TPESampler with Optuna's
+    defaults (10 start-up trials, univariate), whatever start-up the space would give TPE."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    s = make_searcher("tune-tpe", 3, trials=12, concurrency=1, metric="m", mode="max", start=[],
+                      params={"lr": loguniform(1e-4, 1e-2), "depth": integers(1, 4)}, startup=4)
+    inner = s.searcher
+    assert type(inner) is OptunaSearch
+    sampler = inner._ot_study.sampler
+    assert type(sampler) is optuna.samplers.TPESampler
+    assert sampler._n_startup_trials == 10 and not sampler._multivariate
+
+
+def test_grace_reduction_and_startup_options_override_the_space(tmp_path):
+    from results.errors import OptionError
+    from search.options import SearchOptions
+    from search.search import SearchCommand
+
+    peer = SearchCommand(SearchOptions(space="galspecnet", budget="cpu", sampler="tune-tpe", grace_period=1,
+                                       reduction_factor=4, startup_trials=10, storage=tmp_path))
+    peer.prepare()
+    assert (peer.grace, peer.reduction, peer.startup) == (1, 4, 10)
+    line = peer.budget_line(get_space("galspecnet"), 5)
+    assert "grace 1, reduction 4" in line and "Ray Tune's OptunaSearch with Optuna's default TPE" in line
+    default = SearchCommand(SearchOptions(space="galspecnet", budget="cpu", storage=tmp_path))
+    default.prepare()
+    assert (default.grace, default.reduction, default.startup) == (10, 2, 4)   # the space's, for 20 epochs
+    with pytest.raises(OptionError, match="--grace-period 30 is beyond the 20-epoch budget"):
+        SearchCommand(SearchOptions(space="galspecnet", budget="cpu", grace_period=30, storage=tmp_path)).prepare()
+
+
+def test_the_peer_is_one_spectune_search_command_line():
+    from search.cli import _search_options, build_parser
+
+    args = build_parser().parse_args(["search", "--space", "wine_mlp", "--sampler", "tune-tpe", "--scheduler", "asha",
+                                      "--grace-period", "1", "--reduction-factor", "4", "--startup-trials", "10",
+                                      "--no-space-start"])
+    o = _search_options(args)
+    assert (o.sampler, o.grace_period, o.reduction_factor, o.startup_trials, o.space_start) == \
+        ("tune-tpe", 1, 4, 10, False)
+    assert _search_options(build_parser().parse_args(["search", "--space", "wine_mlp"])).space_start

@@ -99,30 +99,61 @@ def summarise(logs: dict[str, list[ReplayLog]], table: Table, baseline: str, ref
     return ReplayStudy(frame, repeats, paths, best_true, median_true, noise, baseline, base_epochs, mode)
 
 
-def plot_study(study: ReplayStudy, metric: str, path: Path, title: str) -> Path:
+# The strategies a reader looks for first stand out in every plot with one colour and line style each; the
+# others are muted, each keeping one style across plots (chosen from its name, not its place in a panel).
+LEAD_STYLES = {"default": dict(color="#d62728", ls="-", lw=2.6), "baseline": dict(color="#1f77b4", ls="--", lw=2.4),
+               "peer": dict(color="#2ca02c", ls="-.", lw=2.4)}
+MUTED_COLOURS = ("#8c8c8c", "#b5a642", "#7fb7c9", "#b39bc8", "#c49c94", "#e7a6cf", "#a1a1a1", "#9fc79f")
+MUTED_LINES = (":", (0, (5, 2, 1, 2)), (0, (1, 1)), (0, (6, 3)))
+
+
+def strategy_style(name: str, baseline: str, peer: str) -> dict[str, Any]:
+    """How ``name`` is drawn: the default search (its name says "default"), random search (``baseline``)
+    and the by-hand peer (``peer``) in their own styles, any other strategy muted."""
+    import zlib
+
+    if name == baseline:
+        return {**LEAD_STYLES["baseline"], "zorder": 3}
+    if name == peer:
+        return {**LEAD_STYLES["peer"], "zorder": 3}
+    if "(default" in name:
+        return {**LEAD_STYLES["default"], "zorder": 4}
+    key = zlib.crc32(name.encode())
+    return dict(color=MUTED_COLOURS[key % len(MUTED_COLOURS)], ls=MUTED_LINES[(key // 8) % len(MUTED_LINES)],
+                lw=1.2, alpha=0.85, zorder=2)
+
+
+def plot_study(study: ReplayStudy, metric: str, path: Path, title: str, peer: str = "") -> Path:
     """Mean normalised regret of the pick against epochs spent (as a share of random search's median), per
-    strategy, with a band of one standard error over the repeats."""
+    strategy, with a band of one standard error over the repeats; the default, random search and ``peer``
+    stand out, the legend beside the curves."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 5.5))
+    fig, ax = plt.subplots(figsize=(12, 5.5))
     grid = np.linspace(0.02, 1.5, 120)
     for name, paths in study.paths.items():
         regret = np.array([stats.normalised_regret(np.array([stats.at_budget(p, g * study.baseline_epochs)
                                                              for g in grid]),
                                                    study.best_true, study.median_true, study.mode) for p in paths])
         mean, err = regret.mean(axis=0), regret.std(axis=0, ddof=1) / np.sqrt(len(regret))
-        line, = ax.plot(grid, mean, label=name)
-        ax.fill_between(grid, mean - err, mean + err, color=line.get_color(), alpha=0.15)
+        style = strategy_style(name, study.baseline, peer)
+        ax.plot(grid, mean, label=name, **style)
+        ax.fill_between(grid, mean - err, mean + err, color=style["color"], alpha=0.12 if style["lw"] > 2 else 0.05,
+                        zorder=1)
     for f in stats.BUDGETS:
         ax.axvline(f, color="k", lw=0.5, ls=":")
     ax.set_xlabel("epochs spent, as a share of random search's median epochs")
     ax.set_ylabel(f"normalised regret of the pick's {metric}\n(0 best recorded config, 1 median config)")
     ax.set_title(title, fontsize=10)
     ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
-    ax.legend(fontsize=8)
+    # The leads first in the legend, and the legend outside the axes, where it hides no curve.
+    handles, labels = ax.get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda i: -handles[i].get_linewidth())
+    ax.legend([handles[i] for i in order], [labels[i] for i in order], fontsize=8, loc="upper left",
+              bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return save_figure(fig, path)
 
 

@@ -350,7 +350,7 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
     write_csv(out / "events.csv.gz", pd.DataFrame(events))
     figure = plot_study(study, curves.metric, out / "replay.png",
                         f"{space.name}: {r.repeats} replays per strategy on curves {r.curves} "
-                        f"({len(curves.configs)} configs x {len(curves.meta['seeds'])} seeds)")
+                        f"({len(curves.configs)} configs x {len(curves.meta['seeds'])} seeds)", peer=REFERENCE)
     text = to_markdown(study)
     (out / "table.md").write_text(text + "\n")
     summary = record(study, {"space": space.name, "curves": r.curves, "repeats": r.repeats, "trials": o.trials,
