@@ -302,16 +302,8 @@ def _search_options(args: argparse.Namespace, **fixed: Any) -> Any:
     from search.options import SearchOptions
 
     classes = _classes(args.classes)
-<<<<<<< HEAD
     converted = {"space", "classes", "start", "objectives", "choose"}
     keys = [f.name for f in fields(SearchOptions) if f.name not in converted]
-=======
-    keys = ("trials", "max_epochs", "max_total_epochs", "time_budget", "sampler", "scheduler", "grace_period",
-            "reduction_factor", "startup_trials", "gpus_per_trial",
-            "cpus_per_trial", "concurrency", "seed", "name", "resume", "address", "tracking_uri", "data", "points",
-            "tokens", "train_per_class", "train_fraction", "budget", "patience", "no_patience", "base", "infra_retries",
-            "stop_after_failures", "warm_start", "warm_start_clip", "warm_start_any_data")
->>>>>>> i38-panels
     given = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     given.update({k: tuple(getattr(args, k)) for k in ("objectives", "choose") if getattr(args, k, None)})
     if getattr(args, "no_space_start", False):
