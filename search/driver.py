@@ -7,7 +7,8 @@ As scikit-learn's ``BaseSearchCV.fit`` does what every search shares and ``GridS
 1. prepare: the command checks its options and returns a :class:`Plan` (nothing read yet); the driver
    reads the data once, loads the base, and passes one config through the model (the dry run), so that
    a pair that fails every trial fails here, in one line, before Ray starts; the command builds its
-   trial settings; the driver opens the MLflow parent run.
+   trial settings. Nothing is written so far; now the driver claims the run's name
+   (:func:`search.claim.claim_run`: one process per name, held to the end) and opens the MLflow parent run.
 2. run trials: the driver starts (or joins) Ray, places the trials, puts device and threads in the
    settings, prints the command's lines, and runs Tune with the tracker and the progress lines.
 3. collect: the driver reads the trials back and refuses to go on when some never ended (the run can
@@ -38,6 +39,7 @@ import pandas as pd
 from results.best_file import DataOptions
 from results.errors import SearchInterrupted
 from results.provenance import git_commit
+from search.claim import claim_run
 from search.collect import collect_trials
 from search.epoch_cap import EpochCap
 from search.failures import FailureGuard
@@ -186,13 +188,15 @@ class TrialCommand(ABC):
 
     # --- the driver -----------------------------------------------------------------------------
     def run(self) -> Any:
-        """prepare -> run trials -> collect."""
+        """prepare -> run trials -> collect, holding the run's name from its first write to its end."""
         run = self._prepare()
-        self._run_trials(run)
-        collected = Collected(*collect_trials(run.plan.experiment, run.plan.params, run.plan.metric,
-                                              run.plan.mode))
-        self.ended(run, collected)
-        return self.collect(run, collected)
+        plan = run.plan
+        with claim_run(plan.storage, plan.name, plan.role, plan.resume):
+            run.tracker.connect()
+            self._run_trials(run)
+            collected = Collected(*collect_trials(plan.experiment, plan.params, plan.metric, plan.mode))
+            self.ended(run, collected)
+            return self.collect(run, collected)
 
     def _prepare(self) -> Run:
         plan = self.prepare()
@@ -209,7 +213,6 @@ class TrialCommand(ABC):
                                 tags={"space": plan.space.name, "model": pair.model, "data": pair.data,
                                       "data_fingerprint": data.fingerprint, "git_commit": git_commit(), **tags},
                                 params=params)
-        tracker.connect()
         return Run(plan, data, base, settings, tracker)
 
     def _run_trials(self, run: Run) -> None:

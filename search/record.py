@@ -30,6 +30,7 @@ from results.errors import OptionError
 from results.export import check_name
 from results.files import read_json, write_json
 from results.provenance import git_commit, versions
+from search.claim import check_new
 from search.driver import Collected, Plan, Run, TrialCommand, Trials, candidate_grid, user_path
 from search.options import SEARCH_OPTIONS, SearchOptions, check
 from search.progress import console
@@ -146,9 +147,8 @@ class RecordCommand(TrialCommand):
         run_name = f"{space.name}-record-{self.name}"
         if o.resume and not (storage / run_name).exists():
             raise OptionError(f"--resume: no interrupted recording at {storage / run_name}; check --name.")
-        if not o.resume and (storage / run_name).exists():
-            raise OptionError(f"a recording named {self.name!r} already exists at {storage / run_name}; pass "
-                              "--resume to continue it, or --name NEW.")
+        if not o.resume:
+            check_new(storage, run_name, "recording")
         self.options = o.data_options(space.pair.data_module.default_dir)
         # A resumed recording must draw and train what the first run did.
         self.record_plan = {"configs": r.configs, "seeds": r.seeds, "max_epochs": self.max_epochs,
