@@ -23,6 +23,7 @@ from results.errors import OptionError
 from results.export import make_results_dir
 from search.options import SearchOptions
 from search.search import run_search
+from search.tracking import open_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
@@ -47,10 +48,12 @@ def _options(root: Path, **kw) -> SearchOptions:
 
 def test_two_searches_of_one_name_started_at_once_leave_one_search(tmp_path):
     """Both used to exit 0 sharing one Tune folder, study and parent run; now one runs and the other is
-    refused in one line (exit 2) before it writes anything."""
+    refused in one line (exit 2) before it writes anything. The store and its experiment are made first:
+    two searches creating them at once is test_tracking's case."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    open_experiment(uri, "spectune-wine_mlp")
     args = ["search", "--space", "wine_mlp", "--trials", "2", "--max-epochs", "1", "--concurrency", "1",
-            "--sampler", "random", "--scheduler", "fifo", "--name", "twin",
-            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+            "--sampler", "random", "--scheduler", "fifo", "--name", "twin", "--tracking-uri", uri]
     code = f"import sys\nfrom search.cli import main\nsys.exit(main({args!r}))"
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=ENV, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
@@ -64,7 +67,7 @@ def test_two_searches_of_one_name_started_at_once_leave_one_search(tmp_path):
     assert len(trials) == 2 and trials["trial_id"].is_unique
     study = optuna.load_study(study_name="twin", storage=f"sqlite:///{tmp_path / 'ray_results' / 'twin.study.db'}")
     assert len(study.trials) == 2
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("spectune-wine_mlp").experiment_id])
     parents = [r for r in runs if r.data.tags.get("spectune.role") == "search"]
     assert len(parents) == 1 and len(runs) == 3
