@@ -11,8 +11,9 @@ import os
 import re
 import shutil
 import uuid
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 
@@ -46,8 +47,8 @@ def results_dir(space: str, name: str, root: Path = RESULTS_DIR) -> Path:
 
 def check_results_dir(out_dir: Path, resume: bool) -> None:
     """Refuse, before anything runs, a results folder that cannot be written (a link to nothing or a file
-    in its way, a folder not writable) or, for a new search, one already there: its files would be
-    replaced. A resumed search writes into its own."""
+    in its way, a folder not writable) or, for a new run, one already there: its files would be
+    replaced. A resumed run writes into its own."""
     where = next(p for p in (out_dir, *out_dir.parents) if os.path.lexists(p))
     if not where.is_dir():
         what = f"a link to {os.readlink(where)}, which does not exist" if where.is_symlink() and not where.exists() \
@@ -55,26 +56,35 @@ def check_results_dir(out_dir: Path, resume: bool) -> None:
         raise OptionError(f"results go to {out_dir}, but {where} is {what}, not a folder; remove it or pass "
                           "--name NEW (nothing was run).")
     if where == out_dir and not resume:
-        raise OptionError(f"{out_dir} already holds the results of an earlier search; pass --name NEW, or move "
-                          "that folder away (nothing was run or overwritten).")
+        raise OptionError(f"{out_dir} already holds earlier results; pass --name NEW, or move that folder away "
+                          "(nothing was run or overwritten).")
     if not os.access(where, os.W_OK | os.X_OK):
         raise OptionError(f"results go to {out_dir}, but {where} is not writable; fix its permissions or pass "
                           "--name NEW (nothing was run).")
 
 
-def make_results_dir(out_dir: Path, resume: bool) -> bool:
-    """Create a search's results folder once everything is checked, before its first trial; whether this
-    call created it. A new search creates its own (an exclusive ``mkdir``): of two that would share
-    one, the second is refused."""
+@contextmanager
+def results_folder(out_dir: Path, resume: bool) -> Iterator[Path]:
+    """The run's results folder for the block: a new run makes its own (an exclusive ``mkdir``: of two
+    runs that would share one, the second is refused), a resumed one may find its own. A folder made
+    here that is still empty when the block fails (interrupted, every trial failed) is removed, so that
+    it never refuses the next run of its name."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
         out_dir.mkdir()
-        return True
+        made = True
     except FileExistsError:
-        if resume and out_dir.is_dir():
-            return False
-        raise OptionError(f"{out_dir} appeared while this search was being prepared (another search of this "
-                          "name?); pass --name NEW (nothing was overwritten).") from None
+        if not (resume and out_dir.is_dir()):
+            raise OptionError(f"{out_dir} appeared while this run was being prepared (another run of this "
+                              "name?); pass --name NEW (nothing was overwritten).") from None
+        made = False
+    try:
+        yield out_dir
+    except BaseException:
+        if made:
+            with suppress(OSError):     # not empty: what was written stays
+                out_dir.rmdir()
+        raise
 
 
 def write_results(out_dir: Path, frame: pd.DataFrame, best: dict[str, Any]) -> tuple[Path, Path]:

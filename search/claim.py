@@ -20,33 +20,48 @@ from results.files import locked
 LOCK_FILE = ".lock"
 
 
-def check_new(storage: Path, name: str, role: str) -> None:
-    """Refuse a new run ``name`` whose Tune folder is already under ``storage``."""
-    experiment = storage / name
-    if experiment.exists():
-        raise OptionError(f"a {role} named {name!r} already exists at {experiment}; pass --resume to continue it, "
-                          "or --name NEW (nothing was overwritten).")
+def check_free(storage: Path, name: str, role: str, resume: bool) -> None:
+    """Refuse, early and writing nothing, run ``name`` under ``storage`` when another process holds it or,
+    for a new run (not ``resume``), when its Tune folder is there. :func:`claim_run` checks both again."""
+    path = storage / f"{name}{LOCK_FILE}"
+    if path.exists():
+        try:
+            with locked(path, wait=False):
+                pass
+        except BlockingIOError:
+            raise _held(path, name, role, resume) from None
+    if not resume:
+        _check_new(storage, name, role)
 
 
 @contextmanager
 def claim_run(storage: Path, name: str, role: str, resume: bool) -> Iterator[None]:
-    """Hold run ``name`` under ``storage`` for the block. Refused (:class:`OptionError`, nothing written)
-    when another process holds it, or when a new run (not ``resume``) finds its Tune folder there (a run
-    of that name started, and ended, after the command's own early :func:`check_new`)."""
+    """Hold run ``name`` under ``storage`` for the block; refused as :func:`check_free` refuses (a run of
+    that name may have started, or started and ended, since that check)."""
     storage.mkdir(parents=True, exist_ok=True)
     path = storage / f"{name}{LOCK_FILE}"
     with ExitStack() as held:
         try:
             fd = held.enter_context(locked(path, wait=False))
         except BlockingIOError:
-            holder = path.read_text().strip() or "unknown"
-            raise OptionError(f"{role} {name} is running now (pid {holder}, holding {path}); wait for it to end "
-                              f"or stop it{' before --resume' if resume else ', or pass --name NEW'} (nothing was "
-                              "written).") from None
+            raise _held(path, name, role, resume) from None
         if not resume:
-            check_new(storage, name, role)
+            _check_new(storage, name, role)
         os.ftruncate(fd, 0)     # a killed holder's pid may still be there
         os.write(fd, f"{os.getpid()}\n".encode())
         # Emptied on the way out, so that the next holder is never named by its predecessor's pid.
         held.callback(os.ftruncate, fd, 0)
         yield
+
+
+def _check_new(storage: Path, name: str, role: str) -> None:
+    experiment = storage / name
+    if experiment.exists():
+        raise OptionError(f"a {role} named {name!r} already exists at {experiment}; pass --resume to continue it, "
+                          "or --name NEW (nothing was overwritten).")
+
+
+def _held(path: Path, name: str, role: str, resume: bool) -> OptionError:
+    holder = path.read_text().strip() or "unknown"
+    return OptionError(f"{role} {name} is running now (pid {holder}, holding {path}); wait for it to end or stop "
+                       f"it{' before --resume' if resume else ', or pass --name NEW'} (nothing was written).")

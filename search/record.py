@@ -30,7 +30,6 @@ from results.errors import OptionError
 from results.export import check_name
 from results.files import read_json, write_json
 from results.provenance import git_commit, versions
-from search.claim import check_new
 from search.driver import Collected, Plan, Run, TrialCommand, Trials, candidate_grid, user_path
 from search.options import SEARCH_OPTIONS, SearchOptions, check
 from search.progress import console
@@ -147,8 +146,6 @@ class RecordCommand(TrialCommand):
         run_name = f"{space.name}-record-{self.name}"
         if o.resume and not (storage / run_name).exists():
             raise OptionError(f"--resume: no interrupted recording at {storage / run_name}; check --name.")
-        if not o.resume:
-            check_new(storage, run_name, "recording")
         self.options = o.data_options(space.pair.data_module.default_dir)
         # A resumed recording must draw and train what the first run did.
         self.record_plan = {"configs": r.configs, "seeds": r.seeds, "max_epochs": self.max_epochs,
@@ -172,7 +169,8 @@ class RecordCommand(TrialCommand):
         return Plan(space=space, name=run_name, storage=storage, data=self.options, seed=o.seed,
                     total=len(ids) * r.seeds, params=["candidate", "seed"], metric=space.metric, mode=space.mode,
                     dry_config=space.first_config(), dry_source=f"spaces/{space.name}.py: first config",
-                    role="record", base=o.base, resume=o.resume, tracking_uri=o.tracking_uri, address=o.address,
+                    results=curves_dir(space.name, self.name, o.results_root), role="record", base=o.base,
+                    resume=o.resume, tracking_uri=o.tracking_uri, address=o.address,
                     gpus_per_trial=o.gpus_per_trial, cpus_per_trial=o.cpus_per_trial, concurrency=o.concurrency)
 
     def loaded(self, plan: Plan, data: Any, base: Any) -> None:
@@ -233,7 +231,7 @@ class RecordCommand(TrialCommand):
                                 "created": self.old.meta.get("created"), "versions": self.old.meta.get("versions")}}
                    if self.old is not None else {})}
         sizes = config_sizes(space.pair, run.data.spec, settings, dict(enumerate(configs)), run.base)
-        out = write_curves(curves_dir(space.name, self.name, o.results_root), table,
+        out = write_curves(run.plan.results, table,
                            {i: {"searched": configs[i], "resolved": resolved[i], "sizes": sizes[i]}
                             for i in range(len(configs))},
                            meta, space.to_json())

@@ -7,7 +7,6 @@ store are all checked before Ray starts, and results are written only after Tune
 from __future__ import annotations
 
 import time
-from contextlib import suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -19,15 +18,13 @@ from rich.markup import escape
 
 from results.best_file import best_record
 from results.errors import AllTrialsFailed, OptionError, SearchStopped
-from results.export import (check_name, check_results_dir, copy_checkpoint, make_results_dir, read_confusion,
-                            read_predictions, results_dir, write_results)
+from results.export import check_name, copy_checkpoint, read_confusion, read_predictions, results_dir, write_results
 from results.files import read_json, write_json
 from results.pareto import (Constraint, Objective, choose, columns, front, front_record, hypervolume, no_front,
                             parse_choose, parse_objective, reference_point)
 from results.plots import plot_confusion, plot_learning_curves, plot_predictions
 from results.provenance import git_commit, versions
 from results.report import study_report
-from search.claim import check_new
 from search.driver import Collected, Plan, Run, TrialCommand, Trials, user_path
 from search.epoch_cap import EpochCap
 from search.failures import FailureGuard, stop_reason, stopped_search
@@ -126,18 +123,6 @@ class SearchCommand(TrialCommand):
 
     def __init__(self, o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> None:
         self.o, self.trial_fn = o, trial_fn
-        self.made_results = False
-
-    def run(self) -> SearchOutcome:
-        try:
-            return super().run()
-        except BaseException:
-            if self.made_results:
-                # A search that wrote no results (interrupted, all trials failed) leaves no empty folder that
-                # would refuse the next search of its name; one that wrote some keeps them.
-                with suppress(OSError):
-                    self.out_dir.rmdir()
-            raise
 
     def prepare(self) -> Plan:
         o, space = self.o, get_space(self.o.space)
@@ -161,15 +146,12 @@ class SearchCommand(TrialCommand):
         self.grace = space.grace_for(self.max_epochs)
         self.startup = space.startup_trials if space.startup_trials is not None else startup_trials(o.trials)
         name = o.name or f"{space.name}-{o.sampler}-{o.scheduler}-s{o.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if not o.resume:
-            check_new(storage, name, "search")
-        self.out_dir = results_dir(space.name, name, o.results_root)
-        check_results_dir(self.out_dir, o.resume)
         self.study_file = storage / f"{name}.study.db"
         self.options = o.data_options(space.pair.data_module.default_dir)
         return Plan(space=space, name=name, storage=storage, data=self.options, seed=o.seed, total=o.trials,
                     params=list(space.params), metric=space.metric, mode=space.mode,
                     dry_config=space.first_config(), dry_source=f"spaces/{space.name}.py: first config",
+                    results=results_dir(space.name, name, o.results_root),
                     base=o.base, resume=o.resume, tracking_uri=o.tracking_uri, address=o.address,
                     gpus_per_trial=o.gpus_per_trial, cpus_per_trial=o.cpus_per_trial, concurrency=o.concurrency)
 
@@ -210,8 +192,6 @@ class SearchCommand(TrialCommand):
             # What --resume needs to finish the search as it began (Tune keeps the searcher, not these).
             write_json(storage / f"{name}.objectives.json",
                        {"objectives": list(self.o.objectives), "choose": list(self.o.choose)})
-        # Results go only into a folder this search made (or, resumed, its own): never over another's files.
-        self.made_results = make_results_dir(self.out_dir, self.o.resume)
 
     def describe(self, run: Run) -> list[str]:
         o, space, data, base, warm = self.o, run.space, run.data, run.base, self.warm
@@ -327,7 +307,7 @@ class SearchCommand(TrialCommand):
         if lost:
             console.print(f"{len(lost)} trial(s) that the killed driver had started but Tune had not saved were "
                           f"replaced by new suggestions; the Optuna study marks them FAIL (numbers {lost}).")
-        out_dir = self.out_dir
+        out_dir = run.plan.results
         if ok.empty:
             raise AllTrialsFailed(f"all {len(frame)} trials of search {name} failed; see the 'spectune.error' "
                                   f"tags in MLflow or the error files under {run.plan.experiment}.")

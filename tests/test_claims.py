@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 import search.driver
 import search.search
 from results.errors import OptionError
-from results.export import make_results_dir
+from results.export import results_folder
 from search.options import SearchOptions
 from search.search import run_search
 from search.tracking import open_experiment
@@ -105,10 +105,22 @@ def test_a_new_search_never_replaces_the_results_of_an_earlier_one(tmp_path, no_
     out = tmp_path / "results" / "wine_mlp" / "s"
     out.mkdir(parents=True)
     (out / "trials.csv").write_text("earlier\n")
-    with pytest.raises(OptionError, match=rf"{out} already holds the results of an earlier search; pass --name NEW"):
+    with pytest.raises(OptionError, match=rf"{out} already holds earlier results; pass --name NEW"):
         run_search(_options(tmp_path))
     assert (out / "trials.csv").read_text() == "earlier\n"
     assert not (tmp_path / "ray").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_new_recording_never_replaces_kept_curves(tmp_path, no_ray):
+    """The same for ``spectune record``, which shares the driver: curves of that name are kept."""
+    from search.record import RecordCommand, RecordOptions
+
+    out = tmp_path / "results" / "wine_mlp" / "curves" / "s"
+    out.mkdir(parents=True)
+    (out / "curves.csv.gz").write_bytes(b"earlier")
+    with pytest.raises(OptionError, match=rf"{out} already holds earlier results"):
+        RecordCommand(RecordOptions(search=_options(tmp_path), configs=2, seeds=1)).run()
+    assert (out / "curves.csv.gz").read_bytes() == b"earlier" and not (tmp_path / "ray").exists()
 
 
 @pytest.mark.parametrize("case", ["dangling link", "file in the way", "dangling link, resumed"])
@@ -139,9 +151,15 @@ def test_a_results_folder_not_writable_is_refused(tmp_path, no_ray):
         run_search(_options(tmp_path))
 
 
-def test_a_new_search_writes_only_into_a_results_folder_it_made(tmp_path):
+def test_a_run_writes_only_into_a_results_folder_it_made_or_resumes(tmp_path):
     out = tmp_path / "results" / "wine_mlp" / "s"
-    assert make_results_dir(out, resume=False) is True
-    with pytest.raises(OptionError, match="appeared while this search was being prepared"):
-        make_results_dir(out, resume=False)
-    assert make_results_dir(out, resume=True) is False
+    with results_folder(out, resume=False):
+        with pytest.raises(OptionError, match="appeared while this run was being prepared"):
+            with results_folder(out, resume=False):
+                pass
+        with results_folder(out, resume=True):
+            (out / "best.json").write_text("{}")
+    # A folder this run made and left empty goes; one it wrote into stays.
+    with pytest.raises(KeyboardInterrupt), results_folder(tmp_path / "empty", resume=False):
+        raise KeyboardInterrupt
+    assert not (tmp_path / "empty").exists() and (out / "best.json").exists()
