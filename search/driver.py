@@ -5,9 +5,10 @@ As scikit-learn's ``BaseSearchCV.fit`` does what every search shares and ``GridS
 ``_run_search``, :meth:`TrialCommand.run` does what the three commands share, in this order:
 
 1. prepare: the command checks its options and returns a :class:`Plan` (nothing read yet); the driver
-   checks where its results go (writable, not another run's), reads the data once, loads the base, and passes one config through the model (the dry run), so that
-   a pair that fails every trial fails here, in one line, before Ray starts; the command builds its
-   trial settings. Nothing is written so far; now the driver claims the run's name
+   checks the run's name (not held, or taken without ``--resume``) and where its results go (writable,
+   not another run's), reads the data once, loads the base, and passes one config through the model (the
+   dry run), so that a pair that fails every trial fails here, in one line, before Ray starts; the
+   command builds its trial settings. Nothing is written so far; now the driver claims the run's name
    (:func:`search.claim.claim_run`: one process per name, held to the end), makes its results folder
    (:func:`results.export.results_folder`: never another run's) and opens the MLflow parent run.
 2. run trials: the driver starts (or joins) Ray, places the trials, puts device and threads in the

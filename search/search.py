@@ -300,7 +300,7 @@ class SearchCommand(TrialCommand):
                 f"--name {run.plan.name} --resume (same data options).")
 
     def collect(self, run: Run, collected: Collected) -> SearchOutcome:
-        o, space, tracker, name = self.o, run.space, run.tracker, run.plan.name
+        space, tracker, name = run.space, run.tracker, run.plan.name
         frame, trials, histories, ok = collected.frame, collected.trials, collected.histories, self.ok
         params, objectives, settings = list(space.params), self.objectives, run.settings
         lost = fail_lost_trials(self.study_file, name)
