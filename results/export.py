@@ -7,12 +7,14 @@ checkpoint is what was kept), not the last epoch's value that Ray ranks by defau
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
 import uuid
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 
@@ -43,6 +45,48 @@ def trial_outcome(last_result: dict[str, Any] | None, errored: bool) -> str:
 def results_dir(space: str, name: str, root: Path = RESULTS_DIR) -> Path:
     """``root/space/name``; a space or name that would lead outside ``root`` is refused."""
     return root / check_name(space, "--space") / check_name(name)
+
+
+def check_results_dir(out_dir: Path, resume: bool) -> None:
+    """Refuse, before anything runs, a results folder that cannot be written (a link to nothing or a file
+    in its way, a folder not writable) or, for a new run, one already there: its files would be
+    replaced. A resumed run writes into its own."""
+    where = next(p for p in (out_dir, *out_dir.parents) if os.path.lexists(p))
+    if not where.is_dir():
+        what = f"a link to {os.readlink(where)}, which does not exist" if where.is_symlink() and not where.exists() \
+            else "a file"
+        raise OptionError(f"results go to {out_dir}, but {where} is {what}, not a folder; remove it or pass "
+                          "--name NEW (nothing was run).")
+    if where == out_dir and not resume:
+        raise OptionError(f"{out_dir} already holds earlier results; pass --name NEW, or move that folder away "
+                          "(nothing was run or overwritten).")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise OptionError(f"results go to {out_dir}, but {where} is not writable; fix its permissions or pass "
+                          "--name NEW (nothing was run).")
+
+
+@contextmanager
+def results_folder(out_dir: Path, resume: bool) -> Iterator[Path]:
+    """The run's results folder for the block: a new run makes its own (an exclusive ``mkdir``: of two
+    runs that would share one, the second is refused), a resumed one may find its own. A folder made
+    here that is still empty when the block fails (interrupted, every trial failed) is removed, so that
+    it never refuses the next run of its name."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir()
+        made = True
+    except FileExistsError:
+        if not (resume and out_dir.is_dir()):
+            raise OptionError(f"{out_dir} appeared while this run was being prepared (another run of this "
+                              "name?); pass --name NEW (nothing was overwritten).") from None
+        made = False
+    try:
+        yield out_dir
+    except BaseException:
+        if made:
+            with suppress(OSError):     # not empty: what was written stays
+                out_dir.rmdir()
+        raise
 
 
 def write_results(out_dir: Path, frame: pd.DataFrame, best: dict[str, Any]) -> tuple[Path, Path]:

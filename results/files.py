@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 
@@ -27,6 +29,20 @@ def replace_whole(path: str | Path, write: Callable[[Path], None]) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+@contextmanager
+def locked(path: str | Path, wait: bool = True) -> Iterator[int]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing, never removed) until the block ends;
+    yields its descriptor. ``wait=False``: raise :class:`BlockingIOError` when another process holds it.
+    The system drops the lock when its holder dies, so a killed process never leaves it held. The file
+    stays: removing it would let a process that opened it before the removal lock a name nobody else sees."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        yield fd
+    finally:
+        os.close(fd)    # releases the lock
 
 
 def write_json(path: str | Path, obj: Any) -> Path:

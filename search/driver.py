@@ -5,10 +5,13 @@ As scikit-learn's ``BaseSearchCV.fit`` does what every search shares and ``GridS
 ``_run_search``, :meth:`TrialCommand.run` does what the three commands share, in this order:
 
 1. prepare: the command checks its options and returns a :class:`Plan` (nothing read yet); the driver
-   checks that a cluster to join answers and takes this machine's token (:mod:`search.cluster`), reads
-   the data once, loads the base, and passes one config through the model (the dry run), so that
-   a pair that fails every trial fails here, in one line, before Ray starts; the command builds its
-   trial settings; the driver opens the MLflow parent run.
+   checks that a cluster to join answers and takes this machine's token (:mod:`search.cluster`), checks
+   the run's name (not held, or taken without ``--resume``) and where its results go (writable, not
+   another run's), reads the data once, loads the base, and passes one config through the model (the
+   dry run), so that a pair that fails every trial fails here, in one line, before Ray starts; the
+   command builds its trial settings. Nothing is written so far; now the driver claims the run's name
+   (:func:`search.claim.claim_run`: one process per name, held to the end), makes its results folder
+   (:func:`results.export.results_folder`: never another run's) and opens the MLflow parent run.
 2. run trials: the driver starts (or joins) Ray, places the trials, puts device and threads in the
    settings, prints the command's lines, and runs Tune with the tracker and the progress lines.
 3. collect: the driver reads the trials back and refuses to go on when some never ended (the run can
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -37,8 +41,10 @@ from typing import Any, Callable
 import pandas as pd
 
 from results.best_file import DataOptions
+from results.export import check_results_dir, results_folder
 from results.errors import SearchInterrupted
 from results.provenance import git_commit
+from search.claim import check_free, claim_run
 from search.cluster import check_cluster
 from search.collect import collect_trials
 from search.epoch_cap import EpochCap
@@ -60,9 +66,11 @@ from trainables.settings import TrialSettings
 class Plan:
     """What a command decided before anything is read: the space, the Tune run ``name`` under
     ``storage`` (``resume``: continue it), the data (``data``; ``seed`` for its subsampling) and the base
-    to read, the config to dry-run (``dry_config``, named by ``dry_source``), the ``total`` trials the
-    run must end, the config keys kept per trial (``params``) and the metric, where to track it
-    (``tracking_uri``, ``role``), and where to run it (``address`` and the placement requests)."""
+    to read, the config to dry-run (``dry_config``, named by ``dry_source``), the folder of its own that it
+    writes its results into (``results``: checked before the data is read, made once the name is claimed;
+    none for a command that writes into another's), the ``total`` trials the run must end, the config
+    keys kept per trial (``params``) and the metric, where to track it (``tracking_uri``, ``role``), and
+    where to run it (``address`` and the placement requests)."""
 
     space: Space
     name: str
@@ -75,6 +83,7 @@ class Plan:
     mode: str
     dry_config: dict[str, Any]
     dry_source: str
+    results: Path | None = None
     role: str = "search"
     base: str | None = None
     resume: bool = False
@@ -188,18 +197,25 @@ class TrialCommand(ABC):
 
     # --- the driver -----------------------------------------------------------------------------
     def run(self) -> Any:
-        """prepare -> run trials -> collect."""
+        """prepare -> run trials -> collect, holding the run's name from its first write to its end."""
         run = self._prepare()
-        self._run_trials(run)
-        collected = Collected(*collect_trials(run.plan.experiment, run.plan.params, run.plan.metric,
-                                              run.plan.mode))
-        self.ended(run, collected)
-        return self.collect(run, collected)
+        plan = run.plan
+        results = nullcontext() if plan.results is None else results_folder(plan.results, plan.resume)
+        with claim_run(plan.storage, plan.name, plan.role, plan.resume), results:
+            run.tracker.connect()
+            self._run_trials(run)
+            collected = Collected(*collect_trials(plan.experiment, plan.params, plan.metric, plan.mode))
+            self.ended(run, collected)
+            return self.collect(run, collected)
 
     def _prepare(self) -> Run:
         plan = self.prepare()
         # A cluster that cannot be joined is known in a second: before the data is read.
         check_cluster(plan.address)
+        # Refused before the data is read; claim_run (once nothing is left to read) checks the name again.
+        check_free(plan.storage, plan.name, plan.role, plan.resume)
+        if plan.results is not None:
+            check_results_dir(plan.results, plan.resume)
         pair = plan.space.pair
         data = load_data(pair, plan.data.folder(), plan.data.classes, test=False, seed=plan.seed,
                          **plan.data.scaling())
@@ -213,7 +229,6 @@ class TrialCommand(ABC):
                                 tags={"space": plan.space.name, "model": pair.model, "data": pair.data,
                                       "data_fingerprint": data.fingerprint, "git_commit": git_commit(), **tags},
                                 params=params)
-        tracker.connect()
         return Run(plan, data, base, settings, tracker)
 
     def _run_trials(self, run: Run) -> None:

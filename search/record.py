@@ -151,9 +151,6 @@ class RecordCommand(TrialCommand):
             raise OptionError(f"--resume: no interrupted recording at {storage / run_name}; check --name.")
         if o.resume:
             check_resumable(storage, run_name)
-        if not o.resume and (storage / run_name).exists():
-            raise OptionError(f"a recording named {self.name!r} already exists at {storage / run_name}; pass "
-                              "--resume to continue it, or --name NEW.")
         self.options = self.resolved.data
         # A resumed recording must draw and train what the first run did.
         self.record_plan = {"configs": r.configs, "seeds": r.seeds, "max_epochs": self.max_epochs,
@@ -177,7 +174,8 @@ class RecordCommand(TrialCommand):
         return Plan(space=space, name=run_name, storage=storage, data=self.options, seed=o.seed,
                     total=len(ids) * r.seeds, params=["candidate", "seed"], metric=space.metric, mode=space.mode,
                     dry_config=space.first_config(), dry_source=f"{space.where}: first config",
-                    role="record", base=o.base, resume=o.resume, tracking_uri=o.tracking_uri, address=o.address,
+                    results=curves_dir(space.name, self.name, o.results_root), role="record", base=o.base,
+                    resume=o.resume, tracking_uri=o.tracking_uri, address=o.address,
                     gpus_per_trial=o.gpus_per_trial, cpus_per_trial=o.cpus_per_trial, concurrency=o.concurrency)
 
     def loaded(self, plan: Plan, data: Any, base: Any) -> None:
@@ -235,7 +233,7 @@ class RecordCommand(TrialCommand):
                                 "created": self.old.meta.get("created"), "versions": self.old.meta.get("versions")}}
                    if self.old is not None else {})}
         sizes = config_sizes(space.pair, run.data.spec, settings, dict(enumerate(configs)), run.base)
-        out = write_curves(curves_dir(space.name, self.name, o.results_root), table,
+        out = write_curves(run.plan.results, table,
                            {i: {"searched": configs[i], "resolved": resolved[i], "sizes": sizes[i]}
                             for i in range(len(configs))},
                            meta, space.to_json())

@@ -142,7 +142,7 @@ class SearchCommand(TrialCommand):
         _check_options(o, space)
         storage = o.storage.resolve()
         if o.resume:
-            _check_experiment_folder(storage / str(o.name), o)
+            _check_resumable(storage / str(o.name))
             o = _resumed_objectives(o, storage / f"{o.name}.objectives.json")
             check_resumable(storage, str(o.name))
         self.objectives = search_objectives(space, o)
@@ -164,13 +164,12 @@ class SearchCommand(TrialCommand):
         self.startup = o.startup_trials or (space.startup_trials if space.startup_trials is not None
                                             else startup_trials(o.trials))
         name = o.name or f"{space.name}-{o.sampler}-{o.scheduler}-s{o.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if not o.resume:
-            _check_experiment_folder(storage / name, o)
         self.study_file = storage / f"{name}.study.db"
         self.options = self.resolved.data
         return Plan(space=space, name=name, storage=storage, data=self.options, seed=o.seed, total=o.trials,
                     params=list(space.params), metric=space.metric, mode=space.mode,
                     dry_config=space.first_config(), dry_source=f"{space.where}: first config",
+                    results=results_dir(space.name, name, o.results_root),
                     base=o.base, resume=o.resume, tracking_uri=o.tracking_uri, address=o.address,
                     gpus_per_trial=o.gpus_per_trial, cpus_per_trial=o.cpus_per_trial, concurrency=o.concurrency)
 
@@ -342,14 +341,14 @@ class SearchCommand(TrialCommand):
                 "(same data options).")
 
     def collect(self, run: Run, collected: Collected) -> SearchOutcome:
-        o, space, tracker, name = self.o, run.space, run.tracker, run.plan.name
+        space, tracker, name = run.space, run.tracker, run.plan.name
         frame, trials, histories, ok = collected.frame, collected.trials, collected.histories, self.ok
         params, objectives, settings = list(space.params), self.objectives, run.settings
         lost = fail_lost_trials(self.study_file, name)
         if lost:
             console.print(f"{len(lost)} trial(s) that the killed driver had started but Tune had not saved were "
                           f"replaced by new suggestions; the Optuna study marks them FAIL (numbers {lost}).")
-        out_dir = results_dir(space.name, name, o.results_root)
+        out_dir = run.plan.results
         if ok.empty:
             raise AllTrialsFailed(f"all {len(frame)} trials of search {name} failed; see the 'spectune.error' "
                                   f"tags in MLflow or the error files under {run.plan.experiment}.")
@@ -464,15 +463,12 @@ def judge_stop(name: str, stopped: dict[str, Any], completed: pd.DataFrame, tota
             f"run. The results are those of the {len(completed)} trial(s) that did not fail.")
 
 
-def _check_experiment_folder(experiment: Path, o: SearchOptions) -> None:
+def _check_resumable(experiment: Path) -> None:
     from ray import tune
 
-    if o.resume and not tune.Tuner.can_restore(str(experiment)):
+    if not tune.Tuner.can_restore(str(experiment)):
         raise OptionError(f"--resume: no interrupted search at {experiment}; check --name, or start it "
                          "without --resume.")
-    if not o.resume and experiment.exists():
-        raise OptionError(f"a search named {experiment.name!r} already exists at {experiment}; pass --resume to "
-                         "continue it, or --name NEW for a new search (nothing was overwritten).")
 
 
 def _best_artifacts(out_dir: Path, trial: Any, history: list[dict[str, float]], classes: tuple[str, ...],

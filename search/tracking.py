@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,10 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from ray import tune
 
-from results.export import trial_outcome
-from search.failures import failure_of, retries_of
 from results.errors import OptionError
+from results.export import trial_outcome
+from results.files import locked
+from search.failures import failure_of, retries_of
 
 # What the recipe reports each epoch that is worth a curve in the UI (with the best_<metric> of the
 # space's metric); Ray's own keys are left out.
@@ -46,13 +48,16 @@ def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
+def sqlite_file(tracking_uri: str) -> Path | None:
+    """The database file of an SQLite store, ``None`` for any other store."""
+    return Path(tracking_uri[len("sqlite:///"):]) if tracking_uri.startswith("sqlite:///") else None
+
+
 def artifact_root(tracking_uri: str) -> str | None:
     """Artifacts of an SQLite store go beside its database file, not into ``./mlruns`` of whatever
     folder the search ran from; a server decides for itself (``None``)."""
-    if not tracking_uri.startswith("sqlite:///"):
-        return None
-    db = Path(tracking_uri[len("sqlite:///"):])
-    return (db.parent / "mlartifacts").resolve().as_uri()
+    db = sqlite_file(tracking_uri)
+    return None if db is None else (db.parent / "mlartifacts").resolve().as_uri()
 
 
 # Where `spectune ui` (and `make mlflow-ui`) serve a local store unless told otherwise.
@@ -65,19 +70,26 @@ def server_url(tracking_uri: str) -> str | None:
     return tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else None
 
 
-def _experiment_id(client: MlflowClient, tracking_uri: str, name: str) -> str:
-    """The experiment ``name``, created (with its artifacts beside an SQLite store) when missing."""
-    exp = client.get_experiment_by_name(name)
-    return exp.experiment_id if exp else client.create_experiment(
-        name, artifact_location=artifact_root(tracking_uri), tags={"mlflow.experimentKind": "custom_model_development"})
+def open_experiment(tracking_uri: str, name: str) -> tuple[MlflowClient, str]:
+    """A client of the store and the id of its experiment ``name``, each created (the experiment's
+    artifacts beside an SQLite store) when missing. Two processes creating one new SQLite store at once
+    race on its tables and its migrations (one ends in a traceback), and two creating one experiment race
+    on its name: a lock file beside the database lets one process at a time do both."""
+    db = sqlite_file(tracking_uri)
+    # A missing folder is left to MLflow, which names the store in its error.
+    with locked(f"{db}.lock") if db is not None and db.parent.is_dir() else nullcontext():
+        client = MlflowClient(tracking_uri)    # creates or migrates the store
+        exp = client.get_experiment_by_name(name)
+        return client, exp.experiment_id if exp else client.create_experiment(
+            name, artifact_location=artifact_root(tracking_uri),
+            tags={"mlflow.experimentKind": "custom_model_development"})
 
 
 def log_study(tracking_uri: str, experiment: str, run_name: str, params: dict[str, Any],
               metrics: dict[str, float], artifacts: list[Path], role: str) -> str:
     """One finished run holding a study's figures and files (a replay study, say); its id."""
-    client = MlflowClient(tracking_uri)
-    run = client.create_run(_experiment_id(client, tracking_uri, experiment), run_name=run_name,
-                            tags={TAG_ROLE: role})
+    client, experiment_id = open_experiment(tracking_uri, experiment)
+    run = client.create_run(experiment_id, run_name=run_name, tags={TAG_ROLE: role})
     run_id = run.info.run_id
     client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()],
                      metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()])
@@ -117,7 +129,7 @@ class MLflowTracker(tune.Callback):
     def connect(self) -> None:
         """Create (or find, on resume) the experiment and the parent run. Fails fast when the
         store is unreachable, before any trial starts."""
-        self.experiment_id = _experiment_id(self.client, self.tracking_uri, self.experiment)
+        self._client, self.experiment_id = open_experiment(self.tracking_uri, self.experiment)
         found = self.client.search_runs([self.experiment_id], f"tags.`{TAG_SEARCH}` = '{self.search_id}' "
                                         f"and tags.`{TAG_ROLE}` = '{self.role}'", max_results=1)
         if found:

@@ -1,12 +1,23 @@
 """What a trial logs to MLflow and in which order: MLflow's compare view plots the first metric a
-run logged, so the selection metric goes first; the learning rate is not named like the lr param."""
+run logged, so the selection metric goes first; the learning rate is not named like the lr param. Two
+searches that open one new SQLite store at once both get their parent run."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import unquote
 
+from mlflow.tracking import MlflowClient
+
 from search.tracking import MLflowTracker
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class Recorder:
@@ -38,3 +49,31 @@ def test_the_compare_link_opens_on_the_tracking_server_when_there_is_one():
     tracker.experiment_id = "3"
     assert unquote(tracker.compare_link(["a"])) == \
         'http://mlflow.example.org:8080/#/compare-runs?runs=["a"]&experiments=["3"]'
+
+
+def test_two_searches_opening_one_new_sqlite_store_at_once_both_connect(tmp_path):
+    """Each process imports first, then waits for the same go file, so that both create the store's tables
+    (about a second's work) at the same moment: unlocked, one of them ended in a traceback."""
+    uri, go = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "go"
+    code = textwrap.dedent(f"""
+        import pathlib, sys, time
+        from search.tracking import MLflowTracker
+        pathlib.Path(sys.argv[1] + ".ready").touch()
+        while not pathlib.Path({str(go)!r}).exists():
+            time.sleep(0.001)
+        tracker = MLflowTracker({uri!r}, experiment="spectune-x", search_id=sys.argv[1], tags={{}}, params={{"a": 1}})
+        tracker.connect()
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / name)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for name in ("a", "b")]
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"{n}.ready").exists() for n in "ab") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    go.touch()
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    client = MlflowClient(uri)
+    (experiment,) = [e for e in client.search_experiments() if e.name == "spectune-x"]
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.data.tags["spectune.search"] for r in runs) == [str(tmp_path / n) for n in "ab"]
