@@ -142,7 +142,7 @@ class SearchCommand(TrialCommand):
         _check_options(o, space)
         storage = o.storage.resolve()
         if o.resume:
-            _check_resumable(storage / str(o.name))
+            _check_restorable(storage / str(o.name))
             o = _resumed_objectives(o, storage / f"{o.name}.objectives.json")
             check_resumable(storage, str(o.name))
         self.objectives = search_objectives(space, o)
@@ -463,7 +463,7 @@ def judge_stop(name: str, stopped: dict[str, Any], completed: pd.DataFrame, tota
             f"run. The results are those of the {len(completed)} trial(s) that did not fail.")
 
 
-def _check_resumable(experiment: Path) -> None:
+def _check_restorable(experiment: Path) -> None:
     from ray import tune
 
     if not tune.Tuner.can_restore(str(experiment)):
