@@ -229,3 +229,21 @@ def test_the_advice_is_withheld_where_the_recordings_live_searches_disagree_with
 
     assert "this replay cannot judge it, because the live searches beside this recording disagree" in \
         advise(None, [default], default, unfaithful=reason).reason
+
+
+def test_the_default_random_search_and_the_peer_stand_out_in_every_plot_and_the_rest_keep_their_style():
+    from search.replay.report import LEAD_STYLES, strategy_style
+
+    baseline, peer = "random (FIFO)", "Optuna TPE + HyperbandPruner"
+    styles = {name: strategy_style(name, baseline, peer) for name in
+              ("TPE + ASHA (default: grace 1, rf 3, 48 trials)", baseline, peer, "QMC-TPE + ASHA", "random + ASHA",
+               "TPE (FIFO)")}
+    leads = [styles[n] for n in list(styles)[:3]]
+    assert [(s["color"], s["ls"]) for s in leads] == [(LEAD_STYLES[k]["color"], LEAD_STYLES[k]["ls"])
+                                                      for k in ("default", "baseline", "peer")]
+    muted = [styles[n] for n in list(styles)[3:]]
+    assert min(s["lw"] for s in leads) > max(s["lw"] for s in muted)
+    assert len({(s["color"], str(s["ls"])) for s in muted}) == len(muted)        # told apart from each other
+    assert not {s["color"] for s in muted} & {s["color"] for s in LEAD_STYLES.values()}
+    # A strategy's style depends on its name only, not on which others share the plot.
+    assert strategy_style("QMC-TPE + ASHA", "other baseline", "other peer") == styles["QMC-TPE + ASHA"]

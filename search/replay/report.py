@@ -99,28 +99,29 @@ def summarise(logs: dict[str, list[ReplayLog]], table: Table, baseline: str, ref
     return ReplayStudy(frame, repeats, paths, best_true, median_true, noise, baseline, base_epochs, mode)
 
 
-# The strategies a reader looks for first stand out in every plot with one colour and line style each; the
-# others are muted, each keeping one style across plots (chosen from its name, not its place in a panel).
+# The strategies a reader looks for first stand out in every plot with one colour and line style each. The
+# others are muted and keep one style across plots, read from their names: the colour says the sampler, the
+# line the scheduler (the first word that matches, in this order).
 LEAD_STYLES = {"default": dict(color="#d62728", ls="-", lw=2.6), "baseline": dict(color="#1f77b4", ls="--", lw=2.4),
                "peer": dict(color="#2ca02c", ls="-.", lw=2.4)}
-MUTED_COLOURS = ("#8c8c8c", "#b5a642", "#7fb7c9", "#b39bc8", "#c49c94", "#e7a6cf", "#a1a1a1", "#9fc79f")
-MUTED_LINES = (":", (0, (5, 2, 1, 2)), (0, (1, 1)), (0, (6, 3)))
+MUTED_COLOURS = (("NePS", "#e7a6cf"), ("Optuna", "#7fb7c9"), ("QMC", "#9fc79f"), ("GP", "#b39bc8"),
+                 ("prior", "#c49c94"), ("TPE", "#b5a642"), ("random", "#8c8c8c"))
+MUTED_LINES = (("trials", (0, (6, 2))), ("one rung", (0, (1, 1))), ("curve", (0, (5, 2, 1, 2))),
+               ("Pruner", "-."), ("ASHA", "--"), ("FIFO", ":"))
 
 
 def strategy_style(name: str, baseline: str, peer: str) -> dict[str, Any]:
     """How ``name`` is drawn: the default search (its name says "default"), random search (``baseline``)
     and the by-hand peer (``peer``) in their own styles, any other strategy muted."""
-    import zlib
-
     if name == baseline:
         return {**LEAD_STYLES["baseline"], "zorder": 3}
     if name == peer:
         return {**LEAD_STYLES["peer"], "zorder": 3}
     if "(default" in name:
         return {**LEAD_STYLES["default"], "zorder": 4}
-    key = zlib.crc32(name.encode())
-    return dict(color=MUTED_COLOURS[key % len(MUTED_COLOURS)], ls=MUTED_LINES[(key // 8) % len(MUTED_LINES)],
-                lw=1.2, alpha=0.85, zorder=2)
+    colour = next((c for word, c in MUTED_COLOURS if word in name), "#a1a1a1")
+    line = next((ls for word, ls in MUTED_LINES if word in name), "-")
+    return dict(color=colour, ls=line, lw=1.3, alpha=0.9, zorder=2)
 
 
 def plot_study(study: ReplayStudy, metric: str, path: Path, title: str, peer: str = "") -> Path:
