@@ -88,7 +88,7 @@ def test_a_running_search_cannot_be_resumed_until_its_process_ends(tmp_path, no_
                             text=True)
     try:
         assert proc.stdout.readline() == "held\n"
-        monkeypatch.setattr(search.search, "_check_resumable", lambda experiment: None)
+        monkeypatch.setattr(search.search, "_check_restorable", lambda experiment: None)
         with pytest.raises(OptionError, match=rf"search s is running now \(pid {proc.pid}, .*before --resume"):
             run_search(_options(tmp_path, resume=True))
         assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "results").exists()
@@ -138,7 +138,7 @@ def test_a_results_path_that_cannot_be_written_is_refused_before_the_first_trial
         out.symlink_to(tmp_path / "gone")
         expected = rf"results go to {out}, but {out} is a link to {tmp_path / 'gone'}, which does not exist"
     resume = case.endswith("resumed")
-    monkeypatch.setattr(search.search, "_check_resumable", lambda experiment: None)
+    monkeypatch.setattr(search.search, "_check_restorable", lambda experiment: None)
     with pytest.raises(OptionError, match=expected):
         run_search(_options(tmp_path, resume=resume))
     assert not (tmp_path / "ray").exists() and not (tmp_path / "mlflow.db").exists()
