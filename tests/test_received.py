@@ -118,7 +118,8 @@ def test_confirm_tracks_in_the_users_store_not_the_one_best_json_names(tmp_path,
     mine = f"sqlite:///{tmp_path / 'mine.db'}"
     command = ConfirmCommand(ConfirmOptions(space="wine_mlp", name="s", top=2, seeds=2, storage=tmp_path / "ray",
                                             results_root=tmp_path / "results", tracking_uri=mine))
-    run = command._prepare()      # data, dry run and the MLflow parent run, before Ray starts
+    run = command._prepare()      # data and dry run, before Ray starts
+    run.tracker.connect()         # the MLflow parent run, as the driver opens it once it holds the run's name
     assert listener.connections == 0
     assert run.tracker.tracking_uri == mine
     parent = MlflowClient(mine).get_run(run.tracker.parent_run_id)
