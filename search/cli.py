@@ -25,6 +25,29 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def replay_args(p: argparse.ArgumentParser) -> None:
+    """``spectune replay``'s options (the lab, :mod:`search.bench.lab`, adds its own to them)."""
+    p.add_argument("--space", required=True)
+    p.add_argument("--curves", required=True, help="the recording's name (spectune record --name)")
+    p.add_argument("--repeats", type=_positive_int, default=20, help="replays per strategy (default 20)")
+    _table_args(p, SEARCH_OPTIONS, ("budget", "max_epochs", "patience"))
+    p.add_argument("--trials", type=int, help="random search's trials, the baseline (default: the budget's); the "
+                                              "space's default runs them times its trials_factor")
+    p.add_argument("--concurrency", type=int, help="trials at once on the simulated clock (default 1: exact "
+                                                   "epoch counts, the order a seeded live search repeats)")
+    p.add_argument("--no-patience", action="store_true", help="replay trials without in-trial early stopping")
+    p.add_argument("--no-optuna", action="store_true", help="leave out the Optuna-alone peers")
+    p.add_argument("--jobs", type=_positive_int, help="processes replaying at once (default: the CPUs this process "
+                                                     "may use; the figures do not depend on it)")
+    p.add_argument("--objective", dest="objectives", action="append", metavar="NAME:MODE",
+                   help="replay multi-objective searches (e.g. trainable_params:min): how much of the front "
+                        "each strategy finds, with and without ASHA")
+    p.add_argument("--base", help="pretrained weights of a model that starts from them (to count its parameters)")
+    p.add_argument("--tracking-uri", help="MLflow store for the study's run (default MLFLOW_TRACKING_URI or "
+                                          "sqlite:///mlflow.db)")
+    _data_args(p, typed=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spectune", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,43 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", help="pretrained weights to start from, for models that take them")
     _data_args(p, typed=False)
 
-    p = sub.add_parser("replay", help="replay search strategies on recorded curves (seconds, no training)")
-    p.add_argument("--space", required=True)
-    p.add_argument("--curves", required=True, help="the recording's name (spectune record --name)")
-    p.add_argument("--repeats", type=_positive_int, default=20, help="replays per strategy (default 20)")
-    _table_args(p, SEARCH_OPTIONS, ("budget", "max_epochs", "patience"))
-    p.add_argument("--trials", type=int, help="random search's trials, the baseline (default: the budget's); the "
-                                              "space's default runs them times its trials_factor")
-    p.add_argument("--concurrency", type=int, help="trials at once on the simulated clock (default 1: exact "
-                                                   "epoch counts, the order a seeded live search repeats)")
-    p.add_argument("--no-patience", action="store_true", help="replay trials without in-trial early stopping")
-    p.add_argument("--sweep", action="store_true",
-                   help="add TPE + ASHA variants over grace, reduction factor and start-up trials")
-    p.add_argument("--no-optuna", action="store_true", help="leave out the Optuna-alone peers")
-    p.add_argument("--live", type=int, default=0, metavar="N",
-                   help="after the replay, N live searches of the default, random search, random + ASHA, Optuna "
-                        "TPE + HyperbandPruner, the candidates (prior, QMC-TPE, GP, curve ASHA, 4x trials) and "
-                        "with --neps NePS PriorBand (every proposal trained, picks confirmed over 3 new seeds), set "
-                        "beside the replay's prediction (minutes to hours: a check of the replay, not a search)")
-    p.add_argument("--live-only", action="append", metavar="STRATEGY",
-                   help="with --live, check only this strategy of the panel (its name as the table prints it; "
-                        "repeat the flag for several); random search is always checked, the others are measured "
-                        "against its epochs")
-    p.add_argument("--jobs", type=_positive_int, help="processes replaying, or with --live training, at once (default: "
-                                                     "the CPUs this process may use; the figures do not depend on it)")
-    p.add_argument("--neps", action="store_true",
-                   help="add NePS's PriorBand, the peer to beat (runs in NePS's own Python: make neps-env)")
-    p.add_argument("--serve", choices=["model", "nearest"], default="model",
-                   help="how a model-based sampler's unrecorded proposals are served: a model of the curves fitted "
-                        "on the recording, checked on configs it was not fitted on (default), or the nearest recorded "
-                        "config (biased against TPE; for comparison). Random search is always served exactly.")
-    p.add_argument("--objective", dest="objectives", action="append", metavar="NAME:MODE",
-                   help="replay multi-objective searches (e.g. trainable_params:min): how much of the front "
-                        "each strategy finds, with and without ASHA")
-    p.add_argument("--base", help="pretrained weights of a model that starts from them (to count its parameters)")
-    p.add_argument("--tracking-uri", help="MLflow store for the study's run (default MLFLOW_TRACKING_URI or "
-                                          "sqlite:///mlflow.db)")
-    _data_args(p, typed=False)
+    replay_args(sub.add_parser("replay", help="replay search strategies on recorded curves (seconds, no training)"))
 
     p = sub.add_parser("ui", help="serve the MLflow UI for the search store (127.0.0.1 unless told otherwise)")
     p.add_argument("--tracking-uri", help="MLflow store (default MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
@@ -232,7 +219,7 @@ def cmd_data(args: argparse.Namespace) -> None:
     print(message)
 
 
-NOT_MEASURED = ("not measured on this pair; spectune record, then spectune replay --live 10, "
+NOT_MEASURED = ("not measured on this pair; spectune record, then python -m search.bench.lab replay --live 10, "
                 "measures them (docs/replay.md)")
 
 
@@ -319,11 +306,17 @@ def cmd_record(args: argparse.Namespace) -> None:
 
 
 def cmd_replay(args: argparse.Namespace) -> None:
-    from search.replay.study import ReplayOptions, run_replay
+    from search.replay.study import run_replay
 
-    run_replay(ReplayOptions(search=_search_options(args), curves=args.curves, repeats=args.repeats,
-                             sweep=args.sweep, optuna=not args.no_optuna, serve=args.serve,
-                             live=args.live, live_only=tuple(args.live_only or ()), neps=args.neps, jobs=args.jobs))
+    run_replay(replay_options(args))
+
+
+def replay_options(args: argparse.Namespace) -> Any:
+    """The :class:`~search.replay.study.ReplayOptions` of ``spectune replay``'s arguments."""
+    from search.replay.study import ReplayOptions
+
+    return ReplayOptions(search=_search_options(args), curves=args.curves, repeats=args.repeats,
+                         optuna=not args.no_optuna, jobs=args.jobs)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -421,16 +414,18 @@ COMMANDS = {"data": cmd_data, "spaces": cmd_spaces, "train": cmd_train, "search"
             "report": cmd_report, "ui": cmd_ui}
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None,
+         commands: dict[str, Any] | None = None) -> int:
     """Entry point. A mistake the user can fix (the toolkit's :class:`UserError`) prints one ``error:``
     line and exits 2; a search that ran but has nothing to write exits 1 (130 when interrupted); any
-    other exception is a bug and keeps its traceback."""
-    args = build_parser().parse_args(argv)
+    other exception is a bug and keeps its traceback. ``parser`` and ``commands``: another entry point's
+    (the lab's), handled alike."""
+    args = (parser or build_parser()).parse_args(argv)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     from results.errors import UserError
 
     try:
-        COMMANDS[args.command](args)
+        (commands or COMMANDS)[args.command](args)
     except UserError as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2

@@ -71,8 +71,8 @@ class Space:
     ``min(10, trials // 3)``, at least 2). ``trials_factor``: the default search runs this many times a
     budget's trials, which stay random search's (the replay's baseline); with ASHA from an early first rung
     most of the extra trials stop after an epoch or three. Choose these four from a replay (``spectune
-    replay``), checked live (``--live``) where the replay cannot judge the sampler, and say in ``measured``
-    what they were measured to do on this pair (one line, the figure that chose them; its command is in
+    replay``), checked live (the lab's ``--live``, :mod:`search.bench.lab`) where the replay cannot judge the
+    sampler, and say in ``measured`` what they were measured to do on this pair (one line, the figure that chose them; its command is in
     docs/replay.md); empty: not measured here, the generic rule (``spectune spaces`` says which).
     ``cpu`` and ``gpu`` are the budgets ``make search`` uses on each kind of machine (their epochs at
     most ``max_epochs``, their data scaling by the rules of the search's flags).

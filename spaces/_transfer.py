@@ -17,9 +17,9 @@ COMMON = {"lr": loguniform(1e-4, 1e-2), "weight_decay": loguniform(1e-6, 1e-2), 
 START = {"lr": 1e-3, "weight_decay": 1e-4, "dropout": 0.3}
 SETTINGS = dict(
     model=MODEL, data=DATA, max_epochs=40,
-    # Chosen by replay (docs/replay.md; spectune replay --space galspecnet_lora --curves cpu-c16x3 --budget
-    # cpu --sweep --repeats 100, 2026-11-30): one recorded config (rank 32 on the linear layers) stands
-    # 3 seed-noise SDs above the rest; grace 8 with 5 start-up trials found it in 22 % of replays and
+    # Chosen by replay (docs/replay.md; python -m search.bench.lab replay --space galspecnet_lora --curves
+    # cpu-c16x3 --budget cpu --sweep --repeats 100, 2026-11-30): one recorded config (rank 32 on the linear
+    # layers) stands 3 seed-noise SDs above the rest; grace 8 with 5 start-up trials found it in 22 % of replays and
     # stopped 27.5 % of top-3 trials, grace 10 with 10 start-up trials in 49 % and 2 % (Mann-Whitney
     # p 0.001), for 334 instead of 302 median epochs (random search: 62 %, 436 epochs). Larger ranks
     # start slower, hence the later first rung. Measured on LoRA only; the baselines share the

@@ -21,8 +21,8 @@ SPACE = Space(
     max_epochs=60,
     # The notebook warms up for 10 epochs and restarts every 5: judge after both.
     grace_period=15,
-    # Chosen by replay on the CPU budget (docs/replay.md: spectune replay --space galspecnet --curves
-    # cpu-c16x2 --budget cpu [--sweep], 20 repeats, 2026-11-29). Before: reduction 3 (grace 6 on the
+    # Chosen by replay on the CPU budget (docs/replay.md: python -m search.bench.lab replay --space galspecnet
+    # --curves cpu-c16x2 --budget cpu [--sweep], 20 repeats, 2026-11-29). Before: reduction 3 (grace 6 on the
     # 20-epoch CPU budget), 6 start-up trials: 33 % of the trials of a top-3 config stopped, pick
     # 0.8255 (IQR 0.8054-0.8282), 266 median epochs. Now: reduction 2 (grace 10 there), 4 start-up
     # trials: none stopped, 0.8255 (0.8054-0.8282), 308 epochs; random search 0.8141 for 324. Seed

@@ -22,8 +22,8 @@ SPACE = Space(
             "batch_norm": False, "activation": "relu"}],
     max_epochs=60,
     grace_period=10,
-    # Chosen by replay (docs/replay.md; spectune replay --space wine_mlp --curves cpu-c32x3 --budget cpu
-    # --sweep, 20 repeats, 2026-11-29): with reduction 3 ASHA stopped 18 % (4 start-up trials) or 14 %
+    # Chosen by replay (docs/replay.md; python -m search.bench.lab replay --space wine_mlp --curves cpu-c32x3
+    # --budget cpu --sweep, 20 repeats, 2026-11-29): with reduction 3 ASHA stopped 18 % (4 start-up trials) or 14 %
     # (10) of the trials of a top-3 config; with reduction 2 and 4 start-up trials 1.5 %, for 350
     # instead of 322 median epochs (random search: 496). The pick's true quality is 1.0000 either way.
     # Those replays served TPE by the nearest recorded config on a 16-32-config table: withdrawn

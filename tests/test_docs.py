@@ -206,14 +206,17 @@ def test_readme_opens_in_under_90_words():
     assert "make search SPACE=galspecnet" in opening and "make test" in opening, opening
 
 
-def _documented_commands() -> list[tuple[str, str]]:
-    """Every ``spectune ...`` line of a code block in the README and docs (continuations joined)."""
+LAB = "python -m search.bench.lab "
+
+
+def _documented_commands(prefix: str = "spectune ") -> list[tuple[str, str]]:
+    """Every line of a code block in the README and docs that starts with ``prefix`` (continuations joined)."""
     found = []
     for page in [README, *sorted(DOCS.rglob("*.md"))]:
         for block in CODE_BLOCK.findall(page.read_text()):
             for line in block.replace("\\\n", " ").splitlines():
                 line = line.strip().removeprefix("$ ")
-                if line.startswith("spectune "):
+                if line.startswith(prefix):
                     found.append((str(page.relative_to(ROOT)), line))
     return found
 
@@ -230,6 +233,23 @@ def test_every_documented_command_parses(capsys):
     for page, line in commands:
         try:
             build_parser().parse_args(shlex.split(line, comments=True)[1:])
+        except SystemExit:
+            refused.append(f"{page}: {line}: {capsys.readouterr().err.strip().splitlines()[-1]}")
+    assert not refused, refused
+
+
+def test_every_documented_lab_command_parses(capsys):
+    """The research flags (``--live``, ``--neps``, ...) are the lab's: its documented commands parse with its parser."""
+    import shlex
+
+    from search.bench.lab import build_parser
+
+    commands = _documented_commands(LAB)
+    assert commands
+    refused = []
+    for page, line in commands:
+        try:
+            build_parser().parse_args(shlex.split(line, comments=True)[3:])
         except SystemExit:
             refused.append(f"{page}: {line}: {capsys.readouterr().err.strip().splitlines()[-1]}")
     assert not refused, refused

@@ -119,3 +119,53 @@ def test_the_check_finds_an_import_circle(tmp_path):
     (tmp_path / "search" / "b.py").write_text("def f():\n    from search.a import y\n")
     (tmp_path / "search" / "c.py").write_text("import search.a\n")
     assert import_circles(tmp_path) == [["search.a", "search.b"]]
+
+
+LAB_FLAGS = {"--live", "--live-only", "--neps", "--sweep", "--serve"}
+
+
+def imports_of_the_bench(root: Path = ROOT) -> dict[str, list[str]]:
+    """Per module of search/ outside search/bench (the research instrument, which sits on the replay), its
+    imports of search.bench: there should be none, so that the bench imports the replay, never the reverse."""
+    found = {}
+    for path in sorted((root / "search").rglob("*.py")):
+        if path.relative_to(root / "search").parts[0] == "bench":
+            continue
+        bench = sorted({m for _, m in _imports(path) if m == "search.bench" or m.startswith("search.bench.")})
+        if bench:
+            found[str(path.relative_to(root))] = bench
+    return found
+
+
+def test_only_the_bench_imports_the_bench():
+    assert imports_of_the_bench() == {}
+
+
+def test_the_check_finds_an_import_of_the_bench(tmp_path):
+    (tmp_path / "search" / "replay").mkdir(parents=True)
+    (tmp_path / "search" / "bench").mkdir()
+    (tmp_path / "search" / "replay" / "study.py").write_text("def f():\n    from search.bench.lab import g\n")
+    (tmp_path / "search" / "bench" / "lab.py").write_text("from search.replay.study import f\n")
+    assert imports_of_the_bench(tmp_path) == {"search/replay/study.py": ["search.bench.lab"]}
+
+
+def _flags(parser) -> set[str]:
+    """Every option string of ``parser`` and of its subcommands."""
+    import argparse
+
+    found = set()
+    for action in parser._actions:
+        found |= set(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _flags(sub)
+    return found
+
+
+def test_the_wheels_cli_exposes_none_of_the_labs_flags():
+    """The research flags live in the lab (python -m search.bench.lab replay), not in ``spectune``."""
+    from search.bench.lab import build_parser as lab_parser
+    from search.cli import build_parser
+
+    assert not _flags(build_parser()) & LAB_FLAGS
+    assert LAB_FLAGS <= _flags(lab_parser())

@@ -11,7 +11,7 @@ import pytest
 
 from results.curves import read_curves
 from results.errors import OptionError
-from search.replay.neps_peer import decode, describe, neps_python
+from search.bench.neps_peer import NepsDriver, decode, describe, neps_python
 from search.replay.simulate import Strategy, replay
 from search.searcher import DefineByRun
 from spaces import get_space
@@ -51,7 +51,7 @@ def test_a_missing_neps_environment_is_named_with_its_fix(tmp_path, monkeypatch)
 def test_priorband_starts_at_the_prior_and_its_promotions_continue_their_runs():
     space = get_space("wine_mlp")
     curves = read_curves(space.to_json(), "cpu-c32x3", Path(__file__).resolve().parents[1] / "results")
-    log = replay(curves, space.params, list(space.start), PEER, seed=0)
+    log = replay(curves, space.params, list(space.start), PEER, seed=0, peer=NepsDriver)
     first = log.trials[0].config
     assert {k: first[k] for k in space.start[0]} == pytest.approx(space.start[0])
     budget = PEER.trials * curves.max_epochs
@@ -64,8 +64,8 @@ def test_priorband_starts_at_the_prior_and_its_promotions_continue_their_runs():
                    and e.first_epoch + e.epochs == t.first_epoch]
         assert len(earlier) == 1 and earlier[0].ended_at <= t.started_at
         assert (earlier[0].config_id, earlier[0].seed) == (t.config_id, t.seed)
-    again = replay(curves, space.params, list(space.start), PEER, seed=0)
-    other = replay(curves, space.params, list(space.start), PEER, seed=1)
+    again = replay(curves, space.params, list(space.start), PEER, seed=0, peer=NepsDriver)
+    other = replay(curves, space.params, list(space.start), PEER, seed=1, peer=NepsDriver)
     key = [(t.config_id, t.first_epoch, t.epochs) for t in log.trials]
     assert key == [(t.config_id, t.first_epoch, t.epochs) for t in again.trials]
     assert key != [(t.config_id, t.first_epoch, t.epochs) for t in other.trials]
@@ -77,7 +77,8 @@ def test_a_promotion_of_a_run_its_patience_ended_trains_nothing():
 
     space = get_space("wine_mlp")
     curves = read_curves(space.to_json(), "cpu-c32x3", Path(__file__).resolve().parents[1] / "results")
-    log = replay(curves, space.params, list(space.start), replace(PEER, trials=6, patience=2), seed=0)
+    log = replay(curves, space.params, list(space.start), replace(PEER, trials=6, patience=2), seed=0,
+                 peer=NepsDriver)
     empty = [t for t in log.trials if t.first_epoch > 0 and t.epochs == 0]
     assert empty and all(t.outcome in ("completed", "promoted") and not math.isnan(t.best) for t in empty)
     # Each epoch trained is one event, and no run goes past its budget.
@@ -86,7 +87,7 @@ def test_a_promotion_of_a_run_its_patience_ended_trains_nothing():
 
 @needs_neps
 def test_a_live_priorband_search_trains_only_the_epochs_a_promotion_adds():
-    from search.replay.live import Trainer, live_search
+    from search.bench.live import Trainer, live_search
     from trainables.pair import load_data
     from trainables.settings import TrialSettings
 
@@ -103,7 +104,7 @@ def test_a_live_priorband_search_trains_only_the_epochs_a_promotion_adds():
 
 
 def test_replay_with_neps_but_no_neps_environment_is_refused_before_any_data_is_read(tmp_path, monkeypatch, capsys):
-    from search.cli import main
+    from search.bench.lab import main
 
     monkeypatch.chdir(tmp_path)   # no .venv-neps here
     monkeypatch.delenv("SPECTUNE_NEPS_PYTHON", raising=False)

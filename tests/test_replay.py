@@ -14,6 +14,7 @@ import pytest
 
 from results.curves import Curves, read_curves, write_curves
 from results.best_file import DataOptions
+from search.bench.lab import main as lab_main
 from search.cli import main
 from search.replay.simulate import Strategy, replay
 from spaces import get_space
@@ -347,7 +348,8 @@ def test_the_curve_models_error_by_table_size_says_how_many_configs_one_seed_noi
     chosen model's held-out error falls from a quarter of the configs to all of them."""
     import warnings
 
-    from search.replay.serve import Table, check_model, configs_needed, size_curve
+    from search.bench.size_curve import configs_needed, size_curve
+    from search.replay.serve import Table, check_model
 
     assert configs_needed([32, 64, 128], [0.2 * (n / 32) ** -0.5 for n in (32, 64, 128)], 0.05) == pytest.approx(512)
     assert configs_needed([32, 64, 128], [0.1, 0.1, 0.1], 0.05) is None
@@ -413,7 +415,8 @@ def test_live_searches_land_where_the_replay_of_their_own_recording_says():
 
     from search.record import draw_configs
     from search.replay import stats
-    from search.replay.live import RECORDED_SEEDS, Trainer, live_panel
+    from search.bench.live import Trainer, live_panel
+    from search.replay.study import RECORDED_SEEDS
     from trainables.pair import load_data
     from trainables.recipe import train
 
@@ -504,7 +507,7 @@ class _NoTraining:
 def test_a_live_check_keeps_the_searches_already_beside_the_recording():
     from dataclasses import replace
 
-    from search.replay.live import live_panel
+    from search.bench.live import live_panel
 
     base = Strategy("random (FIFO)", trials=4, sampler="random", scheduler="fifo")
     asha = Strategy("random + ASHA", trials=4, sampler="random")
@@ -557,7 +560,8 @@ class _Judge:
 def test_kept_live_searches_are_judged_on_the_recordings_seeds_without_being_searched_again():
     """A live check judges each final pick on the recording's seeds too; kept searches without that figure
     get it (one run per config and seed, shared picks trained once), and keep every other figure."""
-    from search.replay.live import RECORDED_SEEDS, live_panel
+    from search.bench.live import live_panel
+    from search.replay.study import RECORDED_SEEDS
 
     base = Strategy("random (FIFO)", trials=4, sampler="random", scheduler="fifo")
     kept = pd.DataFrame([{"strategy": base.name, "settings": base.settings(), "repeat": k, "epochs": 40,
@@ -618,12 +622,12 @@ def test_live_only_names_strategies_of_the_panel_before_anything_is_replayed(tmp
                     ignore=shutil.ignore_patterns("replays"))
     monkeypatch.chdir(tmp_path)
     base = ["replay", "--space", "wine_mlp", "--curves", "cpu-c32x3", "--trials", "8", "--repeats", "2"]
-    assert main(base + ["--live", "2", "--live-only", "random + ASHA", "--live-only", "TPE + ASHA (default)"]) == 2
+    assert lab_main(base + ["--live", "2", "--live-only", "random + ASHA", "--live-only", "TPE + ASHA (default)"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and ("--live-only 'TPE + ASHA (default)' is not a strategy of this replay's panel; its "
                               "strategies: random (FIFO); TPE (FIFO); random + ASHA; TPE + ASHA (default: grace 10"
                               in err[0])
-    assert main(base + ["--live-only", "random + ASHA"]) == 2
+    assert lab_main(base + ["--live-only", "random + ASHA"]) == 2
     assert "pass --live N too" in capsys.readouterr().err
     assert not (tmp_path / "results" / "wine_mlp" / "curves" / "cpu-c32x3" / "replays").exists()
 
@@ -652,7 +656,7 @@ def test_a_negative_live_count_is_refused_before_the_replay(tmp_path, monkeypatc
     # Before: --live -1 replayed the whole panel, then ended in KeyError: 'strategy'.
     folder = _copy_wine(tmp_path)
     monkeypatch.chdir(tmp_path)
-    assert main(["replay", "--space", "wine_mlp", "--curves", "cpu-c32x3", "--trials", "8", "--live", "-1"]) == 2
+    assert lab_main(["replay", "--space", "wine_mlp", "--curves", "cpu-c32x3", "--trials", "8", "--live", "-1"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert err == ["error: --live must be >= 0 (live searches per strategy; 0: none); got -1."]
     assert not (folder / "replays").exists()
@@ -664,26 +668,27 @@ class _Stop(Exception):
 
 def test_jobs_are_capped_at_the_cpus_this_process_may_use(tmp_path, monkeypatch, capsys):
     # Before: --jobs 1000000 started one process per strategy x repeat chunk, whatever the CPUs.
+    from search.bench.lab import LabOptions, run_lab
     from search.replay import study
     from search.options import SearchOptions
 
     _copy_wine(tmp_path)
     got = []
 
-    def panel(strategies, shared, repeats, jobs):
+    def panel(strategies, shared, repeats, jobs, peer=None):
         got.append(jobs)
         raise _Stop
 
     monkeypatch.setattr(study, "available_cpus", lambda: 2)
     monkeypatch.setattr(study, "replay_panel", panel)
     options = study.ReplayOptions(SearchOptions(space="wine_mlp", trials=8, results_root=tmp_path / "results"),
-                                  curves="cpu-c32x3", repeats=2, serve="nearest", jobs=1_000_000)
+                                  curves="cpu-c32x3", repeats=2, jobs=1_000_000)
     with pytest.raises(_Stop):
-        study.run_replay(options)
+        run_lab(LabOptions(options, serve="nearest"))
     assert got == [2]
     assert "--jobs 1000000: this process may use 2 CPU(s), so 2 process(es) run at once" in capsys.readouterr().out
     with pytest.raises(_Stop):
-        study.run_replay(replace(options, jobs=None))
+        run_lab(LabOptions(replace(options, jobs=None), serve="nearest"))
     assert got == [2, 2]
 
 
@@ -693,6 +698,7 @@ def test_a_live_check_keeps_every_kept_search_it_does_not_replace(tmp_path):
     Before, the save dropped every kept row of a strategy checked now: random search's 10 became 1."""
     from types import SimpleNamespace
 
+    from search.bench import lab
     from search.options import SearchOptions
     from search.replay import study
 
@@ -700,14 +706,14 @@ def test_a_live_check_keeps_every_kept_search_it_does_not_replace(tmp_path):
     before = pd.read_csv(folder / study.LIVE_FILE)
     # 24 trials, as the kept searches were run (docs/replay.md: --budget cpu).
     r = study.ReplayOptions(SearchOptions(space="wine_mlp", trials=24, results_root=tmp_path / "results"),
-                            curves="cpu-c128x3", live=1, live_only=(study.BASELINE,))
+                            curves="cpu-c128x3")
     p = study.prepare(r)
-    baseline = study.panel(p.space, p.options.trials, 1, p.patience, p.max_epochs, False, True)[0]
+    baseline = study.panel(p.space, p.options.trials, 1, p.patience, p.max_epochs, True)[0]
     predicted = pd.DataFrame([{"strategy": baseline.name, "quality_median": 1.0, "quality_q25": 1.0,
                                "quality_q75": 1.0, "epochs_median": 500.0}])
     out = tmp_path / "out"
     kept = study.read_live(folder / study.LIVE_FILE, p.space)
-    live = study.live_check(p, [baseline], 1, SimpleNamespace(table=predicted), out, (2000, 2001, 2002), kept)
+    live = lab.live_check(p, [baseline], 1, SimpleNamespace(table=predicted), out, (2000, 2001, 2002), kept)
     assert len(live) == 1 and len(pd.read_csv(out / study.LIVE_FILE)) == 1
     after = pd.read_csv(folder / study.LIVE_FILE)
     assert len(after) == len(before) == 110
@@ -718,7 +724,7 @@ def test_a_live_check_keeps_every_kept_search_it_does_not_replace(tmp_path):
 
 
 def test_a_save_keeps_kept_searches_at_other_settings_and_replaces_only_its_own():
-    from search.replay.live import with_kept
+    from search.bench.live import with_kept
 
     def row(settings: str, repeat: int, quality: float) -> dict:
         return {"strategy": "random (FIFO)", "settings": settings, "repeat": repeat, "final_quality": quality}
@@ -817,8 +823,8 @@ def test_a_tampered_recording_is_refused_in_one_line_before_the_replay(tmp_path,
     folder = _copy_wine(tmp_path)
     tamper(folder)
     monkeypatch.chdir(tmp_path)
-    assert main(["replay", "--space", "wine_mlp", "--curves", "cpu-c32x3", "--trials", "8", "--repeats", "2",
-                 "--serve", "nearest", "--no-optuna", "--live", "1", "--live-only", "random (FIFO)"]) == 2
+    assert lab_main(["replay", "--space", "wine_mlp", "--curves", "cpu-c32x3", "--trials", "8", "--repeats", "2",
+                     "--serve", "nearest", "--no-optuna", "--live", "1", "--live-only", "random (FIFO)"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
     assert "results/wine_mlp/curves/cpu-c32x3" in err[0] and ("again" in err[0] or "restore" in err[0]), err[0]
@@ -847,7 +853,7 @@ def test_a_recording_too_small_for_the_curve_models_check_replays_random_search_
     monkeypatch.chdir(tmp_path)
     base = ["replay", "--space", "wine_mlp", "--curves", "cpu-c32x3", "--repeats", "5", "--trials", "6"]
     # A strategy left out cannot be checked live: refused before the replay.
-    assert main(base + ["--live", "1", "--live-only", "TPE (FIFO)"]) == 2
+    assert lab_main(base + ["--live", "1", "--live-only", "TPE (FIFO)"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "--live-only 'TPE (FIFO)' is left out of this replay: curves cpu-c32x3 hold 8 " \
                             "complete configs, too few for a 5-fold check" in err[0], err

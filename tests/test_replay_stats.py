@@ -140,7 +140,7 @@ def test_the_panel_holds_the_candidates_and_many_cheap_trials_only_where_the_tab
     from spaces import get_space
 
     space = get_space("wine_mlp")
-    names = {s.name: s for s in panel(space, 24, 1, None, 60, False, True, configs=96)}
+    names = {s.name: s for s in panel(space, 24, 1, None, 60, True, configs=96)}
     assert {BASELINE, REFERENCE, "GP + ASHA", "TPE + curve ASHA", "random + ASHA, 96 trials, grace 1",
             "TPE + ASHA, 96 trials, grace 1"} <= set(names)
     many = names["random + ASHA, 96 trials, grace 1"]
@@ -149,13 +149,15 @@ def test_the_panel_holds_the_candidates_and_many_cheap_trials_only_where_the_tab
     rung = names["TPE + one rung (grace 10, best 1/6 to the budget)"]
     assert rung.grace * rung.reduction >= 60 and rung.grace < 60
     # 95 recorded configs cannot serve 96 random trials without meeting one twice.
-    fewer = {s.name for s in panel(space, 24, 1, None, 60, False, True, configs=95)}
+    fewer = {s.name for s in panel(space, 24, 1, None, 60, True, configs=95)}
     assert "random + ASHA, 96 trials, grace 1" not in fewer and "TPE + ASHA, 96 trials, grace 1" in fewer
-    # NePS PriorBand only when asked for (--neps): it runs in NePS's own environment.
-    from search.replay.study import NEPS_PEER
+    # NePS PriorBand only in the lab, when asked for (--neps): it runs in NePS's own environment.
+    from search.bench.lab import NEPS_PEER, lab_panel
 
     assert NEPS_PEER not in names
-    peer = {s.name: s for s in panel(space, 24, 1, None, 60, False, True, configs=96, neps=True)}[NEPS_PEER]
+    assert [s.settings() for s in lab_panel(space, 24, 1, None, 60, False, True, configs=96)] == \
+        [s.settings() for s in names.values()]
+    peer = {s.name: s for s in lab_panel(space, 24, 1, None, 60, False, True, configs=96, neps=True)}[NEPS_PEER]
     assert (peer.runner, peer.trials, peer.grace, peer.reduction) == ("neps", 24, 1, 3)
 
 
@@ -169,7 +171,7 @@ def test_a_spaces_trials_factor_gives_its_default_more_trials_than_random_search
     from spaces import get_space
 
     space = get_space("california_mlp")
-    strategies = panel(space, 12, 1, None, 20, False, True, configs=48)
+    strategies = panel(space, 12, 1, None, 20, True, configs=48)
     default = strategies[3]
     assert (strategies[0].name, strategies[0].trials) == (BASELINE, 12)
     assert (default.trials, default.grace, default.reduction, default.sampler, default.scheduler) == \

@@ -191,15 +191,15 @@ REPLAY_TARGETS = {"configs_per_trial": 4, "repeats": 100, "replay_64_trials_s": 
 
 def bench_efficiency(curves_root: Path, work: Path, plots: Path, repeats: int) -> dict[str, Any]:
     """Part 3: every recording under ``curves_root`` with at least 4 configs per trial of its space's CPU
-    search replayed as ``spectune replay --budget cpu`` would (the recording's own data options,
-    ``repeats`` per strategy), one replayed 64-trial search of the default timed, and the committed live
-    check beside it where one was run (``spectune replay --live``; its live.csv is copied next to the
+    search replayed as ``python -m search.bench.lab replay --budget cpu`` would (the recording's own data
+    options, ``repeats`` per strategy), one replayed 64-trial search of the default timed, and the committed live
+    check beside it where one was run (the lab's ``--live``; its live.csv is copied next to the
     curves). Smaller recordings are listed as not judged; a recording whose data is not here is listed
     as skipped with the reason, so the other spaces still report."""
+    from search.bench.lab import LabOptions, run_lab
+    from search.bench.neps_peer import NEPS_ENV, neps_python
     from search.replay.simulate import replay
-    from search.replay.study import BASELINE, LIVE_FILE, REFERENCE, ReplayOptions, run_replay
-
-    from search.replay.neps_peer import NEPS_ENV, neps_python
+    from search.replay.study import BASELINE, LIVE_FILE, REFERENCE, ReplayOptions
 
     neps = neps_python() is not None
     if not neps:
@@ -228,7 +228,7 @@ def bench_efficiency(curves_root: Path, work: Path, plots: Path, repeats: int) -
                                 data=Path(data.path) if data.path else None, classes=data.classes,
                                 **data.scaling())
         try:
-            out = run_replay(ReplayOptions(options, curves=name, repeats=repeats, neps=neps))
+            out = run_lab(LabOptions(ReplayOptions(options, curves=name, repeats=repeats), neps=neps))
         except UserError as exc:
             spaces[key] = {"skipped": str(exc)}
             print(f"efficiency: {key} skipped: {exc}")
@@ -248,7 +248,8 @@ def bench_efficiency(curves_root: Path, work: Path, plots: Path, repeats: int) -
         if int(meta["max_epochs"]) != (space.cpu.max_epochs or space.max_epochs):
             flags += f" --max-epochs {meta['max_epochs']}"
         flags += " --neps" if neps else ""
-        spaces[key] = {"command": f"{shlex.join(['spectune', 'replay', '--space', space_name, '--curves', name])} "
+        lab = ["python", "-m", "search.bench.lab", "replay", "--space", space_name, "--curves", name]
+        spaces[key] = {"command": f"{shlex.join(lab)} "
                                   f"--budget cpu{flags} "
                                   f"--repeats {repeats}",
                        "recorded": recorded, "trials": summary["trials"], "patience": summary["patience"],
@@ -274,7 +275,8 @@ def _live_figures(path: Path, summary: dict[str, Any]) -> dict[str, Any]:
     interquartile range is set beside the live picks judged on the recording's seeds, as the replay judges
     its picks, where the live check judged them so (``None`` otherwise: then beside the new seeds' figure)."""
     from results.files import read_csv
-    from search.replay.live import judged_picks, quality_at_baseline
+    from search.bench.live import quality_at_baseline
+    from search.replay.study import judged_picks
     from search.replay.stats import inside, paired_win, within
 
     live = read_csv(path, "the recording's live searches", ("strategy", "epochs", "final_quality", "quality_at_0.25"))
@@ -575,7 +577,7 @@ def render_efficiency(e: dict[str, Any]) -> list[str]:
 
 def _by_size(curve: dict[str, Any] | None) -> str:
     """The curve model's held-out error on smaller tables, where the replay measured it (an unfaithful model)."""
-    from search.replay.serve import SizeCurve
+    from search.bench.size_curve import SizeCurve
 
     if not curve:
         return ""

@@ -13,8 +13,8 @@ the advice is to keep the default, because nothing was told apart from it. When 
 serves a model-based sampler's proposals is not faithful on the recording (its held-out error is not
 below one seed noise, :func:`search.replay.serve.check_model`), only strategies served exactly (random
 search, with or without early stopping) are compared; the default's TPE is not, so the replay gives no
-advice and says that the live panel (``--live``) decides. So it does where live searches of the recording
-(its ``live.csv``) disagree with the replay for random search or the default: the replay is not used for a
+advice and says that the live panel (the lab's ``--live``, :mod:`search.bench.lab`) decides. So it does where
+live searches of the recording (its ``live.csv``) disagree with the replay for random search or the default: the replay is not used for a
 question the live panel has answered otherwise.
 """
 
@@ -87,8 +87,8 @@ def advise(study: Any, strategies: list[Strategy], default: Strategy, unfaithful
     baseline_trials = baseline_trials or default.trials
     if unfaithful and default.sampler != "random":
         return Advice(default, None, {}, f"this replay cannot judge it, because {unfaithful}; compare the "
-                                         "settings in live searches (spectune replay ... --live 10)", baseline_trials,
-                      max_epochs)
+                                         "settings in live searches (python -m search.bench.lab replay ... --live 10)",
+                      baseline_trials, max_epochs)
 
     table = study.table.set_index("strategy")
     areas = {name: np.array([stats.regret_area(p, study.baseline_epochs, study.best_true, study.median_true,

@@ -31,7 +31,6 @@ from search.record import config_sizes
 from search.replay.simulate import ReplayLog, Strategy, replay
 from search.search import search_objectives
 from search.tracking import default_tracking_uri, log_study
-from results.errors import OptionError
 
 
 def served(strategy: Strategy) -> str:
@@ -65,9 +64,6 @@ def run_front_replay(r: Any, p: Any) -> dict[str, Any]:
     """Replay the :func:`front_panel` strategies; write and print the study (``r``: ReplayOptions, ``p``:
     what :func:`search.replay.study.prepare` read)."""
     o, space, curves = p.options, p.space, p.curves
-    if r.sweep:
-        raise OptionError("--sweep varies single-objective ASHA settings; a front replay (--objective) compares "
-                          "samplers with and without ASHA. Drop one of the two.")
     objectives = search_objectives(space, o)
     sizes = {i: c["sizes"] for i, c in curves.configs.items() if c.get("sizes")}
     if len(sizes) < len(curves.configs):

@@ -10,9 +10,9 @@ the scheduler stops the trial or it ends (its budget, or the recipe's own patien
 :class:`trainables.recipe.EarlyStop`). Epochs take their recorded wall time, and ``concurrency``
 trials run at once, so asynchronous decisions happen in the order they would live. The peer runner
 replays Optuna alone (ask and tell, TPE with ``HyperbandPruner`` or random search with
-``MedianPruner``) on the same served runs and clock, and NePS's PriorBand
-(:mod:`search.replay.neps_peer`), whose promotions continue the runs they promote.
-:mod:`search.replay.live` drives the same objects with every proposal trained for real.
+``MedianPruner``) on the same served runs and clock, and a peer driven from outside (the bench's NePS
+PriorBand, :mod:`search.bench.neps_peer`), whose promotions continue the runs they promote.
+:mod:`search.bench.live` drives the same objects with every proposal trained for real.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ from search.searcher import DefineByRun, make_sampler, make_searcher
 from trainables.recipe import EarlyStop
 
 RUNNERS = ("tune", "optuna", "neps")
+# A driver's answer to each epoch, as Tune's schedulers give it.
+CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ class ReplayLog:
 
 def replay(curves: Curves, params: dict[str, Any], start: list[dict[str, Any]], strategy: Strategy,
            seed: int, sizes: dict[int, dict[str, float]] | None = None, table: Table | None = None,
-           model: CurveModel | None = None, server: Server | None = None) -> ReplayLog:
+           model: CurveModel | None = None, server: Server | None = None, peer: Any = None) -> ReplayLog:
     """One replayed search of ``strategy`` with seed ``seed`` (the sampler's and the seed draws').
 
     Random search is served exactly (:class:`~search.replay.serve.ExactRandom`); a model-based sampler's
@@ -136,7 +138,8 @@ def replay(curves: Curves, params: dict[str, Any], start: list[dict[str, Any]], 
     nearest recorded config; ``server``, where given, serves every proposal instead (a live search's
     trainer). ``table`` is the recording read for serving (built here when not given; a study builds
     it once). ``sizes`` (config id -> its further objectives' values) when the strategy
-    has several objectives."""
+    has several objectives. ``peer``: the driver class of a ``neps`` strategy (the bench's
+    :class:`~search.bench.neps_peer.NepsDriver`: this package does not import the bench)."""
     if strategy.objectives and sizes is None:
         raise AssertionError("a multi-objective replay needs each recorded config's sizes")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -152,9 +155,9 @@ def replay(curves: Curves, params: dict[str, Any], start: list[dict[str, Any]], 
             server = Modelled(table, model, seen) if model is not None else Nearest(table, seen)
     sign = 1.0 if curves.mode == "max" else -1.0
     if strategy.runner == "neps":
-        from search.replay.neps_peer import NepsDriver
-
-        driver: Any = NepsDriver(curves, params, start, strategy, seed)
+        if peer is None:
+            raise AssertionError("a neps strategy is driven by the peer it is given (search.bench.neps_peer)")
+        driver: Any = peer(curves, params, start, strategy, seed)
     else:
         driver = (_TuneDriver if strategy.runner == "tune" else _OptunaDriver)(curves, params, start, strategy, seed)
     log = ReplayLog(strategy, seed, [])
@@ -227,7 +230,7 @@ def replay(curves: Curves, params: dict[str, Any], start: list[dict[str, Any]], 
                 running.outcome = "completed" if running is record and finished else "cut"
                 running.ended_at = now
             break
-        if decision == TrialScheduler.STOP or finished:
+        if decision == STOP or finished:
             record.outcome = "completed" if finished else "stopped early"
             record.ended_at = now
             ended[trial_id] = runs.pop(trial_id)
@@ -274,9 +277,9 @@ class _TuneDriver:
         result = {"training_iteration": epoch, "epoch": epoch, self.metric: best, self.metric[5:]: value,
                   "finished": finished, **sizes}
         decision = self.scheduler.on_trial_result(None, trial, result)
-        if decision != TrialScheduler.STOP:
+        if decision != STOP:
             self.searcher.on_trial_result(trial_id, result)
-        if decision == TrialScheduler.STOP or finished:
+        if decision == STOP or finished:
             self.scheduler.on_trial_complete(None, trial, result)
             self.searcher.on_trial_complete(trial_id, result)
         return decision
@@ -326,8 +329,8 @@ class _OptunaDriver:
         trial.report(best, epoch)
         if finished:
             self.study.tell(trial, best)
-            return TrialScheduler.CONTINUE
+            return CONTINUE
         if trial.should_prune():
             self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            return TrialScheduler.STOP
-        return TrialScheduler.CONTINUE
+            return STOP
+        return CONTINUE

@@ -8,16 +8,17 @@ and the candidates to beat random search at small budgets: draws around the spac
 process (``--sampler gp``), each with ASHA; TPE with ASHA promoting by extrapolated curves
 (``--scheduler asha-curve``), beside the plain rule it must beat, one rung (every config the grace
 epochs, the best of them to the budget); and many cheap trials (four times the trials, ASHA from one
-epoch), with random search (where the recording holds that many configs) and with TPE; and the peer to
-beat, NePS's PriorBand (:mod:`search.replay.neps_peer`), with ``--neps``.
-``--sweep`` adds TPE + ASHA variants over grace, reduction factor and start-up count, to choose a
-space's defaults by measurement. Each strategy is replayed ``repeats`` times with seeds 0, 1, ...;
+epoch), with random search (where the recording holds that many configs) and with TPE. Random search is
+served exactly; the model-served strategies are judged only where the curve model's held-out check passes,
+and the replay says so plainly otherwise. Each strategy is replayed ``repeats`` times with seeds 0, 1, ...;
 no Ray is started: the simulator calls the searcher and scheduler objects directly.
+
+The research instrument built on this (NePS's PriorBand, sweeps, nearest serving, size curves, live
+searches) is the bench's lab, :mod:`search.bench.lab`: it imports this module, never the reverse.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import multiprocessing
@@ -29,7 +30,7 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -39,12 +40,12 @@ from results.export import check_name
 from results.files import read_csv, write_csv, write_json
 from search.replay.advice import advise
 from search.replay.report import plot_study, record, summarise, to_markdown
-from search.replay.serve import FOLDS, CurveModel, Table, check_model, checkable, size_curve
+from search.replay.serve import FOLDS, CurveModel, ModelCheck, Table, check_model, checkable
 from search.options import SearchOptions, check_configs
 from search.progress import console
 from search.resolve import resolve
 from search.replay.simulate import ReplayLog, Strategy, replay
-from search.replay.stats import inside, within
+from search.replay.stats import inside
 from search.tracking import default_tracking_uri, log_study
 from spaces import Budget, Space
 from results.errors import OptionError, UserError
@@ -54,8 +55,6 @@ from trainables.settings import TrialSettings
 BASELINE = "random (FIFO)"
 MANY = 4   # the many-cheap-trials strategies run this many times the trials of the others
 REFERENCE = "Optuna TPE + HyperbandPruner"
-NEPS_PEER = "NePS PriorBand"
-SERVE = ("model", "nearest")
 
 
 @dataclass(frozen=True)
@@ -66,20 +65,14 @@ class ReplayOptions:
     search: SearchOptions
     curves: str
     repeats: int = 20
-    sweep: bool = False
     optuna: bool = True
-    serve: str = "model"
-    live: int = 0
-    live_only: tuple[str, ...] = ()   # with live: only these strategies (and random search) are searched live
-    neps: bool = False
     jobs: int | None = None   # processes replaying at once (default: the CPUs this process may use)
 
 
 def panel(space: Space, trials: int, concurrency: int, patience: int | None, max_epochs: int,
-          sweep: bool, optuna: bool, configs: int | None = None, neps: bool = False) -> list[Strategy]:
+          optuna: bool, configs: int | None = None) -> list[Strategy]:
     """The strategies a study replays (see the module docstring); ``configs``: how many the recording
-    holds (random search with more trials than that is left out: it would meet a config twice); ``neps``:
-    with NePS's PriorBand (Hyperband from one epoch, eta 3, random search's epoch budget)."""
+    holds (random search with more trials than that is left out: it would meet a config twice)."""
     grace = space.grace_for(max_epochs)
     default_trials = space.search_trials(Budget(trials=trials))
     base = Strategy(name="", trials=trials, concurrency=concurrency, patience=patience, grace=grace,
@@ -118,14 +111,6 @@ def panel(space: Space, trials: int, concurrency: int, patience: int | None, max
         out.append(replace(many, name=f"random + ASHA, {many.trials} trials, grace 1", sampler="random"))
     if out[3].settings() != many.settings():   # a space whose default it is has it already
         out.append(replace(many, name=f"TPE + ASHA, {many.trials} trials, grace 1"))
-    if neps:
-        out.append(replace(base, name=NEPS_PEER, runner="neps", sampler="priorband", grace=1, reduction=3))
-    if sweep:
-        graces = sorted({1, max(1, max_epochs // 9), max(1, max_epochs // 6), max(1, max_epochs // 3), grace})
-        for g, rf, startup in itertools.product(graces, (2, 3, 4), (4, 10)):
-            if g * rf <= max_epochs and (g, rf, startup) != (grace, space.reduction_factor, space.startup_trials):
-                out.append(replace(base, name=f"TPE + ASHA g{g} rf{rf} startup {startup}", grace=g, reduction=rf,
-                                   startup=startup))
     return out
 
 
@@ -161,33 +146,34 @@ def _share(shared: tuple[Any, ...], threads: int | None = None) -> None:
         threadpool_limits(threads)
 
 
-def _replay_chunk(strategy: Strategy, seeds: range) -> tuple[list[ReplayLog], float]:
+def _replay_chunk(strategy: Strategy, seeds: range, peer: Any) -> tuple[list[ReplayLog], float]:
     curves, params, start, table, model = _SHARED
     t0 = time.perf_counter()
-    logs = [replay(curves, params, start, strategy, seed=seed, table=table, model=model) for seed in seeds]
+    logs = [replay(curves, params, start, strategy, seed=seed, table=table, model=model, peer=peer)
+            for seed in seeds]
     return logs, time.perf_counter() - t0
 
 
-def replay_panel(strategies: list[Strategy], shared: tuple[Any, ...], repeats: int, jobs: int
+def replay_panel(strategies: list[Strategy], shared: tuple[Any, ...], repeats: int, jobs: int, peer: Any = None
                  ) -> dict[str, list[ReplayLog]]:
     """``repeats`` replays of each strategy (seeds 0, 1, ...; ``shared``: curves, params, start, table and
     model), in ``jobs`` processes when more than one: a replay depends on its seed only, so the logs are
-    the same whatever ``jobs`` is. Prints each strategy's seconds per replayed search (in one process) as
-    it ends."""
+    the same whatever ``jobs`` is. ``peer``: the driver of a ``neps`` strategy (:func:`replay`). Prints each
+    strategy's seconds per replayed search (in one process) as it ends."""
     chunk = max(1, math.ceil(repeats / max(1, 2 * jobs)))
-    tasks = [(s, range(a, min(a + chunk, repeats))) for s in strategies for a in range(0, repeats, chunk)]
+    tasks = [(s, range(a, min(a + chunk, repeats)), peer) for s in strategies for a in range(0, repeats, chunk)]
     logs: dict[str, list[ReplayLog]] = {s.name: [] for s in strategies}
     seconds: dict[str, float] = {s.name: 0.0 for s in strategies}
     if jobs <= 1:
         _share(shared)
-        done: Any = (_replay_chunk(s, seeds) for s, seeds in tasks)
+        done: Any = (_replay_chunk(*task) for task in tasks)
     else:
         # spawn, not fork: a forked child of a process that has run PyTorch's thread pool (the GP) can hang.
         pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_share, initargs=(shared, 1))
         done = pool.map(_replay_chunk, *zip(*tasks))
     try:
-        for (strategy, seeds), (part, spent) in zip(tasks, done):
+        for (strategy, seeds, _), (part, spent) in zip(tasks, done):
             logs[strategy.name] += part
             seconds[strategy.name] += spent
             if seeds.stop == repeats:
@@ -220,12 +206,8 @@ def prepare(r: ReplayOptions) -> Prepared:
     o, space = resolved.options, resolved.space
     if r.repeats < 2:
         raise OptionError(f"--repeats must be >= 2 to give a spread; got {r.repeats}.")
-    if r.live < 0:
-        raise OptionError(f"--live must be >= 0 (live searches per strategy; 0: none); got {r.live}.")
     if r.jobs is not None and r.jobs < 1:
         raise OptionError(f"--jobs must be >= 1; got {r.jobs}.")
-    if r.serve not in SERVE:
-        raise OptionError(f"--serve must be one of {', '.join(SERVE)}; got {r.serve!r}.")
     check_name(r.curves, "--curves")
     options = resolved.data
     data = load_data(space.pair, o.data, o.classes, test=False, seed=o.seed, **options.scaling())
@@ -251,9 +233,11 @@ def _received(check: Any, fix: str) -> None:
         raise OptionError(f"{str(exc).rstrip('.')}; {fix}.") from None
 
 
-def serving(table: Table, serve: str, announce: bool = True) -> tuple[CurveModel | None, Any]:
+def serving(table: Table, serve: str = "model", by_size: Callable[[Table, ModelCheck], Any] | None = None,
+            announce: bool = True) -> tuple[CurveModel | None, ModelCheck | None]:
     """The curve model that serves a model-based sampler's proposals from the recording read for serving
-    (``serve`` ``model``; ``None`` for ``nearest``), with its held-out check."""
+    (``serve`` ``model``; ``None`` for the lab's ``nearest``), with its held-out check; ``by_size``: where the
+    check fails, how its error falls with the table's size (the lab's :func:`search.bench.size_curve.size_curve`)."""
     if serve == "nearest":
         return None, None
     with warnings.catch_warnings():
@@ -261,9 +245,8 @@ def serving(table: Table, serve: str, announce: bool = True) -> tuple[CurveModel
         warnings.simplefilter("ignore")
         check = check_model(table)
         model = check.fit(table)
-        if not check.faithful:
-            # How its error falls with the table's size says what a larger recording would buy.
-            check = replace(check, by_size=size_curve(table, check))
+        if not check.faithful and by_size is not None:
+            check = replace(check, by_size=by_size(table, check))
     if announce:
         console.print(check.describe(), soft_wrap=True)
     return model, check
@@ -276,56 +259,71 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
         from search.replay.front import run_front_replay
 
         return run_front_replay(r, prepare(r))
-    if r.neps:
-        from search.replay.neps_peer import NEPS_ENV, neps_python
-
-        if neps_python() is None:
-            raise OptionError(f"--neps replays NePS PriorBand in NePS's own Python, and there is none ({NEPS_ENV}): "
-                              "make neps-env, or set SPECTUNE_NEPS_PYTHON.")
     p = prepare(r)
-    o, space, curves, max_epochs, patience = p.options, p.space, p.curves, p.max_epochs, p.patience
-    strategies = panel(space, o.trials, o.concurrency or 1, patience, max_epochs, r.sweep, r.optuna,
-                       len(curves.configs), neps=r.neps)
-    unknown = sorted(set(r.live_only) - {s.name for s in strategies})
-    if unknown:
-        raise OptionError(f"--live-only {unknown[0]!r} is not a strategy of this replay's panel; its strategies: "
-                          + "; ".join(s.name for s in strategies) + ".")
-    if r.live_only and not r.live:
-        raise OptionError("--live-only chooses strategies for --live N; pass --live N too (10 searches each, say).")
+    o = p.options
+    strategies = panel(p.space, o.trials, o.concurrency or 1, p.patience, p.max_epochs, r.optuna,
+                       len(p.curves.configs))
+    return replay_study(r, p, plan(r, p, strategies))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a study replays: the recording read for serving, its kept live searches (:func:`read_live`), the
+    strategies (random search's only, where the curve model cannot be checked: ``too_few`` says why, and
+    ``left_out`` names the others) and the space's default."""
+
+    table: Table
+    kept: pd.DataFrame | None
+    strategies: list[Strategy]
+    default: Strategy
+    too_few: str | None
+    left_out: list[str]
+
+
+def plan(r: ReplayOptions, p: Prepared, strategies: list[Strategy], serve: str = "model") -> Plan:
+    """Refuse a recording with fewer configs than trials; read it for serving; keep random search's strategies
+    only where the curve model that would serve the others cannot be checked."""
+    o, curves = p.options, p.curves
     if len(curves.configs) < o.trials:
         raise OptionError(f"curves {r.curves} hold {len(curves.configs)} configs, fewer than the {o.trials} trials "
                           "a replayed random search draws from them without replacement; replay with --trials "
                           f"{len(curves.configs)} or fewer, or record at least {4 * o.trials} configs.")
-    kept = read_live(curves_dir(space.name, r.curves, o.results_root) / LIVE_FILE, space)
-    table = Table(curves, space.params)
-    default = strategies[3]
-    too_few = None
-    if r.serve == "model" and not checkable(table):
-        # Random search is served exactly (the recorded configs); the others need the curve model, unchecked here.
-        too_few = (f"curves {r.curves} hold {len(table.complete)} complete configs, too few for a {FOLDS}-fold check "
-                   f"of the curve model that serves model-based samplers (at least {2 * FOLDS})")
-        left_out = [s.name for s in strategies if s.sampler != "random"]
-        asked = [name for name in r.live_only if name in left_out]
-        if asked:
-            raise OptionError(f"--live-only {asked[0]!r} is left out of this replay: {too_few}; record more configs, "
-                              "or check random search's strategies only.")
-        strategies = [s for s in strategies if s.sampler == "random"]
+    kept = read_live(curves_dir(p.space.name, r.curves, o.results_root) / LIVE_FILE, p.space)
+    table = Table(curves, p.space.params)
+    if serve != "model" or checkable(table):
+        return Plan(table, kept, strategies, strategies[3], None, [])
+    # Random search is served exactly (the recorded configs); the others need the curve model, unchecked here.
+    too_few = (f"curves {r.curves} hold {len(table.complete)} complete configs, too few for a {FOLDS}-fold check "
+               f"of the curve model that serves model-based samplers (at least {2 * FOLDS})")
+    return Plan(table, kept, [s for s in strategies if s.sampler == "random"], strategies[3], too_few,
+                [s.name for s in strategies if s.sampler != "random"])
+
+
+def replay_study(r: ReplayOptions, p: Prepared, planned: Plan, serve: str = "model",
+                 by_size: Callable[[Table, ModelCheck], Any] | None = None, peer: Any = None) -> dict[str, Any]:
+    """Replay ``planned``'s strategies ``repeats`` times each, served as ``serve`` says (:func:`serving`;
+    ``by_size`` and ``peer``: the lab's size curve and NePS driver); write the study, print its table and the
+    advice, and return what it measured."""
+    o, space, curves, max_epochs, patience = p.options, p.space, p.curves, p.max_epochs, p.patience
+    table, kept, strategies, default, too_few = (planned.table, planned.kept, planned.strategies, planned.default,
+                                                 planned.too_few)
+    if too_few:
         console.print(f"note: {too_few}: replaying only random search, served exactly ("
-                      f"{'; '.join(s.name for s in strategies)}), and leaving out {len(left_out)} model-served "
-                      f"strategies ({'; '.join(left_out)}); record at least {2 * FOLDS} configs to replay them",
+                      f"{'; '.join(s.name for s in strategies)}), and leaving out {len(planned.left_out)} model-served "
+                      f"strategies ({'; '.join(planned.left_out)}); record at least {2 * FOLDS} configs to replay them",
                       soft_wrap=True)
     console.print(f"replaying {len(strategies)} strategies x {r.repeats} repeats on curves {r.curves} "
                   f"({len(curves.configs)} configs x {len(curves.meta['seeds'])} seeds x {max_epochs} epochs; "
                   f"{o.trials} trials, {o.concurrency or 1} at once, patience {patience}; random search served "
-                  f"exactly, other samplers by {'the curve model' if r.serve == 'model' else 'the nearest config'})",
+                  f"exactly, other samplers by {'the curve model' if serve == 'model' else 'the nearest config'})",
                   soft_wrap=True)
     if len(curves.configs) < 4 * o.trials:
         console.print(f"note: {len(curves.configs)} recorded configs for {o.trials} trials; at least "
                       f"{4 * o.trials} (4 per trial) are needed before a comparison is judged", soft_wrap=True)
     jobs = worker_count(r.jobs)
     started = time.perf_counter()
-    model, check = (None, None) if too_few else serving(table, r.serve)
-    logs = replay_panel(strategies, (curves, space.params, list(space.start), table, model), r.repeats, jobs)
+    model, check = (None, None) if too_few else serving(table, serve, by_size)
+    logs = replay_panel(strategies, (curves, space.params, list(space.start), table, model), r.repeats, jobs, peer)
     rows = [{"strategy": name, "repeat": repeat, "trial_id": t.trial_id, "config_id": t.config_id,
              "modelled": t.modelled, "seed": t.seed, "distance": t.distance, "epochs": t.epochs, "best": t.best,
              "quality": t.quality, "quality_unseen": t.quality_unseen, "outcome": t.outcome,
@@ -334,7 +332,8 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
     events = [{"strategy": name, "repeat": repeat, "clock": clock, "trial": index, "best": best}
               for name, runs in logs.items() for repeat, log in enumerate(runs) for clock, index, best in log.events]
     study = summarise(logs, table, BASELINE, REFERENCE if r.optuna else None)
-    unfaithful = too_few or ("model-based samplers were served the nearest recorded config (--serve nearest), which "
+    unfaithful = too_few or ("model-based samplers were served the nearest recorded config (the lab's --serve "
+                             "nearest), which "
                              "is not shown to be faithful" if check is None else None if check.faithful else
                              f"the curve model's held-out error ({check.errors[check.chosen]:.4f}) is not below one "
                              f"seed noise ({check.seed_noise:.4f})")
@@ -356,7 +355,7 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
     summary = record(study, {"space": space.name, "curves": r.curves, "repeats": r.repeats, "trials": o.trials,
                              "configs": len(curves.configs), "seeds": len(curves.meta["seeds"]),
                              "concurrency": o.concurrency or 1, "patience": patience, "max_epochs": max_epochs,
-                             "serve": r.serve, "model_check": asdict(check) if check else None,
+                             "serve": serve, "model_check": asdict(check) if check else None,
                              "model": check.chosen if check else None,
                              "kendall_tau_by_rung": tau, "recommendation": advice.to_json(),
                              "seconds": time.perf_counter() - started,
@@ -366,7 +365,7 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
     run_id = log_study(tracking_uri, f"spectune-{space.name}-replay", f"{r.curves}-{tag}",
                        params={"curves": r.curves, "repeats": r.repeats, "trials": o.trials,
                                "concurrency": o.concurrency or 1, "patience": patience, "max_epochs": max_epochs,
-                               "serve": r.serve},
+                               "serve": serve},
                        metrics=_metrics(study.table), role="replay",
                        artifacts=[out / "table.md", figure, out / "study.json"])
     console.print(text, soft_wrap=True)
@@ -379,14 +378,9 @@ def run_replay(r: ReplayOptions) -> dict[str, Any]:
     console.print(f"replay study -> {out} ({figure.name}, table.md, study.json, trials.csv.gz, events.csv.gz); "
                   f"MLflow run {run_id} in experiment spectune-{space.name}-replay at {tracking_uri}; "
                   f"{time.perf_counter() - started:.0f} s in all", soft_wrap=True)
-    result = {"out": out, "study": study, "summary": summary, "mlflow_run_id": run_id, "curves": curves,
-              "default": default, "table": table, "model": model, "check": check, "logs": logs, "advice": advice}
-    if r.live:
-        chosen = ([s for s in strategies if s.name in r.live_only or s.name == BASELINE] if r.live_only else
-                  [s for s in strategies if s.name in LIVE_PANEL or s is default or s.trials > o.trials])
-        result["live"] = live_check(p, chosen, r.live, study, out, tuple(int(s) for s in table.recording_seeds),
-                                    kept, jobs)
-    return result
+    return {"out": out, "study": study, "summary": summary, "mlflow_run_id": run_id, "curves": curves,
+            "default": default, "table": table, "model": model, "check": check, "logs": logs, "advice": advice,
+            "strategies": strategies, "jobs": jobs}
 
 
 LIVE_FILE = "live.csv"
@@ -394,19 +388,21 @@ LIVE_FILE = "live.csv"
 LIVE_COLUMNS = ("strategy", "repeat", "epochs", "baseline_epochs", "final_quality", "final_config")
 LIVE_NUMBERS = ("repeat", "epochs", "trials", "stopped", "failed", "baseline_epochs", "final_quality",
                 "quality_at_0.25", "quality_at_1")
-# The strategies checked live besides the space's default and those with many cheap trials: random search,
-# random + ASHA, Optuna's peer and the candidates to beat random search.
-LIVE_PANEL = (BASELINE, "random + ASHA", REFERENCE, "prior + ASHA", "QMC-TPE + ASHA", "GP + ASHA",
-              "TPE + curve ASHA", NEPS_PEER)
+# A live search's final pick judged on the recording's seeds, as the replay judges its picks.
+RECORDED_SEEDS = "final_quality_recorded_seeds"
 
 
+def judged_picks(part: pd.DataFrame) -> pd.Series:
+    """Live searches' final picks as the replay judges its own: on the recording's seeds where every search
+    of ``part`` was judged there, else (searches kept from before) on the new seeds."""
+    if RECORDED_SEEDS in part and part[RECORDED_SEEDS].notna().all():
+        return part[RECORDED_SEEDS]
+    return part["final_quality"]
 def read_live(path: Path, space: Space) -> pd.DataFrame | None:
     """A recording's kept live searches (its ``live.csv``), or ``None`` where it has none. A received file: a
     number column holding text, a repeat that is not a whole number >= 0, or a final config that is not a config
     of the space (a kept pick is trained on the recording's seeds) is refused in one line naming the file and
     the fix, before any replay."""
-    from search.replay.live import RECORDED_SEEDS
-
     if not path.is_file():
         return None
     live = read_csv(path, "the recording's live searches", LIVE_COLUMNS)
@@ -443,8 +439,6 @@ def live_disagreement(live: pd.DataFrame | None, table: pd.DataFrame, strategies
     """Why a replay cannot judge: the kept live searches ``live`` (a recording's ``live.csv``, :func:`read_live`)
     put the median pick of one of ``strategies`` (under its settings) outside the replay's interquartile range
     (``table``, the study's), judged as the replay judges; ``None`` where they agree or there are none."""
-    from search.replay.live import judged_picks
-
     if live is None:
         return None
     predicted = table.set_index("strategy")
@@ -459,60 +453,6 @@ def live_disagreement(live: pd.DataFrame | None, table: pd.DataFrame, strategies
             off.append(f"{s.name}'s {len(part)} live searches picked {q:.4f} (median), outside its replay's "
                        f"{low:.4f}-{high:.4f}")
     return f"the live searches beside this recording disagree with its replay ({'; '.join(off)})" if off else None
-
-
-def live_check(p: Prepared, strategies: list[Strategy], repeats: int, study: Any, out: Any,
-               seeds: tuple[int, ...], kept: pd.DataFrame | None, jobs: int = 1) -> pd.DataFrame:
-    """``repeats`` live searches of each strategy (:mod:`search.replay.live`), their picks confirmed over 3
-    new seeds and judged on the recording's seeds, set beside the replay's prediction: the live median pick
-    (on the recording's seeds, as the replay judges) inside the replay's interquartile range, and the live
-    median epochs within 15 % of the replay's, or not. The searches are kept beside the recording (its
-    ``live.csv``, with every kept search they do not replace); a later check runs only the strategies that
-    have fewer than ``repeats`` there. ``seeds``: the recording's (:attr:`Table.recording_seeds`); ``kept``: its
-    kept live searches (:func:`read_live`); ``jobs``: processes training at once."""
-    from search.replay.live import RECORDED_SEEDS, Trainer, live_panel, with_kept
-
-    space = p.space
-    beside = curves_dir(space.name, p.curves.name, p.options.results_root) / LIVE_FILE
-    console.print(f"live check: {repeats} live searches of {len(strategies)} strategies, every proposal trained "
-                  f"(data {p.data.describe()}), picks confirmed over 3 new seeds; {jobs} process"
-                  f"{'es' if jobs > 1 else ''} training at once", soft_wrap=True)
-    started = time.perf_counter()
-
-    def keep(rows: pd.DataFrame) -> None:
-        # After each strategy, beside the study and beside the recording (with every kept search these rows do
-        # not replace): an interrupted check loses no finished strategy, and no check loses a kept search.
-        write_csv(out / LIVE_FILE, rows)
-        write_csv(beside, with_kept(rows, kept))
-
-    live = live_panel(Trainer(p.data, p.settings, space.pair.load_base(p.options.base)), space.params,
-                      list(space.start), strategies, repeats, BASELINE, save=keep, kept=kept, recorded_seeds=seeds,
-                      jobs=jobs)
-    keep(live)
-    rows = []
-    for name, part in live.groupby("strategy", sort=False):
-        predicted = study.table.set_index("strategy").loc[name]
-        q = float(part[RECORDED_SEEDS].median())
-        e = float(part["epochs"].median())
-        rows.append({"strategy": name, "live searches": len(part),
-                     "live pick on new seeds, median (IQR)": _quartiles(part["final_quality"]),
-                     f"on the recording's seeds {', '.join(map(str, seeds))}": _quartiles(part[RECORDED_SEEDS]),
-                     "replay pick, median (IQR)": f"{predicted['quality_median']:.4f} "
-                                                  f"({predicted['quality_q25']:.4f}-{predicted['quality_q75']:.4f})",
-                     "pick inside replay IQR": inside(q, predicted["quality_q25"], predicted["quality_q75"]),
-                     "live epochs, median": e, "replay epochs, median": float(predicted["epochs_median"]),
-                     "epochs within 15 %": within(e, predicted["epochs_median"])})
-    table = pd.DataFrame(rows)
-    text = table.to_markdown(index=False)
-    (out / "live.md").write_text(text + "\n")
-    console.print(text, soft_wrap=True)
-    console.print(f"live check -> {out / 'live.csv'}, {out / 'live.md'}; {time.perf_counter() - started:.0f} s",
-                  soft_wrap=True)
-    return live
-
-
-def _quartiles(values: pd.Series) -> str:
-    return f"{values.median():.4f} ({values.quantile(0.25):.4f}-{values.quantile(0.75):.4f})"
 
 
 # Per strategy, the figures worth a chart in the MLflow UI (metric names allow no parentheses or commas).

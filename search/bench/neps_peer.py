@@ -1,5 +1,5 @@
 """NePS's PriorBand as a peer in replays and live checks: a driver of the replay's event loop whose
-proposals come from PriorBand running in NePS's own Python (:mod:`search.replay.neps_worker`).
+proposals come from PriorBand running in NePS's own Python (:mod:`search.bench.neps_worker`).
 
 PriorBand draws around the space's starting config (its prior, confidence "medium"), the incumbent and
 uniformly, over Hyperband brackets of epochs (from the strategy's grace, eta its reduction factor); its
@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from optuna.trial import FixedTrial
-from ray.tune.schedulers import TrialScheduler
 
 from results.errors import OptionError
+from search.replay.simulate import CONTINUE, STOP
 from search.searcher import DefineByRun
 from spaces import Categorical, FloatRange, PowerOfTwoRange, When
 
@@ -157,9 +157,9 @@ class NepsDriver:
                    sizes: dict[str, float]) -> str:
         trial = self.trials[trial_id]
         if epoch < trial["epochs"] and not finished:
-            return TrialScheduler.CONTINUE
+            return CONTINUE
         _Worker.request({"op": "tell", "id": trial["neps"], "loss": -best if self.mode == "max" else best})
-        return TrialScheduler.STOP
+        return STOP
 
     def fail(self, trial_id: str) -> None:
         _Worker.request({"op": "tell", "id": self.trials[trial_id]["neps"], "crashed": True})

@@ -32,10 +32,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from search.bench.neps_peer import NepsDriver
 from search.progress import console
 from search.replay.serve import ServedRun
 from search.replay.simulate import ReplayLog, Strategy, replay
 from search.replay.stats import picks
+from search.replay.study import RECORDED_SEEDS
 from trainables.recipe import NonFiniteLossError, train
 from trainables.settings import TrialSettings
 
@@ -154,7 +156,8 @@ def live_search(trainer: Trainer, params: dict[str, Any], start: list[dict[str, 
     log and the config of each trial."""
     s = trainer.settings
     info = SimpleNamespace(name=f"live {s.model}/{s.data}", metric=s.metric, mode=s.mode, max_epochs=s.max_epochs)
-    log = replay(info, params, start, strategy, seed=repeat, server=Trained(trainer, LIVE_SEED + repeat))
+    log = replay(info, params, start, strategy, seed=repeat, server=Trained(trainer, LIVE_SEED + repeat),
+                 peer=NepsDriver)
     return log, [dict(t.config or {}) for t in log.trials]
 
 
@@ -188,17 +191,6 @@ def confirm_picks(configs: list[dict[str, Any]], chosen: dict[float, int], seeds
     ``seeds``, from ``runs``) of the search's pick then, and the pick's trial index."""
     return {budget: (math.nan if pick < 0 else mean_best(configs[pick], seeds, runs), pick)
             for budget, pick in chosen.items()}
-
-
-RECORDED_SEEDS = "final_quality_recorded_seeds"
-
-
-def judged_picks(part: pd.DataFrame) -> pd.Series:
-    """Live searches' final picks as the replay judges its own: on the recording's seeds where every search
-    of ``part`` was judged there, else (searches kept from before) on the new seeds."""
-    if RECORDED_SEEDS in part and part[RECORDED_SEEDS].notna().all():
-        return part[RECORDED_SEEDS]
-    return part["final_quality"]
 
 
 def live_panel(trainer: Trainer, params: dict[str, Any], start: list[dict[str, Any]], strategies: list[Strategy],

@@ -1,6 +1,6 @@
 """NePS's PriorBand behind a line protocol, run in NePS's own Python (``make neps-env``): NePS pins other
 versions of spectune's dependencies, so it cannot share spectune's environment. This file imports only
-NePS, NumPy, PyTorch and the standard library; :mod:`search.replay.neps_peer` starts it and speaks to it.
+NePS, NumPy, PyTorch and the standard library; :mod:`search.bench.neps_peer` starts it and speaks to it.
 
 Each line in is a JSON object, each line out its answer:
 
