@@ -15,7 +15,7 @@ from results.report import study_storage
 from results.errors import OptionError
 from search.options import SAMPLERS
 from search.samplers import PriorSampler, sobol_then
-from spaces import PowerOfTwoRange, When
+from spaces import When
 
 class PrunedAwareOptunaSearch(OptunaSearch):
     """OptunaSearch that tells Optuna a scheduler-stopped trial was PRUNED.
@@ -59,7 +59,7 @@ class DefineByRun:
                     continue
                 domain = domain.domain
             chosen[key] = domain.suggest(trial, key)
-            if isinstance(domain, PowerOfTwoRange):
+            if key not in domain.encode(key, chosen[key]):
                 derived[key] = chosen[key]
         # Values Optuna did not sample under their own name (a rank sampled as its log2) reach the
         # trial's config as constants, Ray's define-by-run contract.
@@ -70,8 +70,7 @@ class DefineByRun:
         out: dict[str, Any] = {}
         for key, value in point.items():
             domain = self.params.get(key)
-            domain = domain.domain if isinstance(domain, When) else domain
-            out.update(domain.encode(key, value) if isinstance(domain, PowerOfTwoRange) else {key: value})
+            out.update(domain.encode(key, value) if domain is not None else {key: value})
         return out
 
 

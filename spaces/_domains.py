@@ -5,7 +5,9 @@
 range such as a LoRA rank, which Optuna sees as the integer exponent ``<key>_log2``) and ``when("norm", ["group"], choice([2, 4]))``
 for a key searched only while another searched key has one of the given values. They hold no
 computation: the searcher turns them into Optuna suggestions, the space validator checks them
-against the declared tables, and ``to_json`` saves them with every search.
+against the declared tables, and ``to_json`` saves them with every search. Each knows the forms the
+tools that read it need: the name and value Optuna samples (``encode``), coordinates in the unit
+interval (``unit``, the replay's curve model) and NePS's form (``neps`` and back, ``from_neps``).
 """
 
 from __future__ import annotations
@@ -43,6 +45,30 @@ class FloatRange:
     def contains(self, value: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and self.low <= value <= self.high
 
+    def encode(self, name: str, value: Any) -> dict[str, Any]:
+        """A value as Optuna samples it: under its own name, as it is."""
+        return {name: value}
+
+    def unit(self, value: Any) -> list[float]:
+        """``value``'s coordinate in [0, 1] (on a log scale for a log range; 0.5 where the key is unset)."""
+        if value is None:
+            return [0.5]
+        low, high, v = float(self.low), float(self.high), float(value)
+        if self.log:
+            low, high, v = math.log(low), math.log(high), math.log(v)
+        return [(v - low) / (high - low) if high > low else 0.0]
+
+    def neps(self, name: str, prior: dict[str, Any]) -> dict[str, Any]:
+        """The range in NePS's terms (:mod:`search.bench.neps_worker`), with its value in ``prior`` (Optuna's
+        names) where it sets one."""
+        return {"name": name, "kind": "float" if self.kind is float else "int", "low": self.low, "high": self.high,
+                "log": bool(self.log), "prior": prior.get(name)}
+
+    def from_neps(self, name: str, sampled: dict[str, Any]) -> dict[str, Any]:
+        """NePS's value of ``name`` in ``sampled`` as Optuna samples it: kept inside the range, on its step."""
+        v = min(max(float(sampled[name]), self.low), self.high)
+        return {name: self.low + round((v - self.low) / self.step) * self.step if self.step else v}
+
     def describe(self) -> str:
         text = f"{'log-' if self.log else ''}uniform [{self.low:g}, {self.high:g}]"
         return text + (f" step {self.step:g}" if self.step else "")
@@ -72,6 +98,14 @@ class IntRange:
 
     def contains(self, value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool) and self.low <= value <= self.high
+
+    encode = FloatRange.encode
+    unit = FloatRange.unit
+    neps = FloatRange.neps
+
+    def from_neps(self, name: str, sampled: dict[str, Any]) -> dict[str, Any]:
+        """As :meth:`FloatRange.from_neps`: the nearest integer."""
+        return {name: int(round(float(sampled[name])))}
 
     def describe(self) -> str:
         return f"{'log-' if self.log else ''}int [{self.low}, {self.high}]"
@@ -103,8 +137,8 @@ class PowerOfTwoRange(IntRange):
         exponent = trial.suggest_int(self.encoded(name), self.low.bit_length() - 1, self.high.bit_length() - 1)
         return 2 ** exponent
 
-    def encode(self, name: str, value: int) -> dict[str, int]:
-        """A starting point's value as what Optuna samples."""
+    def encode(self, name: str, value: Any) -> dict[str, Any]:
+        """A starting point's value as what Optuna samples: its exponent, under ``<key>_log2``."""
         return {self.encoded(name): int(value).bit_length() - 1}
 
     def sampled(self, name: str, value: Any) -> tuple[str, Any, Any]:
@@ -116,6 +150,22 @@ class PowerOfTwoRange(IntRange):
 
     def contains(self, value: Any) -> bool:
         return super().contains(value) and value > 0 and value & (value - 1) == 0
+
+    def unit(self, value: Any) -> list[float]:
+        """As :meth:`FloatRange.unit`, on the exponent."""
+        if value is None:
+            return [0.5]
+        return [(math.log2(value) - math.log2(self.low)) / (math.log2(self.high) - math.log2(self.low))]
+
+    def neps(self, name: str, prior: dict[str, Any]) -> dict[str, Any]:
+        """As :meth:`FloatRange.neps`: the exponent, an integer range under ``<key>_log2``."""
+        encoded = self.encoded(name)
+        return {"name": encoded, "kind": "int", "low": self.low.bit_length() - 1,
+                "high": self.high.bit_length() - 1, "log": False, "prior": prior.get(encoded)}
+
+    def from_neps(self, name: str, sampled: dict[str, Any]) -> dict[str, Any]:
+        """As :meth:`FloatRange.from_neps`: the exponent, under ``<key>_log2``."""
+        return super().from_neps(self.encoded(name), sampled)
 
     def describe(self) -> str:
         return f"powers of two [{self.low}, {self.high}] (searched as the integer log2)"
@@ -146,6 +196,22 @@ class Categorical:
 
     def contains(self, value: Any) -> bool:
         return any(value == v and type(value) is type(v) for v in self.values)
+
+    encode = FloatRange.encode
+
+    def unit(self, value: Any) -> list[float]:
+        """One coordinate per choice: 1 for ``value``'s, 0 for the others (all 0 where the key is unset)."""
+        return [1.0 if value is not None and value == v else 0.0 for v in self.values]
+
+    def neps(self, name: str, prior: dict[str, Any]) -> dict[str, Any]:
+        """As :meth:`FloatRange.neps`: a choice's index, so that NePS never sees a choice's value."""
+        value = prior.get(name)
+        index = None if value is None else [repr(v) for v in self.values].index(repr(value))
+        return {"name": name, "kind": "index", "low": 0, "high": len(self.values) - 1, "log": False, "prior": index}
+
+    def from_neps(self, name: str, sampled: dict[str, Any]) -> dict[str, Any]:
+        """As :meth:`FloatRange.from_neps`: the choice at NePS's index."""
+        return {name: self.values[int(sampled[name])]}
 
     def describe(self) -> str:
         return f"choice {list(self.values)}"
@@ -184,6 +250,19 @@ class When:
     key: str
     values: tuple[Any, ...]
     domain: Domain
+
+    def encode(self, name: str, value: Any) -> dict[str, Any]:
+        return self.domain.encode(name, value)
+
+    def unit(self, value: Any) -> list[float]:
+        """Whether the key is set (0 or 1), then its domain's coordinates."""
+        return [0.0 if value is None else 1.0, *self.domain.unit(value)]
+
+    def neps(self, name: str, prior: dict[str, Any]) -> dict[str, Any]:
+        return self.domain.neps(name, prior)
+
+    def from_neps(self, name: str, sampled: dict[str, Any]) -> dict[str, Any]:
+        return self.domain.from_neps(name, sampled)
 
     def describe(self) -> str:
         shown = self.values[0] if len(self.values) == 1 else list(self.values)

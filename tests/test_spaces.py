@@ -228,3 +228,25 @@ def test_a_users_space_is_named_by_its_real_file_and_a_name_it_cannot_have_is_re
     with pytest.raises(SpaceError, match=rf"^{re.escape(str(folder))}/wine --trials 999;touch PWNED\.py: a space's "
                                          r"file name must be letters, digits, .* Rename the file\.$"):
         get_space("wine --trials 999;touch PWNED")
+
+
+def test_each_domain_knows_its_unit_coordinates_its_optuna_name_and_its_neps_form():
+    """The replay's curve model, NePS's peer and the searcher ask a domain for its forms, not for its type."""
+    from spaces import choice, integers, loguniform, powers_of_two, uniform, when
+
+    lr, rank, width = loguniform(1e-4, 1e-2), powers_of_two(2, 32), integers(1, 5)
+    pick, drop = choice(["a", "b"]), uniform(0.0, 0.5, step=0.1)
+    assert lr.unit(1e-3) == pytest.approx([0.5]) and rank.unit(8) == pytest.approx([0.5]) and width.unit(3) == [0.5]
+    assert pick.unit("b") == [0.0, 1.0] and pick.unit(None) == [0.0, 0.0] and lr.unit(None) == [0.5]
+    sgd_only = when("optimizer", ["sgd"], drop)
+    assert sgd_only.unit(None) == [0.0, 0.5] and sgd_only.unit(0.2) == pytest.approx([1.0, 0.4])
+    assert rank.neps("r", {"r_log2": 3}) == {"name": "r_log2", "kind": "int", "low": 1, "high": 5, "log": False,
+                                              "prior": 3}
+    assert pick.neps("p", {"p": "b"})["prior"] == 1 and pick.neps("p", {})["prior"] is None
+    assert (lr.neps("lr", {})["kind"], lr.neps("lr", {})["log"], width.neps("w", {})["kind"]) == ("float", True, "int")
+    assert rank.from_neps("r", {"r_log2": 2.6}) == {"r_log2": 3} and pick.from_neps("p", {"p": 1}) == {"p": "b"}
+    assert drop.from_neps("d", {"d": 0.27}) == {"d": pytest.approx(0.3)} and drop.from_neps("d", {"d": 0.9}) == \
+        {"d": pytest.approx(0.5)}
+    assert sgd_only.from_neps("d", {"d": 0.27}) == {"d": pytest.approx(0.3)}
+    assert rank.encode("r", 16) == {"r_log2": 4} and width.encode("w", 3) == {"w": 3} and sgd_only.encode("d", 0.1) \
+        == {"d": 0.1}

@@ -25,7 +25,6 @@ from optuna.trial import FixedTrial
 from results.errors import OptionError
 from search.replay.simulate import CONTINUE, STOP
 from search.searcher import DefineByRun
-from spaces import Categorical, FloatRange, PowerOfTwoRange, When
 
 NEPS_ENV = ".venv-neps/bin/python"
 WORKER = Path(__file__).with_name("neps_worker.py")
@@ -84,42 +83,13 @@ class _Worker:
 def describe(params: dict[str, Any], prior: dict[str, Any]) -> list[dict[str, Any]]:
     """The space's domains in the worker's terms (Optuna's names: a power of two as its log2), with the
     prior value of each key the starting config ``prior`` (in Optuna's names) sets."""
-    out = []
-    for key, domain in params.items():
-        domain = domain.domain if isinstance(domain, When) else domain
-        if isinstance(domain, PowerOfTwoRange):
-            name = domain.encoded(key)
-            entry = {"kind": "int", "low": domain.low.bit_length() - 1, "high": domain.high.bit_length() - 1,
-                     "log": False}
-        elif isinstance(domain, Categorical):
-            name = key
-            entry = {"kind": "index", "low": 0, "high": len(domain.values) - 1, "log": False}
-        else:
-            name = key
-            entry = {"kind": "float" if isinstance(domain, FloatRange) else "int", "low": domain.low,
-                     "high": domain.high, "log": bool(domain.log)}
-        value = prior.get(name)
-        if value is not None and isinstance(domain, Categorical):
-            value = [repr(v) for v in domain.values].index(repr(value))
-        out.append({"name": name, **entry, "prior": value})
-    return out
+    return [domain.neps(key, prior) for key, domain in params.items()]
 
 
 def decode(params: dict[str, Any], sampled: dict[str, Any]) -> dict[str, Any]:
     """A worker's config as a trial's: choices from their indices, integers and steps restored, and the
     keys of unmet conditions dropped (through the define-by-run function a search uses)."""
-    values: dict[str, Any] = {}
-    for key, domain in params.items():
-        domain = domain.domain if isinstance(domain, When) else domain
-        name = domain.encoded(key) if isinstance(domain, PowerOfTwoRange) else key
-        v = sampled[name]
-        if isinstance(domain, Categorical):
-            values[name] = domain.values[int(v)]
-        elif isinstance(domain, FloatRange):
-            v = min(max(float(v), domain.low), domain.high)
-            values[name] = domain.low + round((v - domain.low) / domain.step) * domain.step if domain.step else v
-        else:
-            values[name] = int(round(float(v)))
+    values = {name: v for key, domain in params.items() for name, v in domain.from_neps(key, sampled).items()}
     trial = FixedTrial(values)
     derived = DefineByRun(params)(trial) or {}
     return {**trial.params, **derived}

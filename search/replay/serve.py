@@ -41,7 +41,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from results.curves import Curves
-from spaces import Categorical, FloatRange, IntRange, PowerOfTwoRange, When
 
 MODELS = ("forest", "gp", "knn")
 
@@ -101,25 +100,7 @@ class Table:
     def encode(self, config: dict[str, Any]) -> list[float]:
         """Coordinates in [0, 1]: one per numeric key (and an is-active flag for a conditional one), one
         per choice of a categorical key."""
-        out: list[float] = []
-        for key, domain in self.params.items():
-            conditional = isinstance(domain, When)
-            inner = domain.domain if conditional else domain
-            value = config.get(key)
-            if conditional:
-                out.append(0.0 if value is None else 1.0)
-            if isinstance(inner, Categorical):
-                out += [1.0 if value is not None and value == v else 0.0 for v in inner.values]
-            elif value is None:
-                out.append(0.5)
-            elif isinstance(inner, PowerOfTwoRange):
-                out.append((math.log2(value) - math.log2(inner.low)) / (math.log2(inner.high) - math.log2(inner.low)))
-            elif isinstance(inner, (FloatRange, IntRange)):
-                low, high, v = float(inner.low), float(inner.high), float(value)
-                if inner.log:
-                    low, high, v = math.log(low), math.log(high), math.log(v)
-                out.append((v - low) / (high - low) if high > low else 0.0)
-        return out
+        return [u for key, domain in self.params.items() for u in domain.unit(config.get(key))]
 
     def nearest(self, config: dict[str, Any], among: list[int] | None = None) -> tuple[int, float]:
         """The recorded config nearest ``config`` (Euclidean over the coordinates, divided by the root of
