@@ -5,7 +5,7 @@ before (:mod:`search.bench.panel_design`), then, pair by pair and seed by seed, 
 search one at a time through ``spectune search``'s own path (:func:`search.search.run_search`) with the
 pair's budget (``--time-budget`` minutes, or an epoch cap), the strategies' order reversed every other
 seed. Each pick is then judged on the design's confirmation seeds: retrained for its full epochs
-without patience by the live check's :class:`search.replay.live.Trainer`, on the data its search saw.
+without patience by the live check's :class:`search.bench.live.Trainer`, on the data its search saw.
 After each search one row goes to ``results/panels/<name>/rows.csv`` (with the design's commit, the code's
 commit and the time it ran), so an interrupted panel continues where it stopped; ``meta.json`` holds the
 design's commit. Searches work under ``runs/panels/<name>/`` (not committed).
@@ -88,7 +88,7 @@ class Confirmation:
         self.runs: dict[tuple[str, int, str, int], float] = {}
 
     def trainer(self, options: Any, epochs: int) -> Any:
-        from search.replay.live import Trainer
+        from search.bench.live import Trainer
         from spaces import get_space
         from trainables.pair import load_data
         from trainables.settings import TrialSettings
