@@ -25,7 +25,8 @@ from results.best_file import DataOptions, confirmed_record, search_pick
 from results.errors import OptionError, SearchError
 from results.export import latest_search, results_dir
 from results.files import read_json, write_csv, write_json
-from search.driver import Collected, Plan, Run, TrialCommand, Trials, candidate_grid, user_path
+from search.driver import Collected, Plan, Run, TrialCommand, Trials, candidate_grid
+from search.resolve import user_path
 from search.options import CONFIRM_OPTIONS, ConfirmOptions, check
 from search.tracking import own_store_run
 from spaces import get_space

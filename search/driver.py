@@ -31,7 +31,6 @@ A command subclasses :class:`TrialCommand` and fills in only what differs:
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
@@ -56,7 +55,6 @@ from search.session import ray_session
 from search.tracking import MLflowTracker, default_tracking_uri
 from search.tune_run import fit
 from spaces import Space
-from trainables.discovery import ENV
 from trainables.pair import dry_run, load_data
 from trainables.pretrained import Base
 from trainables.settings import TrialSettings
@@ -260,7 +258,3 @@ def candidate_grid(candidates: dict[str, dict[str, Any]], seeds: list[int], run:
                   param_space={"candidate": tune.grid_search(list(candidates)), "seed": tune.grid_search(seeds)},
                   tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=run.place.concurrency))
 
-
-def user_path() -> str:
-    """The driver's ``SPECTUNE_PATH``, so that trials find the same user pairs."""
-    return os.environ.get(ENV, "")

@@ -11,6 +11,7 @@ run shares, metric and mode included, so that no command rebuilds them with a fi
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,8 +19,13 @@ from results.best_file import DataOptions
 from results.errors import OptionError
 from search.options import SEARCH_OPTIONS, SearchOptions, check
 from spaces import Space, get_space
-from search.driver import user_path
+from trainables.discovery import ENV
 from trainables.settings import TrialSettings
+
+
+def user_path() -> str:
+    """The driver's ``SPECTUNE_PATH``, so that trials find the same user pairs."""
+    return os.environ.get(ENV, "")
 
 
 @dataclass(frozen=True)

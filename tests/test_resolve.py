@@ -48,3 +48,15 @@ def test_search_record_and_replay_resolve_through_it():
     for command in ("search.py", "record.py", "replay/study.py"):
         text = (root / command).read_text()
         assert "resolve(" in text and "TrialSettings(" not in text, command
+
+
+def test_resolving_options_loads_no_ray():
+    """The replay resolves its options as a search does, without the Ray driver on its path."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "import sys, search.resolve; print(sorted(m for m in sys.modules if m.split('.')[0] == 'ray'))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "[]"
