@@ -221,35 +221,34 @@ def _documented_commands(prefix: str = "spectune ") -> list[tuple[str, str]]:
     return found
 
 
-def test_every_documented_command_parses(capsys):
-    """A flag renamed or dropped breaks the docs' commands: each must still parse with the CLI's parser."""
+def _refused(commands: list[tuple[str, str]], parser, skip: int, capsys) -> list[str]:
+    """The documented ``commands`` that ``parser`` refuses (after the first ``skip`` words), with its message."""
     import shlex
 
+    refused = []
+    for page, line in commands:
+        try:
+            parser.parse_args(shlex.split(line, comments=True)[skip:])
+        except SystemExit:
+            refused.append(f"{page}: {line}: {capsys.readouterr().err.strip().splitlines()[-1]}")
+    return refused
+
+
+def test_every_documented_command_parses(capsys):
+    """A flag renamed or dropped breaks the docs' commands: each must still parse with the CLI's parser."""
     from search.cli import build_parser
 
     commands = _documented_commands()
     assert len(commands) >= 20, commands
-    refused = []
-    for page, line in commands:
-        try:
-            build_parser().parse_args(shlex.split(line, comments=True)[1:])
-        except SystemExit:
-            refused.append(f"{page}: {line}: {capsys.readouterr().err.strip().splitlines()[-1]}")
+    refused = _refused(commands, build_parser(), 1, capsys)
     assert not refused, refused
 
 
 def test_every_documented_lab_command_parses(capsys):
     """The research flags (``--live``, ``--neps``, ...) are the lab's: its documented commands parse with its parser."""
-    import shlex
-
     from search.bench.lab import build_parser
 
     commands = _documented_commands(LAB)
     assert commands
-    refused = []
-    for page, line in commands:
-        try:
-            build_parser().parse_args(shlex.split(line, comments=True)[3:])
-        except SystemExit:
-            refused.append(f"{page}: {line}: {capsys.readouterr().err.strip().splitlines()[-1]}")
+    refused = _refused(commands, build_parser(), 3, capsys)
     assert not refused, refused
