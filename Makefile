@@ -21,6 +21,9 @@ TRIALS ?=
 EPOCHS ?=
 # MINUTES=30 ends the search after 30 minutes of trials, keeping what ran (--time-budget).
 MINUTES ?=
+# FUSE=8 trains 8 configs of one architecture as one fused model, each still its own trial (--fuse); FUSE=1 never
+# fuses; unset: auto, fused only where a stored measurement says it pays (search/fusion_rules.json).
+FUSE ?=
 POINTS ?=
 TOKENS ?=
 TRAIN_PER_CLASS ?=
@@ -48,7 +51,7 @@ NAME_ARG = $(if $(NAME),--name $(NAME))
 RESUME_ARG = $(if $(RESUME),--resume)
 DATA_ARG = $(if $(DATA),--data $(DATA))
 OVERRIDES = $(if $(TRIALS),--trials $(TRIALS)) $(if $(EPOCHS),--max-epochs $(EPOCHS)) \
-	$(if $(MINUTES),--time-budget $(MINUTES)) \
+	$(if $(MINUTES),--time-budget $(MINUTES)) $(if $(FUSE),--fuse $(FUSE)) \
 	$(if $(POINTS),--points $(POINTS)) $(if $(TOKENS),--tokens $(TOKENS)) \
 	$(if $(TRAIN_PER_CLASS),--train-per-class $(TRAIN_PER_CLASS)) $(if $(GPUS_PER_TRIAL),--gpus-per-trial $(GPUS_PER_TRIAL))
 .PHONY: install neps-env data source search test mlflow-ui export train onnx bench docs clean

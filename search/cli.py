@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="configs to evaluate first: a JSON list of objects over the searched keys")
     p.add_argument("--no-space-start", action="store_true",
                    help="leave out the space's starting configs (a baseline as plain Ray Tune runs it)")
-    _table_args(p, SEARCH_OPTIONS, ("infra_retries", "stop_after_failures", "warm_start"))
+    _table_args(p, SEARCH_OPTIONS, ("fuse", "infra_retries", "stop_after_failures", "warm_start"))
     for key in ("warm_start_clip", "warm_start_any_data"):
         p.add_argument(f"--{key.replace('_', '-')}", action="store_true", help=SEARCH_OPTIONS[key].help)
     p.add_argument("--objective", dest="objectives", action="append", metavar="NAME:MODE",
@@ -224,6 +224,7 @@ NOT_MEASURED = ("not measured on this pair; spectune record, then python -m sear
 
 
 def cmd_spaces(args: argparse.Namespace) -> None:
+    from search.fusion import space_fusion
     from spaces import SpaceError, describe_domain, get_space, list_spaces
     from trainables.data import list_data
     from trainables.discovery import broken
@@ -255,6 +256,7 @@ def cmd_spaces(args: argparse.Namespace) -> None:
                   + f", ASHA grace {space.grace_for(epochs)}"
                   + "".join(f", {part}" for part in budget.describe_data()))
         print(f"    search settings: {space.measured or NOT_MEASURED}")
+        print(f"    fuses: {space_fusion(space)}")
         pretrained = space.pair.model_entry.pretrained
         if pretrained is not None:
             print(f"    starts from: {pretrained.about} (default {pretrained.default}; --base to change)")

@@ -26,7 +26,8 @@ A command subclasses :class:`TrialCommand` and fills in only what differs:
 - :meth:`~TrialCommand.collect` (required): what it writes from the trials;
 - optional hooks: :meth:`~TrialCommand.loaded` (what needs the data), :meth:`~TrialCommand.tracking`
   (its MLflow tags and params), :meth:`~TrialCommand.starting` (files written just before Ray starts),
-  :meth:`~TrialCommand.ended` (what an unfinished run means).
+  :meth:`~TrialCommand.placed` (a placement of its own, fused groups say), :meth:`~TrialCommand.ended`
+  (what an unfinished run means).
 """
 
 from __future__ import annotations
@@ -124,13 +125,15 @@ class Run:
 @dataclass(frozen=True)
 class Trials:
     """What Tune runs: ``trial_fn`` with the shipped objects and ``extra`` ones, under ``tune_config``
-    (a searcher and scheduler, or a concurrency limit) or over ``param_space`` (a grid); ``guard``,
-    ``infra_retries`` and ``cap`` as :func:`search.tune_run.fit` takes them."""
+    (a searcher and scheduler, or a concurrency limit) or over ``param_space`` (a grid), with ``callbacks``
+    of its own beside the tracker and the progress lines; ``guard``, ``infra_retries`` and ``cap`` as
+    :func:`search.tune_run.fit` takes them."""
 
     trial_fn: Callable[..., None]
     tune_config: Any = None
     param_space: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    callbacks: tuple[Any, ...] = ()
     guard: FailureGuard | None = None
     infra_retries: int = SEARCH_OPTIONS["infra_retries"].default
     cap: EpochCap | None = None
@@ -167,6 +170,10 @@ class TrialCommand(ABC):
 
     def starting(self, run: Run) -> None:
         """Files the command writes once everything is checked, just before Ray starts."""
+
+    def placed(self, run: Run, place: Placement) -> Placement:
+        """The placement the trials run with, given the cluster's (``place``) once Ray is up."""
+        return place
 
     @abstractmethod
     def describe(self, run: Run) -> list[str]:
@@ -235,16 +242,17 @@ class TrialCommand(ABC):
         with ray_session(plan.storage, plan.name, plan.address) as resources:
             gpus = resources.get("GPU", 0)
             run.resources = resources
-            run.place = plan_placement(resources.get("CPU", 1), gpus,
-                                       gpu_share(plan.gpus_per_trial, plan.space.gpus_per_trial, gpus),
-                                       plan.cpus_per_trial, plan.concurrency)
+            run.place = self.placed(run, plan_placement(resources.get("CPU", 1), gpus,
+                                                        gpu_share(plan.gpus_per_trial, plan.space.gpus_per_trial,
+                                                                  gpus),
+                                                        plan.cpus_per_trial, plan.concurrency))
             run.settings = replace(run.settings, device=run.place.device, threads=run.place.threads)
             for line in self.describe(run):
                 console.print(line, soft_wrap=True)
             trials = self.trials(run)
             progress = ProgressPrinter(plan.total, plan.metric, plan.mode, max_epochs=run.settings.max_epochs)
             fit(trials.trial_fn, {**run.shipped, **trials.extra}, run.place, name=plan.name, storage=plan.storage,
-                callbacks=[run.tracker, progress], restore=plan.resume, tune_config=trials.tune_config,
+                callbacks=[run.tracker, progress, *trials.callbacks], restore=plan.resume, tune_config=trials.tune_config,
                 param_space=trials.param_space, infra_retries=trials.infra_retries, guard=trials.guard, cap=trials.cap)
 
 

@@ -26,6 +26,31 @@ SAMPLERS = ("tpe", "random", "nsga2", "prior", "qmc-tpe", "gp", "tune-tpe")
 TRIAL_SCHEDULERS = ("asha", "fifo", "moasha", "asha-curve", "asha-time")
 BUDGETS = ("cpu", "gpu")
 DEFAULT_TRIALS = 20
+FUSE_AUTO = "auto"
+MAX_FUSE = 64   # members per group; past 32 the prototype stopped scaling (issue 37)
+
+
+@dataclass(frozen=True)
+class FuseRule(HParam):
+    """``--fuse``: ``auto`` or a whole number of members per group in [1, MAX_FUSE]; the CLI passes text."""
+
+    def describe(self) -> str:
+        return f"'{FUSE_AUTO}' or an int in the range [1, {MAX_FUSE}]"
+
+    def check(self, name: str, value: Any, source: str) -> Any:
+        if fuse_members(value) is None and str(value) != FUSE_AUTO:
+            raise ConfigError(f"{source}: the {name!r} option must be {self.describe()}; got {value!r}.")
+        return value
+
+
+def fuse_members(value: Any) -> int | None:
+    """The members per group ``--fuse`` asks for, ``None`` for ``auto`` (or a value :class:`FuseRule` refuses)."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit():
+        return None
+    k = int(text)
+    return k if 1 <= k <= MAX_FUSE else None
+
 
 SEARCH_OPTIONS: dict[str, HParam] = {
     "trials": Int(None, 1, nullable=True,
@@ -66,6 +91,11 @@ SEARCH_OPTIONS: dict[str, HParam] = {
     "seed": Int(None, 0, nullable=True, help="sampler and recipe seed (default: the space's fixed seed, else 0)"),
     "patience": Int(None, 1, nullable=True, help="in-trial early stopping (default: the space's fixed value, else 5)"),
     **SCALING_OPTIONS,
+    "fuse": FuseRule(str, FUSE_AUTO, help="train K configs of one architecture and batch size as one fused model, "
+                                          "each still its own trial (its own ASHA decisions, MLflow run, row and "
+                                          "checkpoint); auto (default): fused only where the model fuses and a "
+                                          "stored measurement (search/fusion_rules.json) says it pays on this "
+                                          "device; 1: one process per trial"),
     "infra_retries": Int(2, 0, help="retries of a trial whose worker died, whose node was lost or that ran out of "
                                     "memory, from its last checkpoint and outside --trials (default 2)"),
     "stop_after_failures": Int(3, 0, help="stop the search when its first N trials not failed by the machine "
@@ -107,7 +137,8 @@ class SearchOptions:
     in-trial early stopping off. ``start`` lists configs to evaluate first, then the space's own
     starting points unless ``space_start`` is off (a pure random-search baseline, say).
     ``time_budget``: minutes of trials, Tune's time budget. ``grace_period``, ``reduction_factor`` and
-    ``startup_trials`` override the space's. ``infra_retries`` and ``stop_after_failures``: see
+    ``startup_trials`` override the space's. ``fuse``: members per fused group, ``auto`` or a number
+    (see :mod:`search.fuse`). ``infra_retries`` and ``stop_after_failures``: see
     :mod:`search.failures`; ``warm_start`` and its
     two switches: see :mod:`search.warm_start`. ``objectives`` (``NAME:MODE``) adds objectives to the
     space's and ``choose`` (``NAME<=VALUE``) is the rule that picks a point of the front: see
@@ -145,6 +176,7 @@ class SearchOptions:
     start: tuple[dict[str, Any], ...] = ()
     space_start: bool = True
     base: str | None = None
+    fuse: str = FUSE_AUTO
     infra_retries: int = 2
     stop_after_failures: int = 3
     warm_start: str | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from results.errors import OptionError
 
@@ -14,19 +14,39 @@ DEFAULT_TRIALS_PER_GPU = 4
 
 @dataclass(frozen=True)
 class Placement:
+    """Per-trial resources and how many trials run at once. Fused (``members`` > 1), the resources are one
+    fused group's (the share one unfused trial gets), split evenly among its member trials, and
+    ``concurrency`` counts member trials: groups x members."""
+
     cpus_per_trial: float
     gpus_per_trial: float
     concurrency: int
     device: str
+    members: int = 1
 
     @property
     def threads(self) -> int:
+        """Torch threads of one trial, or of one fused group."""
         return max(1, math.floor(self.cpus_per_trial))
 
+    @property
+    def trial_resources(self) -> dict[str, float]:
+        """What Tune reserves for one trial: a member's even part of its group's share, rounded down to Ray's
+        resource precision (1e-4) so that a group's members never ask for more than one trial's share."""
+        return {"cpu": math.floor(1e4 * self.cpus_per_trial / self.members) / 1e4,
+                "gpu": math.floor(1e4 * self.gpus_per_trial / self.members) / 1e4}
+
+    def fused(self, members: int) -> "Placement":
+        """This placement with ``members`` trials fused into each slot."""
+        return replace(self, members=members, concurrency=self.concurrency * members)
+
     def describe(self, cpus: float, gpus: float) -> str:
-        where = (f"{self.gpus_per_trial:g} GPU + {self.cpus_per_trial:g} CPU per trial"
-                 if self.gpus_per_trial else f"{self.cpus_per_trial:g} CPU per trial, no GPU")
-        return f"cluster {cpus:g} CPUs, {gpus:g} GPUs -> {where}, up to {self.concurrency} trials at once"
+        unit = "fused group" if self.members > 1 else "trial"
+        where = (f"{self.gpus_per_trial:g} GPU + {self.cpus_per_trial:g} CPU per {unit}"
+                 if self.gpus_per_trial else f"{self.cpus_per_trial:g} CPU per {unit}, no GPU")
+        groups = (f" ({self.concurrency // self.members} groups of {self.members} fused members)"
+                  if self.members > 1 else "")
+        return f"cluster {cpus:g} CPUs, {gpus:g} GPUs -> {where}, up to {self.concurrency} trials at once{groups}"
 
 
 def gpu_share(requested: float | None, space_share: float | None, gpus: float) -> float | None:

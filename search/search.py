@@ -28,9 +28,12 @@ from results.report import study_report
 from search.driver import Collected, Plan, Run, TrialCommand, Trials
 from search.epoch_cap import EpochCap
 from search.failures import FailureGuard, stop_reason, stopped_search
-from search.options import SearchOptions, check_configs
+from search.fuse import FuseSpec, GroupReleaser, namespace_of, run_member
+from search.fusion import check_fusable, decide_fusion, model_refusal
+from search.options import SearchOptions, check_configs, fuse_members
 from search.own_state import check_resumable
 from search.progress import console, print_top
+from search.resources import Placement
 from search.resolve import resolve
 from search.schedulers import make_scheduler
 from search.searcher import fail_lost_trials, make_searcher, startup_trials
@@ -86,8 +89,8 @@ def _check_objectives(o: SearchOptions, objectives: list[Objective]) -> tuple[Co
 
 
 def _resumed_objectives(o: SearchOptions, saved: Path) -> SearchOptions:
-    """A resumed search keeps the ``--objective``, ``--choose`` and ``--time-budget`` it started with (Tune
-    restores its time budget with it); other ones are refused."""
+    """A resumed search keeps the ``--objective``, ``--choose``, ``--time-budget`` and fusion it started with
+    (Tune restores its time budget and its groups' callback with it); other ones are refused."""
     if not saved.exists():
         return o
     first = read_json(saved, "the search's objectives")
@@ -100,7 +103,12 @@ def _resumed_objectives(o: SearchOptions, saved: Path) -> SearchOptions:
         raise OptionError(f"--resume: search {o.name} began with "
                           + (f"--time-budget {budget:g}" if budget else "no --time-budget")
                           + "; a resumed search keeps it (and gets it whole again), so drop --time-budget.")
-    return replace(o, objectives=began[0], choose=began[1], time_budget=budget)
+    fused = first.get("fuse")
+    if fused is not None and fuse_members(o.fuse) not in (None, fused):
+        raise OptionError(f"--resume: search {o.name} began with --fuse {fused}; a resumed search keeps it, so drop "
+                          "--fuse.")
+    return replace(o, objectives=began[0], choose=began[1], time_budget=budget,
+                   fuse=str(fused) if fused is not None else o.fuse)
 
 
 def search_objectives(space: Space, o: SearchOptions) -> list[Objective]:
@@ -122,9 +130,10 @@ def describe_patience(space: Space, o: SearchOptions, resolved_patience: int | N
     return f"in-trial patience {resolved_patience if resolved_patience is not None else 'off'} ({source})"
 
 
-def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> SearchOutcome:
+def run_search(o: SearchOptions, trial_fn: Callable[..., None] | None = None) -> SearchOutcome:
     """Run (or resume) a search and write ``results/<space>/<name>/{best.json, trials.csv}``.
-    ``trial_fn`` is the Ray function trainable (tests wrap it to inject failures)."""
+    ``trial_fn`` is the Ray function trainable (default :func:`search.trial.run_trial`, or
+    :func:`search.fuse.run_member` when fused; tests wrap them to inject failures)."""
     return SearchCommand(o, trial_fn).run()
 
 
@@ -132,7 +141,7 @@ class SearchCommand(TrialCommand):
     """``spectune search`` on the shared driver (:mod:`search.driver`): what it adds is the objectives,
     the warm start, the searcher and scheduler, the failure guard, and best.json with its report."""
 
-    def __init__(self, o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> None:
+    def __init__(self, o: SearchOptions, trial_fn: Callable[..., None] | None = None) -> None:
         self.o, self.trial_fn = o, trial_fn
 
     def prepare(self) -> Plan:
@@ -178,6 +187,11 @@ class SearchCommand(TrialCommand):
         self.warm = plan_warm_start(self.earlier, plan.space, fingerprint=data.fingerprint,
                                     scaling=self.options.scaling(), max_epochs=self.max_epochs,
                                     clip=o.warm_start_clip, any_data=o.warm_start_any_data) if self.earlier else None
+        # Whether the model fuses, at the dry run's config: an explicit --fuse K on one that does not is
+        # refused now, before Ray starts.
+        self.refusal = None if fuse_members(o.fuse) == 1 else model_refusal(
+            plan.space.pair, self.resolved.settings.resolve(plan.dry_config), data.spec, base)
+        check_fusable(o.fuse, plan.space, self.refusal)
 
     def settings(self, plan: Plan, data: Any, base: Any) -> TrialSettings:
         self.patience = self.resolved.patience
@@ -207,6 +221,14 @@ class SearchCommand(TrialCommand):
                        {"objectives": list(self.o.objectives), "choose": list(self.o.choose),
                         "time_budget": self.o.time_budget})
 
+    def placed(self, run: Run, place: Placement) -> Placement:
+        """Fused groups on ``place``'s slots where the search fuses (decided now that the device is known)."""
+        self.fusion = decide_fusion(self.o.fuse, run.space.pair.model, place.device, self.refusal)
+        if not self.o.resume:
+            saved = run.plan.storage / f"{run.plan.name}.objectives.json"
+            write_json(saved, {**read_json(saved, "the search's objectives"), "fuse": self.fusion.members})
+        return place.fused(self.fusion.members) if self.fusion.members > 1 else place
+
     def describe(self, run: Run) -> list[str]:
         o, space, data, base, warm = self.o, run.space, run.data, run.base, self.warm
         pair, place, objectives = space.pair, run.place, self.objectives
@@ -225,6 +247,7 @@ class SearchCommand(TrialCommand):
         if warm:
             lines += warm.describe(self.startup if o.sampler == "tpe" else None)
         lines.append(f"placement: {place.describe(run.resources.get('CPU', 0), run.resources.get('GPU', 0))}")
+        lines.append(self.fusion.line)
         lines.append(f"failures: a trial whose worker, node, memory or disk failed is retried up to {o.infra_retries} "
                      "times from its last checkpoint (outside the trial budget), a config that raises is not; "
                      + (f"the search stops if its first {o.stop_after_failures} trials all fail on their "
@@ -282,9 +305,14 @@ class SearchCommand(TrialCommand):
             scheduler=make_scheduler(o.scheduler, self.max_epochs, self.grace, self.reduction,
                                      state=storage / f"{name}.asha.pkl",
                                      objectives=[(x.name, x.mode) for x in objectives[1:]]))
+        fused = {}
+        if self.fusion.members > 1:
+            spec = FuseSpec(self.fusion.members, namespace_of(run.plan.experiment))
+            fused = {"extra": {"fuse": spec}, "callbacks": (GroupReleaser(spec.namespace),)}
         # Tune's time budget counts from its first step, a moment after this: ended() judges by this clock.
         self.began = time.monotonic()
-        return Trials(self.trial_fn, tune_config=tune_config, infra_retries=o.infra_retries,
+        return Trials(self.trial_fn or (run_member if fused else run_trial), tune_config=tune_config,
+                      infra_retries=o.infra_retries, **fused,
                       guard=FailureGuard(o.stop_after_failures, run.plan.experiment),
                       cap=EpochCap(o.max_total_epochs) if o.max_total_epochs else None)
 

@@ -23,6 +23,7 @@ from trainables.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from trainables.data import Splits
 from trainables.discovery import ENV
 from trainables.models._finetune import parameter_counts
+from trainables.pair import Resolved
 from trainables.pretrained import Base
 from trainables.recipe import EpochReport, pick_device, train
 from trainables.settings import TrialSettings
@@ -48,40 +49,50 @@ def run_trial(config: dict[str, Any], data: Splits, settings: TrialSettings, bas
         sizes.update(parameter_counts(model))
         return model
 
-    def report(r: EpochReport) -> None:
-        state = r.state()
-        # reported_at orders epochs across concurrent trials (Ray's own timestamp has 1 s resolution);
-        # train_seconds, the trial's epochs so far (also those before a resume), is asha-time's clock.
-        metrics = {**r.metrics, **sizes, "finished": r.last, "reported_at": time.time(),
-                   SECONDS: sum(epoch["epoch_time_s"] for epoch in state["history"])}
-        with tempfile.TemporaryDirectory() as tmp:
-            # Every epoch: the best epoch's weights (model.pt; only what trains for a fine-tuned model,
-            # whose base is named by its sha256) and the whole training state (state.pt), so that a
-            # resumed trial continues from this epoch instead of starting again.
-            torch.save(state["best_state"], Path(tmp) / WEIGHTS_FILE)
-            torch.save(state, Path(tmp) / STATE_FILE)
-            # The resolved config travels with the weights, so a checkpoint alone can be rebuilt.
-            (Path(tmp) / CONFIG_FILE).write_text(json.dumps(
-                {"model": settings.model, "data": settings.data, "config": resolved.to_dict(),
-                 "epoch": state["best_epoch"], "base": base.record() if base is not None else None}))
-            best_val = state["best_val"]
-            if "confusion" in best_val:
-                (Path(tmp) / CONFUSION_FILE).write_text(json.dumps(
-                    {"epoch": state["best_epoch"], "classes": list(data.classes),
-                     "matrix": best_val["confusion"].tolist()}))
-            else:
-                write_predictions(Path(tmp), state["best_epoch"], best_val["target"].numpy(),
-                                  best_val["prediction"].numpy(), data.spec.target)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+    train(build, data, resolved.recipe, pick_device(settings.device),
+          on_epoch=lambda r: report_epoch(r, r.state(), sizes, data, settings, resolved, base),
+          metric=settings.metric, mode=settings.mode, augment=pair.augment(resolved), resume=restored_state())
 
-    resume = None
+
+def restored_state() -> dict[str, Any] | None:
+    """The training state of the checkpoint Tune restored this trial from (``--resume``, a retry), if any."""
     checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            if (Path(folder) / STATE_FILE).is_file():
-                resume = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
-    train(build, data, resolved.recipe, pick_device(settings.device), on_epoch=report, metric=settings.metric,
-          mode=settings.mode, augment=pair.augment(resolved), resume=resume)
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        if (Path(folder) / STATE_FILE).is_file():
+            return torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
+    return None
+
+
+def report_epoch(r: EpochReport, state: dict[str, Any], sizes: dict[str, float], data: Splits,
+                 settings: TrialSettings, resolved: Resolved, base: Base | None = None) -> None:
+    """``tune.report`` one epoch ``r`` of a trial with its checkpoint, written from ``state`` (``r.state()``,
+    taken by the caller: a fused member receives it from its group) and the model's ``sizes``; the one
+    way every trial, fused or not, reports and checkpoints."""
+    # reported_at orders epochs across concurrent trials (Ray's own timestamp has 1 s resolution);
+    # train_seconds, the trial's epochs so far (also those before a resume), is asha-time's clock.
+    metrics = {**r.metrics, **sizes, "finished": r.last, "reported_at": time.time(),
+               SECONDS: sum(epoch["epoch_time_s"] for epoch in state["history"])}
+    with tempfile.TemporaryDirectory() as tmp:
+        # Every epoch: the best epoch's weights (model.pt; only what trains for a fine-tuned model,
+        # whose base is named by its sha256) and the whole training state (state.pt), so that a
+        # resumed trial continues from this epoch instead of starting again.
+        torch.save(state["best_state"], Path(tmp) / WEIGHTS_FILE)
+        torch.save(state, Path(tmp) / STATE_FILE)
+        # The resolved config travels with the weights, so a checkpoint alone can be rebuilt.
+        (Path(tmp) / CONFIG_FILE).write_text(json.dumps(
+            {"model": settings.model, "data": settings.data, "config": resolved.to_dict(),
+             "epoch": state["best_epoch"], "base": base.record() if base is not None else None}))
+        best_val = state["best_val"]
+        if "confusion" in best_val:
+            (Path(tmp) / CONFUSION_FILE).write_text(json.dumps(
+                {"epoch": state["best_epoch"], "classes": list(data.classes),
+                 "matrix": best_val["confusion"].tolist()}))
+        else:
+            write_predictions(Path(tmp), state["best_epoch"], best_val["target"].numpy(),
+                              best_val["prediction"].numpy(), data.spec.target)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
 def confirm_trial(config: dict[str, Any], data: Splits, settings: TrialSettings,

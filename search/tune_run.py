@@ -38,8 +38,7 @@ def fit(trial_fn: Callable[..., None], shipped: dict[str, Any], place: Placement
     on ``place``'s resources: a new run, or the interrupted run ``name`` continued (``restore``, which
     keeps the run's own callbacks, guard and retry limit). ``guard`` (default: one that never stops
     the run) decides which failures are retried; ``cap`` (default: none) ends the run at an epoch total."""
-    trainable = tune.with_resources(tune.with_parameters(trial_fn, **shipped),
-                                    {"cpu": place.cpus_per_trial, "gpu": place.gpus_per_trial})
+    trainable = tune.with_resources(tune.with_parameters(trial_fn, **shipped), place.trial_resources)
     if restore:
         tuner = tune.Tuner.restore(str(storage / name), trainable, resume_unfinished=True, resume_errored=False)
     else:

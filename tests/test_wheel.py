@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("search", "trainables", "spaces", "results")
 # Non-Python files the wheel must carry ([tool.setuptools.package-data]); nothing else besides code.
-PACKAGE_DATA = {"spaces/galspecnet_source.json"}
+PACKAGE_DATA = {"spaces/galspecnet_source.json", "search/fusion_rules.json"}
 # What a search leaves under results/<space>/<name>/: never part of the wheel.
 PLANTED_RUN = {
     "results/wine_mlp/planted-run/best.json": "{}",

@@ -1,0 +1,234 @@
+"""Fused trials through Ray Tune (search/fuse.py): each member of a fused group is its own trial everywhere.
+
+Few Ray starts (one for the module), tiny searches: a recipe-only wine MLP (3 searched recipe knobs, the
+architecture and batch size fixed, so that every config shares one group), 2 epochs."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from contextlib import redirect_stdout
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from search.cli import main as cli_main
+from search.options import SearchOptions
+from search.search import run_search
+from spaces import get_space
+from trainables.checkpoint import read_checkpoint
+from trainables.pair import load_data
+
+EPOCHS = 2
+WINE = """
+from spaces import Space, loguniform, uniform
+
+SPACE = Space(
+    model="mlp", data="wine",
+    params={"lr": loguniform(1e-3, 3e-2), "weight_decay": loguniform(1e-6, 1e-2), "dropout": uniform(0.0, 0.5)},
+    fixed={"loss": "ce", "scheduler": "cosine", "warmup_epochs": 0, "eta_min": 0.0, "patience": 10,
+           "batch_size": 16, "depth": 2, "width": 32, "batch_norm": BATCH_NORM, "activation": "relu"},
+    start=[], max_epochs=2, grace_period=1, reduction_factor=2,
+)
+"""
+# A regression MLP trained by plain SGD without clipping: lr 1 diverges (a NaN loss at epoch 3), 0.01 does not.
+CALIFORNIA = """
+from spaces import Space, loguniform, uniform
+
+SPACE = Space(
+    model="mlp", data="california_housing", metric="val_rmse", mode="min",
+    params={"lr": loguniform(1e-3, 1.0), "dropout": uniform(0.0, 0.5)},
+    fixed={"scheduler": "constant", "warmup_epochs": 0, "patience": 10, "max_grad_norm": None, "optimizer": "sgd",
+           "momentum": 0.9, "batch_size": 32, "depth": 2, "width": 16, "batch_norm": False, "activation": "tanh"},
+    start=[], max_epochs=3, grace_period=1, reduction_factor=2,
+)
+"""
+STARTS = ({"lr": 0.003, "weight_decay": 1e-4, "dropout": 0.1}, {"lr": 0.01, "weight_decay": 1e-3, "dropout": 0.3},
+          {"lr": 0.02, "weight_decay": 1e-5, "dropout": 0.0})
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    """The test spaces, found through SPECTUNE_PATH: wine_fuse, wine_fuse_bn (batch norm: does not fuse)
+    and california_sgd (with its synthetic data)."""
+    folder = tmp_path_factory.mktemp("pairs")
+    (folder / "spaces").mkdir()
+    (folder / "spaces" / "wine_fuse.py").write_text(WINE.replace("BATCH_NORM", "False"))
+    (folder / "spaces" / "wine_fuse_bn.py").write_text(WINE.replace("BATCH_NORM", "True"))
+    (folder / "spaces" / "california_sgd.py").write_text(CALIFORNIA)
+    old = os.environ.get("SPECTUNE_PATH")
+    os.environ["SPECTUNE_PATH"] = str(folder)
+    assert cli_main(["data", "--space", "california_sgd", "--source", "synthetic", "--rows", "400",
+                     "--out", str(folder / "california")]) == 0
+    yield folder
+    if old is None:
+        os.environ.pop("SPECTUNE_PATH")
+    else:
+        os.environ["SPECTUNE_PATH"] = old
+
+
+def _options(root: Path, name: str, **kw) -> SearchOptions:
+    return SearchOptions(**{"space": "wine_fuse", "trials": len(STARTS), "max_epochs": EPOCHS, "sampler": "random",
+                            "scheduler": "fifo", "seed": 0, "name": name, "storage": root / "ray",
+                            "results_root": root / "results", "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
+                            "start": STARTS, **kw})
+
+
+def _children(tracking_uri: str, space: str, search: str) -> list:
+    client = MlflowClient(tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name(f"spectune-{space}").experiment_id],
+                              f"tags.`spectune.search` = '{search}'", max_results=100)
+    return [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+
+
+@pytest.mark.parametrize("value", ["0", "65", "2.5", "-1", "many"])
+def test_bad_fuse_values_are_refused_in_one_line_before_ray_starts(pairs, value, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("search.driver.ray_session", None)   # reaching Ray would raise a TypeError
+    assert cli_main(["search", "--space", "wine_fuse", "--fuse", value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --fuse must be 'auto' or an int in the range [1, 64]; got {value!r}."
+
+
+def test_fuse_k_on_a_model_that_does_not_fuse_is_refused_before_ray_starts(pairs, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("search.driver.ray_session", None)
+    assert cli_main(["search", "--space", "wine_fuse_bn", "--fuse", "3",
+                     "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --fuse 3: model mlp of space wine_fuse_bn cannot be fused (")
+    assert "BatchNorm1d" in err[0] and err[0].endswith("use --fuse 1 (or auto, which fuses only where it pays).")
+    assert not (tmp_path / "results").exists() and not (tmp_path / "ray_results").exists()
+
+
+@pytest.fixture(scope="module")
+def unfused_and_fused(ray_session, pairs, tmp_path_factory):
+    """The same three configs, same seed, FIFO: one trial at a time unfused, then as one fused group."""
+    root = tmp_path_factory.mktemp("equal")
+    unfused = run_search(_options(root, "unfused", concurrency=1, fuse="1"))
+    fused = run_search(_options(root, "fused", fuse="3"))
+    return root, unfused, fused
+
+
+def test_fused_members_equal_the_same_configs_trained_unfused(unfused_and_fused, capsys):
+    root, unfused, fused = unfused_and_fused
+    a, b = (o.trials.set_index("lr").sort_index() for o in (unfused, fused))
+    assert list(a.index) == list(b.index) == sorted(c["lr"] for c in STARTS)
+    assert (b["outcome"] == "completed").all() and (b["epochs"] == EPOCHS).all()
+    for column in ("best_val_macro_f1", "val_loss_at_best", "best_epoch", "trainable_params"):
+        assert b[column].to_numpy() == pytest.approx(a[column].to_numpy(), abs=1e-5), column
+    # Every epoch of every member, as each trial logged it to MLflow.
+    curves = {}
+    for name in ("unfused", "fused"):
+        client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+        for run in _children(f"sqlite:///{root / 'mlflow.db'}", "wine_fuse", name):
+            history = client.get_metric_history(run.info.run_id, "val_loss")
+            curves[name, float(run.data.params["lr"])] = [m.value for m in sorted(history, key=lambda m: m.step)]
+    for config in STARTS:
+        assert len(curves["fused", config["lr"]]) == EPOCHS
+        assert curves["fused", config["lr"]] == pytest.approx(curves["unfused", config["lr"]], abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def cli_fused(ray_session, pairs, tmp_path_factory):
+    """A real `spectune search --fuse 3` with ASHA: 6 trials x 2 epochs, 2 groups of 3 on 2 CPUs."""
+    root = tmp_path_factory.mktemp("cli")
+    old, out = Path.cwd(), io.StringIO()
+    os.chdir(root)
+    try:
+        with redirect_stdout(out):
+                rc = cli_main(["search", "--space", "wine_fuse", "--trials", "6", "--max-epochs", str(EPOCHS), "--fuse",
+                           "3", "--scheduler", "asha", "--sampler", "random", "--seed", "1", "--name", "cli",
+                           "--tracking-uri", f"sqlite:///{root / 'mlflow.db'}"])
+    finally:
+        os.chdir(old)
+    return root, rc, out.getvalue()
+
+
+def test_a_fused_cli_search_has_one_row_one_run_and_one_checkpoint_per_trial(cli_fused, unfused_and_fused, capsys):
+    root, rc, _ = cli_fused
+    assert rc == 0
+    frame = pd.read_csv(root / "results" / "wine_fuse" / "cli" / "trials.csv")
+    unfused = pd.read_csv(unfused_and_fused[0] / "results" / "wine_fuse" / "unfused" / "trials.csv")
+    assert len(frame) == 6 and frame["trial_id"].is_unique
+    assert list(frame.columns) == list(unfused.columns)
+    # ASHA judged each member on its own: the members it stopped left their groups and the others ran on.
+    assert set(frame["outcome"]) <= {"completed", "stopped early"} and (frame["outcome"] == "completed").any()
+    assert ((frame["outcome"] == "completed") == (frame["epochs"] == EPOCHS)).all()
+    children = _children(f"sqlite:///{root / 'mlflow.db'}", "wine_fuse", "cli")
+    assert sorted(r.data.tags["spectune.trial_id"] for r in children) == sorted(frame["trial_id"])
+    assert {r.info.status for r in children} == {"FINISHED"}
+    for run in children:
+        assert set(run.data.params) == {"lr", "weight_decay", "dropout"}
+        assert "val_macro_f1" in run.data.metrics
+    spec = load_data(get_space("wine_fuse").pair, None, None, test=False).spec
+    for trial in frame["trial_id"]:
+        [folder] = (root / "ray_results" / "cli").glob(f"run_member_{trial}_*")
+        [checkpoint] = folder.glob("checkpoint_*")
+        state, record = read_checkpoint(checkpoint)
+        model = get_space("wine_fuse").pair.model_fn(spec, get_space("wine_fuse").pair.resolve(record["config"]))()
+        model.load_state_dict(state)
+        assert torch.load(checkpoint / "state.pt", weights_only=True)["epoch"] == frame.set_index("trial_id").loc[
+            trial, "epochs"]
+
+
+def test_a_fused_search_says_how_it_fuses_and_how_many_trials_run_at_once(cli_fused):
+    out = cli_fused[2]
+    assert ("placement: cluster 2 CPUs, 0 GPUs -> 1 CPU per fused group, no GPU, up to 6 trials at once (2 groups "
+            "of 3 fused members)") in out
+    assert "fusion: K=3 (--fuse 3): configs of one architecture and batch size train as one model" in out
+
+
+def test_auto_fuses_only_where_a_stored_measurement_says_it_pays(monkeypatch, tmp_path):
+    from search import fusion as fuse
+
+    assert fuse.decide_fusion("auto", "galspecnet", "cpu", None) == fuse.Fusion(
+        1, "fusion: off (no measurement for galspecnet on cpu; --fuse K fuses anyway)")
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"rules": [{"model": "mlp", "device": "cpu", "members": 16, "speedup": 5.1,
+                                            "measured": "make bench part 9"}]}))
+    monkeypatch.setattr(fuse, "RULES_FILE", rules)
+    assert fuse.decide_fusion("auto", "mlp", "cpu", None) == fuse.Fusion(
+        16, "fusion: K=16 (mlp on cpu: 5.1x, make bench part 9)")
+    assert fuse.decide_fusion("auto", "mlp", "cuda", None).members == 1
+    assert fuse.decide_fusion("auto", "mlp", "cpu", "BatchNorm1d keeps batch statistics").line == \
+        "fusion: off (model mlp does not fuse: BatchNorm1d keeps batch statistics)"
+    assert fuse.decide_fusion("1", "mlp", "cpu", None) == fuse.Fusion(1, "fusion: off (--fuse 1)")
+    # A member's part of its group's share, rounded down so that K members never ask for more than one trial's.
+    from search.resources import plan_placement
+
+    assert plan_placement(2, 0).fused(3).trial_resources == {"cpu": 0.3333, "gpu": 0.0}
+
+
+def test_the_best_fused_trial_exports_and_retrains_to_its_score(cli_fused, tmp_path, monkeypatch):
+    root, rc, _ = cli_fused
+    monkeypatch.chdir(root)
+    out = tmp_path / "best.json"
+    assert cli_main(["export", "--space", "wine_fuse", "--name", "cli", "--out", str(out)]) == 0
+    best = json.loads(out.read_text())
+    summary = tmp_path / "train.json"
+    assert cli_main(["train", "--config", str(out), "--device", "cpu", "--json-out", str(summary)]) == 0
+    retrained = json.loads(summary.read_text())
+    assert retrained["val_macro_f1"] == pytest.approx(best["best_val_macro_f1"], abs=1e-5)
+    assert retrained["best_epoch"] == best["best_epoch"]
+
+
+def test_a_diverging_member_fails_alone(ray_session, pairs, tmp_path):
+    configs = ({"lr": 1.0, "dropout": 0.1}, {"lr": 0.01, "dropout": 0.1}, {"lr": 0.02, "dropout": 0.2})
+    options = replace(_options(tmp_path, "nan", fuse="3", start=configs, max_epochs=3, stop_after_failures=0),
+                      space="california_sgd", data=pairs / "california")
+    outcome = run_search(options)
+    frame = outcome.trials.set_index("lr")
+    assert frame.loc[1.0, "outcome"] == "failed" and frame.loc[1.0, "failure"] == "configuration"
+    assert (frame.drop(index=1.0)["outcome"] == "completed").all()
+    assert (frame.drop(index=1.0)["epochs"] == 3).all()
+    [failed] = [r for r in _children(options.tracking_uri, "california_sgd", "nan")
+                if float(r.data.params["lr"]) == 1.0]
+    assert failed.info.status == "FAILED"
+    # inf or nan: where a diverging loss overflows first is float noise.
+    assert "NonFiniteLossError: training loss became" in failed.data.tags["spectune.error"]
