@@ -8,6 +8,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from contextlib import redirect_stdout
 from dataclasses import replace
 from pathlib import Path
@@ -232,3 +236,46 @@ def test_a_diverging_member_fails_alone(ray_session, pairs, tmp_path):
     assert failed.info.status == "FAILED"
     # inf or nan: where a diverging loss overflows first is float noise.
     assert "NonFiniteLossError: training loss became" in failed.data.tags["spectune.error"]
+
+
+def test_a_fused_search_killed_with_its_process_group_resumes_each_member_from_its_checkpoint(ray_session, pairs,
+                                                                                              tmp_path):
+    """kill -9 of the driver's process group mid-search, then --resume: every member continues from its own
+    last checkpoint (an epoch trained again gives the same values at the same step) and ends its budget."""
+    epochs = 30
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    (tmp_path / "starts.json").write_text(json.dumps(list(STARTS)))
+    args = ["search", "--space", "wine_fuse", "--trials", "3", "--max-epochs", str(epochs), "--fuse", "3",
+            "--scheduler", "fifo", "--sampler", "random", "--start", "starts.json", "--name", "cut", "--no-patience",
+            "--tracking-uri", uri]
+    proc = subprocess.Popen([sys.executable, "-c", f"import sys; from search.cli import main; sys.exit(main({args!r}))"],
+                            cwd=tmp_path, env={**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    experiment, deadline = tmp_path / "ray_results" / "cut", time.monotonic() + 300
+    # Killed once every member has checkpointed a few epochs: mid-way through all three.
+    while time.monotonic() < deadline and not (
+            len(folders := list(experiment.glob("run_member_*"))) == 3
+            and all(any(int(c.name.split("_")[1]) >= 2 for c in f.glob("checkpoint_*")) for f in folders)):
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert time.monotonic() < deadline, "the members never reached their 3rd epoch"
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        outcome = run_search(SearchOptions(space="wine_fuse", trials=3, max_epochs=epochs, sampler="random",
+                                           scheduler="fifo", name="cut", resume=True, no_patience=True,
+                                           tracking_uri=uri, start=STARTS))
+    finally:
+        os.chdir(cwd)
+    trials = outcome.trials
+    assert len(trials) == 3 and (trials["outcome"] == "completed").all() and (trials["epochs"] == epochs).all()
+    client = MlflowClient(uri)
+    children = _children(uri, "wine_fuse", "cut")
+    assert len(children) == 3 and {r.info.status for r in children} == {"FINISHED"}
+    for run in children:
+        by_step: dict[int, set] = {}
+        for m in client.get_metric_history(run.info.run_id, "val_loss"):
+            by_step.setdefault(m.step, set()).add(round(m.value, 5))
+        assert sorted(by_step) == list(range(1, epochs + 1))
+        assert all(len(values) == 1 for values in by_step.values()), by_step
