@@ -36,10 +36,19 @@ class Fusion:
     line: str
 
 
+def _rules(model: str) -> list[dict[str, Any]]:
+    return [r for r in json.loads(RULES_FILE.read_text())["rules"] if r["model"] == model]
+
+
 def measured_rule(model: str, device: str) -> dict[str, Any] | None:
     """The stored rule for ``model`` on ``device`` (``cpu`` or ``cuda``), ``None`` if none was measured."""
-    rules = json.loads(RULES_FILE.read_text())["rules"]
-    return next((r for r in rules if r["model"] == model and r["device"] == device), None)
+    return next((r for r in _rules(model) if r["device"] == device), None)
+
+
+def may_fuse(option: str, model: str) -> bool:
+    """Whether ``--fuse option`` can fuse ``model`` on some device: whether its refusal is worth a model build."""
+    k = fuse_members(option)
+    return bool(k and k > 1) or (k is None and bool(_rules(model)))
 
 
 def decide_fusion(option: str, model: str, device: str, refusal: str | None) -> Fusion:

@@ -29,7 +29,7 @@ from search.driver import Collected, Plan, Run, TrialCommand, Trials
 from search.epoch_cap import EpochCap
 from search.failures import FailureGuard, stop_reason, stopped_search
 from search.fuse import FuseSpec, GroupReleaser, namespace_of, run_member
-from search.fusion import check_fusable, decide_fusion, model_refusal
+from search.fusion import check_fusable, decide_fusion, may_fuse, model_refusal
 from search.options import SearchOptions, check_configs, fuse_members
 from search.own_state import check_resumable
 from search.progress import console, print_top
@@ -189,8 +189,9 @@ class SearchCommand(TrialCommand):
                                     clip=o.warm_start_clip, any_data=o.warm_start_any_data) if self.earlier else None
         # Whether the model fuses, at the dry run's config: an explicit --fuse K on one that does not is
         # refused now, before Ray starts.
-        self.refusal = None if fuse_members(o.fuse) == 1 else model_refusal(
-            plan.space.pair, self.resolved.settings.resolve(plan.dry_config), data.spec, base)
+        pair = plan.space.pair
+        self.refusal = model_refusal(pair, self.resolved.settings.resolve(plan.dry_config), data.spec, base) \
+            if may_fuse(o.fuse, pair.model) else None
         check_fusable(o.fuse, plan.space, self.refusal)
 
     def settings(self, plan: Plan, data: Any, base: Any) -> TrialSettings:

@@ -193,13 +193,15 @@ def test_auto_fuses_only_where_a_stored_measurement_says_it_pays(monkeypatch, tm
 
     assert fuse.decide_fusion("auto", "galspecnet", "cpu", None) == fuse.Fusion(
         1, "fusion: off (no measurement for galspecnet on cpu; --fuse K fuses anyway)")
+    # Without a stored rule, auto does not even build the model to ask whether it fuses.
+    assert not fuse.may_fuse("auto", "mlp") and fuse.may_fuse("4", "mlp") and not fuse.may_fuse("1", "mlp")
     rules = tmp_path / "rules.json"
     rules.write_text(json.dumps({"rules": [{"model": "mlp", "device": "cpu", "members": 16, "speedup": 5.1,
                                             "measured": "make bench part 9"}]}))
     monkeypatch.setattr(fuse, "RULES_FILE", rules)
     assert fuse.decide_fusion("auto", "mlp", "cpu", None) == fuse.Fusion(
         16, "fusion: K=16 (mlp on cpu: 5.1x, make bench part 9)")
-    assert fuse.decide_fusion("auto", "mlp", "cuda", None).members == 1
+    assert fuse.decide_fusion("auto", "mlp", "cuda", None).members == 1 and fuse.may_fuse("auto", "mlp")
     assert fuse.decide_fusion("auto", "mlp", "cpu", "BatchNorm1d keeps batch statistics").line == \
         "fusion: off (model mlp does not fuse: BatchNorm1d keeps batch statistics)"
     assert fuse.decide_fusion("1", "mlp", "cpu", None) == fuse.Fusion(1, "fusion: off (--fuse 1)")
