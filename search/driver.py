@@ -252,8 +252,9 @@ class TrialCommand(ABC):
             trials = self.trials(run)
             progress = ProgressPrinter(plan.total, plan.metric, plan.mode, max_epochs=run.settings.max_epochs)
             fit(trials.trial_fn, {**run.shipped, **trials.extra}, run.place, name=plan.name, storage=plan.storage,
-                callbacks=[run.tracker, progress, *trials.callbacks], restore=plan.resume, tune_config=trials.tune_config,
-                param_space=trials.param_space, infra_retries=trials.infra_retries, guard=trials.guard, cap=trials.cap)
+                callbacks=[run.tracker, progress, *trials.callbacks], restore=plan.resume,
+                tune_config=trials.tune_config, param_space=trials.param_space, infra_retries=trials.infra_retries,
+                guard=trials.guard, cap=trials.cap)
 
 
 def candidate_grid(candidates: dict[str, dict[str, Any]], seeds: list[int], run: Run) -> Trials:

@@ -69,12 +69,12 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from search.fusion import model_refusal
 from search.trial import report_epoch, restored_state, run_trial
+from trainables.config import Recipe
 from trainables.data import Splits
 from trainables.discovery import ENV
 from trainables.fused import FusedTrainer, group_key
 from trainables.models._finetune import parameter_counts
 from trainables.pretrained import Base
-from trainables.config import Recipe
 from trainables.recipe import EarlyStop, EpochReport, pick_device
 from trainables.settings import TrialSettings
 

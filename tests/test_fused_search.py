@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import redirect_stdout
 from dataclasses import replace
@@ -250,7 +251,8 @@ def test_a_fused_search_killed_with_its_process_group_resumes_each_member_from_i
     args = ["search", "--space", "wine_fuse", "--trials", "3", "--max-epochs", str(epochs), "--fuse", "3",
             "--scheduler", "fifo", "--sampler", "random", "--start", "starts.json", "--name", "cut", "--no-patience",
             "--tracking-uri", uri]
-    proc = subprocess.Popen([sys.executable, "-c", f"import sys; from search.cli import main; sys.exit(main({args!r}))"],
+    code = f"import sys; from search.cli import main; sys.exit(main({args!r}))"
+    proc = subprocess.Popen([sys.executable, "-c", code],
                             cwd=tmp_path, env={**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     experiment, deadline = tmp_path / "ray_results" / "cut", time.monotonic() + 300
@@ -288,3 +290,38 @@ def test_a_fused_search_killed_with_its_process_group_resumes_each_member_from_i
         # Continued, not started again: at most the epochs after Tune's last saved state are trained twice
         # (a member started afresh would log its 3+ epochs before the kill a second time).
         assert len(history) <= epochs + 2 < epochs + logged[run.data.tags["spectune.trial_id"]]
+
+
+def test_a_group_never_waits_on_a_member_that_is_gone(pairs):
+    """The gather without Ray (FusedGroup is a plain class that Ray runs as an actor): an epoch runs once every
+    active member asked; a member taken out (the driver's word on a stopped trial) is not waited for, and one
+    that never asks is dropped after the timeout and told so if it ever asks again."""
+    from search.fuse import FuseSpec, FusedGroup
+    from search.resolve import resolve
+
+    settings = resolve(SearchOptions(space="wine_fuse", max_epochs=EPOCHS)).settings
+    data = load_data(settings.pair, None, None, test=False)
+    group = FusedGroup(data, settings, None, FuseSpec(3, "test", timeout_s=1.0), [])
+    for member, config in zip("abc", STARTS):
+        assert group.join(member, config, None)
+    assert not group.join("d", STARTS[0], None)   # full: the member tries the next group
+
+    asked: dict[str, tuple] = {}
+    waiting = [threading.Thread(target=lambda m=m: asked.update({m: group.next_epoch(m)})) for m in "ab"]
+    for thread in waiting:
+        thread.start()
+    time.sleep(0.2)
+    assert not asked   # c has not asked yet
+    group.leave("c")   # c's trial was stopped: a and b train on without it
+    for thread in waiting:
+        thread.join(timeout=30)
+    assert {m: part[0] for m, part in asked.items()} == {"a": "epoch", "b": "epoch"}
+    assert asked["a"][1][0] == 1 and "val_macro_f1" in asked["a"][1][1]
+    assert group.next_epoch("c") == ("gone", "it left its group")
+
+    # b never asks for its 2nd epoch: a's gather drops it after the timeout, and b hears so if it asks.
+    started = time.monotonic()
+    kind, part = group.next_epoch("a")
+    assert kind == "epoch" and part[0] == 2 and time.monotonic() - started >= 1.0
+    kind, why = group.next_epoch("b")
+    assert kind == "gone" and why.startswith("its group waited 1 s for it to ask for its next epoch")
