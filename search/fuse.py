@@ -48,6 +48,16 @@ retried (``_process_trial_failure``, line 1363); :class:`GroupReleaser` takes th
 on both. As a safety net the gather waits at most :data:`GATHER_TIMEOUT_S` for a member that has not
 asked, then drops it with a warning (it fails if it ever asks again).
 
+Measured (2 CPU cores shared with other jobs, load 8-14, 2026-12-07; wine MLP, 12 recipe-only configs x 10
+epochs, FIFO, seed 3, ``spectune search`` end to end, two interleaved pairs): unfused (2 trials at once) 188 s and
+146 s, ``--fuse 6`` (2 groups of 6) 274 s and 230 s. The members' training took 2.6 s and 1.8 s in all (their
+shares of the fused epochs) against 14.6 s and 15.4 s unfused, but the trials' phase took 55 s and 48 s against
+37 s and 39 s: each member is a Tune trial process, and starting 12 of them (plus 2 groups) where the unfused
+search starts 2 costs more on 2 cores than fusion saves on epochs of milliseconds. So fusion pays only where
+epochs outweigh a process start per member (longer epochs, or many trials reusing their actors), which is what a
+rule in search/fusion_rules.json must show before ``auto`` fuses. A lighter member (one that only reports, the
+group writing its checkpoint) would cut that cost; not built yet.
+
 Whether a search fuses, and with how many members, is :mod:`search.fusion`'s decision.
 """
 
