@@ -203,9 +203,10 @@ def test_what_cannot_be_fused_is_refused_in_one_line(wine):
                 fusion_refusal(plain, recipe, lambda batch, generator: batch),
                 fusion_refusal(*model({"optimizer": "rmsprop"}), None),
                 fusion_refusal(nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4)), recipe, None),
-                fusion_refusal(nn.Sequential(nn.Embedding(4, 4)), recipe, None)]
+                fusion_refusal(nn.Sequential(nn.Embedding(4, 4)), recipe, None),
+                fusion_refusal(nn.Sequential(shared := nn.Linear(4, 4), nn.ReLU(), shared), recipe, None)]
     assert "BatchNorm1d keeps batch statistics per model: runs unfused" in refusals[0]
-    for text, word in zip(refusals[1:], ("augmentation", "rmsprop", "LayerNorm", "Embedding")):
+    for text, word in zip(refusals[1:], ("augmentation", "rmsprop", "LayerNorm", "Embedding", "shared")):
         assert word in text and text.endswith("runs unfused") and "\n" not in text
     trainer = FusedTrainer(wine, "cpu")
     with pytest.raises(ValueError, match="BatchNorm1d"):

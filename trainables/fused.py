@@ -84,6 +84,8 @@ def fusion_refusal(model: nn.Module, recipe: Recipe, augment: Callable | None) -
             return f"module {name} pads with {module.padding_mode!r}; only zero padding is fused: runs unfused"
     if not any(True for _ in model.parameters()):
         return "the model has no weights to train: runs unfused"
+    if len(list(model.named_modules(remove_duplicate=False))) != len(list(model.named_modules())):
+        return "the model uses one module in two places (shared weights): runs unfused"
     return None
 
 
@@ -319,8 +321,8 @@ def _trainable(model: nn.Module) -> list[nn.Parameter]:
 
 
 class _Group:
-    """One epoch's stack: the members' weights, gradients and optimizer state as ``[K, T]`` rows, and
-    the model with its weighted leaves swapped for fused ones over views of those rows."""
+    """The stack of a group while its members stay the same: their weights, gradients and optimizer state
+    as ``[K, T]`` rows, and the model with its weighted leaves swapped for fused ones over views of them."""
 
     def __init__(self, members: list[_Member], slots: list[_Slot], device: torch.device) -> None:
         k, width = len(members), slots[-1].stop
