@@ -38,7 +38,7 @@ from search.progress import console
 from search.resolve import resolve
 from search.searcher import DefineByRun
 from spaces import Space
-from trainables.settings import TrialSettings
+from trainables.settings import TrialSettings, config_sizes
 
 SEED_OFFSET = 2000   # recording seeds, apart from the search's (0...) and confirmation's (1000...)
 
@@ -95,14 +95,6 @@ def json_round_trip(config: dict[str, Any]) -> dict[str, Any]:
 
     return json.loads(json.dumps(config))
 
-
-def config_sizes(pair: Any, spec: Any, settings: TrialSettings, configs: dict[int, dict[str, Any]],
-                 base: Any = None) -> dict[int, dict[str, float]]:
-    """Per config id, the sizes a trial reports (trainable and total parameters), from its model built
-    but not trained: what a multi-objective replay needs of a recording."""
-    from trainables.models._finetune import parameter_counts
-
-    return {i: parameter_counts(pair.model_fn(spec, settings.resolve(c), base)()) for i, c in configs.items()}
 
 
 def curves_table(frame: pd.DataFrame, histories: dict[str, pd.DataFrame]) -> pd.DataFrame:

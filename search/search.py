@@ -21,7 +21,7 @@ from results.errors import AllTrialsFailed, OptionError, SearchError, SearchStop
 from results.export import check_name, copy_checkpoint, read_confusion, read_predictions, results_dir, write_results
 from results.files import read_json, write_json
 from results.pareto import (Constraint, Objective, choose, columns, front, front_record, hypervolume, no_front,
-                            parse_choose, parse_objective, reference_point)
+                            parse_choose, reference_point)
 from results.plots import plot_confusion, plot_learning_curves, plot_predictions
 from results.provenance import git_commit, versions
 from results.report import study_report
@@ -31,7 +31,7 @@ from search.failures import FailureGuard, stop_reason, stopped_search
 from search.options import SearchOptions, check_configs
 from search.own_state import check_resumable
 from search.progress import console, print_top
-from search.resolve import resolve
+from search.resolve import resolve, search_objectives
 from search.schedulers import make_scheduler
 from search.searcher import fail_lost_trials, make_searcher, startup_trials
 from search.tracking import server_url
@@ -102,17 +102,6 @@ def _resumed_objectives(o: SearchOptions, saved: Path) -> SearchOptions:
                           + "; a resumed search keeps it (and gets it whole again), so drop --time-budget.")
     return replace(o, objectives=began[0], choose=began[1], time_budget=budget)
 
-
-def search_objectives(space: Space, o: SearchOptions) -> list[Objective]:
-    """The space's metric (the primary objective), its further objectives, then ``--objective``'s."""
-    out = [Objective(space.metric, space.mode), *(Objective(n, m) for n, m in space.objectives)]
-    for text in o.objectives:
-        objective = parse_objective(text, space.metric)
-        if objective.name in [x.name for x in out]:
-            raise OptionError(f"--objective {text}: {objective.name!r} is already an objective of space "
-                              f"{space.name!r} ({', '.join(map(str, out))}).")
-        out.append(objective)
-    return out
 
 
 def describe_patience(space: Space, o: SearchOptions, resolved_patience: int | None) -> str:

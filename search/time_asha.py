@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from search.asha import PersistentASHA
-from search.trial import SECONDS
+
+SECONDS = "train_seconds"   # reported by every trial each epoch: its training seconds so far (this scheduler's clock)
 
 
 class TimeASHA(PersistentASHA):

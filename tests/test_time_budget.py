@@ -18,7 +18,7 @@ from search.options import SearchOptions
 from search.search import SearchCommand, _resumed_objectives
 from search.schedulers import make_scheduler
 from search.time_asha import TimeASHA
-from search.trial import SECONDS
+from search.time_asha import SECONDS
 
 
 def test_the_budget_ended_a_search_only_when_it_cut_a_trial_or_left_some_unstarted():
