@@ -26,10 +26,10 @@ from results.curves import curves_dir
 from results.files import write_csv, write_json
 from results.pareto import Objective, hypervolume, pareto_mask, reference_point
 from search.replay.report import plot_front_study, summarise_front
-from search.progress import console
+from search.running.progress import console
 from search.replay.simulate import ReplayLog, Strategy, replay
 from search.resolve import search_objectives
-from search.tracking import default_tracking_uri, log_study
+from search.running.tracking import default_tracking_uri, log_study
 from trainables.settings import config_sizes
 
 

@@ -19,7 +19,7 @@ import torch
 from ray import tune
 
 from results.export import write_predictions
-from search.time_asha import SECONDS
+from search.strategy.time_asha import SECONDS
 from trainables.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from trainables.data import Splits
 from trainables.discovery import ENV

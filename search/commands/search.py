@@ -25,18 +25,18 @@ from results.pareto import (Constraint, Objective, choose, columns, front, front
 from results.plots import plot_confusion, plot_learning_curves, plot_predictions
 from results.provenance import git_commit, versions
 from results.report import study_report
-from search.driver import Collected, Plan, Run, TrialCommand, Trials
-from search.epoch_cap import EpochCap
-from search.failures import FailureGuard, stop_reason, stopped_search
+from search.running.driver import Collected, Plan, Run, TrialCommand, Trials
+from search.strategy.epoch_cap import EpochCap
+from search.running.failures import FailureGuard, stop_reason, stopped_search
 from search.options import SearchOptions, check_configs
-from search.own_state import check_resumable
-from search.progress import console, print_top
+from search.strategy.own_state import check_resumable
+from search.running.progress import console, print_top
 from search.resolve import resolve, search_objectives
-from search.schedulers import make_scheduler
-from search.searcher import fail_lost_trials, make_searcher, startup_trials
-from search.tracking import server_url
-from search.trial import run_trial
-from search.warm_start import load_earlier, plan_warm_start
+from search.strategy.schedulers import make_scheduler
+from search.strategy.searcher import fail_lost_trials, make_searcher, startup_trials
+from search.running.tracking import server_url
+from search.running.trial import run_trial
+from search.strategy.warm_start import load_earlier, plan_warm_start
 from spaces import Space, saved_ranges
 from trainables.settings import TrialSettings
 
@@ -118,7 +118,7 @@ def run_search(o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> S
 
 
 class SearchCommand(TrialCommand):
-    """``spectune search`` on the shared driver (:mod:`search.driver`): what it adds is the objectives,
+    """``spectune search`` on the shared driver (:mod:`search.running.driver`): what it adds is the objectives,
     the warm start, the searcher and scheduler, the failure guard, and best.json with its report."""
 
     def __init__(self, o: SearchOptions, trial_fn: Callable[..., None] = run_trial) -> None:
