@@ -265,7 +265,7 @@ def cmd_spaces(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from results.best_file import DataOptions
-    from search.train import TrainRequest, run_train
+    from search.commands.train import TrainRequest, run_train
 
     run_train(TrainRequest(space=args.space, config=args.config, point=args.point, epochs=args.epochs,
                            device=args.device, test=args.test, json_out=args.json_out, save=args.save, base=args.base,
@@ -276,7 +276,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_search(args: argparse.Namespace) -> None:
     from search.options import read_start_configs
-    from search.search import run_search
+    from search.commands.search import run_search
 
     run_search(_search_options(args, start=read_start_configs(args.start) if args.start else ()))
 
@@ -299,7 +299,7 @@ def _search_options(args: argparse.Namespace, **fixed: Any) -> Any:
 
 
 def cmd_record(args: argparse.Namespace) -> None:
-    from search.record import RecordOptions, run_record
+    from search.commands.record import RecordOptions, run_record
 
     run_record(RecordOptions(search=_search_options(args), configs=args.configs, seeds=args.seeds,
                                extend=args.extend))
@@ -340,7 +340,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_confirm(args: argparse.Namespace) -> None:
-    from search.confirm import run_confirm
+    from search.commands.confirm import run_confirm
     from search.options import ConfirmOptions
 
     out = run_confirm(ConfirmOptions(space=args.space, name=args.name, top=args.top, seeds=args.seeds, data=args.data,
@@ -366,7 +366,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     from results.export import latest_search, results_dir
     from results.files import read_json
     from results.report import study_report
-    from search.tracking import own_store_run
+    from search.running.tracking import own_store_run
     from spaces import saved_ranges
 
     # From what the search saved (best.json, space.json, trials.csv, study.db), not today's space file.
@@ -394,7 +394,7 @@ def cmd_ui(args: argparse.Namespace) -> None:
 
     from mlflow.tracking import MlflowClient
 
-    from search.tracking import default_tracking_uri
+    from search.running.tracking import default_tracking_uri
 
     uri = args.tracking_uri or default_tracking_uri()
     base = f"http://{args.host}:{args.port}"

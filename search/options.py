@@ -108,8 +108,8 @@ class SearchOptions:
     starting points unless ``space_start`` is off (a pure random-search baseline, say).
     ``time_budget``: minutes of trials, Tune's time budget. ``grace_period``, ``reduction_factor`` and
     ``startup_trials`` override the space's. ``infra_retries`` and ``stop_after_failures``: see
-    :mod:`search.failures`; ``warm_start`` and its
-    two switches: see :mod:`search.warm_start`. ``objectives`` (``NAME:MODE``) adds objectives to the
+    :mod:`search.running.failures`; ``warm_start`` and its
+    two switches: see :mod:`search.strategy.warm_start`. ``objectives`` (``NAME:MODE``) adds objectives to the
     space's and ``choose`` (``NAME<=VALUE``) is the rule that picks a point of the front: see
     :mod:`results.pareto`."""
 

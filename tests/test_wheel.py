@@ -106,7 +106,7 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
 
     names = {n for n in zipfile.ZipFile(wheel).namelist() if not n.endswith("/")}
     content = {n for n in names if not n.split("/")[0].endswith(".dist-info")}
-    for sub in ("trainables/data", "trainables/models", "search/bench"):
+    for sub in ("trainables/data", "trainables/models", "search/bench", "search/running", "search/strategy", "search/commands"):
         assert any(PurePosixPath(n).parent.as_posix() == sub and n.endswith(".py") for n in content), \
             f"the wheel lacks {sub}/*.py"
     # Exactly the packages' code (every .py of the four packages, each folder a package) and the

@@ -43,8 +43,8 @@ from results.provenance import git_commit, versions
 from search.bench.fused_throughput import bench_fused, render_fused
 from search.bench.notebook_loop import notebook_train
 from search.options import SearchOptions
-from search.search import run_search
-from search.tracking import EPOCH_METRICS
+from search.commands.search import run_search
+from search.running.tracking import EPOCH_METRICS
 from results.errors import OptionError, UserError
 from spaces import get_space
 from trainables.data import Splits, get_data, scale_down
