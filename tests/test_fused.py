@@ -36,7 +36,8 @@ def wine():
 @pytest.fixture(scope="module")
 def housing(tmp_path_factory):
     folder = tmp_path_factory.mktemp("housing")
-    get_data("california_housing").prepare(folder, seed=0, force=True, source="synthetic", rows=300)
+    # 150 validation rows: more than one evaluation batch (128 on CPU).
+    get_data("california_housing").prepare(folder, seed=0, force=True, source="synthetic", rows=1000)
     return get_data("california_housing").load(folder)
 
 
@@ -105,7 +106,7 @@ def test_cnn_members_equal_their_solo_runs(tiny_data):
 
 @pytest.mark.parametrize("optimizer", [{"optimizer": "adam"}, {"optimizer": "sgd", "momentum": 0.9}])
 def test_regression_members_with_their_own_losses_equal_their_solo_runs(housing, optimizer):
-    base = {"batch_size": 32, "epochs": 3, "patience": None, "depth": 2, "width": 16, "scheduler": "cosine",
+    base = {"batch_size": 64, "epochs": 2, "patience": None, "depth": 2, "width": 16, "scheduler": "cosine",
             "warmup_epochs": 0, **optimizer}
     members = {"mse": {**base, "loss": "mse", "lr": 3e-3, "seed": 1},
                "huber": {**base, "loss": "huber", "huber_delta": 0.5, "lr": 1e-3, "weight_decay": 1e-3, "seed": 2,
@@ -179,7 +180,7 @@ def test_a_members_state_is_a_solo_state_and_resumes_either_way(wine, optimizer)
 
 
 def test_a_diverging_member_fails_alone(housing):
-    base = {"optimizer": "sgd", "momentum": 0.9, "batch_size": 16, "epochs": 3, "patience": None, "width": 16,
+    base = {"optimizer": "sgd", "momentum": 0.9, "batch_size": 16, "epochs": 2, "patience": None, "width": 16,
             "warmup_epochs": 0, "scheduler": "cosine", "loss": "mse"}
     members = {"calm": {**base, "lr": 1e-2, "seed": 1},
                "boom": {**base, "lr": 1.0, "momentum": 0.99, "max_grad_norm": None, "seed": 2},

@@ -384,19 +384,18 @@ class _Group:
         return (loss_sum / weight_sum).tolist()
 
     @torch.no_grad()
-    def outputs(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
-        """Each member's ``(labels, outputs)`` per evaluation batch, the batches :func:`~trainables.recipe.evaluate` takes."""
+    def outputs(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> list[torch.Tensor]:
+        """Each member's outputs on the whole split, computed in :func:`~trainables.recipe.evaluate`'s
+        batches (scored in one go: K members' scoring per batch cost more than the forward passes)."""
         self.model.eval()
         size, autocast = eval_batch_size(labels.device), _autocast(labels.device)
-        per_member: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in range(self.k)]
+        blocks = []
         for start in range(0, labels.shape[0], size):
             x = {name: v[start:start + size] for name, v in inputs.items()}
             with autocast:
                 output = self.model(**{name: v.repeat(self.k, *[1] * (v.dim() - 1)) for name, v in x.items()})
-            y = labels[start:start + size]
-            for k, block in enumerate(output.float().reshape(self.k, y.shape[0], *output.shape[1:])):
-                per_member[k].append((y, block))
-        return per_member
+            blocks.append(output.float().reshape(self.k, -1, *output.shape[1:]))
+        return list(torch.cat(blocks, dim=1))
 
     @torch.no_grad()
     def scatter_weights(self) -> None:
@@ -499,7 +498,7 @@ class FusedTrainer:
         group.scatter_weights()
         seconds = (time.perf_counter() - started) / len(members)
         reports: dict[str, EpochReport | Exception] = {}
-        for member, lr, loss, batches in zip(members, lrs, losses, outputs):
+        for member, lr, loss, output in zip(members, lrs, losses, outputs):
             epoch = member.epoch + 1
             try:
                 with warnings.catch_warnings():
@@ -510,7 +509,7 @@ class FusedTrainer:
                 reports[member.name] = exc
                 self.remove(member.name)
                 continue
-            val = score_outputs(batches, self.val_y, member.criterion, self.data)
+            val = score_outputs([(self.val_y, output)], self.val_y, member.criterion, self.data)
             metrics, improved, last = member.run.close_epoch(epoch, lr, loss, val, member.recipe, self.metric,
                                                              seconds)
             member.epoch = epoch
