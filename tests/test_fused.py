@@ -153,7 +153,8 @@ def test_a_members_state_is_a_solo_state_and_resumes_either_way(wine, optimizer)
     trainer = FusedTrainer(wine, "cpu")
     _add(trainer, WINE, wine, "x", config)
     _add(trainer, WINE, wine, "y", other)
-    state = _run(trainer, until=2)["x"][-1].state()
+    report = _run(trainer, until=2)["x"][-1]
+    state = report.state()
     # The optimizer's state is torch's own, for this member's parameters: the weights, moments and
     # momentum buffers the solo run's torch optimizer holds after the same epochs.
     expected = solo_states[2]
@@ -177,6 +178,10 @@ def test_a_members_state_is_a_solo_state_and_resumes_either_way(wine, optimizer)
         assert [r.epoch for r in reports["x"]] == [3, 4]
         _assert_same(solo[2:], reports["x"], "fused from state")
         _assert_same(_solo(WINE, wine, other)[0], reports["fresh"], "fresh")
+    # A state is the member's as it was after its epoch: once the member has moved on, asking is an error.
+    trainer.run_epoch()
+    with pytest.raises(RuntimeError, match="epoch 2 asked for after epoch 3"):
+        report.state()
 
 
 def test_a_diverging_member_fails_alone(housing):

@@ -41,7 +41,7 @@ from trainables.losses import FocalLoss, RegressionLoss
 from trainables.recipe import (EpochReport, NonFiniteLossError, RunState, _autocast, amp_dtype, check_metric,
                                eval_batch_size, make_criterion, score_outputs, seed_everything, to_device)
 
-# Optimizers with a vectorised step here; what their torch state holds per parameter.
+# Optimizers with a vectorised step here (torch's single-tensor formulas; build_optimizer's settings).
 VECTORISED = ("adamw", "adam", "sgd")
 # Leaves that hold no weights and act on each example alone: they run unchanged on the folded batch.
 STATELESS = (nn.ReLU, nn.GELU, nn.Tanh, nn.LeakyReLU, nn.SiLU, nn.Sigmoid, nn.ELU, nn.Softplus, nn.Identity,
