@@ -161,3 +161,15 @@ def test_the_live_figures_set_the_replay_beside_the_picks_judged_on_the_recordin
     pd.DataFrame(rows).drop(columns="final_quality_recorded_seeds").to_csv(path, index=False)
     figures = _live_figures(path, summary)["random (FIFO)"]
     assert figures["recorded_seeds"] is None and figures["inside_replay_iqr"] is False
+
+
+def test_the_fused_throughput_part_measures_both_sides_and_renders_a_row_per_k():
+    from search.bench.fused_throughput import Case, bench_fused, render_fused
+
+    figures = bench_fused((Case("wine_mlp", (1, 2), 1, "wine"),), repeats=1)
+    assert [r["k"] for r in figures["rows"]] == [1, 2]
+    for row in figures["rows"]:
+        assert row["separate_s"] > 0 and row["fused_s"] > 0
+        assert row["fused_rate"] == pytest.approx(row["k"] * row["train_samples"] / row["fused_s"])
+    table = render_fused(figures)
+    assert sum(line.startswith("| wine_mlp |") for line in table) == 2

@@ -24,7 +24,7 @@ import warnings
 from collections import OrderedDict
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -284,16 +284,39 @@ def _forward_batches(model: nn.Module, inputs: dict[str, torch.Tensor], targets:
         yield targets[start:start + batch_size], output.float()
 
 
-@torch.no_grad()
 def evaluate(model: nn.Module, inputs: dict[str, torch.Tensor], labels: torch.Tensor, criterion: nn.Module,
              n_classes: int, batch_size: int | None = None) -> Evaluation:
     """Loss, accuracy, top-3 accuracy, macro-F1 and confusion matrix, with one host sync."""
+    return score_classifier(_forward_batches(model, inputs, labels, batch_size), labels, criterion, n_classes)
+
+
+def evaluate_regression(model: nn.Module, inputs: dict[str, torch.Tensor], targets: torch.Tensor,
+                        criterion: nn.Module, scale: tuple[float, float],
+                        batch_size: int | None = None) -> RegressionEvaluation:
+    """Loss (on the standardised target), then RMSE, MAE and R^2 in the target's unit (``scale`` is the
+    ``(mean, std)`` the target was standardised with), with one host sync."""
+    return score_regressor(_forward_batches(model, inputs, targets, batch_size), targets, criterion, scale)
+
+
+def score_outputs(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], targets: torch.Tensor, criterion: nn.Module,
+                  data: Splits) -> Evaluation | RegressionEvaluation:
+    """:func:`score_classifier` or :func:`score_regressor`, as ``data``'s task asks."""
+    if data.task == REGRESSION:
+        return score_regressor(batches, targets, criterion, data.target_scale)
+    return score_classifier(batches, targets, criterion, data.n_classes)
+
+
+@torch.no_grad()
+def score_classifier(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], labels: torch.Tensor, criterion: nn.Module,
+                     n_classes: int) -> Evaluation:
+    """:func:`evaluate`'s metrics from each batch's ``(labels, logits)``, however the logits were computed
+    (one model, or one member of a fused group)."""
     device = labels.device
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     top3 = torch.zeros((), device=device, dtype=torch.int64)
     confusion = torch.zeros((n_classes, n_classes), device=device, dtype=torch.int64)
     k = min(3, n_classes)
-    for y, logits in _forward_batches(model, inputs, labels, batch_size):
+    for y, logits in batches:
         loss_sum += criterion(logits, y).double() * _weight_sum(criterion, y)
         top3 += (logits.topk(k, dim=1).indices == y[:, None]).any(dim=1).sum()
         confusion += confusion_matrix(y, logits.argmax(dim=1), n_classes)
@@ -306,14 +329,12 @@ def evaluate(model: nn.Module, inputs: dict[str, torch.Tensor], labels: torch.Te
 
 
 @torch.no_grad()
-def evaluate_regression(model: nn.Module, inputs: dict[str, torch.Tensor], targets: torch.Tensor,
-                        criterion: nn.Module, scale: tuple[float, float],
-                        batch_size: int | None = None) -> RegressionEvaluation:
-    """Loss (on the standardised target), then RMSE, MAE and R^2 in the target's unit (``scale`` is the
-    ``(mean, std)`` the target was standardised with), with one host sync."""
+def score_regressor(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], targets: torch.Tensor, criterion: nn.Module,
+                    scale: tuple[float, float]) -> RegressionEvaluation:
+    """:func:`evaluate_regression`'s metrics from each batch's ``(targets, outputs)``."""
     loss_sum = torch.zeros((), device=targets.device, dtype=torch.float64)
     parts = []
-    for y, output in _forward_batches(model, inputs, targets, batch_size):
+    for y, output in batches:
         loss_sum += criterion(output, y).double() * _weight_sum(criterion, y)
         parts.append(output.squeeze(-1))
     mean, std = scale
@@ -362,6 +383,114 @@ def _autocast(device: torch.device):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
+@dataclass
+class RunState:
+    """What one run carries from epoch to epoch besides its data: the model, its optimizer, schedules
+    and scaler, its two random streams (batch order, augmentation), the early-stopping rule, the history
+    and the best epoch. :func:`train` holds one; a fused group holds one per member, whose optimizer is
+    the member's own (its learning rate and, between epochs, its state in torch's layout) though the
+    group steps the weights. ``snapshot`` and ``restore`` are the exact-resume format of
+    :attr:`EpochReport.state`."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None
+    scaler: torch.amp.GradScaler
+    generator: torch.Generator
+    augment_generator: torch.Generator
+    rule: EarlyStop
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_state: dict[str, torch.Tensor] | None = None
+    best_val: Evaluation | RegressionEvaluation | None = None
+
+    @classmethod
+    def start(cls, model: nn.Module, recipe: Recipe, device: torch.device, mode: str) -> "RunState":
+        """A fresh run of ``model`` (already built after seeding, on ``device``) under ``recipe``."""
+        # Frozen weights (a fine-tuned model's base) get no optimizer state and no weight decay.
+        optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], recipe, device)
+        # Built after the warm-up has set the starting rate, which the plateau schedule records.
+        scheduler = build_scheduler(optimizer, recipe)
+        plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=recipe.decay,
+                                                              patience=recipe.plateau_patience)
+                   if recipe.scheduler == "plateau" else None)
+        # Shuffled on the CPU so that a seed gives the same batches on every device; the copy is
+        # a few kB per epoch, at the epoch boundary where the host has synchronised anyway.
+        # Augmentation draws from its own stream, so switching it on leaves the batch order alone.
+        return cls(model=model, optimizer=optimizer, scheduler=scheduler, plateau=plateau,
+                   scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype(device) is torch.float16),
+                   generator=torch.Generator().manual_seed(recipe.seed),
+                   augment_generator=torch.Generator().manual_seed(recipe.seed + 1),
+                   rule=EarlyStop(recipe.patience, recipe.warmup_epochs, 1.0 if mode == "max" else -1.0))
+
+    @property
+    def lr(self) -> float:
+        """The learning rate of the coming epoch."""
+        return self.optimizer.param_groups[0]["lr"]
+
+    def restore(self, resume: dict[str, Any]) -> torch.Tensor:
+        """Continue from ``resume`` (a :meth:`snapshot`); returns its global random state, which the caller
+        puts where the run draws dropout from."""
+        self.model.load_state_dict(resume["model"], strict=False)
+        self.optimizer.load_state_dict(resume["optimizer"])
+        for part, saved in ((self.scheduler, resume.get("scheduler")), (self.plateau, resume.get("plateau")),
+                            (self.scaler, resume.get("scaler"))):
+            if part is not None and saved is not None:
+                part.load_state_dict(saved)
+        self.generator.set_state(resume["generator"])
+        self.augment_generator.set_state(resume["augment_generator"])
+        self.history = list(resume["history"])
+        self.rule.best_value, self.rule.best_epoch, self.rule.since_best = (resume["best_value"], resume["best_epoch"],
+                                                                            resume["since_best"])
+        self.best_state = dict(resume["best_state"])
+        self.best_val = evaluation_from_state(resume["best_val"])
+        return resume["torch_rng"]
+
+    def snapshot(self, epoch: int, torch_rng: torch.Tensor) -> dict[str, Any]:
+        """Everything needed to continue exactly after ``epoch``; ``torch_rng`` is the state of the stream
+        the run draws dropout from (torch's global one in :func:`train`)."""
+        return {"epoch": epoch, "model": trainable_state(self.model), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "plateau": self.plateau.state_dict() if self.plateau is not None else None,
+                "scaler": self.scaler.state_dict(), "generator": self.generator.get_state(),
+                "augment_generator": self.augment_generator.get_state(), "torch_rng": torch_rng,
+                "history": list(self.history), "best_value": self.rule.best_value, "best_epoch": self.rule.best_epoch,
+                "since_best": self.rule.since_best, "best_state": self.best_state, "best_val": self.best_val.to_state()}
+
+    def end_training(self, epoch: int, lr: float, train_loss: float) -> None:
+        """Step the epoch's schedule once its batches are done; :class:`NonFiniteLossError` when its
+        training loss is not finite."""
+        if self.scheduler is not None:
+            self.scheduler.step()
+        if not np.isfinite(train_loss):
+            raise NonFiniteLossError(f"training loss became {train_loss} at epoch {epoch} "
+                                     f"(lr={lr:.3g}); this config diverges.")
+
+    def close_epoch(self, epoch: int, lr: float, train_loss: float, val: Evaluation | RegressionEvaluation,
+                    recipe: Recipe, metric: str, seconds: float) -> tuple[dict[str, float], bool, bool]:
+        """Judge ``val`` (keeping the best epoch's weights), step the plateau schedule and record the epoch;
+        returns its metrics, whether it improved, and whether it is the run's last."""
+        scores = val.scores("val")
+        improved = self.rule.update(epoch, scores[metric])
+        if improved:
+            self.best_val = val
+            # Only what trains moves between epochs; the frozen base (quantised or not) is not copied.
+            self.best_state = {k: v.detach().clone() for k, v in trainable_state(self.model).items()}
+        if self.plateau is not None and epoch >= recipe.warmup_epochs:
+            self.plateau.step(scores[metric])
+        metrics = {"epoch": epoch, "learning_rate": lr, "train_loss": train_loss, **scores,
+                   f"best_{metric}": self.rule.best, "epoch_time_s": seconds}
+        self.history.append(metrics)
+        return metrics, improved, self.rule.stopped or epoch == recipe.epochs
+
+
+def check_metric(metric: str, data: Splits) -> None:
+    """``metric`` must be one the data's task reports."""
+    if metric not in TASK_METRICS[data.task]:
+        raise ValueError(f"metric must be one of {list(TASK_METRICS[data.task])} for a {data.task} task; "
+                         f"got {metric!r}.")
+
+
 def train(model_fn: Callable[[], nn.Module], data: Splits, recipe: Recipe,
           device: torch.device | str = "cpu",
           on_epoch: Callable[[EpochReport], Any] | None = None,
@@ -378,77 +507,38 @@ def train(model_fn: Callable[[], nn.Module], data: Splits, recipe: Recipe,
     with the same weights, optimizer, schedule, scaler, random streams, best epoch and patience
     counter, so an interrupted and resumed run gives the same metrics as an uninterrupted one.
     """
-    if metric not in TASK_METRICS[data.task]:
-        raise ValueError(f"metric must be one of {list(TASK_METRICS[data.task])} for a {data.task} task; "
-                         f"got {metric!r}.")
+    check_metric(metric, data)
     device = torch.device(device)
     seed_everything(recipe.seed)
     model = model_fn().to(device)
     train_x, train_y = to_device(data.train, device)
     val_x, val_y = to_device(data.val, device)
     criterion = make_criterion(data, recipe, device)
-    # Frozen weights (a fine-tuned model's base) get no optimizer state and no weight decay.
-    optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], recipe, device)
-    scheduler = build_scheduler(optimizer, recipe)
-    plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=recipe.decay,
-                                                          patience=recipe.plateau_patience)
-               if recipe.scheduler == "plateau" else None)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(device) is torch.float16)
+    run = RunState.start(model, recipe, device, mode)
+    optimizer, scaler = run.optimizer, run.scaler
     autocast = _autocast(device)
-    # Shuffled on the CPU so that a seed gives the same batches on every device; the copy is
-    # a few kB per epoch, at the epoch boundary where the host has synchronised anyway.
-    generator = torch.Generator().manual_seed(recipe.seed)
-    # Augmentation draws from its own stream, so switching it on leaves the batch order alone.
-    augment_generator = torch.Generator().manual_seed(recipe.seed + 1)
     n = train_y.shape[0]
-    sign = 1.0 if mode == "max" else -1.0
 
-    history: list[dict[str, float]] = []
-    rule = EarlyStop(recipe.patience, recipe.warmup_epochs, sign)
-    best_state, best_val = None, None
     first = 1
     if resume:
-        model.load_state_dict(resume["model"], strict=False)
-        optimizer.load_state_dict(resume["optimizer"])
-        for part, saved in ((scheduler, resume.get("scheduler")), (plateau, resume.get("plateau")),
-                            (scaler, resume.get("scaler"))):
-            if part is not None and saved is not None:
-                part.load_state_dict(saved)
-        generator.set_state(resume["generator"])
-        augment_generator.set_state(resume["augment_generator"])
-        torch.set_rng_state(resume["torch_rng"])
-        history = list(resume["history"])
-        rule.best_value, rule.best_epoch, rule.since_best = (resume["best_value"], resume["best_epoch"],
-                                                             resume["since_best"])
-        best_state = dict(resume["best_state"])
-        best_val = evaluation_from_state(resume["best_val"])
+        torch.set_rng_state(run.restore(resume))
         first = resume["epoch"] + 1
-        if rule.stopped:
+        if run.rule.stopped:
             # The run had stopped early at that epoch (a driver killed before it heard): it stays stopped.
             first = recipe.epochs + 1
-
-    def snapshot(epoch: int) -> dict[str, Any]:
-        return {"epoch": epoch, "model": trainable_state(model), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "plateau": plateau.state_dict() if plateau is not None else None, "scaler": scaler.state_dict(),
-                "generator": generator.get_state(), "augment_generator": augment_generator.get_state(),
-                "torch_rng": torch.get_rng_state(), "history": list(history), "best_value": rule.best_value,
-                "best_epoch": rule.best_epoch, "since_best": rule.since_best,
-                "best_state": best_state,
-                "best_val": best_val.to_state()}
 
     for epoch in range(first, recipe.epochs + 1):
         started = time.perf_counter()
         model.train()
-        lr = optimizer.param_groups[0]["lr"]
+        lr = run.lr
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         weight_sum = torch.zeros((), device=device, dtype=torch.float64)
-        order = torch.randperm(n, generator=generator).to(device)
+        order = torch.randperm(n, generator=run.generator).to(device)
         for start in range(0, n, recipe.batch_size):
             idx = order[start:start + recipe.batch_size]
             x, y = _rows(train_x, idx), train_y[idx]
             if augment is not None:
-                x = augment(x, augment_generator)
+                x = augment(x, run.augment_generator)
             with autocast:
                 loss = criterion(model(**x), y)
             optimizer.zero_grad(set_to_none=True)
@@ -461,32 +551,19 @@ def train(model_fn: Callable[[], nn.Module], data: Splits, recipe: Recipe,
             w = _weight_sum(criterion, y)
             loss_sum += loss.detach().double() * w
             weight_sum += w
-        if scheduler is not None:
-            scheduler.step()
         train_loss = (loss_sum / weight_sum).item()
-        if not np.isfinite(train_loss):
-            raise NonFiniteLossError(f"training loss became {train_loss} at epoch {epoch} "
-                                     f"(lr={lr:.3g}); this config diverges.")
+        run.end_training(epoch, lr, train_loss)
         val = evaluate_split(model, val_x, val_y, criterion, data)
-        scores = val.scores("val")
-        improved = rule.update(epoch, scores[metric])
-        if improved:
-            best_val = val
-            # Only what trains moves between epochs; the frozen base (quantised or not) is not copied.
-            best_state = {k: v.detach().clone() for k, v in trainable_state(model).items()}
-        if plateau is not None and epoch >= recipe.warmup_epochs:
-            plateau.step(scores[metric])
-        metrics = {"epoch": epoch, "learning_rate": lr, "train_loss": train_loss, **scores,
-                   f"best_{metric}": rule.best, "epoch_time_s": time.perf_counter() - started}
-        history.append(metrics)
-        last = rule.stopped or epoch == recipe.epochs
+        metrics, improved, last = run.close_epoch(epoch, lr, train_loss, val, recipe, metric,
+                                                  time.perf_counter() - started)
         if on_epoch is not None:
             on_epoch(EpochReport(epoch=epoch, metrics=metrics, improved=improved, last=last,
-                                 state=lambda: snapshot(epoch)))
-        if rule.stopped:
+                                 state=lambda: run.snapshot(epoch, torch.get_rng_state())))
+        if run.rule.stopped:
             break
 
-    load_trainable_state(model, best_state, "the best epoch's weights")
+    rule, history = run.rule, run.history
+    load_trainable_state(model, run.best_state, "the best epoch's weights")
     return TrainResult(model=model, best_epoch=rule.best_epoch, epochs_run=len(history),
-                       stopped_early=rule.stopped, best=history[rule.best_epoch - 1], best_val=best_val,
+                       stopped_early=rule.stopped, best=history[rule.best_epoch - 1], best_val=run.best_val,
                        history=history)

@@ -8,7 +8,9 @@
    (``spectune replay``, 20 repeats per strategy): the true quality of each strategy's pick against
    the epochs it spent, the share of random search's epochs the default needs, the chance that a
    top-3 config is stopped, the regret against the seed noise, and how long replays take;
-4. per-trial overhead of Ray + MLflow on CPU, with a trial that does no work.
+4. per-trial overhead of Ray + MLflow on CPU, with a trial that does no work;
+5. fused trainer throughput: K configs of one model trained as one against K separate runs, on CPU
+   with one torch thread (``search.bench.fused_throughput``).
 
 On a machine without a GPU parts 1 and 2 are sized down to a smoke test; their figures are not
 quoted as results. Part 3 does not train: its figures hold on any machine. Writes
@@ -38,6 +40,7 @@ from results.curves import TABLE
 from results.files import read_json, write_json
 from results.best_file import DataOptions
 from results.provenance import git_commit, versions
+from search.bench.fused_throughput import bench_fused, render_fused
 from search.bench.notebook_loop import notebook_train
 from search.options import SearchOptions
 from search.commands.search import run_search
@@ -341,7 +344,7 @@ def bench_overhead(size: Size, data_dir: Path, work: Path, repeats: int = 3) -> 
 
 # --parts name -> key of its figures in bench.json
 PARTS = {"epoch": "epoch_time", "cpu_epoch": "cpu_epoch", "throughput": "throughput", "efficiency": "efficiency",
-         "overhead": "overhead"}
+         "overhead": "overhead", "fused": "fused"}
 
 
 def _parse_parts(text: str) -> list[str]:
@@ -402,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
                "cpu_epoch": lambda: bench_cpu_epoch(args.data, size),
                "throughput": lambda: bench_throughput(data, device, size, args.data, work),
                "efficiency": lambda: bench_efficiency(args.curves_root, work, args.plots, args.replay_repeats),
-               "overhead": lambda: bench_overhead(size, args.data, work)}
+               "overhead": lambda: bench_overhead(size, args.data, work),
+               "fused": bench_fused}
     command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "search.bench.benchmark", *(argv or sys.argv[1:])])
     figures, provenance = dict(earlier.get("figures", {})), dict(earlier.get("parts", {}))
     try:
@@ -482,6 +486,8 @@ def render_markdown(record: dict[str, Any]) -> str:
                   f"- per trial: {o['per_trial_s']:.2f} s (target < 1 s)", f"- fixed per search: {o['fixed_s']:.1f} s",
                   "- wall (median of " + str(o.get("repeats", 1)) + " searches each): "
                   + ", ".join(f"{n} trials {w:.2f} s" for n, w in o["wall_s"].items()), ""]
+    if "fused" in f:
+        lines += render_fused(f["fused"])
     return "\n".join(lines)
 
 
