@@ -355,6 +355,20 @@ def _parse_parts(text: str) -> list[str]:
     return parts
 
 
+def _parse_trials(text: str | None, size: Size) -> Size:
+    """``--overhead-trials SMALL,BIG``: part 4's short and long searches (``None``: the size's)."""
+    if text is None:
+        return size
+    try:
+        small, big = (int(n) for n in text.split(","))
+    except ValueError:
+        small = big = 0
+    if not 1 <= small < big:
+        raise OptionError(f"--overhead-trials: {text!r} is not two trial counts SMALL,BIG with 1 <= SMALL < BIG; "
+                          f"e.g. {','.join(map(str, size.noop_trials))} (this size's).")
+    return replace(size, noop_trials=(small, big))
+
+
 def _earlier_record(path: Path, device: str, size_name: str) -> dict[str, Any]:
     """``--merge``: the figures of an earlier run, only if it measured the same device at the same size."""
     old = read_json(path, "--merge: earlier benchmark record")
@@ -377,6 +391,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plots", type=Path, default=Path("results/bench"),
                         help="part 3's plots (one per recording), linked from the markdown")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    parser.add_argument("--overhead-trials", metavar="SMALL,BIG",
+                        help="part 4: trials of its short and long searches (default: the size's, "
+                             f"{','.join(map(str, CPU.noop_trials))} on CPU, {','.join(map(str, GPU.noop_trials))} on "
+                             "GPU); fewer for a quicker, noisier slope")
     parser.add_argument("--merge", action="store_true",
                         help="keep the other parts' figures from <out>/bench.json (same device and size): "
                              "for machines that cannot run every part in one session")
@@ -386,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         device = pick_device("auto")
         size = {"gpu": GPU, "cpu": CPU}.get(args.size) or (GPU if device.type == "cuda" else CPU)
         size_name = "gpu" if size is GPU else "cpu smoke"
+        size = _parse_trials(args.overhead_trials, size)
         device_name = _device_name(device)
         earlier = _earlier_record(args.out / "bench.json", device_name, size_name) if args.merge else {}
         data = load_ztf(args.data, size)
