@@ -22,7 +22,7 @@ EPOCHS ?=
 # MINUTES=30 ends the search after 30 minutes of trials, keeping what ran (--time-budget).
 MINUTES ?=
 # FUSE=8 trains 8 configs of one architecture as one fused model, each still its own trial (--fuse); FUSE=1 never
-# fuses; unset: auto, fused only where a stored measurement says it pays (search/fusion_rules.json).
+# fuses; unset: auto, fused only where a stored measurement says it pays (search/strategy/fusion_rules.json).
 FUSE ?=
 POINTS ?=
 TOKENS ?=

@@ -224,7 +224,7 @@ NOT_MEASURED = ("not measured on this pair; spectune record, then python -m sear
 
 
 def cmd_spaces(args: argparse.Namespace) -> None:
-    from search.fusion import space_fusion
+    from search.strategy.fusion import space_fusion
     from spaces import SpaceError, describe_domain, get_space, list_spaces
     from trainables.data import list_data
     from trainables.discovery import broken
@@ -267,7 +267,7 @@ def cmd_spaces(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from results.best_file import DataOptions
-    from search.train import TrainRequest, run_train
+    from search.commands.train import TrainRequest, run_train
 
     run_train(TrainRequest(space=args.space, config=args.config, point=args.point, epochs=args.epochs,
                            device=args.device, test=args.test, json_out=args.json_out, save=args.save, base=args.base,
@@ -278,7 +278,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_search(args: argparse.Namespace) -> None:
     from search.options import read_start_configs
-    from search.search import run_search
+    from search.commands.search import run_search
 
     run_search(_search_options(args, start=read_start_configs(args.start) if args.start else ()))
 
@@ -301,7 +301,7 @@ def _search_options(args: argparse.Namespace, **fixed: Any) -> Any:
 
 
 def cmd_record(args: argparse.Namespace) -> None:
-    from search.record import RecordOptions, run_record
+    from search.commands.record import RecordOptions, run_record
 
     run_record(RecordOptions(search=_search_options(args), configs=args.configs, seeds=args.seeds,
                                extend=args.extend))
@@ -342,7 +342,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_confirm(args: argparse.Namespace) -> None:
-    from search.confirm import run_confirm
+    from search.commands.confirm import run_confirm
     from search.options import ConfirmOptions
 
     out = run_confirm(ConfirmOptions(space=args.space, name=args.name, top=args.top, seeds=args.seeds, data=args.data,
@@ -368,7 +368,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     from results.export import latest_search, results_dir
     from results.files import read_json
     from results.report import study_report
-    from search.tracking import own_store_run
+    from search.running.tracking import own_store_run
     from spaces import saved_ranges
 
     # From what the search saved (best.json, space.json, trials.csv, study.db), not today's space file.
@@ -396,7 +396,7 @@ def cmd_ui(args: argparse.Namespace) -> None:
 
     from mlflow.tracking import MlflowClient
 
-    from search.tracking import default_tracking_uri
+    from search.running.tracking import default_tracking_uri
 
     uri = args.tracking_uri or default_tracking_uri()
     base = f"http://{args.host}:{args.port}"

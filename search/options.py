@@ -94,7 +94,7 @@ SEARCH_OPTIONS: dict[str, HParam] = {
     "fuse": FuseRule(str, FUSE_AUTO, help="train K configs of one architecture and batch size as one fused model, "
                                           "each still its own trial (its own ASHA decisions, MLflow run, row and "
                                           "checkpoint); auto (default): fused only where the model fuses and a "
-                                          "stored measurement (search/fusion_rules.json) says it pays on this "
+                                          "stored measurement (search/strategy/fusion_rules.json) says it pays on this "
                                           "device; 1: one process per trial"),
     "infra_retries": Int(2, 0, help="retries of a trial whose worker died, whose node was lost or that ran out of "
                                     "memory, from its last checkpoint and outside --trials (default 2)"),
@@ -138,9 +138,9 @@ class SearchOptions:
     starting points unless ``space_start`` is off (a pure random-search baseline, say).
     ``time_budget``: minutes of trials, Tune's time budget. ``grace_period``, ``reduction_factor`` and
     ``startup_trials`` override the space's. ``fuse``: members per fused group, ``auto`` or a number
-    (see :mod:`search.fusion`). ``infra_retries`` and ``stop_after_failures``: see
-    :mod:`search.failures`; ``warm_start`` and its
-    two switches: see :mod:`search.warm_start`. ``objectives`` (``NAME:MODE``) adds objectives to the
+    (see :mod:`search.strategy.fusion`). ``infra_retries`` and ``stop_after_failures``: see
+    :mod:`search.running.failures`; ``warm_start`` and its
+    two switches: see :mod:`search.strategy.warm_start`. ``objectives`` (``NAME:MODE``) adds objectives to the
     space's and ``choose`` (``NAME<=VALUE``) is the rule that picks a point of the front: see
     :mod:`results.pareto`."""
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from results.best_file import DataOptions
 from results.errors import OptionError
+from results.pareto import Objective, parse_objective
 from search.options import SEARCH_OPTIONS, SearchOptions, check
 from spaces import Space, get_space
 from trainables.discovery import ENV
@@ -65,3 +66,14 @@ def resolve(o: SearchOptions, baseline: bool = False) -> RunSettings:
                              fixed=dict(space.fixed), overrides=o.recipe_overrides(), metric=space.metric,
                              mode=space.mode, user_path=user_path(), searched=tuple(space.params))
     return RunSettings(o, space, max_epochs, o.data_options(space.pair.data_module.default_dir), settings)
+
+def search_objectives(space: Space, o: SearchOptions) -> list[Objective]:
+    """The space's metric (the primary objective), its further objectives, then ``--objective``'s."""
+    out = [Objective(space.metric, space.mode), *(Objective(n, m) for n, m in space.objectives)]
+    for text in o.objectives:
+        objective = parse_objective(text, space.metric)
+        if objective.name in [x.name for x in out]:
+            raise OptionError(f"--objective {text}: {objective.name!r} is already an objective of space "
+                              f"{space.name!r} ({', '.join(map(str, out))}).")
+        out.append(objective)
+    return out

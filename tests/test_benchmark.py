@@ -22,8 +22,12 @@ def test_fixed_configs_are_reproducible_and_inside_the_space():
         assert 2e-5 <= config["lr"] <= 3e-3 and config["batch_size"] in (64, 128, 256, 512)
 
 
-def test_cpu_smoke_benchmark_writes_json_and_markdown(ray_session, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+@pytest.fixture(scope="module")
+def smoke_run(ray_session, tmp_path_factory) -> Path:
+    """One CPU smoke run of parts epoch, throughput, efficiency and overhead (minutes on 2 cores): its folder,
+    with the data, bench/bench.json, BENCHMARKS.md and plots/. Read by the smoke test, and by the merge test
+    as the earlier record whose parts a merge keeps; neither writes into it."""
+    tmp_path = tmp_path_factory.mktemp("smoke")
     write_synthetic(tmp_path / "data", seed=4, n_train=12, n_val=4, n_test=4, n_points=256)
     # Part 3 replays recordings: the committed wine one large enough to judge, a small one it does not
     # judge, and one whose data this machine lacks.
@@ -39,8 +43,17 @@ def test_cpu_smoke_benchmark_writes_json_and_markdown(ray_session, tmp_path, mon
     (lacking / "meta.json").write_text(json.dumps(meta))
     common = ["--data", str(tmp_path / "data"), "--size", "cpu", "--out", str(tmp_path / "bench"),
               "--markdown", str(tmp_path / "BENCHMARKS.md"), "--plots", str(tmp_path / "plots"),
-              "--curves-root", str(tmp_path / "curves"), "--replay-repeats", "2"]
-    assert main([*common, "--parts", "epoch,throughput,efficiency,overhead"]) == 0
+              "--curves-root", str(tmp_path / "curves"), "--replay-repeats", "2",
+              # Part 4's slope from 2 and 4 no-op trials (the CPU size's 4 and 36 are a measurement, not a test).
+              "--overhead-trials", "2,4"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)
+        assert main([*common, "--parts", "epoch,throughput,efficiency,overhead"]) == 0
+    return tmp_path
+
+
+def test_cpu_smoke_benchmark_writes_json_and_markdown(smoke_run):
+    tmp_path = smoke_run
     record = json.loads((tmp_path / "bench" / "bench.json").read_text())
     figures = record["figures"]
     assert record["size_name"] == "cpu smoke" and record["versions"]["torch"]
@@ -59,6 +72,7 @@ def test_cpu_smoke_benchmark_writes_json_and_markdown(ray_session, tmp_path, mon
     assert "galspecnet" in efficiency["spaces"]["galspecnet/lacking"]["skipped"]
     overhead = figures["overhead"]
     assert overhead["repeats"] == 3 and all(w > 0 for w in overhead["wall_s"].values())
+    assert set(overhead["wall_s"]) == {"2", "4"} and record["size"]["noop_trials"] == [2, 4]
     assert np.isfinite(overhead["per_trial_s"])   # its size is a benchmark figure, not a test
     markdown = (tmp_path / "BENCHMARKS.md").read_text()
     assert "CPU smoke run" in markdown and "## 4. Toolkit overhead" in markdown
@@ -69,17 +83,19 @@ def test_cpu_smoke_benchmark_writes_json_and_markdown(ray_session, tmp_path, mon
     assert set(record["parts"]) == {"epoch", "throughput", "efficiency", "overhead"}
 
 
-def test_merge_reruns_one_part_and_keeps_the_others(ray_session, tmp_path, monkeypatch, capsys):
+def test_merge_reruns_one_part_and_keeps_the_others(smoke_run, tmp_path, monkeypatch, capsys):
+    """The smoke run's record is the earlier one (a copy): epoch rerun with --merge keeps its other parts."""
     monkeypatch.chdir(tmp_path)
-    write_synthetic(tmp_path / "data", seed=4, n_train=12, n_val=4, n_test=4, n_points=256)
-    common = ["--data", str(tmp_path / "data"), "--size", "cpu", "--out", str(tmp_path / "bench"),
+    (tmp_path / "bench").mkdir()
+    shutil.copyfile(smoke_run / "bench" / "bench.json", tmp_path / "bench" / "bench.json")
+    common = ["--data", str(smoke_run / "data"), "--size", "cpu", "--out", str(tmp_path / "bench"),
               "--markdown", str(tmp_path / "BENCHMARKS.md")]
-    assert main([*common, "--parts", "epoch,overhead"]) == 0
     first = json.loads((tmp_path / "bench" / "bench.json").read_text())
     assert main([*common, "--parts", "epoch", "--merge"]) == 0
     merged = json.loads((tmp_path / "bench" / "bench.json").read_text())
-    assert merged["figures"]["overhead"] == first["figures"]["overhead"]
-    assert merged["parts"]["overhead"] == first["parts"]["overhead"]
+    for part, key in (("overhead", "overhead"), ("throughput", "throughput")):
+        assert merged["figures"][key] == first["figures"][key]
+        assert merged["parts"][part] == first["parts"][part]
     assert merged["parts"]["epoch"]["command"].endswith("--merge")
     assert "- part epoch:" in (tmp_path / "BENCHMARKS.md").read_text()
 
@@ -90,6 +106,8 @@ def test_merge_reruns_one_part_and_keeps_the_others(ray_session, tmp_path, monke
     assert "figures from different machines do not go in one table" in capsys.readouterr().err
     assert main([*common, "--parts", "epoch,speed"]) == 2
     assert "--parts: unknown part(s) ['speed']" in capsys.readouterr().err
+    assert main([*common, "--parts", "overhead", "--overhead-trials", "36,4"]) == 2
+    assert "--overhead-trials: '36,4' is not two trial counts SMALL,BIG" in capsys.readouterr().err
     assert json.loads((tmp_path / "bench" / "bench.json").read_text()) == first
 
 
@@ -161,3 +179,15 @@ def test_the_live_figures_set_the_replay_beside_the_picks_judged_on_the_recordin
     pd.DataFrame(rows).drop(columns="final_quality_recorded_seeds").to_csv(path, index=False)
     figures = _live_figures(path, summary)["random (FIFO)"]
     assert figures["recorded_seeds"] is None and figures["inside_replay_iqr"] is False
+
+
+def test_the_fused_throughput_part_measures_both_sides_and_renders_a_row_per_k():
+    from search.bench.fused_throughput import Case, bench_fused, render_fused
+
+    figures = bench_fused((Case("wine_mlp", (1, 2), 1, "wine"),), repeats=1)
+    assert [r["k"] for r in figures["rows"]] == [1, 2]
+    for row in figures["rows"]:
+        assert row["separate_s"] > 0 and row["fused_s"] > 0
+        assert row["fused_rate"] == pytest.approx(row["k"] * row["train_samples"] / row["fused_s"])
+    table = render_fused(figures)
+    assert sum(line.startswith("| wine_mlp |") for line in table) == 2

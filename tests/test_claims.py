@@ -17,13 +17,13 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-import search.driver
-import search.search
+import search.running.driver
+import search.commands.search
 from results.errors import OptionError
 from results.export import results_folder
 from search.options import SearchOptions
-from search.search import run_search
-from search.tracking import open_experiment
+from search.commands.search import run_search
+from search.running.tracking import open_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
@@ -36,7 +36,7 @@ def no_ray(monkeypatch):
     def started(*args, **kwargs):
         raise AssertionError("Ray was started")
 
-    monkeypatch.setattr(search.driver, "ray_session", started)
+    monkeypatch.setattr(search.running.driver, "ray_session", started)
 
 
 def _options(root: Path, **kw) -> SearchOptions:
@@ -79,7 +79,7 @@ def test_a_running_search_cannot_be_resumed_until_its_process_ends(tmp_path, no_
     written; killed with -9, it holds nothing: the claim is no stale lock file."""
     holder = textwrap.dedent(f"""
         from pathlib import Path
-        from search.claim import claim_run
+        from search.running.claim import claim_run
         with claim_run(Path({str(tmp_path / 'ray')!r}), "s", "search", resume=False):
             print("held", flush=True)
             input()
@@ -88,7 +88,7 @@ def test_a_running_search_cannot_be_resumed_until_its_process_ends(tmp_path, no_
                             text=True)
     try:
         assert proc.stdout.readline() == "held\n"
-        monkeypatch.setattr(search.search, "_check_restorable", lambda experiment: None)
+        monkeypatch.setattr(search.commands.search, "_check_restorable", lambda experiment: None)
         with pytest.raises(OptionError, match=rf"search s is running now \(pid {proc.pid}, .*before --resume"):
             run_search(_options(tmp_path, resume=True))
         assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "results").exists()
@@ -113,7 +113,7 @@ def test_a_new_search_never_replaces_the_results_of_an_earlier_one(tmp_path, no_
 
 def test_a_new_recording_never_replaces_kept_curves(tmp_path, no_ray):
     """The same for ``spectune record``, which shares the driver: curves of that name are kept."""
-    from search.record import RecordCommand, RecordOptions
+    from search.commands.record import RecordCommand, RecordOptions
 
     out = tmp_path / "results" / "wine_mlp" / "curves" / "s"
     out.mkdir(parents=True)
@@ -138,7 +138,7 @@ def test_a_results_path_that_cannot_be_written_is_refused_before_the_first_trial
         out.symlink_to(tmp_path / "gone")
         expected = rf"results go to {out}, but {out} is a link to {tmp_path / 'gone'}, which does not exist"
     resume = case.endswith("resumed")
-    monkeypatch.setattr(search.search, "_check_restorable", lambda experiment: None)
+    monkeypatch.setattr(search.commands.search, "_check_restorable", lambda experiment: None)
     with pytest.raises(OptionError, match=expected):
         run_search(_options(tmp_path, resume=resume))
     assert not (tmp_path / "ray").exists() and not (tmp_path / "mlflow.db").exists()

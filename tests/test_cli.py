@@ -190,10 +190,10 @@ def test_a_printed_command_runs_as_printed_whatever_the_names_hold(tmp_path, mon
     import shlex
     from types import SimpleNamespace
 
-    from search.confirm import ConfirmCommand
+    from search.commands.confirm import ConfirmCommand
     from search.options import ConfirmOptions, SearchOptions
-    from search.record import RecordCommand, RecordOptions
-    from search.search import SearchCommand
+    from search.commands.record import RecordCommand, RecordOptions
+    from search.commands.search import SearchCommand
 
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "results" / "wine_mlp" / "s"

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 
 from search.cli import main as cli_main
-from search.local_ray import session_processes, stop_processes
+from search.running.local_ray import session_processes, stop_processes
 from trainables.data.ztf_synthetic import write_synthetic
 
 ROOT = Path(__file__).resolve().parents[1]

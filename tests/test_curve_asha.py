@@ -1,4 +1,4 @@
-"""Promotion by extrapolated curves (search/curve_asha.py) and the Gaussian-process sampler, each replayed
+"""Promotion by extrapolated curves (search/strategy/curve_asha.py) and the Gaussian-process sampler, each replayed
 through the objects a live search builds."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from results.curves import Curves
-from search.curve_asha import CurveASHA, extrapolate
+from search.strategy.curve_asha import CurveASHA, extrapolate
 from search.replay.simulate import Strategy, replay
-from search.schedulers import make_scheduler
-from search.searcher import DefineByRun, make_sampler
+from search.strategy.schedulers import make_scheduler
+from search.strategy.searcher import DefineByRun, make_sampler
 from spaces import get_space
 from trainables.settings import TrialSettings
 

@@ -183,11 +183,11 @@ def test_the_home_page_lists_every_page_of_the_nav():
 
 def test_the_quoted_interruption_message_is_what_the_code_prints():
     """README and docs/resume.md quote the line a Ctrl+C'd search prints; it must be search.py's."""
-    source = (ROOT / "search" / "search.py").read_text()
+    source = (ROOT / "search" / "commands" / "search.py").read_text()
     for fragment in ("was interrupted with", "trials unfinished; \"", "\"nothing was written to results/. Continue it "
                      "with: \"", "shlex.join(['spectune', 'search', '--space', run.space.name, '--name', run.plan.name, "
                      "'--resume'])} \"", "\"(same data options).\""):
-        assert fragment in source, f"search/search.py no longer prints {fragment!r}: update the docs' quotes"
+        assert fragment in source, f"search/commands/search.py no longer prints {fragment!r}: update the docs' quotes"
     quoted = ("trials unfinished; nothing was written to results/. Continue it with: spectune search --space "
               "galspecnet --name NAME --resume (same data options).")
     for page in (README, DOCS / "resume.md"):

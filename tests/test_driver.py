@@ -1,4 +1,4 @@
-"""The commands that train configs through Tune share one driver (search/driver.py): each adds only what
+"""The commands that train configs through Tune share one driver (search/running/driver.py): each adds only what
 differs, none repeats the driver's steps, and each checks a config by a dry run before Ray starts."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 from results.errors import ConfigError
-from search.confirm import ConfirmCommand
-from search.driver import TrialCommand
+from search.commands.confirm import ConfirmCommand
+from search.running.driver import TrialCommand
 from search.options import ConfirmOptions
-from search.record import RecordCommand
-from search.search import SearchCommand
+from search.commands.record import RecordCommand
+from search.commands.search import SearchCommand
 from spaces import get_space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,19 +27,19 @@ DRIVER_STEPS = {"ray_session", "fit", "plan_placement", "gpu_share", "MLflowTrac
 @pytest.mark.parametrize("command", [SearchCommand, RecordCommand, ConfirmCommand])
 def test_each_command_adds_to_the_driver_and_repeats_none_of_its_steps(command):
     assert issubclass(command, TrialCommand)
-    module = ROOT / "search" / f"{command.__module__.split('.')[-1]}.py"
+    module = ROOT.joinpath(*command.__module__.split(".")).with_suffix(".py")
     called = {n.func.id for n in ast.walk(ast.parse(module.read_text()))
               if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
     assert not called & DRIVER_STEPS
 
 
 def test_confirm_dry_runs_the_searchs_pick_before_ray_starts(tmp_path, monkeypatch):
-    import search.driver
+    import search.running.driver
 
     def started(*args, **kwargs):
         raise AssertionError("Ray was started")
 
-    monkeypatch.setattr(search.driver, "ray_session", started)
+    monkeypatch.setattr(search.running.driver, "ray_session", started)
     space = get_space("wine_mlp")
     out = tmp_path / "results" / "wine_mlp" / "s"
     out.mkdir(parents=True)

@@ -1,11 +1,11 @@
-"""The search's epoch cap (search/epoch_cap.py) without Ray: what it counts and when it stops the run; the
+"""The search's epoch cap (search/strategy/epoch_cap.py) without Ray: what it counts and when it stops the run; the
 cap through a real Tune run is in tests/test_search_e2e.py, the replay's in tests/test_replay.py."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from search.epoch_cap import EpochCap
+from search.strategy.epoch_cap import EpochCap
 
 
 def test_the_epoch_cap_counts_the_epochs_tune_reports_and_those_of_a_restored_run():

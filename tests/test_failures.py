@@ -1,4 +1,4 @@
-"""Failures told apart (search/failures.py): a worker killed with SIGKILL, or a trainable that runs out of
+"""Failures told apart (search/running/failures.py): a worker killed with SIGKILL, or a trainable that runs out of
 memory, is retried from its last checkpoint and ends exactly as an uninterrupted run; a config that raises
 is not retried and is recorded as a configuration failure; a search whose first trials all raise stops,
 with one message, and a resumed search counts its failures on from where it was cut."""
@@ -29,11 +29,11 @@ from ray.tune.callback import CallbackList
 
 from results.errors import SearchInterrupted, SearchStopped
 from search.cli import main
-from search.failures import CONFIGURATION, INFRASTRUCTURE, FailureGuard, failure_class, stopped_search
+from search.running.failures import CONFIGURATION, INFRASTRUCTURE, FailureGuard, failure_class, stopped_search
 from search.options import SearchOptions
-from search.progress import ProgressPrinter
-from search.search import judge_stop, run_search, winners
-from search.trial import run_trial
+from search.running.progress import ProgressPrinter
+from search.commands.search import judge_stop, run_search, winners
+from search.running.trial import run_trial
 from spaces import get_space
 from trainables.recipe import NonFiniteLossError
 
@@ -161,12 +161,12 @@ def test_a_stop_after_completed_trials_writes_their_results_instead_of_failing_t
 
 
 def test_a_stopped_search_is_one_line_from_the_cli(monkeypatch, capsys):
-    import search.search
+    import search.commands.search
 
     def stopped(options):
         raise SearchStopped("search x stopped: its first 3 trials all failed on their configuration (...)")
 
-    monkeypatch.setattr(search.search, "run_search", stopped)
+    monkeypatch.setattr(search.commands.search, "run_search", stopped)
     assert main(["search", "--space", "wine_mlp"]) == 1
     assert capsys.readouterr().err == ("error: search x stopped: its first 3 trials all failed on their "
                                        "configuration (...)\n")
@@ -492,7 +492,7 @@ def _fail(trial, error: BaseException, epoch: int) -> bool:
 def classified_trial(monkeypatch):
     from ray.tune.experiment import Trial
 
-    from search.failures import ClassifiedTrial
+    from search.running.failures import ClassifiedTrial
 
     # A trial without a storage folder: Tune's handle_error then writes no error file.
     monkeypatch.setattr(Trial, "local_path", property(lambda self: None))
@@ -505,7 +505,7 @@ def classified_trial(monkeypatch):
 
 
 def test_an_out_of_memory_that_follows_its_config_is_the_configs_failure(classified_trial):
-    from search.failures import error_of, failure_of
+    from search.running.failures import error_of, failure_of
 
     oom = lambda: _task_error(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 512.00 GiB"))  # noqa: E731
     trial = classified_trial()
@@ -519,7 +519,7 @@ def test_an_out_of_memory_that_follows_its_config_is_the_configs_failure(classif
 
 
 def test_a_failure_that_changes_or_moves_stays_the_machines(classified_trial):
-    from search.failures import failure_of
+    from search.running.failures import failure_of
 
     moved = classified_trial()
     for epoch in (1, 2, 3):          # each retry got further: a flaky worker, not the config
@@ -536,7 +536,7 @@ def test_a_failure_that_changes_or_moves_stays_the_machines(classified_trial):
 
 
 def test_the_progress_line_of_a_config_that_failed_the_same_after_its_retries_says_so(classified_trial):
-    from search.progress import _failure_note
+    from search.running.progress import _failure_note
 
     trial = classified_trial()
     for _ in range(3):

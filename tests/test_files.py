@@ -58,7 +58,7 @@ def test_a_failed_write_leaves_neither_a_half_file_nor_its_temporary_file(tmp_pa
 def test_the_guards_stop_record_reaches_its_name_only_whole(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from search.failures import CONFIGURATION, STOPPED_FILE, FailureGuard, stopped_search
+    from search.running.failures import CONFIGURATION, STOPPED_FILE, FailureGuard, stopped_search
 
     renamed: list[tuple[Path, Path]] = []
     rename = os.replace
@@ -75,7 +75,7 @@ def test_the_guards_stop_record_reaches_its_name_only_whole(tmp_path, monkeypatc
 
 
 def test_a_damaged_stop_record_is_one_line_naming_it(tmp_path):
-    from search.failures import STOPPED_FILE, stopped_search
+    from search.running.failures import STOPPED_FILE, stopped_search
 
     (tmp_path / STOPPED_FILE).write_text('{"failed": 3, "last_err')
     with pytest.raises(OptionError, match=rf"^{tmp_path / STOPPED_FILE}: not valid JSON \(.*\); .*Delete it") as err:

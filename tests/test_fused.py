@@ -36,7 +36,8 @@ def wine():
 @pytest.fixture(scope="module")
 def housing(tmp_path_factory):
     folder = tmp_path_factory.mktemp("housing")
-    get_data("california_housing").prepare(folder, seed=0, force=True, source="synthetic", rows=300)
+    # 150 validation rows: more than one evaluation batch (128 on CPU).
+    get_data("california_housing").prepare(folder, seed=0, force=True, source="synthetic", rows=1000)
     return get_data("california_housing").load(folder)
 
 
@@ -105,7 +106,7 @@ def test_cnn_members_equal_their_solo_runs(tiny_data):
 
 @pytest.mark.parametrize("optimizer", [{"optimizer": "adam"}, {"optimizer": "sgd", "momentum": 0.9}])
 def test_regression_members_with_their_own_losses_equal_their_solo_runs(housing, optimizer):
-    base = {"batch_size": 32, "epochs": 3, "patience": None, "depth": 2, "width": 16, "scheduler": "cosine",
+    base = {"batch_size": 64, "epochs": 2, "patience": None, "depth": 2, "width": 16, "scheduler": "cosine",
             "warmup_epochs": 0, **optimizer}
     members = {"mse": {**base, "loss": "mse", "lr": 3e-3, "seed": 1},
                "huber": {**base, "loss": "huber", "huber_delta": 0.5, "lr": 1e-3, "weight_decay": 1e-3, "seed": 2,
@@ -152,7 +153,8 @@ def test_a_members_state_is_a_solo_state_and_resumes_either_way(wine, optimizer)
     trainer = FusedTrainer(wine, "cpu")
     _add(trainer, WINE, wine, "x", config)
     _add(trainer, WINE, wine, "y", other)
-    state = _run(trainer, until=2)["x"][-1].state()
+    report = _run(trainer, until=2)["x"][-1]
+    state = report.state()
     # The optimizer's state is torch's own, for this member's parameters: the weights, moments and
     # momentum buffers the solo run's torch optimizer holds after the same epochs.
     expected = solo_states[2]
@@ -176,10 +178,14 @@ def test_a_members_state_is_a_solo_state_and_resumes_either_way(wine, optimizer)
         assert [r.epoch for r in reports["x"]] == [3, 4]
         _assert_same(solo[2:], reports["x"], "fused from state")
         _assert_same(_solo(WINE, wine, other)[0], reports["fresh"], "fresh")
+    # A state is the member's as it was after its epoch: once the member has moved on, asking is an error.
+    trainer.run_epoch()
+    with pytest.raises(RuntimeError, match="epoch 2 asked for after epoch 3"):
+        report.state()
 
 
 def test_a_diverging_member_fails_alone(housing):
-    base = {"optimizer": "sgd", "momentum": 0.9, "batch_size": 16, "epochs": 3, "patience": None, "width": 16,
+    base = {"optimizer": "sgd", "momentum": 0.9, "batch_size": 16, "epochs": 2, "patience": None, "width": 16,
             "warmup_epochs": 0, "scheduler": "cosine", "loss": "mse"}
     members = {"calm": {**base, "lr": 1e-2, "seed": 1},
                "boom": {**base, "lr": 1.0, "momentum": 0.99, "max_grad_norm": None, "seed": 2},
@@ -203,9 +209,10 @@ def test_what_cannot_be_fused_is_refused_in_one_line(wine):
                 fusion_refusal(plain, recipe, lambda batch, generator: batch),
                 fusion_refusal(*model({"optimizer": "rmsprop"}), None),
                 fusion_refusal(nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4)), recipe, None),
-                fusion_refusal(nn.Sequential(nn.Embedding(4, 4)), recipe, None)]
+                fusion_refusal(nn.Sequential(nn.Embedding(4, 4)), recipe, None),
+                fusion_refusal(nn.Sequential(shared := nn.Linear(4, 4), nn.ReLU(), shared), recipe, None)]
     assert "BatchNorm1d keeps batch statistics per model: runs unfused" in refusals[0]
-    for text, word in zip(refusals[1:], ("augmentation", "rmsprop", "LayerNorm", "Embedding")):
+    for text, word in zip(refusals[1:], ("augmentation", "rmsprop", "LayerNorm", "Embedding", "shared")):
         assert word in text and text.endswith("runs unfused") and "\n" not in text
     trainer = FusedTrainer(wine, "cpu")
     with pytest.raises(ValueError, match="BatchNorm1d"):

@@ -1,4 +1,4 @@
-"""Fused trials through Ray Tune (search/fuse.py): each member of a fused group is its own trial everywhere.
+"""Fused trials through Ray Tune (search/running/fused_trials.py): each member of a fused group is its own trial everywhere.
 
 Few Ray starts (one for the module), tiny searches: a recipe-only wine MLP (3 searched recipe knobs, the
 architecture and batch size fixed, so that every config shares one group), 2 epochs."""
@@ -94,7 +94,7 @@ def _children(tracking_uri: str, space: str, search: str) -> list:
 @pytest.mark.parametrize("value", ["0", "65", "2.5", "-1", "many"])
 def test_bad_fuse_values_are_refused_in_one_line_before_ray_starts(pairs, value, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("search.driver.ray_session", None)   # reaching Ray would raise a TypeError
+    monkeypatch.setattr("search.running.driver.ray_session", None)   # reaching Ray would raise a TypeError
     assert cli_main(["search", "--space", "wine_fuse", "--fuse", value]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"error: --fuse must be 'auto' or an int in the range [1, 64]; got {value!r}."
@@ -102,7 +102,7 @@ def test_bad_fuse_values_are_refused_in_one_line_before_ray_starts(pairs, value,
 
 def test_fuse_k_on_a_model_that_does_not_fuse_is_refused_before_ray_starts(pairs, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("search.driver.ray_session", None)
+    monkeypatch.setattr("search.running.driver.ray_session", None)
     assert cli_main(["search", "--space", "wine_fuse_bn", "--fuse", "3",
                      "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -207,7 +207,7 @@ def test_auto_fuses_only_where_a_stored_measurement_says_it_pays(monkeypatch, tm
         "fusion: off (model mlp does not fuse: BatchNorm1d keeps batch statistics)"
     assert fuse.decide_fusion("1", "mlp", "cpu", None) == fuse.Fusion(1, "fusion: off (--fuse 1)")
     # A member's part of its group's share, rounded down so that K members never ask for more than one trial's.
-    from search.resources import plan_placement
+    from search.running.resources import plan_placement
 
     assert plan_placement(2, 0).fused(3).trial_resources == {"cpu": 0.3333, "gpu": 0.0}
 
@@ -296,7 +296,7 @@ def test_a_group_never_waits_on_a_member_that_is_gone(pairs):
     """The gather without Ray (FusedGroup is a plain class that Ray runs as an actor): an epoch runs once every
     active member asked; a member taken out (the driver's word on a stopped trial) is not waited for, and one
     that never asks is dropped after the timeout and told so if it ever asks again."""
-    from search.fuse import FuseSpec, FusedGroup
+    from search.running.fused_trials import FuseSpec, FusedGroup
     from search.resolve import resolve
 
     settings = resolve(SearchOptions(space="wine_fuse", max_epochs=EPOCHS)).settings

@@ -59,7 +59,7 @@ def test_only_search_imports_ray(folder):
 
 
 def test_training_and_exporting_load_no_ray():
-    code = ("import sys, search.train, trainables.onnx_export, results.best_file, results.report; "
+    code = ("import sys, search.commands.train, trainables.onnx_export, results.best_file, results.report; "
             "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -124,29 +124,42 @@ def test_the_check_finds_an_import_circle(tmp_path):
 LAB_FLAGS = {"--live", "--live-only", "--neps", "--sweep", "--serve"}
 
 
-def imports_of_the_bench(root: Path = ROOT) -> dict[str, list[str]]:
-    """Per module of search/ outside search/bench (the research instrument, which sits on the replay), its
-    imports of search.bench: there should be none, so that the bench imports the replay, never the reverse."""
+# search/'s parts, lowest first (search/__init__.py lists them): a module imports from its own part or a lower
+# one, and the two parts of one rank (the replay and the commands) not from each other, so the replay's path
+# reaches no command module; the bench, the research instrument, sits on top: nothing else imports it.
+PARTS = {"options": 0, "resolve": 1, "strategy": 2, "running": 3, "replay": 4, "commands": 4, "cli": 5, "bench": 6}
+
+
+def against_the_parts(root: Path = ROOT) -> dict[str, list[str]]:
+    """Per module of search/, its imports of a part at its own rank or above (or of a module in no part)."""
     found = {}
     for path in sorted((root / "search").rglob("*.py")):
-        if path.relative_to(root / "search").parts[0] == "bench":
+        mine = path.relative_to(root / "search").with_suffix("").parts[0]
+        if mine == "__init__":
             continue
-        bench = sorted({m for _, m in _imports(path) if m == "search.bench" or m.startswith("search.bench.")})
-        if bench:
-            found[str(path.relative_to(root))] = bench
+        rank = PARTS.get(mine, -1)
+        up = sorted({m for _, m in _imports(path) if m.startswith("search.")
+                     and m.split(".")[1] != mine and PARTS.get(m.split(".")[1], len(PARTS)) >= rank})
+        if up or mine not in PARTS:
+            found[str(path.relative_to(root))] = up or ["(in no part: add it to a part)"]
     return found
 
 
-def test_only_the_bench_imports_the_bench():
-    assert imports_of_the_bench() == {}
+def test_search_parts_import_only_downwards():
+    assert against_the_parts() == {}
 
 
-def test_the_check_finds_an_import_of_the_bench(tmp_path):
-    (tmp_path / "search" / "replay").mkdir(parents=True)
-    (tmp_path / "search" / "bench").mkdir()
+def test_the_check_finds_an_import_against_the_parts(tmp_path):
+    for part in ("replay", "bench", "commands", "strategy"):
+        (tmp_path / "search" / part).mkdir(parents=True)
     (tmp_path / "search" / "replay" / "study.py").write_text("def f():\n    from search.bench.lab import g\n")
+    (tmp_path / "search" / "replay" / "front.py").write_text("from search.commands.search import f\n")
+    (tmp_path / "search" / "strategy" / "asha.py").write_text("from search.options import x\n")
     (tmp_path / "search" / "bench" / "lab.py").write_text("from search.replay.study import f\n")
-    assert imports_of_the_bench(tmp_path) == {"search/replay/study.py": ["search.bench.lab"]}
+    (tmp_path / "search" / "stray.py").write_text("")
+    assert against_the_parts(tmp_path) == {"search/replay/front.py": ["search.commands.search"],
+                                           "search/replay/study.py": ["search.bench.lab"],
+                                           "search/stray.py": ["(in no part: add it to a part)"]}
 
 
 def _flags(parser) -> set[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from search.local_ray import SearchStillRunning, clean_dead_session, session_processes
+from search.running.local_ray import SearchStillRunning, clean_dead_session, session_processes
 
 SLEEP = "import sys, time; time.sleep(120)"
 HOLD = "import os, time; f = open(os.environ['LOG'], 'a'); time.sleep(120)"

@@ -12,7 +12,7 @@ import torch
 from peft.tuners.lora import LoraLayer
 
 from search.cli import main
-from search.searcher import DefineByRun
+from search.strategy.searcher import DefineByRun
 from spaces import PowerOfTwoRange, powers_of_two, uniform
 from trainables.checkpoint import load_trainable_state, read_checkpoint, save_checkpoint, trainable_state
 from trainables.data._base import InputSpec
@@ -232,7 +232,7 @@ def test_a_lora_search_records_the_rank_the_base_and_the_sizes(ray_session, sour
     from mlflow.tracking import MlflowClient
 
     from search.options import SearchOptions
-    from search.search import run_search
+    from search.commands.search import run_search
     from tests.conftest import separable_set
 
     separable_set(tmp_path / "data", points=POINTS)

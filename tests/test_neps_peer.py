@@ -13,7 +13,7 @@ from results.curves import read_curves
 from results.errors import OptionError
 from search.bench.neps_peer import NepsDriver, decode, describe, neps_python
 from search.replay.simulate import Strategy, replay
-from search.searcher import DefineByRun
+from search.strategy.searcher import DefineByRun
 from spaces import get_space
 
 needs_neps = pytest.mark.skipif(neps_python() is None, reason="no NePS environment: make neps-env")

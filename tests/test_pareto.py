@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from results.pareto import (Objective, choose, front, hypervolume, pareto_mask, parse_choose, parse_objective)
 from search.cli import main
 from search.options import SearchOptions
-from search.search import run_search
+from search.commands.search import run_search
 from spaces import get_space
 from results.errors import OptionError, UserError
 
@@ -69,7 +69,7 @@ def test_choose_never_raises_on_a_front_a_bound_cannot_rank_and_says_what_it_cho
 
 
 def test_an_objective_no_trial_reported_gives_an_empty_front_and_says_so():
-    from search.search import _choose_from_front
+    from search.commands.search import _choose_from_front
 
     # Best primary first, as the search hands them over.
     frame = _trials([("c", "stopped early", 0.95, np.nan), ("b", "completed", 0.90, np.nan),
@@ -117,7 +117,7 @@ def test_the_reference_corner_lies_beyond_the_worst_values_so_a_constant_objecti
 
 
 def test_a_resumed_search_keeps_its_objectives_and_refuses_others(tmp_path):
-    from search.search import _resumed_objectives
+    from search.commands.search import _resumed_objectives
 
     saved = tmp_path / "s.objectives.json"
     saved.write_text(json.dumps({"objectives": ["trainable_params:min"], "choose": ["trainable_params<=10"]}))
@@ -246,7 +246,7 @@ def test_a_two_objective_search_writes_its_front_the_chosen_point_and_the_report
                  "--json-out", str(out)]) == 2
     assert "--point nope: not a point of the front" in capsys.readouterr().err
     # Confirmation re-ranks by one metric: it refuses instead of undoing the choice from the front.
-    from search.confirm import run_confirm
+    from search.commands.confirm import run_confirm
     from search.options import ConfirmOptions
 
     with pytest.raises(OptionError, match="has several objectives; confirm re-ranks"):
@@ -316,7 +316,7 @@ def test_moasha_keeps_a_small_model_that_asha_on_the_primary_metric_stops():
 
     from ray.tune.schedulers import TrialScheduler
 
-    from search.schedulers import make_scheduler
+    from search.strategy.schedulers import make_scheduler
 
     def run(name, objectives=()):
         scheduler = make_scheduler(name, max_epochs=8, grace_period=2, reduction_factor=2, objectives=objectives)
@@ -341,7 +341,7 @@ def test_moasha_rungs_survive_a_restart_through_its_state_file(tmp_path):
     """The scheduler a resumed search builds reads the rungs the first one wrote, and decides as it would have."""
     from types import SimpleNamespace
 
-    from search.schedulers import make_scheduler
+    from search.strategy.schedulers import make_scheduler
 
     def fresh():
         s = make_scheduler("moasha", max_epochs=8, grace_period=2, reduction_factor=2, state=tmp_path / "a.pkl",

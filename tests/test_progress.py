@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from search.progress import ProgressPrinter
+from search.running.progress import ProgressPrinter
 
 
 def _trial(trial_id: str, status: str, best: float | None, epoch: int = 3):
@@ -175,7 +175,7 @@ def test_text_the_toolkit_does_not_choose_is_printed_as_it_is(capsys):
 
 
 def test_the_top_table_prints_values_as_they_are(capsys):
-    from search.progress import print_top
+    from search.running.progress import print_top
 
     trials = pd.DataFrame([{"trial_id": "[red]t[/red]", "outcome": "completed", "epochs": 3,
                             "best_val_macro_f1": 0.5, "best_epoch": 2, "act": "[/x]"}])

@@ -19,9 +19,9 @@ from mlflow.tracking import MlflowClient
 
 from results.errors import OptionError
 from search.cli import main
-from search.confirm import ConfirmCommand
+from search.commands.confirm import ConfirmCommand
 from search.options import ConfirmOptions
-from search.own_state import check_own_file
+from search.strategy.own_state import check_own_file
 from spaces import get_space
 
 
@@ -158,7 +158,7 @@ ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="handing a file to anot
 
 
 def test_a_scheduler_state_others_may_write_is_refused_before_it_is_unpickled(tmp_path):
-    from search.schedulers import make_scheduler
+    from search.strategy.schedulers import make_scheduler
 
     state, marker = tmp_path / "s.asha.pkl", tmp_path / "ran"
     state.write_bytes(pickle.dumps(Planted(marker)))

@@ -193,12 +193,12 @@ def test_a_classification_loss_or_metric_is_refused_for_a_regression_pair(housin
 @pytest.fixture()
 def no_ray(monkeypatch):
     """Any search that gets as far as starting Ray fails this test."""
-    import search.driver
+    import search.running.driver
 
     def started(*args, **kwargs):
         raise AssertionError("Ray was started")
 
-    monkeypatch.setattr(search.driver, "ray_session", started)
+    monkeypatch.setattr(search.running.driver, "ray_session", started)
 
 
 def test_focal_loss_classes_and_per_class_scaling_are_one_line_errors(housing, tmp_path, capsys, no_ray,
@@ -254,7 +254,7 @@ def test_macro_f1_as_a_regression_spaces_metric_is_a_one_line_error(housing, tmp
 @pytest.fixture(scope="module")
 def searched(ray_session, housing, tmp_path_factory):
     from search.options import SearchOptions
-    from search.search import run_search
+    from search.commands.search import run_search
 
     root = tmp_path_factory.mktemp("regression-search")
     options = SearchOptions(space="california_mlp", trials=2, max_epochs=3, seed=0, name="reg", data=housing,
@@ -369,7 +369,7 @@ def test_a_regressor_of_a_large_target_is_checked_in_standard_deviations(tmp_pat
     assert not (tmp_path / "bad.onnx").exists()
 
 def test_confirmation_ranks_a_regression_search_by_its_mean_rmse(searched):
-    from search.confirm import run_confirm
+    from search.commands.confirm import run_confirm
     from search.options import ConfirmOptions
 
     outcome, options, root = searched

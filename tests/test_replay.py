@@ -26,10 +26,10 @@ def test_a_replay_makes_the_live_searchs_decisions_and_pick(ray_session, tmp_pat
     """A tiny live search (TPE + ASHA, in-trial patience, one trial at a time), then its replay on the
     curves that search's own trials recorded: the same configs, the same stop/continue decision at
     every epoch, the same pick."""
-    from search.collect import collect_trials
+    from search.running.collect import collect_trials
     from search.options import SearchOptions
-    from search.record import curves_table
-    from search.search import run_search
+    from search.commands.record import curves_table
+    from search.commands.search import run_search
 
     space = get_space("wine_mlp")
     o = SearchOptions(space="wine_mlp", trials=8, max_epochs=9, concurrency=1, seed=0, patience=2, name="live",
@@ -413,7 +413,7 @@ def test_live_searches_land_where_the_replay_of_their_own_recording_says():
     replay's 10-90 % range, and FIFO's epochs are the same count live and replayed."""
     from dataclasses import replace
 
-    from search.record import draw_configs
+    from search.commands.record import draw_configs
     from search.replay import stats
     from search.bench.live import Trainer, live_panel
     from search.replay.study import RECORDED_SEEDS
@@ -468,7 +468,7 @@ def test_live_searches_land_where_the_replay_of_their_own_recording_says():
 def test_a_recording_is_extended_only_where_it_is_the_start_of_the_same_draws():
     """``spectune record --extend OLD`` trains only the configs after OLD's, and only when OLD holds the
     first draws of the same seed with the same seeds and epochs."""
-    from search.record import draw_configs, extension, json_round_trip
+    from search.commands.record import draw_configs, extension, json_round_trip
 
     space = get_space("wine_mlp")
     drawn = [json_round_trip(c) for c in draw_configs(space, 4, 0)]
@@ -581,7 +581,7 @@ def test_kept_live_searches_are_judged_on_the_recordings_seeds_without_being_sea
 def test_a_resumed_recording_keeps_the_recording_it_extends(tmp_path):
     """A recording started with ``--extend OLD`` resumes only with the same OLD: the plan file records it."""
     from search.options import SearchOptions
-    from search.record import RecordCommand, RecordOptions
+    from search.commands.record import RecordCommand, RecordOptions
 
     storage = tmp_path / "ray"
     (storage / "wine_mlp-record-big").mkdir(parents=True)

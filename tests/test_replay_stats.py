@@ -166,7 +166,7 @@ def test_a_spaces_trials_factor_gives_its_default_more_trials_than_random_search
     epochs: the panel holds it as the default, against random search with the budget's own trials (and the
     same trials uncapped); a search takes the factored trials and the cap unless told otherwise."""
     from search.options import SearchOptions
-    from search.search import SearchCommand
+    from search.commands.search import SearchCommand
     from search.replay.study import BASELINE, panel
     from spaces import get_space
 

@@ -45,7 +45,7 @@ def test_search_record_and_replay_resolve_through_it():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1] / "search"
-    for command in ("search.py", "record.py", "replay/study.py"):
+    for command in ("commands/search.py", "commands/record.py", "replay/study.py"):
         text = (root / command).read_text()
         assert "resolve(" in text and "TrialSettings(" not in text, command
 

@@ -1,6 +1,6 @@
 import pytest
 
-from search.resources import plan_placement
+from search.running.resources import plan_placement
 
 
 def test_cpu_only_runs_one_trial_per_core():
@@ -33,7 +33,7 @@ def test_impossible_requests_fail_before_trials_wait_forever(kwargs, match):
 
 
 def test_a_space_can_ask_for_a_whole_gpu_per_trial():
-    from search.resources import gpu_share
+    from search.running.resources import gpu_share
 
     # The MiniLM space asks for a whole GPU: one trial per GPU instead of four.
     assert plan_placement(cpus=16, gpus=2, gpus_per_trial=gpu_share(None, 1.0, 2)).concurrency == 2

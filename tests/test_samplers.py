@@ -1,4 +1,4 @@
-"""spectune's own samplers (search/samplers.py): the space's starting config as a prior, Sobol start-up."""
+"""spectune's own samplers (search/strategy/samplers.py): the space's starting config as a prior, Sobol start-up."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import optuna
 import pytest
 
-from search.samplers import PriorSampler, StartupSampler, centred
-from search.searcher import DefineByRun, make_sampler
+from search.strategy.samplers import PriorSampler, StartupSampler, centred
+from search.strategy.searcher import DefineByRun, make_sampler
 from spaces import get_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -20,12 +20,12 @@ from mlflow.tracking import MlflowClient
 from ray import cloudpickle
 
 from search.options import SearchOptions
-from search.search import run_search
-from search.local_ray import SESSION_FILE, session_processes
+from search.commands.search import run_search
+from search.running.local_ray import SESSION_FILE, session_processes
 from results.export import export_best
 from search.cli import _search_options, build_parser, main as cli_main
 from trainables.data.ztf_synthetic import CLASS_ORDER, write_synthetic
-from search.trial import run_trial
+from search.running.trial import run_trial
 
 ROOT = Path(__file__).resolve().parent.parent
 TRIALS = 6

@@ -1,7 +1,7 @@
 import pytest
 from optuna.trial import TrialState
 
-from search.searcher import DefineByRun, PrunedAwareOptunaSearch, make_searcher, startup_trials
+from search.strategy.searcher import DefineByRun, PrunedAwareOptunaSearch, make_searcher, startup_trials
 from spaces import choice, get_space, integers, loguniform, when
 
 
@@ -85,7 +85,7 @@ def test_confirmation_statistics_are_scipys_paired_test_and_t_intervals():
     import pandas as pd
     from scipy import stats
 
-    from search.confirm import summarise
+    from search.commands.confirm import summarise
 
     runs = pd.DataFrame({"candidate": ["a"] * 4 + ["b"] * 4, "seed": [1, 2, 3, 4] * 2,
                          "best_val_macro_f1": [0.80, 0.82, 0.81, 0.83, 0.78, 0.79, 0.80, 0.80]})
@@ -109,7 +109,7 @@ def test_asha_rungs_survive_a_resume(tmp_path):
 
     from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-    from search.schedulers import make_scheduler
+    from search.strategy.schedulers import make_scheduler
 
     def fresh(path):
         scheduler = make_scheduler("asha", max_epochs=8, grace_period=1, reduction_factor=2, state=path)
@@ -158,7 +158,7 @@ def test_tune_tpe_is_tunes_own_optuna_search_with_optunas_default_tpe():
 def test_grace_reduction_and_startup_options_override_the_space(tmp_path):
     from results.errors import OptionError
     from search.options import SearchOptions
-    from search.search import SearchCommand
+    from search.commands.search import SearchCommand
 
     peer = SearchCommand(SearchOptions(space="galspecnet", budget="cpu", sampler="tune-tpe", grace_period=1,
                                        reduction_factor=4, startup_trials=10, storage=tmp_path))

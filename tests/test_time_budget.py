@@ -1,5 +1,5 @@
 """Spending by time, without Ray: when ``--time-budget`` is said to have ended a search and what ``--resume``
-does with it, and ASHA judged by training seconds (search/time_asha.py, ``--scheduler asha-time``) on hand-made
+does with it, and ASHA judged by training seconds (search/strategy/time_asha.py, ``--scheduler asha-time``) on hand-made
 results. A search with both through Tune is in tests/test_search_e2e.py."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from ray.tune.schedulers import TrialScheduler
 
 from results.errors import OptionError
 from search.options import SearchOptions
-from search.search import SearchCommand, _resumed_objectives
-from search.schedulers import make_scheduler
-from search.time_asha import TimeASHA
-from search.trial import SECONDS
+from search.commands.search import SearchCommand, _resumed_objectives
+from search.strategy.schedulers import make_scheduler
+from search.strategy.time_asha import TimeASHA
+from search.strategy.time_asha import SECONDS
 
 
 def test_the_budget_ended_a_search_only_when_it_cut_a_trial_or_left_some_unstarted():

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 
 from mlflow.tracking import MlflowClient
 
-from search.tracking import MLflowTracker
+from search.running.tracking import MLflowTracker
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,7 @@ def test_two_searches_opening_one_new_sqlite_store_at_once_both_connect(tmp_path
     uri, go = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "go"
     code = textwrap.dedent(f"""
         import pathlib, sys, time
-        from search.tracking import MLflowTracker
+        from search.running.tracking import MLflowTracker
         pathlib.Path(sys.argv[1] + ".ready").touch()
         while not pathlib.Path({str(go)!r}).exists():
             time.sleep(0.001)

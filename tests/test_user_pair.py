@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from search.cli import main
 from search.options import SearchOptions
-from search.search import run_search
+from search.commands.search import run_search
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "digits"   # the pair docs/pairs.md shows in full
@@ -157,7 +157,7 @@ def test_a_pair_in_a_users_folder_is_searched_on_its_metric(ray_session, user_fo
     assert final["best_value"] == pytest.approx(outcome.best["best_value"])
     assert 0 <= final["test_macro_f1"] <= 1
     # Confirmation: the top 2 configs again over 2 new seeds, through Ray, nested under the search in MLflow.
-    from search.confirm import run_confirm
+    from search.commands.confirm import run_confirm
     from search.options import ConfirmOptions
 
     confirmed = run_confirm(ConfirmOptions(space="blobs_net", name="blobs", top=2, seeds=2, concurrency=1,

@@ -1,4 +1,4 @@
-"""Warm-starting a search from earlier ones (search/warm_start.py, spaces/_diff.py): the space diff, which
+"""Warm-starting a search from earlier ones (search/strategy/warm_start.py, spaces/_diff.py): the space diff, which
 earlier trials are carried and why the others are not (pure functions, no Ray), the refusals, and one
 small search warm-started from another whose space changed."""
 
@@ -19,9 +19,9 @@ from mlflow.tracking import MlflowClient
 from results.errors import OptionError
 from search.cli import main
 from search.options import SearchOptions
-from search.searcher import DefineByRun, make_searcher
-from search.search import run_search
-from search.warm_start import (Carried, EarlierSearch, Side, WarmStartError, WarmStartPlan, carry_trial, carry_trials,
+from search.strategy.searcher import DefineByRun, make_searcher
+from search.commands.search import run_search
+from search.strategy.warm_start import (Carried, EarlierSearch, Side, WarmStartError, WarmStartPlan, carry_trial, carry_trials,
                                find_search, load_earlier, optuna_params, parse_names, plan_warm_start,
                                space_defaults)
 from spaces import choice, diff_spaces, get_space, integers, loguniform, powers_of_two, uniform, when

@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("search", "trainables", "spaces", "results")
 # Non-Python files the wheel must carry ([tool.setuptools.package-data]); nothing else besides code.
-PACKAGE_DATA = {"spaces/galspecnet_source.json", "search/fusion_rules.json"}
+PACKAGE_DATA = {"spaces/galspecnet_source.json", "search/strategy/fusion_rules.json"}
 # What a search leaves under results/<space>/<name>/: never part of the wheel.
 PLANTED_RUN = {
     "results/wine_mlp/planted-run/best.json": "{}",
@@ -106,7 +106,7 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
 
     names = {n for n in zipfile.ZipFile(wheel).namelist() if not n.endswith("/")}
     content = {n for n in names if not n.split("/")[0].endswith(".dist-info")}
-    for sub in ("trainables/data", "trainables/models", "search/bench"):
+    for sub in ("trainables/data", "trainables/models", "search/bench", "search/running", "search/strategy", "search/commands"):
         assert any(PurePosixPath(n).parent.as_posix() == sub and n.endswith(".py") for n in content), \
             f"the wheel lacks {sub}/*.py"
     # Exactly the packages' code (every .py of the four packages, each folder a package) and the

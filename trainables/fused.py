@@ -41,7 +41,7 @@ from trainables.losses import FocalLoss, RegressionLoss
 from trainables.recipe import (EpochReport, NonFiniteLossError, RunState, _autocast, amp_dtype, check_metric,
                                eval_batch_size, make_criterion, score_outputs, seed_everything, to_device)
 
-# Optimizers with a vectorised step here; what their torch state holds per parameter.
+# Optimizers with a vectorised step here (torch's single-tensor formulas; build_optimizer's settings).
 VECTORISED = ("adamw", "adam", "sgd")
 # Leaves that hold no weights and act on each example alone: they run unchanged on the folded batch.
 STATELESS = (nn.ReLU, nn.GELU, nn.Tanh, nn.LeakyReLU, nn.SiLU, nn.Sigmoid, nn.ELU, nn.Softplus, nn.Identity,
@@ -84,6 +84,8 @@ def fusion_refusal(model: nn.Module, recipe: Recipe, augment: Callable | None) -
             return f"module {name} pads with {module.padding_mode!r}; only zero padding is fused: runs unfused"
     if not any(True for _ in model.parameters()):
         return "the model has no weights to train: runs unfused"
+    if len(list(model.named_modules(remove_duplicate=False))) != len(list(model.named_modules())):
+        return "the model uses one module in two places (shared weights): runs unfused"
     return None
 
 
@@ -125,24 +127,24 @@ class _FusedDropout(nn.Module):
     """Dropout with each member's own rate and stream: the mask torch's CPU dropout draws
     (``empty_like(x).bernoulli_(1 - p)`` divided by ``1 - p``), drawn block by block."""
 
-    def __init__(self, rates: list[float], generators: list[torch.Generator]) -> None:
+    def __init__(self, rates: list[float], generators: list[torch.Generator], device: torch.device) -> None:
         super().__init__()
         self.rates, self.generators = rates, generators
+        # A rate of 0 leaves the input as it is (torch draws nothing), a rate of 1 zeroes it; both divide by 1.
+        self.keep = torch.tensor([[1 - p if 0 < p < 1 else 1.0] for p in rates], device=device)
+        self.active = any(rates)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or not any(self.rates):
+        if not self.training or not self.active:
             return x
-        b = x.shape[0] // len(self.rates)
-        noise = torch.empty_like(x)
-        for k, (p, generator) in enumerate(zip(self.rates, self.generators)):
-            block = noise[k * b:(k + 1) * b]
-            if p == 0:
-                block.fill_(1.0)        # torch returns the input itself and draws nothing
-            elif p == 1:
+        k = len(self.rates)
+        noise = torch.ones(x.shape, dtype=x.dtype, device=x.device)
+        for block, p, generator in zip(noise.split(x.shape[0] // k), self.rates, self.generators):
+            if p == 1:
                 block.zero_()
-            else:
-                block.bernoulli_(1 - p, generator=generator).div_(1 - p)
-        return x * noise
+            elif p > 0:
+                block.bernoulli_(1 - p, generator=generator)
+        return x * noise.view(k, -1).div_(self.keep).view(x.shape)
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,7 @@ def _layout(model: nn.Module) -> list[_Slot]:
     return slots
 
 
-@dataclass
+@dataclass(eq=False)
 class _Member:
     """One member between epochs: its run (weights, optimizer, schedules, streams, best epoch) as
     :func:`~trainables.recipe.train` keeps it, its loss, and the stream its dropout draws from."""
@@ -175,10 +177,19 @@ class _Member:
     dropout: torch.Generator
     cpu_rng: torch.Tensor     # torch's CPU stream after init: what a solo run on a GPU leaves there
     epoch: int = 0
+    # The stack holding this member's optimizer state and its row there (None before its first fused epoch):
+    # copied back into the member's own optimizer only when asked for (state()) or when the group changes.
+    stacked: tuple["_StackedOptimizer", int] | None = None
 
     def torch_rng(self) -> torch.Tensor:
         """The ``torch_rng`` of this member's state: its dropout stream on CPU."""
         return self.dropout.get_state() if self.dropout.device.type == "cpu" else self.cpu_rng
+
+    def settle(self) -> None:
+        """Its optimizer state back in its own torch optimizer, in torch's layout."""
+        if self.stacked is not None:
+            stack, row = self.stacked
+            stack.scatter(row, self)
 
 
 class _StackedLoss:
@@ -227,30 +238,34 @@ class _StackedOptimizer:
     def __init__(self, kind: str, members: list[_Member], weights: torch.Tensor, grads: torch.Tensor,
                  slots: list[_Slot]) -> None:
         self.kind, self.weights, self.grads, self.slots = kind, weights, grads, slots
-        device, k = weights.device, len(members)
-        recipes = [m.recipe for m in members]
-        lrs = [m.run.lr for m in members]
-
-        def column(values: list[float], dtype: torch.dtype = torch.float32) -> torch.Tensor:
-            return torch.tensor(values, dtype=dtype, device=device).reshape(k, 1)
-
-        norms = [r.max_grad_norm for r in recipes]
+        self.recipes = [m.recipe for m in members]
+        norms = [r.max_grad_norm for r in self.recipes]
         self.max_norm = None if all(v is None for v in norms) else \
-            column([float("inf") if v is None else v for v in norms]).squeeze(1)
-        self.lr64 = column(lrs, torch.float64)
-        self.neg_lr = column([-lr for lr in lrs])
-        self.weight_decay = column([r.weight_decay for r in recipes])
-        self.decay = column([1 - lr * r.weight_decay for lr, r in zip(lrs, recipes)])
-        self.momentum = column([r.momentum for r in recipes])
-        self.nesterov = column([r.nesterov for r in recipes], torch.bool)
+            self._column([float("inf") if v is None else v for v in norms]).squeeze(1)
+        self.weight_decay = self._column([r.weight_decay for r in self.recipes])
+        self.momentum = self._column([r.momentum for r in self.recipes])
+        self.nesterov = self._column([r.nesterov for r in self.recipes], torch.bool)
+        for member in members:
+            member.settle()
         states = [[m.run.optimizer.state.get(p, {}) for p in _trainable(m.run.model)] for m in members]
         if kind == "sgd":
-            self.uses_momentum = any(r.momentum for r in recipes)
+            self.uses_momentum = any(r.momentum for r in self.recipes)
             self.buffer = self._gather(states, "momentum_buffer") if self.uses_momentum else None
         else:
-            self.step = column([float(s[0]["step"]) if s and s[0] else 0.0 for s in states], torch.float64)
+            self.step = self._column([float(s[0]["step"]) if s and s[0] else 0.0 for s in states], torch.float64)
             self.exp_avg = self._gather(states, "exp_avg")
             self.exp_avg_sq = self._gather(states, "exp_avg_sq")
+        for row, member in enumerate(members):
+            member.stacked = (self, row)
+
+    def _column(self, values: list[float], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return torch.tensor(values, dtype=dtype, device=self.weights.device).reshape(-1, 1)
+
+    def set_rates(self, lrs: list[float]) -> None:
+        """The epoch's learning rates, one per member (their schedules move them between epochs)."""
+        self.lr64 = self._column(lrs, torch.float64)
+        self.neg_lr = self._column([-lr for lr in lrs])
+        self.decay = self._column([1 - lr * r.weight_decay for lr, r in zip(lrs, self.recipes)])
 
     def _gather(self, states: list[list[dict[str, torch.Tensor]]], key: str) -> torch.Tensor:
         out = torch.zeros_like(self.weights)
@@ -287,21 +302,18 @@ class _StackedOptimizer:
         denom = (self.exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(ADAM_EPS)
         weights.add_(self.exp_avg * -step_size / denom)
 
-    def scatter(self, members: list[_Member]) -> None:
-        """Each member's optimizer state back into its own torch optimizer, in torch's layout."""
-        for k, member in enumerate(members):
-            optimizer = member.run.optimizer
-            on_device = optimizer.defaults.get("fused") or optimizer.defaults.get("capturable")
-            for slot, p in zip(self.slots, _trainable(member.run.model)):
-                def part(stack: torch.Tensor) -> torch.Tensor:
-                    return stack[k, slot.start:slot.stop].reshape(slot.shape).clone()
-                if self.kind != "sgd":
-                    step = torch.tensor(float(self.step[k]), dtype=torch.float32,
-                                        device=p.device if on_device else "cpu")
-                    optimizer.state[p] = {"step": step, "exp_avg": part(self.exp_avg),
-                                          "exp_avg_sq": part(self.exp_avg_sq)}
-                elif member.recipe.momentum != 0:
-                    optimizer.state[p] = {"momentum_buffer": part(self.buffer)}
+    def scatter(self, k: int, member: _Member) -> None:
+        """Row ``k``'s optimizer state into ``member``'s own torch optimizer, in torch's layout."""
+        optimizer = member.run.optimizer
+        on_device = optimizer.defaults.get("fused") or optimizer.defaults.get("capturable")
+        for slot, p in zip(self.slots, _trainable(member.run.model)):
+            def part(stack: torch.Tensor) -> torch.Tensor:
+                return stack[k, slot.start:slot.stop].reshape(slot.shape).clone()
+            if self.kind != "sgd":
+                step = torch.tensor(float(self.step[k]), dtype=torch.float32, device=p.device if on_device else "cpu")
+                optimizer.state[p] = {"step": step, "exp_avg": part(self.exp_avg), "exp_avg_sq": part(self.exp_avg_sq)}
+            elif member.recipe.momentum != 0:
+                optimizer.state[p] = {"momentum_buffer": part(self.buffer)}
 
 
 def _trainable(model: nn.Module) -> list[nn.Parameter]:
@@ -309,8 +321,8 @@ def _trainable(model: nn.Module) -> list[nn.Parameter]:
 
 
 class _Group:
-    """One epoch's stack: the members' weights, gradients and optimizer state as ``[K, T]`` rows, and
-    the model with its weighted leaves swapped for fused ones over views of those rows."""
+    """The stack of a group while its members stay the same: their weights, gradients and optimizer state
+    as ``[K, T]`` rows, and the model with its weighted leaves swapped for fused ones over views of them."""
 
     def __init__(self, members: list[_Member], slots: list[_Slot], device: torch.device) -> None:
         k, width = len(members), slots[-1].stop
@@ -339,7 +351,8 @@ class _Group:
             elif type(module) is nn.Conv1d:
                 new = _FusedConv1d(self.k, module, weight, bias)
             elif type(module) is nn.Dropout:
-                new = _FusedDropout([m.run.model.get_submodule(name).p for m in members], generators)
+                new = _FusedDropout([m.run.model.get_submodule(name).p for m in members], generators,
+                                    self.weights.device)
             else:
                 continue
             if not name:
@@ -371,27 +384,25 @@ class _Group:
         return (loss_sum / weight_sum).tolist()
 
     @torch.no_grad()
-    def outputs(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
-        """Each member's ``(labels, outputs)`` per evaluation batch, the batches :func:`~trainables.recipe.evaluate` takes."""
+    def outputs(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> list[torch.Tensor]:
+        """Each member's outputs on the whole split, computed in :func:`~trainables.recipe.evaluate`'s
+        batches (scored in one go: K members' scoring per batch cost more than the forward passes)."""
         self.model.eval()
         size, autocast = eval_batch_size(labels.device), _autocast(labels.device)
-        per_member: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in range(self.k)]
+        blocks = []
         for start in range(0, labels.shape[0], size):
             x = {name: v[start:start + size] for name, v in inputs.items()}
             with autocast:
                 output = self.model(**{name: v.repeat(self.k, *[1] * (v.dim() - 1)) for name, v in x.items()})
-            y = labels[start:start + size]
-            for k, block in enumerate(output.float().reshape(self.k, y.shape[0], *output.shape[1:])):
-                per_member[k].append((y, block))
-        return per_member
+            blocks.append(output.float().reshape(self.k, -1, *output.shape[1:]))
+        return list(torch.cat(blocks, dim=1))
 
     @torch.no_grad()
-    def scatter(self) -> None:
-        """Each member's weights and optimizer state back into its own model and optimizer."""
+    def scatter_weights(self) -> None:
+        """Each member's weights back into its own model (its optimizer state follows when asked for)."""
         for row, member in zip(self.weights, self.members):
             for slot, p in zip(self.slots, member.run.model.parameters()):
                 p.copy_(row[slot.start:slot.stop].reshape(slot.shape))
-        self.optimizer.scatter(self.members)
 
 
 class FusedTrainer:
@@ -413,6 +424,7 @@ class FusedTrainer:
         self._members: dict[str, _Member] = {}
         self._slots: list[_Slot] | None = None
         self._key: tuple[int, str] | None = None
+        self._group: _Group | None = None
 
     @property
     def members(self) -> list[str]:
@@ -472,17 +484,21 @@ class FusedTrainer:
         if not members:
             return {}
         started = time.perf_counter()
-        group = _Group(members, self._slots, self.device)
+        if self._group is None or self._group.members != members:
+            # Restacked only when members join or leave: a steady group keeps its stack between epochs.
+            self._group = _Group(members, self._slots, self.device)
+        group = self._group
         lrs = [m.run.lr for m in members]
+        group.optimizer.set_rates(lrs)
         with warnings.catch_warnings():
             # The gradients are views of one [K, T] buffer, laid out as the weights' views are, on purpose.
             warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
             losses = group.train(self.train_x, self.train_y, members[0].recipe.batch_size)
         outputs = group.outputs(self.val_x, self.val_y)
-        group.scatter()
+        group.scatter_weights()
         seconds = (time.perf_counter() - started) / len(members)
         reports: dict[str, EpochReport | Exception] = {}
-        for member, lr, loss, batches in zip(members, lrs, losses, outputs):
+        for member, lr, loss, output in zip(members, lrs, losses, outputs):
             epoch = member.epoch + 1
             try:
                 with warnings.catch_warnings():
@@ -493,7 +509,7 @@ class FusedTrainer:
                 reports[member.name] = exc
                 self.remove(member.name)
                 continue
-            val = score_outputs(batches, self.val_y, member.criterion, self.data)
+            val = score_outputs([(self.val_y, output)], self.val_y, member.criterion, self.data)
             metrics, improved, last = member.run.close_epoch(epoch, lr, loss, val, member.recipe, self.metric,
                                                              seconds)
             member.epoch = epoch
@@ -507,4 +523,5 @@ class FusedTrainer:
 def _snapshot(member: _Member, epoch: int) -> dict[str, Any]:
     if member.epoch != epoch:
         raise RuntimeError(f"member {member.name!r}: state() of epoch {epoch} asked for after epoch {member.epoch}")
+    member.settle()
     return member.run.snapshot(epoch, member.torch_rng())

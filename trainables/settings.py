@@ -40,3 +40,12 @@ class TrialSettings:
         config = {k: v for k, v in config.items() if k in self.searched} if self.searched else config
         values = {**self.fixed, **config, "epochs": self.max_epochs, "seed": self.seed, **self.overrides}
         return self.pair.resolve(values, source="trial config", soft=tuple(self.fixed))
+
+
+def config_sizes(pair: Any, spec: Any, settings: TrialSettings, configs: dict[int, dict[str, Any]],
+                 base: Any = None) -> dict[int, dict[str, float]]:
+    """Per config id, the sizes a trial reports (trainable and total parameters), from its model built
+    but not trained: what a multi-objective replay needs of a recording."""
+    from trainables.models._finetune import parameter_counts
+
+    return {i: parameter_counts(pair.model_fn(spec, settings.resolve(c), base)()) for i, c in configs.items()}

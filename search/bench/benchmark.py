@@ -8,7 +8,9 @@
    (``spectune replay``, 20 repeats per strategy): the true quality of each strategy's pick against
    the epochs it spent, the share of random search's epochs the default needs, the chance that a
    top-3 config is stopped, the regret against the seed noise, and how long replays take;
-4. per-trial overhead of Ray + MLflow on CPU, with a trial that does no work.
+4. per-trial overhead of Ray + MLflow on CPU, with a trial that does no work;
+5. fused trainer throughput: K configs of one model trained as one against K separate runs, on CPU
+   with one torch thread (``search.bench.fused_throughput``).
 
 On a machine without a GPU parts 1 and 2 are sized down to a smoke test; their figures are not
 quoted as results. Part 3 does not train: its figures hold on any machine. Writes
@@ -38,10 +40,11 @@ from results.curves import TABLE
 from results.files import read_json, write_json
 from results.best_file import DataOptions
 from results.provenance import git_commit, versions
+from search.bench.fused_throughput import bench_fused, render_fused
 from search.bench.notebook_loop import notebook_train
 from search.options import SearchOptions
-from search.search import run_search
-from search.tracking import EPOCH_METRICS
+from search.commands.search import run_search
+from search.running.tracking import EPOCH_METRICS
 from results.errors import OptionError, UserError
 from spaces import get_space
 from trainables.data import Splits, get_data, scale_down
@@ -341,7 +344,7 @@ def bench_overhead(size: Size, data_dir: Path, work: Path, repeats: int = 3) -> 
 
 # --parts name -> key of its figures in bench.json
 PARTS = {"epoch": "epoch_time", "cpu_epoch": "cpu_epoch", "throughput": "throughput", "efficiency": "efficiency",
-         "overhead": "overhead"}
+         "overhead": "overhead", "fused": "fused"}
 
 
 def _parse_parts(text: str) -> list[str]:
@@ -350,6 +353,20 @@ def _parse_parts(text: str) -> list[str]:
     if unknown or not parts:
         raise OptionError(f"--parts: unknown part(s) {unknown or [text]}; choose from {','.join(PARTS)}.")
     return parts
+
+
+def _parse_trials(text: str | None, size: Size) -> Size:
+    """``--overhead-trials SMALL,BIG``: part 4's short and long searches (``None``: the size's)."""
+    if text is None:
+        return size
+    try:
+        small, big = (int(n) for n in text.split(","))
+    except ValueError:
+        small = big = 0
+    if not 1 <= small < big:
+        raise OptionError(f"--overhead-trials: {text!r} is not two trial counts SMALL,BIG with 1 <= SMALL < BIG; "
+                          f"e.g. {','.join(map(str, size.noop_trials))} (this size's).")
+    return replace(size, noop_trials=(small, big))
 
 
 def _earlier_record(path: Path, device: str, size_name: str) -> dict[str, Any]:
@@ -374,6 +391,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plots", type=Path, default=Path("results/bench"),
                         help="part 3's plots (one per recording), linked from the markdown")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    parser.add_argument("--overhead-trials", metavar="SMALL,BIG",
+                        help="part 4: trials of its short and long searches (default: the size's, "
+                             f"{','.join(map(str, CPU.noop_trials))} on CPU, {','.join(map(str, GPU.noop_trials))} on "
+                             "GPU); fewer for a quicker, noisier slope")
     parser.add_argument("--merge", action="store_true",
                         help="keep the other parts' figures from <out>/bench.json (same device and size): "
                              "for machines that cannot run every part in one session")
@@ -383,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         device = pick_device("auto")
         size = {"gpu": GPU, "cpu": CPU}.get(args.size) or (GPU if device.type == "cuda" else CPU)
         size_name = "gpu" if size is GPU else "cpu smoke"
+        size = _parse_trials(args.overhead_trials, size)
         device_name = _device_name(device)
         earlier = _earlier_record(args.out / "bench.json", device_name, size_name) if args.merge else {}
         data = load_ztf(args.data, size)
@@ -402,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
                "cpu_epoch": lambda: bench_cpu_epoch(args.data, size),
                "throughput": lambda: bench_throughput(data, device, size, args.data, work),
                "efficiency": lambda: bench_efficiency(args.curves_root, work, args.plots, args.replay_repeats),
-               "overhead": lambda: bench_overhead(size, args.data, work)}
+               "overhead": lambda: bench_overhead(size, args.data, work),
+               "fused": bench_fused}
     command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "search.bench.benchmark", *(argv or sys.argv[1:])])
     figures, provenance = dict(earlier.get("figures", {})), dict(earlier.get("parts", {}))
     try:
@@ -482,6 +505,8 @@ def render_markdown(record: dict[str, Any]) -> str:
                   f"- per trial: {o['per_trial_s']:.2f} s (target < 1 s)", f"- fixed per search: {o['fixed_s']:.1f} s",
                   "- wall (median of " + str(o.get("repeats", 1)) + " searches each): "
                   + ", ".join(f"{n} trials {w:.2f} s" for n, w in o["wall_s"].items()), ""]
+    if "fused" in f:
+        lines += render_fused(f["fused"])
     return "\n".join(lines)
 
 

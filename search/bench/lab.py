@@ -32,7 +32,7 @@ import pandas as pd
 from results.curves import curves_dir
 from results.errors import OptionError
 from results.files import write_csv
-from search.progress import console
+from search.running.progress import console
 from search.replay.simulate import Strategy
 from search.replay.stats import inside, within
 from search.replay.study import (BASELINE, LIVE_FILE, RECORDED_SEEDS, REFERENCE, Prepared, ReplayOptions, panel,

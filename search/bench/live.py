@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 
 from search.bench.neps_peer import NepsDriver
-from search.progress import console
+from search.running.progress import console
 from search.replay.serve import ServedRun
 from search.replay.simulate import ReplayLog, Strategy, replay
 from search.replay.stats import picks

@@ -24,7 +24,7 @@ from optuna.trial import FixedTrial
 
 from results.errors import OptionError
 from search.replay.simulate import CONTINUE, STOP
-from search.searcher import DefineByRun
+from search.strategy.searcher import DefineByRun
 
 NEPS_ENV = ".venv-neps/bin/python"
 WORKER = Path(__file__).with_name("neps_worker.py")

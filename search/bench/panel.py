@@ -2,7 +2,7 @@
 
 ``run`` refuses a design that is not committed or changed since its commit, or whose seeds were used
 before (:mod:`search.bench.panel_design`), then, pair by pair and seed by seed, runs each strategy's
-search one at a time through ``spectune search``'s own path (:func:`search.search.run_search`) with the
+search one at a time through ``spectune search``'s own path (:func:`search.commands.search.run_search`) with the
 pair's budget (``--time-budget`` minutes, or an epoch cap), the strategies' order reversed every other
 seed. Each pick is then judged on the design's confirmation seeds: retrained for its full epochs
 without patience by the live check's :class:`search.bench.live.Trainer`, on the data its search saw.
@@ -69,7 +69,7 @@ def search_options(design: Design, pair: PanelPair, strategy: str, seed: int, wo
 
 def run_one(options: Any) -> dict[str, Any]:
     """One search through ``spectune search``'s path: its epochs, trials and pick."""
-    from search.search import run_search
+    from search.commands.search import run_search
 
     outcome = run_search(options)
     best = outcome.best

@@ -26,11 +26,11 @@ from results.curves import curves_dir
 from results.files import write_csv, write_json
 from results.pareto import Objective, hypervolume, pareto_mask, reference_point
 from search.replay.report import plot_front_study, summarise_front
-from search.progress import console
-from search.record import config_sizes
+from search.running.progress import console
 from search.replay.simulate import ReplayLog, Strategy, replay
-from search.search import search_objectives
-from search.tracking import default_tracking_uri, log_study
+from search.resolve import search_objectives
+from search.running.tracking import default_tracking_uri, log_study
+from trainables.settings import config_sizes
 
 
 def served(strategy: Strategy) -> str:

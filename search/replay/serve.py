@@ -34,6 +34,7 @@ value).
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -192,6 +193,12 @@ class CurveModel:
     def name(self) -> str:
         return self.kind + (" anchored" if self.anchored else "")
 
+    def anchor(self) -> CurveModel:
+        """This fitted regression, anchored: the fit does not depend on anchoring, so it is not fitted again."""
+        twin = copy.copy(self)
+        twin.anchored = True
+        return twin
+
     def predict(self, points: np.ndarray) -> np.ndarray:
         points = np.atleast_2d(points)
         if self.kind == "forest":
@@ -322,8 +329,8 @@ def check_model(table: Table, folds: int = FOLDS, models: tuple[str, ...] = MODE
         fitted = [ids[i] for i in train]
         near = {i: table.nearest(table.curves.configs[ids[i]]["searched"], among=fitted)[0] for i in held}
         for m in models:
-            for anchored in (False, True):
-                model = CurveModel(m, table, fitted, seed, anchored)
+            plain = CurveModel(m, table, fitted, seed)
+            for model in (plain, plain.anchor()):
                 for i in held:
                     mean = model.mean(table.points[table.ids.index(ids[i])], table, near[i])
                     curves = modelled_curves(table, ids[i], mean)

@@ -4,7 +4,7 @@ A replayed trial reads a served run instead of training (:mod:`search.replay.ser
 takes the recorded configs exactly, without replacement; a model-based sampler's proposals are served
 from a model of the curves fitted on the recording). Its epochs are reported one by one, in simulated
 time, to the **same searcher and scheduler objects a live search builds**
-(:func:`search.searcher.make_searcher`, :func:`search.schedulers.make_scheduler`), in the order Tune
+(:func:`search.strategy.searcher.make_searcher`, :func:`search.strategy.schedulers.make_scheduler`), in the order Tune
 calls them: the scheduler's decision, then the searcher's result, then both ``on_trial_complete`` when
 the scheduler stops the trial or it ends (its budget, or the recipe's own patience, the rule of
 :class:`trainables.recipe.EarlyStop`). Epochs take their recorded wall time, and ``concurrency``
@@ -31,8 +31,8 @@ from ray.tune.schedulers import TrialScheduler
 
 from results.curves import Curves
 from search.replay.serve import CurveModel, ExactRandom, Modelled, Nearest, Server, ServedRun, Table
-from search.schedulers import make_scheduler
-from search.searcher import DefineByRun, make_sampler, make_searcher
+from search.strategy.schedulers import make_scheduler
+from search.strategy.searcher import DefineByRun, make_sampler, make_searcher
 from trainables.recipe import EarlyStop
 
 RUNNERS = ("tune", "optuna", "neps")

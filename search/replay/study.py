@@ -42,11 +42,11 @@ from search.replay.advice import advise
 from search.replay.report import plot_study, record, summarise, to_markdown
 from search.replay.serve import FOLDS, CurveModel, ModelCheck, Table, check_model, checkable
 from search.options import SearchOptions, check_configs
-from search.progress import console
+from search.running.progress import console
 from search.resolve import resolve
 from search.replay.simulate import ReplayLog, Strategy, replay
 from search.replay.stats import inside
-from search.tracking import default_tracking_uri, log_study
+from search.running.tracking import default_tracking_uri, log_study
 from spaces import Budget, Space
 from results.errors import OptionError, UserError
 from trainables.pair import load_data

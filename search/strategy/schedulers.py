@@ -7,22 +7,22 @@ from typing import Sequence
 
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
-from search.asha import ParetoASHA, PersistentASHA
-from search.curve_asha import CurveASHA
+from search.strategy.asha import ParetoASHA, PersistentASHA
+from search.strategy.curve_asha import CurveASHA
 from search.options import TRIAL_SCHEDULERS
-from search.time_asha import TimeASHA
+from search.strategy.time_asha import TimeASHA
 
 
 def make_scheduler(name: str, max_epochs: int, grace_period: int, reduction_factor: int,
                    state: Path | None = None, objectives: Sequence[tuple[str, str]] = ()) -> TrialScheduler:
     """ASHA on the primary metric (its rungs kept in ``state`` when given, for ``--resume``), the same
-    ranking extrapolated curves (:mod:`search.curve_asha`) or on training seconds instead of epochs
-    (:mod:`search.time_asha`), MO-ASHA over the primary and ``objectives`` (the further objectives), or FIFO."""
+    ranking extrapolated curves (:mod:`search.strategy.curve_asha`) or on training seconds instead of epochs
+    (:mod:`search.strategy.time_asha`), MO-ASHA over the primary and ``objectives`` (the further objectives), or FIFO."""
     settings = dict(time_attr="training_iteration", max_t=max_epochs, grace_period=grace_period,
                     reduction_factor=reduction_factor)
     if name == "moasha":
         if not objectives:
-            raise AssertionError("moasha needs further objectives; search.search checks it first")
+            raise AssertionError("moasha needs further objectives; search.commands.search checks it first")
         return ParetoASHA(state, objectives, **settings)
     if name == "asha-curve":
         return CurveASHA(state, **settings)

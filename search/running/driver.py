@@ -5,12 +5,12 @@ As scikit-learn's ``BaseSearchCV.fit`` does what every search shares and ``GridS
 ``_run_search``, :meth:`TrialCommand.run` does what the three commands share, in this order:
 
 1. prepare: the command checks its options and returns a :class:`Plan` (nothing read yet); the driver
-   checks that a cluster to join answers and takes this machine's token (:mod:`search.cluster`), checks
+   checks that a cluster to join answers and takes this machine's token (:mod:`search.running.cluster`), checks
    the run's name (not held, or taken without ``--resume``) and where its results go (writable, not
    another run's), reads the data once, loads the base, and passes one config through the model (the
    dry run), so that a pair that fails every trial fails here, in one line, before Ray starts; the
    command builds its trial settings. Nothing is written so far; now the driver claims the run's name
-   (:func:`search.claim.claim_run`: one process per name, held to the end), makes its results folder
+   (:func:`search.running.claim.claim_run`: one process per name, held to the end), makes its results folder
    (:func:`results.export.results_folder`: never another run's) and opens the MLflow parent run.
 2. run trials: the driver starts (or joins) Ray, places the trials, puts device and threads in the
    settings, prints the command's lines, and runs Tune with the tracker and the progress lines.
@@ -44,17 +44,17 @@ from results.best_file import DataOptions
 from results.export import check_results_dir, results_folder
 from results.errors import SearchInterrupted
 from results.provenance import git_commit
-from search.claim import check_free, claim_run
-from search.cluster import check_cluster
-from search.collect import collect_trials
-from search.epoch_cap import EpochCap
-from search.failures import FailureGuard
+from search.running.claim import check_free, claim_run
+from search.running.cluster import check_cluster
+from search.running.collect import collect_trials
+from search.strategy.epoch_cap import EpochCap
+from search.running.failures import FailureGuard
 from search.options import SEARCH_OPTIONS
-from search.progress import ProgressPrinter, console
-from search.resources import Placement, gpu_share, plan_placement
-from search.session import ray_session
-from search.tracking import MLflowTracker, default_tracking_uri
-from search.tune_run import fit
+from search.running.progress import ProgressPrinter, console
+from search.running.resources import Placement, gpu_share, plan_placement
+from search.running.session import ray_session
+from search.running.tracking import MLflowTracker, default_tracking_uri
+from search.running.tune_run import fit
 from spaces import Space
 from trainables.pair import dry_run, load_data
 from trainables.pretrained import Base
@@ -127,7 +127,7 @@ class Trials:
     """What Tune runs: ``trial_fn`` with the shipped objects and ``extra`` ones, under ``tune_config``
     (a searcher and scheduler, or a concurrency limit) or over ``param_space`` (a grid), with ``callbacks``
     of its own beside the tracker and the progress lines; ``guard``, ``infra_retries`` and ``cap`` as
-    :func:`search.tune_run.fit` takes them."""
+    :func:`search.running.tune_run.fit` takes them."""
 
     trial_fn: Callable[..., None]
     tune_config: Any = None
@@ -141,7 +141,7 @@ class Trials:
 
 @dataclass(frozen=True)
 class Collected:
-    """The trials as Tune left them: one row per trial (:func:`search.collect.collect_trials`), the Trial
+    """The trials as Tune left them: one row per trial (:func:`search.running.collect.collect_trials`), the Trial
     objects and the epoch histories by trial id."""
 
     frame: pd.DataFrame
@@ -261,7 +261,7 @@ def candidate_grid(candidates: dict[str, dict[str, Any]], seeds: list[int], run:
     """Every candidate config with every seed, each to its budget (``spectune record`` and ``confirm``)."""
     from ray import tune
 
-    from search.trial import confirm_trial
+    from search.running.trial import confirm_trial
 
     return Trials(confirm_trial, extra={"candidates": candidates},
                   param_space={"candidate": tune.grid_search(list(candidates)), "seed": tune.grid_search(seeds)},

@@ -25,10 +25,10 @@ from results.best_file import DataOptions, confirmed_record, search_pick
 from results.errors import OptionError, SearchError
 from results.export import latest_search, results_dir
 from results.files import read_json, write_csv, write_json
-from search.driver import Collected, Plan, Run, TrialCommand, Trials, candidate_grid
+from search.running.driver import Collected, Plan, Run, TrialCommand, Trials, candidate_grid
 from search.resolve import user_path
 from search.options import CONFIRM_OPTIONS, ConfirmOptions, check
-from search.tracking import own_store_run
+from search.running.tracking import own_store_run
 from spaces import get_space
 from trainables.pretrained import check_same_base
 from trainables.settings import TrialSettings
@@ -70,7 +70,7 @@ def run_confirm(o: ConfirmOptions) -> dict[str, Any]:
 
 
 class ConfirmCommand(TrialCommand):
-    """``spectune confirm`` on the shared driver (:mod:`search.driver`): what it adds is reading the
+    """``spectune confirm`` on the shared driver (:mod:`search.running.driver`): what it adds is reading the
     search's results (its top configs, its data options, its base and patience), the grid of configs x
     new seeds, and the summary with the updated best.json. Like the other commands, it dry-runs a config
     (the search's pick) before Ray starts."""
@@ -104,7 +104,7 @@ class ConfirmCommand(TrialCommand):
         self.seeds = [SEED_OFFSET + i for i in range(o.seeds)]
         self.epochs = int(pick["config"].get("epochs", space.max_epochs))
         data = replace(self.recorded, path=str(o.data)) if o.data else self.recorded
-        # The user's store, never the one a received best.json names (search.tracking.own_store_run).
+        # The user's store, never the one a received best.json names (search.running.tracking.own_store_run).
         uri, self.parent, self.unnested = own_store_run(best.get("mlflow") or {}, o.tracking_uri)
         return Plan(space=space, name=f"{name}-confirm-{time.strftime('%Y%m%d-%H%M%S')}", storage=o.storage.resolve(),
                     data=data, seed=pick["config"]["seed"], total=len(self.candidates) * o.seeds,

@@ -1,6 +1,6 @@
 """ASHA that keeps its rungs across ``--resume`` (:class:`PersistentASHA`), and MO-ASHA over several
 objectives (:class:`ParetoASHA`); the curve and time variants subclass the first
-(:mod:`search.curve_asha`, :mod:`search.time_asha`) and :func:`search.schedulers.make_scheduler` builds them."""
+(:mod:`search.strategy.curve_asha`, :mod:`search.strategy.time_asha`) and :func:`search.strategy.schedulers.make_scheduler` builds them."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from ray.tune.schedulers.async_hyperband import _Bracket
 
 from results.files import replace_whole
 from results.pareto import pareto_ranks
-from search.own_state import check_own_file
+from search.strategy.own_state import check_own_file
 
 
 class PersistentASHA(ASHAScheduler):
@@ -40,7 +40,7 @@ class PersistentASHA(ASHAScheduler):
         if not self._loaded:
             self._loaded = True
             if self._path is not None and os.path.exists(self._path):
-                check_own_file(self._path)   # a pickle: search.own_state
+                check_own_file(self._path)   # a pickle: search.strategy.own_state
                 self.restore(self._path)
         super().on_trial_add(tune_controller, trial)
 

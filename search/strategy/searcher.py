@@ -14,7 +14,7 @@ from ray.tune.search.optuna import OptunaSearch
 from results.report import study_storage
 from results.errors import OptionError
 from search.options import SAMPLERS
-from search.samplers import PriorSampler, sobol_then
+from search.strategy.samplers import PriorSampler, sobol_then
 from spaces import When
 
 class PrunedAwareOptunaSearch(OptunaSearch):
@@ -96,7 +96,7 @@ def make_sampler(sampler: str, seed: int, trials: int, params: dict[str, Any],
     spaces, which models each set of keys that appear together) after ``startup`` random trials
     (default :func:`startup_trials`; with several objectives, Optuna's multi-objective TPE), the same
     TPE after Sobol start-up trials (``qmc-tpe``), draws around the space's starting config ``prior``
-    (in Optuna's names), the incumbent or uniform (``prior``: :class:`search.samplers.PriorSampler`),
+    (in Optuna's names), the incumbent or uniform (``prior``: :class:`search.strategy.samplers.PriorSampler`),
     random search, Ray Tune's default (``tune-tpe``: Optuna's ``TPESampler`` with its defaults, ``startup``
     unused), NSGA-II (generations of ``startup`` trials, the first random; only trials that
     ran their budget fill a generation, so under early stopping a short search stays mostly random), or
@@ -140,7 +140,7 @@ def make_searcher(sampler: str, seed: int, trials: int, concurrency: int, metric
     """:func:`make_sampler`'s sampler inside Ray's OptunaSearch (which ignores its own seed when given a
     sampler), starting points first, at most ``concurrency`` trials in flight. ``study`` (name,
     SQLite file) keeps the Optuna study on disk, one study per search, for the report. ``carried``:
-    finished trials of earlier searches (:mod:`search.warm_start`), in the study before the first
+    finished trials of earlier searches (:mod:`search.strategy.warm_start`), in the study before the first
     suggestion. Lists of metrics and modes make a multi-objective study (the first is the primary)."""
     space = DefineByRun(params)
     ot_sampler = make_sampler(sampler, seed, trials, params, startup, prior=space.encode(start[0]) if start else None)

@@ -21,25 +21,25 @@ from results.errors import AllTrialsFailed, OptionError, SearchError, SearchStop
 from results.export import check_name, copy_checkpoint, read_confusion, read_predictions, results_dir, write_results
 from results.files import read_json, write_json
 from results.pareto import (Constraint, Objective, choose, columns, front, front_record, hypervolume, no_front,
-                            parse_choose, parse_objective, reference_point)
+                            parse_choose, reference_point)
 from results.plots import plot_confusion, plot_learning_curves, plot_predictions
 from results.provenance import git_commit, versions
 from results.report import study_report
-from search.driver import Collected, Plan, Run, TrialCommand, Trials
-from search.epoch_cap import EpochCap
-from search.failures import FailureGuard, stop_reason, stopped_search
-from search.fuse import FuseSpec, GroupReleaser, namespace_of, run_member
-from search.fusion import check_fusable, decide_fusion, may_fuse, model_refusal
+from search.running.driver import Collected, Plan, Run, TrialCommand, Trials
+from search.strategy.epoch_cap import EpochCap
+from search.running.failures import FailureGuard, stop_reason, stopped_search
 from search.options import SearchOptions, check_configs, fuse_members
-from search.own_state import check_resumable
-from search.progress import console, print_top
-from search.resources import Placement
-from search.resolve import resolve
-from search.schedulers import make_scheduler
-from search.searcher import fail_lost_trials, make_searcher, startup_trials
-from search.tracking import server_url
-from search.trial import run_trial
-from search.warm_start import load_earlier, plan_warm_start
+from search.running.fused_trials import FuseSpec, GroupReleaser, namespace_of, run_member
+from search.strategy.fusion import check_fusable, decide_fusion, may_fuse, model_refusal
+from search.running.resources import Placement
+from search.strategy.own_state import check_resumable
+from search.running.progress import console, print_top
+from search.resolve import resolve, search_objectives
+from search.strategy.schedulers import make_scheduler
+from search.strategy.searcher import fail_lost_trials, make_searcher, startup_trials
+from search.running.tracking import server_url
+from search.running.trial import run_trial
+from search.strategy.warm_start import load_earlier, plan_warm_start
 from spaces import Space, saved_ranges
 from trainables.settings import TrialSettings
 
@@ -111,17 +111,6 @@ def _resumed_objectives(o: SearchOptions, saved: Path) -> SearchOptions:
                    fuse=str(fused) if fused is not None else o.fuse)
 
 
-def search_objectives(space: Space, o: SearchOptions) -> list[Objective]:
-    """The space's metric (the primary objective), its further objectives, then ``--objective``'s."""
-    out = [Objective(space.metric, space.mode), *(Objective(n, m) for n, m in space.objectives)]
-    for text in o.objectives:
-        objective = parse_objective(text, space.metric)
-        if objective.name in [x.name for x in out]:
-            raise OptionError(f"--objective {text}: {objective.name!r} is already an objective of space "
-                              f"{space.name!r} ({', '.join(map(str, out))}).")
-        out.append(objective)
-    return out
-
 
 def describe_patience(space: Space, o: SearchOptions, resolved_patience: int | None) -> str:
     """Where the trials' patience comes from, for the budget line."""
@@ -132,13 +121,13 @@ def describe_patience(space: Space, o: SearchOptions, resolved_patience: int | N
 
 def run_search(o: SearchOptions, trial_fn: Callable[..., None] | None = None) -> SearchOutcome:
     """Run (or resume) a search and write ``results/<space>/<name>/{best.json, trials.csv}``.
-    ``trial_fn`` is the Ray function trainable (default :func:`search.trial.run_trial`, or
-    :func:`search.fuse.run_member` when fused; tests wrap them to inject failures)."""
+    ``trial_fn`` is the Ray function trainable (default :func:`search.running.trial.run_trial`, or
+    :func:`search.running.fused_trials.run_member` when fused; tests wrap them to inject failures)."""
     return SearchCommand(o, trial_fn).run()
 
 
 class SearchCommand(TrialCommand):
-    """``spectune search`` on the shared driver (:mod:`search.driver`): what it adds is the objectives,
+    """``spectune search`` on the shared driver (:mod:`search.running.driver`): what it adds is the objectives,
     the warm start, the searcher and scheduler, the failure guard, and best.json with its report."""
 
     def __init__(self, o: SearchOptions, trial_fn: Callable[..., None] | None = None) -> None:

@@ -8,10 +8,10 @@ Design: thin Tune trials served by a shared group actor.
   gets or creates the named Ray actor :class:`FusedGroup` for that key on its node (``get_if_exists``; a
   full group sends it to the next index) and joins it, with the training state of its checkpoint when
   Tune restored one. Then it loops: ask the group for its next epoch, write the checkpoint and
-  ``tune.report`` exactly as an unfused trial does (:func:`search.trial.report_epoch`, shared).
+  ``tune.report`` exactly as an unfused trial does (:func:`search.running.trial.report_epoch`, shared).
 * The group owns a FusedTrainer. It gathers: it runs an epoch once every active member has asked for
   its next one, hands each member its own report (or the exception that ended it: a NaN loss fails
-  that member alone, and its thin trial raises it, so :mod:`search.failures` classes it as it would an
+  that member alone, and its thin trial raises it, so :mod:`search.running.failures` classes it as it would an
   unfused trial's), and a member that joins takes a free slot at the next epoch boundary.
 
 Why thin trials rather than one grouped trainable reporting for its members: every part of the search
@@ -21,7 +21,7 @@ trials.csv row, the checkpoint and ``--resume`` (each member continues from its 
 from Tune's ordinary trial machinery. A stopped member's slot is refilled by the next trial Tune starts.
 
 Resources: each member reserves an even part of one unfused trial's share
-(:attr:`search.resources.Placement.trial_resources`), and the group actor reserves none. Tune's accounting
+(:attr:`search.running.resources.Placement.trial_resources`), and the group actor reserves none. Tune's accounting
 then counts K members as one trial's share and runs groups x K trials at once (the searcher's
 concurrency limit too). A group that reserved its share itself could not be placed when the running
 members draw more group keys than there are slots, and would wait forever; with zero, an extra group
@@ -55,10 +55,10 @@ shares of the fused epochs) against 14.6 s and 15.4 s unfused, but the trials' p
 37 s and 39 s: each member is a Tune trial process, and starting 12 of them (plus 2 groups) where the unfused
 search starts 2 costs more on 2 cores than fusion saves on epochs of milliseconds. So fusion pays only where
 epochs outweigh a process start per member (longer epochs, or many trials reusing their actors), which is what a
-rule in search/fusion_rules.json must show before ``auto`` fuses. A lighter member (one that only reports, the
+rule in search/strategy/fusion_rules.json must show before ``auto`` fuses. A lighter member (one that only reports, the
 group writing its checkpoint) would cut that cost; not built yet.
 
-Whether a search fuses, and with how many members, is :mod:`search.fusion`'s decision.
+Whether a search fuses, and with how many members, is :mod:`search.strategy.fusion`'s decision.
 """
 
 from __future__ import annotations
@@ -77,8 +77,8 @@ import torch
 from ray import tune
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from search.fusion import model_refusal
-from search.trial import report_epoch, restored_state, run_trial
+from search.strategy.fusion import model_refusal
+from search.running.trial import report_epoch, restored_state, run_trial
 from trainables.config import Recipe
 from trainables.data import Splits
 from trainables.discovery import ENV
@@ -257,9 +257,9 @@ def _join(spec: FuseSpec, data: Splits, settings: TrialSettings, base: Base | No
 def run_member(config: dict[str, Any], data: Splits, settings: TrialSettings, fuse: FuseSpec,
                base: Base | None = None) -> None:
     """A fused search's Tune trial: its config trained as a member of a :class:`FusedGroup`, reported and
-    checkpointed each epoch as :func:`search.trial.run_trial` does. A config whose model cannot be fused
+    checkpointed each epoch as :func:`search.running.trial.run_trial` does. A config whose model cannot be fused
     (the dry run's could), and a restored trial whose checkpoint is of a run that had ended (a driver killed
-    before it heard), go through :func:`search.trial.run_trial` instead, alone in this trial."""
+    before it heard), go through :func:`search.running.trial.run_trial` instead, alone in this trial."""
     os.environ[ENV] = settings.user_path
     resolved = settings.resolve(config)
     resume = restored_state()

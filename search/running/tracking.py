@@ -22,7 +22,7 @@ from ray import tune
 from results.errors import OptionError
 from results.export import trial_outcome
 from results.files import locked
-from search.failures import failure_of, retries_of
+from search.running.failures import failure_of, retries_of
 
 # What the recipe reports each epoch that is worth a curve in the UI (with the best_<metric> of the
 # space's metric); Ray's own keys are left out.
@@ -38,7 +38,7 @@ TAG_TRIAL = "spectune.trial_id"
 TAG_OUTCOME = "spectune.outcome"
 TAG_ROLE = "spectune.role"
 # The class of a trial's last failure (infrastructure / configuration) and its retries after
-# infrastructure failures (search.failures).
+# infrastructure failures (search.running.failures).
 TAG_FAILURE = "spectune.failure"
 TAG_RETRIES = "spectune.retries"
 

@@ -6,7 +6,7 @@ the dry run's config is ``None``) and a measured rule for that model and device 
 a whole fused search gave against the same search unfused, with the command that measured it. Until a
 rule is stored, ``auto`` is unfused, and the line printed before the search says why. ``--fuse K`` fuses
 wherever the model can be (a model that cannot is refused before Ray starts); ``--fuse 1`` never does.
-How fused trials run through Tune is :mod:`search.fuse`'s.
+How fused trials run through Tune is :mod:`search.running.fused_trials`'s.
 """
 
 from __future__ import annotations

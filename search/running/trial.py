@@ -19,6 +19,7 @@ import torch
 from ray import tune
 
 from results.export import write_predictions
+from search.strategy.time_asha import SECONDS
 from trainables.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from trainables.data import Splits
 from trainables.discovery import ENV
@@ -30,7 +31,6 @@ from trainables.settings import TrialSettings
 
 CONFUSION_FILE = "val_confusion.json"
 STATE_FILE = "state.pt"
-SECONDS = "train_seconds"   # reported each epoch: the trial's training seconds so far (asha-time's clock)
 
 
 def run_trial(config: dict[str, Any], data: Splits, settings: TrialSettings, base: Base | None = None) -> None:

@@ -10,9 +10,9 @@ from typing import Iterator
 
 import optuna
 
-from search.cluster import cluster_address
-from search.local_ray import SESSION_FILE, SearchStillRunning, clean_dead_session, start_local_ray, stop_local_ray
-from search.progress import console
+from search.running.cluster import cluster_address
+from search.running.local_ray import SESSION_FILE, SearchStillRunning, clean_dead_session, start_local_ray, stop_local_ray
+from search.running.progress import console
 from trainables.discovery import ENV
 
 
@@ -47,7 +47,7 @@ def clean_dead_searches(storage: Path, name: str) -> None:
 
 def _start_ray(address: str | None, session_file: Path) -> bool:
     """Join ``address`` (or ``RAY_ADDRESS``), reuse a running Ray, or start a local one (recorded in
-    ``session_file`` until it stops, see :mod:`search.local_ray`). Returns whether this call started Ray."""
+    ``session_file`` until it stops, see :mod:`search.running.local_ray`). Returns whether this call started Ray."""
     import ray
 
     if ray.is_initialized():

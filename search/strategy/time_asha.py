@@ -2,7 +2,7 @@
 
 Plain ASHA compares trials at equal epochs, so a config whose epochs are slow (a small batch, a wide model)
 costs more per rung and is judged as if it cost the same. :class:`TimeASHA` compares trials at equal
-training seconds instead: its resource is ``train_seconds``, which :func:`search.trial.run_trial` reports
+training seconds instead: its resource is ``train_seconds``, which :func:`search.running.trial.run_trial` reports
 each epoch (the sum of the trial's ``epoch_time_s``: training and validation, without the worker's start-up,
 the data transfer or checkpoints, and carried over a ``--resume`` in the saved history), so a slow config is
 judged by what it gives per second.
@@ -16,7 +16,7 @@ carries a process's warm-up, which makes the rungs a little later, not earlier).
 whole budget, and a fast config still stops at its own epoch budget. Measuring a reference instead of
 guessing one keeps the rungs right on any machine; fixing it at the first result (rather than updating it)
 keeps every rung's records comparable. It is kept with the rungs for ``--resume``
-(:class:`~search.asha.PersistentASHA` pickles the scheduler's state). A result without
+(:class:`~search.strategy.asha.PersistentASHA` pickles the scheduler's state). A result without
 ``train_seconds`` is judged by its epochs, as ``asha`` would.
 """
 
@@ -25,8 +25,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from search.asha import PersistentASHA
-from search.trial import SECONDS
+from search.strategy.asha import PersistentASHA
+
+SECONDS = "train_seconds"   # reported by every trial each epoch: its training seconds so far (this scheduler's clock)
 
 
 class TimeASHA(PersistentASHA):

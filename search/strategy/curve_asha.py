@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from search.asha import PersistentASHA
+from search.strategy.asha import PersistentASHA
 
 EXPONENTS = (0.5, 1.0, 2.0)
 MIN_POINTS = 3

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from results.export import trial_outcome
-from search.failures import CONFIGURATION, error_of, failure_of, retries_of
+from search.running.failures import CONFIGURATION, error_of, failure_of, retries_of
 
 # Wide enough for a trial line and the final table when output goes to a file or CI log. No markup: what
 # is printed holds text the toolkit does not choose (trial ids, errors, names, paths, a table's values), and
@@ -225,7 +225,7 @@ def _failure_note(trial: Any, errored: bool) -> str:
     failure, retries = failure_of(trial), retries_of(trial)
     spent = f"{retries} {'retry' if retries == 1 else 'retries'}"
     if errored and failure == CONFIGURATION:
-        # Retried, then found to fail the same way each time: the config's failure (search.failures).
+        # Retried, then found to fail the same way each time: the config's failure (search.running.failures).
         return "  configuration failure, " + (f"the same after {spent}" if retries else "not retried")
     if errored and failure:
         return f"  {failure} failure, after {spent}"

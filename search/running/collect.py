@@ -10,7 +10,7 @@ from ray.tune import ExperimentAnalysis
 
 from results.export import trial_outcome
 from results.pareto import SIZE_OBJECTIVES
-from search.failures import failure_of, retries_of
+from search.running.failures import failure_of, retries_of
 
 # The best epoch's scores kept beside the selection metric, those of them that the trial's task reports.
 AT_BEST = ("val_macro_f1", "val_loss", "val_rmse", "val_mae", "val_r2")

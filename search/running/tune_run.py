@@ -1,6 +1,6 @@
-"""The one way the driver (:mod:`search.driver`: search, record, confirm) runs trials through Tune: the
+"""The one way the driver (:mod:`search.running.driver`: search, record, confirm) runs trials through Tune: the
 trainable with its shipped objects and resources, quiet run settings, one checkpoint kept per trial,
-failures classified (:mod:`search.failures`): infrastructure retried from the last checkpoint,
+failures classified (:mod:`search.running.failures`): infrastructure retried from the last checkpoint,
 configuration recorded."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Any, Callable
 from ray import tune
 from ray.tune.stopper import CombinedStopper
 
-from search.epoch_cap import EpochCap
-from search.failures import FailureGuard
+from search.strategy.epoch_cap import EpochCap
+from search.running.failures import FailureGuard
 from search.options import SEARCH_OPTIONS
-from search.resources import Placement
+from search.running.resources import Placement
 
 
 def run_config(name: str, storage: Path, callbacks: list[Any], guard: FailureGuard,

@@ -31,14 +31,14 @@ from results.errors import OptionError
 from results.export import check_name
 from results.files import read_json, write_json
 from results.provenance import git_commit, versions
-from search.driver import Collected, Plan, Run, TrialCommand, Trials, candidate_grid
+from search.running.driver import Collected, Plan, Run, TrialCommand, Trials, candidate_grid
 from search.options import SearchOptions
-from search.own_state import check_resumable
-from search.progress import console
+from search.strategy.own_state import check_resumable
+from search.running.progress import console
 from search.resolve import resolve
-from search.searcher import DefineByRun
+from search.strategy.searcher import DefineByRun
 from spaces import Space
-from trainables.settings import TrialSettings
+from trainables.settings import TrialSettings, config_sizes
 
 SEED_OFFSET = 2000   # recording seeds, apart from the search's (0...) and confirmation's (1000...)
 
@@ -96,17 +96,9 @@ def json_round_trip(config: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(config))
 
 
-def config_sizes(pair: Any, spec: Any, settings: TrialSettings, configs: dict[int, dict[str, Any]],
-                 base: Any = None) -> dict[int, dict[str, float]]:
-    """Per config id, the sizes a trial reports (trainable and total parameters), from its model built
-    but not trained: what a multi-objective replay needs of a recording."""
-    from trainables.models._finetune import parameter_counts
-
-    return {i: parameter_counts(pair.model_fn(spec, settings.resolve(c), base)()) for i, c in configs.items()}
-
 
 def curves_table(frame: pd.DataFrame, histories: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The curves table of finished trials: ``frame`` (from :func:`search.collect.collect_trials`, with
+    """The curves table of finished trials: ``frame`` (from :func:`search.running.collect.collect_trials`, with
     ``config_id`` and ``seed`` columns) and each trial's epoch history; a failed run keeps its epochs
     (or one empty row) marked ``failed``."""
     rows = []
@@ -129,7 +121,7 @@ def run_record(r: RecordOptions) -> Path:
 
 
 class RecordCommand(TrialCommand):
-    """``spectune record`` on the shared driver (:mod:`search.driver`): what it adds is the configs drawn
+    """``spectune record`` on the shared driver (:mod:`search.running.driver`): what it adds is the configs drawn
     once and kept in a plan file (a resumed recording trains the same), the grid of configs x seeds
     with neither scheduler nor patience, and the curves folder."""
 

@@ -1,0 +1,1 @@
+"""Choosing configs and stopping trials: Optuna's searcher and samplers, the ASHA schedulers, the epoch cap, warm start."""
