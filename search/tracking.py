@@ -22,6 +22,7 @@ from ray import tune
 from results.errors import OptionError
 from results.export import trial_outcome
 from results.files import locked
+from results.sqlite_files import fast_commits
 from search.failures import failure_of, retries_of
 
 # What the recipe reports each epoch that is worth a curve in the UI (with the best_<metric> of the
@@ -76,6 +77,8 @@ def open_experiment(tracking_uri: str, name: str) -> tuple[MlflowClient, str]:
     race on its tables and its migrations (one ends in a traceback), and two creating one experiment race
     on its name: a lock file beside the database lets one process at a time do both."""
     db = sqlite_file(tracking_uri)
+    if db is not None:
+        fast_commits(db)
     # A missing folder is left to MLflow, which names the store in its error.
     with locked(f"{db}.lock") if db is not None and db.parent.is_dir() else nullcontext():
         client = MlflowClient(tracking_uri)    # creates or migrates the store
