@@ -225,13 +225,12 @@ def study_report(out_dir: Path, best: dict[str, Any], frame: pd.DataFrame, study
     from what the search saved (``best.json``, ``trials.csv``, and ``ranges``: each searched key's range
     as its saved ``space.json`` describes it, read by the caller with :func:`spaces.saved_ranges`, since
     spaces sit above this floor): today's space file, which may have changed since, is not read."""
-    import shutil
-
     from results.export import read_confusion
+    from results.sqlite_files import copy_database
 
     kept = out_dir / "study.db"
     if Path(study_file).resolve() != kept.resolve() and Path(study_file).exists():
-        shutil.copyfile(study_file, kept)
+        copy_database(Path(study_file), kept)
     study = None
     if kept.exists():
         with warnings.catch_warnings():

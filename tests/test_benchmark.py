@@ -74,8 +74,14 @@ def test_cpu_smoke_benchmark_writes_json_and_markdown(smoke_run):
     assert overhead["repeats"] == 3 and all(w > 0 for w in overhead["wall_s"].values())
     assert set(overhead["wall_s"]) == {"2", "4"} and record["size"]["noop_trials"] == [2, 4]
     assert np.isfinite(overhead["per_trial_s"])   # its size is a benchmark figure, not a test
+    # Real one-epoch trials of the wine MLP: what they cost above their own training, beside the no-op ones.
+    trial = overhead["one_epoch"]
+    assert trial["space"] == "wine_mlp" and trial["threads"] == 1 and set(trial["wall_s"]) == {"2", "4"}
+    assert trial["train_per_trial_s"] > 0 and trial["cadence_s"] > trial["train_per_trial_s"]
+    assert trial["above_training_s"] == pytest.approx(trial["per_trial_s"] - trial["train_per_trial_s"])
     markdown = (tmp_path / "BENCHMARKS.md").read_text()
     assert "CPU smoke run" in markdown and "## 4. Toolkit overhead" in markdown
+    assert "### 4b. A real one-epoch trial above its training (target <= 0.3 s)" in markdown
     assert "![replay wine_mlp/cpu-c128x3](plots/replay_wine_mlp_cpu-c128x3.png)" in markdown
     assert (tmp_path / "plots" / "replay_wine_mlp_cpu-c128x3.png").exists() and "### galspecnet/lacking" in markdown
     assert "Not judged: 32 recorded configs for 24-trial searches" in markdown

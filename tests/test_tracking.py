@@ -77,3 +77,32 @@ def test_two_searches_opening_one_new_sqlite_store_at_once_both_connect(tmp_path
     (experiment,) = [e for e in client.search_experiments() if e.name == "spectune-x"]
     runs = client.search_runs([experiment.experiment_id])
     assert sorted(r.data.tags["spectune.search"] for r in runs) == [str(tmp_path / n) for n in "ab"]
+
+
+def test_a_trials_params_go_with_its_first_result_or_its_end_and_a_resumed_tracker_finds_its_runs(tmp_path):
+    """Params ride in the batch of the trial's first result (or of its end, when it fails before one). A
+    tracker that opened the parent run looks no child run up; one unpickled from Tune's state (a resumed
+    search) finds the runs of trials started after that state was saved."""
+    import pickle
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = MLflowTracker(uri, "spectune-x", "s", {}, {})
+    tracker.connect()
+    saved = pickle.loads(pickle.dumps(tracker))
+
+    def trial(trial_id, last_result=None):
+        return SimpleNamespace(trial_id=trial_id, config={"lr": 0.01, "depth": 2}, last_result=last_result,
+                               error_file=None, run_metadata=None)
+
+    ok, failed = trial("ok", {"epoch": 1, "finished": True}), trial("failed")
+    for t in (ok, failed):
+        tracker.on_trial_start(0, [], t)
+    tracker.on_trial_result(0, [], ok, {"epoch": 1, "val_macro_f1": 0.5, "best_val_macro_f1": 0.5, "timestamp": 0})
+    tracker.on_trial_complete(0, [], ok)
+    tracker.on_trial_error(0, [], failed)
+    client = MlflowClient(uri)
+    for t, status in ((ok, "FINISHED"), (failed, "FAILED")):
+        run = client.get_run(tracker.run_id(t.trial_id))
+        assert run.data.params == {"lr": "0.01", "depth": "2"} and run.info.status == status
+    assert client.get_run(tracker.run_id("ok")).data.metrics["val_macro_f1"] == 0.5
+    assert saved.run_id("ok") == tracker.run_id("ok") and saved.run_id("never") is None

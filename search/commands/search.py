@@ -25,6 +25,7 @@ from results.pareto import (Constraint, Objective, choose, columns, front, front
 from results.plots import plot_confusion, plot_learning_curves, plot_predictions
 from results.provenance import git_commit, versions
 from results.report import study_report
+from results.sqlite_files import remove_database
 from search.running.driver import Collected, Plan, Run, TrialCommand, Trials
 from search.strategy.epoch_cap import EpochCap
 from search.running.failures import FailureGuard, stop_reason, stopped_search
@@ -204,7 +205,7 @@ class SearchCommand(TrialCommand):
         storage, name = run.plan.storage, run.plan.name
         if not self.o.resume:
             # A study file without its experiment folder belongs to no search: start the study afresh.
-            self.study_file.unlink(missing_ok=True)
+            remove_database(self.study_file)
             (storage / f"{name}.asha.pkl").unlink(missing_ok=True)
             # What --resume needs to finish the search as it began (Tune keeps the searcher, not these).
             write_json(storage / f"{name}.objectives.json",

@@ -22,6 +22,7 @@ from ray import tune
 from results.errors import OptionError
 from results.export import trial_outcome
 from results.files import locked
+from results.sqlite_files import fast_commits
 from search.running.failures import failure_of, retries_of
 
 # What the recipe reports each epoch that is worth a curve in the UI (with the best_<metric> of the
@@ -76,6 +77,8 @@ def open_experiment(tracking_uri: str, name: str) -> tuple[MlflowClient, str]:
     race on its tables and its migrations (one ends in a traceback), and two creating one experiment race
     on its name: a lock file beside the database lets one process at a time do both."""
     db = sqlite_file(tracking_uri)
+    if db is not None:
+        fast_commits(db)
     # A missing folder is left to MLflow, which names the store in its error.
     with locked(f"{db}.lock") if db is not None and db.parent.is_dir() else nullcontext():
         client = MlflowClient(tracking_uri)    # creates or migrates the store
@@ -115,10 +118,16 @@ class MLflowTracker(tune.Callback):
         self.parent_run_id: str | None = None
         self._runs: dict[str, str] = {}
         self._client: MlflowClient | None = None
+        # A trial's params wait for its first result or its end, to go in that call's batch (one write less
+        # per trial; a param logged again with its value is allowed).
+        self._params: dict[str, list[Param]] = {}
+        # Whether this tracker opened its parent run itself, so that no trial has a child run yet to look up.
+        self._fresh = False
 
     def __getstate__(self) -> dict[str, Any]:
-        # Tune pickles callbacks into its experiment state; a live client does not pickle.
-        return {**self.__dict__, "_client": None}
+        # Tune pickles callbacks into its experiment state; a live client does not pickle. A tracker
+        # unpickled there continues a search whose trials may have child runs already: it looks them up.
+        return {**self.__dict__, "_client": None, "_params": {}, "_fresh": False}
 
     @property
     def client(self) -> MlflowClient:
@@ -144,6 +153,7 @@ class MLflowTracker(tune.Callback):
         run = self.client.create_run(self.experiment_id, run_name=self.search_id,
                                      tags={**self.tags, TAG_SEARCH: self.search_id, TAG_ROLE: self.role})
         self.parent_run_id = run.info.run_id
+        self._fresh = True
         self.client.log_batch(self.parent_run_id, params=[Param(k, str(v)) for k, v in self.params.items()])
 
     def setup(self, **info: Any) -> None:
@@ -152,7 +162,7 @@ class MLflowTracker(tune.Callback):
 
     def run_id(self, trial_id: str) -> str | None:
         """The child run of a trial (looked up in the store after a resume)."""
-        if trial_id not in self._runs:
+        if trial_id not in self._runs and not self._fresh:
             found = self.client.search_runs(
                 [self.experiment_id], f"tags.`{TAG_SEARCH}` = '{self.search_id}' and "
                 f"tags.`{TAG_TRIAL}` = '{trial_id}'", order_by=["attributes.start_time DESC"], max_results=1)
@@ -161,6 +171,7 @@ class MLflowTracker(tune.Callback):
         return self._runs.get(trial_id)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._params[trial.trial_id] = [Param(k, str(v)) for k, v in trial.config.items()]
         previous = self.run_id(trial.trial_id)
         if previous is not None:
             # A resumed trial continues from its last checkpoint: it continues its own run too (the
@@ -172,7 +183,6 @@ class MLflowTracker(tune.Callback):
             MLFLOW_PARENT_RUN_ID: self.parent_run_id, TAG_SEARCH: self.search_id, TAG_ROLE: "trial",
             TAG_TRIAL: trial.trial_id, TAG_OUTCOME: "running"})
         self._runs[trial.trial_id] = run.info.run_id
-        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in trial.config.items()])
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         run_id = self.run_id(trial.trial_id)
@@ -183,7 +193,7 @@ class MLflowTracker(tune.Callback):
                    or (k in SIZE_METRICS and step == 1)]
         # MLflow's compare view plots the first metric a run logged: make it the selection metric.
         metrics.sort(key=lambda m: (not m.key.startswith("best_"), m.key != "val_macro_f1"))
-        self.client.log_batch(run_id, metrics=metrics)
+        self.client.log_batch(run_id, metrics=metrics, params=self._params.pop(trial.trial_id, []))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._close(trial, errored=False)
@@ -209,7 +219,7 @@ class MLflowTracker(tune.Callback):
         tags = [RunTag(TAG_OUTCOME, outcome), *self._failure_tags(trial)]
         if errored and trial.error_file and os.path.exists(trial.error_file):
             tags.append(RunTag("spectune.error", Path(trial.error_file).read_text()[-4000:]))
-        self.client.log_batch(run_id, tags=tags)
+        self.client.log_batch(run_id, tags=tags, params=self._params.pop(trial.trial_id, []))
         self.client.set_terminated(run_id, status="FAILED" if errored else "FINISHED")
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:

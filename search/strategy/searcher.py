@@ -12,6 +12,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from results.report import study_storage
+from results.sqlite_files import fast_commits
 from results.errors import OptionError
 from search.options import SAMPLERS
 from search.strategy.samplers import PriorSampler, sobol_then
@@ -147,6 +148,7 @@ def make_searcher(sampler: str, seed: int, trials: int, concurrency: int, metric
     storage = None
     if study is not None:
         Path(study[1]).parent.mkdir(parents=True, exist_ok=True)
+        fast_commits(study[1])
         storage = optuna.storages.RDBStorage(study_storage(study[1]))
     # tune-tpe is Tune's own OptunaSearch, which tells Optuna a trial ASHA stopped was complete.
     searcher_class = OptunaSearch if sampler == "tune-tpe" else PrunedAwareOptunaSearch
