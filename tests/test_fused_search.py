@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from search.cli import main as cli_main
 from search.options import SearchOptions
-from search.search import run_search
+from search.commands.search import run_search
 from spaces import get_space
 from trainables.checkpoint import read_checkpoint
 from trainables.pair import load_data
@@ -190,7 +190,7 @@ def test_a_fused_search_says_how_it_fuses_and_how_many_trials_run_at_once(cli_fu
 
 
 def test_auto_fuses_only_where_a_stored_measurement_says_it_pays(monkeypatch, tmp_path):
-    from search import fusion as fuse
+    from search.strategy import fusion as fuse
 
     assert fuse.decide_fusion("auto", "galspecnet", "cpu", None) == fuse.Fusion(
         1, "fusion: off (no measurement for galspecnet on cpu; --fuse K fuses anyway)")
@@ -254,16 +254,18 @@ def test_a_fused_search_killed_with_its_process_group_resumes_each_member_from_i
     code = f"import sys; from search.cli import main; sys.exit(main({args!r}))"
     proc = subprocess.Popen([sys.executable, "-c", code],
                             cwd=tmp_path, env={**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=(tmp_path / "stderr.txt").open("w"), start_new_session=True)
     experiment, deadline = tmp_path / "ray_results" / "cut", time.monotonic() + 300
     # Killed once every member has reported its 4th epoch (so Tune has processed, and MLflow logged, its 3rd).
-    while time.monotonic() < deadline and not (
+    while time.monotonic() < deadline and proc.poll() is None and not (
             len(folders := list(experiment.glob("run_member_*"))) == 3
             and all(any(int(c.name.split("_")[1]) >= 3 for c in f.glob("checkpoint_*")) for f in folders)):
         time.sleep(0.01)
+    ended = proc.poll()
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    assert time.monotonic() < deadline, "the members never reached their 4th epoch"
+    assert ended is None and time.monotonic() < deadline, "the members never reached their 4th epoch: " + (
+        tmp_path / "stderr.txt").read_text()[-3000:]
     client = MlflowClient(uri)
     logged = {r.data.tags["spectune.trial_id"]: len(client.get_metric_history(r.info.run_id, "val_loss"))
               for r in _children(uri, "wine_fuse", "cut")}
