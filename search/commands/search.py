@@ -112,7 +112,6 @@ def _resumed_objectives(o: SearchOptions, saved: Path) -> SearchOptions:
                    fuse=str(fused) if fused is not None else o.fuse)
 
 
-
 def describe_patience(space: Space, o: SearchOptions, resolved_patience: int | None) -> str:
     """Where the trials' patience comes from, for the budget line."""
     source = ("--no-patience" if o.no_patience else "--patience" if o.patience is not None
@@ -207,17 +206,18 @@ class SearchCommand(TrialCommand):
             # A study file without its experiment folder belongs to no search: start the study afresh.
             remove_database(self.study_file)
             (storage / f"{name}.asha.pkl").unlink(missing_ok=True)
-            # What --resume needs to finish the search as it began (Tune keeps the searcher, not these).
-            write_json(storage / f"{name}.objectives.json",
-                       {"objectives": list(self.o.objectives), "choose": list(self.o.choose),
-                        "time_budget": self.o.time_budget})
+            # What --resume needs to finish the search as it began (Tune keeps the searcher, not these);
+            # placed() adds the fusion once the device is known.
+            self.began_with = {"objectives": list(self.o.objectives), "choose": list(self.o.choose),
+                               "time_budget": self.o.time_budget}
+            write_json(storage / f"{name}.objectives.json", self.began_with)
 
     def placed(self, run: Run, place: Placement) -> Placement:
         """Fused groups on ``place``'s slots where the search fuses (decided now that the device is known)."""
         self.fusion = decide_fusion(self.o.fuse, run.space.pair.model, place.device, self.refusal)
         if not self.o.resume:
-            saved = run.plan.storage / f"{run.plan.name}.objectives.json"
-            write_json(saved, {**read_json(saved, "the search's objectives"), "fuse": self.fusion.members})
+            write_json(run.plan.storage / f"{run.plan.name}.objectives.json",
+                       {**self.began_with, "fuse": self.fusion.members})
         return place.fused(self.fusion.members) if self.fusion.members > 1 else place
 
     def describe(self, run: Run) -> list[str]:
