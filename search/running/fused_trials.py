@@ -55,7 +55,7 @@ shares of the fused epochs) against 14.6 s and 15.4 s unfused, but the trials' p
 37 s and 39 s: each member is a Tune trial process, and starting 12 of them (plus 2 groups) where the unfused
 search starts 2 costs more on 2 cores than fusion saves on epochs of milliseconds. So fusion pays only where
 epochs outweigh a process start per member (longer epochs, or many trials reusing their actors), which is what a
-rule in search/strategy/fusion_rules.json must show before ``auto`` fuses. Again on 2 idle cores (2026-12-07, one run each, the
+rule in search/strategy/fusion_rules.json must show before ``auto`` fuses. Again, exploratory, on 2 idle cores (2026-12-07, one run each, the
 12 configs of search/bench/wine_recipe_starts.json, docs/index.md has the command): unfused 37.7 s, ``--fuse 6``
 85.7 s, ``--fuse 12`` 79.3 s; training 3.15 s in all against 0.75 s and 0.46 s. Importing this module takes 5.9 s
 of a member process's start against 2.2 s for ``ray.tune`` alone. California housing, 48 recipe-only configs
