@@ -174,6 +174,9 @@ def test_a_fused_cli_search_has_one_row_one_run_and_one_checkpoint_per_trial(cli
     spec = load_data(get_space("wine_fuse").pair, None, None, test=False).spec
     for trial in frame["trial_id"]:
         [folder] = (root / "ray_results" / "cli").glob(f"run_member_{trial}_*")
+        # Tune's CSV and JSON results (what collection reads), no TensorBoard file written every epoch.
+        assert (folder / "progress.csv").is_file() and (folder / "result.json").is_file()
+        assert not list(folder.glob("events.out.tfevents*"))
         [checkpoint] = folder.glob("checkpoint_*")
         state, record = read_checkpoint(checkpoint)
         model = get_space("wine_fuse").pair.model_fn(spec, get_space("wine_fuse").pair.resolve(record["config"]))()
@@ -298,15 +301,17 @@ def test_a_group_never_waits_on_a_member_that_is_gone(pairs):
     """The gather without Ray (FusedGroup is a plain class that Ray runs as an actor): an epoch runs once every
     active member asked; a member taken out (the driver's word on a stopped trial) is not waited for, and one
     that never asks is dropped after the timeout and told so if it ever asks again."""
-    from search.running.fused_trials import FuseSpec, FusedGroup
+    from search.running.fused_member import FuseSpec
+    from search.running.fused_trials import FusedGroup
+    from search.running.trial import load_state
     from search.resolve import resolve
 
     settings = resolve(SearchOptions(space="wine_fuse", max_epochs=EPOCHS)).settings
     data = load_data(settings.pair, None, None, test=False)
     group = FusedGroup(data, settings, None, FuseSpec(3, "test", timeout_s=1.0), [])
     for member, config in zip("abc", STARTS):
-        assert group.join(member, config, None)
-    assert not group.join("d", STARTS[0], None)   # full: the member tries the next group
+        assert group.join(member, config, None) == "joined"
+    assert group.join("d", STARTS[0], None) == "full"   # the broker tries the next group
 
     asked: dict[str, tuple] = {}
     waiting = [threading.Thread(target=lambda m=m: asked.update({m: group.next_epoch(m)})) for m in "ab"]
@@ -318,7 +323,11 @@ def test_a_group_never_waits_on_a_member_that_is_gone(pairs):
     for thread in waiting:
         thread.join(timeout=30)
     assert {m: part[0] for m, part in asked.items()} == {"a": "epoch", "b": "epoch"}
-    assert asked["a"][1][0] == 1 and "val_macro_f1" in asked["a"][1][1]
+    epoch, metrics, folder, last = asked["a"][1]
+    assert epoch == 1 and "val_macro_f1" in metrics and not last
+    # The group wrote a's checkpoint as an unfused trial would: a resumed a continues from its state.
+    assert read_checkpoint(Path(folder))[1]["config"]["lr"] == STARTS[0]["lr"]
+    assert load_state(folder)["epoch"] == 1
     assert group.next_epoch("c") == ("gone", "it left its group")
 
     # b never asks for its 2nd epoch: a's gather drops it after the timeout, and b hears so if it asks.
@@ -327,3 +336,13 @@ def test_a_group_never_waits_on_a_member_that_is_gone(pairs):
     assert kind == "epoch" and part[0] == 2 and time.monotonic() - started >= 1.0
     kind, why = group.next_epoch("b")
     assert kind == "gone" and why.startswith("its group waited 1 s for it to ask for its next epoch")
+    group.close()
+    assert not group.scratch.exists()
+
+
+def test_a_member_process_imports_nothing_that_trains():
+    """A fused search starts one process per member: its module must not pull in torch or the trainables."""
+    code = ("import sys, search.running.fused_member; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'trainables', 'mlflow', 'optuna')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "[]"

@@ -30,7 +30,8 @@ from search.running.driver import Collected, Plan, Run, TrialCommand, Trials
 from search.strategy.epoch_cap import EpochCap
 from search.running.failures import FailureGuard, stop_reason, stopped_search
 from search.options import SearchOptions, check_configs, fuse_members
-from search.running.fused_trials import FuseSpec, GroupReleaser, namespace_of, run_member
+from search.running.fused_member import namespace_of, run_member
+from search.running.fused_trials import GroupReleaser, start_broker
 from search.strategy.fusion import check_fusable, decide_fusion, may_fuse, model_refusal
 from search.running.resources import Placement
 from search.strategy.own_state import check_resumable
@@ -122,7 +123,7 @@ def describe_patience(space: Space, o: SearchOptions, resolved_patience: int | N
 def run_search(o: SearchOptions, trial_fn: Callable[..., None] | None = None) -> SearchOutcome:
     """Run (or resume) a search and write ``results/<space>/<name>/{best.json, trials.csv}``.
     ``trial_fn`` is the Ray function trainable (default :func:`search.running.trial.run_trial`, or
-    :func:`search.running.fused_trials.run_member` when fused; tests wrap them to inject failures)."""
+    :func:`search.running.fused_member.run_member` when fused; tests wrap them to inject failures)."""
     return SearchCommand(o, trial_fn).run()
 
 
@@ -132,6 +133,7 @@ class SearchCommand(TrialCommand):
 
     def __init__(self, o: SearchOptions, trial_fn: Callable[..., None] | None = None) -> None:
         self.o, self.trial_fn = o, trial_fn
+        self.broker: Any = None   # a fused run's broker, held while its trials run (search.running.fused_trials)
 
     def prepare(self) -> Plan:
         given = self.o
@@ -298,8 +300,8 @@ class SearchCommand(TrialCommand):
                                      objectives=[(x.name, x.mode) for x in objectives[1:]]))
         fused = {}
         if self.fusion.members > 1:
-            spec = FuseSpec(self.fusion.members, namespace_of(run.plan.experiment))
-            fused = {"extra": {"fuse": spec}, "callbacks": (GroupReleaser(spec.namespace),)}
+            spec, self.broker = start_broker(self.fusion.members, namespace_of(run.plan.experiment), run.shipped)
+            fused = {"extra": {"fuse": spec}, "ships_data": False, "callbacks": (GroupReleaser(spec.namespace),)}
         # Tune's time budget counts from its first step, a moment after this: ended() judges by this clock.
         self.began = time.monotonic()
         return Trials(self.trial_fn or (run_member if fused else run_trial), tune_config=tune_config,

@@ -124,15 +124,17 @@ class Run:
 
 @dataclass(frozen=True)
 class Trials:
-    """What Tune runs: ``trial_fn`` with the shipped objects and ``extra`` ones, under ``tune_config``
-    (a searcher and scheduler, or a concurrency limit) or over ``param_space`` (a grid), with ``callbacks``
-    of its own beside the tracker and the progress lines; ``guard``, ``infra_retries`` and ``cap`` as
-    :func:`search.running.tune_run.fit` takes them."""
+    """What Tune runs: ``trial_fn`` with the shipped objects (unless ``ships_data`` is off: a fused member
+    gets them from its group) and ``extra`` ones, under ``tune_config`` (a searcher and scheduler, or a
+    concurrency limit) or over ``param_space`` (a grid), with ``callbacks`` of its own beside the tracker and
+    the progress lines; ``guard``, ``infra_retries`` and ``cap`` as :func:`search.running.tune_run.fit` takes
+    them."""
 
     trial_fn: Callable[..., None]
     tune_config: Any = None
     param_space: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    ships_data: bool = True
     callbacks: tuple[Any, ...] = ()
     guard: FailureGuard | None = None
     infra_retries: int = SEARCH_OPTIONS["infra_retries"].default
@@ -251,7 +253,8 @@ class TrialCommand(ABC):
                 console.print(line, soft_wrap=True)
             trials = self.trials(run)
             progress = ProgressPrinter(plan.total, plan.metric, plan.mode, max_epochs=run.settings.max_epochs)
-            fit(trials.trial_fn, {**run.shipped, **trials.extra}, run.place, name=plan.name, storage=plan.storage,
+            shipped = {**(run.shipped if trials.ships_data else {}), **trials.extra}
+            fit(trials.trial_fn, shipped, run.place, name=plan.name, storage=plan.storage,
                 callbacks=[run.tracker, progress, *trials.callbacks], restore=plan.resume,
                 tune_config=trials.tune_config, param_space=trials.param_space, infra_retries=trials.infra_retries,
                 guard=trials.guard, cap=trials.cap)

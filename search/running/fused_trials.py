@@ -1,18 +1,22 @@
 """Fused trials through Ray Tune (issue 37, items 5 and 6): K configs of one architecture and batch size
 trained as one fused model (:class:`trainables.fused.FusedTrainer`), each config still its own Tune trial.
 
-Design: thin Tune trials served by a shared group actor.
+Design: thin Tune trials served by shared group actors.
 
-* With ``--fuse K`` each Tune trial is :func:`run_member`, a thin function trainable. It resolves its
-  config, computes its group key (:func:`trainables.fused.group_key`: what must be equal inside a group),
-  gets or creates the named Ray actor :class:`FusedGroup` for that key on its node (``get_if_exists``; a
-  full group sends it to the next index) and joins it, with the training state of its checkpoint when
-  Tune restored one. Then it loops: ask the group for its next epoch, write the checkpoint and
-  ``tune.report`` exactly as an unfused trial does (:func:`search.running.trial.report_epoch`, shared).
+* With ``--fuse K`` each Tune trial is :func:`search.running.fused_member.run_member`, a thin function
+  trainable in a module that imports Ray Tune and nothing that trains (a member process starts in about the
+  time ``ray.tune`` takes to import, not the 5.9 s of torch and the trainables). It asks the run's
+  :class:`GroupBroker` (started by the driver, :func:`start_broker`) for a place: the broker resolves the
+  config, computes its group key (:func:`trainables.fused.group_key`: what must be equal inside a group) and
+  joins it to the first :class:`FusedGroup` of that key on the member's node with room, creating one if none
+  has, with the folder of the checkpoint Tune restored the trial from, if any. Then the member loops: ask the
+  group for its next epoch, ``tune.report`` the metrics with the checkpoint folder the group wrote.
 * The group owns a FusedTrainer. It gathers: it runs an epoch once every active member has asked for
-  its next one, hands each member its own report (or the exception that ended it: a NaN loss fails
-  that member alone, and its thin trial raises it, so :mod:`search.running.failures` classes it as it would an
-  unfused trial's), and a member that joins takes a free slot at the next epoch boundary.
+  its next one, writes each member's checkpoint exactly as an unfused trial does
+  (:func:`search.running.trial.write_checkpoint` and :func:`~search.running.trial.epoch_metrics`, shared),
+  hands each member its metrics and folder (or the exception that ended it: a NaN loss fails that member
+  alone, and its thin trial raises it, so :mod:`search.running.failures` classes it as it would an unfused
+  trial's), and a member that joins takes a free slot at the next epoch boundary.
 
 Why thin trials rather than one grouped trainable reporting for its members: every part of the search
 that is per trial stays as it is and cannot tell a member from an unfused trial. ASHA, MO-ASHA and curve
@@ -25,12 +29,12 @@ Resources: each member reserves an even part of one unfused trial's share
 then counts K members as one trial's share and runs groups x K trials at once (the searcher's
 concurrency limit too). A group that reserved its share itself could not be placed when the running
 members draw more group keys than there are slots, and would wait forever; with zero, an extra group
-only shares the cores. The group is pinned to the node of the member that created it (its members'
-reservations are on that node: the group key includes the node), and it trains on that member's GPU:
-Ray 2.60 no longer hides GPUs from an actor that asks for none (ray/_private/accelerators/accelerator.py,
-ray issue 54868). It is detached, so that it outlives the member that happened to create it, and
-:class:`GroupReleaser` kills the run's groups when the experiment starts (a killed driver's leftovers on
-a cluster that lives on) and ends.
+only shares the cores. The group is pinned to the node of its
+members (their reservations are on that node: the group key includes the node), and it trains on the GPU of
+the member that created it: Ray 2.60 no longer hides GPUs from an actor that asks for none
+(ray/_private/accelerators/accelerator.py, ray issue 54868). The broker owns the groups and the driver owns
+the broker, so a killed driver takes them with it; :class:`GroupReleaser` ends them (their scratch folders
+removed) when the experiment ends.
 
 Stops, as Ray Tune 2.60 runs a function trainable: ``tune.report`` puts the result on a queue and blocks
 the training thread until the controller asks for the next result (ray/train/_internal/session.py,
@@ -45,8 +49,9 @@ removed. So a member's own ``finally`` cannot tell its group in time; the driver
 ``on_trial_complete`` for a scheduler's stop, a stopper's, the time budget's and a normal end
 (``stop_trial``, tune_controller.py line 1436) and ``on_trial_error`` for a trial that raised and is not
 retried (``_process_trial_failure``, line 1363); :class:`GroupReleaser` takes the member out of its group
-on both. As a safety net the gather waits at most :data:`GATHER_TIMEOUT_S` for a member that has not
-asked, then drops it with a warning (it fails if it ever asks again).
+on both. As a safety net the gather waits at most
+:data:`search.running.fused_member.GATHER_TIMEOUT_S` for a member that has not asked, then drops it with a
+warning (it fails if it ever asks again).
 
 Measured (2 CPU cores shared with other jobs, load 8-14, 2026-12-07; wine MLP, 12 recipe-only configs x 10
 epochs, FIFO, seed 3, ``spectune search`` end to end, two interleaved pairs): unfused (2 trials at once) 188 s and
@@ -62,69 +67,56 @@ of a member process's start against 2.2 s for ``ray.tune`` alone. California hou
 (search/bench/california_recipe_starts.json) x 20 epochs, FIFO: unfused 354 s and 342 s, ``--fuse 12`` 252 s;
 training 558 s and 544 s against 90 s. A fused round of 12 took about 6.7 s, 1.1 s of it training: the rest is
 each member's state sent from its group, its checkpoint written every epoch and 24 member processes started.
-A group that ran its next epoch while its members reported (tried: 269 s) did not help. A lighter member (one that only reports, the
-group writing its checkpoint) would cut that cost; not built yet.
+A group that ran its next epoch while its members reported (tried: 269 s) did not help. With the light members of
+:mod:`search.running.fused_member` (the group writing their checkpoints) and no TensorBoard files, the same two
+searches, one run each: ``--fuse 12`` 244.5 s, unfused 326.9 s (1.34x), training 88.6 s against 522.4 s; the
+members' imports were not what held the rounds. cProfile of the fused driver (258 s in ``Tuner.fit``): 143 s in
+``ray.wait``, 52.7 s in 962 saves of Tune's experiment state (``sync_up_experiment_state``: with
+``CheckpointConfig(num_to_keep=1)`` Tune forces one after every trial checkpoint, most of it JSON-encoding trial
+state), 29.8 s in 1000 MLflow ``log_batch`` calls into SQLite. The driver handles results one at a time, so a
+round of K members waits K times for both; fewer forced saves (``num_to_keep=2`` forces one every second
+checkpoint of a trial, so the saved state may lag a trial's newest checkpoint by one after a kill -9) and MLflow batches across
+epochs are the next step.
 
 Whether a search fuses, and with how many members, is :mod:`search.strategy.fusion`'s decision.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
+import shutil
+import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import ray
 import torch
 from ray import tune
+from ray.exceptions import RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from search.running.fused_member import BROKER, FuseSpec
+from search.running.trial import epoch_metrics, load_state, write_checkpoint
 from search.strategy.fusion import model_refusal
-from search.running.trial import report_epoch, restored_state, run_trial
 from trainables.config import Recipe
-from trainables.data import Splits
+from trainables.data import InputSpec, Splits
 from trainables.discovery import ENV
 from trainables.fused import FusedTrainer, group_key
 from trainables.models._finetune import parameter_counts
+from trainables.pair import Resolved
 from trainables.pretrained import Base
-from trainables.recipe import EarlyStop, EpochReport, pick_device
+from trainables.recipe import EarlyStop, pick_device
 from trainables.settings import TrialSettings
 
 log = logging.getLogger(__name__)
 
-# How long a group's gather waits for a member that has not asked for its next epoch (its trial was
-# stopped and the driver's word did not arrive) before dropping it. Far above a member's turn between two
-# epochs (its checkpoint, Tune's round trip and callbacks: well under a second here), so that only a
-# member that is gone is dropped.
-GATHER_TIMEOUT_S = 300.0
-
-
-class FusionError(RuntimeError):
-    """A member that its group no longer holds (dropped by the gather's timeout)."""
-
-
-@dataclass(frozen=True)
-class FuseSpec:
-    """What every member of a fused search shares: ``members`` per group, the Ray ``namespace`` of the
-    run's groups (one per run) and the gather's timeout."""
-
-    members: int
-    namespace: str
-    timeout_s: float = GATHER_TIMEOUT_S
-
-
-def namespace_of(experiment: Path) -> str:
-    """The Ray namespace of a run's groups: one per experiment folder, so that two runs never share one."""
-    return "spectune-fuse-" + hashlib.sha1(str(experiment.resolve()).encode()).hexdigest()[:16]
-
 
 def _cpu(value: Any) -> Any:
-    """``value`` with every tensor moved to the CPU (a member process needs no GPU to read its state)."""
+    """``value`` with every tensor moved to the CPU (the checkpoint is read without a GPU)."""
     if isinstance(value, torch.Tensor):
         return value.detach().cpu()
     if isinstance(value, dict):
@@ -136,7 +128,8 @@ def _cpu(value: Any) -> Any:
 
 class FusedGroup:
     """A Ray actor (threaded: each member's call waits in its own thread) holding one FusedTrainer and
-    its members; see the module for the gather."""
+    its members; see the module for the gather. It writes each member's checkpoint folder every epoch
+    (under a scratch folder of its own, removed by :meth:`close`)."""
 
     def __init__(self, data: Splits, settings: TrialSettings, base: Base | None, spec: FuseSpec,
                  gpu_ids: list[str]) -> None:
@@ -148,22 +141,27 @@ class FusedGroup:
         self.data, self.settings, self.base, self.spec = data, settings, base, spec
         self.trainer = FusedTrainer(data, pick_device(settings.device), metric=settings.metric, mode=settings.mode,
                                     capacity=spec.members)
+        self.scratch = Path(tempfile.mkdtemp(prefix="spectune-group-"))
         self.cond = threading.Condition()
         self.active: set[str] = set()
         self.asked: set[str] = set()
         self.ready: dict[str, tuple[str, Any]] = {}
+        self.resolved: dict[str, Resolved] = {}
         self.sizes: dict[str, dict[str, float]] = {}
         self.dropped: dict[str, str] = {}
 
-    def join(self, member: str, config: dict[str, Any], resume: dict[str, Any] | None) -> bool:
-        """Add ``member`` (its searched ``config``, its training state if resumed) for the next epoch;
-        ``False`` if the group is full."""
+    def join(self, member: str, config: dict[str, Any], checkpoint: str | None = None) -> str:
+        """Add ``member`` (its searched ``config``, continuing from the state in its ``checkpoint`` folder if
+        resumed) for the next epoch: ``"joined"``; ``"full"`` if the group is; ``"alone"`` if the checkpoint
+        is of a run that had ended (a driver killed before it heard), which the member finishes unfused."""
+        resume = load_state(checkpoint) if checkpoint else None
+        resolved = self.settings.resolve(config)
+        if resume is not None and _ended(resume, resolved.recipe):
+            return "alone"
         with self.cond:
             if len(self.active) >= self.spec.members:
-                return False
-            pair = self.settings.pair
-            resolved = self.settings.resolve(config)
-            model_fn = pair.model_fn(self.data.spec, resolved, self.base)
+                return "full"
+            model_fn = self.settings.pair.model_fn(self.data.spec, resolved, self.base)
             sizes = self.sizes.setdefault(member, {})
 
             def build() -> torch.nn.Module:
@@ -172,8 +170,9 @@ class FusedGroup:
                 return model
 
             self.trainer.add(member, build, resolved.recipe, resume=resume)
+            self.resolved[member] = resolved
             self.active.add(member)
-            return True
+            return "joined"
 
     def leave(self, member: str) -> None:
         """Take ``member`` out (its trial ended, was stopped or failed); the gather no longer waits for it."""
@@ -183,8 +182,7 @@ class FusedGroup:
 
     def next_epoch(self, member: str) -> tuple[str, Any]:
         """Wait until every active member has asked, run the epoch, and return ``member``'s part:
-        ``("epoch", (epoch, metrics, improved, last, state, sizes))``, ``("error", exception)`` or
-        ``("gone", why)``."""
+        ``("epoch", (epoch, metrics, checkpoint folder, last))``, ``("error", exception)`` or ``("gone", why)``."""
         with self.cond:
             self.asked.add(member)
             deadline = time.monotonic() + self.spec.timeout_s
@@ -200,6 +198,10 @@ class FusedGroup:
                 self.cond.wait(deadline - time.monotonic())
             return self.ready.pop(member)
 
+    def close(self) -> None:
+        """Remove the group's scratch folder (the run ended)."""
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
     def _run_epoch(self) -> None:
         try:
             out: dict[str, Any] = self.trainer.run_epoch()
@@ -211,8 +213,11 @@ class FusedGroup:
                 self.ready[member] = ("error", report)
                 self._forget(member)
                 continue
-            self.ready[member] = ("epoch", (report.epoch, report.metrics, report.improved, report.last,
-                                            _cpu(report.state()), self.sizes.get(member, {})))
+            state = _cpu(report.state())
+            folder = Path(tempfile.mkdtemp(prefix=f"{member}-", dir=self.scratch))
+            write_checkpoint(folder, state, self.data, self.settings, self.resolved[member], self.base)
+            self.ready[member] = ("epoch", (report.epoch, epoch_metrics(report, state, self.sizes.get(member, {})),
+                                            str(folder), report.last))
             if report.last:
                 self._forget(member)
         self.cond.notify_all()
@@ -235,6 +240,7 @@ class FusedGroup:
         self.active.discard(member)
         self.asked.discard(member)
         self.sizes.pop(member, None)
+        self.resolved.pop(member, None)
 
 
 def _ended(state: dict[str, Any], recipe: Recipe) -> bool:
@@ -243,83 +249,95 @@ def _ended(state: dict[str, Any], recipe: Recipe) -> bool:
     return state["epoch"] >= recipe.epochs or rule.stopped
 
 
-def _join(spec: FuseSpec, data: Splits, settings: TrialSettings, base: Base | None, member: str,
-          config: dict[str, Any], resume: dict[str, Any] | None, key: tuple) -> Any:
-    """The handle of the group ``member`` joined (with its ``resume`` state): the first of its key's groups
-    on this node with room."""
-    node = ray.get_runtime_context().get_node_id()
-    stem = f"{node[:16]}-{hashlib.sha1(repr(key).encode()).hexdigest()[:16]}"
-    actor = ray.remote(FusedGroup)
-    index = 0
-    while True:
-        group = actor.options(name=f"{stem}-{index}", namespace=spec.namespace, get_if_exists=True,
-                              lifetime="detached", num_cpus=0, num_gpus=0, max_concurrency=2 * spec.members + 8,
-                              scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
-                              ).remote(data, settings, base, spec, ray.get_gpu_ids())
-        if ray.get(group.join.remote(member, config, resume)):
-            return group
-        index += 1
+class GroupBroker:
+    """A Ray actor, one per fused run (named :data:`search.running.fused_member.BROKER` in the run's
+    namespace): it places each member in a group of its key on its node, creating groups as needed, and
+    forwards the driver's word that a member left. The groups are its own actors, so they end with it."""
 
+    def __init__(self, spec: FuseSpec, inputs: InputSpec) -> None:
+        self.spec, self.inputs = spec, inputs
+        self.settings: TrialSettings = ray.get(spec.shipped["settings"])
+        os.environ[ENV] = self.settings.user_path
+        self.base: Base | None = ray.get(spec.shipped["base"]) if "base" in spec.shipped else None
+        self.group_class = ray.remote(FusedGroup)
+        self.lock = threading.Lock()
+        self.groups: dict[tuple, list[Any]] = {}
+        self.member_group: dict[str, Any] = {}
 
-def run_member(config: dict[str, Any], data: Splits, settings: TrialSettings, fuse: FuseSpec,
-               base: Base | None = None) -> None:
-    """A fused search's Tune trial: its config trained as a member of a :class:`FusedGroup`, reported and
-    checkpointed each epoch as :func:`search.running.trial.run_trial` does. A config whose model cannot be fused
-    (the dry run's could), and a restored trial whose checkpoint is of a run that had ended (a driver killed
-    before it heard), go through :func:`search.running.trial.run_trial` instead, alone in this trial."""
-    os.environ[ENV] = settings.user_path
-    resolved = settings.resolve(config)
-    resume = restored_state()
-    if model_refusal(settings.pair, resolved, data.spec, base) is not None or (resume is not None
-                                                                               and _ended(resume, resolved.recipe)):
-        run_trial(config, data, settings, base)
-        return
-    # This process only writes checkpoints; the group trains.
-    torch.set_num_threads(1)
-    member = tune.get_context().get_trial_id()
-    group = _join(fuse, data, settings, base, member, config, resume,
-                  (group_key(resolved.recipe, resolved.model),))
-    try:
+    def place(self, member: str, config: dict[str, Any], node: str, gpu_ids: list[str],
+              checkpoint: str | None) -> tuple[str, Any]:
+        """``("group", handle)`` of the group ``member`` joined, or ``("alone", None)`` where it runs unfused."""
+        resolved = self.settings.resolve(config)
+        if model_refusal(self.settings.pair, resolved, self.inputs, self.base) is not None:
+            return "alone", None
+        key = (node, group_key(resolved.recipe, resolved.model))
+        index = 0
         while True:
-            kind, part = ray.get(group.next_epoch.remote(member))
-            if kind == "error":
-                raise part
-            if kind == "gone":
-                raise FusionError(f"fused member {member} was dropped: {part}")
-            epoch, metrics, improved, last, state, sizes = part
-            report = EpochReport(epoch=epoch, metrics=metrics, improved=improved, last=last, state=lambda: state)
-            report_epoch(report, state, sizes, data, settings, resolved, base)
-            if last:
-                return
-    finally:
-        # A trial that ends here (its last epoch, an error, Tune's SystemExit once its actor stops) leaves
-        # at once; the driver's GroupReleaser covers the stopped trial whose thread stays blocked in report.
-        group.leave.remote(member)
+            with self.lock:
+                known = self.groups.setdefault(key, [])
+                if index == len(known):
+                    known.append(self.group_class.options(
+                        num_cpus=0, num_gpus=0, max_concurrency=2 * self.spec.members + 8,
+                        scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(
+                        self.spec.shipped["data"], self.spec.shipped["settings"], self.spec.shipped.get("base"),
+                        replace(self.spec, shipped={}), gpu_ids))
+                group = known[index]
+            answer = ray.get(group.join.remote(member, config, checkpoint))
+            if answer == "alone":
+                return "alone", None
+            if answer == "joined":
+                self.member_group[member] = group
+                return "group", group
+            index += 1
+
+    def leave(self, member: str) -> None:
+        """The driver's word: ``member``'s trial ended, was stopped or failed."""
+        group = self.member_group.pop(member, None)
+        if group is not None:
+            group.leave.remote(member)
+
+    def close(self) -> None:
+        """Remove every group's scratch folder (the run ended)."""
+        ray.get([g.close.remote() for known in self.groups.values() for g in known])
 
 
-def _groups(namespace: str) -> list[str]:
-    return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == namespace]
+def start_broker(members: int, namespace: str, shipped: dict[str, Any]) -> tuple[FuseSpec, Any]:
+    """Put the run's ``shipped`` objects (data, settings, base) in the object store and start the run's
+    broker; returns the spec each member receives and the broker's handle, which the driver keeps for the
+    run (Ray ends a named actor once no handle to it is left)."""
+    stop_broker(namespace)   # a broker left by an earlier driver of this run in a Ray that lives on
+    spec = FuseSpec(members, namespace, shipped={k: ray.put(v) for k, v in shipped.items()})
+    broker = ray.remote(GroupBroker).options(name=BROKER, namespace=namespace, num_cpus=0,
+                                             max_concurrency=4 * members + 8).remote(spec, shipped["data"].spec)
+    return spec, broker
 
 
-def kill_groups(namespace: str) -> None:
-    """End every group of a run (they are detached: nothing else ends them on a cluster that lives on)."""
-    for name in _groups(namespace):
-        try:
-            ray.kill(ray.get_actor(name, namespace=namespace))
-        except ValueError:   # ended meanwhile
-            pass
+def _broker(namespace: str) -> Any | None:
+    try:
+        return ray.get_actor(BROKER, namespace=namespace)
+    except ValueError:   # none, or ended meanwhile
+        return None
+
+
+def stop_broker(namespace: str) -> None:
+    """End a run's broker and with it its groups, their scratch folders removed first."""
+    broker = _broker(namespace)
+    if broker is None:
+        return
+    try:
+        ray.get(broker.close.remote(), timeout=60)
+    except RayError as exc:   # a group that died took its folder with it or left it in the temp folder
+        log.warning("fused groups: scratch folders not all removed: %s", exc)
+    ray.kill(broker)
 
 
 class GroupReleaser(tune.Callback):
     """The driver's word to the groups: a member whose trial completed, was stopped or failed leaves its
-    group at once (see the module on why the member cannot say so itself); the run's groups end with the
-    experiment."""
+    group at once (see the module on why the member cannot say so itself); the run's broker and groups end
+    with the experiment."""
 
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
-
-    def setup(self, **info: Any) -> None:
-        kill_groups(self.namespace)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._release(trial.trial_id)
@@ -328,11 +346,9 @@ class GroupReleaser(tune.Callback):
         self._release(trial.trial_id)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        kill_groups(self.namespace)
+        stop_broker(self.namespace)
 
     def _release(self, member: str) -> None:
-        for name in _groups(self.namespace):
-            try:
-                ray.get_actor(name, namespace=self.namespace).leave.remote(member)
-            except ValueError:
-                pass
+        broker = _broker(self.namespace)
+        if broker is not None:
+            broker.leave.remote(member)

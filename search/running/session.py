@@ -21,6 +21,10 @@ def quiet_ray() -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1000")
+    # Tune's automatic loggers off: run_config adds back the CSV and JSON ones that ExperimentAnalysis reads,
+    # not TensorBoard's, which flushes a file on every result of every trial and is read by nobody (MLflow is
+    # the UI).
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     logging.getLogger("ray").setLevel(logging.ERROR)
     logging.getLogger("ray.tune").setLevel(logging.ERROR)
     # Failed trials get their own line from ProgressPrinter; Tune's summary would repeat them.

@@ -60,39 +60,52 @@ def restored_state() -> dict[str, Any] | None:
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as folder:
-        if (Path(folder) / STATE_FILE).is_file():
-            return torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
-    return None
+        return load_state(folder)
+
+
+def load_state(folder: str | Path) -> dict[str, Any] | None:
+    """The training state saved in a checkpoint ``folder``, if it has one."""
+    path = Path(folder) / STATE_FILE
+    return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+
+
+def epoch_metrics(r: EpochReport, state: dict[str, Any], sizes: dict[str, float]) -> dict[str, Any]:
+    """What a trial reports for epoch ``r``: its metrics, the model's ``sizes``, whether it was the last,
+    ``train_seconds``, the trial's epochs so far (also those before a resume; asha-time's clock), and
+    ``reported_at``, which orders epochs across concurrent trials (Ray's own timestamp has 1 s resolution)."""
+    return {**r.metrics, **sizes, "finished": r.last, "reported_at": time.time(),
+            SECONDS: sum(epoch["epoch_time_s"] for epoch in state["history"])}
+
+
+def write_checkpoint(folder: Path, state: dict[str, Any], data: Splits, settings: TrialSettings,
+                     resolved: Resolved, base: Base | None = None) -> None:
+    """A trial's checkpoint in ``folder``, written from its training ``state`` (``r.state()``): the one way
+    every trial, fused or not, checkpoints."""
+    # Every epoch: the best epoch's weights (model.pt; only what trains for a fine-tuned model, whose
+    # base is named by its sha256) and the whole training state (state.pt), so that a resumed trial
+    # continues from this epoch instead of starting again.
+    torch.save(state["best_state"], folder / WEIGHTS_FILE)
+    torch.save(state, folder / STATE_FILE)
+    # The resolved config travels with the weights, so a checkpoint alone can be rebuilt.
+    (folder / CONFIG_FILE).write_text(json.dumps(
+        {"model": settings.model, "data": settings.data, "config": resolved.to_dict(),
+         "epoch": state["best_epoch"], "base": base.record() if base is not None else None}))
+    best_val = state["best_val"]
+    if "confusion" in best_val:
+        (folder / CONFUSION_FILE).write_text(json.dumps(
+            {"epoch": state["best_epoch"], "classes": list(data.classes), "matrix": best_val["confusion"].tolist()}))
+    else:
+        write_predictions(folder, state["best_epoch"], best_val["target"].numpy(), best_val["prediction"].numpy(),
+                          data.spec.target)
 
 
 def report_epoch(r: EpochReport, state: dict[str, Any], sizes: dict[str, float], data: Splits,
                  settings: TrialSettings, resolved: Resolved, base: Base | None = None) -> None:
-    """``tune.report`` one epoch ``r`` of a trial with its checkpoint, written from ``state`` (``r.state()``,
-    taken by the caller: a fused member receives it from its group) and the model's ``sizes``; the one
-    way every trial, fused or not, reports and checkpoints."""
-    # reported_at orders epochs across concurrent trials (Ray's own timestamp has 1 s resolution);
-    # train_seconds, the trial's epochs so far (also those before a resume), is asha-time's clock.
-    metrics = {**r.metrics, **sizes, "finished": r.last, "reported_at": time.time(),
-               SECONDS: sum(epoch["epoch_time_s"] for epoch in state["history"])}
+    """``tune.report`` one epoch ``r`` of an unfused trial with its checkpoint (a fused member's group
+    writes the same folder, :mod:`search.running.fused_trials`)."""
     with tempfile.TemporaryDirectory() as tmp:
-        # Every epoch: the best epoch's weights (model.pt; only what trains for a fine-tuned model,
-        # whose base is named by its sha256) and the whole training state (state.pt), so that a
-        # resumed trial continues from this epoch instead of starting again.
-        torch.save(state["best_state"], Path(tmp) / WEIGHTS_FILE)
-        torch.save(state, Path(tmp) / STATE_FILE)
-        # The resolved config travels with the weights, so a checkpoint alone can be rebuilt.
-        (Path(tmp) / CONFIG_FILE).write_text(json.dumps(
-            {"model": settings.model, "data": settings.data, "config": resolved.to_dict(),
-             "epoch": state["best_epoch"], "base": base.record() if base is not None else None}))
-        best_val = state["best_val"]
-        if "confusion" in best_val:
-            (Path(tmp) / CONFUSION_FILE).write_text(json.dumps(
-                {"epoch": state["best_epoch"], "classes": list(data.classes),
-                 "matrix": best_val["confusion"].tolist()}))
-        else:
-            write_predictions(Path(tmp), state["best_epoch"], best_val["target"].numpy(),
-                              best_val["prediction"].numpy(), data.spec.target)
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+        write_checkpoint(Path(tmp), state, data, settings, resolved, base)
+        tune.report(epoch_metrics(r, state, sizes), checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
 def confirm_trial(config: dict[str, Any], data: Splits, settings: TrialSettings,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.stopper import CombinedStopper
 
 from search.strategy.epoch_cap import EpochCap
@@ -21,10 +22,12 @@ def run_config(name: str, storage: Path, callbacks: list[Any], guard: FailureGua
                infra_retries: int, cap: EpochCap | None = None) -> tune.RunConfig:
     """Quiet; one checkpoint kept per trial (the latest, which carries the best weights and the state
     to resume from); ``guard`` first among the callbacks and as the stopper, with ``cap`` where the
-    search has one; a trial retried at most ``infra_retries`` times, and only after an infrastructure
-    failure."""
+    search has one; Tune's CSV and JSON result files (what the search's collection reads), no TensorBoard
+    files (:func:`search.running.session.quiet_ray`); a trial retried at most ``infra_retries`` times, and
+    only after an infrastructure failure."""
     stoppers = [guard, *([cap] if cap else [])]
-    return tune.RunConfig(name=name, storage_path=str(storage), verbose=0, callbacks=[*stoppers, *callbacks],
+    return tune.RunConfig(name=name, storage_path=str(storage), verbose=0,
+                          callbacks=[*stoppers, *callbacks, CSVLoggerCallback(), JsonLoggerCallback()],
                           stop=CombinedStopper(*stoppers) if cap else guard,
                           checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                           failure_config=tune.FailureConfig(max_failures=infra_retries))
