@@ -106,3 +106,27 @@ def test_a_trials_params_go_with_its_first_result_or_its_end_and_a_resumed_track
         assert run.data.params == {"lr": "0.01", "depth": "2"} and run.info.status == status
     assert client.get_run(tracker.run_id("ok")).data.metrics["val_macro_f1"] == 0.5
     assert saved.run_id("ok") == tracker.run_id("ok") and saved.run_id("never") is None
+
+
+def test_an_epoch_a_resumed_trial_trains_again_is_logged_once(tmp_path):
+    """A stop that lands after an epoch was logged and before Tune saved that epoch's checkpoint makes the
+    resumed trial train the epoch again: its step keeps one value in MLflow, and the epochs after it are logged."""
+    import pickle
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = MLflowTracker(uri, "spectune-x", "s", {}, {})
+    tracker.connect()
+    cut = SimpleNamespace(trial_id="cut", config={"lr": 0.01}, last_result=None, error_file=None, run_metadata=None)
+
+    def result(epoch, value):
+        return {"epoch": epoch, "val_macro_f1": value, "epoch_time_s": 0.1, "timestamp": 0}
+
+    tracker.on_trial_start(0, [], cut)
+    for epoch in (1, 2):
+        tracker.on_trial_result(0, [], cut, result(epoch, epoch / 10))
+    resumed = pickle.loads(pickle.dumps(tracker))
+    resumed.on_trial_start(0, [], cut)
+    for epoch in (2, 3):
+        resumed.on_trial_result(0, [], cut, result(epoch, 0.9))
+    history = MlflowClient(uri).get_metric_history(tracker.run_id("cut"), "val_macro_f1")
+    assert sorted((m.step, m.value) for m in history) == [(1, 0.1), (2, 0.2), (3, 0.9)]

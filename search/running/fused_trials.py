@@ -53,30 +53,9 @@ on both. As a safety net the gather waits at most
 :data:`search.running.fused_member.GATHER_TIMEOUT_S` for a member that has not asked, then drops it with a
 warning (it fails if it ever asks again).
 
-Measured (2 CPU cores shared with other jobs, load 8-14, 2026-12-07; wine MLP, 12 recipe-only configs x 10
-epochs, FIFO, seed 3, ``spectune search`` end to end, two interleaved pairs): unfused (2 trials at once) 188 s and
-146 s, ``--fuse 6`` (2 groups of 6) 274 s and 230 s. The members' training took 2.6 s and 1.8 s in all (their
-shares of the fused epochs) against 14.6 s and 15.4 s unfused, but the trials' phase took 55 s and 48 s against
-37 s and 39 s: each member is a Tune trial process, and starting 12 of them (plus 2 groups) where the unfused
-search starts 2 costs more on 2 cores than fusion saves on epochs of milliseconds. So fusion pays only where
-epochs outweigh a process start per member (longer epochs, or many trials reusing their actors), which is what a
-rule in search/strategy/fusion_rules.json must show before ``auto`` fuses. Again, exploratory, on 2 idle cores (2026-12-07, one run each, the
-12 configs of search/bench/wine_recipe_starts.json, docs/index.md has the command): unfused 37.7 s, ``--fuse 6``
-85.7 s, ``--fuse 12`` 79.3 s; training 3.15 s in all against 0.75 s and 0.46 s. Importing this module takes 5.9 s
-of a member process's start against 2.2 s for ``ray.tune`` alone. California housing, 48 recipe-only configs
-(search/bench/california_recipe_starts.json) x 20 epochs, FIFO: unfused 354 s and 342 s, ``--fuse 12`` 252 s;
-training 558 s and 544 s against 90 s. A fused round of 12 took about 6.7 s, 1.1 s of it training: the rest is
-each member's state sent from its group, its checkpoint written every epoch and 24 member processes started.
-A group that ran its next epoch while its members reported (tried: 269 s) did not help. With the light members of
-:mod:`search.running.fused_member` (the group writing their checkpoints) and no TensorBoard files, the same two
-searches, one run each: ``--fuse 12`` 244.5 s, unfused 326.9 s (1.34x), training 88.6 s against 522.4 s; the
-members' imports were not what held the rounds. cProfile of the fused driver (258 s in ``Tuner.fit``): 143 s in
-``ray.wait``, 52.7 s in 962 saves of Tune's experiment state (``sync_up_experiment_state``: with
-``CheckpointConfig(num_to_keep=1)`` Tune forces one after every trial checkpoint, most of it JSON-encoding trial
-state), 29.8 s in 1000 MLflow ``log_batch`` calls into SQLite. The driver handles results one at a time, so a
-round of K members waits K times for both; fewer forced saves (``num_to_keep=2`` forces one every second
-checkpoint of a trial, so the saved state may lag a trial's newest checkpoint by one after a kill -9) and MLflow batches across
-epochs are the next step.
+What fusion gave and where a fused search's time goes (exploratory figures with their commands, and a profile of
+the driver) is in docs/index.md: on 2 CPU cores it pays where epochs outweigh a member process's start
+(California housing), not where they do not (wine).
 
 Whether a search fuses, and with how many members, is :mod:`search.strategy.fusion`'s decision.
 """

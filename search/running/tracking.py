@@ -123,11 +123,14 @@ class MLflowTracker(tune.Callback):
         self._params: dict[str, list[Param]] = {}
         # Whether this tracker opened its parent run itself, so that no trial has a child run yet to look up.
         self._fresh = False
+        # A resumed trial's last logged epoch: a stop can land after an epoch was logged and before Tune saved
+        # its checkpoint, and the trial then trains that epoch again; its step is logged once.
+        self._logged: dict[str, int] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles callbacks into its experiment state; a live client does not pickle. A tracker
         # unpickled there continues a search whose trials may have child runs already: it looks them up.
-        return {**self.__dict__, "_client": None, "_params": {}, "_fresh": False}
+        return {**self.__dict__, "_client": None, "_params": {}, "_fresh": False, "_logged": {}}
 
     @property
     def client(self) -> MlflowClient:
@@ -174,8 +177,9 @@ class MLflowTracker(tune.Callback):
         self._params[trial.trial_id] = [Param(k, str(v)) for k, v in trial.config.items()]
         previous = self.run_id(trial.trial_id)
         if previous is not None:
-            # A resumed trial continues from its last checkpoint: it continues its own run too (the
-            # epoch it repeats, if any, is logged again at the same step with the same values).
+            # A resumed trial continues from its last checkpoint: it continues its own run too.
+            history = self.client.get_metric_history(previous, "epoch_time_s")
+            self._logged[trial.trial_id] = max((m.step for m in history), default=0)
             self.client.update_run(previous, status="RUNNING")
             self.client.set_tag(previous, TAG_OUTCOME, "running")
             return
@@ -187,6 +191,8 @@ class MLflowTracker(tune.Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         run_id = self.run_id(trial.trial_id)
         step = int(result.get("epoch", result.get("training_iteration", 0)))
+        if step <= self._logged.get(trial.trial_id, 0):
+            return
         ts = int(result.get("timestamp", 0) * 1000)
         metrics = [Metric(k, float(v), ts, step) for k, v in result.items()
                    if k in EPOCH_METRICS or (k.startswith("best_") and isinstance(v, (int, float)))
