@@ -35,8 +35,7 @@ import torch
 from search.bench.neps_peer import NepsDriver
 from search.running.progress import console
 from search.replay.serve import ServedRun
-from search.replay.simulate import ReplayLog, Strategy, replay
-from search.replay.stats import picks
+from search.replay.simulate import ReplayLog, Strategy, epochs_spent, replay
 from search.replay.study import RECORDED_SEEDS
 from trainables.recipe import NonFiniteLossError, train
 from trainables.settings import TrialSettings
@@ -174,15 +173,9 @@ def _key(config: dict[str, Any]) -> str:
 def pick_indices(log: ReplayLog, mode: str, budgets: list[float]) -> dict[float, int]:
     """Per budget in epochs (``math.inf``: the final pick): the index of the search's pick then, or -1 (no
     trial had ended one epoch by then)."""
-    chosen = picks(log, mode)
-    out = {}
-    for budget in budgets:
-        if budget < 1 or not len(chosen):
-            out[budget] = -1
-            continue
-        spent = len(chosen) if budget >= len(chosen) else int(math.floor(budget + 1e-9))
-        out[budget] = int(chosen[spent - 1])
-    return out
+    chosen = log.picks(mode)
+    spent = {budget: epochs_spent(budget, len(chosen)) for budget in budgets}
+    return {budget: int(chosen[n - 1]) if n else -1 for budget, n in spent.items()}
 
 
 def confirm_picks(configs: list[dict[str, Any]], chosen: dict[float, int], seeds: tuple[int, ...],

@@ -117,15 +117,36 @@ class ReplayLog:
     # One per epoch, in simulated time: (clock, index of the trial in ``trials``, its best value so far).
     events: list[tuple[float, int, float]] = field(default_factory=list)
 
-    def pick(self, mode: str) -> ReplayedTrial:
-        """The search's pick: the trial with the best value at any epoch, as a live search selects; of
-        tied trials, the one launched first."""
-        done = [t for t in self.trials if not math.isnan(t.best)]
-        return (max if mode == "max" else min)(done, key=lambda t: t.best)
+    def picks(self, mode: str) -> np.ndarray:
+        """After each epoch of the search (in simulated time): the index in ``trials`` of its pick so far, the
+        trial with the best value at any epoch, as a live search selects; of tied trials, the one launched first."""
+        sign = 1.0 if mode == "max" else -1.0
+        best_key, pick, out = None, -1, np.empty(len(self.events), dtype=int)
+        for k, (_, index, best) in enumerate(self.events):
+            key = (sign * best, -index)
+            if best_key is None or key > best_key:
+                best_key, pick = key, index
+            out[k] = pick
+        return out
+
+    def pick(self, mode: str, epochs: float = math.inf) -> ReplayedTrial | None:
+        """The search's pick after ``epochs`` epochs (:meth:`picks`; by default its final pick); ``None``
+        before its first epoch."""
+        chosen = self.picks(mode)
+        spent = epochs_spent(epochs, len(chosen))
+        return self.trials[chosen[spent - 1]] if spent else None
 
     @property
     def epochs(self) -> int:
         return sum(t.epochs for t in self.trials)
+
+
+def epochs_spent(epochs: float, ran: int) -> int:
+    """How many of the ``ran`` epochs of a search count at a budget of ``epochs``: all of them when it ended
+    sooner, none below one epoch."""
+    if epochs < 1 or not ran:
+        return 0
+    return ran if epochs >= ran else int(math.floor(epochs + 1e-9))
 
 
 def replay(curves: Curves, params: dict[str, Any], start: list[dict[str, Any]], strategy: Strategy,

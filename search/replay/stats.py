@@ -30,39 +30,24 @@ import math
 
 import numpy as np
 
-from search.replay.simulate import ReplayLog
+from search.replay.simulate import ReplayLog, epochs_spent
 
 BUDGETS = (0.1, 0.25, 0.5, 1.0)
 AREA_POINTS = 50
 
 
-def picks(log: ReplayLog, mode: str) -> np.ndarray:
-    """After each epoch of the search (in simulated time): the index of its pick so far in ``log.trials``
-    (the trial with the best value seen; of tied trials, the one launched first, as a live search chooses)."""
-    sign = 1.0 if mode == "max" else -1.0
-    best_key, pick, out = None, -1, np.empty(len(log.events), dtype=int)
-    for k, (_, index, best) in enumerate(log.events):
-        key = (sign * best, -index)
-        if best_key is None or key > best_key:
-            best_key, pick = key, index
-        out[k] = pick
-    return out
-
-
 def pick_path(log: ReplayLog, mode: str, unseen: bool = True) -> np.ndarray:
-    """After each epoch of the search: the quality of its pick so far (:func:`picks`)."""
+    """After each epoch of the search: the quality of its pick so far (:meth:`ReplayLog.picks`)."""
     trials = log.trials
-    return np.array([trials[i].quality_unseen if unseen else trials[i].quality for i in picks(log, mode)],
+    return np.array([trials[i].quality_unseen if unseen else trials[i].quality for i in log.picks(mode)],
                     dtype=float)
 
 
 def at_budget(path: np.ndarray, epochs: float) -> float:
     """The pick's quality after ``epochs`` epochs (the final pick when the search ended sooner; NaN when
     it had not run one epoch)."""
-    if epochs < 1 or not len(path):
-        return math.nan
-    spent = len(path) if epochs >= len(path) else int(math.floor(epochs + 1e-9))
-    return float(path[spent - 1])
+    spent = epochs_spent(epochs, len(path))
+    return float(path[spent - 1]) if spent else math.nan
 
 
 def paired_win(x: np.ndarray, y: np.ndarray, mode: str, resamples: int = 2000,
