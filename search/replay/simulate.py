@@ -129,12 +129,10 @@ class ReplayLog:
             out[k] = pick
         return out
 
-    def pick(self, mode: str, epochs: float = math.inf) -> ReplayedTrial | None:
-        """The search's pick after ``epochs`` epochs (:meth:`picks`; by default its final pick); ``None``
-        before its first epoch."""
+    def pick(self, mode: str) -> ReplayedTrial | None:
+        """The search's final pick (:meth:`picks`); ``None`` when no epoch ended."""
         chosen = self.picks(mode)
-        spent = epochs_spent(epochs, len(chosen))
-        return self.trials[chosen[spent - 1]] if spent else None
+        return self.trials[chosen[-1]] if len(chosen) else None
 
     @property
     def epochs(self) -> int:

@@ -133,12 +133,15 @@ class FusedGroup:
         """Add ``member`` (its searched ``config``, continuing from the state in its ``checkpoint`` folder if
         resumed) for the next epoch: ``"joined"``; ``"full"`` if the group is; ``"alone"`` if the checkpoint
         is of a run that had ended (a driver killed before it heard), which the member finishes unfused."""
+        with self.cond:
+            if len(self.active) >= self.spec.members:
+                return "full"   # before reading the checkpoint: the broker tries the next group
         resume = load_state(checkpoint) if checkpoint else None
         resolved = self.settings.resolve(config)
         if resume is not None and _ended(resume, resolved.recipe):
             return "alone"
         with self.cond:
-            if len(self.active) >= self.spec.members:
+            if len(self.active) >= self.spec.members:   # filled while the checkpoint was read
                 return "full"
             model_fn = self.settings.pair.model_fn(self.data.spec, resolved, self.base)
             sizes = self.sizes.setdefault(member, {})
