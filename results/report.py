@@ -90,7 +90,6 @@ def _optuna_figure(plot: Any, study: optuna.Study, path: Path, size: tuple[float
     first = np.ravel(axes)[0] if isinstance(axes, np.ndarray) else axes
     fig = first.figure
     fig.set_size_inches(*size)
-    fig.tight_layout()
     return save_figure(fig, path)
 
 

@@ -44,8 +44,9 @@ def smoke_run(ray_session, tmp_path_factory) -> Path:
     common = ["--data", str(tmp_path / "data"), "--size", "cpu", "--out", str(tmp_path / "bench"),
               "--markdown", str(tmp_path / "BENCHMARKS.md"), "--plots", str(tmp_path / "plots"),
               "--curves-root", str(tmp_path / "curves"), "--replay-repeats", "2",
-              # Part 4's slope from 2 and 4 no-op trials (the CPU size's 4 and 36 are a measurement, not a test).
-              "--overhead-trials", "2,4"]
+              # Part 4's slope from 2 and 4 no-op trials, each timed once (the CPU size's 4 and 36, three times
+              # each, are a measurement, not a test).
+              "--overhead-trials", "2,4", "--overhead-repeats", "1"]
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(tmp_path)
         assert main([*common, "--parts", "epoch,throughput,efficiency,overhead"]) == 0
@@ -71,11 +72,11 @@ def test_cpu_smoke_benchmark_writes_json_and_markdown(smoke_run):
     assert "fewer than 4 per trial" in efficiency["spaces"]["wine_mlp/cpu-c32x3"]["not_judged"]
     assert "galspecnet" in efficiency["spaces"]["galspecnet/lacking"]["skipped"]
     overhead = figures["overhead"]
-    assert overhead["repeats"] == 3 and all(w > 0 for w in overhead["wall_s"].values())
+    trial = overhead["one_epoch"]
+    assert overhead["repeats"] == 1 and trial["repeats"] == 1 and all(w > 0 for w in overhead["wall_s"].values())
     assert set(overhead["wall_s"]) == {"2", "4"} and record["size"]["noop_trials"] == [2, 4]
     assert np.isfinite(overhead["per_trial_s"])   # its size is a benchmark figure, not a test
     # Real one-epoch trials of the wine MLP: what they cost above their own training, beside the no-op ones.
-    trial = overhead["one_epoch"]
     assert trial["space"] == "wine_mlp" and trial["threads"] == 1 and set(trial["wall_s"]) == {"2", "4"}
     assert trial["train_per_trial_s"] > 0 and trial["cadence_s"] > trial["train_per_trial_s"]
     assert trial["above_training_s"] == pytest.approx(trial["per_trial_s"] - trial["train_per_trial_s"])
@@ -114,6 +115,8 @@ def test_merge_reruns_one_part_and_keeps_the_others(smoke_run, tmp_path, monkeyp
     assert "--parts: unknown part(s) ['speed']" in capsys.readouterr().err
     assert main([*common, "--parts", "overhead", "--overhead-trials", "36,4"]) == 2
     assert "--overhead-trials: '36,4' is not two trial counts SMALL,BIG" in capsys.readouterr().err
+    assert main([*common, "--parts", "overhead", "--overhead-repeats", "0"]) == 2
+    assert "--overhead-repeats: 0 is not a number of runs (1 or more)" in capsys.readouterr().err
     assert json.loads((tmp_path / "bench" / "bench.json").read_text()) == first
 
 

@@ -198,7 +198,7 @@ def test_an_epoch_cap_ends_the_search_and_its_cut_trial_counts_as_a_stopped_one(
 
 
 def slow_to_start(config, data, settings):
-    """The shared trainable after a 2 s wait: 16 trials one at a time outlast a 30 s budget on any machine."""
+    """The shared trainable after a 2 s wait: 16 trials one at a time outlast a 15 s budget on any machine."""
     time.sleep(2.0)
     run_trial(config, data, settings)
 
@@ -211,15 +211,15 @@ def test_a_time_budget_ends_the_search_keeping_every_result(ray_session, e2e_spa
     write_synthetic(data, seed=3, n_train=8, n_val=4, n_test=4, n_points=128)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = build_parser().parse_args(["search", "--space", "e2e_tiny", "--trials", "16", "--concurrency", "1",
-                                      "--scheduler", "asha-time", "--time-budget", "0.5", "--name", "timed",
+                                      "--scheduler", "asha-time", "--time-budget", "0.25", "--name", "timed",
                                       "--data", str(data), "--tracking-uri", uri, "--no-patience"])
     options = replace(_search_options(args), storage=tmp_path / "ray", results_root=tmp_path / "results")
     outcome = run_search(options, trial_fn=slow_to_start)
     out = capsys.readouterr().out
-    assert "ending after 0.5 min of trials (--time-budget" in out and "scheduler asha-time (grace 1, reduction 3; " \
+    assert "ending after 0.25 min of trials (--time-budget" in out and "scheduler asha-time (grace 1, reduction 3; " \
                                                                     "rungs in training seconds" in out
     ran = len(outcome.trials)
-    assert 1 <= ran < 16 and f"the search reached its time budget of 0.5 min after {ran} of 16 trials" in out
+    assert 1 <= ran < 16 and f"the search reached its time budget of 0.25 min after {ran} of 16 trials" in out
     trials = pd.read_csv(outcome.results_dir / "trials.csv").set_index("trial_id")
     assert len(trials) == ran and (outcome.results_dir / "best.json").is_file()
     # No result lost: each trial's epochs in trials.csv are those it logged in MLflow, and every trial is in the

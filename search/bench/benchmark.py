@@ -327,7 +327,7 @@ def noop_trial(config: dict[str, Any], data: Any, settings: Any) -> None:
     tune.report({"epoch": 1, **{k: 0.0 for k in EPOCH_METRICS}, "best_val_macro_f1": 0.0, "finished": True})
 
 
-def bench_overhead(size: Size, data_dir: Path, work: Path, repeats: int = 3) -> dict[str, Any]:
+def bench_overhead(size: Size, data_dir: Path, work: Path, repeats: int) -> dict[str, Any]:
     """Per-trial cost of Ray + MLflow with actor reuse: the slope between a short and a long search,
     each timed ``repeats`` times (median) after an untimed warm-up, since a search's fixed cost
     varies by tenths of a second and would otherwise swamp the slope."""
@@ -356,7 +356,7 @@ TRIAL_COST_SPACE = "wine_mlp"
 TRIAL_COST_TARGET = 0.3
 
 
-def bench_trial_cost(size: Size, work: Path, repeats: int = 3) -> dict[str, Any]:
+def bench_trial_cost(size: Size, work: Path, repeats: int) -> dict[str, Any]:
     """Per-trial cost of a real one-epoch trial above its own training: ``spectune search``'s path (FIFO,
     one trial at a time) over the quick pair's starting config, a short and a long search each timed
     ``repeats`` times (median) after an untimed warm-up. The slope of the wall between them is the wall
@@ -441,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="part 4: trials of its short and long searches (default: the size's, "
                              f"{','.join(map(str, CPU.noop_trials))} on CPU, {','.join(map(str, GPU.noop_trials))} on "
                              "GPU); fewer for a quicker, noisier slope")
+    parser.add_argument("--overhead-repeats", type=int, default=3, metavar="N",
+                        help="part 4: timed runs of each search, median taken (default 3); 1 for a smoke run")
     parser.add_argument("--merge", action="store_true",
                         help="keep the other parts' figures from <out>/bench.json (same device and size): "
                              "for machines that cannot run every part in one session")
@@ -451,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
         size = {"gpu": GPU, "cpu": CPU}.get(args.size) or (GPU if device.type == "cuda" else CPU)
         size_name = "gpu" if size is GPU else "cpu smoke"
         size = _parse_trials(args.overhead_trials, size)
+        if args.overhead_repeats < 1:
+            raise ValueError(f"--overhead-repeats: {args.overhead_repeats} is not a number of runs (1 or more)")
         device_name = _device_name(device)
         earlier = _earlier_record(args.out / "bench.json", device_name, size_name) if args.merge else {}
         data = load_ztf(args.data, size)
@@ -470,7 +474,8 @@ def main(argv: list[str] | None = None) -> int:
                "cpu_epoch": lambda: bench_cpu_epoch(args.data, size),
                "throughput": lambda: bench_throughput(data, device, size, args.data, work),
                "efficiency": lambda: bench_efficiency(args.curves_root, work, args.plots, args.replay_repeats),
-               "overhead": lambda: {**bench_overhead(size, args.data, work), "one_epoch": bench_trial_cost(size, work)},
+               "overhead": lambda: {**bench_overhead(size, args.data, work, args.overhead_repeats),
+                                    "one_epoch": bench_trial_cost(size, work, args.overhead_repeats)},
                "fused": bench_fused}
     command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "search.bench.benchmark", *(argv or sys.argv[1:])])
     figures, provenance = dict(earlier.get("figures", {})), dict(earlier.get("parts", {}))
