@@ -49,6 +49,29 @@ def synthetic_small(tmp_path_factory) -> Path:
     return out
 
 
+# Where a user's own records live in the checkout that `make test` runs in: no test may write there.
+RECORDS = ("runs", "results", "mlruns", "mlflow.db")
+
+
+def _records(root: Path) -> dict[str, tuple[int, int]]:
+    files = [p for name in RECORDS for p in ([root / name] if (root / name).is_file() else (root / name).rglob("*"))
+             if p.is_file()]
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in files}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_records_untouched():
+    """Fails the session when a file under the checkout's records changed while the tests ran (a test that
+    trained without --json-out once overwrote the user's runs/train.json)."""
+    root = Path(__file__).resolve().parents[1]
+    before = _records(root)
+    yield
+    after = _records(root)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, (f"{len(changed)} file(s) in the checkout changed while the tests ran: {changed[:5]}; a test "
+                         "writes there (give it tmp_path), or something else wrote beside the tests")
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """Ray costs seconds to start on 2 cores: start it once for every test that needs it."""

@@ -345,7 +345,7 @@ def test_a_regressor_of_a_large_target_is_checked_in_standard_deviations(tmp_pat
     table = california.synthetic_housing(800, 0)
     california.write_housing(tmp_path / "dollars", table["numeric"], table["target"] * 1e5)
     assert main(["train", "--space", "california_mlp", "--data", str(tmp_path / "dollars"), "--epochs", "2",
-                 "--save", str(tmp_path / "model")]) == 0
+                 "--json-out", str(tmp_path / "t.json"), "--save", str(tmp_path / "model")]) == 0
     std = get_data("california_housing").load(tmp_path / "dollars").target_scale[1]
     assert std > 5e4
     session = ort.InferenceSession
