@@ -56,7 +56,8 @@ RECORDS = ("runs", "results", "mlruns", "mlflow.db")
 def _records(root: Path) -> dict[str, tuple[int, int]]:
     files = [p for name in RECORDS for p in ([root / name] if (root / name).is_file() else (root / name).rglob("*"))
              if p.is_file()]
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in files}
+    stats = {str(p.relative_to(root)): p.stat() for p in files}
+    return {name: (s.st_size, s.st_mtime_ns) for name, s in stats.items()}
 
 
 @pytest.fixture(scope="session", autouse=True)
